@@ -1,0 +1,475 @@
+// Dense kernels: conversions, dot/axpy, GEMV and GEMM over F32/F16/BF16 weights.
+// Each entry point dispatches at run time on sq_isa(); the AVX-512 and AVX2 variants are
+// compiled with per-function target attributes so the library builds for baseline x86-64.
+#include "sq_dense.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <cpuid.h>
+#define SQ_X86 1
+#define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c,avx2")))
+#define T_AVX2 __attribute__((target("avx2,fma,f16c")))
+#endif
+
+// ---------------------------------------------------------------- CPU features
+static uint32_t g_features = 0xffffffffu;
+static int g_isa = -1;
+
+static uint32_t detect_features(void) {
+    uint32_t f = 0;
+#ifdef SQ_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) f |= SQ_CPU_AVX2;
+    if (__builtin_cpu_supports("fma")) f |= SQ_CPU_FMA;
+    unsigned a, b, c, d;
+    if (__get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29))) f |= SQ_CPU_F16C;
+    if (__builtin_cpu_supports("avx512f")) f |= SQ_CPU_AVX512F;
+    if (__builtin_cpu_supports("avx512bw")) f |= SQ_CPU_AVX512BW;
+    if (__builtin_cpu_supports("avx512vl")) f |= SQ_CPU_AVX512VL;
+    if (__builtin_cpu_supports("avx512vbmi")) f |= SQ_CPU_AVX512VBMI;
+    if (__builtin_cpu_supports("avx512vnni")) f |= SQ_CPU_AVX512VNNI;
+    if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) {
+        if (a & (1u << 5)) f |= SQ_CPU_AVX512BF16;
+        if (a & (1u << 4)) f |= SQ_CPU_AVXVNNI;
+    }
+#endif
+    return f;
+}
+
+uint32_t sq_cpu_features(void) {
+    if (g_features == 0xffffffffu) g_features = detect_features();
+    return g_features;
+}
+
+int sq_isa_supported(void) {
+    uint32_t f = sq_cpu_features();
+    uint32_t need512 = SQ_CPU_AVX512F | SQ_CPU_AVX512BW | SQ_CPU_AVX512VL | SQ_CPU_FMA | SQ_CPU_F16C;
+    if ((f & need512) == need512) return SQ_ISA_AVX512;
+    uint32_t need2 = SQ_CPU_AVX2 | SQ_CPU_FMA | SQ_CPU_F16C;
+    if ((f & need2) == need2) return SQ_ISA_AVX2;
+    return SQ_ISA_SCALAR;
+}
+
+int sq_isa(void) {
+    if (g_isa < 0) {
+        g_isa = sq_isa_supported();
+        const char *env = getenv("SQUEEZE_ISA");
+        if (env) {
+            if (!strcmp(env, "scalar")) g_isa = SQ_ISA_SCALAR;
+            else if (!strcmp(env, "avx2") && g_isa >= SQ_ISA_AVX2) g_isa = SQ_ISA_AVX2;
+        }
+    }
+    return g_isa;
+}
+
+int sq_set_isa(int level) {
+    int s = sq_isa_supported();
+    g_isa = level < 0 ? s : (level > s ? s : level);
+    return g_isa;
+}
+
+// ---------------------------------------------------------------- scalar conversions
+float sq_f16_to_f32_1(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t mant = h & 0x3ff;
+    uint32_t bits;
+    if (exp == 0) {
+        if (mant == 0) bits = sign;
+        else {
+            // subnormal: normalise
+            int e = -1;
+            do { mant <<= 1; e++; } while (!(mant & 0x400));
+            mant &= 0x3ff;
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | (mant << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (mant << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t sq_f32_to_f16_1(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t absx = x & 0x7fffffffu;
+    if (absx > 0x7f800000u) return (uint16_t)(sign | 0x7e00 | ((absx >> 13) & 0x3ff)); // NaN
+    if (absx >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); // overflow -> inf (round-to-nearest)
+    if (absx < 0x38800000u) {
+        // subnormal or zero in f16
+        if (absx < 0x33000000u) return (uint16_t)sign; // rounds to 0
+        uint32_t e = absx >> 23;
+        uint32_t m = (absx & 0x7fffff) | 0x800000;
+        int s = 126 - (int)e; // value = m * 2^(e-150); f16 subnormal unit is 2^-24
+        uint32_t r = m >> s;
+        uint32_t rem = m & ((1u << s) - 1);
+        uint32_t half = 1u << (s - 1);
+        if (rem > half || (rem == half && (r & 1))) r++;
+        return (uint16_t)(sign | r);
+    }
+    uint32_t r = absx - 0x38000000u; // rebias exponent by (127-15) << 23
+    uint32_t m = r >> 13;
+    uint32_t rem = r & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (m & 1))) m++;
+    return (uint16_t)(sign | m);
+}
+
+static inline float bf16_1(uint16_t h) {
+    uint32_t b = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+static inline uint16_t to_bf16_1(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40);
+    uint32_t lsb = (x >> 16) & 1;
+    x += 0x7fff + lsb;
+    return (uint16_t)(x >> 16);
+}
+
+// ---------------------------------------------------------------- vector conversions
+#ifdef SQ_X86
+T_AVX2 static void f16_to_f32_avx2(const uint16_t *s, float *d, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+    for (; i < n; i++) d[i] = sq_f16_to_f32_1(s[i]);
+}
+T_AVX2 static void f32_to_f16_avx2(const float *s, uint16_t *d, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(d + i), _mm256_cvtps_ph(_mm256_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) d[i] = sq_f32_to_f16_1(s[i]);
+}
+#endif
+
+void sq_f16_to_f32(const uint16_t *src, float *dst, int64_t n) {
+#ifdef SQ_X86
+    if (sq_isa() >= SQ_ISA_AVX2) { f16_to_f32_avx2(src, dst, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) dst[i] = sq_f16_to_f32_1(src[i]);
+}
+
+void sq_f32_to_f16(const float *src, uint16_t *dst, int64_t n) {
+#ifdef SQ_X86
+    if (sq_isa() >= SQ_ISA_AVX2) { f32_to_f16_avx2(src, dst, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) dst[i] = sq_f32_to_f16_1(src[i]);
+}
+
+void sq_bf16_to_f32(const uint16_t *src, float *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = bf16_1(src[i]);
+}
+
+void sq_f32_to_bf16(const float *src, uint16_t *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = to_bf16_1(src[i]);
+}
+
+// ---------------------------------------------------------------- dot / axpy
+#ifdef SQ_X86
+T_AVX512 static float dot_avx512(const float *a, const float *b, int64_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+    }
+    for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+T_AVX512 static void axpy_avx512(float a, const float *x, float *y, int64_t n) {
+    __m512 va = _mm512_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+T_AVX2 static inline float hsum256(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+T_AVX2 static float dot_avx2(const float *a, const float *b, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float s = hsum256(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+T_AVX2 static void axpy_avx2(float a, const float *x, float *y, int64_t n) {
+    __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+#endif
+
+float sq_dot_f32(const float *a, const float *b, int64_t n) {
+#ifdef SQ_X86
+    int isa = sq_isa();
+    if (isa >= SQ_ISA_AVX512) return dot_avx512(a, b, n);
+    if (isa >= SQ_ISA_AVX2) return dot_avx2(a, b, n);
+#endif
+    float s = 0;
+    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+void sq_axpy_f32(float a, const float *x, float *y, int64_t n) {
+#ifdef SQ_X86
+    int isa = sq_isa();
+    if (isa >= SQ_ISA_AVX512) { axpy_avx512(a, x, y, n); return; }
+    if (isa >= SQ_ISA_AVX2) { axpy_avx2(a, x, y, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+// ---------------------------------------------------------------- GEMV
+// Weight loaders: 16 lanes of row data as floats.
+#ifdef SQ_X86
+#define LOAD_F32(p) _mm512_loadu_ps(p)
+#define LOAD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define LOAD_BF16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
+#define MLOAD_F32(m, p) _mm512_maskz_loadu_ps(m, p)
+#define MLOAD_F16(m, p) _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p))
+#define MLOAD_BF16(m, p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16))
+
+#define DEF_GEMV_AVX512(NAME, WT, LOAD, MLOAD)                                                          \
+    T_AVX512 static void NAME(const WT *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, \
+                              int64_t r1) {                                                             \
+        int64_t kk = k & ~(int64_t)15;                                                                  \
+        __mmask16 tail = (__mmask16)((1u << (k - kk)) - 1);                                             \
+        int64_t r = r0;                                                                                 \
+        for (; r + 4 <= r1; r += 4) {                                                                   \
+            const WT *w0 = w + r * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;                 \
+            __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();                                  \
+            __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();                                  \
+            for (int64_t i = 0; i < kk; i += 16) {                                                      \
+                __m512 xv = _mm512_loadu_ps(x + i);                                                     \
+                a0 = _mm512_fmadd_ps(LOAD(w0 + i), xv, a0);                                             \
+                a1 = _mm512_fmadd_ps(LOAD(w1 + i), xv, a1);                                             \
+                a2 = _mm512_fmadd_ps(LOAD(w2 + i), xv, a2);                                             \
+                a3 = _mm512_fmadd_ps(LOAD(w3 + i), xv, a3);                                             \
+            }                                                                                           \
+            if (tail) {                                                                                 \
+                __m512 xv = _mm512_maskz_loadu_ps(tail, x + kk);                                        \
+                a0 = _mm512_fmadd_ps(MLOAD(tail, w0 + kk), xv, a0);                                     \
+                a1 = _mm512_fmadd_ps(MLOAD(tail, w1 + kk), xv, a1);                                     \
+                a2 = _mm512_fmadd_ps(MLOAD(tail, w2 + kk), xv, a2);                                     \
+                a3 = _mm512_fmadd_ps(MLOAD(tail, w3 + kk), xv, a3);                                     \
+            }                                                                                           \
+            y[r - r0] = _mm512_reduce_add_ps(a0);                                                       \
+            y[r - r0 + 1] = _mm512_reduce_add_ps(a1);                                                   \
+            y[r - r0 + 2] = _mm512_reduce_add_ps(a2);                                                   \
+            y[r - r0 + 3] = _mm512_reduce_add_ps(a3);                                                   \
+        }                                                                                               \
+        for (; r < r1; r++) {                                                                           \
+            const WT *w0 = w + r * ldw;                                                                 \
+            __m512 a0 = _mm512_setzero_ps();                                                            \
+            for (int64_t i = 0; i < kk; i += 16) a0 = _mm512_fmadd_ps(LOAD(w0 + i), _mm512_loadu_ps(x + i), a0); \
+            if (tail) a0 = _mm512_fmadd_ps(MLOAD(tail, w0 + kk), _mm512_maskz_loadu_ps(tail, x + kk), a0); \
+            y[r - r0] = _mm512_reduce_add_ps(a0);                                                       \
+        }                                                                                               \
+    }
+DEF_GEMV_AVX512(gemv_f32_avx512, float, LOAD_F32, MLOAD_F32)
+DEF_GEMV_AVX512(gemv_f16_avx512, uint16_t, LOAD_F16, MLOAD_F16)
+DEF_GEMV_AVX512(gemv_bf16_avx512, uint16_t, LOAD_BF16, MLOAD_BF16)
+
+#define L2_F32(p) _mm256_loadu_ps(p)
+#define L2_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define L2_BF16(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
+#define DEF_GEMV_AVX2(NAME, WT, LOAD, SCALAR)                                                           \
+    T_AVX2 static void NAME(const WT *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0,  \
+                            int64_t r1) {                                                               \
+        int64_t kk = k & ~(int64_t)7;                                                                   \
+        for (int64_t r = r0; r < r1; r++) {                                                             \
+            const WT *w0 = w + r * ldw;                                                                 \
+            __m256 a0 = _mm256_setzero_ps();                                                            \
+            for (int64_t i = 0; i < kk; i += 8) a0 = _mm256_fmadd_ps(LOAD(w0 + i), _mm256_loadu_ps(x + i), a0); \
+            float s = hsum256(a0);                                                                      \
+            for (int64_t i = kk; i < k; i++) s += SCALAR(w0[i]) * x[i];                                 \
+            y[r - r0] = s;                                                                              \
+        }                                                                                               \
+    }
+#define ID_F(v) (v)
+DEF_GEMV_AVX2(gemv_f32_avx2, float, L2_F32, ID_F)
+DEF_GEMV_AVX2(gemv_f16_avx2, uint16_t, L2_F16, sq_f16_to_f32_1)
+DEF_GEMV_AVX2(gemv_bf16_avx2, uint16_t, L2_BF16, bf16_1)
+#endif
+
+#define DEF_GEMV_SCALAR(NAME, WT, SCALAR)                                                               \
+    static void NAME(const WT *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, int64_t r1) { \
+        for (int64_t r = r0; r < r1; r++) {                                                             \
+            const WT *w0 = w + r * ldw;                                                                 \
+            float s = 0;                                                                                \
+            for (int64_t i = 0; i < k; i++) s += SCALAR(w0[i]) * x[i];                                  \
+            y[r - r0] = s;                                                                              \
+        }                                                                                               \
+    }
+#define ID_S(v) (v)
+DEF_GEMV_SCALAR(gemv_f32_scalar, float, ID_S)
+DEF_GEMV_SCALAR(gemv_f16_scalar, uint16_t, sq_f16_to_f32_1)
+DEF_GEMV_SCALAR(gemv_bf16_scalar, uint16_t, bf16_1)
+
+#ifdef SQ_X86
+#define DISPATCH_GEMV(BASE)                                                                             \
+    int isa = sq_isa();                                                                                 \
+    if (isa >= SQ_ISA_AVX512) { BASE##_avx512(w, ldw, x, y, k, r0, r1); return; }                      \
+    if (isa >= SQ_ISA_AVX2) { BASE##_avx2(w, ldw, x, y, k, r0, r1); return; }                          \
+    BASE##_scalar(w, ldw, x, y, k, r0, r1);
+#else
+#define DISPATCH_GEMV(BASE) BASE##_scalar(w, ldw, x, y, k, r0, r1);
+#endif
+
+void sq_gemv_f32(const float *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, int64_t r1) { DISPATCH_GEMV(gemv_f32) }
+void sq_gemv_f16(const uint16_t *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, int64_t r1) { DISPATCH_GEMV(gemv_f16) }
+void sq_gemv_bf16(const uint16_t *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, int64_t r1) { DISPATCH_GEMV(gemv_bf16) }
+
+// ---------------------------------------------------------------- GEMM
+// Blocking: W rows in groups of 4 (converted to F32 into a per-thread scratch when not F32),
+// tokens in blocks of MB (kept in L2), micro-tile 4 tokens x 4 outputs with 16 accumulators.
+#define MB 64
+
+static _Thread_local float *t_scratch = NULL;
+static _Thread_local int64_t t_scratch_n = 0;
+
+static float *scratch(int64_t n) {
+    if (t_scratch_n < n) {
+        free(t_scratch);
+        t_scratch = NULL;
+        if (posix_memalign((void **)&t_scratch, 64, (size_t)n * sizeof(float)) != 0) t_scratch = NULL;
+        t_scratch_n = t_scratch ? n : 0;
+    }
+    return t_scratch;
+}
+
+#ifdef SQ_X86
+// Horizontal sums of four vectors into one 128-bit vector [s(a), s(b), s(c), s(d)].
+T_AVX512 static inline __m128 hsum4_512(__m512 a, __m512 b, __m512 c, __m512 d) {
+    // reduce 512 -> 256
+    __m256 a2 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+    __m256 b2 = _mm256_add_ps(_mm512_castps512_ps256(b), _mm512_extractf32x8_ps(b, 1));
+    __m256 c2 = _mm256_add_ps(_mm512_castps512_ps256(c), _mm512_extractf32x8_ps(c, 1));
+    __m256 d2 = _mm256_add_ps(_mm512_castps512_ps256(d), _mm512_extractf32x8_ps(d, 1));
+    __m256 ab = _mm256_hadd_ps(a2, b2);   // a01 a23 b01 b23 | a45 a67 b45 b67
+    __m256 cd = _mm256_hadd_ps(c2, d2);
+    __m256 abcd = _mm256_hadd_ps(ab, cd); // a0-3 b0-3 c0-3 d0-3 | a4-7 b4-7 c4-7 d4-7
+    return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+
+T_AVX512 static void tile4x4_avx512(const float *x, int64_t ldx, const float *w, int64_t ldw, float *y,
+                                    int64_t ldy, int64_t k) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c02 = _mm512_setzero_ps(), c03 = _mm512_setzero_ps();
+    __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps(), c12 = _mm512_setzero_ps(), c13 = _mm512_setzero_ps();
+    __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps(), c22 = _mm512_setzero_ps(), c23 = _mm512_setzero_ps();
+    __m512 c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps(), c32 = _mm512_setzero_ps(), c33 = _mm512_setzero_ps();
+    const float *x0 = x, *x1 = x + ldx, *x2 = x + 2 * ldx, *x3 = x + 3 * ldx;
+    const float *w0 = w, *w1 = w + ldw, *w2 = w + 2 * ldw, *w3 = w + 3 * ldw;
+    int64_t kk = k & ~(int64_t)15;
+    int64_t i = 0;
+#define STEP(LX, LW)                                                                                    \
+    {                                                                                                   \
+        __m512 b0 = LW(w0 + i), b1 = LW(w1 + i), b2 = LW(w2 + i), b3 = LW(w3 + i);                      \
+        __m512 a = LX(x0 + i);                                                                          \
+        c00 = _mm512_fmadd_ps(a, b0, c00); c01 = _mm512_fmadd_ps(a, b1, c01);                           \
+        c02 = _mm512_fmadd_ps(a, b2, c02); c03 = _mm512_fmadd_ps(a, b3, c03);                           \
+        a = LX(x1 + i);                                                                                 \
+        c10 = _mm512_fmadd_ps(a, b0, c10); c11 = _mm512_fmadd_ps(a, b1, c11);                           \
+        c12 = _mm512_fmadd_ps(a, b2, c12); c13 = _mm512_fmadd_ps(a, b3, c13);                           \
+        a = LX(x2 + i);                                                                                 \
+        c20 = _mm512_fmadd_ps(a, b0, c20); c21 = _mm512_fmadd_ps(a, b1, c21);                           \
+        c22 = _mm512_fmadd_ps(a, b2, c22); c23 = _mm512_fmadd_ps(a, b3, c23);                           \
+        a = LX(x3 + i);                                                                                 \
+        c30 = _mm512_fmadd_ps(a, b0, c30); c31 = _mm512_fmadd_ps(a, b1, c31);                           \
+        c32 = _mm512_fmadd_ps(a, b2, c32); c33 = _mm512_fmadd_ps(a, b3, c33);                           \
+    }
+    for (; i < kk; i += 16) STEP(_mm512_loadu_ps, _mm512_loadu_ps)
+    if (i < k) {
+        __mmask16 m = (__mmask16)((1u << (k - i)) - 1);
+#define ML(p) _mm512_maskz_loadu_ps(m, p)
+        STEP(ML, ML)
+#undef ML
+    }
+#undef STEP
+    _mm_storeu_ps(y, hsum4_512(c00, c01, c02, c03));
+    _mm_storeu_ps(y + ldy, hsum4_512(c10, c11, c12, c13));
+    _mm_storeu_ps(y + 2 * ldy, hsum4_512(c20, c21, c22, c23));
+    _mm_storeu_ps(y + 3 * ldy, hsum4_512(c30, c31, c32, c33));
+}
+#endif
+
+// Y[m, n0..n0+nr) for a block of nr <= 4 F32 weight rows, tokens [0, m).
+static void gemm_rows_f32(const float *x, int64_t ldx, const float *w, int64_t ldw, float *y, int64_t ldy,
+                          int64_t m, int64_t k, int64_t nr) {
+#ifdef SQ_X86
+    if (sq_isa() >= SQ_ISA_AVX512 && nr == 4) {
+        int64_t t = 0;
+        for (; t + 4 <= m; t += 4) tile4x4_avx512(x + t * ldx, ldx, w, ldw, y + t * ldy, ldy, k);
+        for (; t < m; t++)
+            for (int64_t j = 0; j < nr; j++) y[t * ldy + j] = sq_dot_f32(x + t * ldx, w + j * ldw, k);
+        return;
+    }
+#endif
+    for (int64_t t = 0; t < m; t++)
+        for (int64_t j = 0; j < nr; j++) y[t * ldy + j] = sq_dot_f32(x + t * ldx, w + j * ldw, k);
+}
+
+void sq_gemm_f32(const float *x, int64_t ldx, const float *w, int64_t ldw, float *y, int64_t ldy,
+                 int64_t m, int64_t k, int64_t n0, int64_t n1) {
+    for (int64_t mb = 0; mb < m; mb += MB) {
+        int64_t mm = m - mb < MB ? m - mb : MB;
+        for (int64_t n = n0; n < n1; n += 4) {
+            int64_t nr = n1 - n < 4 ? n1 - n : 4;
+            gemm_rows_f32(x + mb * ldx, ldx, w + n * ldw, ldw, y + mb * ldy + n, ldy, mm, k, nr);
+        }
+    }
+}
+
+static void gemm_converted(const float *x, int64_t ldx, const uint16_t *w, int64_t ldw, float *y, int64_t ldy,
+                           int64_t m, int64_t k, int64_t n0, int64_t n1, int bf16) {
+    float *buf = scratch(4 * k);
+    if (!buf) return;
+    for (int64_t n = n0; n < n1; n += 4) {
+        int64_t nr = n1 - n < 4 ? n1 - n : 4;
+        for (int64_t j = 0; j < nr; j++) {
+            if (bf16) sq_bf16_to_f32(w + (n + j) * ldw, buf + j * k, k);
+            else sq_f16_to_f32(w + (n + j) * ldw, buf + j * k, k);
+        }
+        for (int64_t mb = 0; mb < m; mb += MB) {
+            int64_t mm = m - mb < MB ? m - mb : MB;
+            gemm_rows_f32(x + mb * ldx, ldx, buf, k, y + mb * ldy + n, ldy, mm, k, nr);
+        }
+    }
+}
+
+void sq_gemm_f16(const float *x, int64_t ldx, const uint16_t *w, int64_t ldw, float *y, int64_t ldy,
+                 int64_t m, int64_t k, int64_t n0, int64_t n1) {
+    gemm_converted(x, ldx, w, ldw, y, ldy, m, k, n0, n1, 0);
+}
+
+void sq_gemm_bf16(const float *x, int64_t ldx, const uint16_t *w, int64_t ldw, float *y, int64_t ldy,
+                  int64_t m, int64_t k, int64_t n0, int64_t n1) {
+    gemm_converted(x, ldx, w, ldw, y, ldy, m, k, n0, n1, 1);
+}

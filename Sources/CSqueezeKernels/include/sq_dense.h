@@ -1,0 +1,66 @@
+#ifndef SQ_DENSE_H
+#define SQ_DENSE_H
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// CPU feature bits reported by sq_cpu_features().
+enum {
+    SQ_CPU_AVX2 = 1 << 0,
+    SQ_CPU_FMA = 1 << 1,
+    SQ_CPU_F16C = 1 << 2,
+    SQ_CPU_AVX512F = 1 << 3,
+    SQ_CPU_AVX512BW = 1 << 4,
+    SQ_CPU_AVX512VL = 1 << 5,
+    SQ_CPU_AVX512VBMI = 1 << 6,
+    SQ_CPU_AVX512VNNI = 1 << 7,
+    SQ_CPU_AVX512BF16 = 1 << 8,
+    SQ_CPU_AVXVNNI = 1 << 9,
+};
+
+/// Instruction-set levels the dispatcher chooses between.
+enum { SQ_ISA_SCALAR = 0, SQ_ISA_AVX2 = 1, SQ_ISA_AVX512 = 2 };
+
+/// Features of this CPU (detected once).
+uint32_t sq_cpu_features(void);
+/// The highest ISA level the CPU supports.
+int sq_isa_supported(void);
+/// The ISA level kernels dispatch to (the supported level unless lowered by sq_set_isa).
+int sq_isa(void);
+/// Lowers (or restores) the dispatch level; clamped to what the CPU supports. Returns the level set.
+int sq_set_isa(int level);
+
+// ---- conversions (n elements) ----
+void sq_f16_to_f32(const uint16_t *src, float *dst, int64_t n);
+void sq_f32_to_f16(const float *src, uint16_t *dst, int64_t n);
+void sq_bf16_to_f32(const uint16_t *src, float *dst, int64_t n);
+void sq_f32_to_bf16(const float *src, uint16_t *dst, int64_t n);
+float sq_f16_to_f32_1(uint16_t h);
+uint16_t sq_f32_to_f16_1(float f);
+
+// ---- vector helpers ----
+float sq_dot_f32(const float *a, const float *b, int64_t n);
+/// y += a * x
+void sq_axpy_f32(float a, const float *x, float *y, int64_t n);
+
+// ---- GEMV: y[r - r0] = dot(W[r, :k], x) for r in [r0, r1); W row-major with row stride ldw elements ----
+void sq_gemv_f32(const float *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, int64_t r1);
+void sq_gemv_f16(const uint16_t *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, int64_t r1);
+void sq_gemv_bf16(const uint16_t *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, int64_t r1);
+
+// ---- GEMM: Y[m, n] = dot(X[m, :k], W[n, :k]) for m in [0, M), n in [n0, n1).
+// X row stride ldx, W row stride ldw, Y row stride ldy (Y[m*ldy + n], n absolute). ----
+void sq_gemm_f32(const float *x, int64_t ldx, const float *w, int64_t ldw, float *y, int64_t ldy,
+                 int64_t m, int64_t k, int64_t n0, int64_t n1);
+void sq_gemm_f16(const float *x, int64_t ldx, const uint16_t *w, int64_t ldw, float *y, int64_t ldy,
+                 int64_t m, int64_t k, int64_t n0, int64_t n1);
+void sq_gemm_bf16(const float *x, int64_t ldx, const uint16_t *w, int64_t ldw, float *y, int64_t ldy,
+                  int64_t m, int64_t k, int64_t n0, int64_t n1);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,85 @@
+import CSqueezeKernels
+
+/// One persistent pool of worker threads, sized to the machine, that every module uses for
+/// parallel loops over row blocks. The calling thread takes part; runs are fork-join.
+public final class WorkerPool: @unchecked Sendable {
+    private let pool: OpaquePointer
+
+    /// Number of threads, the caller included.
+    public let threadCount: Int
+
+    /// The shared pool. Its size is `SQUEEZE_THREADS` if set, else the number of online CPUs.
+    public static let shared: WorkerPool = {
+        if let s = getenvString("SQUEEZE_THREADS"), let n = Int(s), n > 0 { return WorkerPool(threads: n) }
+        return WorkerPool(threads: Int(sq_cpu_count()))
+    }()
+
+    /// Number of online CPUs.
+    public static var cpuCount: Int { Int(sq_cpu_count()) }
+
+    /// Threads to use by default for a run (settable, e.g. by `--threads`); never above `threadCount`.
+    public var defaultThreads: Int
+
+    /// Creates a pool of `threads` threads (at least 1).
+    public init(threads: Int) {
+        threadCount = max(1, threads)
+        pool = sq_pool_create(Int32(threadCount))
+        defaultThreads = threadCount
+    }
+
+    deinit { sq_pool_destroy(pool) }
+
+    private final class Box {
+        let body: (Int, Int) -> Void
+        init(_ body: @escaping (Int, Int) -> Void) { self.body = body }
+    }
+
+    /// Calls `body(task, thread)` for every task in 0..<count, spread over up to `threads` threads.
+    /// Tasks may run in any order and concurrently; `thread` is in 0..<threadCount.
+    public func run(tasks count: Int, threads: Int? = nil, _ body: (Int, Int) -> Void) {
+        if count <= 0 { return }
+        let t = min(threads ?? defaultThreads, threadCount)
+        if count == 1 || t <= 1 {
+            for i in 0..<count { body(i, 0) }
+            return
+        }
+        withoutActuallyEscaping(body) { escaping in
+            let box = Box(escaping)
+            let ctx = Unmanaged.passUnretained(box).toOpaque()
+            sq_pool_run(pool, { ctx, task, thread in
+                let b = Unmanaged<Box>.fromOpaque(ctx!).takeUnretainedValue()
+                b.body(Int(task), Int(thread))
+            }, ctx, Int64(count), Int32(t))
+            withExtendedLifetime(box) {}
+        }
+    }
+
+    /// Splits 0..<count into contiguous blocks (at least `minBlock` long, about `blocksPerThread`
+    /// per thread) and calls `body(range, thread)` for each.
+    public func parallelFor(_ count: Int, minBlock: Int = 1, blocksPerThread: Int = 1, threads: Int? = nil,
+                            _ body: (Range<Int>, Int) -> Void) {
+        if count <= 0 { return }
+        let t = min(threads ?? defaultThreads, threadCount)
+        var blocks = max(1, t * blocksPerThread)
+        blocks = min(blocks, max(1, count / max(1, minBlock)))
+        if blocks <= 1 { body(0..<count, 0); return }
+        let per = (count + blocks - 1) / blocks
+        let n = (count + per - 1) / per
+        run(tasks: n, threads: t) { i, thread in
+            let lo = i * per
+            body(lo..<min(count, lo + per), thread)
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Reads an environment variable.
+public func getenvString(_ name: String) -> String? {
+    guard let p = getenv(name) else { return nil }
+    return String(cString: p)
+}

@@ -1,0 +1,8 @@
+import ArgumentParser
+
+struct Squeeze: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "squeeze",
+        abstract: "SqueezeLLM in Swift: dense-and-sparse non-uniform quantization and fast CPU inference.",
+        subcommands: [])
+}
