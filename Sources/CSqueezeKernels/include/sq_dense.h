@@ -64,3 +64,19 @@ void sq_gemm_bf16(const float *x, int64_t ldx, const uint16_t *w, int64_t ldw, f
 }
 #endif
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+// ---- activation helpers ----
+/// x[i] = exp(x[i] - max) / sum, in place; returns the log of the sum plus max (log-sum-exp).
+float sq_softmax_f32(float *x, int64_t n);
+/// out[i] = g[i] * sigmoid(g[i]) * u[i] (SwiGLU).
+void sq_silu_mul_f32(const float *g, const float *u, float *out, int64_t n);
+/// Returns log(sum(exp(x))) computed stably.
+float sq_logsumexp_f32(const float *x, int64_t n);
+/// Index of the largest element (first on ties).
+int64_t sq_argmax_f32(const float *x, int64_t n);
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,125 @@
+// Activation kernels: softmax, SwiGLU, log-sum-exp, argmax, with a vectorised exp
+// (Cephes-style: exp(x) = 2^n * p(r), r = x - n ln2, degree-6 polynomial, max rel. error ~2 ulp).
+#include "sq_dense.h"
+#include <math.h>
+#include <float.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define SQ_X86 1
+#define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c,avx2")))
+#define T_AVX2 __attribute__((target("avx2,fma,f16c")))
+#endif
+
+#ifdef SQ_X86
+T_AVX512 static inline __m512 exp512(__m512 x) {
+    const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
+    const __m512 ln2hi = _mm512_set1_ps(0.693359375f), ln2lo = _mm512_set1_ps(-2.12194440e-4f);
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-103.0f)), _mm512_set1_ps(88.72f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, ln2hi, x);
+    r = _mm512_fnmadd_ps(n, ln2lo, r);
+    __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+    __m512 r2 = _mm512_mul_ps(r, r);
+    p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+T_AVX512 static float softmax_avx512(float *x, int64_t n) {
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(x + i));
+    float mx = _mm512_reduce_max_ps(vmax);
+    for (int64_t j = i; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    if (mx == -INFINITY) return -INFINITY;
+    __m512 vm = _mm512_set1_ps(mx), vs = _mm512_setzero_ps();
+    for (i = 0; i + 16 <= n; i += 16) {
+        __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
+        _mm512_storeu_ps(x + i, e);
+        vs = _mm512_add_ps(vs, e);
+    }
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_mask_loadu_ps(vm, m, x + i), vm));
+        e = _mm512_maskz_mov_ps(m, e);
+        _mm512_mask_storeu_ps(x + i, m, e);
+        vs = _mm512_add_ps(vs, e);
+    }
+    float s = _mm512_reduce_add_ps(vs);
+    __m512 inv = _mm512_set1_ps(1.0f / s);
+    for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inv));
+    for (; i < n; i++) x[i] *= 1.0f / s;
+    return logf(s) + mx;
+}
+
+T_AVX512 static float lse_avx512(const float *x, int64_t n) {
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(x + i));
+    float mx = _mm512_reduce_max_ps(vmax);
+    for (int64_t j = i; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    if (mx == -INFINITY) return -INFINITY;
+    __m512 vm = _mm512_set1_ps(mx), vs = _mm512_setzero_ps();
+    for (i = 0; i + 16 <= n; i += 16) vs = _mm512_add_ps(vs, exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm)));
+    float s = _mm512_reduce_add_ps(vs);
+    for (; i < n; i++) s += expf(x[i] - mx);
+    return logf(s) + mx;
+}
+
+T_AVX512 static void silu_mul_avx512(const float *g, const float *u, float *out, int64_t n) {
+    int64_t i = 0;
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (; i + 16 <= n; i += 16) {
+        __m512 gv = _mm512_loadu_ps(g + i);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), gv));
+        __m512 s = _mm512_div_ps(gv, _mm512_add_ps(one, e));
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(s, _mm512_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+#endif
+
+float sq_softmax_f32(float *x, int64_t n) {
+    if (n <= 0) return -INFINITY;
+#ifdef SQ_X86
+    if (sq_isa() >= SQ_ISA_AVX512) return softmax_avx512(x, n);
+#endif
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    if (mx == -INFINITY) return -INFINITY;
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) { x[i] = expf(x[i] - mx); s += x[i]; }
+    float inv = (float)(1.0 / s);
+    for (int64_t i = 0; i < n; i++) x[i] *= inv;
+    return (float)log(s) + mx;
+}
+
+float sq_logsumexp_f32(const float *x, int64_t n) {
+    if (n <= 0) return -INFINITY;
+#ifdef SQ_X86
+    if (sq_isa() >= SQ_ISA_AVX512) return lse_avx512(x, n);
+#endif
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    if (mx == -INFINITY) return -INFINITY;
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += expf(x[i] - mx);
+    return (float)log(s) + mx;
+}
+
+void sq_silu_mul_f32(const float *g, const float *u, float *out, int64_t n) {
+#ifdef SQ_X86
+    if (sq_isa() >= SQ_ISA_AVX512) { silu_mul_avx512(g, u, out, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+int64_t sq_argmax_f32(const float *x, int64_t n) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; i++) if (x[i] > x[best]) best = i;
+    return best;
+}

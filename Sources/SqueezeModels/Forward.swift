@@ -1,0 +1,252 @@
+import Foundation
+import CSqueezeKernels
+import SqueezeCore
+import SqueezeKernels
+
+/// The keys and values of one sequence, for every layer.
+/// Invariant: positions 0..<length are filled. K is stored [position, kvDim]; V is stored transposed,
+/// [kvDim, capacity], so attention's weighted sum is a matrix product over contiguous rows.
+public final class KVCache: @unchecked Sendable {
+    public let capacity: Int
+    public let kvDim: Int
+    /// Number of positions filled.
+    public internal(set) var length = 0
+    let k: [AlignedBuffer<Float>]
+    let vt: [AlignedBuffer<Float>]
+
+    /// Allocates a cache for `capacity` positions of `config`'s model.
+    public init(config: LlamaConfig, capacity: Int) {
+        self.capacity = capacity
+        kvDim = config.numKVHeads * config.headDim
+        k = (0..<config.numLayers).map { _ in AlignedBuffer<Float>(count: capacity * config.numKVHeads * config.headDim) }
+        vt = (0..<config.numLayers).map { _ in AlignedBuffer<Float>(count: capacity * config.numKVHeads * config.headDim) }
+    }
+
+    /// Forgets all positions (the memory is kept).
+    public func reset() { length = 0 }
+    /// Drops positions from `n` on (keeps the first n).
+    public func truncate(to n: Int) { length = min(length, max(0, n)) }
+    /// Bytes held.
+    public var byteCount: Int { 2 * k.count * capacity * kvDim * 4 }
+}
+
+/// Which positions' logits a forward pass computes.
+public enum LogitsMode: Sendable {
+    case none, last, all
+}
+
+/// Scratch buffers for forward passes of up to `maxTokens` tokens at once. Reused across calls:
+/// no allocation per token. One workspace serves one forward pass at a time.
+public final class Workspace: @unchecked Sendable {
+    public let maxTokens: Int
+    let x, xn, q, k, v, att, gate, up: AlignedBuffer<Float>
+    /// Logits: [maxTokens, vocab] for `.all`, the first row for `.last`.
+    public let logits: AlignedBuffer<Float>
+    let maxLogitRows: Int
+    let cosT, sinT: AlignedBuffer<Float>
+    /// Per-thread attention scratch (scores for a block of queries).
+    var scores: [AlignedBuffer<Float>] = []
+    var scoresCapacity = 0
+    static let queryBlock = 64
+
+    /// Allocates buffers for `model` and chunks of up to `maxTokens` tokens; `logitRows` rows of logits.
+    public init(model: LlamaModel, maxTokens: Int, logitRows: Int? = nil) {
+        let c = model.config
+        self.maxTokens = maxTokens
+        let qd = c.numHeads * c.headDim, kvd = c.numKVHeads * c.headDim
+        x = AlignedBuffer(count: maxTokens * c.hiddenSize)
+        xn = AlignedBuffer(count: maxTokens * max(c.hiddenSize, qd))
+        q = AlignedBuffer(count: maxTokens * qd)
+        k = AlignedBuffer(count: maxTokens * kvd)
+        v = AlignedBuffer(count: maxTokens * kvd)
+        att = AlignedBuffer(count: maxTokens * qd)
+        gate = AlignedBuffer(count: maxTokens * c.intermediateSize)
+        up = AlignedBuffer(count: maxTokens * c.intermediateSize)
+        maxLogitRows = logitRows ?? maxTokens
+        logits = AlignedBuffer(count: maxLogitRows * c.vocabSize)
+        cosT = AlignedBuffer(count: maxTokens * c.headDim / 2)
+        sinT = AlignedBuffer(count: maxTokens * c.headDim / 2)
+    }
+
+    func ensureScores(context: Int, threads: Int) {
+        let need = Workspace.queryBlock * context
+        if scoresCapacity >= need && scores.count >= threads { return }
+        let cap = max(need, scoresCapacity)
+        scores = (0..<threads).map { _ in AlignedBuffer<Float>(count: cap) }
+        scoresCapacity = cap
+    }
+}
+
+extension LlamaModel {
+    /// Runs `tokens` (positions cache.length ..< cache.length + count) through the model, appending
+    /// their keys and values to `cache`. Logits land in `ws.logits` ([rows, vocab]): for `.last` the
+    /// last token's in row 0, for `.all` one row per token. Inputs longer than the workspace are
+    /// processed in chunks (then `.all` needs logit rows for every token).
+    public func forward(tokens: [Int], cache: KVCache, workspace ws: Workspace, logits mode: LogitsMode) throws {
+        guard !tokens.isEmpty else { return }
+        guard cache.length + tokens.count <= cache.capacity else {
+            throw ModelError.contextOverflow(requested: cache.length + tokens.count, limit: cache.capacity)
+        }
+        if mode == .all && tokens.count > ws.maxLogitRows {
+            throw ModelError.invalidArgument("workspace holds \(ws.maxLogitRows) rows of logits, \(tokens.count) requested")
+        }
+        for t in tokens where t < 0 || t >= config.vocabSize {
+            throw ModelError.invalidArgument("token id \(t) is outside the vocabulary (0..<\(config.vocabSize))")
+        }
+        var start = 0
+        while start < tokens.count {
+            let n = min(ws.maxTokens, tokens.count - start)
+            let chunk = Array(tokens[start..<(start + n)])
+            let isLast = start + n == tokens.count
+            let m: LogitsMode = mode == .all ? .all : (isLast ? mode : .none)
+            forwardChunk(chunk, cache: cache, ws: ws, logits: m, logitRowOffset: mode == .all ? start : 0)
+            start += n
+        }
+    }
+
+    func forwardChunk(_ tokens: [Int], cache: KVCache, ws: Workspace, logits mode: LogitsMode, logitRowOffset: Int) {
+        let c = config
+        let T = tokens.count
+        let h = c.hiddenSize, hd = c.headDim, nh = c.numHeads, nkv = c.numKVHeads
+        let qd = nh * hd, kvd = nkv * hd, ffn = c.intermediateSize
+        let p0 = cache.length
+        let x = ws.x.pointer, xn = ws.xn.pointer
+
+        // Embeddings.
+        for (t, id) in tokens.enumerated() { embedding.convertToFloat(into: x + t * h, offset: id * h, count: h) }
+
+        // RoPE tables for positions p0..<p0+T.
+        let freqs = frequencies(forLength: p0 + T)
+        let half = hd / 2
+        for t in 0..<T {
+            let pos = Float(p0 + t)
+            for i in 0..<half {
+                let a = pos * freqs[i]
+                ws.cosT[t * half + i] = Float(cos(Double(a)))
+                ws.sinT[t * half + i] = Float(sin(Double(a)))
+            }
+        }
+        let threads = pool.threadCount
+        ws.ensureScores(context: p0 + T, threads: threads)
+
+        for (li, layer) in layers.enumerated() {
+            // Attention block.
+            rmsNorm(x, layer.attnNorm.pointer, xn, T, h)
+            layer.q.gemm(xn, ldx: h, m: T, ws.q.pointer, ldy: qd, pool: pool)
+            layer.k.gemm(xn, ldx: h, m: T, ws.k.pointer, ldy: kvd, pool: pool)
+            layer.v.gemm(xn, ldx: h, m: T, ws.v.pointer, ldy: kvd, pool: pool)
+            if let b = layer.qBias { addBias(ws.q.pointer, b.pointer, T, qd) }
+            if let b = layer.kBias { addBias(ws.k.pointer, b.pointer, T, kvd) }
+            if let b = layer.vBias { addBias(ws.v.pointer, b.pointer, T, kvd) }
+            applyRope(ws.q.pointer, T, nh, ws)
+            applyRope(ws.k.pointer, T, nkv, ws)
+            // Append K and V (V transposed) to the cache.
+            let kc = cache.k[li].pointer, vt = cache.vt[li].pointer
+            (kc + p0 * kvd).update(from: ws.k.pointer, count: T * kvd)
+            for t in 0..<T {
+                let vrow = ws.v.pointer + t * kvd
+                for d in 0..<kvd { vt[d * cache.capacity + p0 + t] = vrow[d] }
+            }
+            attention(ws: ws, cache: cache, layer: li, p0: p0, T: T)
+            layer.o.gemm(ws.att.pointer, ldx: qd, m: T, xn, ldy: h, pool: pool)
+            addInPlace(x, xn, T * h)
+
+            // MLP block.
+            rmsNorm(x, layer.ffnNorm.pointer, xn, T, h)
+            layer.gate.gemm(xn, ldx: h, m: T, ws.gate.pointer, ldy: ffn, pool: pool)
+            layer.up.gemm(xn, ldx: h, m: T, ws.up.pointer, ldy: ffn, pool: pool)
+            let g = ws.gate.pointer, u = ws.up.pointer
+            pool.parallelFor(T * ffn, minBlock: 8192) { r, _ in
+                sq_silu_mul_f32(g + r.lowerBound, u + r.lowerBound, g + r.lowerBound, Int64(r.count))
+            }
+            layer.down.gemm(g, ldx: ffn, m: T, xn, ldy: h, pool: pool)
+            addInPlace(x, xn, T * h)
+        }
+        cache.length = p0 + T
+
+        switch mode {
+        case .none: break
+        case .last:
+            rmsNorm(x + (T - 1) * h, norm.pointer, xn, 1, h)
+            lmHead.gemv(xn, ws.logits.pointer, pool: pool)
+        case .all:
+            rmsNorm(x, norm.pointer, xn, T, h)
+            lmHead.gemm(xn, ldx: h, m: T, ws.logits.pointer + logitRowOffset * c.vocabSize, ldy: c.vocabSize, pool: pool)
+        }
+    }
+
+    func rmsNorm(_ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ T: Int, _ n: Int) {
+        let eps = Float(config.rmsNormEps)
+        for t in 0..<T {
+            let row = x + t * n, o = out + t * n
+            let ss = sq_dot_f32(row, row, Int64(n))
+            let scale = 1 / (ss / Float(n) + eps).squareRoot()
+            for i in 0..<n { o[i] = row[i] * scale * w[i] }
+        }
+    }
+
+    func addBias(_ y: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>, _ T: Int, _ n: Int) {
+        for t in 0..<T { let r = y + t * n; for i in 0..<n { r[i] += b[i] } }
+    }
+
+    func addInPlace(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        for i in 0..<n { x[i] += y[i] }
+    }
+
+    func applyRope(_ v: UnsafeMutablePointer<Float>, _ T: Int, _ heads: Int, _ ws: Workspace) {
+        let hd = config.headDim, half = hd / 2
+        let interleaved = ropeLayout == .interleaved
+        for t in 0..<T {
+            let cs = ws.cosT.pointer + t * half, sn = ws.sinT.pointer + t * half
+            for hh in 0..<heads {
+                let p = v + (t * heads + hh) * hd
+                if interleaved {
+                    for i in 0..<half {
+                        let a = p[2 * i], b = p[2 * i + 1]
+                        p[2 * i] = a * cs[i] - b * sn[i]
+                        p[2 * i + 1] = a * sn[i] + b * cs[i]
+                    }
+                } else {
+                    for i in 0..<half {
+                        let a = p[i], b = p[i + half]
+                        p[i] = a * cs[i] - b * sn[i]
+                        p[i + half] = a * sn[i] + b * cs[i]
+                    }
+                }
+            }
+        }
+    }
+
+    /// Causal grouped-query attention of T new queries against cache positions 0..<p0+T.
+    func attention(ws: Workspace, cache: KVCache, layer li: Int, p0: Int, T: Int) {
+        let c = config
+        let hd = c.headDim, nh = c.numHeads, group = c.numHeads / c.numKVHeads
+        let qd = nh * hd, kvd = c.numKVHeads * hd
+        let qb = Workspace.queryBlock
+        let nBlocks = (T + qb - 1) / qb
+        let scale = 1 / Float(hd).squareRoot()
+        let kc = cache.k[li].pointer, vt = cache.vt[li].pointer, cap = cache.capacity
+        let window = c.slidingWindow
+        pool.run(tasks: nh * nBlocks) { task, thread in
+            let head = task / nBlocks, blk = task % nBlocks
+            let kvh = head / group
+            let t0 = blk * qb, t1 = min(T, t0 + qb)
+            let m = t1 - t0
+            let S = p0 + t1 // keys visible to the last query of the block
+            let sc = ws.scores[thread].pointer
+            // scores[i, j] = q_{t0+i} . k_j
+            sq_gemm_f32(ws.q.pointer + t0 * qd + head * hd, Int64(qd), kc + kvh * hd, Int64(kvd), sc, Int64(S),
+                        Int64(m), Int64(hd), 0, Int64(S))
+            for i in 0..<m {
+                let row = sc + i * S
+                let pos = p0 + t0 + i
+                let lo = window.map { max(0, pos - $0 + 1) } ?? 0
+                for j in 0..<S { row[j] = (j > pos || j < lo) ? -Float.infinity : row[j] * scale }
+                _ = sq_softmax_f32(row, Int64(S))
+            }
+            // out[t0+i, head*hd + d] = sum_j P[i, j] V[j, kvh*hd + d] = P . Vt rows
+            sq_gemm_f32(sc, Int64(S), vt + kvh * hd * cap, Int64(cap), ws.att.pointer + t0 * qd + head * hd, Int64(qd),
+                        Int64(m), Int64(S), 0, Int64(hd))
+        }
+    }
+}

@@ -1,0 +1,255 @@
+import Foundation
+import SqueezeFormats
+
+/// RoPE frequency scaling (Hugging Face `rope_scaling`).
+public enum RopeScaling: Sendable, Equatable {
+    case none
+    /// Positions divided by `factor`.
+    case linear(factor: Double)
+    /// NTK-aware base scaling once the sequence passes the original context.
+    case dynamic(factor: Double, originalContext: Int)
+    /// Llama 3.1 wavelength-dependent scaling.
+    case llama3(factor: Double, lowFreqFactor: Double, highFreqFactor: Double, originalContext: Int)
+}
+
+/// The layout of the Q and K rows, which decides how RoPE pairs dimensions.
+public enum RopeLayout: String, Sendable {
+    /// Hugging Face: dimension i pairs with i + headDim/2 (rotate-half).
+    case halves
+    /// GGUF/llama.cpp: dimension 2i pairs with 2i+1 (Q/K rows permuted at conversion).
+    case interleaved
+}
+
+/// Hyper-parameters of a Llama-family decoder (LLaMA, LLaMA-2, Vicuna, SmolLM, Mistral).
+public struct LlamaConfig: Sendable, Equatable {
+    public var modelType: String = "llama"
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    public var intermediateSize: Int
+    public var numLayers: Int
+    public var numHeads: Int
+    public var numKVHeads: Int
+    public var headDim: Int
+    public var rmsNormEps: Double
+    public var ropeTheta: Double
+    public var ropeScaling: RopeScaling = .none
+    public var maxPositionEmbeddings: Int
+    public var tieWordEmbeddings: Bool
+    public var bosTokenId: Int?
+    public var eosTokenIds: [Int] = []
+    public var slidingWindow: Int?
+
+    public init(vocabSize: Int, hiddenSize: Int, intermediateSize: Int, numLayers: Int, numHeads: Int,
+                numKVHeads: Int, headDim: Int? = nil, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000,
+                maxPositionEmbeddings: Int = 2048, tieWordEmbeddings: Bool = false) {
+        self.vocabSize = vocabSize
+        self.hiddenSize = hiddenSize
+        self.intermediateSize = intermediateSize
+        self.numLayers = numLayers
+        self.numHeads = numHeads
+        self.numKVHeads = numKVHeads
+        self.headDim = headDim ?? hiddenSize / numHeads
+        self.rmsNormEps = rmsNormEps
+        self.ropeTheta = ropeTheta
+        self.maxPositionEmbeddings = maxPositionEmbeddings
+        self.tieWordEmbeddings = tieWordEmbeddings
+    }
+
+    /// Model types served by the Llama code path.
+    public static let supportedModelTypes: Set<String> = ["llama", "mistral"]
+
+    /// Reads a Hugging Face `config.json` (and `generation_config.json` beside it, when present).
+    public init(configFile path: String) throws {
+        let obj = try JSONConfig(path: path)
+        let mt = try obj.string("model_type")
+        guard LlamaConfig.supportedModelTypes.contains(mt) else {
+            throw ModelError.unsupportedArchitecture(file: path, name: mt)
+        }
+        let hidden = try obj.int("hidden_size")
+        let heads = try obj.int("num_attention_heads")
+        self.init(vocabSize: try obj.int("vocab_size"), hiddenSize: hidden,
+                  intermediateSize: try obj.int("intermediate_size"), numLayers: try obj.int("num_hidden_layers"),
+                  numHeads: heads, numKVHeads: try obj.optionalInt("num_key_value_heads") ?? heads,
+                  headDim: try obj.optionalInt("head_dim"),
+                  rmsNormEps: try obj.optionalDouble("rms_norm_eps") ?? 1e-6,
+                  ropeTheta: try obj.optionalDouble("rope_theta") ?? 10000,
+                  maxPositionEmbeddings: try obj.optionalInt("max_position_embeddings") ?? 2048,
+                  tieWordEmbeddings: try obj.optionalBool("tie_word_embeddings") ?? false)
+        modelType = mt
+        bosTokenId = try obj.optionalInt("bos_token_id")
+        eosTokenIds = try obj.intOrIntArray("eos_token_id")
+        if mt == "mistral" { slidingWindow = try obj.optionalInt("sliding_window") }
+        if let rs = obj.object("rope_scaling") {
+            let sub = JSONConfig(path: path, object: rs, prefix: "rope_scaling.")
+            let rt = try sub.optionalString("rope_type")
+            let tt = try sub.optionalString("type")
+            let type = rt ?? tt ?? "default"
+            switch type {
+            case "default": ropeScaling = .none
+            case "linear": ropeScaling = .linear(factor: try sub.double("factor"))
+            case "dynamic":
+                ropeScaling = .dynamic(factor: try sub.double("factor"),
+                                       originalContext: try sub.optionalInt("original_max_position_embeddings") ?? maxPositionEmbeddings)
+            case "llama3":
+                ropeScaling = .llama3(factor: try sub.double("factor"), lowFreqFactor: try sub.double("low_freq_factor"),
+                                      highFreqFactor: try sub.double("high_freq_factor"),
+                                      originalContext: try sub.int("original_max_position_embeddings"))
+            default:
+                throw ModelError.invalidConfig(file: path, field: "rope_scaling.rope_type", detail: "unsupported RoPE scaling '\(type)'")
+            }
+        }
+        let genPath = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("generation_config.json").path
+        if FileManager.default.fileExists(atPath: genPath) {
+            let gen = try JSONConfig(path: genPath)
+            if let b = try gen.optionalInt("bos_token_id") { bosTokenId = b }
+            let e = try gen.intOrIntArray("eos_token_id")
+            if !e.isEmpty { eosTokenIds = e }
+        }
+        try validate(file: path)
+    }
+
+    /// Reads the `llama.*` metadata of a GGUF file.
+    public init(gguf: GGUFFile) throws {
+        let path = gguf.path
+        let arch = try gguf.require("general.architecture").string ?? ""
+        guard arch == "llama" || arch == "mistral" else { throw ModelError.unsupportedArchitecture(file: path, name: arch) }
+        func int(_ k: String) throws -> Int {
+            guard let v = gguf.metadata["\(arch).\(k)"] else { throw ModelError.missingConfigField(file: path, field: "\(arch).\(k)") }
+            guard let i = v.int else { throw ModelError.invalidConfig(file: path, field: "\(arch).\(k)", detail: "not an integer: \(v)") }
+            return i
+        }
+        func dbl(_ k: String) -> Double? { gguf.metadata["\(arch).\(k)"]?.double }
+        let hidden = try int("embedding_length")
+        let heads = try int("attention.head_count")
+        let kvHeads = (try? int("attention.head_count_kv")) ?? heads
+        var vocab = gguf.metadata["\(arch).vocab_size"]?.int
+        if vocab == nil { vocab = gguf.metadata["tokenizer.ggml.tokens"]?.array?.count }
+        if vocab == nil, let emb = gguf.info("token_embd.weight") { vocab = emb.shape[0] }
+        guard let vocabSize = vocab else { throw ModelError.missingConfigField(file: path, field: "\(arch).vocab_size") }
+        self.init(vocabSize: vocabSize, hiddenSize: hidden, intermediateSize: try int("feed_forward_length"),
+                  numLayers: try int("block_count"), numHeads: heads, numKVHeads: kvHeads,
+                  headDim: gguf.metadata["\(arch).attention.key_length"]?.int,
+                  rmsNormEps: dbl("attention.layer_norm_rms_epsilon") ?? 1e-5,
+                  ropeTheta: dbl("rope.freq_base") ?? 10000,
+                  maxPositionEmbeddings: (try? int("context_length")) ?? 2048,
+                  tieWordEmbeddings: gguf.info("output.weight") == nil)
+        modelType = arch
+        bosTokenId = gguf.metadata["tokenizer.ggml.bos_token_id"]?.int
+        if let e = gguf.metadata["tokenizer.ggml.eos_token_id"]?.int { eosTokenIds = [e] }
+        if let st = gguf.metadata["\(arch).rope.scaling.type"]?.string, st != "none" {
+            let f = dbl("rope.scaling.factor") ?? 1
+            switch st {
+            case "linear": ropeScaling = .linear(factor: f)
+            default: throw ModelError.invalidConfig(file: path, field: "\(arch).rope.scaling.type", detail: "unsupported '\(st)'")
+            }
+        }
+        if let sw = gguf.metadata["\(arch).attention.sliding_window"]?.int { slidingWindow = sw }
+        try validate(file: path)
+    }
+
+    func validate(file: String) throws {
+        func check(_ ok: Bool, _ field: String, _ detail: String) throws {
+            if !ok { throw ModelError.invalidConfig(file: file, field: field, detail: detail) }
+        }
+        try check(hiddenSize > 0, "hidden_size", "must be positive")
+        try check(numHeads > 0, "num_attention_heads", "must be positive")
+        try check(numKVHeads > 0 && numHeads % numKVHeads == 0, "num_key_value_heads",
+                  "\(numKVHeads) does not divide num_attention_heads \(numHeads)")
+        try check(headDim > 0 && headDim % 2 == 0, "head_dim", "must be even and positive, got \(headDim)")
+        try check(numLayers > 0, "num_hidden_layers", "must be positive")
+        try check(vocabSize > 0, "vocab_size", "must be positive")
+        try check(intermediateSize > 0, "intermediate_size", "must be positive")
+    }
+
+    /// The fields as a Hugging Face `config.json` object.
+    public func huggingFaceJSON() -> [String: Any] {
+        var d: [String: Any] = [
+            "architectures": [modelType == "mistral" ? "MistralForCausalLM" : "LlamaForCausalLM"],
+            "model_type": modelType, "vocab_size": vocabSize, "hidden_size": hiddenSize,
+            "intermediate_size": intermediateSize, "num_hidden_layers": numLayers,
+            "num_attention_heads": numHeads, "num_key_value_heads": numKVHeads, "head_dim": headDim,
+            "rms_norm_eps": rmsNormEps, "rope_theta": ropeTheta, "max_position_embeddings": maxPositionEmbeddings,
+            "tie_word_embeddings": tieWordEmbeddings, "hidden_act": "silu",
+        ]
+        if let b = bosTokenId { d["bos_token_id"] = b }
+        if eosTokenIds.count == 1 { d["eos_token_id"] = eosTokenIds[0] } else if !eosTokenIds.isEmpty { d["eos_token_id"] = eosTokenIds }
+        if let s = slidingWindow { d["sliding_window"] = s }
+        switch ropeScaling {
+        case .none: break
+        case let .linear(f): d["rope_scaling"] = ["rope_type": "linear", "factor": f]
+        case let .dynamic(f, o): d["rope_scaling"] = ["rope_type": "dynamic", "factor": f, "original_max_position_embeddings": o]
+        case let .llama3(f, l, h, o):
+            d["rope_scaling"] = ["rope_type": "llama3", "factor": f, "low_freq_factor": l, "high_freq_factor": h,
+                                 "original_max_position_embeddings": o]
+        }
+        return d
+    }
+}
+
+/// A JSON object read from a config file, with typed accessors whose errors name the file and field.
+public struct JSONConfig {
+    public let path: String
+    public let object: [String: Any]
+    let prefix: String
+
+    /// Parses `path` as a JSON object.
+    public init(path: String) throws {
+        self.path = path
+        prefix = ""
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ModelError.notAModel(path: path, detail: "cannot read the file")
+        }
+        guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw ModelError.invalidConfig(file: path, field: "(root)", detail: "not a JSON object")
+        }
+        object = obj
+    }
+
+    init(path: String, object: [String: Any], prefix: String) {
+        self.path = path
+        self.object = object
+        self.prefix = prefix
+    }
+
+    func missing(_ k: String) -> ModelError { .missingConfigField(file: path, field: prefix + k) }
+    func wrong(_ k: String, _ want: String) -> ModelError {
+        .invalidConfig(file: path, field: prefix + k, detail: "expected \(want), got \(String(describing: object[k]!))")
+    }
+
+    public func optionalInt(_ k: String) throws -> Int? {
+        guard let v = object[k], !(v is NSNull) else { return nil }
+        if !isJSONBool(v), let n = v as? NSNumber, n.doubleValue == n.doubleValue.rounded() { return n.intValue }
+        throw wrong(k, "an integer")
+    }
+    public func int(_ k: String) throws -> Int { guard let v = try optionalInt(k) else { throw missing(k) }; return v }
+    public func optionalDouble(_ k: String) throws -> Double? {
+        guard let v = object[k], !(v is NSNull) else { return nil }
+        if let n = v as? NSNumber { return n.doubleValue }
+        throw wrong(k, "a number")
+    }
+    public func double(_ k: String) throws -> Double { guard let v = try optionalDouble(k) else { throw missing(k) }; return v }
+    public func optionalBool(_ k: String) throws -> Bool? {
+        guard let v = object[k], !(v is NSNull) else { return nil }
+        if isJSONBool(v), let b = v as? Bool { return b }
+        throw wrong(k, "true or false")
+    }
+    public func optionalString(_ k: String) throws -> String? {
+        guard let v = object[k], !(v is NSNull) else { return nil }
+        if let s = v as? String { return s }
+        throw wrong(k, "a string")
+    }
+    public func string(_ k: String) throws -> String { guard let v = try optionalString(k) else { throw missing(k) }; return v }
+    public func object(_ k: String) -> [String: Any]? { object[k] as? [String: Any] }
+    /// An integer or an array of integers (as `eos_token_id` may be); empty when absent.
+    public func intOrIntArray(_ k: String) throws -> [Int] {
+        guard let v = object[k], !(v is NSNull) else { return [] }
+        if let a = v as? [NSNumber] { return a.map { $0.intValue } }
+        if let i = try optionalInt(k) { return [i] }
+        return []
+    }
+}
+
+/// Whether a value from JSONSerialization is a JSON true/false (not a number 0 or 1).
+func isJSONBool(_ v: Any) -> Bool {
+    String(describing: type(of: v)).contains("Boolean") || type(of: v) == Bool.self
+}

@@ -1,0 +1,28 @@
+import SqueezeFormats
+
+/// Errors raised while loading or running a model. Each names the file, tensor or field.
+public enum ModelError: Error, CustomStringConvertible, Equatable {
+    case unsupportedArchitecture(file: String, name: String)
+    case missingConfigField(file: String, field: String)
+    case invalidConfig(file: String, field: String, detail: String)
+    case missingTensor(file: String, tensor: String)
+    case shapeMismatch(file: String, tensor: String, expected: [Int], got: [Int])
+    case unsupportedWeight(file: String, tensor: String, detail: String)
+    case notAModel(path: String, detail: String)
+    case contextOverflow(requested: Int, limit: Int)
+    case invalidArgument(String)
+
+    public var description: String {
+        switch self {
+        case let .unsupportedArchitecture(f, n): return "\(f): unsupported model architecture '\(n)'"
+        case let .missingConfigField(f, k): return "\(f): missing config field '\(k)'"
+        case let .invalidConfig(f, k, d): return "\(f): config field '\(k)': \(d)"
+        case let .missingTensor(f, t): return "\(f): tensor '\(t)' is missing from the checkpoint"
+        case let .shapeMismatch(f, t, e, g): return "\(f): tensor '\(t)' has shape \(g) but the config implies \(e)"
+        case let .unsupportedWeight(f, t, d): return "\(f): tensor '\(t)': \(d)"
+        case let .notAModel(p, d): return "\(p): not a model Squeeze can open: \(d)"
+        case let .contextOverflow(r, l): return "sequence of \(r) tokens exceeds the context of \(l)"
+        case let .invalidArgument(s): return s
+        }
+    }
+}

@@ -1,0 +1,27 @@
+import Foundation
+import SqueezeCore
+import SqueezeFormats
+
+/// Opens the model files people have: a GGUF file, or a Hugging Face directory
+/// (config.json plus safetensors, single or sharded).
+public enum ModelLoader {
+    /// Loads the model at `path`.
+    public static func load(path: String, options: LoadOptions = LoadOptions(), pool: WorkerPool = .shared) throws -> LlamaModel {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw ModelError.notAModel(path: path, detail: "no such file or directory")
+        }
+        if !isDir.boolValue && path.hasSuffix(".gguf") || !isDir.boolValue && isGGUF(path) {
+            let g = try GGUFFile(path: path)
+            let config = try LlamaConfig(gguf: g)
+            return try LlamaModel(config: config, source: GGUFTensorSource(g), options: options, pool: pool)
+        }
+        throw ModelError.notAModel(path: path, detail: "expected a .gguf file or a directory with config.json")
+    }
+
+    static func isGGUF(_ path: String) -> Bool {
+        guard let h = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? h.close() }
+        return h.readData(ofLength: 4) == Data("GGUF".utf8)
+    }
+}

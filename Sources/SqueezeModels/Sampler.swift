@@ -1,0 +1,152 @@
+import Foundation
+import CSqueezeKernels
+
+/// Sampling settings. Temperature 0 means greedy decoding.
+public struct SamplingParameters: Sendable, Equatable {
+    public var temperature: Float = 0
+    public var topK: Int = 0
+    public var topP: Float = 1
+    public var minP: Float = 0
+    /// Hugging Face-style repetition penalty (>1 discourages tokens already seen).
+    public var repetitionPenalty: Float = 1
+    /// OpenAI-style penalties: subtract presence once, frequency per occurrence.
+    public var presencePenalty: Float = 0
+    public var frequencyPenalty: Float = 0
+    /// Seed for reproducible sampling (nil: from the system's random source).
+    public var seed: UInt64?
+
+    public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, minP: Float = 0, repetitionPenalty: Float = 1,
+                presencePenalty: Float = 0, frequencyPenalty: Float = 0, seed: UInt64? = nil) {
+        self.temperature = temperature
+        self.topK = topK
+        self.topP = topP
+        self.minP = minP
+        self.repetitionPenalty = repetitionPenalty
+        self.presencePenalty = presencePenalty
+        self.frequencyPenalty = frequencyPenalty
+        self.seed = seed
+    }
+
+    /// Checks ranges; the error names the parameter.
+    public func validate() throws {
+        func bad(_ n: String, _ d: String) -> ModelError { .invalidArgument("\(n): \(d)") }
+        if !(temperature >= 0) || !temperature.isFinite { throw bad("temperature", "must be >= 0") }
+        if topK < 0 { throw bad("top_k", "must be >= 0") }
+        if !(topP > 0 && topP <= 1) { throw bad("top_p", "must be in (0, 1]") }
+        if !(minP >= 0 && minP <= 1) { throw bad("min_p", "must be in [0, 1]") }
+        if !(repetitionPenalty > 0) || !repetitionPenalty.isFinite { throw bad("repetition_penalty", "must be > 0") }
+        if !(presencePenalty >= -2 && presencePenalty <= 2) { throw bad("presence_penalty", "must be in [-2, 2]") }
+        if !(frequencyPenalty >= -2 && frequencyPenalty <= 2) { throw bad("frequency_penalty", "must be in [-2, 2]") }
+    }
+}
+
+/// A small, fast, seedable generator (xoshiro256**).
+public struct Xoshiro256: RandomNumberGenerator, Sendable {
+    var s: (UInt64, UInt64, UInt64, UInt64)
+    public init(seed: UInt64) {
+        var z = seed
+        func split() -> UInt64 {
+            z &+= 0x9E37_79B9_7F4A_7C15
+            var r = z
+            r = (r ^ (r >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            r = (r ^ (r >> 27)) &* 0x94D0_49BB_1331_11EB
+            return r ^ (r >> 31)
+        }
+        s = (split(), split(), split(), split())
+    }
+    public mutating func next() -> UInt64 {
+        let result = ((s.1 &* 5) << 7 | (s.1 &* 5) >> 57) &* 9
+        let t = s.1 << 17
+        s.2 ^= s.0; s.3 ^= s.1; s.1 ^= s.2; s.0 ^= s.3
+        s.2 ^= t
+        s.3 = (s.3 << 45) | (s.3 >> 19)
+        return result
+    }
+    /// A uniform Float in [0, 1).
+    public mutating func nextUnit() -> Float { Float(next() >> 40) * (1.0 / Float(1 << 24)) }
+}
+
+/// Chooses the next token from logits under `SamplingParameters`, with its own random state.
+public struct Sampler: Sendable {
+    public let params: SamplingParameters
+    var rng: Xoshiro256
+    var candidates: [(id: Int, logit: Float)] = []
+
+    public init(_ params: SamplingParameters) {
+        self.params = params
+        rng = Xoshiro256(seed: params.seed ?? UInt64.random(in: .min ... .max))
+    }
+
+    /// Applies the penalties for previously seen tokens to `logits` in place.
+    public func applyPenalties(_ logits: UnsafeMutablePointer<Float>, vocab: Int, history: [Int]) {
+        let p = params
+        if p.repetitionPenalty == 1 && p.presencePenalty == 0 && p.frequencyPenalty == 0 { return }
+        var counts: [Int: Int] = [:]
+        for t in history where t >= 0 && t < vocab { counts[t, default: 0] += 1 }
+        for (t, n) in counts {
+            var l = logits[t]
+            if p.repetitionPenalty != 1 { l = l > 0 ? l / p.repetitionPenalty : l * p.repetitionPenalty }
+            l -= p.presencePenalty + p.frequencyPenalty * Float(n)
+            logits[t] = l
+        }
+    }
+
+    /// Picks a token from `logits` (modified in place by penalties).
+    public mutating func sample(_ logits: UnsafeMutablePointer<Float>, vocab: Int, history: [Int] = []) -> Int {
+        applyPenalties(logits, vocab: vocab, history: history)
+        if params.temperature == 0 { return Int(sq_argmax_f32(logits, Int64(vocab))) }
+        let invT = 1 / params.temperature
+        // Candidate set: top-k (or all), sorted by logit descending.
+        candidates.removeAll(keepingCapacity: true)
+        let k = params.topK > 0 ? min(params.topK, vocab) : vocab
+        if k < vocab {
+            // Partial selection with a small heap-free approach: keep the k best.
+            var best: [(id: Int, logit: Float)] = []
+            best.reserveCapacity(k + 1)
+            var floor = -Float.infinity
+            for i in 0..<vocab {
+                let l = logits[i]
+                if best.count < k || l > floor {
+                    best.append((i, l))
+                    if best.count > 2 * k {
+                        best.sort { $0.logit > $1.logit }
+                        best.removeLast(best.count - k)
+                        floor = best[k - 1].logit
+                    }
+                }
+            }
+            best.sort { $0.logit > $1.logit || ($0.logit == $1.logit && $0.id < $1.id) }
+            candidates = Array(best.prefix(k))
+        } else {
+            for i in 0..<vocab { candidates.append((i, logits[i])) }
+            candidates.sort { $0.logit > $1.logit || ($0.logit == $1.logit && $0.id < $1.id) }
+        }
+        // Softmax over candidates at temperature.
+        let maxL = candidates[0].logit
+        var probs = candidates.map { Double(expf(($0.logit - maxL) * invT)) }
+        var total = probs.reduce(0, +)
+        // min-p: drop tokens below minP * max prob.
+        var n = probs.count
+        if params.minP > 0 {
+            let thr = Double(params.minP) * probs[0]
+            while n > 1 && probs[n - 1] < thr { n -= 1 }
+        }
+        // top-p: smallest prefix with mass >= topP.
+        if params.topP < 1 {
+            var acc = 0.0
+            for i in 0..<n {
+                acc += probs[i] / total
+                if acc >= Double(params.topP) { n = i + 1; break }
+            }
+        }
+        probs.removeLast(probs.count - n)
+        total = probs.reduce(0, +)
+        let r = Double(rng.nextUnit()) * total
+        var acc = 0.0
+        for i in 0..<n {
+            acc += probs[i]
+            if r < acc { return candidates[i].id }
+        }
+        return candidates[n - 1].id
+    }
+}

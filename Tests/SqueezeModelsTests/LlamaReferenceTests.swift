@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+import SqueezeCore
+import SqueezeModels
+
+/// The real model against Hugging Face transformers (reference outputs in Fixtures/, copied from
+/// ../shared/reference/, made with transformers 5.24 in float32 from the same GGUF).
+@Suite(.serialized, .enabled(if: TestModel.available, TestModel.skipNote))
+struct LlamaReferenceTests {
+    static let model: LlamaModel? = TestModel.path.flatMap { try? ModelLoader.load(path: $0) }
+
+    /// Top-5 logits at every position of the 4 prompts. Tolerance: 2e-3 absolute on logits whose
+    /// range is about 40: the reference dequantizes the same Q4_1 weights, so the only differences
+    /// are float32 summation order and the exp/sin/cos implementations (observed below 1e-3).
+    @Test func logitsMatchTransformersAtEveryPosition() throws {
+        let model = try #require(Self.model)
+        let fx = try Fixtures.json("logits_fixtures.json")
+        let prompts = fx["prompts"] as! [[String: Any]]
+        #expect(prompts.count == 4)
+        var worst: Float = 0
+        for p in prompts {
+            let ids = (p["ids"] as! [NSNumber]).map { $0.intValue }
+            let top5 = p["top5_ids"] as! [[NSNumber]]
+            let top5l = p["top5_logits"] as! [[NSNumber]]
+            let cache = KVCache(config: model.config, capacity: ids.count)
+            let ws = Workspace(model: model, maxTokens: ids.count)
+            try model.forward(tokens: ids, cache: cache, workspace: ws, logits: .all)
+            let V = model.config.vocabSize
+            for t in 0..<ids.count {
+                let row = ws.logits.pointer + t * V
+                var best = 0
+                for i in 1..<V where row[i] > row[best] { best = i }
+                #expect(best == top5[t][0].intValue, "argmax at position \(t) of \(p["name"]!)")
+                for j in 0..<5 {
+                    let d = abs(row[top5[t][j].intValue] - top5l[t][j].floatValue)
+                    worst = max(worst, d)
+                }
+            }
+        }
+        #expect(worst < 2e-3, "max |logit difference| on top-5 entries: \(worst)")
+    }
+
+    /// The same prompts token by token (decode path) give the prefill path's logits.
+    @Test func decodeEqualsPrefill() throws {
+        let model = try #require(Self.model)
+        let ids = [504, 414, 46682, 18669, 314, 3807, 281, 260, 2240, 282]
+        let c1 = KVCache(config: model.config, capacity: 16), w1 = Workspace(model: model, maxTokens: 16)
+        try model.forward(tokens: ids, cache: c1, workspace: w1, logits: .last)
+        let c2 = KVCache(config: model.config, capacity: 16), w2 = Workspace(model: model, maxTokens: 1)
+        for id in ids { try model.forward(tokens: [id], cache: c2, workspace: w2, logits: .last) }
+        var worst: Float = 0
+        for i in 0..<model.config.vocabSize { worst = max(worst, abs(w1.logits[i] - w2.logits[i])) }
+        #expect(worst < 1e-3)
+    }
+
+    /// Greedy continuations (up to 32 tokens, stop at EOS) equal transformers' `generate`.
+    @Test func greedyGenerationMatchesTransformers() throws {
+        let model = try #require(Self.model)
+        let fx = try Fixtures.json("greedy_fixtures.json")
+        for c in fx["cases"] as! [[String: Any]] {
+            let prompt = (c["prompt_ids"] as! [NSNumber]).map { $0.intValue }
+            let expected = (c["continuation_ids"] as! [NSNumber]).map { $0.intValue }
+            let out = try greedy(model, prompt, maxNew: 32, eos: 2)
+            #expect(out == expected, "\(c["name"]!)")
+        }
+    }
+
+    func greedy(_ model: LlamaModel, _ prompt: [Int], maxNew: Int, eos: Int) throws -> [Int] {
+        let cache = KVCache(config: model.config, capacity: prompt.count + maxNew)
+        let ws = Workspace(model: model, maxTokens: prompt.count)
+        var sampler = Sampler(SamplingParameters(temperature: 0))
+        try model.forward(tokens: prompt, cache: cache, workspace: ws, logits: .last)
+        var out: [Int] = []
+        while out.count < maxNew {
+            let t = sampler.sample(ws.logits.pointer, vocab: model.config.vocabSize)
+            out.append(t)
+            if t == eos { break }
+            try model.forward(tokens: [t], cache: cache, workspace: ws, logits: .last)
+        }
+        return out
+    }
+}
