@@ -81,12 +81,96 @@ T_AVX512 static void silu_mul_avx512(const float *g, const float *u, float *out,
     }
     for (; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
+
+T_AVX2 static inline __m256 exp256(__m256 x) {
+    const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
+    const __m256 ln2hi = _mm256_set1_ps(0.693359375f), ln2lo = _mm256_set1_ps(-2.12194440e-4f);
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.72f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, ln2hi, x);
+    r = _mm256_fnmadd_ps(n, ln2lo, r);
+    __m256 p = _mm256_set1_ps(1.9875691500E-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
+    __m256 r2 = _mm256_mul_ps(r, r);
+    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    // 2^n via the exponent field (n in [-126, 128) after the clamp; n = 128 handled by splitting).
+    __m256i ni = _mm256_cvtps_epi32(n);
+    __m256i half = _mm256_srai_epi32(ni, 1);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, _mm256_set1_epi32(127)), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, half), _mm256_set1_epi32(127)), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
+T_AVX2 static inline float hmax256(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+T_AVX2 static inline float hadd256(__m256 v) {
+    __m128 m = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+T_AVX2 static float softmax_avx2(float *x, int64_t n) {
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
+    float mx = hmax256(vmax);
+    for (int64_t j = i; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    if (mx == -INFINITY) return -INFINITY;
+    __m256 vm = _mm256_set1_ps(mx), vs = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+        _mm256_storeu_ps(x + i, e);
+        vs = _mm256_add_ps(vs, e);
+    }
+    float s = hadd256(vs);
+    for (; i < n; i++) { x[i] = expf(x[i] - mx); s += x[i]; }
+    __m256 inv = _mm256_set1_ps(1.0f / s);
+    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+    for (; i < n; i++) x[i] *= 1.0f / s;
+    return logf(s) + mx;
+}
+
+T_AVX2 static float lse_avx2(const float *x, int64_t n) {
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
+    float mx = hmax256(vmax);
+    for (int64_t j = i; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    if (mx == -INFINITY) return -INFINITY;
+    __m256 vm = _mm256_set1_ps(mx), vs = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8) vs = _mm256_add_ps(vs, exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)));
+    float s = hadd256(vs);
+    for (; i < n; i++) s += expf(x[i] - mx);
+    return logf(s) + mx;
+}
+
+T_AVX2 static void silu_mul_avx2(const float *g, const float *u, float *out, int64_t n) {
+    int64_t i = 0;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 gv = _mm256_loadu_ps(g + i);
+        __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), gv));
+        __m256 s = _mm256_div_ps(gv, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
 #endif
 
 float sq_softmax_f32(float *x, int64_t n) {
     if (n <= 0) return -INFINITY;
 #ifdef SQ_X86
     if (sq_isa() >= SQ_ISA_AVX512) return softmax_avx512(x, n);
+    if (sq_isa() >= SQ_ISA_AVX2) return softmax_avx2(x, n);
 #endif
     float mx = -INFINITY;
     for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
@@ -102,6 +186,7 @@ float sq_logsumexp_f32(const float *x, int64_t n) {
     if (n <= 0) return -INFINITY;
 #ifdef SQ_X86
     if (sq_isa() >= SQ_ISA_AVX512) return lse_avx512(x, n);
+    if (sq_isa() >= SQ_ISA_AVX2) return lse_avx2(x, n);
 #endif
     float mx = -INFINITY;
     for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
@@ -114,6 +199,7 @@ float sq_logsumexp_f32(const float *x, int64_t n) {
 void sq_silu_mul_f32(const float *g, const float *u, float *out, int64_t n) {
 #ifdef SQ_X86
     if (sq_isa() >= SQ_ISA_AVX512) { silu_mul_avx512(g, u, out, n); return; }
+    if (sq_isa() >= SQ_ISA_AVX2) { silu_mul_avx2(g, u, out, n); return; }
 #endif
     for (int64_t i = 0; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }

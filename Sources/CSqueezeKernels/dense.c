@@ -350,7 +350,6 @@ void sq_gemv_bf16(const uint16_t *w, int64_t ldw, const float *x, float *y, int6
 // ---------------------------------------------------------------- GEMM
 // Blocking: W rows in groups of 4 (converted to F32 into a per-thread scratch when not F32),
 // tokens in blocks of MB (kept in L2), micro-tile 4 tokens x 4 outputs with 16 accumulators.
-#define MB 64
 
 static _Thread_local float *t_scratch = NULL;
 static _Thread_local int64_t t_scratch_n = 0;
@@ -418,30 +417,93 @@ T_AVX512 static void tile4x4_avx512(const float *x, int64_t ldx, const float *w,
     _mm_storeu_ps(y + 2 * ldy, hsum4_512(c20, c21, c22, c23));
     _mm_storeu_ps(y + 3 * ldy, hsum4_512(c30, c31, c32, c33));
 }
+
+// AVX2 micro-tile: 4 tokens x 3 outputs, 12 accumulators (16 ymm registers in all).
+T_AVX2 static inline void hsum3x4_store(__m256 a, __m256 b, __m256 c, float *y) {
+    __m256 ab = _mm256_hadd_ps(a, b);
+    __m256 cc = _mm256_hadd_ps(c, c);
+    __m256 abc = _mm256_hadd_ps(ab, cc); // a03 b03 c03 c03 | a47 b47 c47 c47
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(abc), _mm256_extractf128_ps(abc, 1));
+    y[0] = _mm_cvtss_f32(r);
+    y[1] = _mm_cvtss_f32(_mm_shuffle_ps(r, r, 1));
+    y[2] = _mm_cvtss_f32(_mm_shuffle_ps(r, r, 2));
+}
+
+T_AVX2 static void tile4x3_avx2(const float *x, int64_t ldx, const float *w, int64_t ldw, float *y,
+                                int64_t ldy, int64_t k) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c02 = _mm256_setzero_ps();
+    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps(), c12 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c22 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps(), c32 = _mm256_setzero_ps();
+    const float *x0 = x, *x1 = x + ldx, *x2 = x + 2 * ldx, *x3 = x + 3 * ldx;
+    const float *w0 = w, *w1 = w + ldw, *w2 = w + 2 * ldw;
+    int64_t kk = k & ~(int64_t)7;
+    for (int64_t i = 0; i < kk; i += 8) {
+        __m256 b0 = _mm256_loadu_ps(w0 + i), b1 = _mm256_loadu_ps(w1 + i), b2 = _mm256_loadu_ps(w2 + i);
+        __m256 a = _mm256_loadu_ps(x0 + i);
+        c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01); c02 = _mm256_fmadd_ps(a, b2, c02);
+        a = _mm256_loadu_ps(x1 + i);
+        c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11); c12 = _mm256_fmadd_ps(a, b2, c12);
+        a = _mm256_loadu_ps(x2 + i);
+        c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21); c22 = _mm256_fmadd_ps(a, b2, c22);
+        a = _mm256_loadu_ps(x3 + i);
+        c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31); c32 = _mm256_fmadd_ps(a, b2, c32);
+    }
+    float t[4][3];
+    hsum3x4_store(c00, c01, c02, t[0]);
+    hsum3x4_store(c10, c11, c12, t[1]);
+    hsum3x4_store(c20, c21, c22, t[2]);
+    hsum3x4_store(c30, c31, c32, t[3]);
+    for (int64_t i = kk; i < k; i++) {
+        for (int r = 0; r < 4; r++) {
+            const float *xr = x + r * ldx;
+            t[r][0] += xr[i] * w0[i]; t[r][1] += xr[i] * w1[i]; t[r][2] += xr[i] * w2[i];
+        }
+    }
+    for (int r = 0; r < 4; r++) { y[r * ldy] = t[r][0]; y[r * ldy + 1] = t[r][1]; y[r * ldy + 2] = t[r][2]; }
+}
 #endif
 
 // Y[m, n0..n0+nr) for a block of nr <= 4 F32 weight rows, tokens [0, m).
 static void gemm_rows_f32(const float *x, int64_t ldx, const float *w, int64_t ldw, float *y, int64_t ldy,
                           int64_t m, int64_t k, int64_t nr) {
+    int64_t t = 0;
 #ifdef SQ_X86
-    if (sq_isa() >= SQ_ISA_AVX512 && nr == 4) {
-        int64_t t = 0;
+    int isa = sq_isa();
+    if (isa >= SQ_ISA_AVX512 && nr == 4) {
         for (; t + 4 <= m; t += 4) tile4x4_avx512(x + t * ldx, ldx, w, ldw, y + t * ldy, ldy, k);
-        for (; t < m; t++)
-            for (int64_t j = 0; j < nr; j++) y[t * ldy + j] = sq_dot_f32(x + t * ldx, w + j * ldw, k);
+    } else if (isa == SQ_ISA_AVX2) {
+        int64_t j = 0;
+        for (; j + 3 <= nr; j += 3) {
+            int64_t tt = 0;
+            for (; tt + 4 <= m; tt += 4) tile4x3_avx2(x + tt * ldx, ldx, w + j * ldw, ldw, y + tt * ldy + j, ldy, k);
+            for (; tt < m; tt++)
+                for (int64_t jj = j; jj < j + 3; jj++) y[tt * ldy + jj] = sq_dot_f32(x + tt * ldx, w + jj * ldw, k);
+        }
+        for (; j < nr; j++)
+            for (int64_t tt = 0; tt < m; tt++) y[tt * ldy + j] = sq_dot_f32(x + tt * ldx, w + j * ldw, k);
         return;
     }
 #endif
-    for (int64_t t = 0; t < m; t++)
+    for (; t < m; t++)
         for (int64_t j = 0; j < nr; j++) y[t * ldy + j] = sq_dot_f32(x + t * ldx, w + j * ldw, k);
+}
+
+// Rows of W per group: 4 (AVX-512 tile) or 3 (AVX2 tile); tokens per L2 block from k.
+static int64_t group_rows(void) { return sq_isa() == SQ_ISA_AVX2 ? 3 : 4; }
+static int64_t token_block(int64_t k) {
+    int64_t mb = (192 * 1024) / (k * 4);
+    mb = mb < 8 ? 8 : (mb > 64 ? 64 : mb);
+    return mb & ~(int64_t)3;
 }
 
 void sq_gemm_f32(const float *x, int64_t ldx, const float *w, int64_t ldw, float *y, int64_t ldy,
                  int64_t m, int64_t k, int64_t n0, int64_t n1) {
-    for (int64_t mb = 0; mb < m; mb += MB) {
-        int64_t mm = m - mb < MB ? m - mb : MB;
-        for (int64_t n = n0; n < n1; n += 4) {
-            int64_t nr = n1 - n < 4 ? n1 - n : 4;
+    int64_t g = group_rows(), MBk = token_block(k);
+    for (int64_t mb = 0; mb < m; mb += MBk) {
+        int64_t mm = m - mb < MBk ? m - mb : MBk;
+        for (int64_t n = n0; n < n1; n += g) {
+            int64_t nr = n1 - n < g ? n1 - n : g;
             gemm_rows_f32(x + mb * ldx, ldx, w + n * ldw, ldw, y + mb * ldy + n, ldy, mm, k, nr);
         }
     }
@@ -449,16 +511,17 @@ void sq_gemm_f32(const float *x, int64_t ldx, const float *w, int64_t ldw, float
 
 static void gemm_converted(const float *x, int64_t ldx, const uint16_t *w, int64_t ldw, float *y, int64_t ldy,
                            int64_t m, int64_t k, int64_t n0, int64_t n1, int bf16) {
+    int64_t g = group_rows(), MBk = token_block(k);
     float *buf = scratch(4 * k);
     if (!buf) return;
-    for (int64_t n = n0; n < n1; n += 4) {
-        int64_t nr = n1 - n < 4 ? n1 - n : 4;
+    for (int64_t n = n0; n < n1; n += g) {
+        int64_t nr = n1 - n < g ? n1 - n : g;
         for (int64_t j = 0; j < nr; j++) {
             if (bf16) sq_bf16_to_f32(w + (n + j) * ldw, buf + j * k, k);
             else sq_f16_to_f32(w + (n + j) * ldw, buf + j * k, k);
         }
-        for (int64_t mb = 0; mb < m; mb += MB) {
-            int64_t mm = m - mb < MB ? m - mb : MB;
+        for (int64_t mb = 0; mb < m; mb += MBk) {
+            int64_t mm = m - mb < MBk ? m - mb : MBk;
             gemm_rows_f32(x + mb * ldx, ldx, buf, k, y + mb * ldy + n, ldy, mm, k, nr);
         }
     }

@@ -110,6 +110,28 @@ public struct Tensor: @unchecked Sendable {
         }
     }
 
+    /// The data converted to F32, F16 or BF16 in a new aligned buffer (self when already of that dtype).
+    public func converted(to target: DType) throws -> Tensor {
+        if dtype == target { return self }
+        let f = toF32()
+        switch target {
+        case .f32: return f
+        case .f16, .bf16:
+            let n = f.elementCount
+            let buf = AlignedBuffer<UInt16>(count: n)
+            let src = f.data.assumingMemoryBound(to: Float.self)
+            let chunk = 1 << 16
+            WorkerPool.shared.run(tasks: (n + chunk - 1) / chunk) { c, _ in
+                let lo = c * chunk, cnt = min(chunk, n - lo)
+                if target == .f16 { HalfConversion.toHalf(src + lo, buf.pointer + lo, count: cnt) }
+                else { HalfConversion.toBF16(src + lo, buf.pointer + lo, count: cnt) }
+            }
+            return .owning(buf, name: name, dtype: target, shape: shape)
+        default:
+            throw CoreError.dtypeMismatch(what: "\(name): conversion target", expected: .f32, got: target)
+        }
+    }
+
     /// A copy of the data converted to F32, in a new aligned buffer.
     public func toF32() -> Tensor {
         if dtype == .f32 { return self }

@@ -69,7 +69,7 @@ public final class LlamaModel: @unchecked Sendable {
         }
         func dense(_ t: Tensor) throws -> DenseMatrix {
             var t = t
-            if let want = options.weightDType, want != t.dtype { t = try convert(t, to: want) }
+            if let want = options.weightDType, want != t.dtype { t = try t.converted(to: want) }
             else if ![.f32, .f16, .bf16].contains(t.dtype) { t = t.toF32() }
             return try DenseMatrix(t)
         }
@@ -156,24 +156,3 @@ public final class LlamaModel: @unchecked Sendable {
     }
 }
 
-/// Converts a tensor to F32, F16 or BF16 in a new buffer.
-public func convert(_ t: Tensor, to dtype: DType) throws -> Tensor {
-    if t.dtype == dtype { return t }
-    let f = t.toF32()
-    switch dtype {
-    case .f32: return f
-    case .f16, .bf16:
-        let n = f.elementCount
-        let buf = AlignedBuffer<UInt16>(count: n)
-        let src = f.data.assumingMemoryBound(to: Float.self)
-        let chunk = 1 << 16
-        WorkerPool.shared.run(tasks: (n + chunk - 1) / chunk) { c, _ in
-            let lo = c * chunk, cnt = min(chunk, n - lo)
-            if dtype == .f16 { HalfConversion.toHalf(src + lo, buf.pointer + lo, count: cnt) }
-            else { HalfConversion.toBF16(src + lo, buf.pointer + lo, count: cnt) }
-        }
-        return .owning(buf, name: t.name, dtype: dtype, shape: t.shape)
-    default:
-        throw ModelError.unsupportedWeight(file: "", tensor: t.name, detail: "cannot convert weights to \(dtype.rawValue)")
-    }
-}

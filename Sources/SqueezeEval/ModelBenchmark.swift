@@ -1,0 +1,56 @@
+import Foundation
+import SqueezeCore
+import SqueezeModels
+
+/// One row of the model benchmark.
+public struct ModelBenchResult: Codable, Sendable {
+    public var weights: String
+    public var threads: Int
+    public var promptTokens: Int
+    public var prefillTokensPerSecond: Double
+    public var decodeTokens: Int
+    public var decodeTokensPerSecond: Double
+    /// Bytes of weights read per decoded token times tokens/s.
+    public var decodeGBps: Double
+    public var weightBytesPerToken: Int
+}
+
+/// Prefill and decode speed of a loaded model.
+public enum ModelBenchmark {
+    /// Times a `promptTokens`-token prefill and `decodeTokens` single-token decode steps (best of `repeats`).
+    public static func run(model: LlamaModel, label: String, threads: Int, promptTokens: Int = 512,
+                           decodeTokens: Int = 64, repeats: Int = 3) throws -> ModelBenchResult {
+        let pool = model.pool
+        let old = pool.defaultThreads
+        pool.defaultThreads = min(threads, pool.threadCount)
+        defer { pool.defaultThreads = old }
+        var rng = Xoshiro256(seed: 7)
+        let prompt = (0..<promptTokens).map { _ in Int(rng.next() % UInt64(model.config.vocabSize)) }
+        let cache = KVCache(config: model.config, capacity: promptTokens + decodeTokens + 1)
+        let ws = Workspace(model: model, maxTokens: promptTokens, logitRows: 1)
+        let wsDecode = Workspace(model: model, maxTokens: 1)
+        var bestPrefill = Double.infinity, bestDecode = Double.infinity
+        for _ in 0..<repeats {
+            cache.reset()
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try model.forward(tokens: prompt, cache: cache, workspace: ws, logits: .last)
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            bestPrefill = min(bestPrefill, Double(t1 - t0) / 1e9)
+            // Decode continues after a short context (64 tokens), as llama-bench's tg does from an empty one.
+            cache.truncate(to: 16)
+            var tok = 1
+            let t2 = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<decodeTokens {
+                try model.forward(tokens: [tok], cache: cache, workspace: wsDecode, logits: .last)
+                tok = (tok * 31 + 7) % model.config.vocabSize
+            }
+            let t3 = DispatchTime.now().uptimeNanoseconds
+            bestDecode = min(bestDecode, Double(t3 - t2) / 1e9)
+        }
+        let dtps = Double(decodeTokens) / bestDecode
+        return ModelBenchResult(weights: label, threads: threads, promptTokens: promptTokens,
+                                prefillTokensPerSecond: Double(promptTokens) / bestPrefill, decodeTokens: decodeTokens,
+                                decodeTokensPerSecond: dtps, decodeGBps: dtps * Double(model.weightBytesPerToken) / 1e9,
+                                weightBytesPerToken: model.weightBytesPerToken)
+    }
+}
