@@ -12,6 +12,9 @@ Writes, under Tests/SqueezeFormatsTests/Fixtures/:
                                      gguf.quants can quantize are quantized from random normal data;
                                      the others are random bytes with sane f16 scales patched in.
   quant_types_expected.safetensors   the F32 output of gguf.quants.dequantize for each, same names.
+  quant_types_expected.json          what gguf.GGUFReader reads back from quant_types.gguf: version,
+                                     metadata keys, and per tensor its type name, shape (outermost
+                                     first) and byte count.
   real_model_rows.safetensors        expected F32 rows from the real test model (when it is present):
                                      rows 0-1 of blk.0.attn_q.weight (Q4_1), blk.29.ffn_down.weight
                                      (Q4_1), and rows 0-1 and the last row of token_embd.weight
@@ -20,6 +23,7 @@ Writes, under Tests/SqueezeFormatsTests/Fixtures/:
 The model is $SQUEEZE_MODEL, else ~/.cache/squeeze/models/SmolLM2-135M-Instruct.Q4_1.gguf
 (fetch it with `bash scripts/fetch-test-model.sh`).
 """
+import json
 import os
 import sys
 import argparse
@@ -91,6 +95,12 @@ def make_quant_types():
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+    reader = gguf.GGUFReader(os.path.join(OUT, "quant_types.gguf"))
+    info = {"version": 3, "metadata_keys": list(reader.fields.keys())[3:],  # skip the header pseudo-fields
+            "tensors": [{"name": t.name, "type": t.tensor_type.name, "shape": list(reversed(t.shape.tolist())),
+                         "bytes": int(t.n_bytes)} for t in reader.tensors]}
+    with open(os.path.join(OUT, "quant_types_expected.json"), "w") as f:
+        json.dump(info, f, indent=1)
     save_file(expected, os.path.join(OUT, "quant_types_expected.safetensors"),
               metadata={"source": "gguf.quants.dequantize, gguf " + gguf_version()})
 
