@@ -9,8 +9,8 @@ Writes, under Tests/SqueezeFormatsTests/Fixtures/:
   dtypes.safetensors       tensors of several dtypes (F32, F16, BF16, F64, I64, I32, I16, I8, U8,
                            BOOL, a scalar and an empty tensor) and `__metadata__`, written by
                            safetensors.torch.save_file.
-  dtypes_expected.json     for each tensor: dtype name, shape, the values as Python floats/ints
-                           (converted by torch, exact for every type here), the data_offsets the
+  dtypes_expected.json     for each tensor: dtype name, shape, the values (floats as repr strings,
+                           ints as numbers; converted by torch, exact for every type here), the data_offsets the
                            library chose, plus the metadata and the tensor order in the file.
   sharded/                 a sharded checkpoint as transformers lays it out:
                            model-00001-of-00002.safetensors, model-00002-of-00002.safetensors and
@@ -39,7 +39,8 @@ def values(t):
     if t.dtype == torch.bool:
         return [bool(v) for v in t.flatten().tolist()]
     if t.dtype.is_floating_point:
-        return [float(v) for v in t.to(torch.float64).flatten().tolist()]
+        # repr strings: exact, and independent of the JSON parser's float rounding.
+        return [repr(float(v)) for v in t.to(torch.float64).flatten().tolist()]
     return [int(v) for v in t.flatten().tolist()]
 
 
