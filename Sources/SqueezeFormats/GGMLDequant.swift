@@ -145,21 +145,17 @@ public enum GGMLDequantizer {
                 let qs = (p + 32).assumingMemoryBound(to: UInt8.self)
                 let sc = (p + 96).assumingMemoryBound(to: UInt8.self)
                 let d = f16(p, 108)
-                var dl = [Float](repeating: 0, count: 16)
-                for i in 0..<16 {
-                    let low = i < 8 ? Int(sc[i] & 0xF) : Int(sc[i - 8] >> 4)
-                    let high = (Int(sc[8 + i % 4]) >> (2 * (i / 4))) & 3
-                    dl[i] = d * Float((low | high << 4) - 32)
-                }
                 let o = y + b * 256
-                for h in 0..<2 {
-                    for s in 0..<4 {
-                        for l in 0..<32 {
-                            let i = h * 128 + s * 32 + l
-                            let ql = (Int(qs[h * 32 + l]) >> (2 * s)) & 3
-                            let bit = (Int(hm[l]) >> (i / 32)) & 1
-                            o[i] = dl[i / 16] * Float(ql - ((bit ^ 1) << 2))
-                        }
+                for sb in 0..<16 {
+                    let low = sb < 8 ? Int(sc[sb] & 0xF) : Int(sc[sb - 8] >> 4)
+                    let high = (Int(sc[8 + sb % 4]) >> (2 * (sb / 4))) & 3
+                    let dl = d * Float((low | high << 4) - 32)
+                    for k in 0..<16 {
+                        let i = sb * 16 + k
+                        let h = i / 128, s = (i % 128) / 32, l = i % 32
+                        let ql = (Int(qs[h * 32 + l]) >> (2 * s)) & 3
+                        let bit = (Int(hm[l]) >> (i / 32)) & 1
+                        o[i] = dl * Float(ql - ((bit ^ 1) << 2))
                     }
                 }
             }

@@ -196,7 +196,8 @@ public final class SafeTensorsModel: @unchecked Sendable {
     /// File name of a single-file checkpoint in a directory.
     public static let singleFileName = "model.safetensors"
 
-    /// Opens a `.safetensors` file or a checkpoint directory; validates every shard.
+    /// Opens a `.safetensors` file, a checkpoint directory, or a `*.safetensors.index.json` file;
+    /// validates every shard.
     public init(path: String) throws {
         self.path = path
         var isDir: ObjCBool = false
@@ -206,35 +207,35 @@ public final class SafeTensorsModel: @unchecked Sendable {
         var filePaths: [String]
         var weightMap: [String: String]? = nil
         var md: [String: String] = [:]
-        if !isDir.boolValue {
+        let dir = isDir.boolValue ? path : (path as NSString).deletingLastPathComponent
+        let idx = isDir.boolValue ? (path as NSString).appendingPathComponent(Self.indexFileName)
+                                  : (path.hasSuffix(".index.json") ? path : nil)
+        let single = (path as NSString).appendingPathComponent(Self.singleFileName)
+        if let idx = idx, FileManager.default.fileExists(atPath: idx) {
+            indexPath = idx
+            let (map, indexMD) = try Self.readIndex(idx)
+            weightMap = map
+            md = indexMD
+            filePaths = Array(Set(map.values)).sorted().map { (dir as NSString).appendingPathComponent($0) }
+            for (tensor, shard) in map.sorted(by: { $0.key < $1.key }) {
+                let sp = (dir as NSString).appendingPathComponent(shard)
+                if !FileManager.default.fileExists(atPath: sp) {
+                    throw FormatError.missingShard(index: idx, shard: shard, tensor: tensor)
+                }
+            }
+        } else if !isDir.boolValue {
             filePaths = [path]
             indexPath = nil
+        } else if FileManager.default.fileExists(atPath: single) {
+            indexPath = nil
+            filePaths = [single]
         } else {
-            let idx = (path as NSString).appendingPathComponent(Self.indexFileName)
-            let single = (path as NSString).appendingPathComponent(Self.singleFileName)
-            if FileManager.default.fileExists(atPath: idx) {
-                indexPath = idx
-                let (map, indexMD) = try Self.readIndex(idx)
-                weightMap = map
-                md = indexMD
-                filePaths = Array(Set(map.values)).sorted().map { (path as NSString).appendingPathComponent($0) }
-                for (tensor, shard) in map.sorted(by: { $0.key < $1.key }) {
-                    let sp = (path as NSString).appendingPathComponent(shard)
-                    if !FileManager.default.fileExists(atPath: sp) {
-                        throw FormatError.missingShard(index: idx, shard: shard, tensor: tensor)
-                    }
-                }
-            } else if FileManager.default.fileExists(atPath: single) {
-                indexPath = nil
-                filePaths = [single]
-            } else {
-                throw FormatError.corrupt(file: path, detail: "directory has neither \(Self.singleFileName) nor \(Self.indexFileName)")
-            }
+            throw FormatError.corrupt(file: path, detail: "directory has neither \(Self.singleFileName) nor \(Self.indexFileName)")
         }
         files = try filePaths.map { try SafeTensorsFile(path: $0) }
         var own: [String: Int] = [:]
         var names: [String] = []
-        if let map = weightMap, let idx = indexPath {
+        if let map = weightMap {
             let fileIndex = Dictionary(uniqueKeysWithValues: filePaths.enumerated().map { (($0.element as NSString).lastPathComponent, $0.offset) })
             for (tensor, shard) in map {
                 let fi = fileIndex[(shard as NSString).lastPathComponent]!
@@ -246,7 +247,6 @@ public final class SafeTensorsModel: @unchecked Sendable {
             for (fi, f) in files.enumerated() {
                 names += f.tensorNames.filter { own[$0] == fi }
             }
-            _ = idx
         } else {
             for (fi, f) in files.enumerated() {
                 for n in f.tensorNames where own[n] == nil { own[n] = fi; names.append(n) }

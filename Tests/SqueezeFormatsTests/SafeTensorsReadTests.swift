@@ -67,6 +67,9 @@ import SqueezeFormats
         #expect(m.metadata["total_size"] == String(total))
         #expect(m.metadata["format"] == "pt")
         #expect(!m.contains("lm_head.weight"))
+        // The index file itself opens the same checkpoint.
+        let viaIndex = try SafeTensorsModel(path: Fixtures.path("sharded/model.safetensors.index.json"))
+        #expect(viaIndex.tensorNames == m.tensorNames)
     }
 
     @Test func opensSingleFileAndDirectoryWithModelSafetensors() throws {
