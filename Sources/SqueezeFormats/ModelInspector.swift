@@ -148,6 +148,8 @@ public enum ModelInspector {
             s = String(decoding: d, as: UTF8.self)
         } else if let str = v as? String {
             s = str
+        } else if isJSONBool(v) {
+            s = (v as! NSNumber).boolValue ? "true" : "false"
         } else if v is NSNull {
             s = "null"
         } else {

@@ -169,8 +169,15 @@ public final class SafeTensorsFile: @unchecked Sendable {
     }
 }
 
-/// An integer from a JSONSerialization value, or nil.
+/// Whether a JSONSerialization value is a JSON `true`/`false` (a boolean NSNumber).
+func isJSONBool(_ v: Any) -> Bool {
+    guard let n = v as? NSNumber else { return false }
+    return String(cString: n.objCType) == "c"
+}
+
+/// An integer from a JSONSerialization value, or nil (booleans are not integers).
 func jsonInt(_ v: Any) -> Int? {
+    if isJSONBool(v) { return nil }
     if let i = v as? Int { return i }
     if let d = v as? Double, d == d.rounded(), abs(d) < 9.0e15 { return Int(d) }
     return nil

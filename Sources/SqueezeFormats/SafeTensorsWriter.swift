@@ -12,8 +12,11 @@ import Darwin
 public final class SafeTensorsWriter {
     /// A tensor to be written: name, dtype and shape.
     public struct Entry: Sendable, Equatable {
+        /// The tensor's name.
         public let name: String
+        /// Element type.
         public let dtype: DType
+        /// Dimensions, outermost first.
         public let shape: [Int]
         /// Makes an entry.
         public init(name: String, dtype: DType, shape: [Int]) {

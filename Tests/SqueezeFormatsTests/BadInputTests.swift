@@ -66,7 +66,7 @@ import SqueezeFormats
 
     @Test func negativeOrNonIntegerShape() throws {
         let tmp = try TempDir()
-        for shape in ["[-2,-2]", "[2,\"2\"]", "[2.5,2]"] {
+        for shape in ["[-2,-2]", "[2,\"2\"]", "[2.5,2]", "[true,4]"] {
             let (p, e) = try open(tmp, header: Self.header(shape: shape))
             guard case .invalidField(p, "w.shape", _)? = e else { Issue.record("\(shape): wrong error \(String(describing: e))"); continue }
             #expect(e!.description.contains(p) && e!.description.contains("w.shape"))
@@ -241,6 +241,25 @@ import SqueezeFormats
         guard case .unsupportedDType(p, "blk.2.ffn_down.weight", "IQ2_XXS")? = e else { Issue.record("wrong error \(String(describing: e))"); return }
         let e2 = formatError { _ = try g.tensor("missing.weight") }
         guard case .missingTensor(p, "missing.weight")? = e2 else { Issue.record("wrong error \(String(describing: e2))"); return }
+    }
+
+    @Test func ggufHugeArrayCountIsTruncationNotACrash() throws {
+        let tmp = try TempDir()
+        func str(_ s: String) -> [UInt8] { le(UInt64(s.utf8.count)) + Array(s.utf8) }
+        // One metadata array of 2^31 uint8 items in a file of a few dozen bytes.
+        let b = Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(0)) + le(UInt64(1))
+            + str("tokenizer.ggml.token_type") + le(UInt32(9)) + le(UInt32(0)) + le(UInt64(1) << 31) + [1, 2, 3]
+        let p = try tmp.write("bad.gguf", b)
+        let e = formatError { _ = try GGUFFile(path: p) }
+        guard case .truncated(p, _)? = e else { Issue.record("wrong error \(String(describing: e))"); return }
+    }
+
+    @Test func ggufOverflowingDims() throws {
+        let tmp = try TempDir()
+        let p = try tmp.write("bad.gguf", Self.gguf(tensors: [("big", [1 << 39, 1 << 39, 1 << 39], 0, 0)], data: []))
+        let e = formatError { _ = try GGUFFile(path: p) }
+        guard case .corrupt(p, let d)? = e else { Issue.record("wrong error \(String(describing: e))"); return }
+        #expect(d.contains("'big'"))
     }
 
     @Test func ggufRowNotMultipleOfBlock() throws {

@@ -8,7 +8,7 @@ import SqueezeFormats
     @Test func describesSafetensorsWithConfig() throws {
         let tmp = try TempDir()
         try FileManager.default.copyItem(atPath: Fixtures.path("dtypes.safetensors"), toPath: tmp.file("model.safetensors"))
-        try Data("{\"hidden_size\": 576, \"model_type\": \"llama\", \"architectures\": [\"LlamaForCausalLM\"]}".utf8)
+        try Data("{\"hidden_size\": 576, \"model_type\": \"llama\", \"architectures\": [\"LlamaForCausalLM\"], \"tie_word_embeddings\": true, \"rope_scaling\": null}".utf8)
             .write(to: URL(fileURLWithPath: tmp.file("config.json")))
         let exp = try Fixtures.json("dtypes_expected.json")
         let tensors = exp["tensors"] as! [String: [String: Any]]
@@ -19,6 +19,9 @@ import SqueezeFormats
         #expect(text.contains("format: safetensors"))
         #expect(text.contains("hidden_size = 576"))
         #expect(text.contains("model_type = llama"))
+        #expect(text.contains("tie_word_embeddings = true"))
+        #expect(text.contains("rope_scaling = null"))
+        #expect(text.contains("architectures = [\"LlamaForCausalLM\"]"))
         #expect(text.contains("source = make_safetensors_fixtures.py"))
         for n in tensors.keys { #expect(text.contains(n)) }
         #expect(text.contains("total: \(tensors.count) tensors, \(params) parameters, \(bytes) bytes"))
