@@ -18,6 +18,14 @@ public enum FormatError: Error, CustomStringConvertible, Equatable {
     case invalidField(file: String, field: String, detail: String)
     /// An I/O failure while writing.
     case writeFailed(path: String, reason: String)
+    /// A tensor's stored byte span differs from what its shape and dtype need.
+    case sizeMismatch(file: String, tensor: String, expectedBytes: Int, gotBytes: Int)
+    /// A tensor's data lies (partly) outside the file's data section.
+    case outOfBounds(file: String, tensor: String, detail: String)
+    /// Two tensors' data overlap.
+    case overlappingTensors(file: String, tensor: String, other: String)
+    /// A shard named by a sharded checkpoint's index does not exist.
+    case missingShard(index: String, shard: String, tensor: String)
 
     public var description: String {
         switch self {
@@ -30,6 +38,11 @@ public enum FormatError: Error, CustomStringConvertible, Equatable {
         case let .missingField(f, k): return "\(f): missing field '\(k)'"
         case let .invalidField(f, k, d): return "\(f): field '\(k)': \(d)"
         case let .writeFailed(p, r): return "cannot write '\(p)': \(r)"
+        case let .sizeMismatch(f, t, e, g):
+            return "\(f): tensor '\(t)': data spans \(g) bytes but its shape and dtype need \(e)"
+        case let .outOfBounds(f, t, d): return "\(f): tensor '\(t)': data out of bounds: \(d)"
+        case let .overlappingTensors(f, t, o): return "\(f): tensor '\(t)': data overlaps tensor '\(o)'"
+        case let .missingShard(i, s, t): return "\(i): shard '\(s)' (holding tensor '\(t)') does not exist"
         }
     }
 }

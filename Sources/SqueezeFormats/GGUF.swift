@@ -201,6 +201,13 @@ public final class GGUFFile: @unchecked Sendable {
                 throw FormatError.unsupportedDType(file: path, tensor: name, dtype: "GGML type \(traw)")
             }
             let off = try r.u64()
+            guard off < (1 << 52) else { throw FormatError.corrupt(file: path, detail: "tensor '\(name)': offset \(off)") }
+            var count = 1
+            for d in dims {
+                let (p, o) = count.multipliedReportingOverflow(by: d)
+                guard !o, p < (1 << 52) else { throw FormatError.corrupt(file: path, detail: "tensor '\(name)': \(dims) has too many elements") }
+                count = p
+            }
             guard dims[0] % t.blockSize == 0 else {
                 throw FormatError.corrupt(file: path, detail: "tensor '\(name)': row length \(dims[0]) is not a multiple of the \(t.name) block size \(t.blockSize)")
             }
@@ -304,7 +311,7 @@ struct ByteReader {
             let n = try u64()
             guard n < (1 << 32), et != 9 || n < 1 << 20 else { throw FormatError.corrupt(file: path, detail: "metadata '\(key)': array of \(n) items") }
             var items: [GGUFValue] = []
-            items.reserveCapacity(Int(n))
+            items.reserveCapacity(min(Int(n), file.size - offset))
             for _ in 0..<n { items.append(try value(type: et, key: key)) }
             return .array(items)
         case 10: return .uint64(try u64())
