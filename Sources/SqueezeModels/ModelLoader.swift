@@ -6,6 +6,9 @@ import SqueezeFormats
 /// (config.json plus safetensors, single or sharded).
 public enum ModelLoader {
     /// Loads the model at `path`.
+    /// A hook that builds quantized linear operators for a checkpoint directory (set by the quantized engine).
+    nonisolated(unsafe) public static var linearFactory: ((_ directory: String, _ tensors: SafeTensorsModel) throws -> LinearFactory?)?
+
     public static func load(path: String, options: LoadOptions = LoadOptions(), pool: WorkerPool = .shared) throws -> LlamaModel {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
@@ -16,7 +19,15 @@ public enum ModelLoader {
             let config = try LlamaConfig(gguf: g)
             return try LlamaModel(config: config, source: GGUFTensorSource(g), options: options, pool: pool)
         }
-        throw ModelError.notAModel(path: path, detail: "expected a .gguf file or a directory with config.json")
+        let dir = isDir.boolValue ? path : URL(fileURLWithPath: path).deletingLastPathComponent().path
+        let configPath = dir + "/config.json"
+        guard FileManager.default.fileExists(atPath: configPath) else {
+            throw ModelError.notAModel(path: path, detail: "expected a .gguf file or a directory with config.json")
+        }
+        let config = try LlamaConfig(configFile: configPath)
+        let st = try SafeTensorsModel(path: path)
+        return try LlamaModel(config: config, source: SafeTensorsSource(st), options: options,
+                              linearFactory: linearFactory?(dir, st), pool: pool)
     }
 
     static func isGGUF(_ path: String) -> Bool {

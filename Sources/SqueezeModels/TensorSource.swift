@@ -110,3 +110,18 @@ public enum RopePermutation {
         return .owning(buf, name: t.name, dtype: .f32, shape: t.shape)
     }
 }
+
+/// Tensors of a Hugging Face checkpoint (one safetensors file or a sharded directory), as views.
+public final class SafeTensorsSource: TensorSource {
+    public let model: SafeTensorsModel
+    public var path: String { model.path }
+    public var tensorNames: [String] { model.tensorNames }
+    public var ropeLayout: RopeLayout { .halves }
+
+    public init(_ model: SafeTensorsModel) { self.model = model }
+    public func contains(_ name: String) -> Bool { model.contains(name) }
+    public func tensor(_ name: String) throws -> Tensor {
+        guard model.contains(name) else { throw ModelError.missingTensor(file: path, tensor: name) }
+        return try model.tensor(name)
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+import SqueezeCore
+import SqueezeFormats
+
+/// Converts a llama.cpp GGUF model into a Hugging Face directory: `config.json`,
+/// `generation_config.json` and `model.safetensors` with Hugging Face names, Q/K rows un-permuted
+/// to the rotate-half layout, weights in F32, F16 or BF16. Written to a temporary directory and
+/// renamed on success.
+public enum GGUFConverter {
+    /// Extra files to write into the output directory (e.g. tokenizer.json), name to contents.
+    public typealias ExtraFiles = [String: Data]
+
+    public static func convert(gguf path: String, to output: String, dtype: DType,
+                               extraFiles: ExtraFiles = [:], progress: ((String) -> Void)? = nil) throws {
+        guard [.f32, .f16, .bf16].contains(dtype) else {
+            throw ModelError.invalidArgument("--dtype must be f32, f16 or bf16, got \(dtype.rawValue)")
+        }
+        let g = try GGUFFile(path: path)
+        let config = try LlamaConfig(gguf: g)
+        let src = GGUFTensorSource(g)
+        var names: [String] = []
+        for info in g.tensors {
+            guard let hf = GGUFNames.hf(fromGGUF: info.name) else {
+                if info.name == "rope_freqs.weight" { continue }
+                throw ModelError.unsupportedWeight(file: path, tensor: info.name, detail: "no Hugging Face name for this tensor")
+            }
+            names.append(hf)
+        }
+        let entries = try names.map { n -> SafeTensorsWriter.Entry in
+            let info = g.info(GGUFNames.gguf(fromHF: n)!)!
+            let isNorm = info.shape.count == 1
+            return SafeTensorsWriter.Entry(name: n, dtype: isNorm ? .f32 : dtype, shape: info.shape)
+        }
+        let fm = FileManager.default
+        if fm.fileExists(atPath: output) {
+            throw ModelError.invalidArgument("output '\(output)' already exists; remove it or choose another path")
+        }
+        let tmp = output + ".tmp-\(getpid())"
+        try? fm.removeItem(atPath: tmp)
+        try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        var done = false
+        defer { if !done { try? fm.removeItem(atPath: tmp) } }
+        let writer = try SafeTensorsWriter(path: tmp + "/model.safetensors", entries: entries,
+                                           metadata: ["format": "pt", "converted_from": URL(fileURLWithPath: path).lastPathComponent])
+        for (i, e) in entries.enumerated() {
+            var t = try src.tensor(e.name)
+            if e.name.hasSuffix("self_attn.q_proj.weight") { t = RopePermutation.toHF(t, heads: config.numHeads) }
+            if e.name.hasSuffix("self_attn.k_proj.weight") { t = RopePermutation.toHF(t, heads: config.numKVHeads) }
+            t = try t.converted(to: e.dtype)
+            try writer.write(Tensor(name: e.name, dtype: t.dtype, shape: t.shape, data: t.data, owner: t.owner))
+            progress?("[\(i + 1)/\(entries.count)] \(e.name)")
+        }
+        try writer.finish()
+        var cfg = config.huggingFaceJSON()
+        cfg["torch_dtype"] = dtype == .f32 ? "float32" : (dtype == .f16 ? "float16" : "bfloat16")
+        try writeJSON(cfg, to: tmp + "/config.json")
+        var gen: [String: Any] = [:]
+        if let b = config.bosTokenId { gen["bos_token_id"] = b }
+        if let e = config.eosTokenIds.first { gen["eos_token_id"] = e }
+        try writeJSON(gen, to: tmp + "/generation_config.json")
+        for (name, data) in extraFiles { try data.write(to: URL(fileURLWithPath: tmp + "/" + name)) }
+        try fm.moveItem(atPath: tmp, toPath: output)
+        done = true
+    }
+}
+
+/// Writes a JSON object with sorted keys, pretty-printed.
+public func writeJSON(_ obj: Any, to path: String) throws {
+    let data = try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
+    try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+}
