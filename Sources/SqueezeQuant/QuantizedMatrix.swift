@@ -184,9 +184,10 @@ public enum NonUniformQuantizer {
                             keep: UnsafePointer<UInt8>?, n: Int, k: Int, options: KMeansOptions,
                             lutOut: UnsafeMutablePointer<Float>, idxOut: UnsafeMutablePointer<UInt8>?,
                             row: Int, tensorName: String) throws -> (Double, Double) {
-        // Gather the included positions as (key, position) items with their k-means weights.
+        // Gather the included positions as (key, column) items with their k-means weights.
         var m = 0
         var total = 0.0
+        var keptAny = false
         for c in 0..<n {
             let v = values[c]
             if !v.isFinite { throw QuantError.nonFiniteWeight(tensor: tensorName, row: row, column: c, value: v) }
@@ -197,10 +198,10 @@ public enum NonUniformQuantizer {
                     throw QuantError.invalidSensitivity(tensor: tensorName, row: row, column: c, value: f)
                 }
             }
-            if let kp = keep, kp[c] != 0 { continue }
+            if let kp = keep, kp[c] != 0 { keptAny = true; continue }
             if options.zeroValuesGetZeroWeight && v == 0 { f = 0 }
-            ws.keysA[m] = (UInt64(monotoneKey(v)) << 32) | UInt64(m)
-            ws.rawWeight[m] = f
+            ws.keysA[m] = (UInt64(monotoneKey(v)) << 32) | UInt64(c)
+            ws.rawWeight[c] = f
             total += Double(f)
             m += 1
         }
@@ -208,7 +209,8 @@ public enum NonUniformQuantizer {
         var d = 0  // distinct values
         var dp = 0  // distinct positive-weight values
         if m > 0 {
-            let sorted = ws.radixSort(m)
+            ws.radixSort(m)
+            let sorted = ws.sorted
             var lastKey = UInt64.max
             for i in 0..<m {
                 let item = sorted[i]
@@ -223,8 +225,13 @@ public enum NonUniformQuantizer {
                     ws.uw[d - 1] += f
                 }
             }
-            for i in 0..<d where ws.uw[i] > 0 {
-                ws.px[dp] = ws.ux[i]; ws.pw[dp] = ws.uw[i]; dp += 1
+            var allPositive = true
+            for i in 0..<d where !(ws.uw[i] > 0) { allPositive = false; break }
+            if allPositive {
+                ws.px = ws.ux; ws.pw = ws.uw; dp = d
+            } else {
+                ws.px = ws.pxStore; ws.pw = ws.pwStore
+                for i in 0..<d where ws.uw[i] > 0 { ws.px[dp] = ws.ux[i]; ws.pw[dp] = ws.uw[i]; dp += 1 }
             }
         }
         let cen = ws.centroids
@@ -241,6 +248,7 @@ public enum NonUniformQuantizer {
             // remaining clusters spent on the zero-weight values, unweighted.
             var saved = [Double](repeating: 0, count: dp)
             for i in 0..<dp { saved[i] = ws.px[i] }
+            ws.px = ws.pxStore; ws.pw = ws.pwStore
             var z = 0
             for i in 0..<d where !(ws.uw[i] > 0) { ws.px[z] = ws.ux[i]; ws.pw[z] = 1; z += 1 }
             let rest = k - dp
@@ -263,32 +271,34 @@ public enum NonUniformQuantizer {
             lutOut[j] = c
         }
         sortAscending(lutOut, k)
-        // Nearest centroid by midpoints; the kept positions get the centroid nearest 0.
         var zeroIdx = 0
         for j in 1..<max(k, 1) where abs(lutOut[j]) < abs(lutOut[zeroIdx]) { zeroIdx = j }
+        // Nearest centroid, walking the sorted items: the label only moves up. A value exactly
+        // halfway between two centroids takes the lower one.
         var we = 0.0, se = 0.0
-        for c in 0..<n {
-            let v = values[c]
-            if let kp = keep, kp[c] != 0 {
-                idxOut?[c] = UInt8(zeroIdx)
-                continue
+        if m > 0 {
+            let sorted = ws.sorted
+            var label = 0
+            var next = k > 1 ? Double(lutOut[1]) : .infinity
+            var here = Double(lutOut[0])
+            for i in 0..<m {
+                let item = sorted[i]
+                let c = Int(item & 0xFFFF_FFFF)
+                let v = Double(floatFromMonotoneKey(UInt32(truncatingIfNeeded: item >> 32)))
+                while v > here && next - v < v - here {
+                    label += 1
+                    here = next
+                    next = label + 1 < k ? Double(lutOut[label + 1]) : .infinity
+                }
+                idxOut?[c] = UInt8(truncatingIfNeeded: label)
+                let e = v - here
+                let e2 = e * e
+                se += e2
+                we += (sens.map { Double($0[c]) } ?? 1) * e2
             }
-            // Binary search: the last j with lut[j] <= v, then compare with the next.
-            var lo = 0, hi = k - 1
-            while lo < hi {
-                let mid = (lo + hi + 1) >> 1
-                if lutOut[mid] <= v { lo = mid } else { hi = mid - 1 }
-            }
-            var label = lo
-            if lo + 1 < k {
-                let a = lutOut[lo], b = lutOut[lo + 1]
-                if v > a && Double(b) - Double(v) < Double(v) - Double(a) { label = lo + 1 }
-            }
-            idxOut?[c] = UInt8(label)
-            let e = Double(v) - Double(lutOut[label])
-            let e2 = e * e
-            se += e2
-            we += (sens.map { Double($0[c]) } ?? 1) * e2
+        }
+        if keptAny, let kp = keep, let out = idxOut {
+            for c in 0..<n where kp[c] != 0 { out[c] = UInt8(truncatingIfNeeded: zeroIdx) }
         }
         return (we, se)
     }
