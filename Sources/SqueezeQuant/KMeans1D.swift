@@ -173,8 +173,8 @@ final class KMeansWorkspace {
         }
         if kk >= 3 {
             for l in 2..<kk {
-                fillLayer(W: W, S: S, Q: Q, l: l, lo: l, hi: n - (kk - l), optLo: l - 1, optHi: n - (kk - l) - 1,
-                          stride: stride)
+                fillLayer(W: W, S: S, Q: Q, l: l, kk: kk, lo: l, hi: n - (kk - l), optLo: l - 1,
+                          optHi: n - (kk - l) - 1, stride: stride)
                 (prev + l).update(from: cur + l, count: n - (kk - l) - l + 1)
             }
         }
@@ -195,15 +195,18 @@ final class KMeansWorkspace {
 
     /// Divide and conquer over one DP layer: cur[i] = min_j prev[j] + cost(j, i), i in lo...hi.
     private func fillLayer(W: UnsafeMutablePointer<Double>, S: UnsafeMutablePointer<Double>,
-                           Q: UnsafeMutablePointer<Double>, l: Int, lo: Int, hi: Int, optLo: Int, optHi: Int,
+                           Q: UnsafeMutablePointer<Double>, l: Int, kk: Int, lo: Int, hi: Int, optLo: Int, optHi: Int,
                            stride: Int) {
         if lo > hi { return }
         let mid = (lo + hi) >> 1
         let P = prev
         let Wm = W[mid], Sm = S[mid], Qm = Q[mid]
-        var best = Double.infinity, bj = optLo
+        // Besides the divide-and-conquer window, the last cluster of l clusters covering `mid` points
+        // starts no earlier than that of l - 1 clusters (the argmins are monotone in l too).
+        let jStart = l >= 3 && mid <= stride - 1 - (kk - l + 1) ? max(optLo, Int(arg[(l - 1) * stride + mid])) : optLo
+        var best = Double.infinity, bj = jStart
         let jEnd = min(mid - 1, optHi)
-        var j = optLo
+        var j = jStart
         while j <= jEnd {
             let dw = Wm - W[j], ds = Sm - S[j]
             let c = P[j] + (Qm - Q[j]) - ds * ds / dw
@@ -212,21 +215,21 @@ final class KMeansWorkspace {
         }
         cur[mid] = best
         arg[l * stride + mid] = Int32(truncatingIfNeeded: bj)
-        fillLayer(W: W, S: S, Q: Q, l: l, lo: lo, hi: mid - 1, optLo: optLo, optHi: bj, stride: stride)
-        fillLayer(W: W, S: S, Q: Q, l: l, lo: mid + 1, hi: hi, optLo: bj, optHi: optHi, stride: stride)
+        fillLayer(W: W, S: S, Q: Q, l: l, kk: kk, lo: lo, hi: mid - 1, optLo: optLo, optHi: bj, stride: stride)
+        fillLayer(W: W, S: S, Q: Q, l: l, kk: kk, lo: mid + 1, hi: hi, optLo: bj, optHi: optHi, stride: stride)
     }
 
     /// Weighted Lloyd on the `n` sorted, distinct, positive-weight points in `px`/`pw`
     /// (n >= kk >= 1); writes kk ascending centroids.
     ///
-    /// Start: the optimal partition whose borders are restricted to m = min(n, 4 kk) equally spaced
+    /// Start: the optimal partition whose borders are restricted to m = min(n, 8 kk) equally spaced
     /// candidate positions (a small exact DP on the prefix sums), which puts Lloyd in the basin of
     /// the global optimum. Then at most `maxIterations` iterations, each moving every border to
     /// the midpoint of its centroids (found by galloping search from the old border) and every
     /// centroid to its segment's weighted mean, until no border moves.
     func lloyd(n: Int, kk: Int, maxIterations: Int) {
         prefixSums(n)
-        let m = min(n, 4 * kk, coarseCapacity)
+        let m = min(n, 8 * kk, coarseCapacity)
         if m <= kk || m == n {
             dpBorders(W: pW, S: pS, Q: pQ, n: n, kk: kk)
         } else {

@@ -19,6 +19,21 @@ import SqueezeQuant
         }
     }
 
+    /// On medium rows the exact engine's error equals a plain O(k n^2) dynamic programme.
+    @Test(arguments: [2, 3, 4])
+    func optimalMatchesPlainDP(bits: Int) throws {
+        var rng = SplitMix64(seed: UInt64(40 + bits))
+        let k = 1 << bits
+        for trial in 0..<12 {
+            let n = k + 1 + Int(rng.next() % 120)
+            let x = (0..<n).map { _ in Float(rng.normal() * (rng.uniform() < 0.1 ? 6 : 1)) }
+            let w = (0..<n).map { _ in Float(rng.uniform() * rng.uniform() + 1e-4) }
+            let q = try NonUniformQuantizer.quantizeRow(values: x, weights: w, bits: bits)
+            let ref = plainDPCost(x, w, k)
+            #expect(abs(q.weightedError - ref) <= 1e-5 * ref + 1e-9, "bits \(bits) trial \(trial) n \(n)")
+        }
+    }
+
     /// On many random rows the exact engine is never worse than Lloyd or than random clusterings.
     @Test(arguments: [2, 3, 4])
     func optimalNeverWorse(bits: Int) throws {

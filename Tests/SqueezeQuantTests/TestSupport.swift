@@ -52,3 +52,31 @@ func loadFixture(_ name: String) throws -> Any {
     }
     return try JSONSerialization.jsonObject(with: Data(contentsOf: url))
 }
+
+/// The optimal cost by a plain O(k n^2) dynamic programme over the sorted points (no monotonicity
+/// assumptions), an independent check for medium rows.
+func plainDPCost(_ x: [Float], _ w: [Float], _ k: Int) -> Double {
+    let order = x.indices.sorted { x[$0] < x[$1] }
+    let xs = order.map { Double(x[$0]) }, ws = order.map { Double(w[$0]) }
+    let n = xs.count
+    func cost(_ a: Int, _ b: Int) -> Double {  // points a..<b, direct two-pass formula
+        var W = 0.0, S = 0.0
+        for i in a..<b { W += ws[i]; S += ws[i] * xs[i] }
+        if W == 0 { return 0 }
+        let mu = S / W
+        var c = 0.0
+        for i in a..<b { c += ws[i] * (xs[i] - mu) * (xs[i] - mu) }
+        return c
+    }
+    var C = [[Double]](repeating: [Double](repeating: 0, count: n + 1), count: n + 1)
+    for a in 0..<n { for b in (a + 1)...n { C[a][b] = cost(a, b) } }
+    var D = [Double](repeating: .infinity, count: n + 1)
+    D[0] = 0
+    for _ in 0..<k {
+        var E = [Double](repeating: .infinity, count: n + 1)
+        E[0] = 0
+        for i in 1...n { for j in 0..<i where D[j] < .infinity { E[i] = min(E[i], D[j] + C[j][i]) } }
+        D = E
+    }
+    return D[n]
+}
