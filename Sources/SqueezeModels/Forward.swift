@@ -104,30 +104,70 @@ extension LlamaModel {
         }
     }
 
+    /// Runs one token for each of several sequences at once (batched decoding): token i is appended
+    /// to `caches[i]` at its current length. Logits land in `ws.logits`, one row per sequence.
+    /// Linear layers run as one matrix-matrix product over the batch, so each weight tile is read once.
+    public func forwardBatch(tokens: [Int], caches: [KVCache], workspace ws: Workspace) throws {
+        guard tokens.count == caches.count, !tokens.isEmpty else {
+            throw ModelError.invalidArgument("forwardBatch: \(tokens.count) tokens for \(caches.count) caches")
+        }
+        guard tokens.count <= ws.maxTokens, tokens.count <= ws.maxLogitRows else {
+            throw ModelError.invalidArgument("batch of \(tokens.count) exceeds the workspace (\(ws.maxTokens) tokens)")
+        }
+        guard Set(caches.map { ObjectIdentifier($0) }).count == caches.count else {
+            throw ModelError.invalidArgument("forwardBatch: each sequence needs its own cache")
+        }
+        for (t, c) in zip(tokens, caches) {
+            guard t >= 0 && t < config.vocabSize else {
+                throw ModelError.invalidArgument("token id \(t) is outside the vocabulary (0..<\(config.vocabSize))")
+            }
+            guard c.length < c.capacity else { throw ModelError.contextOverflow(requested: c.length + 1, limit: c.capacity) }
+        }
+        let segs = caches.enumerated().map { Segment(cache: $0.element, start: $0.offset, count: 1) }
+        run(tokens, segments: segs, ws: ws, logits: .all, logitRowOffset: 0)
+    }
+
+    /// A run of consecutive tokens of one sequence inside a forward pass.
+    struct Segment {
+        let cache: KVCache
+        /// Index of the segment's first token in the pass.
+        let start: Int
+        let count: Int
+    }
+
     func forwardChunk(_ tokens: [Int], cache: KVCache, ws: Workspace, logits mode: LogitsMode, logitRowOffset: Int) {
+        run(tokens, segments: [Segment(cache: cache, start: 0, count: tokens.count)], ws: ws, logits: mode,
+            logitRowOffset: logitRowOffset)
+    }
+
+    func run(_ tokens: [Int], segments: [Segment], ws: Workspace, logits mode: LogitsMode, logitRowOffset: Int) {
         let c = config
         let T = tokens.count
         let h = c.hiddenSize, hd = c.headDim, nh = c.numHeads, nkv = c.numKVHeads
         let qd = nh * hd, kvd = nkv * hd, ffn = c.intermediateSize
-        let p0 = cache.length
         let x = ws.x.pointer, xn = ws.xn.pointer
 
         // Embeddings.
         for (t, id) in tokens.enumerated() { embedding.convertToFloat(into: x + t * h, offset: id * h, count: h) }
 
-        // RoPE tables for positions p0..<p0+T.
-        let freqs = frequencies(forLength: p0 + T)
+        // RoPE tables: each token's absolute position in its sequence.
         let half = hd / 2
-        for t in 0..<T {
-            let pos = Float(p0 + t)
-            for i in 0..<half {
-                let a = pos * freqs[i]
-                ws.cosT[t * half + i] = Float(cos(Double(a)))
-                ws.sinT[t * half + i] = Float(sin(Double(a)))
+        var maxContext = 0
+        for seg in segments {
+            let p0 = seg.cache.length
+            maxContext = max(maxContext, p0 + seg.count)
+            let freqs = frequencies(forLength: p0 + seg.count)
+            for i in 0..<seg.count {
+                let t = seg.start + i
+                let pos = Float(p0 + i)
+                for j in 0..<half {
+                    let a = pos * freqs[j]
+                    ws.cosT[t * half + j] = Float(cos(Double(a)))
+                    ws.sinT[t * half + j] = Float(sin(Double(a)))
+                }
             }
         }
-        let threads = pool.threadCount
-        ws.ensureScores(context: p0 + T, threads: threads)
+        ws.ensureScores(context: maxContext, threads: pool.threadCount)
 
         for (li, layer) in layers.enumerated() {
             // Attention block.
@@ -140,14 +180,17 @@ extension LlamaModel {
             if let b = layer.vBias { addBias(ws.v.pointer, b.pointer, T, kvd) }
             applyRope(ws.q.pointer, T, nh, ws)
             applyRope(ws.k.pointer, T, nkv, ws)
-            // Append K and V (V transposed) to the cache.
-            let kc = cache.k[li].pointer, vt = cache.vt[li].pointer
-            (kc + p0 * kvd).update(from: ws.k.pointer, count: T * kvd)
-            for t in 0..<T {
-                let vrow = ws.v.pointer + t * kvd
-                for d in 0..<kvd { vt[d * cache.capacity + p0 + t] = vrow[d] }
+            // Append K and V (V transposed) to each sequence's cache.
+            for seg in segments {
+                let p0 = seg.cache.length, cap = seg.cache.capacity
+                let kc = seg.cache.k[li].pointer, vt = seg.cache.vt[li].pointer
+                (kc + p0 * kvd).update(from: ws.k.pointer + seg.start * kvd, count: seg.count * kvd)
+                for i in 0..<seg.count {
+                    let vrow = ws.v.pointer + (seg.start + i) * kvd
+                    for d in 0..<kvd { vt[d * cap + p0 + i] = vrow[d] }
+                }
             }
-            attention(ws: ws, cache: cache, layer: li, p0: p0, T: T)
+            attention(ws: ws, segments: segments, layer: li)
             layer.o.gemm(ws.att.pointer, ldx: qd, m: T, xn, ldy: h, pool: pool)
             addInPlace(x, xn, T * h)
 
@@ -162,7 +205,7 @@ extension LlamaModel {
             layer.down.gemm(g, ldx: ffn, m: T, xn, ldy: h, pool: pool)
             addInPlace(x, xn, T * h)
         }
-        cache.length = p0 + T
+        for seg in segments { seg.cache.length += seg.count }
 
         switch mode {
         case .none: break
@@ -217,36 +260,47 @@ extension LlamaModel {
         }
     }
 
-    /// Causal grouped-query attention of T new queries against cache positions 0..<p0+T.
-    func attention(ws: Workspace, cache: KVCache, layer li: Int, p0: Int, T: Int) {
+    /// Causal grouped-query attention of each segment's new queries against its cache
+    /// (positions 0..<length+count; the new keys are already appended).
+    func attention(ws: Workspace, segments: [Segment], layer li: Int) {
         let c = config
         let hd = c.headDim, nh = c.numHeads, group = c.numHeads / c.numKVHeads
         let qd = nh * hd, kvd = c.numKVHeads * hd
         let qb = Workspace.queryBlock
-        let nBlocks = (T + qb - 1) / qb
         let scale = 1 / Float(hd).squareRoot()
-        let kc = cache.k[li].pointer, vt = cache.vt[li].pointer, cap = cache.capacity
         let window = c.slidingWindow
-        pool.run(tasks: nh * nBlocks) { task, thread in
-            let head = task / nBlocks, blk = task % nBlocks
-            let kvh = head / group
-            let t0 = blk * qb, t1 = min(T, t0 + qb)
-            let m = t1 - t0
-            let S = p0 + t1 // keys visible to the last query of the block
-            let sc = ws.scores[thread].pointer
-            // scores[i, j] = q_{t0+i} . k_j
-            sq_gemm_f32(ws.q.pointer + t0 * qd + head * hd, Int64(qd), kc + kvh * hd, Int64(kvd), sc, Int64(S),
-                        Int64(m), Int64(hd), 0, Int64(S))
-            for i in 0..<m {
-                let row = sc + i * S
-                let pos = p0 + t0 + i
-                let lo = window.map { max(0, pos - $0 + 1) } ?? 0
-                for j in 0..<S { row[j] = (j > pos || j < lo) ? -Float.infinity : row[j] * scale }
-                _ = sq_softmax_f32(row, Int64(S))
+        // Tasks: (segment, head, query block).
+        var tasks: [(seg: Int, head: Int, t0: Int, t1: Int)] = []
+        for (si, seg) in segments.enumerated() {
+            for head in 0..<nh {
+                var t0 = 0
+                while t0 < seg.count { tasks.append((si, head, t0, min(seg.count, t0 + qb))); t0 += qb }
             }
-            // out[t0+i, head*hd + d] = sum_j P[i, j] V[j, kvh*hd + d] = P . Vt rows
-            sq_gemm_f32(sc, Int64(S), vt + kvh * hd * cap, Int64(cap), ws.att.pointer + t0 * qd + head * hd, Int64(qd),
-                        Int64(m), Int64(S), 0, Int64(hd))
+        }
+        tasks.withUnsafeBufferPointer { taskList in
+            pool.run(tasks: taskList.count) { ti, thread in
+                let task = taskList[ti]
+                let seg = segments[task.seg]
+                let kvh = task.head / group
+                let cap = seg.cache.capacity
+                let kc = seg.cache.k[li].pointer, vt = seg.cache.vt[li].pointer
+                let p0 = seg.cache.length // not yet advanced for this pass
+                let m = task.t1 - task.t0
+                let S = p0 + task.t1 // keys visible to the block's last query
+                let sc = ws.scores[thread].pointer
+                let qrow = ws.q.pointer + (seg.start + task.t0) * qd + task.head * hd
+                sq_gemm_f32(qrow, Int64(qd), kc + kvh * hd, Int64(kvd), sc, Int64(S), Int64(m), Int64(hd), 0, Int64(S))
+                for i in 0..<m {
+                    let row = sc + i * S
+                    let pos = p0 + task.t0 + i
+                    let lo = window.map { max(0, pos - $0 + 1) } ?? 0
+                    for j in 0..<S { row[j] = (j > pos || j < lo) ? -Float.infinity : row[j] * scale }
+                    _ = sq_softmax_f32(row, Int64(S))
+                }
+                sq_gemm_f32(sc, Int64(S), vt + kvh * hd * cap, Int64(cap),
+                            ws.att.pointer + (seg.start + task.t0) * qd + task.head * hd, Int64(qd),
+                            Int64(m), Int64(S), 0, Int64(hd))
+            }
         }
     }
 }

@@ -53,6 +53,33 @@ struct LlamaReferenceTests {
         #expect(worst < 1e-3)
     }
 
+    /// One batched decode step over three sequences of different lengths equals three separate steps.
+    @Test func batchedDecodeEqualsSeparateDecodes() throws {
+        let model = try #require(Self.model)
+        let prompts = [[504, 414, 46682], [1604, 3987, 46477, 24, 94, 727], [260]]
+        let next = [18669, 472, 2240]
+        let V = model.config.vocabSize
+        var separate: [[Float]] = []
+        var caches: [KVCache] = []
+        let ws1 = Workspace(model: model, maxTokens: 8)
+        for (p, n) in zip(prompts, next) {
+            let c = KVCache(config: model.config, capacity: 16)
+            try model.forward(tokens: p + [n], cache: c, workspace: ws1, logits: .last)
+            separate.append(Array(ws1.logits.buffer.prefix(V)))
+            let c2 = KVCache(config: model.config, capacity: 16)
+            try model.forward(tokens: p, cache: c2, workspace: ws1, logits: .none)
+            caches.append(c2)
+        }
+        let wsb = Workspace(model: model, maxTokens: 4)
+        try model.forwardBatch(tokens: next, caches: caches, workspace: wsb)
+        var worst: Float = 0
+        for i in 0..<3 {
+            for j in 0..<V { worst = max(worst, abs(wsb.logits[i * V + j] - separate[i][j])) }
+            #expect(caches[i].length == prompts[i].count + 1)
+        }
+        #expect(worst < 1e-3, "max |difference| \(worst)")
+    }
+
     /// Greedy continuations (up to 32 tokens, stop at EOS) equal transformers' `generate`.
     @Test func greedyGenerationMatchesTransformers() throws {
         let model = try #require(Self.model)
