@@ -8,12 +8,16 @@ let package = Package(
     products: [
         .library(name: "Squeeze", targets: [
             "SqueezeCore", "SqueezeKernels", "SqueezeFormats", "SqueezeTokenizer",
-            "SqueezeModels", "SqueezeQuant", "SqueezeEval",
+            "SqueezeModels", "SqueezeQuant", "SqueezeEval", "SqueezeServer",
         ]),
         .executable(name: "squeeze", targets: ["squeeze"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // Hot SIMD kernels with run-time CPU dispatch, and the persistent worker pool.
@@ -36,10 +40,17 @@ let package = Package(
         ]),
         // Perplexity and KL divergence.
         .target(name: "SqueezeEval", dependencies: ["SqueezeModels", "SqueezeTokenizer"]),
+        // OpenAI-compatible HTTP server with continuous batching.
+        .target(name: "SqueezeServer", dependencies: [
+            "SqueezeCore", "SqueezeModels", "SqueezeTokenizer",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
         // The command line tool: parses arguments, calls the library.
         .executableTarget(name: "squeeze", dependencies: [
             "SqueezeCore", "SqueezeKernels", "SqueezeFormats", "SqueezeTokenizer",
-            "SqueezeModels", "SqueezeQuant", "SqueezeEval",
+            "SqueezeModels", "SqueezeQuant", "SqueezeEval", "SqueezeServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "SqueezeCoreTests", dependencies: ["SqueezeCore"]),
@@ -53,6 +64,10 @@ let package = Package(
         .testTarget(name: "SqueezeQuantTests", dependencies: ["SqueezeQuant", "SqueezeFormats", "SqueezeModels"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "SqueezeEvalTests", dependencies: ["SqueezeEval", "SqueezeModels", "SqueezeTokenizer"]),
+        .testTarget(name: "SqueezeServerTests", dependencies: [
+            "SqueezeServer", "SqueezeModels", "SqueezeTokenizer",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,0 +1,1 @@
+// SqueezeServer: OpenAI-compatible HTTP serving (see ServerCommand).
