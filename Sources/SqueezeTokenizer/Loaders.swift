@@ -473,3 +473,12 @@ extension Tokenizer {
                   chatTemplate: nil, specialTokenStrings: strings)
     }
 }
+
+extension Tokenizer {
+    /// Checks that llama.cpp's pre-tokenizer name `name` (GGUF `tokenizer.ggml.pre`) is known;
+    /// returns a short description of the pre-tokenizer it maps to.
+    public static func ggufPreTokenizerCheck(_ name: String, file: String) throws -> String {
+        let p = try ggufPreTokenizer(name, file: file)
+        return p.splitters.map { "\($0)" }.joined(separator: " + ")
+    }
+}
