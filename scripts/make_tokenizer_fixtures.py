@@ -21,6 +21,10 @@ Writes:
   llamacpp/ggml-vocab-{gpt-2,llama-spm}.gguf, ggml-vocab-{llama-bpe,qwen2}.gguf.gz (gzip: both are over 5 MiB)
   llamacpp/*.gguf.inp, *.gguf.out   llama.cpp's tokenizer test vectors (MIT), from llama-cpp-python 0.3.36
   chat_fixtures.json                templates, conversations and transformers' apply_chat_template output
+  llama_spm_hf/tokenizer.json.gz    transformers' conversion of ggml-vocab-llama-spm.gguf to a tokenizer.json
+                                    (SentencePiece-style BPE with byte fallback), gzip-compressed
+  llama_spm_hf_fixtures.json        pipeline variants (Metaspace first/always+split, legacy Prepend+Replace
+                                    normalizers) and their ids/decodes from Python `tokenizers`
 """
 import glob, gzip, json, os, shutil, sys, tarfile, zipfile
 
@@ -135,6 +139,36 @@ def main():
     json.dump({"source": "transformers %s apply_chat_template(tokenize=False)" % __import__("transformers").__version__,
                "templates": {k: {"template": v[0], **v[1]} for k, v in templates.items()},
                "conversations": convs, "cases": cases}, open(f"{OUT}/chat_fixtures.json", "w"), indent=1, ensure_ascii=False)
+    # A SentencePiece-style tokenizer.json (byte fallback) in three pipeline variants.
+    from transformers import AutoTokenizer
+    import tokenizers as tk
+    spm_dir = f"{OUT}/llamacpp"
+    conv = AutoTokenizer.from_pretrained(spm_dir, gguf_file="ggml-vocab-llama-spm.gguf")
+    conv.backend_tokenizer.save("/tmp/spm_tokenizer.json")
+    base = json.load(open("/tmp/spm_tokenizer.json"))
+    os.makedirs(f"{OUT}/llama_spm_hf", exist_ok=True)
+    with gzip.GzipFile(f"{OUT}/llama_spm_hf/tokenizer.json.gz", "wb", mtime=0) as g:
+        g.write(json.dumps(base, ensure_ascii=False).encode("utf-8"))
+    rep = "\u2581"
+    sp_decoder = {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": rep}, "content": " "},
+                  {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}
+    variants = {
+        "metaspace_first": {"normalizer": None, "pre_tokenizer": {"type": "Metaspace", "replacement": rep, "prepend_scheme": "first", "split": False}, "decoder": sp_decoder},
+        "metaspace_always_split": {"normalizer": None, "pre_tokenizer": {"type": "Metaspace", "replacement": rep, "prepend_scheme": "always", "split": True},
+                                   "decoder": {"type": "Metaspace", "replacement": rep, "prepend_scheme": "always", "split": True}},
+        "legacy": {"normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": rep}, {"type": "Replace", "pattern": {"String": " "}, "content": rep}]},
+                   "pre_tokenizer": None, "decoder": sp_decoder},
+    }
+    spm_texts = HARD + ["<s>inside</s> text <unk>", "Hello <s> world", "\u00e9\u0301 \U0001F999\U0001F999 \u2318 \U0001D518 byte fallback"]
+    vcases = {}
+    for vname, patch in variants.items():
+        j = dict(base); j.update(patch)
+        t = tk.Tokenizer.from_str(json.dumps(j))
+        vcases[vname] = [{"text": x, "ids": t.encode(x, add_special_tokens=False).ids, "ids_special": t.encode(x).ids,
+                          "decoded": t.decode(t.encode(x, add_special_tokens=False).ids, skip_special_tokens=False)} for x in spm_texts]
+    json.dump({"source": "Python tokenizers %s on transformers %s's conversion of ggml-vocab-llama-spm.gguf, with the listed pipeline patches" % (tk.__version__, __import__("transformers").__version__),
+               "variants": variants, "cases": vcases}, open(f"{OUT}/llama_spm_hf_fixtures.json", "w"), indent=0, ensure_ascii=False)
+
     print("fixtures written to", OUT)
     for p in sorted(glob.glob(f"{OUT}/**", recursive=True)):
         if os.path.isfile(p):

@@ -7,7 +7,7 @@ final class BPEModel: @unchecked Sendable {
     /// Token strings by id (as stored in the vocabulary; byte-level tokens in the GPT-2 alphabet).
     let idToToken: [String]
     /// Token string → id.
-    let vocab: [String: Int32]
+    let vocab: Vocab
     /// Packed pair (left << 32 | right) → packed (rank << 32 | new id).
     let merges: [UInt64: UInt64]
     let byteLevel: Bool
@@ -24,7 +24,7 @@ final class BPEModel: @unchecked Sendable {
     private let lock = NSLock()
     private static let cacheLimit = 200_000
 
-    init(idToToken: [String], vocab: [String: Int32], merges: [UInt64: UInt64], byteLevel: Bool,
+    init(idToToken: [String], vocab: Vocab, merges: [UInt64: UInt64], byteLevel: Bool,
          byteFallback: Bool, unkId: Int32?, fuseUnk: Bool, ignoreMerges: Bool) {
         self.idToToken = idToToken
         self.vocab = vocab
@@ -190,5 +190,22 @@ struct BinaryHeap {
             }
         }
         return first
+    }
+}
+
+/// Token string → id, compared byte-wise (Swift `String` equality is canonical equivalence,
+/// which would merge distinct tokens such as U+1F71 and U+03AC).
+struct Vocab: Sequence {
+    private(set) var map: [[UInt8]: Int32]
+    init(minimumCapacity: Int = 0) { map = .init(minimumCapacity: minimumCapacity) }
+    subscript(_ s: String) -> Int32? {
+        get { map[Array(s.utf8)] }
+        set { map[Array(s.utf8)] = newValue }
+    }
+    subscript(bytes b: [UInt8]) -> Int32? { map[b] }
+    var count: Int { map.count }
+    func makeIterator() -> AnyIterator<(String, Int32)> {
+        var it = map.makeIterator()
+        return AnyIterator { it.next().map { (String(decoding: $0.key, as: UTF8.self), $0.value) } }
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import SqueezeFormats
 
-typealias JSONObject = [String: Any]
+typealias JSONObject = OrderedObject
 
 /// Reads the parts of a tokenizer.json pipeline, with errors naming the file and component.
 struct JSONPipelineReader {
@@ -120,7 +120,7 @@ struct JSONPipelineReader {
             return .metaspace(replacement: rep, stripFirst: scheme != "never")
         case "Strip":
             let c = (o["content"] as? String ?? " ").first ?? " "
-            return .strip(content: c, start: o["start"] as? Int ?? 0, stop: o["stop"] as? Int ?? 0)
+            return .strip(content: c, start: jsonInt(o["start"]) ?? 0, stop: jsonInt(o["stop"]) ?? 0)
         case "Replace":
             guard let pat = o["pattern"] as? JSONObject, let s = pat["String"] as? String else {
                 throw TokenizerError.unsupportedComponent(file: file, component: "decoder", name: "Replace with a regex pattern")
@@ -149,7 +149,7 @@ struct JSONPipelineReader {
                 guard let it = item as? JSONObject else { throw fail("TemplateProcessing: bad item") }
                 if it["Sequence"] != nil { out.append(.sequence) }
                 else if let sp = it["SpecialToken"] as? JSONObject, let name = sp["id"] as? String {
-                    if let st = specials[name] as? JSONObject, let ids = st["ids"] as? [Int] { out.append(.special(ids)) }
+                    if let st = specials[name] as? JSONObject, let ids = (st["ids"] as? [Any])?.compactMap(jsonInt) { out.append(.special(ids)) }
                     else if let id = tokenId(name) { out.append(.special([id])) }
                     else { throw fail("TemplateProcessing: unknown special token \(name)") }
                 } else { throw fail("TemplateProcessing: bad item") }
@@ -157,7 +157,7 @@ struct JSONPipelineReader {
             return out
         case "RobertaProcessing", "BertProcessing":
             guard let cls = o["cls"] as? [Any], let sep = o["sep"] as? [Any],
-                  let clsId = cls.last as? Int, let sepId = sep.last as? Int else { throw fail("\(type) without cls/sep") }
+                  let clsId = jsonInt(cls.last), let sepId = jsonInt(sep.last) else { throw fail("\(type) without cls/sep") }
             return [.special([clsId]), .sequence, .special([sepId])]
         default:
             throw TokenizerError.unsupportedComponent(file: file, component: "post_processor", name: type)
@@ -170,8 +170,8 @@ func readJSON(_ path: String) throws -> JSONObject {
     do { data = try Data(contentsOf: URL(fileURLWithPath: path)) }
     catch { throw TokenizerError.unreadable(file: path, reason: error.localizedDescription) }
     let obj: Any
-    do { obj = try JSONSerialization.jsonObject(with: data) }
-    catch { throw TokenizerError.malformed(file: path, reason: "invalid JSON") }
+    do { obj = try JSONParser.parse([UInt8](data)) }
+    catch let f as JSONParser.Failure { throw TokenizerError.malformed(file: path, reason: "invalid JSON (\(f.what) at byte \(f.offset))") }
     guard let o = obj as? JSONObject else { throw TokenizerError.malformed(file: path, reason: "top level is not a JSON object") }
     return o
 }
@@ -196,10 +196,10 @@ extension Tokenizer {
         if let p = m["continuing_subword_prefix"] as? String, !p.isEmpty { throw TokenizerError.unsupportedComponent(file: jsonPath, component: "model", name: "BPE with continuing_subword_prefix") }
         if let p = m["end_of_word_suffix"] as? String, !p.isEmpty { throw TokenizerError.unsupportedComponent(file: jsonPath, component: "model", name: "BPE with end_of_word_suffix") }
 
-        var vocab = [String: Int32](minimumCapacity: vocabObj.count)
+        var vocab = Vocab(minimumCapacity: vocabObj.count)
         var maxId = -1
-        for (k, v) in vocabObj {
-            guard let id = (v as? NSNumber)?.intValue else { throw r.fail("model.vocab[\(k)] is not an integer") }
+        for (k, v) in vocabObj.pairs {
+            guard let id = jsonInt(v) else { throw r.fail("model.vocab[\(k)] is not an integer") }
             vocab[k] = Int32(id); maxId = max(maxId, id)
         }
         var idToToken = [String](repeating: "", count: maxId + 1)
@@ -208,7 +208,7 @@ extension Tokenizer {
         var addedTokens = [AddedToken]()
         if let list = root["added_tokens"] as? [Any] {
             for x in list {
-                guard let o = x as? JSONObject, let content = o["content"] as? String, let id = (o["id"] as? NSNumber)?.intValue else {
+                guard let o = x as? JSONObject, let content = o["content"] as? String, let id = jsonInt(o["id"]) else {
                     throw r.fail("added_tokens: entry without content/id")
                 }
                 addedTokens.append(AddedToken(content: content, bytes: Array(content.utf8), id: id,
@@ -244,7 +244,7 @@ extension Tokenizer {
                              byteFallback: m["byte_fallback"] as? Bool ?? false, unkId: unkId,
                              fuseUnk: m["fuse_unk"] as? Bool ?? false, ignoreMerges: m["ignore_merges"] as? Bool ?? false)
         func idOf(_ s: String) -> Int? {
-            addedTokens.first(where: { $0.content == s })?.id ?? vocab[s].map(Int.init)
+            addedTokens.first(where: { $0.content.utf8.elementsEqual(s.utf8) })?.id ?? vocab[s].map(Int.init)
         }
         var template = try r.postProcessor(root["post_processor"], tokenId: idOf)
 
@@ -289,8 +289,8 @@ extension Tokenizer {
         var eosIds = Set<Int>()
         let genPath = dir.appendingPathComponent("generation_config.json").path
         if FileManager.default.fileExists(atPath: genPath), let g = try? readJSON(genPath) {
-            if let one = g["eos_token_id"] as? Int { eosIds.insert(one) }
-            if let many = g["eos_token_id"] as? [Int] { eosIds.formUnion(many) }
+            if let one = jsonInt(g["eos_token_id"]) { eosIds.insert(one) }
+            if let many = g["eos_token_id"] as? [Any] { eosIds.formUnion(many.compactMap(jsonInt)) }
         }
         self.init(source: jsonPath, model: model, normalizer: normalizer, transform: transform, splitters: splitters,
                   added: addedTokens, template: template, decoder: decoder, bos: bos, eos: eos, unk: unk, pad: pad,
@@ -329,7 +329,7 @@ extension Tokenizer {
         guard let kind = md["tokenizer.ggml.model"]?.string else { throw fail("no tokenizer.ggml.model") }
         guard let tokens = md["tokenizer.ggml.tokens"]?.stringArray, !tokens.isEmpty else { throw fail("no tokenizer.ggml.tokens") }
         let types = md["tokenizer.ggml.token_type"]?.array?.map { $0.int ?? 1 } ?? Array(repeating: 1, count: tokens.count)
-        var vocab = [String: Int32](minimumCapacity: tokens.count)
+        var vocab = Vocab(minimumCapacity: tokens.count)
         for (i, t) in tokens.enumerated() where vocab[t] == nil { vocab[t] = Int32(i) }
         let bos = md["tokenizer.ggml.bos_token_id"]?.int
         let eos = md["tokenizer.ggml.eos_token_id"]?.int
@@ -380,7 +380,7 @@ extension Tokenizer {
             let distinct = Array(Set(scores)).sorted(by: >)
             var rankOf = [Double: Int](minimumCapacity: distinct.count)
             for (r, s) in distinct.enumerated() { rankOf[s] = r }
-            var pieceVocab = [String: Int32](minimumCapacity: tokens.count)
+            var pieceVocab = Vocab(minimumCapacity: tokens.count)
             for (i, t) in tokens.enumerated() where eligible(i) && pieceVocab[t] == nil { pieceVocab[t] = Int32(i) }
             var merges = [UInt64: UInt64](minimumCapacity: tokens.count * 4)
             for (i, t) in tokens.enumerated() where eligible(i) {
@@ -432,10 +432,10 @@ extension Tokenizer {
     /// regex, `<|endoftext|>` as the special token when the vocabulary has it).
     public convenience init(vocabPath: String, mergesPath: String) throws {
         let vj = try readJSON(vocabPath)
-        var vocab = [String: Int32](minimumCapacity: vj.count)
+        var vocab = Vocab(minimumCapacity: vj.count)
         var maxId = -1
-        for (k, v) in vj {
-            guard let id = (v as? NSNumber)?.intValue else { throw TokenizerError.malformed(file: vocabPath, reason: "vocab[\(k)] is not an integer") }
+        for (k, v) in vj.pairs {
+            guard let id = jsonInt(v) else { throw TokenizerError.malformed(file: vocabPath, reason: "vocab[\(k)] is not an integer") }
             vocab[k] = Int32(id); maxId = max(maxId, id)
         }
         var idToToken = [String](repeating: "", count: maxId + 1)

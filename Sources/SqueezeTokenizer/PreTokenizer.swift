@@ -147,36 +147,50 @@ enum Splitter {
         return out
     }
 
-    /// Builds pieces from sorted, non-overlapping matches in `r`, following `behavior`.
+    /// Builds pieces from sorted, non-overlapping matches in `r`, following `behavior` exactly as
+    /// Hugging Face's `NormalizedString::split` does (consecutive delimiters are separate matches).
     static func assemble(_ r: Range<Int>, _ matches: [Range<Int>], _ behavior: SplitBehavior, _ out: inout [Range<Int>]) {
+        // All pieces of r: gaps (false) and matches (true).
+        var pieces = [(Range<Int>, Bool)]()
         var pos = r.lowerBound
-        var pendingStart: Int? = nil   // for mergedWithNext
-        var lastMatchEnd = -1
         for m in matches {
-            switch behavior {
-            case .removed:
-                if m.lowerBound > pos { out.append(pos..<m.lowerBound) }
-            case .isolated:
-                if m.lowerBound > pos { out.append(pos..<m.lowerBound) }
-                out.append(m)
-            case .contiguous:
-                if m.lowerBound > pos { out.append(pos..<m.lowerBound) }
-                if lastMatchEnd == m.lowerBound, let last = out.last, last.upperBound == m.lowerBound {
-                    out[out.count - 1] = last.lowerBound..<m.upperBound
-                } else { out.append(m) }
-            case .mergedWithPrevious:
-                out.append(pos..<m.upperBound)
-            case .mergedWithNext:
-                if m.lowerBound > pos { out.append((pendingStart ?? pos)..<m.lowerBound); pendingStart = nil }
-                if pendingStart == nil { pendingStart = m.lowerBound }
-            }
-            lastMatchEnd = m.upperBound
+            if m.lowerBound > pos { pieces.append((pos..<m.lowerBound, false)) }
+            pieces.append((m, true))
             pos = m.upperBound
         }
-        if behavior == .mergedWithNext, let s = pendingStart {
-            out.append(s..<r.upperBound)
-        } else if pos < r.upperBound {
-            out.append(pos..<r.upperBound)
+        if pos < r.upperBound { pieces.append((pos..<r.upperBound, false)) }
+        switch behavior {
+        case .isolated:
+            for (p, _) in pieces { out.append(p) }
+        case .removed:
+            for (p, isMatch) in pieces where !isMatch { out.append(p) }
+        case .contiguous:
+            var prevMatch = false
+            var acc = [Range<Int>]()
+            for (p, isMatch) in pieces {
+                if isMatch && prevMatch, let last = acc.last { acc[acc.count - 1] = last.lowerBound..<p.upperBound }
+                else { acc.append(p) }
+                prevMatch = isMatch
+            }
+            out.append(contentsOf: acc)
+        case .mergedWithPrevious:
+            var prevMatch = false
+            var acc = [Range<Int>]()
+            for (p, isMatch) in pieces {
+                if isMatch && !prevMatch, let last = acc.last { acc[acc.count - 1] = last.lowerBound..<p.upperBound }
+                else { acc.append(p) }
+                prevMatch = isMatch
+            }
+            out.append(contentsOf: acc)
+        case .mergedWithNext:
+            var prevMatch = false
+            var acc = [Range<Int>]()
+            for (p, isMatch) in pieces.reversed() {
+                if isMatch && !prevMatch, let last = acc.last { acc[acc.count - 1] = p.lowerBound..<last.upperBound }
+                else { acc.append(p) }
+                prevMatch = isMatch
+            }
+            out.append(contentsOf: acc.reversed())
         }
     }
 

@@ -161,7 +161,7 @@ public final class Tokenizer: @unchecked Sendable {
 
     /// The id of a vocabulary string or added token.
     public func tokenId(_ token: String) -> Int? {
-        if let a = added.tokens.first(where: { $0.content == token }) { return a.id }
+        if let a = added.tokens.first(where: { $0.content.utf8.elementsEqual(token.utf8) }) { return a.id }
         return model.vocab[token].map(Int.init)
     }
 

@@ -18,9 +18,13 @@ enum Fx {
     static func llamaVocab(_ name: String) -> String? {
         let plain = path("llamacpp/ggml-vocab-\(name).gguf")
         if FileManager.default.fileExists(atPath: plain) { return plain }
-        let gz = plain + ".gz"
+        return gunzip(plain + ".gz", as: "\(name).gguf")
+    }
+
+    /// Decompresses a fixture `.gz` into a temporary file with the system `gzip`; nil if not possible.
+    static func gunzip(_ gz: String, as name: String) -> String? {
         guard FileManager.default.fileExists(atPath: gz) else { return nil }
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("squeeze-tok-\(getpid())-\(name).gguf")
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("squeeze-tok-\(getpid())-\(name)")
         if FileManager.default.fileExists(atPath: out.path) { return out.path }
         FileManager.default.createFile(atPath: out.path, contents: nil)
         guard let h = FileHandle(forWritingAtPath: out.path) else { return nil }
