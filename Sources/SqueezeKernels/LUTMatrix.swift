@@ -14,6 +14,15 @@ public enum LUTMode: String, Sendable, CaseIterable, CustomStringConvertible {
     public var description: String { rawValue }
 }
 
+/// How the sparse part of a `LUTMatrix` is scheduled.
+public enum SparseSchedule: String, Sendable, CaseIterable {
+    /// Each thread adds the sparse rows of the dense row blocks it computed (no second parallel
+    /// section; row blocks are claimed dynamically, which evens out uneven rows).
+    case fused
+    /// A second parallel section split by nonzeros (`SparseCSRMatrix.addMultiply`).
+    case balanced
+}
+
 /// A weight matrix W [rows, columns] quantized with one look-up table per output row:
 /// W[r, c] = lut[r][idx[r, c]] with 3- or 4-bit indices, plus an optional sparse part S, so that
 /// the products compute (W + S) x.
@@ -38,6 +47,8 @@ public final class LUTMatrix: @unchecked Sendable {
     public var mode: LUTMode
     /// Optional sparse part added to every product.
     public let sparse: SparseCSRMatrix?
+    /// How the sparse part is scheduled (settable).
+    public var sparseSchedule: SparseSchedule = .fused
 
     /// Activations are quantized to int8 in blocks of this many values (int8 mode).
     public static let activationBlock = Int(SQ_LUT_QBLOCK)
@@ -193,6 +204,7 @@ public final class LUTMatrix: @unchecked Sendable {
         let kpad = paddedColumns, k = columns, b = Int32(bits)
         let w = packed.pointer
         let nt = min(threads ?? pool.defaultThreads, pool.threadCount)
+        let fused = sparseSchedule == .fused ? sparse : nil
         switch mode {
         case .float:
             var xp = x, ldp = ldx
@@ -206,6 +218,7 @@ public final class LUTMatrix: @unchecked Sendable {
             pool.parallelFor(rows, minBlock: 16, blocksPerThread: 4, threads: nt) { range, _ in
                 sq_lut_gemm_f32(b, w, lut, xp, Int64(ldp), Int64(m), y, Int64(ldy), Int64(kpad),
                                 Int64(range.lowerBound), Int64(range.upperBound))
+                fused?.addMultiply(rows: range, x, ldx: ldx, m: m, y, ldy: ldy)
             }
         case .int8:
             let q = xq.pointer, a = xa.pointer, d = xd.pointer, nb = kpad / LUTMatrix.activationBlock
@@ -220,9 +233,10 @@ public final class LUTMatrix: @unchecked Sendable {
             pool.parallelFor(rows, minBlock: 16, blocksPerThread: 4, threads: nt) { range, _ in
                 sq_lut_gemm_i8(b, w, qt, qs, q, a, d, Int64(m), y, Int64(ldy), Int64(kpad),
                                Int64(range.lowerBound), Int64(range.upperBound))
+                fused?.addMultiply(rows: range, x, ldx: ldx, m: m, y, ldy: ldy)
             }
         }
-        sparse?.addMultiply(x, ldx: ldx, m: m, y, ldy: ldy, pool: pool, threads: nt)
+        if sparseSchedule == .balanced { sparse?.addMultiply(x, ldx: ldx, m: m, y, ldy: ldy, pool: pool, threads: nt) }
     }
 
     /// The kernel variant the dispatcher uses now ("avx2", "scalar").

@@ -82,6 +82,15 @@ public final class SparseCSRMatrix: @unchecked Sendable {
         (rowPtr.toArray(), cols.toArray(), vals.toArray())
     }
 
+    /// Y[t * ldy + r] += sum_c S[r, c] X[t * ldx + c] for rows r in `rows` only, on the calling thread
+    /// (for callers that already split rows over threads, such as a fused dense-and-sparse product).
+    public func addMultiply(rows range: Range<Int>, _ x: UnsafePointer<Float>, ldx: Int, m: Int,
+                            _ y: UnsafeMutablePointer<Float>, ldy: Int) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= rows)
+        sq_csr_spmm_rows(rowPtr.pointer, cols.pointer, vals.pointer, x, Int64(ldx), Int64(m), y, Int64(ldy),
+                         Int64(range.lowerBound), Int64(range.upperBound))
+    }
+
     /// y += S x, spread over `threads` threads of `pool`.
     public func addMultiply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, pool: WorkerPool = .shared,
                             threads: Int? = nil) {

@@ -169,10 +169,17 @@ let lutShapes: [(Int, Int)] = [(1, 1), (1, 32), (3, 63), (17, 64), (16, 100), (3
                     #expect(m.kind == "lut4+sparse")
                     let x = rng.floats(cols)
                     let ref = SparseReference.addMultiply(rowPointers: sp.0, columnIndices: sp.1, values: sp.2, x: x, y: c.reference(x))
-                    let mag = c.magnitude(x)
-                    var y = [Float](repeating: .nan, count: rows)
-                    m.gemv(x, &y, pool: LUTKernelTests.pool, threads: 2)
-                    for r in 0..<rows { #expect(abs(y[r] - ref[r]) <= 1e-5 * (mag[r] + 1) , "\(level) row \(r)") }
+                    let mag = c.magnitude(x), bound = c.int8Bound(x)
+                    for schedule in SparseSchedule.allCases {
+                        for mode in LUTMode.allCases {
+                            m.sparseSchedule = schedule
+                            m.mode = mode
+                            var y = [Float](repeating: .nan, count: rows)
+                            m.gemv(x, &y, pool: LUTKernelTests.pool, threads: 2)
+                            let slack: [Float] = mode == .float ? mag.map { 1e-5 * ($0 + 1) } : zip(mag, bound).map { 1e-5 * ($0 + 1) + $1 * 1.001 }
+                            for r in 0..<rows { #expect(abs(y[r] - ref[r]) <= slack[r], "\(level) \(schedule) \(mode) row \(r)") }
+                        }
+                    }
                 }
             }
         }

@@ -26,6 +26,10 @@ void sq_csr_spmm_part(const int32_t *rowptr, const int32_t *cols, const float *v
 void sq_csr_spmv_rows(const int32_t *rowptr, const int32_t *cols, const float *vals, const float *x, float *y,
                       int64_t r0, int64_t r1);
 
+/// Y[t * ldy + r] += sum over row r of S X[t], for rows [r0, r1) and tokens [0, m).
+void sq_csr_spmm_rows(const int32_t *rowptr, const int32_t *cols, const float *vals, const float *x, int64_t ldx,
+                      int64_t m, float *y, int64_t ldy, int64_t r0, int64_t r1);
+
 #ifdef __cplusplus
 }
 #endif
