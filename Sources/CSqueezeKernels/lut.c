@@ -6,11 +6,19 @@
 #include "sq_lut.h"
 #include "sq_dense.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
-#if defined(__x86_64__)
+#if defined(SQ_LUT_EMULATE)
+// Validation build only (never defined in the package build): a harness header that emulates the
+// x86 intrinsics in portable C (SIMDe) and defines SQ_X86, T_AVX2, T_AVX512, T_VNNI and INL, so
+// that the AVX-512 variants can be checked on CPUs without AVX-512.
+#include "sq_lut_emulate.h"
+#elif defined(__x86_64__)
 #include <immintrin.h>
 #define SQ_X86 1
 #define T_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c,avx2")))
+#define T_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c,avx2")))
 #define INL __attribute__((always_inline)) inline
 #endif
 
@@ -145,11 +153,21 @@ T_AVX2 static void quantize_x_avx2(const float *x, int64_t k, int64_t kpad, int8
 }
 #endif
 
-void sq_lut_quantize_x(const float *x, int64_t k, int64_t kpad, int8_t *xq, uint8_t *xa, float *d) {
+void sq_lut_quantize_x(const float *x, int64_t k, int64_t kpad, int8_t *xq, uint8_t *xa, float *d, float *cx) {
 #ifdef SQ_X86
-    if (sq_isa() >= SQ_ISA_AVX2) { quantize_x_avx2(x, k, kpad, xq, xa, d); return; }
+    if (sq_isa() >= SQ_ISA_AVX2) quantize_x_avx2(x, k, kpad, xq, xa, d);
+    else
 #endif
     quantize_x_scalar(x, k, kpad, xq, xa, d);
+    if (cx) {
+        float c = 0;
+        for (int64_t b = 0; b < kpad / QB; b++) {
+            int32_t sx = 0;
+            for (int64_t i = b * QB; i < (b + 1) * QB; i++) sx += xq[i];
+            c += (float)(128 * sx) * d[b];
+        }
+        *cx = c;
+    }
 }
 
 // ---------------------------------------------------------------- scalar kernels
@@ -365,11 +383,181 @@ DEF_TILE_I8(gemm_i8_4_avx2, i8_row4)
 DEF_TILE_I8(gemm_i8_3_avx2, i8_row3)
 #endif
 
+// ---------------------------------------------------------------- AVX-512 kernels
+#ifdef SQ_X86
+T_AVX512 static INL float hsum16(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+// Float path, 4 bits: the 16-entry table in one zmm, vpermps uses the low 4 bits of each index.
+T_AVX512 static INL void f32_row4_512(const uint8_t *w, const float *lut, const float *x, int64_t ldx, float *y,
+                                      int64_t ldy, int64_t kpad, const int NT) {
+    const __m512 tab = _mm512_loadu_ps(lut);
+    __m512 acc[4][2];
+    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < kpad; c += 64) {
+        const uint8_t *wc = w + c / 2;
+        for (int h = 0; h < 32; h += 16) {
+            __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(wc + h)));
+            __m512 wl = _mm512_permutexvar_ps(b, tab);
+            __m512 wh = _mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), tab);
+            for (int t = 0; t < NT; t++) {
+                acc[t][0] = _mm512_fmadd_ps(wl, _mm512_loadu_ps(x + t * ldx + c + h), acc[t][0]);
+                acc[t][1] = _mm512_fmadd_ps(wh, _mm512_loadu_ps(x + t * ldx + c + 32 + h), acc[t][1]);
+            }
+        }
+    }
+    for (int t = 0; t < NT; t++) y[t * ldy] = hsum16(_mm512_add_ps(acc[t][0], acc[t][1]));
+}
+
+// Float path, 3 bits: the 8-entry table duplicated to 16 lanes (bit 3 of an index is don't-care);
+// index = bits 1-2 from the 2-bit plane, bit 0 from the bit plane, merged with one vpternlogd.
+T_AVX512 static INL void f32_row3_512(const uint8_t *w, const float *lut, const float *x, int64_t ldx, float *y,
+                                      int64_t ldy, int64_t kpad, const int NT) {
+    const __m512 tab = _mm512_broadcast_f32x8(_mm256_loadu_ps(lut));
+    const __m512i m6 = _mm512_set1_epi32(6);
+    __m512 acc[4][2];
+    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < kpad; c += 128) {
+        const uint8_t *wc = w + c / 128 * 48;
+        __m512i L[2];
+        L[0] = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)wc));
+        L[1] = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(wc + 16)));
+        const __m512i H = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(wc + 32)));
+        for (int s = 0; s < 4; s++) {
+            for (int q = 0; q < 2; q++) {
+                __m512i a = s == 0 ? _mm512_slli_epi32(L[q], 1) : _mm512_srli_epi32(L[q], 2 * s - 1);
+                __m512i b = _mm512_srli_epi32(H, s + 4 * q);
+                __m512i idx = _mm512_ternarylogic_epi32(a, b, m6, 0xE4); // m6 ? a : b, bitwise
+                __m512 wv = _mm512_permutexvar_ps(idx, tab);
+                for (int t = 0; t < NT; t++)
+                    acc[t][q] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + t * ldx + c + 32 * s + 16 * q), acc[t][q]);
+            }
+        }
+    }
+    for (int t = 0; t < NT; t++) y[t * ldy] = hsum16(_mm512_add_ps(acc[t][0], acc[t][1]));
+}
+
+// int8 path with VNNI: vpdpbusd multiplies unsigned by signed bytes, so the table is used offset
+// by 128 (tu = t + 128, unsigned) against the signed activations; sum tu x = sum t x + 128 sum x,
+// and the second term depends only on the token: cx[t] = 128 sum_b d_b sum_{i in b} xq_i.
+T_VNNI static INL float hsum8_512(__m256 v) {
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+T_VNNI static INL void i8_row4_vnni(const uint8_t *w, const int8_t *qt, float sc, const int8_t *xq, const float *d,
+                                    const float *cx, float *y, int64_t ldy, int64_t kpad, const int NT) {
+    const __m256i tab = _mm256_xor_si256(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt)),
+                                         _mm256_set1_epi8((char)0x80));
+    const __m256i m0f = _mm256_set1_epi8(15);
+    const int64_t nb = kpad / QB;
+    __m256 acc[4][2];
+    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i v = _mm256_load_si256((const __m256i *)(w + 32 * b));
+        __m256i tv0 = _mm256_shuffle_epi8(tab, _mm256_and_si256(v, m0f));
+        __m256i tv1 = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f));
+        for (int t = 0; t < NT; t++) {
+            const int8_t *xs = xq + t * kpad + 64 * b;
+            __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), tv0, _mm256_load_si256((const __m256i *)xs));
+            p = _mm256_dpbusd_epi32(p, tv1, _mm256_load_si256((const __m256i *)(xs + 32)));
+            acc[t][b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d[t * nb + b]), acc[t][b & 1]);
+        }
+    }
+    for (int t = 0; t < NT; t++) y[t * ldy] = (hsum8_512(_mm256_add_ps(acc[t][0], acc[t][1])) - cx[t]) * sc;
+}
+
+T_VNNI static INL void i8_row3_vnni(const uint8_t *w, const int8_t *qt, float sc, const int8_t *xq, const float *d,
+                                    const float *cx, float *y, int64_t ldy, int64_t kpad, const int NT) {
+    const __m256i tab = _mm256_xor_si256(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt)),
+                                         _mm256_set1_epi8((char)0x80));
+    const __m256i m06 = _mm256_set1_epi8(6), one = _mm256_set1_epi8(1);
+    __m256i M[4];
+    for (int s = 0; s < 4; s++) M[s] = _mm256_set_m128i(_mm_set1_epi8((char)(1 << (4 + s))), _mm_set1_epi8((char)(1 << s)));
+    const int64_t nb = kpad / QB;
+    __m256 acc[4][2];
+    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < kpad / 128; c++) {
+        const uint8_t *wc = w + 48 * c;
+        __m256i v = _mm256_loadu_si256((const __m256i *)wc);
+        __m256i hb = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(wc + 32)));
+        __m256i tv[4];
+        for (int s = 0; s < 4; s++) {
+            __m256i lo = _mm256_and_si256(s == 0 ? _mm256_slli_epi16(v, 1) : _mm256_srli_epi16(v, 2 * s - 1), m06);
+            __mmask32 k = _mm256_test_epi8_mask(hb, M[s]);
+            tv[s] = _mm256_shuffle_epi8(tab, _mm256_mask_add_epi8(lo, k, lo, one));
+        }
+        for (int t = 0; t < NT; t++) {
+            const int8_t *xs = xq + t * kpad + 128 * c;
+            __m256i p0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), tv[0], _mm256_load_si256((const __m256i *)xs));
+            p0 = _mm256_dpbusd_epi32(p0, tv[1], _mm256_load_si256((const __m256i *)(xs + 32)));
+            __m256i p1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), tv[2], _mm256_load_si256((const __m256i *)(xs + 64)));
+            p1 = _mm256_dpbusd_epi32(p1, tv[3], _mm256_load_si256((const __m256i *)(xs + 96)));
+            acc[t][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d[t * nb + 2 * c]), acc[t][0]);
+            acc[t][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d[t * nb + 2 * c + 1]), acc[t][1]);
+        }
+    }
+    for (int t = 0; t < NT; t++) y[t * ldy] = (hsum8_512(_mm256_add_ps(acc[t][0], acc[t][1])) - cx[t]) * sc;
+}
+
+#define DEF_TILE_F32_512(NAME, ROW)                                                                      \
+    T_AVX512 static void NAME(const uint8_t *w, const float *lut, const float *x, int64_t ldx, int64_t m, \
+                              float *y, int64_t ldy, int64_t kpad, int64_t rb, int64_t r0, int64_t r1) { \
+        for (int64_t r = r0; r < r1; r++) {                                                              \
+            const uint8_t *wr = w + r * rb;                                                              \
+            const float *tr = lut + r * 16;                                                              \
+            int64_t t = 0;                                                                               \
+            for (; t + 4 <= m; t += 4) ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 4);    \
+            switch (m - t) {                                                                             \
+            case 3: ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 3); break;                 \
+            case 2: ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 2); break;                 \
+            case 1: ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 1); break;                 \
+            default: break;                                                                              \
+            }                                                                                            \
+        }                                                                                                \
+    }
+DEF_TILE_F32_512(gemm_f32_4_avx512, f32_row4_512)
+DEF_TILE_F32_512(gemm_f32_3_avx512, f32_row3_512)
+
+#define DEF_TILE_VNNI(NAME, ROW)                                                                         \
+    T_VNNI static void NAME(const uint8_t *w, const int8_t *qt, const float *scale, const int8_t *xq,     \
+                            const float *d, const float *cx, int64_t m, float *y, int64_t ldy,           \
+                            int64_t kpad, int64_t rb, int64_t r0, int64_t r1) {                          \
+        const int64_t nb = kpad / QB;                                                                    \
+        for (int64_t r = r0; r < r1; r++) {                                                              \
+            const uint8_t *wr = w + r * rb;                                                              \
+            const int8_t *tr = qt + r * 16;                                                              \
+            int64_t t = 0;                                                                               \
+            for (; t + 4 <= m; t += 4)                                                                   \
+                ROW(wr, tr, scale[r], xq + t * kpad, d + t * nb, cx + t, y + t * ldy + r, ldy, kpad, 4); \
+            switch (m - t) {                                                                             \
+            case 3: ROW(wr, tr, scale[r], xq + t * kpad, d + t * nb, cx + t, y + t * ldy + r, ldy, kpad, 3); break; \
+            case 2: ROW(wr, tr, scale[r], xq + t * kpad, d + t * nb, cx + t, y + t * ldy + r, ldy, kpad, 2); break; \
+            case 1: ROW(wr, tr, scale[r], xq + t * kpad, d + t * nb, cx + t, y + t * ldy + r, ldy, kpad, 1); break; \
+            default: break;                                                                              \
+            }                                                                                            \
+        }                                                                                                \
+    }
+DEF_TILE_VNNI(gemm_i8_4_vnni, i8_row4_vnni)
+DEF_TILE_VNNI(gemm_i8_3_vnni, i8_row3_vnni)
+#endif
+
+static int has_vnni(void) {
+    return sq_isa() >= SQ_ISA_AVX512 && (sq_cpu_features() & SQ_CPU_AVX512VNNI) != 0;
+}
+
 // ---------------------------------------------------------------- entry points
 void sq_lut_gemm_f32(int bits, const uint8_t *w, const float *lut, const float *x, int64_t ldx, int64_t m,
                      float *y, int64_t ldy, int64_t kpad, int64_t r0, int64_t r1) {
     if (bits != 3 && bits != 4) return;
 #ifdef SQ_X86
+    if (sq_isa() >= SQ_ISA_AVX512) {
+        int64_t rb = sq_lut_row_bytes(bits, kpad);
+        if (bits == 4) gemm_f32_4_avx512(w, lut, x, ldx, m, y, ldy, kpad, rb, r0, r1);
+        else gemm_f32_3_avx512(w, lut, x, ldx, m, y, ldy, kpad, rb, r0, r1);
+        return;
+    }
     if (sq_isa() >= SQ_ISA_AVX2) {
         int64_t rb = sq_lut_row_bytes(bits, kpad);
         if (bits == 4) gemm_f32_4_avx2(w, lut, x, ldx, m, y, ldy, kpad, rb, r0, r1);
@@ -386,10 +574,16 @@ void sq_lut_gemv_f32(int bits, const uint8_t *w, const float *lut, const float *
 }
 
 void sq_lut_gemm_i8(int bits, const uint8_t *w, const int8_t *qt, const float *scale, const int8_t *xq,
-                    const uint8_t *xa, const float *d, int64_t m, float *y, int64_t ldy, int64_t kpad,
-                    int64_t r0, int64_t r1) {
+                    const uint8_t *xa, const float *d, const float *cx, int64_t m, float *y, int64_t ldy,
+                    int64_t kpad, int64_t r0, int64_t r1) {
     if (bits != 3 && bits != 4) return;
 #ifdef SQ_X86
+    if (has_vnni() && cx) {
+        int64_t rb = sq_lut_row_bytes(bits, kpad);
+        if (bits == 4) gemm_i8_4_vnni(w, qt, scale, xq, d, cx, m, y, ldy, kpad, rb, r0, r1);
+        else gemm_i8_3_vnni(w, qt, scale, xq, d, cx, m, y, ldy, kpad, rb, r0, r1);
+        return;
+    }
     if (sq_isa() >= SQ_ISA_AVX2) {
         int64_t rb = sq_lut_row_bytes(bits, kpad);
         if (bits == 4) gemm_i8_4_avx2(w, qt, scale, xq, xa, d, m, y, ldy, kpad, rb, r0, r1);
@@ -402,13 +596,15 @@ void sq_lut_gemm_i8(int bits, const uint8_t *w, const int8_t *qt, const float *s
 }
 
 void sq_lut_gemv_i8(int bits, const uint8_t *w, const int8_t *qt, const float *scale, const int8_t *xq,
-                    const uint8_t *xa, const float *d, float *y, int64_t kpad, int64_t r0, int64_t r1) {
-    sq_lut_gemm_i8(bits, w, qt, scale, xq, xa, d, 1, y, 0, kpad, r0, r1);
+                    const uint8_t *xa, const float *d, const float *cx, float *y, int64_t kpad, int64_t r0, int64_t r1) {
+    sq_lut_gemm_i8(bits, w, qt, scale, xq, xa, d, cx, 1, y, 0, kpad, r0, r1);
 }
 
 const char *sq_lut_variant(void) {
 #ifdef SQ_X86
-    if (sq_isa() >= SQ_ISA_AVX2) return "avx2";
+    if (has_vnni()) return "float avx512, int8 avx512vnni";
+    if (sq_isa() >= SQ_ISA_AVX512) return "float avx512, int8 avx2";
+    if (sq_isa() >= SQ_ISA_AVX2) return "float avx2, int8 avx2";
 #endif
-    return "scalar";
+    return "float scalar, int8 scalar";
 }

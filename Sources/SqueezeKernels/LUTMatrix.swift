@@ -64,6 +64,7 @@ public final class LUTMatrix: @unchecked Sendable {
     private var xq = AlignedBuffer<Int8>(count: 0)
     private var xa = AlignedBuffer<UInt8>(count: 0)
     private var xd = AlignedBuffer<Float>(count: 0)
+    private var xc = AlignedBuffer<Float>(count: 0)
 
     private struct Storage {
         let paddedColumns: Int, rowBytes: Int
@@ -185,6 +186,7 @@ public final class LUTMatrix: @unchecked Sendable {
         xq = AlignedBuffer<Int8>(count: c * paddedColumns)
         xa = AlignedBuffer<UInt8>(count: c * paddedColumns)
         xd = AlignedBuffer<Float>(count: c * paddedColumns / LUTMatrix.activationBlock)
+        xc = AlignedBuffer<Float>(count: c)
         capacity = c
     }
 
@@ -221,17 +223,17 @@ public final class LUTMatrix: @unchecked Sendable {
                 fused?.addMultiply(rows: range, x, ldx: ldx, m: m, y, ldy: ldy)
             }
         case .int8:
-            let q = xq.pointer, a = xa.pointer, d = xd.pointer, nb = kpad / LUTMatrix.activationBlock
+            let q = xq.pointer, a = xa.pointer, d = xd.pointer, cx = xc.pointer, nb = kpad / LUTMatrix.activationBlock
             if m >= 8 {
                 pool.parallelFor(m, threads: nt) { range, _ in
-                    for t in range { sq_lut_quantize_x(x + t * ldx, Int64(k), Int64(kpad), q + t * kpad, a + t * kpad, d + t * nb) }
+                    for t in range { sq_lut_quantize_x(x + t * ldx, Int64(k), Int64(kpad), q + t * kpad, a + t * kpad, d + t * nb, cx + t) }
                 }
             } else {
-                for t in 0..<m { sq_lut_quantize_x(x + t * ldx, Int64(k), Int64(kpad), q + t * kpad, a + t * kpad, d + t * nb) }
+                for t in 0..<m { sq_lut_quantize_x(x + t * ldx, Int64(k), Int64(kpad), q + t * kpad, a + t * kpad, d + t * nb, cx + t) }
             }
             let qt = qtable.pointer, qs = qscale.pointer
             pool.parallelFor(rows, minBlock: 16, blocksPerThread: 4, threads: nt) { range, _ in
-                sq_lut_gemm_i8(b, w, qt, qs, q, a, d, Int64(m), y, Int64(ldy), Int64(kpad),
+                sq_lut_gemm_i8(b, w, qt, qs, q, a, d, cx, Int64(m), y, Int64(ldy), Int64(kpad),
                                Int64(range.lowerBound), Int64(range.upperBound))
                 fused?.addMultiply(rows: range, x, ldx: ldx, m: m, y, ldy: ldy)
             }
@@ -239,6 +241,6 @@ public final class LUTMatrix: @unchecked Sendable {
         if sparseSchedule == .balanced { sparse?.addMultiply(x, ldx: ldx, m: m, y, ldy: ldy, pool: pool, threads: nt) }
     }
 
-    /// The kernel variant the dispatcher uses now ("avx2", "scalar").
+    /// The kernel variants the dispatcher uses now, e.g. "float avx2, int8 avx2".
     public static var variant: String { String(cString: sq_lut_variant()) }
 }

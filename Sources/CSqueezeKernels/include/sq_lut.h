@@ -48,8 +48,9 @@ void sq_lut_unpack_row(int bits, const uint8_t *packed, int64_t kpad, int64_t r,
 void sq_lut_quantize_tables(int bits, const float *lut, int64_t rows, int8_t *qt, float *scale);
 
 /// Quantizes x[0..k) (zero beyond, up to kpad, a multiple of SQ_LUT_QBLOCK) into xq, xa (kpad bytes)
-/// and d (kpad / SQ_LUT_QBLOCK scales).
-void sq_lut_quantize_x(const float *x, int64_t k, int64_t kpad, int8_t *xq, uint8_t *xa, float *d);
+/// and d (kpad / SQ_LUT_QBLOCK scales); if cx is not NULL, *cx = 128 * sum_b d[b] * sum_{i in b} xq[i]
+/// (the correction the VNNI variant needs, as it multiplies by the table offset to unsigned).
+void sq_lut_quantize_x(const float *x, int64_t k, int64_t kpad, int8_t *xq, uint8_t *xa, float *d, float *cx);
 
 /// Exact float path: y[r] = sum_i lut[r][idx[r,i]] * x[i], x padded to kpad with zeros.
 void sq_lut_gemv_f32(int bits, const uint8_t *w, const float *lut, const float *x, float *y, int64_t kpad,
@@ -58,16 +59,20 @@ void sq_lut_gemv_f32(int bits, const uint8_t *w, const float *lut, const float *
 void sq_lut_gemm_f32(int bits, const uint8_t *w, const float *lut, const float *x, int64_t ldx, int64_t m,
                      float *y, int64_t ldy, int64_t kpad, int64_t r0, int64_t r1);
 
-/// int8 path: y[r] = scale[r] * sum_b d[b] * sum_{i in b} qt[r][idx] * xq[i].
+/// int8 path: y[r] = scale[r] * sum_b d[b] * sum_{i in b} qt[r][idx] * xq[i]. cx: the token's
+/// correction from sq_lut_quantize_x (may be NULL: then the VNNI variant is not used).
 void sq_lut_gemv_i8(int bits, const uint8_t *w, const int8_t *qt, const float *scale, const int8_t *xq,
-                    const uint8_t *xa, const float *d, float *y, int64_t kpad, int64_t r0, int64_t r1);
+                    const uint8_t *xa, const float *d, const float *cx, float *y, int64_t kpad, int64_t r0,
+                    int64_t r1);
 /// int8 path for m tokens; token t's activations at xq + t * kpad, xa + t * kpad,
-/// d + t * (kpad / SQ_LUT_QBLOCK).
+/// d + t * (kpad / SQ_LUT_QBLOCK), cx + t.
 void sq_lut_gemm_i8(int bits, const uint8_t *w, const int8_t *qt, const float *scale, const int8_t *xq,
-                    const uint8_t *xa, const float *d, int64_t m, float *y, int64_t ldy, int64_t kpad,
-                    int64_t r0, int64_t r1);
+                    const uint8_t *xa, const float *d, const float *cx, int64_t m, float *y, int64_t ldy,
+                    int64_t kpad, int64_t r0, int64_t r1);
 
-/// Names of the variants the dispatcher picks at the current sq_isa() ("avx2", "scalar").
+/// The variants the dispatcher picks at the current sq_isa(), e.g. "float avx2, int8 avx2".
+/// Float: avx512 (AVX-512F/BW/VL/DQ), avx2, scalar. int8: avx512vnni (also needs AVX-512 VNNI),
+/// avx2, scalar.
 const char *sq_lut_variant(void);
 
 #ifdef __cplusplus
