@@ -24,6 +24,18 @@
 
 #define QB SQ_LUT_QBLOCK
 
+// GEMM cache blocking: rows in blocks of SQ_RB (their packed weights stay in L2) times tokens in
+// blocks of SQ_TB (their activations stay in L2); within, each row is used for 4 tokens at a time.
+#define SQ_RB 64
+#define SQ_TB 32
+#define SQ_BLOCKED_LOOPS                                                                                 \
+    for (int64_t rb0 = r0; rb0 < r1; rb0 += SQ_RB) {                                                     \
+        int64_t rb1 = r1 - rb0 < SQ_RB ? r1 : rb0 + SQ_RB;                                               \
+        for (int64_t tb = 0; tb < m; tb += SQ_TB) {                                                      \
+            int64_t te = m - tb < SQ_TB ? m : tb + SQ_TB;                                                \
+            for (int64_t r = rb0; r < rb1; r++) {
+#define SQ_BLOCKED_LOOPS_END }}}
+
 // ---------------------------------------------------------------- layout
 int64_t sq_lut_col_multiple(int bits) { return bits == 4 ? 64 : (bits == 3 ? 128 : 0); }
 
@@ -344,18 +356,18 @@ T_AVX2 static INL void i8_row3(const uint8_t *w, const int8_t *qt, float sc, con
 #define DEF_TILE_F32(NAME, ROW)                                                                          \
     T_AVX2 static void NAME(const uint8_t *w, const float *lut, const float *x, int64_t ldx, int64_t m,  \
                             float *y, int64_t ldy, int64_t kpad, int64_t rb, int64_t r0, int64_t r1) {   \
-        for (int64_t r = r0; r < r1; r++) {                                                              \
+        SQ_BLOCKED_LOOPS                                                                                 \
             const uint8_t *wr = w + r * rb;                                                              \
             const float *tr = lut + r * 16;                                                              \
-            int64_t t = 0;                                                                               \
-            for (; t + 4 <= m; t += 4) ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 4);    \
-            switch (m - t) {                                                                             \
+            int64_t t = tb;                                                                              \
+            for (; t + 4 <= te; t += 4) ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 4);   \
+            switch (te - t) {                                                                            \
             case 3: ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 3); break;                 \
             case 2: ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 2); break;                 \
             case 1: ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 1); break;                 \
             default: break;                                                                              \
             }                                                                                            \
-        }                                                                                                \
+        SQ_BLOCKED_LOOPS_END                                                                             \
     }
 DEF_TILE_F32(gemm_f32_4_avx2, f32_row4)
 DEF_TILE_F32(gemm_f32_3_avx2, f32_row3)
@@ -365,19 +377,19 @@ DEF_TILE_F32(gemm_f32_3_avx2, f32_row3)
                             const uint8_t *xa, const float *d, int64_t m, float *y, int64_t ldy,         \
                             int64_t kpad, int64_t rb, int64_t r0, int64_t r1) {                          \
         const int64_t nb = kpad / QB;                                                                    \
-        for (int64_t r = r0; r < r1; r++) {                                                              \
+        SQ_BLOCKED_LOOPS                                                                                 \
             const uint8_t *wr = w + r * rb;                                                              \
             const int8_t *tr = qt + r * 16;                                                              \
-            int64_t t = 0;                                                                               \
-            for (; t + 4 <= m; t += 4)                                                                   \
+            int64_t t = tb;                                                                              \
+            for (; t + 4 <= te; t += 4)                                                                  \
                 ROW(wr, tr, scale[r], xq + t * kpad, xa + t * kpad, d + t * nb, y + t * ldy + r, ldy, kpad, 4); \
-            switch (m - t) {                                                                             \
+            switch (te - t) {                                                                            \
             case 3: ROW(wr, tr, scale[r], xq + t * kpad, xa + t * kpad, d + t * nb, y + t * ldy + r, ldy, kpad, 3); break; \
             case 2: ROW(wr, tr, scale[r], xq + t * kpad, xa + t * kpad, d + t * nb, y + t * ldy + r, ldy, kpad, 2); break; \
             case 1: ROW(wr, tr, scale[r], xq + t * kpad, xa + t * kpad, d + t * nb, y + t * ldy + r, ldy, kpad, 1); break; \
             default: break;                                                                              \
             }                                                                                            \
-        }                                                                                                \
+        SQ_BLOCKED_LOOPS_END                                                                             \
     }
 DEF_TILE_I8(gemm_i8_4_avx2, i8_row4)
 DEF_TILE_I8(gemm_i8_3_avx2, i8_row3)
@@ -504,18 +516,18 @@ T_VNNI static INL void i8_row3_vnni(const uint8_t *w, const int8_t *qt, float sc
 #define DEF_TILE_F32_512(NAME, ROW)                                                                      \
     T_AVX512 static void NAME(const uint8_t *w, const float *lut, const float *x, int64_t ldx, int64_t m, \
                               float *y, int64_t ldy, int64_t kpad, int64_t rb, int64_t r0, int64_t r1) { \
-        for (int64_t r = r0; r < r1; r++) {                                                              \
+        SQ_BLOCKED_LOOPS                                                                                 \
             const uint8_t *wr = w + r * rb;                                                              \
             const float *tr = lut + r * 16;                                                              \
-            int64_t t = 0;                                                                               \
-            for (; t + 4 <= m; t += 4) ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 4);    \
-            switch (m - t) {                                                                             \
+            int64_t t = tb;                                                                              \
+            for (; t + 4 <= te; t += 4) ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 4);   \
+            switch (te - t) {                                                                            \
             case 3: ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 3); break;                 \
             case 2: ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 2); break;                 \
             case 1: ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 1); break;                 \
             default: break;                                                                              \
             }                                                                                            \
-        }                                                                                                \
+        SQ_BLOCKED_LOOPS_END                                                                             \
     }
 DEF_TILE_F32_512(gemm_f32_4_avx512, f32_row4_512)
 DEF_TILE_F32_512(gemm_f32_3_avx512, f32_row3_512)
@@ -525,19 +537,19 @@ DEF_TILE_F32_512(gemm_f32_3_avx512, f32_row3_512)
                             const float *d, const float *cx, int64_t m, float *y, int64_t ldy,           \
                             int64_t kpad, int64_t rb, int64_t r0, int64_t r1) {                          \
         const int64_t nb = kpad / QB;                                                                    \
-        for (int64_t r = r0; r < r1; r++) {                                                              \
+        SQ_BLOCKED_LOOPS                                                                                 \
             const uint8_t *wr = w + r * rb;                                                              \
             const int8_t *tr = qt + r * 16;                                                              \
-            int64_t t = 0;                                                                               \
-            for (; t + 4 <= m; t += 4)                                                                   \
+            int64_t t = tb;                                                                              \
+            for (; t + 4 <= te; t += 4)                                                                  \
                 ROW(wr, tr, scale[r], xq + t * kpad, d + t * nb, cx + t, y + t * ldy + r, ldy, kpad, 4); \
-            switch (m - t) {                                                                             \
+            switch (te - t) {                                                                            \
             case 3: ROW(wr, tr, scale[r], xq + t * kpad, d + t * nb, cx + t, y + t * ldy + r, ldy, kpad, 3); break; \
             case 2: ROW(wr, tr, scale[r], xq + t * kpad, d + t * nb, cx + t, y + t * ldy + r, ldy, kpad, 2); break; \
             case 1: ROW(wr, tr, scale[r], xq + t * kpad, d + t * nb, cx + t, y + t * ldy + r, ldy, kpad, 1); break; \
             default: break;                                                                              \
             }                                                                                            \
-        }                                                                                                \
+        SQ_BLOCKED_LOOPS_END                                                                             \
     }
 DEF_TILE_VNNI(gemm_i8_4_vnni, i8_row4_vnni)
 DEF_TILE_VNNI(gemm_i8_3_vnni, i8_row3_vnni)

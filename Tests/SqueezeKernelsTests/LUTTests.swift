@@ -156,6 +156,36 @@ let lutShapes: [(Int, Int)] = [(1, 1), (1, 32), (3, 63), (17, 64), (16, 100), (3
         }
     }
 
+    /// Prefill-sized GEMM (37 tokens: crosses the 32-token cache block; 150 rows: crosses the
+    /// 64-row block) on every level and both modes, against per-token GEMV of the same path.
+    @Test func largeTokenCountGemm() throws {
+        var rng = SplitMix(5)
+        for level in ISALevel.available {
+            try ISALevel.with(level) {
+                for bits in [3, 4] {
+                    let rows = 150, cols = 200, m = 37
+                    let c = LUTCase(rows: rows, cols: cols, bits: bits, rng: &rng)
+                    let mat = try LUTMatrix(indices: c.idx, lut: c.lut, rows: rows, columns: cols, bits: bits)
+                    let x = rng.floats(m * cols)
+                    for mode in LUTMode.allCases {
+                        mat.mode = mode
+                        var y = [Float](repeating: .nan, count: m * rows)
+                        mat.gemm(x, ldx: cols, m: m, &y, ldy: rows, pool: LUTKernelTests.pool, threads: 2)
+                        for t in [0, 31, 32, 36] {
+                            let xt = Array(x[(t * cols)..<((t + 1) * cols)])
+                            var y1 = [Float](repeating: .nan, count: rows)
+                            mat.gemv(xt, &y1, pool: LUTKernelTests.pool, threads: 1)
+                            let mag = c.magnitude(xt)
+                            for r in 0..<rows {
+                                #expect(abs(y[t * rows + r] - y1[r]) <= 1e-5 * mag[r] + 1e-30, "\(level) \(mode) bits \(bits) token \(t) row \(r)")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The dense part plus the sparse part equals the reference of both, both modes, all levels.
     @Test func lutWithSparsePart() throws {
         var rng = SplitMix(4)
