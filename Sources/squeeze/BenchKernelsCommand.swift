@@ -19,6 +19,8 @@ struct BenchKernelsCommand: ParsableCommand {
     var gemmTokens = 8
     @Option(help: "Each kernel cycles over matrix copies totalling at least this many MiB (0: one copy, cache-resident when small).")
     var minMB = 128
+    @Flag(help: "Time 1-thread rows with the thread's CPU time (leaves out time taken by other processes).")
+    var cpuTime = false
     @Flag(help: "Also measure memory read bandwidth (512 MiB).")
     var bandwidth = false
 
@@ -28,11 +30,12 @@ struct BenchKernelsCommand: ParsableCommand {
             return p.count == 2 ? (p[0], p[1]) : nil
         }
         let th = threads.split(separator: ",").compactMap { Int($0) }
+        if cpuTime { print("1-thread rows: thread CPU time; other rows: wall time") }
         print("ISA \(ISALevel.current), LUT variant \(LUTMatrix.variant), features \(cpuFeatureNames.joined(separator: " "))")
         if bandwidth {
             for t in th { print(String(format: "read bandwidth, %d thread(s): %.1f GB/s", t, KernelBenchmark.measureBandwidth(threads: t))) }
         }
-        let rows = try KernelBenchmark.run(shapes: sh, threads: th, repeats: repeats, minBytes: minMB << 20, gemmTokens: gemmTokens)
+        let rows = try KernelBenchmark.run(shapes: sh, threads: th, repeats: repeats, minBytes: minMB << 20, gemmTokens: gemmTokens, cpuTime: cpuTime)
         func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
         print(pad("kernel", 22) + pad("shape", 12) + pad("thr", 4) + pad("time us", 10) + pad("GB/s", 8) + pad("vs f16", 8) + "note")
         for r in rows {
