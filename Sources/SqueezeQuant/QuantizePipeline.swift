@@ -171,8 +171,9 @@ public enum ModelQuantizer {
             }
         }
 
-        // Temporary directory, renamed on success.
-        let tmp = output + ".partial-\(getpid())"
+        // Temporary directory, renamed on success; leftovers of killed runs are removed.
+        let tmp = temporaryDirectory(for: output)
+        removeStalePartials(of: output)
         try? fm.removeItem(atPath: tmp)
         do { try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true) } catch {
             throw QuantizePipelineError.unwritable(path: output, reason: "\(error.localizedDescription)")
@@ -339,6 +340,20 @@ public enum ModelQuantizer {
                                    relativeError: norm > 0 ? (se / norm).squareRoot() : 0, sparseCount: csr?.nonzeroCount ?? 0,
                                    seconds: 0, bytes: 0)
             return (q, csr, rep)
+        }
+    }
+
+    /// Where a run writes before renaming onto `output` (removed on failure or on SIGINT/SIGTERM by the command).
+    public static func temporaryDirectory(for output: String) -> String { output + ".partial-\(getpid())" }
+
+    /// Removes `output.partial-PID` directories left by runs whose process no longer exists.
+    static func removeStalePartials(of output: String) {
+        let url = URL(fileURLWithPath: output)
+        let dir = url.deletingLastPathComponent().path, base = url.lastPathComponent + ".partial-"
+        for f in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where f.hasPrefix(base) {
+            if let pid = Int32(f.dropFirst(base.count)), pid != getpid(), kill(pid, 0) != 0 {
+                try? FileManager.default.removeItem(atPath: dir + "/" + f)
+            }
         }
     }
 

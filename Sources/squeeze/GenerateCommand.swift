@@ -48,6 +48,8 @@ struct GenerateCommand: ParsableCommand {
     var context: Int = 2048
     @Option(help: "Weight dtype for full-precision models: native, f32, f16, bf16.")
     var dtype: String = "native"
+    @Option(help: "Quantized layers' kernels: fast (int8, default) or exact (float tables).")
+    var kernels: String = "fast"
     @Option(help: "Threads (default: all cores).")
     var threads: Int?
     @OptionGroup var sampling: SamplingOptions
@@ -55,7 +57,7 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         if let t = threads { WorkerPool.shared.defaultThreads = max(1, min(t, WorkerPool.shared.threadCount)) }
         let path = try ModelOpening.resolve(model)
-        let m = try ModelOpening.load(path, dtype: dtype)
+        let m = try ModelOpening.load(path, dtype: dtype, kernels: kernels)
         let tok = try ModelOpening.tokenizer(for: path)
         var text = prompt
         if chat {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SqueezeCore
+import SqueezeKernels
 import SqueezeModels
 import SqueezeTokenizer
 
@@ -12,8 +13,13 @@ enum ModelOpening {
     /// Loads the tokenizer that belongs to a model path (a GGUF file or a model directory).
     static func tokenizer(for path: String) throws -> Tokenizer { try Tokenizer.load(path: path) }
 
-    static func load(_ path: String, dtype: String?) throws -> LlamaModel {
+    static func load(_ path: String, dtype: String?, kernels: String = "fast") throws -> LlamaModel {
         var opts = LoadOptions()
+        switch kernels {
+        case "fast": opts.lutMode = .int8
+        case "exact": opts.lutMode = .float
+        default: throw ValidationError("--kernels must be fast (int8 tables and activations) or exact (float tables)")
+        }
         if let d = dtype, d != "native" {
             guard let dt = DType(userName: d), [.f32, .f16, .bf16].contains(dt) else {
                 throw ValidationError("--dtype must be native, f32, f16 or bf16")

@@ -27,3 +27,22 @@ enum Progress {
 enum TokenizerExport {
     static func files(forGGUF path: String) throws -> [String: Data] { [:] }
 }
+
+/// Removes a temporary output when the process is interrupted (SIGINT/SIGTERM), then exits.
+enum InterruptCleanup {
+    nonisolated(unsafe) static var sources: [DispatchSourceSignal] = []
+
+    static func install(removing path: String) {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler {
+                try? FileManager.default.removeItem(atPath: path)
+                FileHandle.standardError.write(Data("\ninterrupted: removed \(path)\n".utf8))
+                exit(128 + sig)
+            }
+            s.resume()
+            sources.append(s)
+        }
+    }
+}

@@ -82,6 +82,7 @@ struct QuantizeCommand: ParsableCommand {
         if o.outliers != nil && o.sensitivity == .none && (o.outliers!.sensitiveFraction > 0) {
             Progress.eprint("note: no sensitivity file: the sparse part holds only outliers (no sensitive weights)")
         }
+        InterruptCleanup.install(removing: ModelQuantizer.temporaryDirectory(for: output))
         let rep = try ModelQuantizer.quantize(model: model, output: output, options: o) { done, total, name, rps, elapsed in
             Progress.line(String(format: "[%d/%d] %@  %.0f rows/s  %.0fs elapsed  ETA %@", done, total, name, rps, elapsed,
                                  Progress.eta(done: done, total: total, elapsed: elapsed)))
