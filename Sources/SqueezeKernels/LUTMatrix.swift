@@ -207,6 +207,18 @@ public final class LUTMatrix: @unchecked Sendable {
         let w = packed.pointer
         let nt = min(threads ?? pool.defaultThreads, pool.threadCount)
         let fused = sparseSchedule == .fused ? sparse : nil
+        if m >= LUTMatrix.prefillThreshold {
+            // Many tokens (prefill): decode each row block once to F32 and run the dense GEMM tile on it
+            // (exact float tables in both modes).
+            let lut = table.pointer
+            pool.parallelFor(rows, minBlock: 16, blocksPerThread: 4, threads: nt) { range, _ in
+                sq_lut_gemm_dequant(b, w, lut, Int64(kpad), Int64(k), x, Int64(ldx), Int64(m), y, Int64(ldy),
+                                    Int64(range.lowerBound), Int64(range.upperBound))
+                fused?.addMultiply(rows: range, x, ldx: ldx, m: m, y, ldy: ldy)
+            }
+            if sparseSchedule == .balanced { sparse?.addMultiply(x, ldx: ldx, m: m, y, ldy: ldy, pool: pool, threads: nt) }
+            return
+        }
         switch mode {
         case .float:
             var xp = x, ldp = ldx
@@ -240,6 +252,9 @@ public final class LUTMatrix: @unchecked Sendable {
         }
         if sparseSchedule == .balanced { sparse?.addMultiply(x, ldx: ldx, m: m, y, ldy: ldy, pool: pool, threads: nt) }
     }
+
+    /// From this many tokens on, `gemm` decodes row blocks to F32 and uses the dense GEMM kernel.
+    nonisolated(unsafe) public static var prefillThreshold = 16
 
     /// The kernel variants the dispatcher uses now, e.g. "float avx2, int8 avx2".
     public static var variant: String { String(cString: sq_lut_variant()) }

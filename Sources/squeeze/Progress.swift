@@ -4,7 +4,14 @@ import Foundation
 enum Progress {
     static let isTTY = isatty(STDERR_FILENO) != 0
 
-    static func line(_ s: String) {
+    nonisolated(unsafe) static var lastPrint = 0.0
+
+    /// Prints a progress line: on a terminal at most 10 times a second, otherwise every 5 seconds
+    /// (and always when `force`).
+    static func line(_ s: String, force: Bool = false) {
+        let now = Date().timeIntervalSince1970
+        if !force && now - lastPrint < (isTTY ? 0.1 : 5) { return }
+        lastPrint = now
         if isTTY {
             FileHandle.standardError.write(Data(("\r\u{1B}[K" + s).utf8))
         } else {
