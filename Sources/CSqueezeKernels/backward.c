@@ -4,6 +4,7 @@
 // AVX-512 machines use the AVX2 path (the lead may add a wider tile).
 #include "sq_backward.h"
 #include "sq_dense.h"
+#include <stdlib.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define SQ_X86 1
@@ -31,20 +32,34 @@ static void block_scalar(const float *a, int64_t sai, int64_t sap, const float *
 }
 
 #ifdef SQ_X86
+// Per-thread packing buffers: A as [tile][p][MR] (tail tile zero-padded), B as [column block][p][NR].
+static _Thread_local float *t_pa = NULL, *t_pb = NULL;
+static _Thread_local int64_t t_pa_n = 0, t_pb_n = 0;
+
+static float *grow(float **buf, int64_t *cap, int64_t n) {
+    if (*cap < n) {
+        free(*buf);
+        *buf = NULL;
+        if (posix_memalign((void **)buf, 64, (size_t)n * sizeof(float)) != 0) *buf = NULL;
+        *cap = *buf ? n : 0;
+    }
+    return *buf;
+}
+
+// C[mr x 16] = sum_p pa[p][0..mr) (x) pb[p][0..16), combined into out by mode.
 T_AVX2 static inline __attribute__((always_inline)) void
-micro_avx2(const int mr, const float *a, int64_t sai, int64_t sap, const float *b, int64_t ldb, float *out,
-           int64_t ldo, int64_t kc, int mode) {
+micro_avx2(const int mr, const float *pa, const float *pb, float *out, int64_t ldo, int64_t kc, int mode) {
     __m256 c0[MR], c1[MR];
     for (int i = 0; i < mr; i++) { c0[i] = _mm256_setzero_ps(); c1[i] = _mm256_setzero_ps(); }
     for (int64_t p = 0; p < kc; p++) {
-        const float *bp = b + p * ldb;
-        const float *ap = a + p * sap;
-        __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
+        __m256 b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8);
         for (int i = 0; i < mr; i++) {
-            __m256 av = _mm256_broadcast_ss(ap + i * sai);
+            __m256 av = _mm256_broadcast_ss(pa + i);
             c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
             c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
         }
+        pa += MR;
+        pb += NR;
     }
     for (int i = 0; i < mr; i++) {
         float *o = out + i * ldo;
@@ -61,34 +76,70 @@ micro_avx2(const int mr, const float *a, int64_t sai, int64_t sap, const float *
     }
 }
 
-T_AVX2 static void micro_any_avx2(int mr, const float *a, int64_t sai, int64_t sap, const float *b, int64_t ldb,
-                                  float *out, int64_t ldo, int64_t kc, int mode) {
+T_AVX2 static void micro_any_avx2(int mr, const float *pa, const float *pb, float *out, int64_t ldo, int64_t kc, int mode) {
     switch (mr) {
-    case 6: micro_avx2(6, a, sai, sap, b, ldb, out, ldo, kc, mode); break;
-    case 5: micro_avx2(5, a, sai, sap, b, ldb, out, ldo, kc, mode); break;
-    case 4: micro_avx2(4, a, sai, sap, b, ldb, out, ldo, kc, mode); break;
-    case 3: micro_avx2(3, a, sai, sap, b, ldb, out, ldo, kc, mode); break;
-    case 2: micro_avx2(2, a, sai, sap, b, ldb, out, ldo, kc, mode); break;
-    default: micro_avx2(1, a, sai, sap, b, ldb, out, ldo, kc, mode); break;
+    case 6: micro_avx2(6, pa, pb, out, ldo, kc, mode); break;
+    case 5: micro_avx2(5, pa, pb, out, ldo, kc, mode); break;
+    case 4: micro_avx2(4, pa, pb, out, ldo, kc, mode); break;
+    case 3: micro_avx2(3, pa, pb, out, ldo, kc, mode); break;
+    case 2: micro_avx2(2, pa, pb, out, ldo, kc, mode); break;
+    default: micro_avx2(1, pa, pb, out, ldo, kc, mode); break;
     }
 }
 
+T_AVX2 static void pack_b_avx2(const float *b, int64_t ldb, int64_t pk, int64_t nblocks, float *pb) {
+    for (int64_t jb = 0; jb < nblocks; jb++) {
+        float *dst = pb + jb * pk * NR;
+        const float *src = b + jb * NR;
+        for (int64_t p = 0; p < pk; p++) {
+            _mm256_store_ps(dst + p * NR, _mm256_loadu_ps(src + p * ldb));
+            _mm256_store_ps(dst + p * NR + 8, _mm256_loadu_ps(src + p * ldb + 8));
+        }
+    }
+}
+
+static void pack_a(const float *a, int64_t sai, int64_t sap, int64_t rows, int64_t pk, float *pa) {
+    for (int64_t t = 0; t < rows; t += MR) {
+        int64_t mr = rows - t < MR ? rows - t : MR;
+        float *dst = pa + t * pk;  // tile t/MR starts at (t/MR) * pk * MR
+        if (sap == 1) {
+            for (int64_t i = 0; i < MR; i++) {
+                if (i < mr) { const float *src = a + (t + i) * sai; for (int64_t p = 0; p < pk; p++) dst[p * MR + i] = src[p]; }
+                else for (int64_t p = 0; p < pk; p++) dst[p * MR + i] = 0;
+            }
+        } else {
+            for (int64_t p = 0; p < pk; p++) {
+                const float *src = a + t * sai + p * sap;
+                for (int64_t i = 0; i < MR; i++) dst[p * MR + i] = i < mr ? src[i * sai] : 0;
+            }
+        }
+    }
+}
+
+// Goto-style: for each reduction block, B (all full column blocks) is packed once, then A in blocks
+// of IB rows; the 6 x 16 tile runs over packed panels. Tail columns (n % 16) take the scalar path.
 T_AVX2 static void gemm_avx2(const float *a, int64_t sai, int64_t sap, const float *b, int64_t ldb, float *out,
                              int64_t ldo, int64_t m, int64_t kdim, int64_t j0, int64_t j1, int mode) {
     int64_t kc = mode == SQ_BW_ADD_SQUARE ? kdim : KC;
     if (kc <= 0) kc = 1;
-    int64_t jfull = j0 + (j1 - j0) / NR * NR;
+    int64_t nblocks = (j1 - j0) / NR, jfull = j0 + nblocks * NR;
+    float *pb = nblocks ? grow(&t_pb, &t_pb_n, nblocks * NR * kc) : NULL;
+    float *pa = grow(&t_pa, &t_pa_n, (IB + MR) * kc);
+    if ((nblocks && !pb) || !pa) { block_scalar(a, sai, sap, b, ldb, out, ldo, 0, m, 0, kdim, j0, j1, mode); return; }
     for (int64_t p0 = 0; p0 < kdim || (p0 == 0 && kdim == 0); p0 += kc) {
         int64_t pk = kdim - p0 < kc ? kdim - p0 : kc;
-        // Later reduction blocks add to what the first one wrote.
-        int md = p0 == 0 ? mode : SQ_BW_ADD;
+        int md = p0 == 0 ? mode : SQ_BW_ADD;  // later reduction blocks add to what the first wrote
+        if (nblocks) pack_b_avx2(b + p0 * ldb + j0, ldb, pk, nblocks, pb);
         for (int64_t ib = 0; ib < m; ib += IB) {
             int64_t ie = ib + IB < m ? ib + IB : m;
-            for (int64_t j = j0; j < jfull; j += NR) {
-                for (int64_t i = ib; i < ie; i += MR) {
-                    int mr = (int)(ie - i < MR ? ie - i : MR);
-                    micro_any_avx2(mr, a + i * sai + p0 * sap, sai, sap, b + p0 * ldb + j, ldb, out + i * ldo + j, ldo,
-                                   pk, md);
+            if (nblocks) {
+                pack_a(a + ib * sai + p0 * sap, sai, sap, ie - ib, pk, pa);
+                for (int64_t jb = 0; jb < nblocks; jb++) {
+                    const float *pbj = pb + jb * pk * NR;
+                    for (int64_t i = ib; i < ie; i += MR) {
+                        int mr = (int)(ie - i < MR ? ie - i : MR);
+                        micro_any_avx2(mr, pa + (i - ib) * pk, pbj, out + i * ldo + j0 + jb * NR, ldo, pk, md);
+                    }
                 }
             }
             if (jfull < j1) block_scalar(a, sai, sap, b, ldb, out, ldo, ib, ie, p0, p0 + pk, jfull, j1, md);

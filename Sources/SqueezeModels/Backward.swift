@@ -67,6 +67,11 @@ public final class TrainingWorkspace: @unchecked Sendable {
     var attScratch: [AlignedBuffer<Float>] = [] // per thread: P and dP for one query block
     static let queryBlock = 64
 
+    /// Seconds of the last `lossAndBackward`'s forward part (training forward, logits and loss).
+    public internal(set) var lastForwardSeconds = 0.0
+    /// Seconds of the last `lossAndBackward`'s backward part (from the logits' gradient to the embeddings).
+    public internal(set) var lastBackwardSeconds = 0.0
+
     /// Gradient of the loss with respect to the embedding output (the input of block 0), [tokens, hidden],
     /// valid after `lossAndBackward`.
     public var embeddingGradient: UnsafePointer<Float> { UnsafePointer(dx.pointer) }
@@ -213,6 +218,7 @@ extension LlamaModel {
     @discardableResult
     public func lossAndBackward(tokens: [Int], workspace ws: TrainingWorkspace, sink: GradientSink?) throws -> Double {
         try checkTrainable()
+        let clock0 = DispatchTime.now().uptimeNanoseconds
         try trainingForward(tokens: tokens, workspace: ws)
         let c = config
         let T = tokens.count, P = T - 1
@@ -240,6 +246,7 @@ extension LlamaModel {
             }
         }
         let loss = losses.reduce(0, +) / Double(P)
+        let clock1 = DispatchTime.now().uptimeNanoseconds
 
         // Through the LM head and the final norm.
         let dxn = ws.dxn.pointer, dx = ws.dx.pointer, tmp = ws.tmp.pointer
@@ -295,6 +302,8 @@ extension LlamaModel {
             normBackward(ws.res[li].pointer, layer.attnNorm.pointer, ws.rms1[li].pointer, dxn, dx, T, h)
         }
         _ = tmp
+        ws.lastForwardSeconds = Double(clock1 - clock0) / 1e9
+        ws.lastBackwardSeconds = Double(DispatchTime.now().uptimeNanoseconds - clock1) / 1e9
         return loss
     }
 

@@ -83,6 +83,9 @@ public final class SensitivityAccumulator: GradientSink {
     public private(set) var tokens = 0
     /// Loss of each window (Fisher mode).
     public private(set) var losses: [Double] = []
+    /// Seconds spent in forward passes (with logits and loss) and in backward passes, over all windows.
+    public private(set) var forwardSeconds = 0.0
+    public private(set) var backwardSeconds = 0.0
     private var workspace: TrainingWorkspace?
 
     /// Allocates zeroed accumulators for `model` (rows x columns floats per linear weight for Fisher,
@@ -125,7 +128,11 @@ public final class SensitivityAccumulator: GradientSink {
         case .fisher:
             loss = try model.lossAndBackward(tokens: window, workspace: ws, sink: self)
             losses.append(loss!)
+            forwardSeconds += ws.lastForwardSeconds
+            backwardSeconds += ws.lastBackwardSeconds
         case .activations:
+            let t0 = Date()
+            defer { forwardSeconds += Date().timeIntervalSince(t0) }
             try model.trainingForward(tokens: window, workspace: ws) { l, k, x, ldx, t in
                 self.observe(layer: l, kind: k, x: x, ldx: ldx, tokens: t)
             }

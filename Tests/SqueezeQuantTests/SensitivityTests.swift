@@ -85,9 +85,9 @@ enum TinyModel {
     }
 
     /// The fixture's two windows start at 403958 and 441001 of wiki.train.txt: the first two draws
-    /// of the reference's sampler with seed 0 (for any stream of 2^19 + 512 to 2^20 + 511 tokens).
+    /// of the reference's sampler with seed 0 (for streams of 540k to 700k tokens; wiki.train.txt has about 540k).
     @Test func samplerReproducesTheFixtureWindows() throws {
-        for n in [540_000, 560_000, 1_049_000] {
+        for n in [540_000, 560_000, 700_000] {
             let s = try WindowSampler.starts(tokenCount: n, seqlen: 512, samples: 100, seed: 0)
             #expect(Array(s.prefix(2)) == [403_958, 441_001])
             #expect(s.allSatisfy { $0 >= 0 && $0 + 512 < n })
