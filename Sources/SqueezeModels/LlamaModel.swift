@@ -142,7 +142,7 @@ public final class LlamaModel: @unchecked Sendable {
     }
 
     /// Inverse frequencies for a sequence reaching `length` tokens (dynamic NTK scaling depends on it).
-    func frequencies(forLength length: Int) -> [Float] {
+    public func frequencies(forLength length: Int) -> [Float] {
         guard case let .dynamic(f, orig) = config.ropeScaling, length > orig else { return invFreq }
         let d = Double(config.headDim)
         let base = config.ropeTheta * pow(f * Double(length) / Double(orig) - (f - 1), d / (d - 2))

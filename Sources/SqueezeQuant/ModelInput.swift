@@ -132,46 +132,36 @@ extension Optional where Wrapped == SensitivityValues {
     }
 }
 
-/// A file of sensitivities with the model's Hugging Face tensor names (`squeeze sensitivity`'s output,
-/// SqueezeLLM's gradient checkpoints, MLX gradient files): per weight `[out, in]` or per column `[in]`.
-final class SensitivityFile {
-    let path: String
-    let model: SafeTensorsModel
+/// The pipeline's view of a sensitivity file (see `SensitivityFile`, which reads Squeeze's own
+/// files, SqueezeLLM's gradient checkpoints and MLX gradient files): values per weight in Hugging Face
+/// row order; per-column files are broadcast over rows.
+final class PipelineSensitivity {
+    let file: SensitivityFile
+    let config: LlamaConfig
 
-    init(source: SensitivitySource) throws {
+    init(source: SensitivitySource, config: LlamaConfig) throws {
         guard case let .file(p) = source else { throw QuantizePipelineError.badOption("no sensitivity file") }
-        path = p
-        model = try SafeTensorsModel(path: p)
+        file = try SensitivityFile(path: p)
+        self.config = config
     }
 
-    /// The tensor name used in the file for a layer (with or without the `model.` prefix).
-    func name(for layer: String) -> String? {
-        for n in [layer + ".weight", layer, String(layer.dropFirst("model.".count)) + ".weight"] where model.contains(n) { return n }
-        return nil
+    /// Checks, before any work, names and shapes of every linear layer's sensitivity.
+    func check() throws { try file.validate(config: config) }
+
+    static func parse(_ layer: String) -> (Int, LinearKind)? {
+        let parts = layer.split(separator: ".", maxSplits: 3).map(String.init)
+        guard parts.count == 4, parts[0] == "model", parts[1] == "layers", let l = Int(parts[2]),
+              let kind = LinearKind.allCases.first(where: { $0.huggingFaceSuffix == parts[3] }) else { return nil }
+        return (l, kind)
     }
 
-    /// Checks, before any work, that every layer has a sensitivity tensor of a usable shape.
-    func check(names: [String], shape: (String) throws -> (Int, Int)) throws {
-        for layer in names {
-            guard let n = name(for: layer), let info = model.info(n) else {
-                throw QuantizePipelineError.sensitivityMismatch(file: path, tensor: layer + ".weight", detail: "not in the file")
-            }
-            let (rows, cols) = try shape(layer)
-            guard info.shape == [rows, cols] || info.shape == [cols] else {
-                throw QuantizePipelineError.sensitivityMismatch(file: path, tensor: n,
-                    detail: "shape \(info.shape) matches neither the weight [\(rows), \(cols)] nor its columns [\(cols)]")
-            }
+    /// Values for a layer prefix (`model.layers.N.mlp.up_proj`); nil for layers without one (the LM head).
+    func values(for layer: String, rows: Int, cols: Int) throws -> SensitivityValues? {
+        guard let (l, kind) = Self.parse(layer) else { return nil }
+        let v = try file.values(layer: l, kind: kind, config: config, rowOrder: .halves)
+        guard v.count == rows * cols else {
+            throw QuantizePipelineError.sensitivityMismatch(file: file.path, tensor: layer + ".weight", detail: "\(v.count) values for a [\(rows), \(cols)] weight")
         }
-    }
-
-    func values(for layer: String, rows: Int, cols: Int) throws -> SensitivityValues {
-        guard let n = name(for: layer) else {
-            throw QuantizePipelineError.sensitivityMismatch(file: path, tensor: layer + ".weight", detail: "not in the file")
-        }
-        let t = try model.tensor(n)
-        if t.shape == [rows, cols] { return SensitivityValues(rows: rows, cols: cols, values: t.toFloatArray(), perColumn: false) }
-        if t.shape == [cols] { return SensitivityValues(rows: rows, cols: cols, values: t.toFloatArray(), perColumn: true) }
-        throw QuantizePipelineError.sensitivityMismatch(file: path, tensor: n,
-                                                         detail: "shape \(t.shape) matches neither the weight [\(rows), \(cols)] nor its columns [\(cols)]")
+        return SensitivityValues(rows: rows, cols: cols, values: v, perColumn: false)
     }
 }

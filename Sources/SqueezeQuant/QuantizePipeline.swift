@@ -122,20 +122,20 @@ public enum ModelQuantizer {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let input = try ModelInput(path: path)
         let config = input.config
-        let sens = try options.sensitivity == .none ? nil : SensitivityFile(source: options.sensitivity)
+        let sens = try options.sensitivity == .none ? nil : PipelineSensitivity(source: options.sensitivity, config: config)
 
         // The tensors to quantize, in file order of the model.
         var linear: [String] = []
         for l in 0..<config.numLayers { for s in linearSuffixes { linear.append("model.layers.\(l).\(s)") } }
         if options.quantizeHead { linear.append("lm_head") }
-        if let s = sens { try s.check(names: linear) { try input.shape($0) } }
+        if let s = sens { try s.check() }
 
         // Pass 1: the sparse split of every tensor (its size must be known to write the header).
         var nnz: [String: Int] = [:]
         if let sel = options.outliers {
             for name in linear {
                 let w = try input.weight(name)
-                let sv = try sens?.values(for: name, rows: w.rows, cols: w.cols)
+                let sv = try sens?.values(for: name, rows: w.rows, cols: w.cols) ?? nil
                 let selection = try w.buffer.withUnsafeBufferPointer { wb in
                     try sv.withFullPointer(rows: w.rows, cols: w.cols) { sp in
                         try sel.select(weights: wb.baseAddress!, sensitivity: sp, count: w.rows * w.cols, tensorName: name + ".weight")
@@ -216,7 +216,7 @@ public enum ModelQuantizer {
             if suffix == "qweight" {
                 let ts = DispatchTime.now().uptimeNanoseconds
                 let w = try input.weight(layer)
-                let sv = try sens?.values(for: layer, rows: w.rows, cols: w.cols)
+                let sv = try sens?.values(for: layer, rows: w.rows, cols: w.cols) ?? nil
                 let (q, csr, rep) = try quantizeOne(name: layer, w: w, sens: sv, options: options)
                 var r = rep
                 r.seconds = elapsed(ts)

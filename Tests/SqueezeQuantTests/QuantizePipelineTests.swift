@@ -154,12 +154,12 @@ func tempPath(_ tag: String) -> String { NSTemporaryDirectory() + "squeeze-\(tag
         try SafeTensorsWriter.write(tensors: ts, to: sens)
         o.sensitivity = .file(sens)
         let out = tempPath("q")
-        let e2 = #expect(throws: QuantizePipelineError.self) { try ModelQuantizer.quantize(model: src, output: out, options: o) }
+        let e2 = #expect(throws: SensitivityError.self) { try ModelQuantizer.quantize(model: src, output: out, options: o) }
         #expect(e2?.description.contains("model.layers.0.mlp.down_proj.weight") == true)
         #expect(!FileManager.default.fileExists(atPath: out))
         // A missing tensor in the sensitivity file.
         try SafeTensorsWriter.write(tensors: Array(ts.dropFirst()), to: sens)
-        let e3 = #expect(throws: QuantizePipelineError.self) { try ModelQuantizer.quantize(model: src, output: out, options: o) }
+        let e3 = #expect(throws: SensitivityError.self) { try ModelQuantizer.quantize(model: src, output: out, options: o) }
         #expect(e3?.description.contains("q_proj") == true)
         // Quantizing an already quantized model is refused.
         o.sensitivity = .none

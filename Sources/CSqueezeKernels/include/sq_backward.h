@@ -1,0 +1,36 @@
+#ifndef SQ_BACKWARD_H
+#define SQ_BACKWARD_H
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// What a backward GEMM does with its result C.
+enum {
+    /// out = C
+    SQ_BW_STORE = 0,
+    /// out += C
+    SQ_BW_ADD = 1,
+    /// out += C * C (elementwise; the Fisher accumulation)
+    SQ_BW_ADD_SQUARE = 2,
+};
+
+/// General strided product C[i, j] = sum_{p < kdim} A(i, p) * B(p, j) for i in [0, m), j in [j0, j1),
+/// where A(i, p) = a[i * sai + p * sap] and B(p, j) = b[p * ldb + j]; C is combined into
+/// out[i * ldo + j] according to `mode` (SQ_BW_*). Sums run in F32 over p in order.
+/// With sai = lda, sap = 1 this is dX = dY W (W [kdim, n] row-major: dX[t, c] = sum_r dY[t, r] W[r, c]);
+/// with sai = 1, sap = lda it is dW = dY^T X (dW[r, c] = sum_t dY[t, r] X[t, c]).
+/// AVX2+FMA micro-kernel (6 x 16 register tile) with a scalar path; dispatch on sq_isa().
+/// SQ_BW_ADD_SQUARE never splits the reduction over p.
+void sq_gemm_strided_f32(const float *a, int64_t sai, int64_t sap, const float *b, int64_t ldb,
+                         float *out, int64_t ldo, int64_t m, int64_t kdim, int64_t j0, int64_t j1, int mode);
+
+/// out[i] += x[i] * x[i] for i in [0, n).
+void sq_add_square_f32(const float *x, float *out, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

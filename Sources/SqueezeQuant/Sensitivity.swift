@@ -1,0 +1,269 @@
+import Foundation
+import CSqueezeKernels
+import SqueezeCore
+import SqueezeFormats
+import SqueezeKernels
+import SqueezeModels
+
+/// Errors of the sensitivity computation and of reading sensitivity files; each names the file,
+/// tensor, option or field at fault.
+public enum SensitivityError: Error, CustomStringConvertible, Equatable {
+    case calibrationTooShort(tokens: Int, seqlen: Int)
+    case windowExceedsContext(seqlen: Int, context: Int)
+    case invalidOption(name: String, detail: String)
+    case unsupportedOutputDType(DType)
+    case missingTensor(file: String, tensor: String)
+    case shapeMismatch(file: String, tensor: String, expected: [Int], got: [Int])
+    case unsupportedDType(file: String, tensor: String, dtype: DType)
+    case invalidValues(file: String, tensor: String, detail: String)
+    case notASensitivityFile(path: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case let .calibrationTooShort(t, s):
+            return "the calibration text has \(t) tokens, fewer than one window of \(s) + 1; give a longer text or a smaller --seqlen"
+        case let .windowExceedsContext(s, c):
+            return "--seqlen \(s) exceeds the model's context of \(c) tokens (max_position_embeddings)"
+        case let .invalidOption(n, d): return "--\(n): \(d)"
+        case let .unsupportedOutputDType(d): return "sensitivity files are written as F32 or BF16, not \(d.rawValue)"
+        case let .missingTensor(f, t): return "\(f): sensitivity for '\(t)' is missing"
+        case let .shapeMismatch(f, t, e, g): return "\(f): sensitivity '\(t)' has shape \(g) but the model's weight is \(e)"
+        case let .unsupportedDType(f, t, d): return "\(f): sensitivity '\(t)' has dtype \(d.rawValue); expected F32, F16, BF16 or F64"
+        case let .invalidValues(f, t, d): return "\(f): sensitivity '\(t)': \(d)"
+        case let .notASensitivityFile(p, d): return "\(p): not a sensitivity file: \(d)"
+        }
+    }
+}
+
+/// How the sensitivity of each weight is measured.
+public enum SensitivityMode: String, Sendable, CaseIterable {
+    /// The diagonal Fisher information: per window, the squared gradient of the mean next-token
+    /// cross-entropy, summed over windows (SqueezeLLM). One value per weight.
+    case fisher
+    /// The mean of x_j^2 per input column j of each linear layer over all calibration tokens (forward
+    /// only). One value per input column, stored as [1, columns] and broadcast over the rows.
+    case activations
+}
+
+/// Options of a sensitivity run.
+public struct SensitivityOptions: Sendable {
+    public var samples: Int
+    public var seqlen: Int
+    public var seed: UInt64
+    public var mode: SensitivityMode
+    public init(samples: Int = 100, seqlen: Int = 512, seed: UInt64 = 0, mode: SensitivityMode = .fisher) {
+        self.samples = samples; self.seqlen = seqlen; self.seed = seed; self.mode = mode
+    }
+}
+
+/// Progress after each window.
+public struct SensitivityProgress: Sendable {
+    public let done: Int
+    public let total: Int
+    public let tokens: Int
+    public let elapsed: Double
+    public let loss: Double?
+    public var tokensPerSecond: Double { elapsed > 0 ? Double(tokens) / elapsed : 0 }
+}
+
+/// The per-weight sensitivity of a model's linear layers, accumulated window by window, in F32.
+///
+/// Fisher mode: receives each linear weight's gradient factors from the backward pass and adds
+/// (dY^T X)^2 into the accumulator at once (`BackwardKernels.weightGradient(.addSquare)`), so no
+/// full set of gradients is ever held. Activations mode: adds x_j^2 of each linear layer's input.
+/// Accumulators are kept in the model's own row order; `tensor(layer:kind:)` returns Hugging Face
+/// order (for GGUF-loaded models the Q and K rows are permuted back to the rotate-half layout).
+public final class SensitivityAccumulator: GradientSink {
+    public let model: LlamaModel
+    public let mode: SensitivityMode
+    /// accumulators[layer][kind.rawValue]
+    let acc: [[AlignedBuffer<Float>]]
+    /// Windows and tokens seen.
+    public private(set) var windows = 0
+    public private(set) var tokens = 0
+    /// Loss of each window (Fisher mode).
+    public private(set) var losses: [Double] = []
+    /// Seconds spent in forward passes (with logits and loss) and in backward passes, over all windows.
+    public private(set) var forwardSeconds = 0.0
+    public private(set) var backwardSeconds = 0.0
+    private var workspace: TrainingWorkspace?
+
+    /// Allocates zeroed accumulators for `model` (rows x columns floats per linear weight for Fisher,
+    /// columns for activations).
+    public init(model: LlamaModel, mode: SensitivityMode) {
+        self.model = model
+        self.mode = mode
+        acc = model.layers.map { layer in
+            LinearKind.allCases.map { kind in
+                let op = kind.op(in: layer)
+                return AlignedBuffer<Float>(count: mode == .fisher ? op.rows * op.columns : op.columns)
+            }
+        }
+    }
+
+    public func accept(layer: Int, kind: LinearKind, dY: UnsafePointer<Float>, lddy: Int,
+                       x: UnsafePointer<Float>, ldx: Int, tokens: Int) {
+        let op = kind.op(in: model.layers[layer])
+        BackwardKernels.weightGradient(dY: dY, lddy: lddy, x: x, ldx: ldx, tokens: tokens, rows: op.rows,
+                                       columns: op.columns, out: acc[layer][kind.rawValue].pointer, mode: .addSquare,
+                                       pool: model.pool)
+    }
+
+    func observe(layer: Int, kind: LinearKind, x: UnsafePointer<Float>, ldx: Int, tokens: Int) {
+        let out = acc[layer][kind.rawValue].pointer
+        let n = kind.op(in: model.layers[layer]).columns
+        for t in 0..<tokens { sq_add_square_f32(x + t * ldx, out, Int64(n)) }
+    }
+
+    /// Adds one window: Fisher mode runs forward and backward and returns the window's loss;
+    /// activations mode runs the forward pass only and returns nil.
+    @discardableResult
+    public func add(window: [Int]) throws -> Double? {
+        if workspace == nil || workspace!.maxTokens < window.count {
+            workspace = TrainingWorkspace(model: model, maxTokens: window.count)
+        }
+        let ws = workspace!
+        var loss: Double?
+        switch mode {
+        case .fisher:
+            loss = try model.lossAndBackward(tokens: window, workspace: ws, sink: self)
+            losses.append(loss!)
+            forwardSeconds += ws.lastForwardSeconds
+            backwardSeconds += ws.lastBackwardSeconds
+        case .activations:
+            let t0 = Date()
+            defer { forwardSeconds += Date().timeIntervalSince(t0) }
+            try model.trainingForward(tokens: window, workspace: ws) { l, k, x, ldx, t in
+                self.observe(layer: l, kind: k, x: x, ldx: ldx, tokens: t)
+            }
+        }
+        windows += 1
+        tokens += window.count
+        return loss
+    }
+
+    /// The shape a tensor of this mode has in the file: [rows, columns] or [1, columns].
+    public func shape(layer: Int, kind: LinearKind) -> [Int] {
+        let op = kind.op(in: model.layers[layer])
+        return mode == .fisher ? [op.rows, op.columns] : [1, op.columns]
+    }
+
+    /// The accumulated values in Hugging Face row order (Fisher: the sum over windows of squared
+    /// gradients; activations: the mean of x^2 per column over all tokens seen).
+    public func values(layer: Int, kind: LinearKind) -> [Float] {
+        let buf = acc[layer][kind.rawValue]
+        let s = shape(layer: layer, kind: kind)
+        if mode == .activations {
+            let inv = tokens > 0 ? 1 / Float(tokens) : 0
+            return buf.toArray().map { $0 * inv }
+        }
+        let c = model.config
+        guard model.ropeLayout == .interleaved, kind == .q || kind == .k else { return buf.toArray() }
+        let heads = kind == .q ? c.numHeads : c.numKVHeads
+        let map = RopePermutation.ggufRowForHFRow(heads: heads, headDim: c.headDim)
+        let cols = s[1]
+        var out = [Float](repeating: 0, count: s[0] * cols)
+        out.withUnsafeMutableBufferPointer { o in
+            for r in 0..<s[0] { (o.baseAddress! + r * cols).update(from: buf.pointer + map[r] * cols, count: cols) }
+        }
+        return out
+    }
+
+    /// Writes the sensitivity to a safetensors file: one tensor per linear weight under its Hugging
+    /// Face name (`model.layers.N.self_attn.q_proj.weight`, ...), in Hugging Face row order, F32 or
+    /// BF16, with `metadata` plus `format`, `mode`, `windows` and `tokens` entries.
+    public func write(to path: String, dtype: DType = .f32, metadata: [String: String] = [:]) throws {
+        guard dtype == .f32 || dtype == .bf16 else { throw SensitivityError.unsupportedOutputDType(dtype) }
+        var entries: [SafeTensorsWriter.Entry] = []
+        for l in 0..<model.layers.count {
+            for kind in LinearKind.allCases {
+                entries.append(.init(name: kind.weightName(layer: l), dtype: dtype, shape: shape(layer: l, kind: kind)))
+            }
+        }
+        var meta = metadata
+        meta["format"] = SensitivityFile.formatName
+        meta["mode"] = mode.rawValue
+        meta["windows"] = String(windows)
+        meta["tokens"] = String(tokens)
+        meta["row_order"] = "huggingface"
+        if !losses.isEmpty { meta["mean_loss"] = String(losses.reduce(0, +) / Double(losses.count)) }
+        let w = try SafeTensorsWriter(path: path, entries: entries, metadata: meta)
+        do {
+            for l in 0..<model.layers.count {
+                for kind in LinearKind.allCases {
+                    let v = values(layer: l, kind: kind)
+                    let name = kind.weightName(layer: l)
+                    if dtype == .f32 {
+                        try v.withUnsafeBytes { try w.write(name: name, bytes: $0) }
+                    } else {
+                        var b = [UInt16](repeating: 0, count: v.count)
+                        v.withUnsafeBufferPointer { src in
+                            b.withUnsafeMutableBufferPointer { HalfConversion.toBF16(src.baseAddress!, $0.baseAddress!, count: v.count) }
+                        }
+                        try b.withUnsafeBytes { try w.write(name: name, bytes: $0) }
+                    }
+                }
+            }
+            try w.finish()
+        } catch {
+            w.abort()
+            throw error
+        }
+    }
+}
+
+/// The `squeeze sensitivity` computation.
+public enum Sensitivity {
+    /// Loads a model for sensitivity: linear weights and LM head as dense F32 (the backward pass needs them).
+    public static func loadModel(path: String, pool: WorkerPool = .shared) throws -> LlamaModel {
+        try ModelLoader.load(path: path, options: LoadOptions(weightDType: .f32), pool: pool)
+    }
+
+    /// Checks options against the model and the tokenized calibration text, and draws the windows'
+    /// starts (Python-compatible sampler, see `WindowSampler`).
+    public static func plan(model: LlamaModel, tokenCount: Int, options: SensitivityOptions) throws -> [Int] {
+        guard options.seqlen >= 2 else { throw SensitivityError.invalidOption(name: "seqlen", detail: "must be at least 2, got \(options.seqlen)") }
+        guard options.seqlen <= model.config.maxPositionEmbeddings else {
+            throw SensitivityError.windowExceedsContext(seqlen: options.seqlen, context: model.config.maxPositionEmbeddings)
+        }
+        if options.mode == .fisher { try model.checkTrainable() }
+        return try WindowSampler.starts(tokenCount: tokenCount, seqlen: options.seqlen, samples: options.samples, seed: options.seed)
+    }
+
+    /// Accumulates the sensitivity of `model` over `options.samples` windows of `options.seqlen`
+    /// tokens drawn from `tokens`; calls `progress` after each window.
+    public static func compute(model: LlamaModel, tokens: [Int], options: SensitivityOptions,
+                               progress: ((SensitivityProgress) -> Void)? = nil) throws -> SensitivityAccumulator {
+        let starts = try plan(model: model, tokenCount: tokens.count, options: options)
+        return try compute(model: model, windows: starts.map { Array(tokens[$0..<($0 + options.seqlen)]) },
+                           mode: options.mode, progress: progress)
+    }
+
+    /// Accumulates the sensitivity of `model` over the given windows.
+    public static func compute(model: LlamaModel, windows: [[Int]], mode: SensitivityMode,
+                               progress: ((SensitivityProgress) -> Void)? = nil) throws -> SensitivityAccumulator {
+        let acc = SensitivityAccumulator(model: model, mode: mode)
+        let t0 = Date()
+        for (i, w) in windows.enumerated() {
+            let loss = try acc.add(window: w)
+            progress?(SensitivityProgress(done: i + 1, total: windows.count, tokens: acc.tokens,
+                                          elapsed: Date().timeIntervalSince(t0), loss: loss))
+        }
+        return acc
+    }
+
+    /// The metadata recorded with a run.
+    public static func metadata(options: SensitivityOptions, calibrationPath: String, calibrationSHA256: String,
+                                tokenCount: Int, modelPath: String) -> [String: String] {
+        [
+            "samples": String(options.samples), "seqlen": String(options.seqlen), "seed": String(options.seed),
+            "calibration_file": URL(fileURLWithPath: calibrationPath).lastPathComponent,
+            "calibration_sha256": calibrationSHA256, "calibration_tokens": String(tokenCount),
+            "model": URL(fileURLWithPath: modelPath).lastPathComponent,
+            "sampler": "python-random: random.seed(seed); start = random.randint(0, tokens - seqlen - 1)",
+            "objective": options.mode == .fisher
+                ? "sum over windows of the squared gradient of the mean next-token cross-entropy (float32)"
+                : "mean over calibration tokens of the squared input activation per column (float32)",
+        ]
+    }
+}

@@ -1,0 +1,139 @@
+import Foundation
+import SqueezeCore
+import SqueezeFormats
+import SqueezeModels
+
+/// A sensitivity file accepted by `squeeze quantize --sensitivity`, after a name and shape check
+/// against the model:
+/// - Squeeze's own output (`squeeze sensitivity`): metadata `format = squeeze-sensitivity`; Fisher
+///   tensors [rows, columns] or activations tensors [1, columns] (one value per input column, broadcast).
+/// - SqueezeLLM's gradient tool output: a Hugging Face checkpoint (a directory with config.json and
+///   safetensors, single or sharded, or one safetensors file) whose linear weights hold the
+///   accumulated squared gradients, usually BF16; its other tensors (embeddings, norms) are ignored.
+/// - The MLX gradient tool's safetensors (`mlx-squeezellm-gradients`: metadata `nsamples`, `seqlen`,
+///   `seed`; F32 tensors under the same `model.layers.N.*.weight` names).
+/// Tensors are looked up under Hugging Face names and are in Hugging Face row order (rotate-half
+/// Q and K rows); `values(layer:kind:rowOrder:)` permutes Q and K rows for GGUF-layout models.
+/// PyTorch `.pt` / `.bin` files are not read here.
+public final class SensitivityFile: @unchecked Sendable {
+    /// The `format` metadata value of Squeeze's own files.
+    public static let formatName = "squeeze-sensitivity"
+
+    /// Where a file came from.
+    public enum Origin: String, Sendable {
+        case squeeze, squeezeLLMCheckpoint, mlx, other
+    }
+
+    public let path: String
+    public let origin: Origin
+    /// The file's metadata (the first file's, for a sharded checkpoint).
+    public let metadata: [String: String]
+    /// True when each tensor holds one value per input column ([1, columns] or [columns]).
+    public let isPerColumn: Bool
+    let tensors: SafeTensorsModel
+
+    /// Opens a safetensors file or a checkpoint directory and identifies its origin.
+    public init(path: String) throws {
+        self.path = path
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw SensitivityError.notASensitivityFile(path: path, detail: "no such file or directory")
+        }
+        if !isDir.boolValue && (path.hasSuffix(".pt") || path.hasSuffix(".bin") || path.hasSuffix(".pth")) {
+            throw SensitivityError.notASensitivityFile(path: path, detail: "PyTorch files are not read here; give safetensors")
+        }
+        do { tensors = try SafeTensorsModel(path: path) } catch {
+            throw SensitivityError.notASensitivityFile(path: path, detail: "\(error)")
+        }
+        metadata = tensors.metadata
+        let dir = isDir.boolValue ? path : URL(fileURLWithPath: path).deletingLastPathComponent().path
+        if metadata["format"] == SensitivityFile.formatName {
+            origin = .squeeze
+        } else if metadata["nsamples"] != nil {
+            origin = .mlx
+        } else if FileManager.default.fileExists(atPath: dir + "/config.json") {
+            origin = .squeezeLLMCheckpoint
+        } else {
+            origin = .other
+        }
+        let probe = LinearKind.q.weightName(layer: 0)
+        guard let info = tensors.info(probe) else {
+            throw SensitivityError.missingTensor(file: path, tensor: probe)
+        }
+        isPerColumn = metadata["mode"] == SensitivityMode.activations.rawValue || info.shape.count == 1 || info.shape.first == 1
+    }
+
+    /// Checks that every linear weight of a model with `config` has a sensitivity of the right shape
+    /// ([rows, columns], or [1, columns] / [columns] for a per-column file) and a float dtype.
+    public func validate(config c: LlamaConfig) throws {
+        for l in 0..<c.numLayers {
+            for kind in LinearKind.allCases {
+                let name = kind.weightName(layer: l)
+                let (rows, cols) = Self.shape(kind, c)
+                guard let info = tensors.info(name) else { throw SensitivityError.missingTensor(file: path, tensor: name) }
+                let ok = isPerColumn ? (info.shape == [1, cols] || info.shape == [cols]) : info.shape == [rows, cols]
+                guard ok else {
+                    throw SensitivityError.shapeMismatch(file: path, tensor: name,
+                                                         expected: isPerColumn ? [1, cols] : [rows, cols], got: info.shape)
+                }
+                guard [.f32, .f16, .bf16, .f64].contains(info.dtype) else {
+                    throw SensitivityError.unsupportedDType(file: path, tensor: name, dtype: info.dtype)
+                }
+            }
+        }
+    }
+
+    /// [rows, columns] of a linear weight of `kind` in a model with config `c`.
+    public static func shape(_ kind: LinearKind, _ c: LlamaConfig) -> (Int, Int) {
+        let h = c.hiddenSize, qd = c.numHeads * c.headDim, kvd = c.numKVHeads * c.headDim, f = c.intermediateSize
+        switch kind {
+        case .q: return (qd, h)
+        case .k, .v: return (kvd, h)
+        case .o: return (h, qd)
+        case .gate, .up: return (f, h)
+        case .down: return (h, f)
+        }
+    }
+
+    /// The tensor as stored (F32, F16, BF16 or F64).
+    public func tensor(layer: Int, kind: LinearKind) throws -> Tensor {
+        let name = kind.weightName(layer: layer)
+        guard tensors.contains(name) else { throw SensitivityError.missingTensor(file: path, tensor: name) }
+        return try tensors.tensor(name)
+    }
+
+    /// The sensitivity of every element of the weight, [rows * columns] F32 row-major (a per-column
+    /// file is broadcast over the rows), with Q and K rows in `rowOrder` (`.interleaved` for
+    /// GGUF-loaded models). Throws on a shape mismatch, NaN, infinite or negative values.
+    public func values(layer: Int, kind: LinearKind, config c: LlamaConfig, rowOrder: RopeLayout = .halves) throws -> [Float] {
+        let name = kind.weightName(layer: layer)
+        let (rows, cols) = Self.shape(kind, c)
+        let t = try tensor(layer: layer, kind: kind)
+        let ok = isPerColumn ? (t.shape == [1, cols] || t.shape == [cols]) : t.shape == [rows, cols]
+        guard ok else {
+            throw SensitivityError.shapeMismatch(file: path, tensor: name, expected: isPerColumn ? [1, cols] : [rows, cols], got: t.shape)
+        }
+        guard [.f32, .f16, .bf16, .f64].contains(t.dtype) else {
+            throw SensitivityError.unsupportedDType(file: path, tensor: name, dtype: t.dtype)
+        }
+        let raw = t.toFloatArray()
+        if let bad = raw.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
+            throw SensitivityError.invalidValues(file: path, tensor: name, detail: "element \(bad) is \(raw[bad]); sensitivities are finite and >= 0")
+        }
+        if isPerColumn {
+            var out = [Float](repeating: 0, count: rows * cols)
+            for r in 0..<rows { for j in 0..<cols { out[r * cols + j] = raw[j] } }
+            return out
+        }
+        guard rowOrder == .interleaved, kind == .q || kind == .k else { return raw }
+        // File rows are in HF order; GGUF row g is HF row hfRowForGGUF[g].
+        let heads = kind == .q ? c.numHeads : c.numKVHeads
+        let ggufForHF = RopePermutation.ggufRowForHFRow(heads: heads, headDim: c.headDim)
+        var out = [Float](repeating: 0, count: rows * cols)
+        for hf in 0..<rows {
+            let g = ggufForHF[hf]
+            for j in 0..<cols { out[g * cols + j] = raw[hf * cols + j] }
+        }
+        return out
+    }
+}
