@@ -4,6 +4,7 @@ import SqueezeCore
 import SqueezeEval
 import SqueezeKernels
 import SqueezeModels
+import SqueezeQuant
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -33,6 +34,8 @@ struct BenchCommand: ParsableCommand {
     var skipModels = false
     @Option(help: "Kernel shapes as ROWSxCOLS, comma-separated (default: 4096x4096, 11008x4096 and the model's).")
     var shapes: String?
+    @Flag(help: "Also time the quantizer on one LLaMA-7B-shaped block (random weights) and project a whole 7B model.")
+    var quantizeProjection = false
     @Flag(help: "Use the portable scalar kernels (no SIMD dispatch).")
     var scalar = false
     @Flag(help: "Print JSON.")
@@ -106,6 +109,17 @@ struct BenchCommand: ParsableCommand {
                     lines.append(String(format: "| %@ | %d | %.1f | %.1f | %.1f | %.0f%% | %.1f |", label, t, r.prefillTokensPerSecond,
                                         r.decodeTokensPerSecond, r.decodeGBps, 100 * r.decodeGBps / bw, Double(r.weightBytesPerToken) / 1e6))
                 }
+            }
+        }
+        if quantizeProjection {
+            lines.append("")
+            lines.append("| quantizer | block of LLaMA-7B shapes | threads | seconds per block | projected 7B (32 blocks) |")
+            lines.append("| --- | --- | --- | --- | --- |")
+            for (bits, engine, sparse) in [(3, KMeansEngine.optimal, false), (3, .optimal, true), (4, .lloyd, false)] {
+                let t = WorkerPool.shared.threadCount
+                let r = try QuantizeProjection.llama7BBlock(bits: bits, engine: engine, sparse: sparse, threads: t)
+                lines.append(String(format: "| %d-bit %@%@ | q,k,v,o 4096x4096; gate,up 11008x4096; down 4096x11008 | %d | %.1f | %.0f s (%.1f min) |",
+                                    bits, engine.rawValue, sparse ? ", 0.45% sparse" : "", t, r.secondsPerBlock, r.projectedSeconds7B, r.projectedSeconds7B / 60))
             }
         }
         if json {
