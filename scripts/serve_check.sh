@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Starts `squeeze serve` on a free loopback port, waits for /health, runs the official `openai`
-# Python client against it (scripts/openai_client_check.py), stops the server and exits with the
-# check's status. Builds nothing.
+# Python client against it (scripts/openai_client_check.py), then a bounded load test
+# (scripts/load_test.py: 8 clients x 20 requests, errors must be 0; LOAD=0 skips it), stops the
+# server with SIGTERM (it must exit 0 by itself) and exits non-zero if anything failed. Builds nothing.
 #   usage: bash scripts/serve_check.sh PATH/TO/squeeze [MODEL]
+#   env: LOAD=0 to skip the load test; LOAD_CLIENTS, LOAD_REQUESTS, LOAD_MAX_TOKENS (8, 20, 8).
 # Needs: python3 with `openai` installed (pip install openai); the test model (default: the cache).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +35,12 @@ if [ "$ready" != 1 ]; then echo "serve_check: no /health after 120 s"; cat "$LOG
 
 python3 scripts/openai_client_check.py "$BASE"
 status=$?
+
+if [ "$status" = 0 ] && [ "${LOAD:-1}" != 0 ]; then
+    uptime
+    python3 scripts/load_test.py "$BASE" --clients "${LOAD_CLIENTS:-8}" --requests "${LOAD_REQUESTS:-20}" \
+        --max-tokens "${LOAD_MAX_TOKENS:-8}" --ttft 5 || status=1
+fi
 
 # Clean shutdown on SIGTERM: the server must exit by itself with status 0.
 kill -TERM "$PID"

@@ -95,7 +95,7 @@ public final class BatchScheduler: @unchecked Sendable {
     let stopTokens: Set<Int>
 
     private let cond = NSCondition()
-    private var pending: [Sequence] = []
+    private var pending: [ActiveSequence] = []
     private var accepting = true
     private var stopRequested = false
     private var cancelAllRequested = false
@@ -105,7 +105,7 @@ public final class BatchScheduler: @unchecked Sendable {
     private var activeCount = 0
 
     // Owned by the scheduler thread.
-    private var active: [Sequence] = []
+    private var active: [ActiveSequence] = []
     private var freeCaches: [KVCache] = []
     private let prefillWS: Workspace
     private let decodeWS: Workspace
@@ -155,7 +155,7 @@ public final class BatchScheduler: @unchecked Sendable {
             throw ServerError.queueFull(limit: queueLimit)
         }
         nextID += 1
-        let seq = Sequence(id: nextID, request: request, continuation: cont, flag: flag, tokenizer: tokenizer)
+        let seq = ActiveSequence(id: nextID, request: request, continuation: cont, flag: flag, tokenizer: tokenizer)
         pending.append(seq)
         metrics?.queueDepth.set(Double(pending.count))
         cond.signal()
@@ -208,7 +208,7 @@ public final class BatchScheduler: @unchecked Sendable {
             }
             if stopRequested && pending.isEmpty && active.isEmpty { cond.unlock(); break }
             // Drop cancelled waiting requests; admit up to maxBatch.
-            var cancelledWaiting: [Sequence] = []
+            var cancelledWaiting: [ActiveSequence] = []
             pending.removeAll { s in
                 if s.flag.isSet { cancelledWaiting.append(s); return true }
                 return false
@@ -250,7 +250,7 @@ public final class BatchScheduler: @unchecked Sendable {
             if last {
                 s.prefillEnd = DispatchTime.now().uptimeNanoseconds
                 accept(s, logits: prefillWS.logits.pointer)
-                if !s.finished, let t0 = s.admitted {
+                if let t0 = s.admitted {
                     metrics?.timeToFirstToken.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - t0))
                 }
             }
@@ -277,7 +277,7 @@ public final class BatchScheduler: @unchecked Sendable {
     }
 
     /// Samples the next token of `s` from its logits row and reports it.
-    private func accept(_ s: Sequence, logits: UnsafeMutablePointer<Float>) {
+    private func accept(_ s: ActiveSequence, logits: UnsafeMutablePointer<Float>) {
         let V = model.config.vocabSize
         var lp: TokenLogprob?
         if let k = s.request.logprobs {
@@ -339,13 +339,13 @@ public final class BatchScheduler: @unchecked Sendable {
         return best.map { (tokenizer.decode([$0.id]), $0.id, $0.logit - lse) }
     }
 
-    private func emit(_ s: Sequence, _ text: String) {
+    private func emit(_ s: ActiveSequence, _ text: String) {
         if text.isEmpty && s.pendingLogprobs.isEmpty { return }
         s.continuation.yield(.text(text, logprobs: s.pendingLogprobs))
         s.pendingLogprobs.removeAll()
     }
 
-    private func finish(_ s: Sequence, _ reason: FinishReason) {
+    private func finish(_ s: ActiveSequence, _ reason: FinishReason) {
         guard !s.finished else { return }
         s.finished = true
         if !s.pendingLogprobs.isEmpty { s.continuation.yield(.text("", logprobs: s.pendingLogprobs)) }
@@ -354,7 +354,7 @@ public final class BatchScheduler: @unchecked Sendable {
         release(s)
     }
 
-    private func fail(_ s: Sequence, _ message: String) {
+    private func fail(_ s: ActiveSequence, _ message: String) {
         guard !s.finished else { return }
         s.finished = true
         s.continuation.yield(.failed(message))
@@ -362,7 +362,7 @@ public final class BatchScheduler: @unchecked Sendable {
         release(s)
     }
 
-    private func release(_ s: Sequence) {
+    private func release(_ s: ActiveSequence) {
         if let c = s.cache {
             c.reset()
             if freeCaches.count < maxBatch { freeCaches.append(c) }
@@ -372,7 +372,7 @@ public final class BatchScheduler: @unchecked Sendable {
 }
 
 /// The state of one request inside the scheduler.
-final class Sequence {
+final class ActiveSequence {
     let id: Int
     let request: GenerationRequest
     let continuation: AsyncStream<GenerationEvent>.Continuation

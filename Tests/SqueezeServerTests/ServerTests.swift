@@ -258,6 +258,12 @@ struct ServerRouteTests {
         #expect(s.server.scheduler.activeSequences == 0)
         let after = try await s.post("/v1/completions", ["prompt": "x", "max_tokens": 1])
         #expect(after.status == 200)
+        // Shutting down: new work is refused with 503 and Retry-After, health still answers.
+        s.server.scheduler.stopAccepting()
+        let closing = try await s.send("POST", "/v1/chat/completions", json: ["messages": [["role": "user", "content": "x"]]])
+        #expect(closing.status == 503)
+        #expect(closing.headers["retry-after"] != nil)
+        #expect(try await s.send("GET", "/health").status == 200)
     }
 
     @Test func concurrentGreedyEqualsOneAtATime() async throws {
