@@ -63,7 +63,8 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "SqueezeQuantTests", dependencies: ["SqueezeQuant", "SqueezeFormats", "SqueezeModels"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "SqueezeEvalTests", dependencies: ["SqueezeEval", "SqueezeModels", "SqueezeTokenizer"]),
+        .testTarget(name: "SqueezeEvalTests", dependencies: ["SqueezeEval", "SqueezeModels", "SqueezeTokenizer"],
+                    resources: [.copy("Fixtures")]),
         .testTarget(name: "SqueezeServerTests", dependencies: [
             "SqueezeServer", "SqueezeModels", "SqueezeTokenizer",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -303,13 +303,36 @@ DEF_GEMV_AVX512(gemv_bf16_avx512, uint16_t, LOAD_BF16, MLOAD_BF16)
 #define DEF_GEMV_AVX2(NAME, WT, LOAD, SCALAR)                                                           \
     T_AVX2 static void NAME(const WT *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0,  \
                             int64_t r1) {                                                               \
-        int64_t kk = k & ~(int64_t)7;                                                                   \
-        for (int64_t r = r0; r < r1; r++) {                                                             \
+        int64_t kk = k & ~(int64_t)15;                                                                  \
+        int64_t r = r0;                                                                                 \
+        for (; r + 4 <= r1; r += 4) {                                                                   \
+            const WT *w0 = w + r * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;                 \
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                                  \
+            __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();                                  \
+            __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();                                  \
+            __m256 b2 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();                                  \
+            for (int64_t i = 0; i < kk; i += 16) {                                                      \
+                __m256 xv = _mm256_loadu_ps(x + i), xw = _mm256_loadu_ps(x + i + 8);                    \
+                a0 = _mm256_fmadd_ps(LOAD(w0 + i), xv, a0); b0 = _mm256_fmadd_ps(LOAD(w0 + i + 8), xw, b0); \
+                a1 = _mm256_fmadd_ps(LOAD(w1 + i), xv, a1); b1 = _mm256_fmadd_ps(LOAD(w1 + i + 8), xw, b1); \
+                a2 = _mm256_fmadd_ps(LOAD(w2 + i), xv, a2); b2 = _mm256_fmadd_ps(LOAD(w2 + i + 8), xw, b2); \
+                a3 = _mm256_fmadd_ps(LOAD(w3 + i), xv, a3); b3 = _mm256_fmadd_ps(LOAD(w3 + i + 8), xw, b3); \
+            }                                                                                           \
+            float s0 = hsum256(_mm256_add_ps(a0, b0)), s1 = hsum256(_mm256_add_ps(a1, b1));             \
+            float s2 = hsum256(_mm256_add_ps(a2, b2)), s3 = hsum256(_mm256_add_ps(a3, b3));             \
+            for (int64_t i = kk; i < k; i++) {                                                          \
+                s0 += SCALAR(w0[i]) * x[i]; s1 += SCALAR(w1[i]) * x[i];                                 \
+                s2 += SCALAR(w2[i]) * x[i]; s3 += SCALAR(w3[i]) * x[i];                                 \
+            }                                                                                           \
+            y[r - r0] = s0; y[r - r0 + 1] = s1; y[r - r0 + 2] = s2; y[r - r0 + 3] = s3;                 \
+        }                                                                                               \
+        for (; r < r1; r++) {                                                                           \
             const WT *w0 = w + r * ldw;                                                                 \
             __m256 a0 = _mm256_setzero_ps();                                                            \
-            for (int64_t i = 0; i < kk; i += 8) a0 = _mm256_fmadd_ps(LOAD(w0 + i), _mm256_loadu_ps(x + i), a0); \
+            int64_t k8 = k & ~(int64_t)7;                                                               \
+            for (int64_t i = 0; i < k8; i += 8) a0 = _mm256_fmadd_ps(LOAD(w0 + i), _mm256_loadu_ps(x + i), a0); \
             float s = hsum256(a0);                                                                      \
-            for (int64_t i = kk; i < k; i++) s += SCALAR(w0[i]) * x[i];                                 \
+            for (int64_t i = k8; i < k; i++) s += SCALAR(w0[i]) * x[i];                                 \
             y[r - r0] = s;                                                                              \
         }                                                                                               \
     }

@@ -6,7 +6,13 @@ import SqueezeKernels
 public struct LoadOptions: Sendable {
     /// Convert dense weights to this dtype at load (nil: keep F32/F16/BF16 as stored, dequantize others to F32).
     public var weightDType: DType?
-    public init(weightDType: DType? = nil) { self.weightDType = weightDType }
+    /// Kernel path for look-up-table (quantized) layers: `.int8` (fast; activations and tables in int8)
+    /// or `.float` (exact float tables).
+    public var lutMode: LUTMode
+    public init(weightDType: DType? = nil, lutMode: LUTMode = .int8) {
+        self.weightDType = weightDType
+        self.lutMode = lutMode
+    }
 }
 
 /// Builds the operator for one linear layer given its name prefix (e.g. `model.layers.0.mlp.up_proj`);

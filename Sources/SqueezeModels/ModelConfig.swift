@@ -205,7 +205,8 @@ public struct JSONConfig {
         object = obj
     }
 
-    init(path: String, object: [String: Any], prefix: String) {
+    /// A nested object of a config file (errors name `prefix` + field).
+    public init(path: String, object: [String: Any], prefix: String) {
         self.path = path
         self.object = object
         self.prefix = prefix

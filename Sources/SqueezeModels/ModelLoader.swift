@@ -26,8 +26,10 @@ public enum ModelLoader {
         }
         let config = try LlamaConfig(configFile: configPath)
         let st = try SafeTensorsModel(path: path)
+        var factory = try linearFactory?(dir, st)
+        if let q = try QuantizedCheckpoint(configPath: configPath, tensors: st, mode: options.lutMode) { factory = q.factory }
         return try LlamaModel(config: config, source: SafeTensorsSource(st), options: options,
-                              linearFactory: linearFactory?(dir, st), pool: pool)
+                              linearFactory: factory, pool: pool)
     }
 
     static func isGGUF(_ path: String) -> Bool {

@@ -2,56 +2,116 @@ import ArgumentParser
 import Foundation
 import SqueezeCore
 import SqueezeEval
+import SqueezeKernels
 import SqueezeModels
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure memory bandwidth, kernels and model prefill/decode speed (release build).")
+        abstract: "Measure memory bandwidth, the GEMV kernels, and model prefill/decode speed (use a release build).",
+        discussion: """
+        Prints the machine's read bandwidth, a kernel table (F16, LUT 4/3-bit exact and int8, with 0.45% \
+        sparse) for 4096x4096, 11008x4096 and the model's shapes, and prefill (--prompt tokens) and decode \
+        tokens/s of the model at each weight type and of each --quantized directory.
+        """)
 
     @Option(help: "Model to time (GGUF or model directory). Default: the cached test model.")
     var model: String?
-    @Option(help: "Weight types to time, comma-separated (f32, f16, bf16, native).")
+    @Option(help: "Weight types of the full-precision model to time, comma-separated (f32, f16, bf16, native; empty: none).")
     var weights: String = "f32,f16"
+    @Option(parsing: .singleValue, help: "A quantized model directory to time as well (repeatable), as PATH or LABEL=PATH.")
+    var quantized: [String] = []
     @Option(help: "Thread counts, comma-separated.")
     var threads: String = "1,2"
     @Option(help: "Prompt length for prefill.")
     var prompt: Int = 512
     @Option(help: "Tokens to decode.")
     var decode: Int = 64
+    @Flag(help: "Skip the kernel table.")
+    var skipKernels = false
+    @Flag(help: "Skip the model table.")
+    var skipModels = false
+    @Option(help: "Kernel shapes as ROWSxCOLS, comma-separated (default: 4096x4096, 11008x4096 and the model's).")
+    var shapes: String?
     @Flag(help: "Use the portable scalar kernels (no SIMD dispatch).")
     var scalar = false
     @Flag(help: "Print JSON.")
     var json = false
 
+    struct Output: Encodable {
+        var bandwidthGBps: [String: Double]
+        var isa: String
+        var kernels: [KernelRowOut]
+        var models: [ModelBenchResult]
+    }
+    struct KernelRowOut: Encodable {
+        var kernel: String, rows: Int, columns: Int, threads: Int, microseconds: Double, gbPerSecond: Double
+        var speedupOverF16: Double?, percentOfBandwidth: Double, note: String
+    }
+
     func run() throws {
         if scalar { ISALevel.current = .scalar }
         let path = try model ?? DefaultModel.requirePath()
-        let threadList = threads.split(separator: ",").compactMap { Int($0) }
+        let threadList = threads.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
+        guard !threadList.isEmpty else { throw ValidationError("--threads needs at least one positive count") }
+        var out = Output(bandwidthGBps: [:], isa: ISALevel.current.description, kernels: [], models: [])
         var lines: [String] = []
-        var results: [ModelBenchResult] = []
-        let bw1 = MemoryBandwidth.measure(threads: 1)
-        let bw2 = WorkerPool.shared.threadCount > 1 ? MemoryBandwidth.measure(threads: 2) : bw1
-        lines.append(String(format: "memory read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (2 threads); ISA %@; CPU %@",
-                            bw1, bw2, ISALevel.current.description, cpuFeatureNames.joined(separator: ",")))
-        lines.append("| weights | threads | prefill tok/s (\(prompt)) | decode tok/s | decode GB/s | % of bandwidth |")
-        lines.append("| --- | --- | --- | --- | --- | --- |")
-        for w in weights.split(separator: ",").map(String.init) {
-            let dt: DType? = w == "native" ? nil : DType(userName: w)
-            if w != "native" && dt == nil { throw ValidationError("unknown weight type '\(w)'") }
-            let m = try ModelLoader.load(path: path, options: LoadOptions(weightDType: dt))
-            for t in threadList {
-                let r = try ModelBenchmark.run(model: m, label: w, threads: t, promptTokens: prompt, decodeTokens: decode)
-                results.append(r)
-                let bw = t > 1 ? bw2 : bw1
-                lines.append(String(format: "| %@ | %d | %.1f | %.1f | %.1f | %.0f%% |", w, t, r.prefillTokensPerSecond,
-                                    r.decodeTokensPerSecond, r.decodeGBps, 100 * r.decodeGBps / bw))
+        for t in threadList { out.bandwidthGBps["\(t)"] = MemoryBandwidth.measure(threads: min(t, WorkerPool.shared.threadCount)) }
+        lines.append("machine: \(WorkerPool.cpuCount) CPUs, ISA \(ISALevel.current), features \(cpuFeatureNames.joined(separator: ",")), LUT kernels \(LUTMatrix.variant)")
+        lines.append("memory read bandwidth: " + threadList.map { String(format: "%.1f GB/s (%d thread%@)", out.bandwidthGBps["\($0)"]!, $0, $0 > 1 ? "s" : "") }.joined(separator: ", "))
+        let base = try ModelLoader.load(path: path)
+        if !skipKernels {
+            let c = base.config
+            var sh: [(Int, Int)] = [(4096, 4096), (11008, 4096)]
+            if let s = shapes {
+                sh = s.split(separator: ",").compactMap { let p = $0.split(separator: "x").compactMap { Int($0) }; return p.count == 2 ? (p[0], p[1]) : nil }
+            } else {
+                for s in [(c.intermediateSize, c.hiddenSize), (c.hiddenSize, c.intermediateSize), (c.numHeads * c.headDim, c.hiddenSize)] where !sh.contains(where: { $0 == s }) { sh.append(s) }
+            }
+            let rows = try KernelBenchmark.run(shapes: sh, threads: threadList, repeats: 20, minBytes: 128 << 20, gemmTokens: 0, cpuTime: false)
+            lines.append("")
+            lines.append("| kernel | shape | threads | time (us) | GB/s | vs F16 | % of bandwidth |")
+            lines.append("| --- | --- | --- | --- | --- | --- | --- |")
+            for r in rows {
+                let bw = out.bandwidthGBps["\(r.threads)"] ?? out.bandwidthGBps.values.max() ?? 1
+                out.kernels.append(KernelRowOut(kernel: r.kernel, rows: r.rows, columns: r.columns, threads: r.threads,
+                                                microseconds: r.seconds * 1e6, gbPerSecond: r.gbPerSecond,
+                                                speedupOverF16: r.speedupOverF16, percentOfBandwidth: 100 * r.gbPerSecond / bw, note: r.note))
+                lines.append(String(format: "| %@ | %dx%d | %d | %.1f | %.1f | %@ | %.0f%% |", r.kernel, r.rows, r.columns, r.threads,
+                                    r.seconds * 1e6, r.gbPerSecond, r.speedupOverF16.map { String(format: "%.2fx", $0) } ?? "-",
+                                    100 * r.gbPerSecond / bw))
+            }
+        }
+        if !skipModels {
+            lines.append("")
+            lines.append("| weights | threads | prefill tok/s (\(prompt)) | decode tok/s | decode GB/s | % of bandwidth | weight MB/token |")
+            lines.append("| --- | --- | --- | --- | --- | --- | --- |")
+            var runs: [(String, () throws -> LlamaModel)] = []
+            for w in weights.split(separator: ",").map(String.init) where !w.isEmpty {
+                let dt: DType? = w == "native" ? nil : DType(userName: w)
+                if w != "native" && dt == nil { throw ValidationError("unknown weight type '\(w)'") }
+                runs.append((w, { try ModelLoader.load(path: path, options: LoadOptions(weightDType: dt)) }))
+            }
+            for q in quantized {
+                let parts = q.split(separator: "=", maxSplits: 1).map(String.init)
+                let (label, p) = parts.count == 2 ? (parts[0], parts[1]) : (URL(fileURLWithPath: q).lastPathComponent, q)
+                runs.append((label, { try ModelLoader.load(path: p) }))
+            }
+            for (label, load) in runs {
+                let m = try load()
+                for t in threadList {
+                    let r = try ModelBenchmark.run(model: m, label: label, threads: t, promptTokens: prompt, decodeTokens: decode)
+                    out.models.append(r)
+                    let bw = out.bandwidthGBps["\(t)"] ?? 1
+                    lines.append(String(format: "| %@ | %d | %.1f | %.1f | %.1f | %.0f%% | %.1f |", label, t, r.prefillTokensPerSecond,
+                                        r.decodeTokensPerSecond, r.decodeGBps, 100 * r.decodeGBps / bw, Double(r.weightBytesPerToken) / 1e6))
+                }
             }
         }
         if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try enc.encode(results), as: UTF8.self))
+            print(String(decoding: try enc.encode(out), as: UTF8.self))
         } else {
             lines.forEach { print($0) }
         }

@@ -4,7 +4,14 @@ import Foundation
 enum Progress {
     static let isTTY = isatty(STDERR_FILENO) != 0
 
-    static func line(_ s: String) {
+    nonisolated(unsafe) static var lastPrint = 0.0
+
+    /// Prints a progress line: on a terminal at most 10 times a second, otherwise every 5 seconds
+    /// (and always when `force`).
+    static func line(_ s: String, force: Bool = false) {
+        let now = Date().timeIntervalSince1970
+        if !force && now - lastPrint < (isTTY ? 0.1 : 5) { return }
+        lastPrint = now
         if isTTY {
             FileHandle.standardError.write(Data(("\r\u{1B}[K" + s).utf8))
         } else {
@@ -26,4 +33,23 @@ enum Progress {
 /// Tokenizer files for a converted model (filled in when the tokenizer can export them).
 enum TokenizerExport {
     static func files(forGGUF path: String) throws -> [String: Data] { [:] }
+}
+
+/// Removes a temporary output when the process is interrupted (SIGINT/SIGTERM), then exits.
+enum InterruptCleanup {
+    nonisolated(unsafe) static var sources: [DispatchSourceSignal] = []
+
+    static func install(removing path: String) {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler {
+                try? FileManager.default.removeItem(atPath: path)
+                FileHandle.standardError.write(Data("\ninterrupted: removed \(path)\n".utf8))
+                exit(128 + sig)
+            }
+            s.resume()
+            sources.append(s)
+        }
+    }
 }

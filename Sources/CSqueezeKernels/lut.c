@@ -1,0 +1,622 @@
+// LUT (non-uniform quantized) GEMV/GEMM: each row has its own table of 2^bits entries.
+// Two paths: an exact float path (table look-ups with vpermps) and an int8 path (table entries as
+// int8 with a per-row scale, activations as int8 per block of SQ_LUT_QBLOCK, byte shuffles with
+// vpshufb and vpmaddubsw dot products, llama.cpp's IQ4_NL scheme). See sq_lut.h for the layouts.
+// Variants are chosen at run time on sq_isa(); AVX2 variants carry per-function target attributes.
+#include "sq_lut.h"
+#include "sq_dense.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(SQ_LUT_EMULATE)
+// Validation build only (never defined in the package build): a harness header that emulates the
+// x86 intrinsics in portable C (SIMDe) and defines SQ_X86, T_AVX2, T_AVX512, T_VNNI and INL, so
+// that the AVX-512 variants can be checked on CPUs without AVX-512.
+#include "sq_lut_emulate.h"
+#elif defined(__x86_64__)
+#include <immintrin.h>
+#define SQ_X86 1
+#define T_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c,avx2")))
+#define T_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c,avx2")))
+#define INL __attribute__((always_inline)) inline
+#endif
+
+#define QB SQ_LUT_QBLOCK
+
+// GEMM cache blocking: rows in blocks of SQ_RB (their packed weights stay in L2) times tokens in
+// blocks of SQ_TB (their activations stay in L2); within, each row is used for 4 tokens at a time.
+#define SQ_RB 64
+#define SQ_TB 32
+#define SQ_BLOCKED_LOOPS                                                                                 \
+    for (int64_t rb0 = r0; rb0 < r1; rb0 += SQ_RB) {                                                     \
+        int64_t rb1 = r1 - rb0 < SQ_RB ? r1 : rb0 + SQ_RB;                                               \
+        for (int64_t tb = 0; tb < m; tb += SQ_TB) {                                                      \
+            int64_t te = m - tb < SQ_TB ? m : tb + SQ_TB;                                                \
+            for (int64_t r = rb0; r < rb1; r++) {
+#define SQ_BLOCKED_LOOPS_END }}}
+
+// ---------------------------------------------------------------- layout
+int64_t sq_lut_col_multiple(int bits) { return bits == 4 ? 64 : (bits == 3 ? 128 : 0); }
+
+int64_t sq_lut_padded_cols(int bits, int64_t cols) {
+    int64_t m = sq_lut_col_multiple(bits);
+    if (m == 0) return 0;
+    if (cols <= 0) return m;
+    return (cols + m - 1) / m * m;
+}
+
+int64_t sq_lut_row_bytes(int bits, int64_t kpad) {
+    if (bits == 4) return kpad / 2;
+    if (bits == 3) return kpad / 128 * 48;
+    return 0;
+}
+
+static inline unsigned get_idx4(const uint8_t *row, int64_t i) {
+    uint8_t b = row[(i >> 6) * 32 + (i & 31)];
+    return (i & 32) ? (unsigned)(b >> 4) : (unsigned)(b & 15);
+}
+
+static inline unsigned get_idx3(const uint8_t *row, int64_t i) {
+    const uint8_t *c = row + (i >> 7) * 48;
+    int64_t j = i & 127, s = j >> 5, jj = j & 31;
+    unsigned hi2 = (c[jj] >> (2 * s)) & 3;
+    unsigned lo1 = (c[32 + (jj & 15)] >> (s + (jj >= 16 ? 4 : 0))) & 1;
+    return hi2 * 2 + lo1;
+}
+
+void sq_lut_pack(int bits, const uint8_t *idx, int64_t ldi, int64_t cols, int64_t kpad, uint8_t *out,
+                 int64_t r0, int64_t r1) {
+    int64_t rb = sq_lut_row_bytes(bits, kpad);
+    for (int64_t r = r0; r < r1; r++) {
+        uint8_t *o = out + r * rb;
+        const uint8_t *s = idx + r * ldi;
+        memset(o, 0, (size_t)rb);
+        if (bits == 4) {
+            for (int64_t i = 0; i < cols; i++) {
+                unsigned v = s[i] & 15;
+                int64_t j = i & 63;
+                o[(i >> 6) * 32 + (j & 31)] |= (uint8_t)(j < 32 ? v : v << 4);
+            }
+        } else {
+            for (int64_t i = 0; i < cols; i++) {
+                unsigned v = s[i] & 7;
+                uint8_t *c = o + (i >> 7) * 48;
+                int64_t j = i & 127, sg = j >> 5, jj = j & 31;
+                c[jj] |= (uint8_t)((v >> 1) << (2 * sg));
+                c[32 + (jj & 15)] |= (uint8_t)((v & 1) << (sg + (jj >= 16 ? 4 : 0)));
+            }
+        }
+    }
+}
+
+void sq_lut_unpack_row(int bits, const uint8_t *packed, int64_t kpad, int64_t r, int64_t cols, uint8_t *out) {
+    const uint8_t *row = packed + r * sq_lut_row_bytes(bits, kpad);
+    for (int64_t i = 0; i < cols; i++) out[i] = (uint8_t)(bits == 4 ? get_idx4(row, i) : get_idx3(row, i));
+}
+
+void sq_lut_quantize_tables(int bits, const float *lut, int64_t rows, int8_t *qt, float *scale) {
+    int n = 1 << bits;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *t = lut + r * 16;
+        float amax = 0;
+        for (int e = 0; e < n; e++) amax = fmaxf(amax, fabsf(t[e]));
+        float inv = amax > 0 ? 127.0f / amax : 0.0f;
+        for (int e = 0; e < 16; e++) {
+            int q = e < n ? (int)nearbyintf(t[e] * inv) : 0;
+            q = q > 127 ? 127 : (q < -127 ? -127 : q);
+            qt[r * 16 + e] = (int8_t)q;
+        }
+        scale[r] = amax / 127.0f;
+    }
+}
+
+// ---------------------------------------------------------------- activation quantization
+static void quantize_x_scalar(const float *x, int64_t k, int64_t kpad, int8_t *xq, uint8_t *xa, float *d) {
+    for (int64_t b = 0; b < kpad / QB; b++) {
+        int64_t i0 = b * QB;
+        float amax = 0;
+        for (int64_t i = i0; i < i0 + QB && i < k; i++) amax = fmaxf(amax, fabsf(x[i]));
+        float id = amax > 0 ? 127.0f / amax : 0.0f;
+        d[b] = amax / 127.0f;
+        for (int64_t i = i0; i < i0 + QB; i++) {
+            int q = i < k ? (int)nearbyintf(x[i] * id) : 0;
+            q = q > 127 ? 127 : (q < -127 ? -127 : q);
+            xq[i] = (int8_t)q;
+            xa[i] = (uint8_t)(q < 0 ? -q : q);
+        }
+    }
+}
+
+#ifdef SQ_X86
+T_AVX2 static void quantize_x_avx2(const float *x, int64_t k, int64_t kpad, int8_t *xq, uint8_t *xa, float *d) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    int64_t full = k / QB;
+    for (int64_t b = 0; b < full; b++) {
+        const float *xb = x + b * QB;
+        __m256 v[8];
+        __m256 m = _mm256_setzero_ps();
+        for (int q = 0; q < 8; q++) {
+            v[q] = _mm256_loadu_ps(xb + 8 * q);
+            m = _mm256_max_ps(m, _mm256_and_ps(v[q], absmask));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        float id = amax > 0 ? 127.0f / amax : 0.0f;
+        d[b] = amax / 127.0f;
+        __m256 vid = _mm256_set1_ps(id);
+        for (int h = 0; h < 2; h++) {
+            __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v[4 * h + 0], vid));
+            __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v[4 * h + 1], vid));
+            __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v[4 * h + 2], vid));
+            __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v[4 * h + 3], vid));
+            __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+            p = _mm256_permutevar8x32_epi32(p, perm);
+            p = _mm256_max_epi8(p, _mm256_set1_epi8(-127));
+            _mm256_store_si256((__m256i *)(xq + b * QB + 32 * h), p);
+            _mm256_store_si256((__m256i *)(xa + b * QB + 32 * h), _mm256_abs_epi8(p));
+        }
+    }
+    if (full * QB < kpad)
+        quantize_x_scalar(x + full * QB, k - full * QB, kpad - full * QB, xq + full * QB, xa + full * QB, d + full);
+}
+#endif
+
+void sq_lut_quantize_x(const float *x, int64_t k, int64_t kpad, int8_t *xq, uint8_t *xa, float *d, float *cx) {
+#ifdef SQ_X86
+    if (sq_isa() >= SQ_ISA_AVX2) quantize_x_avx2(x, k, kpad, xq, xa, d);
+    else
+#endif
+    quantize_x_scalar(x, k, kpad, xq, xa, d);
+    if (cx) {
+        float c = 0;
+        for (int64_t b = 0; b < kpad / QB; b++) {
+            int32_t sx = 0;
+            for (int64_t i = b * QB; i < (b + 1) * QB; i++) sx += xq[i];
+            c += (float)(128 * sx) * d[b];
+        }
+        *cx = c;
+    }
+}
+
+// ---------------------------------------------------------------- scalar kernels
+static void gemm_f32_scalar(int bits, const uint8_t *w, const float *lut, const float *x, int64_t ldx, int64_t m,
+                            float *y, int64_t ldy, int64_t kpad, int64_t r0, int64_t r1) {
+    int64_t rb = sq_lut_row_bytes(bits, kpad);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w + r * rb;
+        const float *t = lut + r * 16;
+        for (int64_t tk = 0; tk < m; tk++) {
+            const float *xt = x + tk * ldx;
+            float s = 0;
+            if (bits == 4)
+                for (int64_t i = 0; i < kpad; i++) s += t[get_idx4(row, i)] * xt[i];
+            else
+                for (int64_t i = 0; i < kpad; i++) s += t[get_idx3(row, i)] * xt[i];
+            y[tk * ldy + r] = s;
+        }
+    }
+}
+
+static void gemm_i8_scalar(int bits, const uint8_t *w, const int8_t *qt, const float *scale, const int8_t *xq,
+                           const float *d, int64_t m, float *y, int64_t ldy, int64_t kpad, int64_t r0, int64_t r1) {
+    int64_t rb = sq_lut_row_bytes(bits, kpad), nb = kpad / QB;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w + r * rb;
+        const int8_t *t = qt + r * 16;
+        for (int64_t tk = 0; tk < m; tk++) {
+            const int8_t *xt = xq + tk * kpad;
+            const float *dt = d + tk * nb;
+            float s = 0;
+            for (int64_t b = 0; b < nb; b++) {
+                int32_t acc = 0;
+                for (int64_t i = b * QB; i < (b + 1) * QB; i++)
+                    acc += (int32_t)t[bits == 4 ? get_idx4(row, i) : get_idx3(row, i)] * xt[i];
+                s += (float)acc * dt[b];
+            }
+            y[tk * ldy + r] = s * scale[r];
+        }
+    }
+}
+
+// ---------------------------------------------------------------- AVX2 kernels
+#ifdef SQ_X86
+T_AVX2 static INL float hsum8(__m256 v) {
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+// Float path, 4 bits, NT tokens (1..4) for one row.
+T_AVX2 static INL void f32_row4(const uint8_t *w, const float *lut, const float *x, int64_t ldx, float *y,
+                                int64_t ldy, int64_t kpad, const int NT) {
+    const __m256 t0 = _mm256_loadu_ps(lut), t1 = _mm256_loadu_ps(lut + 8);
+    __m256 acc[4][2];
+    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    __m256 extra0 = _mm256_setzero_ps(), extra1 = _mm256_setzero_ps();
+    for (int64_t c = 0; c < kpad; c += 64) {
+        const uint8_t *wc = w + c / 2;
+        for (int j = 0; j < 32; j += 8) {
+            __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(wc + j)));
+            __m256i hi = _mm256_srli_epi32(b, 4);
+            __m256 wl = _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, b), _mm256_permutevar8x32_ps(t1, b),
+                                         _mm256_castsi256_ps(_mm256_slli_epi32(b, 28)));
+            __m256 wh = _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, hi), _mm256_permutevar8x32_ps(t1, hi),
+                                         _mm256_castsi256_ps(_mm256_slli_epi32(b, 24)));
+            if (NT == 1 && (j & 8)) {
+                extra0 = _mm256_fmadd_ps(wl, _mm256_loadu_ps(x + c + j), extra0);
+                extra1 = _mm256_fmadd_ps(wh, _mm256_loadu_ps(x + c + 32 + j), extra1);
+            } else {
+                for (int t = 0; t < NT; t++) {
+                    acc[t][0] = _mm256_fmadd_ps(wl, _mm256_loadu_ps(x + t * ldx + c + j), acc[t][0]);
+                    acc[t][1] = _mm256_fmadd_ps(wh, _mm256_loadu_ps(x + t * ldx + c + 32 + j), acc[t][1]);
+                }
+            }
+        }
+    }
+    if (NT == 1) {
+        acc[0][0] = _mm256_add_ps(acc[0][0], extra0);
+        acc[0][1] = _mm256_add_ps(acc[0][1], extra1);
+    }
+    for (int t = 0; t < NT; t++) y[t * ldy] = hsum8(_mm256_add_ps(acc[t][0], acc[t][1]));
+}
+
+// Float path, 3 bits.
+T_AVX2 static INL void f32_row3(const uint8_t *w, const float *lut, const float *x, int64_t ldx, float *y,
+                                int64_t ldy, int64_t kpad, const int NT) {
+    const __m256 tab = _mm256_loadu_ps(lut);
+    const __m256i m6 = _mm256_set1_epi32(6), m1 = _mm256_set1_epi32(1);
+    __m256 acc[4][2];
+    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < kpad; c += 128) {
+        const uint8_t *wc = w + c / 128 * 48;
+        __m256i L[4], H[2];
+        for (int q = 0; q < 4; q++) L[q] = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(wc + 8 * q)));
+        H[0] = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(wc + 32)));
+        H[1] = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(wc + 40)));
+        for (int s = 0; s < 4; s++) {
+            for (int q = 0; q < 4; q++) {
+                __m256i lo2 = s == 0 ? _mm256_slli_epi32(L[q], 1) : _mm256_srli_epi32(L[q], 2 * s - 1);
+                __m256i hb = _mm256_srli_epi32(H[q & 1], s + (q >= 2 ? 4 : 0));
+                __m256i idx = _mm256_or_si256(_mm256_and_si256(lo2, m6), _mm256_and_si256(hb, m1));
+                __m256 wv = _mm256_permutevar8x32_ps(tab, idx);
+                for (int t = 0; t < NT; t++)
+                    acc[t][q & 1] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + t * ldx + c + 32 * s + 8 * q), acc[t][q & 1]);
+            }
+        }
+    }
+    for (int t = 0; t < NT; t++) y[t * ldy] = hsum8(_mm256_add_ps(acc[t][0], acc[t][1]));
+}
+
+// int8 dot of 32 table values (signed) with 32 activations: 8 int32 partial sums.
+T_AVX2 static INL __m256i dot32(__m256i tv, const int8_t *xs, const uint8_t *xa) {
+    __m256i s = _mm256_sign_epi8(tv, _mm256_load_si256((const __m256i *)xs));
+    __m256i p = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)xa), s);
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+// int8 path, 4 bits: one 64-weight chunk is one activation block.
+T_AVX2 static INL void i8_row4(const uint8_t *w, const int8_t *qt, float sc, const int8_t *xq, const uint8_t *xa,
+                               const float *d, float *y, int64_t ldy, int64_t kpad, const int NT) {
+    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt));
+    const __m256i m0f = _mm256_set1_epi8(15);
+    const int64_t nb = kpad / QB;
+    __m256 acc[4][2];
+    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i v = _mm256_load_si256((const __m256i *)(w + 32 * b));
+        __m256i tv0 = _mm256_shuffle_epi8(tab, _mm256_and_si256(v, m0f));
+        __m256i tv1 = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f));
+        for (int t = 0; t < NT; t++) {
+            const int8_t *xs = xq + t * kpad + 64 * b;
+            const uint8_t *xu = xa + t * kpad + 64 * b;
+            __m256i p = _mm256_add_epi32(dot32(tv0, xs, xu), dot32(tv1, xs + 32, xu + 32));
+            acc[t][b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d[t * nb + b]), acc[t][b & 1]);
+        }
+    }
+    for (int t = 0; t < NT; t++) y[t * ldy] = hsum8(_mm256_add_ps(acc[t][0], acc[t][1])) * sc;
+}
+
+// int8 path, 3 bits: one 128-weight chunk is two activation blocks.
+T_AVX2 static INL void i8_row3(const uint8_t *w, const int8_t *qt, float sc, const int8_t *xq, const uint8_t *xa,
+                               const float *d, float *y, int64_t ldy, int64_t kpad, const int NT) {
+    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt));
+    const __m256i m06 = _mm256_set1_epi8(6);
+    __m256i M[4];
+    for (int s = 0; s < 4; s++) M[s] = _mm256_set_m128i(_mm_set1_epi8((char)(1 << (4 + s))), _mm_set1_epi8((char)(1 << s)));
+    const int64_t nb = kpad / QB;
+    __m256 acc[4][2];
+    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < kpad / 128; c++) {
+        const uint8_t *wc = w + 48 * c;
+        __m256i v = _mm256_loadu_si256((const __m256i *)wc);
+        __m256i hb = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(wc + 32)));
+        __m256i tv[4];
+        for (int s = 0; s < 4; s++) {
+            __m256i lo = _mm256_and_si256(s == 0 ? _mm256_slli_epi16(v, 1) : _mm256_srli_epi16(v, 2 * s - 1), m06);
+            __m256i h = _mm256_cmpeq_epi8(_mm256_and_si256(hb, M[s]), M[s]);
+            tv[s] = _mm256_shuffle_epi8(tab, _mm256_sub_epi8(lo, h));
+        }
+        for (int t = 0; t < NT; t++) {
+            const int8_t *xs = xq + t * kpad + 128 * c;
+            const uint8_t *xu = xa + t * kpad + 128 * c;
+            __m256i p0 = _mm256_add_epi32(dot32(tv[0], xs, xu), dot32(tv[1], xs + 32, xu + 32));
+            __m256i p1 = _mm256_add_epi32(dot32(tv[2], xs + 64, xu + 64), dot32(tv[3], xs + 96, xu + 96));
+            acc[t][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d[t * nb + 2 * c]), acc[t][0]);
+            acc[t][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d[t * nb + 2 * c + 1]), acc[t][1]);
+        }
+    }
+    for (int t = 0; t < NT; t++) y[t * ldy] = hsum8(_mm256_add_ps(acc[t][0], acc[t][1])) * sc;
+}
+
+#define DEF_TILE_F32(NAME, ROW)                                                                          \
+    T_AVX2 static void NAME(const uint8_t *w, const float *lut, const float *x, int64_t ldx, int64_t m,  \
+                            float *y, int64_t ldy, int64_t kpad, int64_t rb, int64_t r0, int64_t r1) {   \
+        SQ_BLOCKED_LOOPS                                                                                 \
+            const uint8_t *wr = w + r * rb;                                                              \
+            const float *tr = lut + r * 16;                                                              \
+            int64_t t = tb;                                                                              \
+            for (; t + 4 <= te; t += 4) ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 4);   \
+            switch (te - t) {                                                                            \
+            case 3: ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 3); break;                 \
+            case 2: ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 2); break;                 \
+            case 1: ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 1); break;                 \
+            default: break;                                                                              \
+            }                                                                                            \
+        SQ_BLOCKED_LOOPS_END                                                                             \
+    }
+DEF_TILE_F32(gemm_f32_4_avx2, f32_row4)
+DEF_TILE_F32(gemm_f32_3_avx2, f32_row3)
+
+#define DEF_TILE_I8(NAME, ROW)                                                                           \
+    T_AVX2 static void NAME(const uint8_t *w, const int8_t *qt, const float *scale, const int8_t *xq,     \
+                            const uint8_t *xa, const float *d, int64_t m, float *y, int64_t ldy,         \
+                            int64_t kpad, int64_t rb, int64_t r0, int64_t r1) {                          \
+        const int64_t nb = kpad / QB;                                                                    \
+        SQ_BLOCKED_LOOPS                                                                                 \
+            const uint8_t *wr = w + r * rb;                                                              \
+            const int8_t *tr = qt + r * 16;                                                              \
+            int64_t t = tb;                                                                              \
+            for (; t + 4 <= te; t += 4)                                                                  \
+                ROW(wr, tr, scale[r], xq + t * kpad, xa + t * kpad, d + t * nb, y + t * ldy + r, ldy, kpad, 4); \
+            switch (te - t) {                                                                            \
+            case 3: ROW(wr, tr, scale[r], xq + t * kpad, xa + t * kpad, d + t * nb, y + t * ldy + r, ldy, kpad, 3); break; \
+            case 2: ROW(wr, tr, scale[r], xq + t * kpad, xa + t * kpad, d + t * nb, y + t * ldy + r, ldy, kpad, 2); break; \
+            case 1: ROW(wr, tr, scale[r], xq + t * kpad, xa + t * kpad, d + t * nb, y + t * ldy + r, ldy, kpad, 1); break; \
+            default: break;                                                                              \
+            }                                                                                            \
+        SQ_BLOCKED_LOOPS_END                                                                             \
+    }
+DEF_TILE_I8(gemm_i8_4_avx2, i8_row4)
+DEF_TILE_I8(gemm_i8_3_avx2, i8_row3)
+#endif
+
+// ---------------------------------------------------------------- AVX-512 kernels
+#ifdef SQ_X86
+T_AVX512 static INL float hsum16(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+// Float path, 4 bits: the 16-entry table in one zmm, vpermps uses the low 4 bits of each index.
+T_AVX512 static INL void f32_row4_512(const uint8_t *w, const float *lut, const float *x, int64_t ldx, float *y,
+                                      int64_t ldy, int64_t kpad, const int NT) {
+    const __m512 tab = _mm512_loadu_ps(lut);
+    __m512 acc[4][2];
+    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < kpad; c += 64) {
+        const uint8_t *wc = w + c / 2;
+        for (int h = 0; h < 32; h += 16) {
+            __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(wc + h)));
+            __m512 wl = _mm512_permutexvar_ps(b, tab);
+            __m512 wh = _mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), tab);
+            for (int t = 0; t < NT; t++) {
+                acc[t][0] = _mm512_fmadd_ps(wl, _mm512_loadu_ps(x + t * ldx + c + h), acc[t][0]);
+                acc[t][1] = _mm512_fmadd_ps(wh, _mm512_loadu_ps(x + t * ldx + c + 32 + h), acc[t][1]);
+            }
+        }
+    }
+    for (int t = 0; t < NT; t++) y[t * ldy] = hsum16(_mm512_add_ps(acc[t][0], acc[t][1]));
+}
+
+// Float path, 3 bits: the 8-entry table duplicated to 16 lanes (bit 3 of an index is don't-care);
+// index = bits 1-2 from the 2-bit plane, bit 0 from the bit plane, merged with one vpternlogd.
+T_AVX512 static INL void f32_row3_512(const uint8_t *w, const float *lut, const float *x, int64_t ldx, float *y,
+                                      int64_t ldy, int64_t kpad, const int NT) {
+    const __m512 tab = _mm512_broadcast_f32x8(_mm256_loadu_ps(lut));
+    const __m512i m6 = _mm512_set1_epi32(6);
+    __m512 acc[4][2];
+    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < kpad; c += 128) {
+        const uint8_t *wc = w + c / 128 * 48;
+        __m512i L[2];
+        L[0] = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)wc));
+        L[1] = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(wc + 16)));
+        const __m512i H = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(wc + 32)));
+        for (int s = 0; s < 4; s++) {
+            for (int q = 0; q < 2; q++) {
+                __m512i a = s == 0 ? _mm512_slli_epi32(L[q], 1) : _mm512_srli_epi32(L[q], 2 * s - 1);
+                __m512i b = _mm512_srli_epi32(H, s + 4 * q);
+                __m512i idx = _mm512_ternarylogic_epi32(a, b, m6, 0xE4); // m6 ? a : b, bitwise
+                __m512 wv = _mm512_permutexvar_ps(idx, tab);
+                for (int t = 0; t < NT; t++)
+                    acc[t][q] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + t * ldx + c + 32 * s + 16 * q), acc[t][q]);
+            }
+        }
+    }
+    for (int t = 0; t < NT; t++) y[t * ldy] = hsum16(_mm512_add_ps(acc[t][0], acc[t][1]));
+}
+
+// int8 path with VNNI: vpdpbusd multiplies unsigned by signed bytes, so the table is used offset
+// by 128 (tu = t + 128, unsigned) against the signed activations; sum tu x = sum t x + 128 sum x,
+// and the second term depends only on the token: cx[t] = 128 sum_b d_b sum_{i in b} xq_i.
+T_VNNI static INL float hsum8_512(__m256 v) {
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+T_VNNI static INL void i8_row4_vnni(const uint8_t *w, const int8_t *qt, float sc, const int8_t *xq, const float *d,
+                                    const float *cx, float *y, int64_t ldy, int64_t kpad, const int NT) {
+    const __m256i tab = _mm256_xor_si256(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt)),
+                                         _mm256_set1_epi8((char)0x80));
+    const __m256i m0f = _mm256_set1_epi8(15);
+    const int64_t nb = kpad / QB;
+    __m256 acc[4][2];
+    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i v = _mm256_load_si256((const __m256i *)(w + 32 * b));
+        __m256i tv0 = _mm256_shuffle_epi8(tab, _mm256_and_si256(v, m0f));
+        __m256i tv1 = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f));
+        for (int t = 0; t < NT; t++) {
+            const int8_t *xs = xq + t * kpad + 64 * b;
+            __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), tv0, _mm256_load_si256((const __m256i *)xs));
+            p = _mm256_dpbusd_epi32(p, tv1, _mm256_load_si256((const __m256i *)(xs + 32)));
+            acc[t][b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d[t * nb + b]), acc[t][b & 1]);
+        }
+    }
+    for (int t = 0; t < NT; t++) y[t * ldy] = (hsum8_512(_mm256_add_ps(acc[t][0], acc[t][1])) - cx[t]) * sc;
+}
+
+T_VNNI static INL void i8_row3_vnni(const uint8_t *w, const int8_t *qt, float sc, const int8_t *xq, const float *d,
+                                    const float *cx, float *y, int64_t ldy, int64_t kpad, const int NT) {
+    const __m256i tab = _mm256_xor_si256(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt)),
+                                         _mm256_set1_epi8((char)0x80));
+    const __m256i m06 = _mm256_set1_epi8(6), one = _mm256_set1_epi8(1);
+    __m256i M[4];
+    for (int s = 0; s < 4; s++) M[s] = _mm256_set_m128i(_mm_set1_epi8((char)(1 << (4 + s))), _mm_set1_epi8((char)(1 << s)));
+    const int64_t nb = kpad / QB;
+    __m256 acc[4][2];
+    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < kpad / 128; c++) {
+        const uint8_t *wc = w + 48 * c;
+        __m256i v = _mm256_loadu_si256((const __m256i *)wc);
+        __m256i hb = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(wc + 32)));
+        __m256i tv[4];
+        for (int s = 0; s < 4; s++) {
+            __m256i lo = _mm256_and_si256(s == 0 ? _mm256_slli_epi16(v, 1) : _mm256_srli_epi16(v, 2 * s - 1), m06);
+            __mmask32 k = _mm256_test_epi8_mask(hb, M[s]);
+            tv[s] = _mm256_shuffle_epi8(tab, _mm256_mask_add_epi8(lo, k, lo, one));
+        }
+        for (int t = 0; t < NT; t++) {
+            const int8_t *xs = xq + t * kpad + 128 * c;
+            __m256i p0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), tv[0], _mm256_load_si256((const __m256i *)xs));
+            p0 = _mm256_dpbusd_epi32(p0, tv[1], _mm256_load_si256((const __m256i *)(xs + 32)));
+            __m256i p1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), tv[2], _mm256_load_si256((const __m256i *)(xs + 64)));
+            p1 = _mm256_dpbusd_epi32(p1, tv[3], _mm256_load_si256((const __m256i *)(xs + 96)));
+            acc[t][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d[t * nb + 2 * c]), acc[t][0]);
+            acc[t][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d[t * nb + 2 * c + 1]), acc[t][1]);
+        }
+    }
+    for (int t = 0; t < NT; t++) y[t * ldy] = (hsum8_512(_mm256_add_ps(acc[t][0], acc[t][1])) - cx[t]) * sc;
+}
+
+#define DEF_TILE_F32_512(NAME, ROW)                                                                      \
+    T_AVX512 static void NAME(const uint8_t *w, const float *lut, const float *x, int64_t ldx, int64_t m, \
+                              float *y, int64_t ldy, int64_t kpad, int64_t rb, int64_t r0, int64_t r1) { \
+        SQ_BLOCKED_LOOPS                                                                                 \
+            const uint8_t *wr = w + r * rb;                                                              \
+            const float *tr = lut + r * 16;                                                              \
+            int64_t t = tb;                                                                              \
+            for (; t + 4 <= te; t += 4) ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 4);   \
+            switch (te - t) {                                                                            \
+            case 3: ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 3); break;                 \
+            case 2: ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 2); break;                 \
+            case 1: ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 1); break;                 \
+            default: break;                                                                              \
+            }                                                                                            \
+        SQ_BLOCKED_LOOPS_END                                                                             \
+    }
+DEF_TILE_F32_512(gemm_f32_4_avx512, f32_row4_512)
+DEF_TILE_F32_512(gemm_f32_3_avx512, f32_row3_512)
+
+#define DEF_TILE_VNNI(NAME, ROW)                                                                         \
+    T_VNNI static void NAME(const uint8_t *w, const int8_t *qt, const float *scale, const int8_t *xq,     \
+                            const float *d, const float *cx, int64_t m, float *y, int64_t ldy,           \
+                            int64_t kpad, int64_t rb, int64_t r0, int64_t r1) {                          \
+        const int64_t nb = kpad / QB;                                                                    \
+        SQ_BLOCKED_LOOPS                                                                                 \
+            const uint8_t *wr = w + r * rb;                                                              \
+            const int8_t *tr = qt + r * 16;                                                              \
+            int64_t t = tb;                                                                              \
+            for (; t + 4 <= te; t += 4)                                                                  \
+                ROW(wr, tr, scale[r], xq + t * kpad, d + t * nb, cx + t, y + t * ldy + r, ldy, kpad, 4); \
+            switch (te - t) {                                                                            \
+            case 3: ROW(wr, tr, scale[r], xq + t * kpad, d + t * nb, cx + t, y + t * ldy + r, ldy, kpad, 3); break; \
+            case 2: ROW(wr, tr, scale[r], xq + t * kpad, d + t * nb, cx + t, y + t * ldy + r, ldy, kpad, 2); break; \
+            case 1: ROW(wr, tr, scale[r], xq + t * kpad, d + t * nb, cx + t, y + t * ldy + r, ldy, kpad, 1); break; \
+            default: break;                                                                              \
+            }                                                                                            \
+        SQ_BLOCKED_LOOPS_END                                                                             \
+    }
+DEF_TILE_VNNI(gemm_i8_4_vnni, i8_row4_vnni)
+DEF_TILE_VNNI(gemm_i8_3_vnni, i8_row3_vnni)
+#endif
+
+static int has_vnni(void) {
+    return sq_isa() >= SQ_ISA_AVX512 && (sq_cpu_features() & SQ_CPU_AVX512VNNI) != 0;
+}
+
+// ---------------------------------------------------------------- entry points
+void sq_lut_gemm_f32(int bits, const uint8_t *w, const float *lut, const float *x, int64_t ldx, int64_t m,
+                     float *y, int64_t ldy, int64_t kpad, int64_t r0, int64_t r1) {
+    if (bits != 3 && bits != 4) return;
+#ifdef SQ_X86
+    if (sq_isa() >= SQ_ISA_AVX512) {
+        int64_t rb = sq_lut_row_bytes(bits, kpad);
+        if (bits == 4) gemm_f32_4_avx512(w, lut, x, ldx, m, y, ldy, kpad, rb, r0, r1);
+        else gemm_f32_3_avx512(w, lut, x, ldx, m, y, ldy, kpad, rb, r0, r1);
+        return;
+    }
+    if (sq_isa() >= SQ_ISA_AVX2) {
+        int64_t rb = sq_lut_row_bytes(bits, kpad);
+        if (bits == 4) gemm_f32_4_avx2(w, lut, x, ldx, m, y, ldy, kpad, rb, r0, r1);
+        else gemm_f32_3_avx2(w, lut, x, ldx, m, y, ldy, kpad, rb, r0, r1);
+        return;
+    }
+#endif
+    gemm_f32_scalar(bits, w, lut, x, ldx, m, y, ldy, kpad, r0, r1);
+}
+
+void sq_lut_gemv_f32(int bits, const uint8_t *w, const float *lut, const float *x, float *y, int64_t kpad,
+                     int64_t r0, int64_t r1) {
+    sq_lut_gemm_f32(bits, w, lut, x, kpad, 1, y, 0, kpad, r0, r1);
+}
+
+void sq_lut_gemm_i8(int bits, const uint8_t *w, const int8_t *qt, const float *scale, const int8_t *xq,
+                    const uint8_t *xa, const float *d, const float *cx, int64_t m, float *y, int64_t ldy,
+                    int64_t kpad, int64_t r0, int64_t r1) {
+    if (bits != 3 && bits != 4) return;
+#ifdef SQ_X86
+    if (has_vnni() && cx) {
+        int64_t rb = sq_lut_row_bytes(bits, kpad);
+        if (bits == 4) gemm_i8_4_vnni(w, qt, scale, xq, d, cx, m, y, ldy, kpad, rb, r0, r1);
+        else gemm_i8_3_vnni(w, qt, scale, xq, d, cx, m, y, ldy, kpad, rb, r0, r1);
+        return;
+    }
+    if (sq_isa() >= SQ_ISA_AVX2) {
+        int64_t rb = sq_lut_row_bytes(bits, kpad);
+        if (bits == 4) gemm_i8_4_avx2(w, qt, scale, xq, xa, d, m, y, ldy, kpad, rb, r0, r1);
+        else gemm_i8_3_avx2(w, qt, scale, xq, xa, d, m, y, ldy, kpad, rb, r0, r1);
+        return;
+    }
+#endif
+    (void)xa;
+    gemm_i8_scalar(bits, w, qt, scale, xq, d, m, y, ldy, kpad, r0, r1);
+}
+
+void sq_lut_gemv_i8(int bits, const uint8_t *w, const int8_t *qt, const float *scale, const int8_t *xq,
+                    const uint8_t *xa, const float *d, const float *cx, float *y, int64_t kpad, int64_t r0, int64_t r1) {
+    sq_lut_gemm_i8(bits, w, qt, scale, xq, xa, d, cx, 1, y, 0, kpad, r0, r1);
+}
+
+const char *sq_lut_variant(void) {
+#ifdef SQ_X86
+    if (has_vnni()) return "float avx512, int8 avx512vnni";
+    if (sq_isa() >= SQ_ISA_AVX512) return "float avx512, int8 avx2";
+    if (sq_isa() >= SQ_ISA_AVX2) return "float avx2, int8 avx2";
+#endif
+    return "float scalar, int8 scalar";
+}

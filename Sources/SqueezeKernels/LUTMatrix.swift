@@ -1,0 +1,261 @@
+import CSqueezeKernels
+import SqueezeCore
+
+/// How a `LUTMatrix` computes its products.
+public enum LUTMode: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// Exact: float table entries times float activations (only the summation order differs from
+    /// the plain reference).
+    case float
+    /// Fast: table entries as int8 with a per-row scale (max|lut| / 127), activations as int8 in
+    /// blocks of `LUTMatrix.activationBlock` with a per-block scale (max|x| / 127), integer dot
+    /// products. Error per product term is bounded by half a quantization step of each factor.
+    case int8
+
+    public var description: String { rawValue }
+}
+
+/// How the sparse part of a `LUTMatrix` is scheduled.
+public enum SparseSchedule: String, Sendable, CaseIterable {
+    /// Each thread adds the sparse rows of the dense row blocks it computed (no second parallel
+    /// section; row blocks are claimed dynamically, which evens out uneven rows).
+    case fused
+    /// A second parallel section split by nonzeros (`SparseCSRMatrix.addMultiply`).
+    case balanced
+}
+
+/// A weight matrix W [rows, columns] quantized with one look-up table per output row:
+/// W[r, c] = lut[r][idx[r, c]] with 3- or 4-bit indices, plus an optional sparse part S, so that
+/// the products compute (W + S) x.
+///
+/// The indices are repacked once at load time into the CPU-friendly layout described in `sq_lut.h`
+/// (input dimension padded with index 0 to a multiple of 64 (4 bits) or 128 (3 bits)).
+///
+/// Not reentrant: `gemv`/`gemm` use scratch buffers owned by the matrix, so one matrix must not be
+/// used by two products at the same time (different matrices may be).
+public final class LUTMatrix: @unchecked Sendable {
+    /// Number of outputs.
+    public let rows: Int
+    /// Number of inputs.
+    public let columns: Int
+    /// Index width: 3 or 4.
+    public let bits: Int
+    /// `columns` rounded up to the packing multiple.
+    public let paddedColumns: Int
+    /// Bytes of one packed row.
+    public let rowBytes: Int
+    /// The product path used by `gemv`/`gemm` (settable).
+    public var mode: LUTMode
+    /// Optional sparse part added to every product.
+    public let sparse: SparseCSRMatrix?
+    /// How the sparse part is scheduled (settable).
+    public var sparseSchedule: SparseSchedule = .fused
+
+    /// Activations are quantized to int8 in blocks of this many values (int8 mode).
+    public static let activationBlock = Int(SQ_LUT_QBLOCK)
+
+    let packed: AlignedBuffer<UInt8>
+    let table: AlignedBuffer<Float>     // rows * 16
+    let qtable: AlignedBuffer<Int8>     // rows * 16
+    let qscale: AlignedBuffer<Float>    // rows
+
+    // Scratch, grown to the largest token count seen.
+    private var capacity = 0
+    private var xpad = AlignedBuffer<Float>(count: 0)
+    private var xq = AlignedBuffer<Int8>(count: 0)
+    private var xa = AlignedBuffer<UInt8>(count: 0)
+    private var xd = AlignedBuffer<Float>(count: 0)
+    private var xc = AlignedBuffer<Float>(count: 0)
+
+    private struct Storage {
+        let paddedColumns: Int, rowBytes: Int
+        let packed: AlignedBuffer<UInt8>, table: AlignedBuffer<Float>
+        let qtable: AlignedBuffer<Int8>, qscale: AlignedBuffer<Float>
+    }
+
+    private static func build(indices: UnsafeBufferPointer<UInt8>, lut: UnsafeBufferPointer<Float>, rows: Int,
+                              columns: Int, bits: Int, sparse: SparseCSRMatrix?, pool: WorkerPool) throws -> Storage {
+        guard bits == 3 || bits == 4 else { throw LUTError.unsupportedBits(bits) }
+        guard rows > 0 else { throw LUTError.badDimension(what: "rows", value: rows, requirement: "positive") }
+        guard columns > 0 else { throw LUTError.badDimension(what: "columns", value: columns, requirement: "positive") }
+        guard indices.count == rows * columns else {
+            throw LUTError.badCount(what: "indices", expected: rows * columns, got: indices.count)
+        }
+        let n = 1 << bits
+        guard lut.count == rows * n else { throw LUTError.badCount(what: "lookup table", expected: rows * n, got: lut.count) }
+        if let s = sparse, s.rows != rows || s.columns != columns {
+            throw LUTError.badSparse("shape [\(s.rows), \(s.columns)] does not match the dense part [\(rows), \(columns)]")
+        }
+        let base = indices.baseAddress!
+        for i in 0..<indices.count where Int(base[i]) >= n {
+            throw LUTError.indexOutOfRange(row: i / columns, column: i % columns, value: Int(base[i]), bits: bits)
+        }
+        let paddedColumns = Int(sq_lut_padded_cols(Int32(bits), Int64(columns)))
+        let rowBytes = Int(sq_lut_row_bytes(Int32(bits), Int64(paddedColumns)))
+        let packed = AlignedBuffer<UInt8>(count: rows * rowBytes)
+        let table = AlignedBuffer<Float>(count: rows * 16)
+        let qtable = AlignedBuffer<Int8>(count: rows * 16)
+        let qscale = AlignedBuffer<Float>(count: rows)
+        let lb = lut.baseAddress!
+        for r in 0..<rows {
+            for e in 0..<n { table[r * 16 + e] = lb[r * n + e] }
+        }
+        sq_lut_quantize_tables(Int32(bits), table.pointer, Int64(rows), qtable.pointer, qscale.pointer)
+        let out = packed.pointer, kpad = Int64(paddedColumns)
+        pool.parallelFor(rows, minBlock: 64) { range, _ in
+            sq_lut_pack(Int32(bits), base, Int64(columns), Int64(columns), kpad, out, Int64(range.lowerBound), Int64(range.upperBound))
+        }
+        return Storage(paddedColumns: paddedColumns, rowBytes: rowBytes, packed: packed, table: table, qtable: qtable, qscale: qscale)
+    }
+
+    private init(storage s: Storage, rows: Int, columns: Int, bits: Int, sparse: SparseCSRMatrix?, mode: LUTMode) {
+        self.rows = rows
+        self.columns = columns
+        self.bits = bits
+        self.sparse = sparse
+        self.mode = mode
+        paddedColumns = s.paddedColumns
+        rowBytes = s.rowBytes
+        packed = s.packed
+        table = s.table
+        qtable = s.qtable
+        qscale = s.qscale
+    }
+
+    /// Builds the matrix from unpacked indices (row-major [rows, columns], one byte each, values
+    /// below 2^bits) and tables (row-major [rows, 2^bits]).
+    public convenience init(indices: UnsafeBufferPointer<UInt8>, lut: UnsafeBufferPointer<Float>, rows: Int, columns: Int,
+                            bits: Int, sparse: SparseCSRMatrix? = nil, mode: LUTMode = .int8, pool: WorkerPool = .shared) throws {
+        let s = try LUTMatrix.build(indices: indices, lut: lut, rows: rows, columns: columns, bits: bits, sparse: sparse, pool: pool)
+        self.init(storage: s, rows: rows, columns: columns, bits: bits, sparse: sparse, mode: mode)
+    }
+
+    /// Builds the matrix from arrays (see the pointer initializer).
+    public convenience init(indices: [UInt8], lut: [Float], rows: Int, columns: Int, bits: Int,
+                            sparse: SparseCSRMatrix? = nil, mode: LUTMode = .int8, pool: WorkerPool = .shared) throws {
+        let s = try indices.withUnsafeBufferPointer { ip in
+            try lut.withUnsafeBufferPointer { lp in
+                try LUTMatrix.build(indices: ip, lut: lp, rows: rows, columns: columns, bits: bits, sparse: sparse, pool: pool)
+            }
+        }
+        self.init(storage: s, rows: rows, columns: columns, bits: bits, sparse: sparse, mode: mode)
+    }
+
+    /// Builds the matrix from SqueezeLLM's packed `qweight` (int32 [columns * bits / 32, rows]) and
+    /// `lookup_table` ([rows, 2^bits], converted to Float).
+    public convenience init(squeezeLLMQWeight qweight: [Int32], lut: [Float], rows: Int, columns: Int, bits: Int,
+                            sparse: SparseCSRMatrix? = nil, mode: LUTMode = .int8) throws {
+        let idx = try SqueezeLLMLayout.unpack(qweight: qweight, bits: bits, rows: rows, cols: columns)
+        try self.init(indices: idx, lut: lut, rows: rows, columns: columns, bits: bits, sparse: sparse, mode: mode)
+    }
+
+    /// Bytes of the packed indices.
+    public var packedByteCount: Int { packed.count }
+    /// Bytes in memory of the quantized form: packed indices, float tables (2^bits per row), int8
+    /// tables and scales, and the sparse part.
+    public var byteCount: Int { packed.count + rows * ((4 << bits) + 20) + (sparse?.byteCount ?? 0) }
+    /// Bytes read by one product in the current mode (packed indices, the tables that mode reads,
+    /// the sparse part).
+    public var weightBytes: Int {
+        let tables = mode == .float ? rows * (4 << bits) : rows * 20
+        return packed.count + tables + (sparse?.byteCount ?? 0)
+    }
+    /// "lut4", "lut3", with "+sparse" when there is a sparse part.
+    public var kind: String { "lut\(bits)" + (sparse == nil ? "" : "+sparse") }
+
+    /// The unpacked indices of row `r` (for checks).
+    public func indices(row r: Int) -> [UInt8] {
+        precondition(r >= 0 && r < rows)
+        var out = [UInt8](repeating: 0, count: columns)
+        out.withUnsafeMutableBufferPointer { o in
+            sq_lut_unpack_row(Int32(bits), packed.pointer, Int64(paddedColumns), Int64(r), Int64(columns), o.baseAddress!)
+        }
+        return out
+    }
+
+    /// The float table of row `r` (2^bits entries).
+    public func table(row r: Int) -> [Float] { (0..<(1 << bits)).map { table[r * 16 + $0] } }
+    /// The int8 table of row `r` (2^bits entries) and its scale: lut ≈ scale * q.
+    public func int8Table(row r: Int) -> (q: [Int8], scale: Float) {
+        ((0..<(1 << bits)).map { qtable[r * 16 + $0] }, qscale[r])
+    }
+
+    private func reserve(tokens m: Int) {
+        if m <= capacity { return }
+        let c = max(m, capacity * 2)
+        xpad = AlignedBuffer<Float>(count: c * paddedColumns)
+        xq = AlignedBuffer<Int8>(count: c * paddedColumns)
+        xa = AlignedBuffer<UInt8>(count: c * paddedColumns)
+        xd = AlignedBuffer<Float>(count: c * paddedColumns / LUTMatrix.activationBlock)
+        xc = AlignedBuffer<Float>(count: c)
+        capacity = c
+    }
+
+    /// y[0..<rows] = (W + S) x[0..<columns], spread over `threads` threads of `pool` (default: the
+    /// pool's default).
+    public func gemv(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, pool: WorkerPool = .shared,
+                     threads: Int? = nil) {
+        gemm(x, ldx: columns, m: 1, y, ldy: rows, pool: pool, threads: threads)
+    }
+
+    /// Y[t * ldy + r] = sum_c X[t * ldx + c] (W + S)[r, c] for tokens t in 0..<m. Each decoded weight
+    /// tile is used for up to 4 tokens at once.
+    public func gemm(_ x: UnsafePointer<Float>, ldx: Int, m: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int,
+                     pool: WorkerPool = .shared, threads: Int? = nil) {
+        if m <= 0 { return }
+        reserve(tokens: m)
+        let kpad = paddedColumns, k = columns, b = Int32(bits)
+        let w = packed.pointer
+        let nt = min(threads ?? pool.defaultThreads, pool.threadCount)
+        let fused = sparseSchedule == .fused ? sparse : nil
+        if m >= LUTMatrix.prefillThreshold {
+            // Many tokens (prefill): decode each row block once to F32 and run the dense GEMM tile on it
+            // (exact float tables in both modes).
+            let lut = table.pointer
+            pool.parallelFor(rows, minBlock: 16, blocksPerThread: 4, threads: nt) { range, _ in
+                sq_lut_gemm_dequant(b, w, lut, Int64(kpad), Int64(k), x, Int64(ldx), Int64(m), y, Int64(ldy),
+                                    Int64(range.lowerBound), Int64(range.upperBound))
+                fused?.addMultiply(rows: range, x, ldx: ldx, m: m, y, ldy: ldy)
+            }
+            if sparseSchedule == .balanced { sparse?.addMultiply(x, ldx: ldx, m: m, y, ldy: ldy, pool: pool, threads: nt) }
+            return
+        }
+        switch mode {
+        case .float:
+            var xp = x, ldp = ldx
+            if m > 1 || k != kpad {
+                let dst = xpad.pointer
+                for t in 0..<m { (dst + t * kpad).update(from: x + t * ldx, count: k) }
+                xp = UnsafePointer(dst)
+                ldp = kpad
+            }
+            let lut = table.pointer
+            pool.parallelFor(rows, minBlock: 16, blocksPerThread: 4, threads: nt) { range, _ in
+                sq_lut_gemm_f32(b, w, lut, xp, Int64(ldp), Int64(m), y, Int64(ldy), Int64(kpad),
+                                Int64(range.lowerBound), Int64(range.upperBound))
+                fused?.addMultiply(rows: range, x, ldx: ldx, m: m, y, ldy: ldy)
+            }
+        case .int8:
+            let q = xq.pointer, a = xa.pointer, d = xd.pointer, cx = xc.pointer, nb = kpad / LUTMatrix.activationBlock
+            if m >= 8 {
+                pool.parallelFor(m, threads: nt) { range, _ in
+                    for t in range { sq_lut_quantize_x(x + t * ldx, Int64(k), Int64(kpad), q + t * kpad, a + t * kpad, d + t * nb, cx + t) }
+                }
+            } else {
+                for t in 0..<m { sq_lut_quantize_x(x + t * ldx, Int64(k), Int64(kpad), q + t * kpad, a + t * kpad, d + t * nb, cx + t) }
+            }
+            let qt = qtable.pointer, qs = qscale.pointer
+            pool.parallelFor(rows, minBlock: 16, blocksPerThread: 4, threads: nt) { range, _ in
+                sq_lut_gemm_i8(b, w, qt, qs, q, a, d, cx, Int64(m), y, Int64(ldy), Int64(kpad),
+                               Int64(range.lowerBound), Int64(range.upperBound))
+                fused?.addMultiply(rows: range, x, ldx: ldx, m: m, y, ldy: ldy)
+            }
+        }
+        if sparseSchedule == .balanced { sparse?.addMultiply(x, ldx: ldx, m: m, y, ldy: ldy, pool: pool, threads: nt) }
+    }
+
+    /// From this many tokens on, `gemm` decodes row blocks to F32 and uses the dense GEMM kernel.
+    nonisolated(unsafe) public static var prefillThreshold = 16
+
+    /// The kernel variants the dispatcher uses now, e.g. "float avx2, int8 avx2".
+    public static var variant: String { String(cString: sq_lut_variant()) }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import SqueezeCore
+import SqueezeFormats
+import SqueezeKernels
+
+/// Errors specific to quantized checkpoints.
+public enum QuantizedCheckpointError: Error, CustomStringConvertible {
+    case badTensor(file: String, tensor: String, detail: String)
+    case unsupported(file: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case let .badTensor(f, t, d): return "\(f): tensor '\(t)': \(d)"
+        case let .unsupported(f, d): return "\(f): \(d)"
+        }
+    }
+}
+
+/// A SqueezeLLM-layout checkpoint (config.json with `quantization_config.quant_method = squeezellm`):
+/// per linear layer `qweight` int32 [in*b/32, out], `lookup_table` [out, 2^b] and optionally the sparse
+/// part `rows`/`cols`/`vals`. Layers are repacked once at load into the kernels' layout and run from
+/// their packed form.
+public struct QuantizedCheckpoint {
+    public let bits: Int
+    let tensors: SafeTensorsModel
+    let mode: LUTMode
+    let file: String
+
+    /// Returns nil when the config has no SqueezeLLM quantization.
+    public init?(configPath: String, tensors: SafeTensorsModel, mode: LUTMode) throws {
+        let cfg = try JSONConfig(path: configPath)
+        guard let qc = cfg.object("quantization_config") else { return nil }
+        let sub = JSONConfig(path: configPath, object: qc, prefix: "quantization_config.")
+        let method = try sub.optionalString("quant_method") ?? "squeezellm"
+        guard method == "squeezellm" else {
+            throw QuantizedCheckpointError.unsupported(file: configPath, detail: "quantization method '\(method)' is not supported (only squeezellm)")
+        }
+        let b = try sub.int("wbits")
+        guard b == 3 || b == 4 else {
+            throw QuantizedCheckpointError.unsupported(file: configPath, detail: "\(b)-bit layers have no kernel (3 and 4 bits are supported)")
+        }
+        bits = b
+        self.tensors = tensors
+        self.mode = mode
+        file = tensors.path
+    }
+
+    /// The linear-layer factory for `LlamaModel`.
+    public var factory: LinearFactory {
+        { prefix, rows, cols in try self.layer(prefix, rows: rows, cols: cols) }
+    }
+
+    func layer(_ p: String, rows: Int, cols: Int) throws -> LinearOperator? {
+        guard tensors.contains(p + ".qweight") else { return nil }
+        let qw = try tensors.tensor(p + ".qweight")
+        let wordRows = cols * bits / 32
+        guard qw.dtype == .i32, qw.shape == [wordRows, rows] else {
+            throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".qweight",
+                                                     detail: "expected I32 [\(wordRows), \(rows)], got \(qw.dtype.rawValue) \(qw.shape)")
+        }
+        let lt = try tensors.tensor(p + ".lookup_table")
+        guard lt.shape == [rows, 1 << bits], lt.dtype.isFloatingPoint else {
+            throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".lookup_table",
+                                                     detail: "expected a float [\(rows), \(1 << bits)], got \(lt.dtype.rawValue) \(lt.shape)")
+        }
+        var sparse: SparseCSRMatrix?
+        if tensors.contains(p + ".rows") {
+            let r = try tensors.tensor(p + ".rows"), c = try tensors.tensor(p + ".cols"), v = try tensors.tensor(p + ".vals")
+            guard r.shape == [rows + 1], c.shape.count == 1, v.shape == c.shape else {
+                throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".rows",
+                                                         detail: "sparse part shapes rows \(r.shape), cols \(c.shape), vals \(v.shape) do not fit [\(rows), \(cols)]")
+            }
+            do {
+                sparse = try SparseCSRMatrix(rows: rows, columns: cols, rowPointers: r.toIntArray().map { Int32($0) },
+                                             columnIndices: c.toIntArray().map { Int32($0) }, values: v.toFloatArray())
+            } catch {
+                throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".rows", detail: "\(error)")
+            }
+        }
+        let words = UnsafeBufferPointer(start: qw.data.assumingMemoryBound(to: Int32.self), count: qw.elementCount)
+        do {
+            return try LUTMatrix(squeezeLLMQWeight: Array(words), lut: lt.toFloatArray(), rows: rows, columns: cols, bits: bits,
+                                 sparse: sparse, mode: mode)
+        } catch {
+            throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".qweight", detail: "\(error)")
+        }
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import SqueezeCore
+import SqueezeFormats
+import SqueezeModels
+
+/// Expands a SqueezeLLM-layout directory back to a plain Hugging Face checkpoint (F16 by default),
+/// so any engine can check the quantized model's quality: each linear weight is
+/// `lookup_table[row][index] + sparse` at every position.
+public enum ModelDequantizer {
+    public static func dequantize(directory: String, output: String, dtype: DType = .f16) throws {
+        guard [.f16, .f32, .bf16].contains(dtype) else { throw QuantizePipelineError.badOption("--dtype must be f16, bf16 or f32") }
+        let fm = FileManager.default
+        if fm.fileExists(atPath: output) { throw QuantizePipelineError.outputExists(output) }
+        let cfgPath = directory + "/config.json"
+        let cfgObj = try JSONConfig(path: cfgPath)
+        guard let qc = cfgObj.object("quantization_config") else {
+            throw QuantizePipelineError.badOption("\(cfgPath): no quantization_config; nothing to dequantize")
+        }
+        let bits = try JSONConfig(path: cfgPath, object: qc, prefix: "quantization_config.").int("wbits")
+        let st = try SafeTensorsModel(path: directory)
+        let quantSuffixes = [".qweight", ".lookup_table", ".rows", ".cols", ".vals"]
+        var layers: [String] = []
+        var entries: [SafeTensorsWriter.Entry] = []
+        for n in st.tensorNames {
+            if n.hasSuffix(".qweight") {
+                let p = String(n.dropLast(".qweight".count))
+                layers.append(p)
+                let lt = try st.tensor(p + ".lookup_table")
+                let qw = try st.tensor(n)
+                entries.append(.init(name: p + ".weight", dtype: dtype, shape: [lt.shape[0], qw.shape[0] * 32 / bits]))
+            } else if !quantSuffixes.contains(where: { n.hasSuffix($0) }) {
+                let t = try st.tensor(n)
+                entries.append(.init(name: n, dtype: t.dtype, shape: t.shape))
+            }
+        }
+        let tmp = output + ".partial-\(getpid())"
+        try? fm.removeItem(atPath: tmp)
+        try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        var done = false
+        defer { if !done { try? fm.removeItem(atPath: tmp) } }
+        let writer = try ShardedSafeTensorsWriter(directory: tmp, entries: entries, metadata: ["format": "pt", "dequantized_from": "squeezellm"],
+                                                  maxShardBytes: 4 << 30)
+        for e in writer.plan.flatMap({ $0.entries }) {
+            if e.name.hasSuffix(".weight"), layers.contains(String(e.name.dropLast(".weight".count))) {
+                let p = String(e.name.dropLast(".weight".count))
+                let rows = e.shape[0], cols = e.shape[1]
+                let qw = try st.tensor(p + ".qweight").toIntArray().map { Int32(truncatingIfNeeded: $0) }
+                let lut = try st.tensor(p + ".lookup_table").toFloatArray()
+                let idx = try SqueezePacking.unpack(qweight: qw, rows: rows, cols: cols, bits: bits, tensorName: p)
+                let k: Int = 1 << bits
+                var w = [Float](repeating: 0, count: rows * cols)
+                for r in 0..<rows {
+                    for c in 0..<cols {
+                        let index = Int(idx[r * cols + c])
+                        w[r * cols + c] = lut[r * k + index]
+                    }
+                }
+                if st.contains(p + ".rows") {
+                    let rp: [Int] = try st.tensor(p + ".rows").toIntArray()
+                    let ci: [Int] = try st.tensor(p + ".cols").toIntArray()
+                    let v: [Float] = try st.tensor(p + ".vals").toFloatArray()
+                    for r in 0..<rows {
+                        for j in rp[r]..<rp[r + 1] { w[r * cols + ci[j]] += v[j] }
+                    }
+                }
+                let t = try Tensor.f32(name: e.name, shape: e.shape, values: w).converted(to: dtype)
+                try writer.write(t)
+            } else {
+                try writer.write(try st.tensor(e.name))
+            }
+        }
+        try writer.finish()
+        var cfg = cfgObj.object
+        cfg.removeValue(forKey: "quantization_config")
+        cfg["torch_dtype"] = dtype == .f32 ? "float32" : (dtype == .f16 ? "float16" : "bfloat16")
+        try writeJSON(cfg, to: tmp + "/config.json")
+        for f in (try fm.contentsOfDirectory(atPath: directory)) where !f.hasSuffix(".safetensors") && f != "config.json" && !f.hasSuffix(".index.json") {
+            try fm.copyItem(atPath: directory + "/" + f, toPath: tmp + "/" + f)
+        }
+        try fm.moveItem(atPath: tmp, toPath: output)
+        done = true
+    }
+}

@@ -1,0 +1,103 @@
+import ArgumentParser
+import Foundation
+import SqueezeCore
+import SqueezeEval
+import SqueezeModels
+import SqueezeTokenizer
+
+struct SamplingOptions: ParsableArguments {
+    @Option(help: "Temperature (0 = greedy).")
+    var temperature: Float = 0.7
+    @Option(help: "Keep only the k most likely tokens (0 = off).")
+    var topK: Int = 40
+    @Option(help: "Nucleus sampling: keep the smallest set with this probability mass.")
+    var topP: Float = 0.95
+    @Option(help: "Drop tokens below min-p times the top probability.")
+    var minP: Float = 0.05
+    @Option(help: "Repetition penalty (1 = off).")
+    var repetitionPenalty: Float = 1.1
+    @Option(help: "Random seed for reproducible sampling.")
+    var seed: UInt64?
+    @Flag(help: "Greedy decoding (same as --temperature 0).")
+    var greedy = false
+
+    var parameters: SamplingParameters {
+        SamplingParameters(temperature: greedy ? 0 : temperature, topK: topK, topP: topP, minP: minP,
+                           repetitionPenalty: greedy ? 1 : repetitionPenalty, seed: seed)
+    }
+}
+
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Generate text from a prompt, streaming it; prints speed and peak memory to stderr.")
+
+    @Option(help: "Model: GGUF file, Hugging Face directory or quantized directory. Default: the cached test model.")
+    var model: String?
+    @Option(help: "The prompt.")
+    var prompt: String
+    @Flag(help: "Wrap the prompt as a user message in the model's chat template.")
+    var chat = false
+    @Option(help: "System message for --chat.")
+    var system: String?
+    @Option(help: "Maximum tokens to generate.")
+    var maxTokens: Int = 128
+    @Option(parsing: .singleValue, help: "Stop when this string appears (repeatable).")
+    var stop: [String] = []
+    @Option(help: "Context length to allocate (prompt plus output).")
+    var context: Int = 2048
+    @Option(help: "Weight dtype for full-precision models: native, f32, f16, bf16.")
+    var dtype: String = "native"
+    @Option(help: "Quantized layers' kernels: fast (int8, default) or exact (float tables).")
+    var kernels: String = "fast"
+    @Option(help: "Threads (default: all cores).")
+    var threads: Int?
+    @OptionGroup var sampling: SamplingOptions
+
+    func run() throws {
+        if let t = threads { WorkerPool.shared.defaultThreads = max(1, min(t, WorkerPool.shared.threadCount)) }
+        let path = try ModelOpening.resolve(model)
+        let m = try ModelOpening.load(path, dtype: dtype, kernels: kernels)
+        let tok = try ModelOpening.tokenizer(for: path)
+        var text = prompt
+        if chat {
+            var msgs: [ChatMessage] = []
+            if let s = system { msgs.append(ChatMessage(role: "system", content: s)) }
+            msgs.append(ChatMessage(role: "user", content: prompt))
+            text = try tok.applyChatTemplate(messages: msgs, addGenerationPrompt: true)
+        }
+        let ids = tok.encode(text, addSpecialTokens: !chat)
+        let ctx = min(context, m.config.maxPositionEmbeddings)
+        guard ids.count < ctx else { throw ValidationError("the prompt has \(ids.count) tokens; --context \(ctx) leaves no room to generate") }
+        let gen = Generator(model: m, context: ctx)
+        let decoder = StreamingDecoder(tokenizer: tok, skipSpecialTokens: true)
+        var out = ""
+        var printed = 0
+        let holdBack = stop.map { $0.count }.max() ?? 0
+        var stopped = false
+        let stats = try gen.generate(prompt: ids, maxTokens: maxTokens, sampling: sampling.parameters, stopTokens: tok.eosTokenIds) { id in
+            if tok.eosTokenIds.contains(id) { return .stop }
+            out += decoder.push(id)
+            if let s = stop.first(where: { out.contains($0) }) {
+                out = String(out[..<out.range(of: s)!.lowerBound])
+                stopped = true
+            }
+            // Print what can no longer become part of a stop string.
+            let safe = stopped ? out.count : max(printed, out.count - holdBack)
+            if safe > printed {
+                let chunk = out.dropFirst(printed).prefix(safe - printed)
+                FileHandle.standardOutput.write(Data(chunk.utf8))
+                printed = safe
+            }
+            return stopped ? .stop : .continue
+        }
+        if !stopped {
+            out += decoder.flush()
+            FileHandle.standardOutput.write(Data(out.dropFirst(printed).utf8))
+        }
+        print("")
+        Progress.eprint(String(format: "prompt %d tokens, %.1f tok/s prefill; generated %d tokens, %.1f tok/s decode; finish: %@; peak memory %.0f MiB",
+                               stats.promptTokens, stats.prefillTokensPerSecond, stats.generatedTokens, stats.decodeTokensPerSecond,
+                               stats.finishReason.rawValue, Double(peakResidentBytes()) / 1048576))
+    }
+}

@@ -1,0 +1,31 @@
+import ArgumentParser
+import Foundation
+import SqueezeCore
+import SqueezeKernels
+import SqueezeModels
+import SqueezeTokenizer
+
+/// Opening a model and its tokenizer for the commands.
+enum ModelOpening {
+    /// The model path, or the default cached model.
+    static func resolve(_ path: String?) throws -> String { try path ?? DefaultModel.requirePath() }
+
+    /// Loads the tokenizer that belongs to a model path (a GGUF file or a model directory).
+    static func tokenizer(for path: String) throws -> Tokenizer { try Tokenizer.load(path: path) }
+
+    static func load(_ path: String, dtype: String?, kernels: String = "fast") throws -> LlamaModel {
+        var opts = LoadOptions()
+        switch kernels {
+        case "fast": opts.lutMode = .int8
+        case "exact": opts.lutMode = .float
+        default: throw ValidationError("--kernels must be fast (int8 tables and activations) or exact (float tables)")
+        }
+        if let d = dtype, d != "native" {
+            guard let dt = DType(userName: d), [.f32, .f16, .bf16].contains(dt) else {
+                throw ValidationError("--dtype must be native, f32, f16 or bf16")
+            }
+            opts.weightDType = dt
+        }
+        return try ModelLoader.load(path: path, options: opts)
+    }
+}

@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import SqueezeCore
+import SqueezeEval
+import SqueezeModels
+import SqueezeTokenizer
+
+struct PerplexityCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "perplexity",
+        abstract: "Perplexity of a model on a text file (GPTQ/SqueezeLLM or llama.cpp protocol), and KL divergence against a base.")
+
+    @Option(help: "Model: GGUF file, Hugging Face directory or quantized directory. Default: the cached test model.")
+    var model: String?
+    @Option(help: "UTF-8 text file.")
+    var text: String
+    @Option(name: .customLong("protocol"), help: "gptq (non-overlapping windows, all predictions) or llamacpp (second half of each chunk).")
+    var proto: String = "gptq"
+    @Option(help: "Window length in tokens (default 2048, capped at the model's context).")
+    var context: Int?
+    @Option(help: "Evaluate only the first N windows.")
+    var windows: Int?
+    @Option(help: "Save the model's log-probabilities (top-K plus rest mass) for later --kl-base runs.")
+    var saveLogits: String?
+    @Option(help: "Report KL divergence against log-probabilities saved with --save-logits.")
+    var klBase: String?
+    @Option(help: "Entries kept per position by --save-logits.")
+    var topK: Int = 32
+    @Option(help: "Weight dtype for full-precision models: native, f32, f16, bf16.")
+    var dtype: String = "native"
+    @Option(help: "Quantized layers' kernels: exact (float tables, default here) or fast (int8).")
+    var kernels: String = "exact"
+    @Option(help: "Threads (default: all cores).")
+    var threads: Int?
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        if let t = threads { WorkerPool.shared.defaultThreads = max(1, min(t, WorkerPool.shared.threadCount)) }
+        guard let p = PerplexityProtocol(rawValue: proto) else { throw ValidationError("--protocol must be gptq or llamacpp") }
+        let path = try ModelOpening.resolve(model)
+        let result = try PerplexityRunner.run(modelPath: path, textPath: text, proto: p, context: context, windows: windows,
+                                              dtype: dtype, kernels: kernels, saveLogits: saveLogits, klBase: klBase, topK: topK) { done, total, ppl, secs in
+            Progress.line(String(format: "[%d/%d] PPL %.4f  %.0fs  ETA %@", done, total, ppl, secs, Progress.eta(done: done, total: total, elapsed: secs)))
+        }
+        Progress.done()
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try enc.encode(result), as: UTF8.self))
+        } else {
+            print(result.summary)
+        }
+    }
+}
+
+/// Shared by `perplexity` and `compare`: loads, tokenizes and evaluates.
+enum PerplexityRunner {
+    static func run(modelPath: String, textPath: String, proto: PerplexityProtocol, context: Int?, windows: Int?, dtype: String,
+                    kernels: String, saveLogits: String?, klBase: String?, topK: Int,
+                    progress: ((Int, Int, Double, Double) -> Void)?) throws -> PerplexityResult {
+        let m = try ModelOpening.load(modelPath, dtype: dtype, kernels: kernels)
+        let tok = try ModelOpening.tokenizer(for: modelPath)
+        let tokens = try TextFile.tokens(path: textPath, tokenizer: tok)
+        var ev = PerplexityEvaluator(model: m)
+        ev.proto = proto
+        ev.context = context ?? min(2048, m.config.maxPositionEmbeddings)
+        ev.maxWindows = windows
+        ev.bosToken = tok.addBOS ? tok.bosTokenId : nil
+        ev.progress = progress
+        let save = saveLogits.map { _ in BaseLogProbs(k: topK) }
+        let base = try klBase.map { try BaseLogProbs.load(path: $0) }
+        let r = try ev.run(tokens: tokens, textName: textPath, saveBase: save, klBase: base)
+        if let s = save, let p = saveLogits { try s.save(to: p) }
+        return r
+    }
+}

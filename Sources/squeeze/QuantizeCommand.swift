@@ -1,0 +1,100 @@
+import ArgumentParser
+import Foundation
+import SqueezeCore
+import SqueezeQuant
+
+struct QuantizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quantize",
+        abstract: "Quantize a model to 3 or 4 bits with per-row look-up tables (SqueezeLLM), optionally dense-and-sparse.",
+        discussion: """
+        Reads a GGUF file or a Hugging Face directory and writes a directory with config.json \
+        (quantization_config), the tokenizer, and model.safetensors holding per linear layer SqueezeLLM's \
+        qweight/lookup_table (and rows/cols/vals for the sparse part). Written to a temporary directory \
+        and renamed on success.
+        """)
+
+    @Option(help: "Input model (GGUF file or Hugging Face directory).")
+    var model: String
+    @Option(help: "Output directory (must not exist).")
+    var output: String
+    @Option(help: "Bits per weight: 3 or 4 (2 also works).")
+    var bits: Int = 4
+    @Option(help: "Sensitivity: a safetensors file of squared gradients (see `squeeze sensitivity`), or none.")
+    var sensitivity: String = "none"
+    @Option(help: "Dense-and-sparse: percent of weights kept exactly (0.45 = 0.05% most sensitive + 0.40% outliers).")
+    var sparsity: Double?
+    @Option(help: "Percent of weights kept for sensitivity (default 0.05 when sparse).")
+    var sensitiveFraction: Double?
+    @Option(help: "Percent of weights kept as outliers, threshold solved per tensor.")
+    var outlierFraction: Double?
+    @Option(help: "Outliers beyond the interquartile fences: T = max(|q1 - r IQR|, |q3 + r IQR|).")
+    var outlierRange: Double?
+    @Option(help: "k-means engine: optimal (exact) or lloyd (fast).")
+    var kmeans: String = "optimal"
+    @Option(help: "Method: squeezellm, rtn (GPTQ's per-row asymmetric grid) or rtn-minmax.")
+    var method: String = "squeezellm"
+    @Option(help: "Sparse values dtype: f16 or f32.")
+    var sparseDtype: String = "f16"
+    @Flag(help: "Quantize the LM head too.")
+    var quantizeHead = false
+    @Option(help: "Threads (default: all cores).")
+    var threads: Int?
+    @Option(help: "Write an HTML report with per-layer charts.")
+    var report: String?
+    @Option(help: "Write the report as JSON.")
+    var jsonReport: String?
+    @Flag(help: "Print the per-tensor table.")
+    var verbose = false
+
+    func run() throws {
+        var o = QuantizeOptions()
+        o.bits = bits
+        guard let m = QuantMethod(rawValue: method) else { throw ValidationError("--method must be squeezellm, rtn or rtn-minmax") }
+        o.method = m
+        guard let e = KMeansEngine(rawValue: kmeans) else { throw ValidationError("--kmeans must be optimal or lloyd") }
+        o.kmeans.engine = e
+        guard let sd = DType(userName: sparseDtype), [.f16, .f32].contains(sd) else { throw ValidationError("--sparse-dtype must be f16 or f32") }
+        o.sparseDType = sd
+        o.quantizeHead = quantizeHead
+        o.threads = threads
+        if let t = threads { guard t > 0 else { throw ValidationError("--threads must be positive") }; WorkerPool.shared.defaultThreads = min(t, WorkerPool.shared.threadCount) }
+        switch sensitivity {
+        case "none": o.sensitivity = .none
+        case "activations": throw ValidationError("--sensitivity activations: make the file first with `squeeze sensitivity --mode activations`, then pass it")
+        default:
+            guard FileManager.default.fileExists(atPath: sensitivity) else { throw ValidationError("--sensitivity: no such file '\(sensitivity)'") }
+            o.sensitivity = .file(sensitivity)
+        }
+        for (name, v) in [("--sparsity", sparsity), ("--sensitive-fraction", sensitiveFraction), ("--outlier-fraction", outlierFraction)] {
+            if let v = v, !(v >= 0 && v <= 100) { throw ValidationError("\(name) is a percentage in [0, 100], got \(v)") }
+        }
+        if let r = outlierRange, !(r > 0) { throw ValidationError("--outlier-range must be positive") }
+        if outlierFraction != nil && outlierRange != nil { throw ValidationError("give --outlier-fraction or --outlier-range, not both") }
+        if let s = sparsity {
+            if outlierFraction != nil || outlierRange != nil { throw ValidationError("--sparsity is shorthand; do not combine it with --outlier-fraction/--outlier-range") }
+            o.outliers = s > 0 ? OutlierSelector.sparsity(percent: s) : nil
+        } else if sensitiveFraction != nil || outlierFraction != nil || outlierRange != nil {
+            let sens = (sensitiveFraction ?? 0.05) / 100
+            let thr: OutlierThreshold = outlierFraction.map { .fraction($0 / 100) } ?? outlierRange.map { .range($0) } ?? .none
+            o.outliers = OutlierSelector(sensitiveFraction: sens, threshold: thr)
+        }
+        if o.outliers != nil && o.sensitivity == .none && (o.outliers!.sensitiveFraction > 0) {
+            Progress.eprint("note: no sensitivity file: the sparse part holds only outliers (no sensitive weights)")
+        }
+        InterruptCleanup.install(removing: ModelQuantizer.temporaryDirectory(for: output))
+        let rep = try ModelQuantizer.quantize(model: model, output: output, options: o) { done, total, name, rps, elapsed in
+            Progress.line(String(format: "[%d/%d] %@  %.0f rows/s  %.0fs elapsed  ETA %@", done, total, name, rps, elapsed,
+                                 Progress.eta(done: done, total: total, elapsed: elapsed)))
+        }
+        Progress.done()
+        print(rep.textSummary(perTensor: verbose), terminator: "")
+        if let r = report { try rep.html().write(toFile: r, atomically: true, encoding: .utf8); print("report: \(r)") }
+        if let j = jsonReport {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try enc.encode(rep).write(to: URL(fileURLWithPath: j))
+        }
+        print("wrote \(output)")
+    }
+}
