@@ -1,1 +1,291 @@
-// SqueezeServer: OpenAI-compatible HTTP serving (see ServerCommand).
+import Foundation
+import Hummingbird
+import SqueezeCore
+import SqueezeModels
+import SqueezeTokenizer
+
+/// Settings of `squeeze serve`.
+public struct ServerConfiguration: Sendable {
+    /// Address to bind (loopback by default).
+    public var host = "127.0.0.1"
+    /// TCP port (0: any free port).
+    public var port = 8080
+    /// If set, every route but `/health` needs `Authorization: Bearer <apiKey>`.
+    public var apiKey: String?
+    /// Most sequences decoded together.
+    public var maxBatch = 8
+    /// Positions per sequence, prompt plus output (capped at the model's own limit).
+    public var context = 2048
+    /// Most requests waiting for a slot; more get 503 with Retry-After.
+    public var queueLimit = 64
+    /// Largest request body in bytes; larger gets 413.
+    public var maxBodyBytes = 1 << 20
+    /// Prompt tokens prefilled per scheduler step.
+    public var prefillChunk = 256
+    /// The model id reported by `/v1/models` and in responses (default: the file name).
+    public var modelName: String?
+    /// Seconds to let in-flight requests finish after SIGINT/SIGTERM before cancelling them.
+    public var shutdownGrace = 30.0
+
+    public init(host: String = "127.0.0.1", port: Int = 8080, apiKey: String? = nil, maxBatch: Int = 8,
+                context: Int = 2048, queueLimit: Int = 64, maxBodyBytes: Int = 1 << 20, prefillChunk: Int = 256,
+                modelName: String? = nil, shutdownGrace: Double = 30) {
+        self.host = host; self.port = port; self.apiKey = apiKey; self.maxBatch = maxBatch
+        self.context = context; self.queueLimit = queueLimit; self.maxBodyBytes = maxBodyBytes
+        self.prefillChunk = prefillChunk; self.modelName = modelName; self.shutdownGrace = shutdownGrace
+    }
+}
+
+/// An OpenAI-compatible HTTP server for one model, with continuous batching.
+///
+/// Routes: `GET /health`, `GET /v1/models`, `POST /v1/completions`, `POST /v1/chat/completions`
+/// (both with `stream: true` as server-sent events) and `GET /metrics` (Prometheus text format).
+public final class SqueezeServer: Sendable {
+    public let configuration: ServerConfiguration
+    /// The id clients name the model by.
+    public let modelID: String
+    public let tokenizer: Tokenizer
+    public let scheduler: BatchScheduler
+    public let metrics: ServerMetrics
+    let created = Int(Date().timeIntervalSince1970)
+
+    /// A server for an already loaded model and tokenizer; starts the scheduler thread.
+    public init(model: LlamaModel, tokenizer: Tokenizer, modelID: String, configuration: ServerConfiguration) throws {
+        guard (0...65535).contains(configuration.port) else { throw ServerError.invalidConfiguration("port \(configuration.port) is out of range") }
+        guard configuration.maxBodyBytes >= 1024 else { throw ServerError.invalidConfiguration("max body must be >= 1024 bytes") }
+        var config = configuration
+        config.context = min(configuration.context, model.config.maxPositionEmbeddings)
+        self.configuration = config
+        self.modelID = configuration.modelName ?? modelID
+        self.tokenizer = tokenizer
+        metrics = ServerMetrics(maxBatch: config.maxBatch)
+        scheduler = try BatchScheduler(model: model, tokenizer: tokenizer, maxBatch: config.maxBatch, context: config.context,
+                                       queueLimit: config.queueLimit, prefillChunk: config.prefillChunk, metrics: metrics)
+    }
+
+    /// Loads the model and its tokenizer from `modelPath` (anything `ModelLoader.load` accepts).
+    public static func load(modelPath: String, configuration: ServerConfiguration) throws -> SqueezeServer {
+        let model: LlamaModel, tok: Tokenizer
+        do { model = try ModelLoader.load(path: modelPath) } catch { throw ServerError.loadFailed(path: modelPath, detail: "\(error)") }
+        do { tok = try Tokenizer.load(path: modelPath) } catch { throw ServerError.loadFailed(path: modelPath, detail: "\(error)") }
+        var name = URL(fileURLWithPath: modelPath).lastPathComponent
+        if name.hasSuffix(".gguf") { name = String(name.dropLast(5)) }
+        return try SqueezeServer(model: model, tokenizer: tok, modelID: name, configuration: configuration)
+    }
+
+    /// The Hummingbird application serving the routes on `configuration.host:port`.
+    /// `onServerRunning` receives the bound port (useful with port 0).
+    public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: ErrorAndAuthMiddleware(apiKey: configuration.apiKey, metrics: metrics))
+        router.get("/health") { _, _ -> Response in
+            self.json(["status": "ok", "model": self.modelID,
+                       "queue": String(self.scheduler.queueDepth), "active": String(self.scheduler.activeSequences)])
+        }
+        router.get("/v1/models") { _, _ -> Response in
+            try self.encode(ModelList(data: [.init(id: self.modelID, created: self.created)]))
+        }
+        router.get("/metrics") { _, _ -> Response in
+            self.metrics.active(self.scheduler.activeSequences)
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                            body: ResponseBody(byteBuffer: ByteBuffer(string: self.metrics.render())))
+        }
+        router.post("/v1/completions") { request, _ -> Response in
+            let body = try await self.readBody(request)
+            let req = try self.decode(CompletionRequest.self, body)
+            return try await self.completions(req, request: request)
+        }
+        router.post("/v1/chat/completions") { request, _ -> Response in
+            let body = try await self.readBody(request)
+            let req = try self.decode(ChatCompletionRequest.self, body)
+            return try await self.chat(req, request: request)
+        }
+        let address = configuration.host
+        let port = configuration.port
+        return Application(router: router,
+                           configuration: .init(address: .hostname(address, port: port), serverName: "squeeze"),
+                           onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) })
+    }
+
+    /// Serves until SIGINT or SIGTERM: then stops accepting, lets in-flight requests finish for up
+    /// to `shutdownGrace` seconds, cancels the rest, and returns.
+    public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        let app = makeApplication(onServerRunning: onServerRunning)
+        let watcher = ShutdownWatcher(grace: configuration.shutdownGrace, scheduler: scheduler)
+        watcher.install()
+        defer { watcher.cancel() }
+        try await app.runService()
+        await stop(cancelInFlight: true)
+    }
+
+    /// Stops the scheduler (cancelling in-flight work if asked) and waits for its thread.
+    public func stop(cancelInFlight: Bool) async {
+        let s = scheduler
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            Thread.detachNewThread { s.shutdown(cancelInFlight: cancelInFlight); c.resume() }
+        }
+    }
+
+    // MARK: Helpers
+
+    func json(_ d: [String: String]) -> Response {
+        let data = (try? JSONSerialization.data(withJSONObject: d, options: [.sortedKeys])) ?? Data()
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    func encode<T: Encodable>(_ v: T, closeConnection: Bool = false) throws -> Response {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.withoutEscapingSlashes]
+        var headers: HTTPFields = [.contentType: "application/json"]
+        // Watching for the client going away ends the connection after the reply: say so.
+        if closeConnection { headers[.connection] = "close" }
+        return Response(status: .ok, headers: headers,
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: try enc.encode(v))))
+    }
+
+    /// Reads the body (not stored back into the request, so that the request can still watch
+    /// for the client closing the connection).
+    func readBody(_ request: Request) async throws -> ByteBuffer {
+        let limit = configuration.maxBodyBytes
+        if let cl = request.headers[.contentLength].flatMap({ Int($0) }), cl > limit {
+            throw APIError.tooLarge("the request body is over the limit of \(limit) bytes")
+        }
+        do { return try await request.body.collect(upTo: limit) } catch let e as HTTPResponseError where e.status == .contentTooLarge {
+            throw APIError.tooLarge("the request body is over the limit of \(limit) bytes")
+        }
+    }
+
+    func decode<T: Decodable>(_ type: T.Type, _ body: ByteBuffer) throws -> T {
+        let data = Data(buffer: body)
+        guard (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) is [String: Any] else {
+            throw APIError.invalid("the request body is not a valid JSON object")
+        }
+        do { return try JSONDecoder().decode(T.self, from: data) } catch let e as DecodingError {
+            throw APIError.fromDecoding(e)
+        }
+    }
+}
+
+extension APIError {
+    /// Maps a decoding error to a 400 naming the field.
+    static func fromDecoding(_ e: DecodingError) -> APIError {
+        func path(_ p: [CodingKey]) -> String {
+            var s = ""
+            for k in p {
+                if let i = k.intValue { s += "[\(i)]" } else { s += (s.isEmpty ? "" : ".") + k.stringValue }
+            }
+            return s
+        }
+        switch e {
+        case let .keyNotFound(k, ctx):
+            let p = path(ctx.codingPath + [k])
+            return .invalid("'\(p)' is required", param: p)
+        case let .typeMismatch(t, ctx):
+            let p = path(ctx.codingPath)
+            return .invalid("'\(p)' has the wrong type (expected \(typeName(t)))", param: p)
+        case let .valueNotFound(t, ctx):
+            let p = path(ctx.codingPath)
+            return .invalid("'\(p)' must not be null (expected \(typeName(t)))", param: p)
+        case let .dataCorrupted(ctx):
+            let p = path(ctx.codingPath)
+            return .invalid(p.isEmpty ? "the request body is not valid JSON" : "'\(p)': \(ctx.debugDescription)", param: p.isEmpty ? nil : p)
+        @unknown default:
+            return .invalid("the request body could not be read")
+        }
+    }
+
+    static func typeName(_ t: Any.Type) -> String {
+        switch t {
+        case is String.Type: return "a string"
+        case is Int.Type, is Int64.Type: return "an integer"
+        case is Double.Type, is Float.Type: return "a number"
+        case is Bool.Type: return "a boolean"
+        default:
+            let n = "\(t)"
+            if n.hasPrefix("Array") { return "an array" }
+            if n.hasPrefix("Dictionary") { return "an object" }
+            return "an object"
+        }
+    }
+}
+
+/// Turns every error into OpenAI's error JSON (no internal detail in 500s), checks the API key
+/// (constant-time compare) and counts requests.
+struct ErrorAndAuthMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let apiKey: [UInt8]?
+    let metrics: ServerMetrics
+
+    init(apiKey: String?, metrics: ServerMetrics) {
+        self.apiKey = apiKey.map { Array($0.utf8) }
+        self.metrics = metrics
+    }
+
+    static let knownRoutes: Set<String> = ["/health", "/v1/models", "/metrics", "/v1/completions", "/v1/chat/completions"]
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let path = request.uri.path
+        let route = Self.knownRoutes.contains(path) ? path : "other"
+        let response: Response
+        do {
+            if let key = apiKey, path != "/health" {
+                guard let auth = request.headers[.authorization], auth.hasPrefix("Bearer "),
+                      constantTimeEqual(Array(auth.utf8.dropFirst(7)), key) else { throw APIError.unauthorized }
+            }
+            response = try await next(request, context)
+        } catch let e as APIError {
+            response = e.response
+        } catch let e as HTTPResponseError {
+            switch e.status.code {
+            case 404 where Self.knownRoutes.contains(path): response = APIError.methodNotAllowed.response
+            case 404: response = APIError.notFound("no route for \(request.method) \(path)").response
+            case 405: response = APIError.methodNotAllowed.response
+            case 413: response = APIError.tooLarge("the request body is over the limit").response
+            case 400..<500: response = APIError.invalid("bad request").response
+            default: response = APIError.internalError.response
+            }
+        } catch {
+            FileHandle.standardError.write(Data("squeeze serve: internal error on \(request.method) \(path): \(error)\n".utf8))
+            response = APIError.internalError.response
+        }
+        metrics.request(route: route, status: response.status.code)
+        return response
+    }
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    var diff = UInt8(truncatingIfNeeded: a.count ^ b.count)
+    if a.count != b.count { diff |= 1 }
+    let n = max(a.count, b.count)
+    for i in 0..<n {
+        let x = i < a.count ? a[i] : 0, y = i < b.count ? b[i] : 0
+        diff |= x ^ y
+    }
+    return diff == 0
+}
+
+/// Watches SIGINT/SIGTERM (alongside the server's own graceful shutdown): stops the scheduler
+/// accepting work at once, and cancels in-flight requests after the grace period.
+final class ShutdownWatcher: @unchecked Sendable {
+    let grace: Double
+    let scheduler: BatchScheduler
+    var sources: [DispatchSourceSignal] = []
+    let queue = DispatchQueue(label: "squeeze-shutdown")
+
+    init(grace: Double, scheduler: BatchScheduler) { self.grace = grace; self.scheduler = scheduler }
+
+    func install() {
+        for sig in [SIGINT, SIGTERM] {
+            let src = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+            src.setEventHandler { [scheduler, grace, queue] in
+                scheduler.stopAccepting()
+                queue.asyncAfter(deadline: .now() + grace) { scheduler.cancelAll() }
+            }
+            src.resume()
+            sources.append(src)
+        }
+    }
+
+    func cancel() { for s in sources { s.cancel() }; sources.removeAll() }
+}
