@@ -14,7 +14,7 @@ mkdir -p "$WORK"
 ppl() { "$BIN" perplexity --model "$1" --text "$TEXT" --context 512 --windows "$WINDOWS" --kernels "${2:-exact}" --json | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.4f" % r["perplexity"])'; }
 row() { # label dir bits
   local bpw; bpw=$(python3 -c 'import json,sys; print("%.2f" % json.load(open(sys.argv[1]))["bitsPerWeight"])' "$2.report.json")
-  echo "| $1 | $bpw | $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.4g" % sum(t["weightedError"] for t in r["tensors"]))' "$2.report.json") | $(ppl "$2") |"
+  echo "| $1 | $bpw | $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("{:,.0f}".format(sum(t["squaredError"] for t in r["tensors"])))' "$2.report.json") | $(ppl "$2") |"
 }
 q() { # name args...
   local name="$1"; shift
@@ -27,7 +27,7 @@ q fisher-w3 --bits 3 --sensitivity "$FISHER"
 q none-w3 --bits 3
 q rtn-w4 --bits 4 --method rtn
 q rtn-w3 --bits 3 --method rtn
-echo "| configuration | bits per linear weight | weighted error (this run's Fisher) | PPL ($WINDOWS windows) |"
+echo "| configuration | bits per linear weight | sum of (w - Q)^2 | PPL ($WINDOWS windows) |"
 echo "| --- | --- | --- | --- |"
 echo "| FP (Q4_1 dequantized to F32) | 32 | 0 | $(ppl "$MODEL") |"
 row "SqueezeLLM 4-bit, 0.45% sparse, Fisher" "$WORK/fisher-w4-s45"
