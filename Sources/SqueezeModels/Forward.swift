@@ -96,7 +96,7 @@ extension LlamaModel {
         var start = 0
         while start < tokens.count {
             let n = min(ws.maxTokens, tokens.count - start)
-            let chunk = Array(tokens[start..<(start + n)])
+            let chunk = tokens[start..<(start + n)]
             let isLast = start + n == tokens.count
             let m: LogitsMode = mode == .all ? .all : (isLast ? mode : .none)
             forwardChunk(chunk, cache: cache, ws: ws, logits: m, logitRowOffset: mode == .all ? start : 0)
@@ -124,7 +124,7 @@ extension LlamaModel {
             guard c.length < c.capacity else { throw ModelError.contextOverflow(requested: c.length + 1, limit: c.capacity) }
         }
         let segs = caches.enumerated().map { Segment(cache: $0.element, start: $0.offset, count: 1) }
-        run(tokens, segments: segs, ws: ws, logits: .all, logitRowOffset: 0)
+        run(tokens[...], segments: segs, ws: ws, logits: .all, logitRowOffset: 0)
     }
 
     /// A run of consecutive tokens of one sequence inside a forward pass.
@@ -135,12 +135,12 @@ extension LlamaModel {
         let count: Int
     }
 
-    func forwardChunk(_ tokens: [Int], cache: KVCache, ws: Workspace, logits mode: LogitsMode, logitRowOffset: Int) {
+    func forwardChunk(_ tokens: ArraySlice<Int>, cache: KVCache, ws: Workspace, logits mode: LogitsMode, logitRowOffset: Int) {
         run(tokens, segments: [Segment(cache: cache, start: 0, count: tokens.count)], ws: ws, logits: mode,
             logitRowOffset: logitRowOffset)
     }
 
-    func run(_ tokens: [Int], segments: [Segment], ws: Workspace, logits mode: LogitsMode, logitRowOffset: Int) {
+    func run(_ tokens: ArraySlice<Int>, segments: [Segment], ws: Workspace, logits mode: LogitsMode, logitRowOffset: Int) {
         let c = config
         let T = tokens.count
         let h = c.hiddenSize, hd = c.headDim, nh = c.numHeads, nkv = c.numKVHeads
@@ -269,18 +269,17 @@ extension LlamaModel {
         let qb = Workspace.queryBlock
         let scale = 1 / Float(hd).squareRoot()
         let window = c.slidingWindow
-        // Tasks: (segment, head, query block).
-        var tasks: [(seg: Int, head: Int, t0: Int, t1: Int)] = []
-        for (si, seg) in segments.enumerated() {
-            for head in 0..<nh {
-                var t0 = 0
-                while t0 < seg.count { tasks.append((si, head, t0, min(seg.count, t0 + qb))); t0 += qb }
-            }
-        }
-        tasks.withUnsafeBufferPointer { taskList in
-            pool.run(tasks: taskList.count) { ti, thread in
-                let task = taskList[ti]
-                let seg = segments[task.seg]
+        // Tasks: (segment, head, query block), enumerated arithmetically (no allocation per pass);
+        // blocks past a segment's end return at once.
+        let maxBlocks = (segments.reduce(0) { max($0, $1.count) } + qb - 1) / qb
+        let perSegment = nh * maxBlocks
+        do {
+            pool.run(tasks: segments.count * perSegment) { ti, thread in
+                let si = ti / perSegment, rest = ti % perSegment
+                let seg = segments[si]
+                let t0 = (rest % maxBlocks) * qb
+                if t0 >= seg.count { return }
+                let task = (seg: si, head: rest / maxBlocks, t0: t0, t1: min(seg.count, t0 + qb))
                 let kvh = task.head / group
                 let cap = seg.cache.capacity
                 let kc = seg.cache.k[li].pointer, vt = seg.cache.vt[li].pointer
