@@ -95,7 +95,7 @@ struct GenerateCommand: ParsableCommand {
             out += decoder.flush()
             FileHandle.standardOutput.write(Data(out.dropFirst(printed).utf8))
         }
-        print("")
+        FileHandle.standardOutput.write(Data("\n".utf8))
         Progress.eprint(String(format: "prompt %d tokens, %.1f tok/s prefill; generated %d tokens, %.1f tok/s decode; finish: %@; peak memory %.0f MiB",
                                stats.promptTokens, stats.prefillTokensPerSecond, stats.generatedTokens, stats.decodeTokensPerSecond,
                                stats.finishReason.rawValue, Double(peakResidentBytes()) / 1048576))
