@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SqueezeCore
 import SqueezeQuant
+import SqueezeTokenizer
 
 struct QuantizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,8 +21,12 @@ struct QuantizeCommand: ParsableCommand {
     var output: String
     @Option(help: "Bits per weight: 3 or 4 (2 also works).")
     var bits: Int = 4
-    @Option(help: "Sensitivity: a safetensors file of squared gradients (see `squeeze sensitivity`), or none.")
+    @Option(help: "Sensitivity: a safetensors file of squared gradients (see `squeeze sensitivity`), activations (needs --calibration), or none.")
     var sensitivity: String = "none"
+    @Option(help: "Calibration text for --sensitivity activations.")
+    var calibration: String?
+    @Option(help: "Windows of 512 tokens drawn from the calibration text for --sensitivity activations.")
+    var calibrationSamples: Int = 100
     @Option(help: "Dense-and-sparse: percent of weights kept exactly (0.45 = 0.05% most sensitive + 0.40% outliers).")
     var sparsity: Double?
     @Option(help: "Percent of weights kept for sensitivity (default 0.05 when sparse).")
@@ -48,6 +53,8 @@ struct QuantizeCommand: ParsableCommand {
     var verbose = false
 
     func run() throws {
+        var temporaries: [String] = []
+        defer { for t in temporaries { try? FileManager.default.removeItem(atPath: t) } }
         var o = QuantizeOptions()
         o.bits = bits
         guard let m = QuantMethod(rawValue: method) else { throw ValidationError("--method must be squeezellm, rtn or rtn-minmax") }
@@ -61,7 +68,13 @@ struct QuantizeCommand: ParsableCommand {
         if let t = threads { guard t > 0 else { throw ValidationError("--threads must be positive") }; WorkerPool.shared.defaultThreads = min(t, WorkerPool.shared.threadCount) }
         switch sensitivity {
         case "none": o.sensitivity = .none
-        case "activations": throw ValidationError("--sensitivity activations: make the file first with `squeeze sensitivity --mode activations`, then pass it")
+        case "activations":
+            guard let cal = calibration else { throw ValidationError("--sensitivity activations needs --calibration FILE") }
+            let file = output + ".activations-\(getpid()).safetensors"
+            InterruptCleanup.install(removing: file)
+            try ActivationSensitivity.make(model: model, calibration: cal, samples: calibrationSamples, output: file)
+            o.sensitivity = .file(file)
+            temporaries.append(file)
         default:
             guard FileManager.default.fileExists(atPath: sensitivity) else { throw ValidationError("--sensitivity: no such file '\(sensitivity)'") }
             o.sensitivity = .file(sensitivity)
@@ -96,5 +109,29 @@ struct QuantizeCommand: ParsableCommand {
             try enc.encode(rep).write(to: URL(fileURLWithPath: j))
         }
         print("wrote \(output)")
+    }
+}
+
+/// `--sensitivity activations`: the mean squared input activation per column of every linear layer
+/// over calibration windows (forward only), written to a temporary sensitivity file.
+enum ActivationSensitivity {
+    static func make(model: String, calibration: String, samples: Int, output: String) throws {
+        guard let bytes = FileManager.default.contents(atPath: calibration) else {
+            throw ValidationError("cannot read the calibration file \(calibration)")
+        }
+        let tokenizer = try Tokenizer.load(path: model)
+        let tokens = try tokenizer.encode(fileBytes: [UInt8](bytes), file: calibration, addSpecialTokens: false)
+        let net = try Sensitivity.loadModel(path: model)
+        let options = SensitivityOptions(samples: samples, seqlen: 512, seed: 0, mode: .activations)
+        let starts = try Sensitivity.plan(model: net, tokenCount: tokens.count, options: options)
+        let windows = starts.map { Array(tokens[$0..<($0 + 512)]) }
+        let acc = try Sensitivity.compute(model: net, windows: windows, mode: .activations) { p in
+            Progress.line(String(format: "activations %d/%d windows, %.0f tok/s, ETA %@", p.done, p.total, p.tokensPerSecond,
+                                 Progress.eta(done: p.done, total: p.total, elapsed: p.elapsed)))
+        }
+        Progress.done()
+        let meta = Sensitivity.metadata(options: options, calibrationPath: calibration, calibrationSHA256: SHA256Digest.hex(bytes),
+                                        tokenCount: tokens.count, modelPath: model)
+        try acc.write(to: output, dtype: .f32, metadata: meta)
     }
 }
