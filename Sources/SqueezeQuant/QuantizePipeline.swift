@@ -43,6 +43,8 @@ public struct QuantizeOptions: Sendable {
     public var quantizeHead = false
     /// Dtype for tensors kept in full precision whose source dtype is block-quantized (GGUF).
     public var fallbackDType: DType = .f16
+    /// How the sensitivity is described in config.json and the report (default: from `sensitivity`).
+    public var sensitivityLabel: String?
     /// Largest shard of model.safetensors before splitting.
     public var maxShardBytes = 4 << 30
     public var threads: Int?
@@ -259,7 +261,7 @@ public enum ModelQuantizer {
         if options.quantizeHead { cfg["tie_word_embeddings"] = false }
         var qc: [String: Any] = [
             "quant_method": "squeezellm", "wbits": options.bits, "method": options.method.rawValue,
-            "kmeans": options.kmeans.engine.rawValue, "sensitivity": options.sensitivity.description,
+            "kmeans": options.kmeans.engine.rawValue, "sensitivity": options.sensitivityLabel ?? options.sensitivity.description,
             "sparsity": sparsityDesc, "sparse_dtype": options.sparseDType.rawValue,
             "quantize_head": options.quantizeHead, "tool": "squeeze \(squeezeVersion)",
             "source": URL(fileURLWithPath: path).lastPathComponent,
@@ -279,7 +281,7 @@ public enum ModelQuantizer {
         }
         finished = true
         return QuantizeReport(model: path, output: output, bits: options.bits, method: options.method.rawValue,
-                              kmeans: options.kmeans.engine.rawValue, sensitivity: options.sensitivity.description,
+                              kmeans: options.kmeans.engine.rawValue, sensitivity: options.sensitivityLabel ?? options.sensitivity.description,
                               sparsity: sparsityDesc, tensors: reports,
                               bitsPerWeight: Double(quantBytes * 8) / Double(max(quantWeights, 1)),
                               quantizedWeights: quantWeights, outputBytes: outBytes, wallSeconds: elapsed(t0))

@@ -74,6 +74,7 @@ struct QuantizeCommand: ParsableCommand {
             InterruptCleanup.install(removing: file)
             try ActivationSensitivity.make(model: model, calibration: cal, samples: calibrationSamples, output: file)
             o.sensitivity = .file(file)
+            o.sensitivityLabel = "activations (\(calibrationSamples) windows of 512 tokens of \(URL(fileURLWithPath: cal).lastPathComponent))"
             temporaries.append(file)
         default:
             guard FileManager.default.fileExists(atPath: sensitivity) else { throw ValidationError("--sensitivity: no such file '\(sensitivity)'") }
