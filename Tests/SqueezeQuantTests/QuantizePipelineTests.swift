@@ -168,6 +168,35 @@ func tempPath(_ tag: String) -> String { NSTemporaryDirectory() + "squeeze-\(tag
         #expect(throws: ModelError.self) { try ModelQuantizer.quantize(model: out, output: tempPath("qq"), options: o) }
     }
 
+    /// A run that fails mid-way (a NaN sensitivity in the last layer, found after earlier layers were
+    /// written) leaves neither the output directory nor its temporary directory behind.
+    @Test func failureMidwayLeavesNothing() throws {
+        let src = tempPath("tiny"), out = tempPath("q"), sens = tempPath("sens") + ".safetensors"
+        defer { for p in [src, out, sens] { try? FileManager.default.removeItem(atPath: p) } }
+        try TinyLlama.make(in: src)
+        var ts: [Tensor] = []
+        for l in 0..<2 {
+            for (n, s) in [("self_attn.q_proj", [64, 64]), ("self_attn.k_proj", [32, 64]), ("self_attn.v_proj", [32, 64]),
+                           ("self_attn.o_proj", [64, 64]), ("mlp.gate_proj", [96, 64]), ("mlp.up_proj", [96, 64]), ("mlp.down_proj", [64, 96])] {
+                var v = [Float](repeating: 1, count: s.reduce(1, *))
+                if l == 1 && n == "mlp.down_proj" { v[17] = .nan }
+                ts.append(Tensor.f32(name: "model.layers.\(l).\(n).weight", shape: s, values: v))
+            }
+        }
+        try SafeTensorsWriter.write(tensors: ts, to: sens)
+        var o = QuantizeOptions()
+        o.sensitivity = .file(sens)
+        var layersDone = 0
+        #expect(throws: (any Error).self) {
+            try ModelQuantizer.quantize(model: src, output: out, options: o) { _, _, name, _, _ in
+                if name.hasSuffix("_proj") { layersDone += 1 }
+            }
+        }
+        #expect(layersDone >= 10, "the failure came after \(layersDone) layers were written")
+        #expect(!FileManager.default.fileExists(atPath: out))
+        #expect(!FileManager.default.fileExists(atPath: ModelQuantizer.temporaryDirectory(for: out)))
+    }
+
     /// A sensitivity file steers the k-means: weights with large sensitivity get smaller error.
     @Test func sensitivityLowersWeightedError() throws {
         let src = tempPath("tiny"), a = tempPath("qa"), b = tempPath("qb"), sens = tempPath("sens") + ".safetensors"
