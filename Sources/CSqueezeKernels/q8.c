@@ -1,0 +1,188 @@
+// 8-bit weights with one F32 scale per block of 32 (llama.cpp's Q8_0 idea), times 8-bit activation
+// blocks. Used for a model's LM head (the largest single matrix of a small quantized model).
+// AVX2 variant with run-time dispatch and a portable scalar variant computing the same integer sums.
+#include "sq_q8.h"
+#include "sq_dense.h"
+#include <math.h>
+#include <stdlib.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define SQ_X86 1
+#define T_AVX2 __attribute__((target("avx2,fma,f16c")))
+#endif
+
+static void quantize_block(const float *v, int64_t n, int8_t *q, float *d) {
+    float amax = 0;
+    for (int64_t i = 0; i < n; i++) { float a = fabsf(v[i]); if (a > amax) amax = a; }
+    float scale = amax / 127.0f;
+    float inv = amax > 0 ? 127.0f / amax : 0;
+    for (int64_t i = 0; i < n; i++) {
+        float r = nearbyintf(v[i] * inv);
+        if (r > 127) r = 127;
+        if (r < -127) r = -127;
+        q[i] = (int8_t)r;
+    }
+    for (int64_t i = n; i < SQ_Q8_BLOCK; i++) q[i] = 0;
+    *d = scale;
+}
+
+static void quantize_vec(const float *x, int64_t k, int64_t kpad, int8_t *q, float *d) {
+    for (int64_t b = 0; b < kpad / SQ_Q8_BLOCK; b++) {
+        int64_t c0 = b * SQ_Q8_BLOCK;
+        int64_t n = k - c0 < SQ_Q8_BLOCK ? (k - c0 > 0 ? k - c0 : 0) : SQ_Q8_BLOCK;
+        quantize_block(x + c0, n, q + c0, d + b);
+    }
+}
+
+void sq_q8_quantize_rows(const float *w, int64_t ldw, int64_t k, int64_t kpad, int64_t r0, int64_t r1,
+                         int8_t *q, float *d) {
+    int64_t nb = kpad / SQ_Q8_BLOCK;
+    for (int64_t r = r0; r < r1; r++) quantize_vec(w + r * ldw, k, kpad, q + r * kpad, d + r * nb);
+}
+
+void sq_q8_quantize_x(const float *x, int64_t k, int64_t kpad, int8_t *q, float *d) {
+    quantize_vec(x, k, kpad, q, d);
+}
+
+static void gemm_scalar(const int8_t *wq, const float *wd, int64_t kpad, const int8_t *xq, const float *xd,
+                        int64_t m, float *y, int64_t ldy, int64_t r0, int64_t r1) {
+    int64_t nb = kpad / SQ_Q8_BLOCK;
+    for (int64_t r = r0; r < r1; r++) {
+        const int8_t *w = wq + r * kpad;
+        const float *dw = wd + r * nb;
+        for (int64_t t = 0; t < m; t++) {
+            const int8_t *x = xq + t * kpad;
+            const float *dx = xd + t * nb;
+            float s = 0;
+            for (int64_t b = 0; b < nb; b++) {
+                int32_t acc = 0;
+                for (int i = 0; i < SQ_Q8_BLOCK; i++) acc += (int32_t)w[b * SQ_Q8_BLOCK + i] * x[b * SQ_Q8_BLOCK + i];
+                s += (float)acc * (dw[b] * dx[b]);
+            }
+            y[t * ldy + r] = s;
+        }
+    }
+}
+
+#ifdef SQ_X86
+// Signed int8 dot of 32 lanes via the sign trick: |x| (unsigned) times w carrying x's sign, pairwise
+// to int16 (|x|, |w| <= 127, so pair sums stay below 2^15), then to int32 lanes.
+T_AVX2 static inline __m256 block_dot(__m256i w, __m256i ax, __m256i sx, __m256i ones) {
+    __m256i sw = _mm256_sign_epi8(w, sx);
+    __m256i p16 = _mm256_maddubs_epi16(ax, sw);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+}
+
+T_AVX2 static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+T_AVX2 static void gemm_avx2(const int8_t *wq, const float *wd, int64_t kpad, const int8_t *xq, const float *xd,
+                             int64_t m, float *y, int64_t ldy, int64_t r0, int64_t r1) {
+    int64_t nb = kpad / SQ_Q8_BLOCK;
+    const __m256i ones = _mm256_set1_epi16(1);
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        const int8_t *w0 = wq + r * kpad, *w1 = w0 + kpad, *w2 = w1 + kpad, *w3 = w2 + kpad;
+        const float *d0 = wd + r * nb, *d1 = d0 + nb, *d2 = d1 + nb, *d3 = d2 + nb;
+        for (int64_t t = 0; t < m; t++) {
+            const int8_t *x = xq + t * kpad;
+            const float *dx = xd + t * nb;
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+            for (int64_t b = 0; b < nb; b++) {
+                __m256i xv = _mm256_load_si256((const __m256i *)(x + b * SQ_Q8_BLOCK));
+                __m256i ax = _mm256_sign_epi8(xv, xv);
+                __m256 s = _mm256_set1_ps(dx[b]);
+                a0 = _mm256_fmadd_ps(block_dot(_mm256_load_si256((const __m256i *)(w0 + b * SQ_Q8_BLOCK)), ax, xv, ones), _mm256_mul_ps(_mm256_set1_ps(d0[b]), s), a0);
+                a1 = _mm256_fmadd_ps(block_dot(_mm256_load_si256((const __m256i *)(w1 + b * SQ_Q8_BLOCK)), ax, xv, ones), _mm256_mul_ps(_mm256_set1_ps(d1[b]), s), a1);
+                a2 = _mm256_fmadd_ps(block_dot(_mm256_load_si256((const __m256i *)(w2 + b * SQ_Q8_BLOCK)), ax, xv, ones), _mm256_mul_ps(_mm256_set1_ps(d2[b]), s), a2);
+                a3 = _mm256_fmadd_ps(block_dot(_mm256_load_si256((const __m256i *)(w3 + b * SQ_Q8_BLOCK)), ax, xv, ones), _mm256_mul_ps(_mm256_set1_ps(d3[b]), s), a3);
+            }
+            float *yt = y + t * ldy + r;
+            yt[0] = hsum(a0); yt[1] = hsum(a1); yt[2] = hsum(a2); yt[3] = hsum(a3);
+        }
+    }
+    for (; r < r1; r++) {
+        const int8_t *w0 = wq + r * kpad;
+        const float *d0 = wd + r * nb;
+        for (int64_t t = 0; t < m; t++) {
+            const int8_t *x = xq + t * kpad;
+            const float *dx = xd + t * nb;
+            __m256 a0 = _mm256_setzero_ps();
+            for (int64_t b = 0; b < nb; b++) {
+                __m256i xv = _mm256_load_si256((const __m256i *)(x + b * SQ_Q8_BLOCK));
+                __m256i ax = _mm256_sign_epi8(xv, xv);
+                a0 = _mm256_fmadd_ps(block_dot(_mm256_load_si256((const __m256i *)(w0 + b * SQ_Q8_BLOCK)), ax, xv, ones),
+                                     _mm256_set1_ps(d0[b] * dx[b]), a0);
+            }
+            y[t * ldy + r] = hsum(a0);
+        }
+    }
+}
+#endif
+
+void sq_q8_gemm(const int8_t *wq, const float *wd, int64_t kpad, const int8_t *xq, const float *xd,
+                int64_t m, float *y, int64_t ldy, int64_t r0, int64_t r1) {
+#ifdef SQ_X86
+    if (sq_isa() >= SQ_ISA_AVX2) { gemm_avx2(wq, wd, kpad, xq, xd, m, y, ldy, r0, r1); return; }
+#endif
+    gemm_scalar(wq, wd, kpad, xq, xd, m, y, ldy, r0, r1);
+}
+
+void sq_q8_dequantize_rows(const int8_t *wq, const float *wd, int64_t kpad, int64_t k, int64_t r0, int64_t r1,
+                           float *out) {
+    int64_t nb = kpad / SQ_Q8_BLOCK;
+    for (int64_t r = r0; r < r1; r++) {
+        const int8_t *w = wq + r * kpad;
+        const float *d = wd + r * nb;
+        float *o = out + (r - r0) * k;
+        for (int64_t c = 0; c < k; c++) o[c] = (float)w[c] * d[c / SQ_Q8_BLOCK];
+    }
+}
+
+static _Thread_local float *t_q8_scratch = NULL;
+static _Thread_local int64_t t_q8_scratch_n = 0;
+
+void sq_q8_gemm_dequant(const int8_t *wq, const float *wd, int64_t kpad, int64_t k, const float *x,
+                        int64_t ldx, int64_t m, float *y, int64_t ldy, int64_t r0, int64_t r1) {
+    const int64_t RB = 16;  // rows per dequantized block (16 x 4096 floats = 256 KiB at most for k = 4096)
+    if (t_q8_scratch_n < RB * k) {
+        free(t_q8_scratch);
+        t_q8_scratch = NULL;
+        if (posix_memalign((void **)&t_q8_scratch, 64, (size_t)(RB * k) * sizeof(float)) != 0) t_q8_scratch = NULL;
+        t_q8_scratch_n = t_q8_scratch ? RB * k : 0;
+    }
+    float *s = t_q8_scratch;
+    for (int64_t r = r0; r < r1; r += RB) {
+        int64_t re = r + RB < r1 ? r + RB : r1;
+        if (!s) {
+            // No scratch: one row at a time through the exact dot product.
+            for (int64_t rr = r; rr < re; rr++) {
+                float row[SQ_Q8_BLOCK];
+                for (int64_t t = 0; t < m; t++) {
+                    float acc = 0;
+                    for (int64_t c0 = 0; c0 < k; c0 += SQ_Q8_BLOCK) {
+                        int64_t n = k - c0 < SQ_Q8_BLOCK ? k - c0 : SQ_Q8_BLOCK;
+                        sq_q8_dequantize_rows(wq + rr * kpad + c0, wd + rr * (kpad / SQ_Q8_BLOCK) + c0 / SQ_Q8_BLOCK,
+                                              kpad, n, 0, 1, row);
+                        for (int64_t i = 0; i < n; i++) acc += row[i] * x[t * ldx + c0 + i];
+                    }
+                    y[t * ldy + rr] = acc;
+                }
+            }
+            continue;
+        }
+        sq_q8_dequantize_rows(wq, wd, kpad, k, r, re, s);
+        sq_gemm_f32(x, ldx, s, k, y + r, ldy, m, k, 0, re - r);
+    }
+}
+
+const char *sq_q8_variant(void) {
+#ifdef SQ_X86
+    if (sq_isa() >= SQ_ISA_AVX2) return "avx2";
+#endif
+    return "scalar";
+}
