@@ -67,10 +67,18 @@ public struct Xoshiro256: RandomNumberGenerator, Sendable {
 }
 
 /// Chooses the next token from logits under `SamplingParameters`, with its own random state.
+///
+/// The candidate set is the top-k tokens (all when `topK` is 0), sorted by logit; min-p drops those
+/// whose probability is below `minP` times the largest, top-p keeps the shortest prefix whose share of
+/// the candidates' mass reaches `topP`, and the token is drawn from what is left, renormalized. Only
+/// tokens that can survive the filters are sorted (a full-vocabulary sort happens only when the top-p
+/// prefix is not inside the tokens above 1e-6 of the largest probability), and the buffers are the
+/// sampler's own, reused from token to token.
 public struct Sampler: Sendable {
     public let params: SamplingParameters
     var rng: Xoshiro256
-    var candidates: [(id: Int, logit: Float)] = []
+    var cand: [(id: Int, logit: Float)] = []
+    var probs: [Double] = []
 
     public init(_ params: SamplingParameters) {
         self.params = params
@@ -91,47 +99,77 @@ public struct Sampler: Sendable {
         }
     }
 
+    /// Sorts the candidates by logit descending (ties by id), in place.
+    mutating func sortCandidates() {
+        cand.sort { $0.logit > $1.logit || ($0.logit == $1.logit && $0.id < $1.id) }
+    }
+
     /// Picks a token from `logits` (modified in place by penalties).
     public mutating func sample(_ logits: UnsafeMutablePointer<Float>, vocab: Int, history: [Int] = []) -> Int {
         applyPenalties(logits, vocab: vocab, history: history)
-        if params.temperature == 0 { return Int(sq_argmax_f32(logits, Int64(vocab))) }
+        let top = Int(sq_argmax_f32(logits, Int64(vocab)))
+        if params.temperature == 0 { return top }
         let invT = 1 / params.temperature
-        // Candidate set: top-k (or all), sorted by logit descending.
-        candidates.removeAll(keepingCapacity: true)
+        let maxL = logits[top]
+        cand.removeAll(keepingCapacity: true)
         let k = params.topK > 0 ? min(params.topK, vocab) : vocab
+        var total = 0.0  // mass of the top-k candidates, relative to the largest
         if k < vocab {
-            // Partial selection with a small heap-free approach: keep the k best.
-            var best: [(id: Int, logit: Float)] = []
-            best.reserveCapacity(k + 1)
+            // Keep the k best: collect, and trim back to k whenever twice as many have gathered.
             var floor = -Float.infinity
             for i in 0..<vocab {
                 let l = logits[i]
-                if best.count < k || l > floor {
-                    best.append((i, l))
-                    if best.count > 2 * k {
-                        best.sort { $0.logit > $1.logit }
-                        best.removeLast(best.count - k)
-                        floor = best[k - 1].logit
+                if cand.count < k || l > floor {
+                    cand.append((i, l))
+                    if cand.count > 2 * k {
+                        sortCandidates()
+                        cand.removeLast(cand.count - k)
+                        floor = cand[k - 1].logit
                     }
                 }
             }
-            best.sort { $0.logit > $1.logit || ($0.logit == $1.logit && $0.id < $1.id) }
-            candidates = Array(best.prefix(k))
+            sortCandidates()
+            if cand.count > k { cand.removeLast(cand.count - k) }
+            for c in cand { total += Double(expf((c.logit - maxL) * invT)) }
         } else {
-            for i in 0..<vocab { candidates.append((i, logits[i])) }
-            candidates.sort { $0.logit > $1.logit || ($0.logit == $1.logit && $0.id < $1.id) }
+            for i in 0..<vocab { total += Double(expf((logits[i] - maxL) * invT)) }
+            if params.topP >= 1 && params.minP <= 0 {
+                // No filter: draw over the whole vocabulary in id order (same distribution).
+                let r = Double(rng.nextUnit()) * total
+                var acc = 0.0
+                for i in 0..<vocab {
+                    acc += Double(expf((logits[i] - maxL) * invT))
+                    if r < acc { return i }
+                }
+                return top
+            }
+            // Only tokens above a probability floor can be in the kept prefix when their mass already
+            // reaches top-p (or they are all that min-p keeps); otherwise take everything.
+            var found = false
+            for ratio in [1e-3, 1e-6] {
+                let floorP = max(ratio, Double(params.minP))
+                let cut = maxL + Float(log(floorP)) / invT
+                cand.removeAll(keepingCapacity: true)
+                var mass = 0.0
+                for i in 0..<vocab where logits[i] >= cut {
+                    cand.append((i, logits[i]))
+                    mass += Double(expf((logits[i] - maxL) * invT))
+                }
+                if Double(params.minP) >= ratio || mass >= Double(params.topP) * total { found = true; break }
+            }
+            if !found {
+                cand.removeAll(keepingCapacity: true)
+                for i in 0..<vocab { cand.append((i, logits[i])) }
+            }
+            sortCandidates()
         }
-        // Softmax over candidates at temperature.
-        let maxL = candidates[0].logit
-        var probs = candidates.map { Double(expf(($0.logit - maxL) * invT)) }
-        var total = probs.reduce(0, +)
-        // min-p: drop tokens below minP * max prob.
+        probs.removeAll(keepingCapacity: true)
+        for c in cand { probs.append(Double(expf((c.logit - maxL) * invT))) }
         var n = probs.count
         if params.minP > 0 {
             let thr = Double(params.minP) * probs[0]
             while n > 1 && probs[n - 1] < thr { n -= 1 }
         }
-        // top-p: smallest prefix with mass >= topP.
         if params.topP < 1 {
             var acc = 0.0
             for i in 0..<n {
@@ -139,14 +177,14 @@ public struct Sampler: Sendable {
                 if acc >= Double(params.topP) { n = i + 1; break }
             }
         }
-        probs.removeLast(probs.count - n)
-        total = probs.reduce(0, +)
-        let r = Double(rng.nextUnit()) * total
+        var kept = 0.0
+        for i in 0..<n { kept += probs[i] }
+        let r = Double(rng.nextUnit()) * kept
         var acc = 0.0
         for i in 0..<n {
             acc += probs[i]
-            if r < acc { return candidates[i].id }
+            if r < acc { return cand[i].id }
         }
-        return candidates[n - 1].id
+        return cand[n - 1].id
     }
 }

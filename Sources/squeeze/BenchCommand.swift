@@ -59,7 +59,7 @@ struct BenchCommand: ParsableCommand {
         guard !threadList.isEmpty else { throw ValidationError("--threads needs at least one positive count") }
         var out = Output(bandwidthGBps: [:], isa: ISALevel.current.description, kernels: [], models: [])
         var lines: [String] = []
-        for t in threadList { out.bandwidthGBps["\(t)"] = MemoryBandwidth.measure(threads: min(t, WorkerPool.shared.threadCount)) }
+        for t in threadList { out.bandwidthGBps["\(t)"] = KernelBenchmark.measureBandwidth(threads: min(t, WorkerPool.shared.threadCount)) }
         lines.append("machine: \(WorkerPool.cpuCount) CPUs, ISA \(ISALevel.current), features \(cpuFeatureNames.joined(separator: ",")), LUT kernels \(LUTMatrix.variant)")
         lines.append("memory read bandwidth: " + threadList.map { String(format: "%.1f GB/s (%d thread%@)", out.bandwidthGBps["\($0)"]!, $0, $0 > 1 ? "s" : "") }.joined(separator: ", "))
         let base = try ModelLoader.load(path: path)

@@ -1,3 +1,4 @@
+import CSqueezeKernels
 import SqueezeCore
 import SqueezeKernels
 import Testing
@@ -14,5 +15,22 @@ import Testing
         }
         for r in rows { #expect(r.seconds > 0 && r.bytes > 0 && r.rows == 40 && r.columns == 100) }
         #expect(KernelBenchmark.measureBandwidth(megabytes: 4, threads: 1) > 0)
+    }
+
+    /// The bandwidth probe's four-stream sum equals a plain sum (every element read once), on each
+    /// dispatch level, for lengths that are not multiples of 64 and for unaligned starts (scalar path).
+    @Test func readSumCountsEveryElementOnce() {
+        for level in ISALevel.available {
+            ISALevel.with(level) {
+                for n in [0, 1, 63, 64, 1000, 4099] {
+                    let b = AlignedBuffer<Float>(count: n + 1)
+                    for i in 0..<(n + 1) { b[i] = Float(i % 7) }
+                    let want = (0..<n).reduce(Float(0)) { $0 + Float($1 % 7) }
+                    #expect(sq_read_sum_f32(b.pointer, Int64(n)) == want, "\(level) n=\(n)")
+                    let want1 = (1..<(n + 1)).reduce(Float(0)) { $0 + Float($1 % 7) }
+                    #expect(sq_read_sum_f32(b.pointer + 1, Int64(n)) == want1, "\(level) n=\(n) unaligned")
+                }
+            }
+        }
     }
 }

@@ -43,6 +43,9 @@ uint16_t sq_f32_to_f16_1(float f);
 
 // ---- vector helpers ----
 float sq_dot_f32(const float *a, const float *b, int64_t n);
+/// Sum of n floats (p 32-byte aligned for the SIMD path), reading four streams at once: the
+/// memory-bandwidth probe.
+float sq_read_sum_f32(const float *p, int64_t n);
 /// y += a * x
 void sq_axpy_f32(float a, const float *x, float *y, int64_t n);
 
