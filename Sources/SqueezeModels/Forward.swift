@@ -90,6 +90,10 @@ extension LlamaModel {
         guard cache.length + tokens.count <= cache.capacity else {
             throw ModelError.contextOverflow(requested: cache.length + tokens.count, limit: cache.capacity)
         }
+        if config.learnedPositionOffset != nil && cache.length + tokens.count > config.maxPositionEmbeddings {
+            // Learned position tables end there.
+            throw ModelError.contextOverflow(requested: cache.length + tokens.count, limit: config.maxPositionEmbeddings)
+        }
         if mode == .all && tokens.count > ws.maxLogitRows {
             throw ModelError.invalidArgument("workspace holds \(ws.maxLogitRows) rows of logits, \(tokens.count) requested")
         }
@@ -125,6 +129,9 @@ extension LlamaModel {
                 throw ModelError.invalidArgument("token id \(t) is outside the vocabulary (0..<\(config.vocabSize))")
             }
             guard c.length < c.capacity else { throw ModelError.contextOverflow(requested: c.length + 1, limit: c.capacity) }
+            if config.learnedPositionOffset != nil && c.length >= config.maxPositionEmbeddings {
+                throw ModelError.contextOverflow(requested: c.length + 1, limit: config.maxPositionEmbeddings)
+            }
         }
         let segs = caches.enumerated().map { Segment(cache: $0.element, start: $0.offset, count: 1) }
         run(tokens[...], segments: segs, ws: ws, logits: .all, logitRowOffset: 0)
@@ -364,19 +371,26 @@ extension LlamaModel {
                 let p0 = seg.cache.length // not yet advanced for this pass
                 let m = task.t1 - task.t0
                 let S = p0 + task.t1 // keys visible to the block's last query
+                // With a sliding window, keys before the block's first query's window are never read:
+                // keys [k0, S), so a decode step costs O(window), not O(context).
+                let k0 = window.map { max(0, p0 + task.t0 - $0 + 1) } ?? 0
+                let n = S - k0
                 let sc = ws.scores[thread].pointer
                 let qrow = ws.q.pointer + (seg.start + task.t0) * qd + task.head * hd
-                sq_gemm_f32(qrow, Int64(qd), kc + kvh * hd, Int64(kvd), sc, Int64(S), Int64(m), Int64(hd), 0, Int64(S))
+                sq_gemm_f32(qrow, Int64(qd), kc + k0 * kvd + kvh * hd, Int64(kvd), sc, Int64(n), Int64(m), Int64(hd), 0, Int64(n))
                 for i in 0..<m {
-                    let row = sc + i * S
+                    let row = sc + i * n
                     let pos = p0 + task.t0 + i
                     let lo = window.map { max(0, pos - $0 + 1) } ?? 0
-                    for j in 0..<S { row[j] = (j > pos || j < lo) ? -Float.infinity : row[j] * scale }
-                    _ = sq_softmax_f32(row, Int64(S))
+                    for j in 0..<n {
+                        let key = k0 + j
+                        row[j] = (key > pos || key < lo) ? -Float.infinity : row[j] * scale
+                    }
+                    _ = sq_softmax_f32(row, Int64(n))
                 }
-                sq_gemm_f32(sc, Int64(S), vt + kvh * hd * cap, Int64(cap),
+                sq_gemm_f32(sc, Int64(n), vt + kvh * hd * cap + k0, Int64(cap),
                             ws.att.pointer + (seg.start + task.t0) * qd + task.head * hd, Int64(qd),
-                            Int64(m), Int64(S), 0, Int64(hd))
+                            Int64(m), Int64(n), 0, Int64(hd))
             }
         }
     }

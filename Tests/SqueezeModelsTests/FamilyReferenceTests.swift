@@ -200,6 +200,46 @@ struct FamilyReferenceTests {
         #expect(m.layers.allSatisfy { $0.qBias != nil && $0.kBias != nil && $0.vBias != nil && $0.oBias == nil })
     }
 
+    /// Checkpoints saved from the base model class (the original GPT-2 files: `h.0.attn.c_attn.weight`,
+    /// `wte.weight`; OPT's `decoder.layers...`) load too: the same model without the name prefix gives
+    /// the same logits.
+    @Test(arguments: [("gpt2", "transformer."), ("opt", "model.")])
+    func checkpointWithoutPrefixLoads(_ family: String, _ prefix: String) throws {
+        let fx = try FamilyFixture(family)
+        let dir = NSTemporaryDirectory() + "squeeze-family-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.copyItem(atPath: fx.dir + "/config.json", toPath: dir + "/config.json")
+        let st = try SafeTensorsModel(path: fx.dir + "/model.safetensors")
+        var tensors: [Tensor] = []
+        for n in st.tensorNames {
+            #expect(n.hasPrefix(prefix))
+            let t = try st.tensor(n)
+            tensors.append(Tensor(name: String(n.dropFirst(prefix.count)), dtype: t.dtype, shape: t.shape, data: t.data, owner: t.owner))
+        }
+        try SafeTensorsWriter.write(tensors: tensors, to: dir + "/model.safetensors")
+        let model = try ModelLoader.load(path: dir)
+        let T = fx.ids.count, V = model.config.vocabSize
+        let ws = Workspace(model: model, maxTokens: T)
+        try model.forward(tokens: fx.ids, cache: KVCache(config: model.config, capacity: T), workspace: ws, logits: .all)
+        let (worst, bad) = compareLogits(ws.logits.pointer, fx.logits, rows: T, vocab: V)
+        #expect(bad.isEmpty && worst <= Self.relativeTolerance * fx.scale, "\(family): \(worst)")
+    }
+
+    /// Learned position tables end at max_position_embeddings: a longer sequence is refused, not read
+    /// past the table.
+    @Test func learnedPositionsBoundTheContext() throws {
+        let fx = try FamilyFixture("gpt2")
+        let model = try ModelLoader.load(path: fx.dir)
+        let n = model.config.maxPositionEmbeddings
+        let cache = KVCache(config: model.config, capacity: n + 8)
+        let ws = Workspace(model: model, maxTokens: n + 8)
+        try model.forward(tokens: [Int](repeating: 5, count: n), cache: cache, workspace: ws, logits: .last)
+        #expect(throws: ModelError.contextOverflow(requested: n + 1, limit: n)) {
+            try model.forward(tokens: [5], cache: cache, workspace: ws, logits: .last)
+        }
+    }
+
     /// An unsupported model_type is refused with an error naming it and the supported ones.
     @Test func unsupportedModelTypeIsNamed() throws {
         let dir = NSTemporaryDirectory() + "squeeze-family-\(UUID().uuidString)"

@@ -48,6 +48,44 @@ struct FamilyQuantizeTests {
         #expect(try SensitivityFile(path: dir + "/s.safetensors").validate(config: model.config) == ())
     }
 
+    /// Activations mode: one [1, in-features] tensor per stored linear weight (GPT-2's c_attn once),
+    /// equal to the mean x^2 per column of that layer's input as the training forward pass sees it
+    /// (checked for the first block's attention input, which is the norm of the embeddings for pre-LN
+    /// families and the embeddings themselves for post-LN OPT), and the quantizer accepts the file.
+    @Test(arguments: FamilyFixtures.names)
+    func activationSensitivityPerFamily(_ family: String) throws {
+        let ref = try FamilyFixtures.reference(family)
+        let ids = try ref.tensor("input_ids").toIntArray()
+        let model = try Sensitivity.loadModel(path: FamilyFixtures.dir(family))
+        let acc = try Sensitivity.compute(model: model, windows: [ids], mode: .activations)
+        let dir = temporaryDirectory("family-act")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try acc.write(to: dir + "/a.safetensors")
+        let file = try SafeTensorsModel(path: dir + "/a.safetensors")
+        let c = model.config
+        #expect(file.tensorNames.count == c.allLinearTensors.count)
+        for t in c.allLinearTensors { #expect(file.info(t.weightName)?.shape == [1, t.columns], "\(t.weightName)") }
+        // Block 0's attention input, recomputed here from the embeddings.
+        let ws = TrainingWorkspace(model: model, maxTokens: ids.count)
+        var seen: [Float]?
+        try model.trainingForward(tokens: ids, workspace: ws) { l, k, x, ldx, n in
+            guard l == 0, k == .q else { return }
+            var m = [Float](repeating: 0, count: c.hiddenSize)
+            for t in 0..<n { for j in 0..<c.hiddenSize { m[j] += x[t * ldx + j] * x[t * ldx + j] / Float(n) } }
+            seen = m
+        }
+        let got = try file.tensor(c.allLinearTensors[0].weightName).toFloatArray()
+        let want = try #require(seen)
+        for j in 0..<want.count { #expect(abs(got[j] - want[j]) <= 1e-5 * max(1, want[j])) }
+        // Independent check of the input itself: pre-LN inputs are normalised, post-LN inputs are not.
+        let meanSq = want.reduce(0, +) / Float(want.count)
+        if c.preNorm && c.normKind == .rms { #expect(meanSq > 0.3 && meanSq < 3, "\(meanSq)") }
+        var o = QuantizeOptions()
+        o.sensitivity = .file(dir + "/a.safetensors")
+        let rep = try ModelQuantizer.quantize(model: FamilyFixtures.dir(family), output: dir + "/q", options: o)
+        #expect(rep.tensors.count == c.allLinearTensors.count)
+    }
+
     /// Quantizes with the Fisher sensitivity at 4 and 3 bits and 1% dense-and-sparse; the quantized
     /// directory loads, its linear layers are look-up-table operators, and:
     /// - it computes exactly what its dequantized weights compute (`ModelDequantizer` to F32, loaded as
