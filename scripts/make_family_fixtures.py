@@ -6,9 +6,10 @@ Run from the repository root (needs torch, transformers and safetensors from PyP
 
     python3 scripts/make_family_fixtures.py
 
-Writes, under Tests/SqueezeModelsTests/Fixtures/families/<family>/ for llama, mistral (sliding
-window 5, shorter than the 12-token test sequence), qwen2, opt (pre-LN), opt350m (post-LN,
-word_embed_proj_dim 16 != hidden 32, project_in/project_out) and gpt2:
+Writes, under Tests/SqueezeModelsTests/Fixtures/families/<family>/ for llama, llamabias (biases on
+q/k/v/o and on the MLP, linear rope_scaling 2, tied head), llama3rope (Llama 3.1 rope_scaling),
+mistral (sliding window 5, shorter than the 12-token test sequence), qwen2, opt (pre-LN), opt350m
+(post-LN, word_embed_proj_dim 16 != hidden 32, project_in/project_out) and gpt2:
 
   config.json, model.safetensors   the model as `save_pretrained` writes it (F32, safe_serialization)
   reference.safetensors            `input_ids` (I64 [12]); `logits` (F32 [12, vocab]) of the model in
@@ -23,8 +24,8 @@ Weights are re-drawn with larger scales than transformers' default init (std 0.0
 logit nearly equal, so an argmax comparison would test nothing): matrices N(0, 1/fan_in) * 1.5,
 embeddings N(0, 1), norm weights 1 + N(0, 0.1), biases N(0, 0.1).
 """
-import json
 import os
+import zlib
 import torch
 from safetensors.torch import save_file
 import transformers
@@ -42,6 +43,14 @@ def families():
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                   bos_token_id=1, eos_token_id=2)
     yield "llama", LlamaForCausalLM, LlamaConfig(**common, rms_norm_eps=1e-5, tie_word_embeddings=False)
+    yield "llamabias", LlamaForCausalLM, LlamaConfig(**common, rms_norm_eps=1e-5, tie_word_embeddings=True,
+                                                     attention_bias=True, mlp_bias=True,
+                                                     rope_scaling={"rope_type": "linear", "factor": 2.0})
+    yield "llama3rope", LlamaForCausalLM, LlamaConfig(**common, rms_norm_eps=1e-5, tie_word_embeddings=False,
+                                                      rope_theta=500000.0,
+                                                      rope_scaling={"rope_type": "llama3", "factor": 8.0,
+                                                                    "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                                                    "original_max_position_embeddings": 16})
     yield "mistral", MistralForCausalLM, MistralConfig(**common, sliding_window=5, rms_norm_eps=1e-5,
                                                        tie_word_embeddings=False)
     yield "qwen2", Qwen2ForCausalLM, Qwen2Config(**common, rms_norm_eps=1e-6, tie_word_embeddings=True,
@@ -62,7 +71,7 @@ def linear_weight_names(family, model):
     for n, p in model.named_parameters():
         if not n.endswith(".weight") or p.dim() != 2:
             continue
-        if family in ("llama", "mistral", "qwen2") and ".layers." in n:
+        if family.startswith(("llama", "mistral", "qwen2")) and ".layers." in n:
             names.append(n)
         elif family.startswith("opt") and ".layers." in n:
             names.append(n)
@@ -89,7 +98,7 @@ def reinit(model, g):
 def main():
     torch.manual_seed(0)
     for i, (family, cls, config) in enumerate(families()):
-        g = torch.Generator().manual_seed(100 + i)
+        g = torch.Generator().manual_seed(zlib.crc32(family.encode()))
         config._attn_implementation = "eager"
         model = cls(config).float().eval()
         reinit(model, g)

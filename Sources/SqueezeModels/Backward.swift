@@ -246,6 +246,8 @@ extension LlamaModel {
             layer.up.gemm(xn2, ldx: h, m: T, u, ldy: ffn, pool: pool)
             if let gate = layer.gateOp {
                 gate.gemm(xn2, ldx: h, m: T, g, ldy: ffn, pool: pool)
+                if let b = layer.gateBias { addRowVector(g, b.pointer, T, ffn) }
+                if let b = layer.upBias { addRowVector(u, b.pointer, T, ffn) }
                 pool.parallelFor(T * ffn, minBlock: 8192) { r, _ in
                     sq_silu_mul_f32(g + r.lowerBound, u + r.lowerBound, a + r.lowerBound, Int64(r.count))
                 }

@@ -231,6 +231,8 @@ extension LlamaModel {
             if let gate = layer.gateOp {
                 gate.gemm(ffnIn, ldx: h, m: T, g, ldy: ffn, pool: pool)
                 layer.up.gemm(ffnIn, ldx: h, m: T, u, ldy: ffn, pool: pool)
+                if let b = layer.gateBias { addBias(g, b.pointer, T, ffn) }
+                if let b = layer.upBias { addBias(u, b.pointer, T, ffn) }
                 pool.parallelFor(T * ffn, minBlock: 8192) { r, _ in
                     sq_silu_mul_f32(g + r.lowerBound, u + r.lowerBound, g + r.lowerBound, Int64(r.count))
                 }

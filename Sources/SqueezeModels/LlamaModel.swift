@@ -34,7 +34,7 @@ public struct LlamaLayer {
     /// SwiGLU's gate (nil for ReLU/GELU MLPs, where `up` is fc1/c_fc and `down` fc2/c_proj).
     public let gateOp: LinearOperator?
     public let up: LinearOperator, down: LinearOperator
-    public let upBias: AlignedBuffer<Float>?, downBias: AlignedBuffer<Float>?
+    public let gateBias: AlignedBuffer<Float>?, upBias: AlignedBuffer<Float>?, downBias: AlignedBuffer<Float>?
 
     /// The gate of a SwiGLU block (fatal for families without one; see `gateOp`).
     public var gate: LinearOperator {
@@ -176,7 +176,7 @@ public final class LlamaModel: @unchecked Sendable {
                 ffnNorm: try vector(fn + ".weight", h), ffnNormBias: try normBiasVector(fn),
                 gateOp: try slot(.gate).map { try linear($0) },
                 up: try linear(slot(.up)!), down: try linear(slot(.down)!),
-                upBias: try bias(slot(.up)), downBias: try bias(slot(.down))))
+                gateBias: try bias(slot(.gate)), upBias: try bias(slot(.up)), downBias: try bias(slot(.down))))
         }
         layers = ls
         if config.hasFinalNorm {

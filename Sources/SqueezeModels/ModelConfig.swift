@@ -93,7 +93,9 @@ public struct LlamaConfig: Sendable, Equatable {
                   numHeads: heads, numKVHeads: try obj.optionalInt("num_key_value_heads") ?? heads,
                   headDim: try obj.optionalInt("head_dim"),
                   rmsNormEps: try obj.optionalDouble("rms_norm_eps") ?? 1e-6,
-                  ropeTheta: try obj.optionalDouble("rope_theta") ?? 10000,
+                  ropeTheta: try obj.optionalDouble("rope_theta")
+                      ?? JSONConfig(path: path, object: obj.object("rope_parameters") ?? [:], prefix: "rope_parameters.").optionalDouble("rope_theta")
+                      ?? 10000,
                   maxPositionEmbeddings: try obj.optionalInt("max_position_embeddings") ?? 2048,
                   tieWordEmbeddings: try obj.optionalBool("tie_word_embeddings") ?? (family == .opt))
         modelType = mt
@@ -106,8 +108,10 @@ public struct LlamaConfig: Sendable, Equatable {
             throw ModelError.invalidConfig(file: path, field: "use_sliding_window", detail: "Qwen2's per-layer sliding window is not supported")
         }
         if family == .opt { try readOPT(obj, path: path) }
-        if let rs = obj.object("rope_scaling") {
-            let sub = JSONConfig(path: path, object: rs, prefix: "rope_scaling.")
+        // transformers 5 writes `rope_parameters` (type, factors and rope_theta) instead of `rope_scaling`.
+        let ropeKey = obj.object("rope_scaling") != nil ? "rope_scaling" : "rope_parameters"
+        if let rs = obj.object(ropeKey) {
+            let sub = JSONConfig(path: path, object: rs, prefix: ropeKey + ".")
             let rt = try sub.optionalString("rope_type")
             let tt = try sub.optionalString("type")
             let type = rt ?? tt ?? "default"
@@ -122,7 +126,7 @@ public struct LlamaConfig: Sendable, Equatable {
                                       highFreqFactor: try sub.double("high_freq_factor"),
                                       originalContext: try sub.int("original_max_position_embeddings"))
             default:
-                throw ModelError.invalidConfig(file: path, field: "rope_scaling.rope_type", detail: "unsupported RoPE scaling '\(type)'")
+                throw ModelError.invalidConfig(file: path, field: ropeKey + ".rope_type", detail: "unsupported RoPE scaling '\(type)'")
             }
         }
         try readGenerationConfig(path)

@@ -28,9 +28,16 @@ struct FamilyFixture {
     var scale: Float { logits.map(abs).max() ?? 1 }
 }
 
-/// The families with fixtures: llama, mistral (sliding window 5 < 12 tokens), qwen2 (q/k/v biases),
-/// opt (pre-LN), opt350m (post-LN, word_embed_proj_dim 16 != hidden 32) and gpt2 (fused Conv1D c_attn).
-let familyNames = ["llama", "mistral", "qwen2", "opt", "opt350m", "gpt2"]
+/// The families with fixtures: llama, llamabias (biases on q/k/v/o and the MLP, linear RoPE scaling,
+/// tied head), llama3rope (Llama 3.1 RoPE scaling, rope_theta 500000 inside transformers 5's
+/// `rope_parameters`), mistral (sliding window 5 < 12 tokens), qwen2 (q/k/v biases), opt (pre-LN),
+/// opt350m (post-LN, word_embed_proj_dim 16 != hidden 32) and gpt2 (fused Conv1D c_attn).
+let familyNames = ["llama", "llamabias", "llama3rope", "mistral", "qwen2", "opt", "opt350m", "gpt2"]
+
+/// The `model_type` of a fixture.
+func modelType(of fixture: String) -> String {
+    fixture.hasPrefix("llama") ? "llama" : fixture.hasPrefix("opt") ? "opt" : fixture
+}
 
 func argmax(_ p: UnsafePointer<Float>, _ n: Int) -> Int {
     var best = 0
@@ -64,7 +71,7 @@ struct FamilyReferenceTests {
     func prefillLogitsMatchTransformers(_ family: String) throws {
         let fx = try FamilyFixture(family)
         let model = try ModelLoader.load(path: fx.dir)
-        #expect(model.config.modelType == (family == "opt350m" ? "opt" : family))
+        #expect(model.config.modelType == modelType(of: family))
         let T = fx.ids.count, V = model.config.vocabSize
         let cache = KVCache(config: model.config, capacity: T)
         let ws = Workspace(model: model, maxTokens: T)
@@ -185,6 +192,10 @@ struct FamilyReferenceTests {
     @Test func familyConfigs() throws {
         func cfg(_ n: String) throws -> LlamaConfig { try LlamaConfig(configFile: Fixtures.url("families/\(n)/config.json").path) }
         let opt = try cfg("opt"), opt350 = try cfg("opt350m"), gpt2 = try cfg("gpt2"), qwen = try cfg("qwen2")
+        let l3 = try cfg("llama3rope"), lb = try cfg("llamabias")
+        #expect(l3.ropeTheta == 500000)
+        #expect(l3.ropeScaling == .llama3(factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 16))
+        #expect(lb.ropeScaling == .linear(factor: 2) && lb.tieWordEmbeddings)
         #expect(opt.family == .opt && opt.preNorm && opt.hasFinalNorm && opt.embeddingDim == nil && opt.learnedPositionOffset == 2)
         #expect(opt350.family == .opt && !opt350.preNorm && !opt350.hasFinalNorm && opt350.embeddingDim == 16)
         #expect(gpt2.family == .gpt2 && gpt2.normKind == .layerNorm && gpt2.activation == .geluTanh && gpt2.intermediateSize == 128)
@@ -198,6 +209,8 @@ struct FamilyReferenceTests {
         // Qwen2's q/k/v biases are loaded.
         let m = try ModelLoader.load(path: Fixtures.url("families/qwen2").path)
         #expect(m.layers.allSatisfy { $0.qBias != nil && $0.kBias != nil && $0.vBias != nil && $0.oBias == nil })
+        let b = try ModelLoader.load(path: Fixtures.url("families/llamabias").path)
+        #expect(b.layers.allSatisfy { $0.oBias != nil && $0.gateBias != nil && $0.upBias != nil && $0.downBias != nil })
     }
 
     /// Checkpoints saved from the base model class (the original GPT-2 files: `h.0.attn.c_attn.weight`,
