@@ -99,6 +99,27 @@ struct FamilyReferenceTests {
         #expect(worst <= Self.relativeTolerance * fx.scale, "\(family): max |logit difference| \(worst), scale \(fx.scale)")
     }
 
+    /// Batched decoding (the server's step): three sequences, prefixes of the fixture of lengths 3, 7
+    /// and 10 (past the mistral window), each advanced by its next token in one `forwardBatch`, give
+    /// transformers' logits at positions 3, 7 and 10.
+    @Test(arguments: familyNames)
+    func batchedDecodeMatchesTransformers(_ family: String) throws {
+        let fx = try FamilyFixture(family)
+        let model = try ModelLoader.load(path: fx.dir)
+        let V = model.config.vocabSize
+        let lengths = [7, 3, 10]
+        let caches = lengths.map { _ in KVCache(config: model.config, capacity: fx.ids.count) }
+        let ws = Workspace(model: model, maxTokens: 16)
+        for (c, n) in zip(caches, lengths) { try model.forward(tokens: Array(fx.ids[0..<n]), cache: c, workspace: ws, logits: .none) }
+        try model.forwardBatch(tokens: lengths.map { fx.ids[$0] }, caches: caches, workspace: ws)
+        for (i, n) in lengths.enumerated() {
+            var worst: Float = 0
+            for j in 0..<V { worst = max(worst, abs(ws.logits[i * V + j] - fx.logits[n * V + j])) }
+            #expect(worst <= Self.relativeTolerance * fx.scale, "\(family): sequence \(i) at position \(n): \(worst)")
+            #expect(argmax(ws.logits.pointer + i * V, V) == argmax(Array(fx.logits[(n * V)..<((n + 1) * V)]), V))
+        }
+    }
+
     /// A prefill in chunks of 5 (a workspace smaller than the sequence) continues from the cache correctly.
     @Test(arguments: familyNames)
     func chunkedPrefillMatchesTransformers(_ family: String) throws {
