@@ -23,7 +23,12 @@ public enum LinearKind: Int, CaseIterable, Sendable {
     /// The full Hugging Face weight name for block `layer`.
     public func weightName(layer: Int) -> String { "model.layers.\(layer).\(huggingFaceSuffix).weight" }
 
-    /// The operator of this kind in `layer`.
+    /// The operator of this kind in `layer`, nil when the block has none (the gate of a ReLU/GELU MLP).
+    public func optionalOp(in layer: LlamaLayer) -> LinearOperator? {
+        self == .gate ? layer.gateOp : op(in: layer)
+    }
+
+    /// The operator of this kind in `layer` (the gate only in SwiGLU blocks).
     public func op(in layer: LlamaLayer) -> LinearOperator {
         switch self {
         case .q: return layer.q
@@ -57,7 +62,11 @@ public final class TrainingWorkspace: @unchecked Sendable {
     let res: [AlignedBuffer<Float>]      // numLayers + 1: res[l] is the input of block l; res[L] the final state
     let xn1, q, k, v, att, mid, xn2, gate, up: [AlignedBuffer<Float>]
     let rms1, rms2: [AlignedBuffer<Float>]
-    let xnF, rmsF: AlignedBuffer<Float>
+    /// LayerNorm means (unused for RMSNorm) and, for post-LN blocks, the sum before the MLP norm.
+    let mean1, mean2, post: [AlignedBuffer<Float>]
+    let xnF, rmsF, meanF: AlignedBuffer<Float>
+    /// Embeddings before project_in, and the final state after project_out ([tokens, embeddingWidth]).
+    let projIn, projF, dProj: AlignedBuffer<Float>
     /// Logits, then (in the backward pass) their gradient: [maxTokens, vocab].
     let logits: AlignedBuffer<Float>
     // Backward scratch.
@@ -89,7 +98,11 @@ public final class TrainingWorkspace: @unchecked Sendable {
         xn1 = bufs(T * h); q = bufs(T * qd); k = bufs(T * kvd); v = bufs(T * kvd); att = bufs(T * qd)
         mid = bufs(T * h); xn2 = bufs(T * h); gate = bufs(T * ffn); up = bufs(T * ffn)
         rms1 = bufs(T); rms2 = bufs(T)
-        xnF = AlignedBuffer(count: T * h); rmsF = AlignedBuffer(count: T)
+        let ln = c.normKind == .layerNorm
+        mean1 = bufs(ln ? T : 1); mean2 = bufs(ln ? T : 1); post = bufs(c.preNorm ? 1 : T * h)
+        xnF = AlignedBuffer(count: T * h); rmsF = AlignedBuffer(count: T); meanF = AlignedBuffer(count: T)
+        let ew = c.embeddingDim == nil ? 1 : T * c.embeddingWidth
+        projIn = AlignedBuffer(count: ew); projF = AlignedBuffer(count: ew); dProj = AlignedBuffer(count: ew)
         logits = AlignedBuffer(count: T * c.vocabSize)
         dx = AlignedBuffer(count: T * h); dxn = AlignedBuffer(count: T * max(h, qd))
         dAtt = AlignedBuffer(count: T * qd); dq = AlignedBuffer(count: T * qd)
@@ -107,8 +120,8 @@ public final class TrainingWorkspace: @unchecked Sendable {
 
     /// Bytes held.
     public var byteCount: Int {
-        let lists = [res, xn1, q, k, v, att, mid, xn2, gate, up, rms1, rms2]
-        let singles = [xnF, rmsF, logits, dx, dxn, dAtt, dq, dk, dv, act, dg, du, tmp, dKh, dVh, cosT, sinT] + attScratch
+        let lists = [res, xn1, q, k, v, att, mid, xn2, gate, up, rms1, rms2, mean1, mean2, post]
+        let singles = [xnF, rmsF, meanF, projIn, projF, dProj, logits, dx, dxn, dAtt, dq, dk, dv, act, dg, du, tmp, dKh, dVh, cosT, sinT] + attScratch
         return 4 * (lists.reduce(0) { $0 + $1.reduce(0) { $0 + $1.count } } + singles.reduce(0) { $0 + $1.count })
     }
 }
@@ -122,7 +135,7 @@ extension LlamaModel {
     func denseF32(_ layer: Int, _ kind: LinearKind) throws -> UnsafePointer<Float> {
         let op = kind.op(in: layers[layer])
         guard let d = op as? DenseMatrix, d.tensor.dtype == .f32 else {
-            throw ModelError.unsupportedWeight(file: "(loaded model)", tensor: kind.weightName(layer: layer),
+            throw ModelError.unsupportedWeight(file: "(loaded model)", tensor: config.weightName(layer: layer, kind: kind) ?? "\(kind)",
                                                detail: "the backward pass needs dense F32 weights, this one is '\(op.kind)'; load the model with LoadOptions(weightDType: .f32)")
         }
         return d.tensor.data.assumingMemoryBound(to: Float.self)
@@ -130,7 +143,11 @@ extension LlamaModel {
 
     /// Checks that the backward pass can run on this model: every linear weight and the LM head dense F32.
     public func checkTrainable() throws {
-        for l in 0..<layers.count { for kind in LinearKind.allCases { _ = try denseF32(l, kind) } }
+        for l in 0..<layers.count { for kind in config.linearKinds { _ = try denseF32(l, kind) } }
+        if let po = projectOut, !((po as? DenseMatrix)?.tensor.dtype == .f32) {
+            throw ModelError.unsupportedWeight(file: "(loaded model)", tensor: config.tensorPrefix + "project_out.weight",
+                                               detail: "the backward pass needs a dense F32 project_out; load the model with LoadOptions(weightDType: .f32)")
+        }
         guard let d = lmHead as? DenseMatrix, d.tensor.dtype == .f32 else {
             throw ModelError.unsupportedWeight(file: "(loaded model)", tensor: "lm_head.weight",
                                                detail: "the backward pass needs a dense F32 LM head, this one is '\(lmHead.kind)'; load the model with LoadOptions(weightDType: .f32)")
@@ -161,53 +178,107 @@ extension LlamaModel {
         let h = c.hiddenSize, hd = c.headDim, nh = c.numHeads, nkv = c.numKVHeads
         let qd = nh * hd, kvd = nkv * hd, ffn = c.intermediateSize
         let x0 = ws.res[0].pointer
-        for (t, id) in tokens.enumerated() { embedding.convertToFloat(into: x0 + t * h, offset: id * h, count: h) }
-        let freqs = frequencies(forLength: T)
-        let half = hd / 2
-        for t in 0..<T {
-            for i in 0..<half {
-                let a = Float(t) * freqs[i]
-                ws.cosT[t * half + i] = Float(cos(Double(a)))
-                ws.sinT[t * half + i] = Float(sin(Double(a)))
+        if let pin = projectIn {
+            let ew = c.embeddingWidth
+            for (t, id) in tokens.enumerated() { embedding.convertToFloat(into: ws.projIn.pointer + t * ew, offset: id * ew, count: ew) }
+            pin.gemm(ws.projIn.pointer, ldx: ew, m: T, x0, ldy: h, pool: pool)
+        } else {
+            for (t, id) in tokens.enumerated() { embedding.convertToFloat(into: x0 + t * h, offset: id * h, count: h) }
+        }
+        if let pe = positionEmbedding, let off = c.learnedPositionOffset {
+            for t in 0..<T {
+                let row = pe.pointer + (t + off) * h, xr = x0 + t * h
+                for j in 0..<h { xr[j] += row[j] }
+            }
+        } else {
+            let freqs = frequencies(forLength: T)
+            let half = hd / 2
+            for t in 0..<T {
+                for i in 0..<half {
+                    let a = Float(t) * freqs[i]
+                    ws.cosT[t * half + i] = Float(cos(Double(a)))
+                    ws.sinT[t * half + i] = Float(sin(Double(a)))
+                }
             }
         }
         let tmp = ws.tmp.pointer
+        let pre = c.preNorm
         for (li, layer) in layers.enumerated() {
             let x = ws.res[li].pointer, xn1 = ws.xn1[li].pointer
-            normForward(x, layer.attnNorm.pointer, xn1, ws.rms1[li].pointer, T, h)
-            observer?(li, .q, xn1, h, T); observer?(li, .k, xn1, h, T); observer?(li, .v, xn1, h, T)
+            let attnIn: UnsafeMutablePointer<Float>
+            if pre {
+                normForward(x, layer.attnNorm.pointer, layer.attnNormBias?.pointer, xn1, ws.rms1[li].pointer, ws.mean1[li].pointer, T, h)
+                attnIn = xn1
+            } else {
+                attnIn = x
+            }
+            observer?(li, .q, attnIn, h, T); observer?(li, .k, attnIn, h, T); observer?(li, .v, attnIn, h, T)
             let q = ws.q[li].pointer, k = ws.k[li].pointer, v = ws.v[li].pointer
-            layer.q.gemm(xn1, ldx: h, m: T, q, ldy: qd, pool: pool)
-            layer.k.gemm(xn1, ldx: h, m: T, k, ldy: kvd, pool: pool)
-            layer.v.gemm(xn1, ldx: h, m: T, v, ldy: kvd, pool: pool)
+            layer.q.gemm(attnIn, ldx: h, m: T, q, ldy: qd, pool: pool)
+            layer.k.gemm(attnIn, ldx: h, m: T, k, ldy: kvd, pool: pool)
+            layer.v.gemm(attnIn, ldx: h, m: T, v, ldy: kvd, pool: pool)
             if let b = layer.qBias { addRowVector(q, b.pointer, T, qd) }
             if let b = layer.kBias { addRowVector(k, b.pointer, T, kvd) }
             if let b = layer.vBias { addRowVector(v, b.pointer, T, kvd) }
-            rope(q, T, nh, ws, inverse: false)
-            rope(k, T, nkv, ws, inverse: false)
+            if usesRope {
+                rope(q, T, nh, ws, inverse: false)
+                rope(k, T, nkv, ws, inverse: false)
+            }
             let att = ws.att[li].pointer
             attentionForward(ws, li, T)
             observer?(li, .o, att, qd, T)
             layer.o.gemm(att, ldx: qd, m: T, tmp, ldy: h, pool: pool)
+            if let b = layer.oBias { addRowVector(tmp, b.pointer, T, h) }
             let mid = ws.mid[li].pointer
             for i in 0..<(T * h) { mid[i] = x[i] + tmp[i] }
 
+            // Pre-LN: xn2 = norm2(mid). Post-LN: xn2 = norm1(mid), the MLP's input and residual.
             let xn2 = ws.xn2[li].pointer
-            normForward(mid, layer.ffnNorm.pointer, xn2, ws.rms2[li].pointer, T, h)
-            observer?(li, .gate, xn2, h, T); observer?(li, .up, xn2, h, T)
+            if pre {
+                normForward(mid, layer.ffnNorm.pointer, layer.ffnNormBias?.pointer, xn2, ws.rms2[li].pointer, ws.mean2[li].pointer, T, h)
+            } else {
+                normForward(mid, layer.attnNorm.pointer, layer.attnNormBias?.pointer, xn2, ws.rms1[li].pointer, ws.mean1[li].pointer, T, h)
+            }
+            if layer.gateOp != nil { observer?(li, .gate, xn2, h, T) }
+            observer?(li, .up, xn2, h, T)
             let g = ws.gate[li].pointer, u = ws.up[li].pointer
-            layer.gate.gemm(xn2, ldx: h, m: T, g, ldy: ffn, pool: pool)
-            layer.up.gemm(xn2, ldx: h, m: T, u, ldy: ffn, pool: pool)
             let a = ws.act.pointer
-            pool.parallelFor(T * ffn, minBlock: 8192) { r, _ in
-                sq_silu_mul_f32(g + r.lowerBound, u + r.lowerBound, a + r.lowerBound, Int64(r.count))
+            layer.up.gemm(xn2, ldx: h, m: T, u, ldy: ffn, pool: pool)
+            if let gate = layer.gateOp {
+                gate.gemm(xn2, ldx: h, m: T, g, ldy: ffn, pool: pool)
+                if let b = layer.gateBias { addRowVector(g, b.pointer, T, ffn) }
+                if let b = layer.upBias { addRowVector(u, b.pointer, T, ffn) }
+                pool.parallelFor(T * ffn, minBlock: 8192) { r, _ in
+                    sq_silu_mul_f32(g + r.lowerBound, u + r.lowerBound, a + r.lowerBound, Int64(r.count))
+                }
+            } else {
+                if let b = layer.upBias { addRowVector(u, b.pointer, T, ffn) }
+                LlamaModel.activate(c.activation, u, a, T * ffn)
             }
             observer?(li, .down, a, ffn, T)
             layer.down.gemm(a, ldx: ffn, m: T, tmp, ldy: h, pool: pool)
+            if let b = layer.downBias { addRowVector(tmp, b.pointer, T, h) }
             let out = ws.res[li + 1].pointer
-            for i in 0..<(T * h) { out[i] = mid[i] + tmp[i] }
+            if pre {
+                for i in 0..<(T * h) { out[i] = mid[i] + tmp[i] }
+            } else {
+                let p = ws.post[li].pointer
+                for i in 0..<(T * h) { p[i] = xn2[i] + tmp[i] }
+                normForward(p, layer.ffnNorm.pointer, layer.ffnNormBias?.pointer, out, ws.rms2[li].pointer, ws.mean2[li].pointer, T, h)
+            }
         }
-        normForward(ws.res[layers.count].pointer, norm.pointer, ws.xnF.pointer, ws.rmsF.pointer, T, h)
+        let last = ws.res[layers.count].pointer
+        if c.hasFinalNorm {
+            normForward(last, norm.pointer, normBias?.pointer, ws.xnF.pointer, ws.rmsF.pointer, ws.meanF.pointer, T, h)
+        } else {
+            ws.xnF.pointer.update(from: last, count: T * h)
+        }
+        if let po = projectOut { po.gemm(ws.xnF.pointer, ldx: h, m: T, ws.projF.pointer, ldy: c.embeddingWidth, pool: pool) }
+    }
+
+    /// The LM head's input rows of the training workspace and their width.
+    func headInput(_ ws: TrainingWorkspace) -> (UnsafeMutablePointer<Float>, Int) {
+        projectOut == nil ? (ws.xnF.pointer, config.hiddenSize) : (ws.projF.pointer, config.embeddingWidth)
     }
 
     /// Mean next-token cross-entropy of the window (positions 0..<T-1 predict tokens 1..<T, as Hugging
@@ -225,10 +296,11 @@ extension LlamaModel {
         let h = c.hiddenSize, hd = c.headDim, nh = c.numHeads, nkv = c.numKVHeads
         let qd = nh * hd, kvd = nkv * hd, ffn = c.intermediateSize, V = c.vocabSize
         let lm = (lmHead as! DenseMatrix).tensor.data.assumingMemoryBound(to: Float.self)
+        let (headIn, hw) = headInput(ws)
 
         // Logits for the P predicting positions, then dL/dlogits = (softmax - onehot) / P in place.
         let logits = ws.logits.pointer
-        lmHead.gemm(ws.xnF.pointer, ldx: h, m: P, logits, ldy: V, pool: pool)
+        lmHead.gemm(headIn, ldx: hw, m: P, logits, ldy: V, pool: pool)
         var losses = [Double](repeating: 0, count: P)
         losses.withUnsafeMutableBufferPointer { lb in
             let lp = lb.baseAddress!
@@ -248,71 +320,134 @@ extension LlamaModel {
         let loss = losses.reduce(0, +) / Double(P)
         let clock1 = DispatchTime.now().uptimeNanoseconds
 
-        // Through the LM head and the final norm.
+        // Through the LM head, project_out and the final norm.
         let dxn = ws.dxn.pointer, dx = ws.dx.pointer, tmp = ws.tmp.pointer
-        BackwardKernels.inputGradient(dY: logits, lddy: V, m: P, weight: lm, rows: V, columns: h, dX: dxn, lddx: h, pool: pool)
+        if let po = projectOut {
+            let ew = c.embeddingWidth
+            let w = (po as! DenseMatrix).tensor.data.assumingMemoryBound(to: Float.self)
+            BackwardKernels.inputGradient(dY: logits, lddy: V, m: P, weight: lm, rows: V, columns: ew, dX: ws.dProj.pointer, lddx: ew, pool: pool)
+            BackwardKernels.inputGradient(dY: ws.dProj.pointer, lddy: ew, m: P, weight: w, rows: ew, columns: h, dX: dxn, lddx: h, pool: pool)
+        } else {
+            BackwardKernels.inputGradient(dY: logits, lddy: V, m: P, weight: lm, rows: V, columns: h, dX: dxn, lddx: h, pool: pool)
+        }
         for i in 0..<h { dxn[P * h + i] = 0 }
-        dx.update(repeating: 0, count: T * h)
-        normBackward(ws.res[layers.count].pointer, norm.pointer, ws.rmsF.pointer, dxn, dx, T, h)
+        if c.hasFinalNorm {
+            dx.update(repeating: 0, count: T * h)
+            normBackward(ws.res[layers.count].pointer, norm.pointer, ws.rmsF.pointer, ws.meanF.pointer, dxn, dx, T, h)
+        } else {
+            dx.update(from: dxn, count: T * h)
+        }
+        let pre = c.preNorm
 
         for li in stride(from: layers.count - 1, through: 0, by: -1) {
             let layer = layers[li]
-            // MLP: out = mid + down(silu(gate) * up).
+            // MLP: out = mid + down(act(...)) (pre-LN) or out = norm2(xn2 + down(act(...))) (post-LN).
+            // dOut: the gradient at the MLP's output (before the residual add).
+            let dOut: UnsafeMutablePointer<Float>
+            if pre {
+                dOut = dx
+            } else {
+                tmp.update(repeating: 0, count: T * h)
+                normBackward(ws.post[li].pointer, layer.ffnNorm.pointer, ws.rms2[li].pointer, ws.mean2[li].pointer, dx, tmp, T, h)
+                dOut = tmp
+            }
             let g = ws.gate[li].pointer, u = ws.up[li].pointer, a = ws.act.pointer
             let dg = ws.dg.pointer, du = ws.du.pointer, xn2 = ws.xn2[li].pointer
-            pool.parallelFor(T * ffn, minBlock: 8192) { r, _ in
-                sq_silu_mul_f32(g + r.lowerBound, u + r.lowerBound, a + r.lowerBound, Int64(r.count))
-            }
-            sink?.accept(layer: li, kind: .down, dY: dx, lddy: h, x: a, ldx: ffn, tokens: T)
-            BackwardKernels.inputGradient(dY: dx, lddy: h, m: T, weight: try denseF32(li, .down), rows: h, columns: ffn,
-                                          dX: dg, lddx: ffn, pool: pool)
-            pool.parallelFor(T * ffn, minBlock: 8192) { r, _ in
-                for i in r {
-                    let gi = g[i], s = 1 / (1 + expf(-gi)), da = dg[i]
-                    du[i] = da * gi * s
-                    dg[i] = da * u[i] * s * (1 + gi * (1 - s))
+            if layer.gateOp != nil {
+                pool.parallelFor(T * ffn, minBlock: 8192) { r, _ in
+                    sq_silu_mul_f32(g + r.lowerBound, u + r.lowerBound, a + r.lowerBound, Int64(r.count))
                 }
+            } else {
+                LlamaModel.activate(c.activation, u, a, T * ffn)
             }
-            sink?.accept(layer: li, kind: .gate, dY: dg, lddy: ffn, x: xn2, ldx: h, tokens: T)
-            sink?.accept(layer: li, kind: .up, dY: du, lddy: ffn, x: xn2, ldx: h, tokens: T)
-            BackwardKernels.inputGradient(dY: dg, lddy: ffn, m: T, weight: try denseF32(li, .gate), rows: ffn, columns: h,
-                                          dX: dxn, lddx: h, pool: pool)
-            BackwardKernels.inputGradient(dY: du, lddy: ffn, m: T, weight: try denseF32(li, .up), rows: ffn, columns: h,
-                                          dX: dxn, lddx: h, mode: .add, pool: pool)
-            normBackward(ws.mid[li].pointer, layer.ffnNorm.pointer, ws.rms2[li].pointer, dxn, dx, T, h)
+            sink?.accept(layer: li, kind: .down, dY: dOut, lddy: h, x: a, ldx: ffn, tokens: T)
+            BackwardKernels.inputGradient(dY: dOut, lddy: h, m: T, weight: try denseF32(li, .down), rows: h, columns: ffn,
+                                          dX: dg, lddx: ffn, pool: pool)
+            if layer.gateOp != nil {
+                pool.parallelFor(T * ffn, minBlock: 8192) { r, _ in
+                    for i in r {
+                        let gi = g[i], s = 1 / (1 + expf(-gi)), da = dg[i]
+                        du[i] = da * gi * s
+                        dg[i] = da * u[i] * s * (1 + gi * (1 - s))
+                    }
+                }
+                sink?.accept(layer: li, kind: .gate, dY: dg, lddy: ffn, x: xn2, ldx: h, tokens: T)
+                sink?.accept(layer: li, kind: .up, dY: du, lddy: ffn, x: xn2, ldx: h, tokens: T)
+                BackwardKernels.inputGradient(dY: dg, lddy: ffn, m: T, weight: try denseF32(li, .gate), rows: ffn, columns: h,
+                                              dX: dxn, lddx: h, pool: pool)
+                BackwardKernels.inputGradient(dY: du, lddy: ffn, m: T, weight: try denseF32(li, .up), rows: ffn, columns: h,
+                                              dX: dxn, lddx: h, mode: .add, pool: pool)
+            } else {
+                LlamaModel.activationBackward(c.activation, u, dg, du, T * ffn)
+                sink?.accept(layer: li, kind: .up, dY: du, lddy: ffn, x: xn2, ldx: h, tokens: T)
+                BackwardKernels.inputGradient(dY: du, lddy: ffn, m: T, weight: try denseF32(li, .up), rows: ffn, columns: h,
+                                              dX: dxn, lddx: h, pool: pool)
+            }
+            if pre {
+                normBackward(ws.mid[li].pointer, layer.ffnNorm.pointer, ws.rms2[li].pointer, ws.mean2[li].pointer, dxn, dx, T, h)
+            } else {
+                // d(xn2) = residual + MLP path; then through norm1 to d(mid).
+                for i in 0..<(T * h) { dxn[i] += tmp[i] }
+                dx.update(repeating: 0, count: T * h)
+                normBackward(ws.mid[li].pointer, layer.attnNorm.pointer, ws.rms1[li].pointer, ws.mean1[li].pointer, dxn, dx, T, h)
+            }
 
-            // Attention: mid = x + o(attention(rope(q), rope(k), v)).
-            let att = ws.att[li].pointer, xn1 = ws.xn1[li].pointer
+            // Attention: mid = x + o(attention(rope(q), rope(k), v)); dx holds d(mid).
+            let att = ws.att[li].pointer
+            let attnIn = pre ? ws.xn1[li].pointer : ws.res[li].pointer
             sink?.accept(layer: li, kind: .o, dY: dx, lddy: h, x: att, ldx: qd, tokens: T)
             BackwardKernels.inputGradient(dY: dx, lddy: h, m: T, weight: try denseF32(li, .o), rows: h, columns: qd,
                                           dX: ws.dAtt.pointer, lddx: qd, pool: pool)
             attentionBackward(ws, li, T)
             let dq = ws.dq.pointer, dk = ws.dk.pointer, dv = ws.dv.pointer
-            sink?.accept(layer: li, kind: .v, dY: dv, lddy: kvd, x: xn1, ldx: h, tokens: T)
-            rope(dq, T, nh, ws, inverse: true)
-            rope(dk, T, nkv, ws, inverse: true)
-            sink?.accept(layer: li, kind: .q, dY: dq, lddy: qd, x: xn1, ldx: h, tokens: T)
-            sink?.accept(layer: li, kind: .k, dY: dk, lddy: kvd, x: xn1, ldx: h, tokens: T)
+            sink?.accept(layer: li, kind: .v, dY: dv, lddy: kvd, x: attnIn, ldx: h, tokens: T)
+            if usesRope {
+                rope(dq, T, nh, ws, inverse: true)
+                rope(dk, T, nkv, ws, inverse: true)
+            }
+            sink?.accept(layer: li, kind: .q, dY: dq, lddy: qd, x: attnIn, ldx: h, tokens: T)
+            sink?.accept(layer: li, kind: .k, dY: dk, lddy: kvd, x: attnIn, ldx: h, tokens: T)
             BackwardKernels.inputGradient(dY: dq, lddy: qd, m: T, weight: try denseF32(li, .q), rows: qd, columns: h,
                                           dX: dxn, lddx: h, pool: pool)
             BackwardKernels.inputGradient(dY: dk, lddy: kvd, m: T, weight: try denseF32(li, .k), rows: kvd, columns: h,
                                           dX: dxn, lddx: h, mode: .add, pool: pool)
             BackwardKernels.inputGradient(dY: dv, lddy: kvd, m: T, weight: try denseF32(li, .v), rows: kvd, columns: h,
                                           dX: dxn, lddx: h, mode: .add, pool: pool)
-            normBackward(ws.res[li].pointer, layer.attnNorm.pointer, ws.rms1[li].pointer, dxn, dx, T, h)
+            if pre {
+                normBackward(ws.res[li].pointer, layer.attnNorm.pointer, ws.rms1[li].pointer, ws.mean1[li].pointer, dxn, dx, T, h)
+            } else {
+                for i in 0..<(T * h) { dx[i] += dxn[i] }
+            }
         }
-        _ = tmp
         ws.lastForwardSeconds = Double(clock1 - clock0) / 1e9
         ws.lastBackwardSeconds = Double(DispatchTime.now().uptimeNanoseconds - clock1) / 1e9
         return loss
     }
 
+    /// du = dact * act'(u) for the non-gated MLPs.
+    static func activationBackward(_ a: MLPActivation, _ u: UnsafePointer<Float>, _ dact: UnsafePointer<Float>,
+                                   _ du: UnsafeMutablePointer<Float>, _ n: Int) {
+        switch a {
+        case .relu: for i in 0..<n { du[i] = u[i] > 0 ? dact[i] : 0 }
+        case .geluTanh:
+            let c: Float = 0.7978845608028654
+            for i in 0..<n {
+                let x = u[i]
+                let th = tanhf(c * (x + 0.044715 * x * x * x))
+                let d = 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * c * (1 + 3 * 0.044715 * x * x)
+                du[i] = dact[i] * d
+            }
+        case .swiglu: fatalError("SwiGLU needs the gate")
+        }
+    }
+
     /// Mean next-token cross-entropy of one window, forward only (through the training-mode forward).
     public func trainingLoss(tokens: [Int], workspace ws: TrainingWorkspace) throws -> Double {
         try trainingForward(tokens: tokens, workspace: ws)
-        let T = tokens.count, P = T - 1, V = config.vocabSize, h = config.hiddenSize
+        let T = tokens.count, P = T - 1, V = config.vocabSize
         let logits = ws.logits.pointer
-        lmHead.gemm(ws.xnF.pointer, ldx: h, m: P, logits, ldy: V, pool: pool)
+        let (headIn, hw) = headInput(ws)
+        lmHead.gemm(headIn, ldx: hw, m: P, logits, ldy: V, pool: pool)
         var s = 0.0
         for t in 0..<P {
             let row = logits + t * V
@@ -323,32 +458,58 @@ extension LlamaModel {
 
     // MARK: - Pieces
 
-    /// out = x * r * w per row, r = 1 / sqrt(mean(x^2) + eps) kept in `rms`.
-    func normForward(_ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-                     _ rms: UnsafeMutablePointer<Float>, _ T: Int, _ n: Int) {
+    /// RMSNorm: out = x * r * w per row, r = 1 / sqrt(mean(x^2) + eps) kept in `rms`. LayerNorm:
+    /// out = (x - mu) * r * w + b, r = 1 / sqrt(var(x) + eps), with mu kept in `mean` and r in `rms`.
+    func normForward(_ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>?,
+                     _ out: UnsafeMutablePointer<Float>, _ rms: UnsafeMutablePointer<Float>, _ mean: UnsafeMutablePointer<Float>,
+                     _ T: Int, _ n: Int) {
         let eps = Float(config.rmsNormEps)
+        let layerNorm = config.normKind == .layerNorm
         pool.parallelFor(T, minBlock: 16) { r, _ in
             for t in r {
                 let row = x + t * n, o = out + t * n
-                let ss = sq_dot_f32(row, row, Int64(n))
-                let scale = 1 / (ss / Float(n) + eps).squareRoot()
-                rms[t] = scale
-                for i in 0..<n { o[i] = row[i] * scale * w[i] }
+                if layerNorm {
+                    var mu: Float = 0
+                    for i in 0..<n { mu += row[i] }
+                    mu /= Float(n)
+                    var v: Float = 0
+                    for i in 0..<n { let d = row[i] - mu; v += d * d }
+                    let scale = 1 / (v / Float(n) + eps).squareRoot()
+                    rms[t] = scale
+                    mean[t] = mu
+                    for i in 0..<n { o[i] = (row[i] - mu) * scale * w[i] + (b?[i] ?? 0) }
+                } else {
+                    let ss = sq_dot_f32(row, row, Int64(n))
+                    let scale = 1 / (ss / Float(n) + eps).squareRoot()
+                    rms[t] = scale
+                    for i in 0..<n { o[i] = row[i] * scale * w[i] }
+                }
             }
         }
     }
 
-    /// dx += d(x r w)/dx applied to dy: dx_i += r w_i dy_i - x_i r^3 / n * sum_j dy_j w_j x_j.
+    /// dx += (d norm(x) / dx)^T dy. RMSNorm: dx_i += r w_i dy_i - x_i r^3 / n * sum_j dy_j w_j x_j.
+    /// LayerNorm (xh = (x - mu) r, g = dy w): dx_i += r (g_i - mean(g) - xh_i mean(g xh)).
     func normBackward(_ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>, _ rms: UnsafeMutablePointer<Float>,
-                      _ dy: UnsafeMutablePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ T: Int, _ n: Int) {
+                      _ mean: UnsafeMutablePointer<Float>, _ dy: UnsafeMutablePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                      _ T: Int, _ n: Int) {
+        let layerNorm = config.normKind == .layerNorm
         pool.parallelFor(T, minBlock: 16) { r, _ in
             for t in r {
                 let xr = x + t * n, dyr = dy + t * n, dxr = dx + t * n
                 let s = rms[t]
-                var dot: Float = 0
-                for i in 0..<n { dot += dyr[i] * w[i] * xr[i] }
-                let c = dot * s * s * s / Float(n)
-                for i in 0..<n { dxr[i] += s * w[i] * dyr[i] - xr[i] * c }
+                if layerNorm {
+                    let mu = mean[t]
+                    var sg: Float = 0, sgx: Float = 0
+                    for i in 0..<n { let g = dyr[i] * w[i]; sg += g; sgx += g * (xr[i] - mu) * s }
+                    let mg = sg / Float(n), mgx = sgx / Float(n)
+                    for i in 0..<n { dxr[i] += s * (dyr[i] * w[i] - mg - (xr[i] - mu) * s * mgx) }
+                } else {
+                    var dot: Float = 0
+                    for i in 0..<n { dot += dyr[i] * w[i] * xr[i] }
+                    let c = dot * s * s * s / Float(n)
+                    for i in 0..<n { dxr[i] += s * w[i] * dyr[i] - xr[i] * c }
+                }
             }
         }
     }

@@ -40,6 +40,8 @@ public enum LogitsMode: Sendable {
 public final class Workspace: @unchecked Sendable {
     public let maxTokens: Int
     let x, xn, q, k, v, att, gate, up: AlignedBuffer<Float>
+    /// Token embeddings before project_in and the final state after project_out (OPT-350m style).
+    let proj: AlignedBuffer<Float>
     /// Logits: [maxTokens, vocab] for `.all`, the first row for `.last`.
     public let logits: AlignedBuffer<Float>
     let maxLogitRows: Int
@@ -62,6 +64,7 @@ public final class Workspace: @unchecked Sendable {
         att = AlignedBuffer(count: maxTokens * qd)
         gate = AlignedBuffer(count: maxTokens * c.intermediateSize)
         up = AlignedBuffer(count: maxTokens * c.intermediateSize)
+        proj = AlignedBuffer(count: c.embeddingDim == nil ? 1 : maxTokens * c.embeddingWidth)
         maxLogitRows = logitRows ?? maxTokens
         logits = AlignedBuffer(count: maxLogitRows * c.vocabSize)
         cosT = AlignedBuffer(count: maxTokens * c.headDim / 2)
@@ -86,6 +89,10 @@ extension LlamaModel {
         guard !tokens.isEmpty else { return }
         guard cache.length + tokens.count <= cache.capacity else {
             throw ModelError.contextOverflow(requested: cache.length + tokens.count, limit: cache.capacity)
+        }
+        if config.learnedPositionOffset != nil && cache.length + tokens.count > config.maxPositionEmbeddings {
+            // Learned position tables end there.
+            throw ModelError.contextOverflow(requested: cache.length + tokens.count, limit: config.maxPositionEmbeddings)
         }
         if mode == .all && tokens.count > ws.maxLogitRows {
             throw ModelError.invalidArgument("workspace holds \(ws.maxLogitRows) rows of logits, \(tokens.count) requested")
@@ -122,6 +129,9 @@ extension LlamaModel {
                 throw ModelError.invalidArgument("token id \(t) is outside the vocabulary (0..<\(config.vocabSize))")
             }
             guard c.length < c.capacity else { throw ModelError.contextOverflow(requested: c.length + 1, limit: c.capacity) }
+            if config.learnedPositionOffset != nil && c.length >= config.maxPositionEmbeddings {
+                throw ModelError.contextOverflow(requested: c.length + 1, limit: config.maxPositionEmbeddings)
+            }
         }
         let segs = caches.enumerated().map { Segment(cache: $0.element, start: $0.offset, count: 1) }
         run(tokens[...], segments: segs, ws: ws, logits: .all, logitRowOffset: 0)
@@ -147,39 +157,57 @@ extension LlamaModel {
         let qd = nh * hd, kvd = nkv * hd, ffn = c.intermediateSize
         let x = ws.x.pointer, xn = ws.xn.pointer
 
-        // Embeddings.
-        for (t, id) in tokens.enumerated() { embedding.convertToFloat(into: x + t * h, offset: id * h, count: h) }
-
-        // RoPE tables: each token's absolute position in its sequence.
-        let half = hd / 2
+        // Embeddings (through project_in when narrower), plus learned positions.
+        if let pin = projectIn {
+            let ew = c.embeddingWidth
+            for (t, id) in tokens.enumerated() { embedding.convertToFloat(into: ws.proj.pointer + t * ew, offset: id * ew, count: ew) }
+            pin.gemm(ws.proj.pointer, ldx: ew, m: T, x, ldy: h, pool: pool)
+        } else {
+            for (t, id) in tokens.enumerated() { embedding.convertToFloat(into: x + t * h, offset: id * h, count: h) }
+        }
         var maxContext = 0
-        for seg in segments {
-            let p0 = seg.cache.length
-            maxContext = max(maxContext, p0 + seg.count)
-            let freqs = frequencies(forLength: p0 + seg.count)
-            for i in 0..<seg.count {
-                let t = seg.start + i
-                let pos = Float(p0 + i)
-                for j in 0..<half {
-                    let a = pos * freqs[j]
-                    ws.cosT[t * half + j] = Float(cos(Double(a)))
-                    ws.sinT[t * half + j] = Float(sin(Double(a)))
+        for seg in segments { maxContext = max(maxContext, seg.cache.length + seg.count) }
+        if let pe = positionEmbedding, let off = c.learnedPositionOffset {
+            for seg in segments {
+                for i in 0..<seg.count {
+                    let row = pe.pointer + (seg.cache.length + i + off) * h, xr = x + (seg.start + i) * h
+                    for j in 0..<h { xr[j] += row[j] }
+                }
+            }
+        } else {
+            // RoPE tables: each token's absolute position in its sequence.
+            let half = hd / 2
+            for seg in segments {
+                let p0 = seg.cache.length
+                let freqs = frequencies(forLength: p0 + seg.count)
+                for i in 0..<seg.count {
+                    let t = seg.start + i
+                    let pos = Float(p0 + i)
+                    for j in 0..<half {
+                        let a = pos * freqs[j]
+                        ws.cosT[t * half + j] = Float(cos(Double(a)))
+                        ws.sinT[t * half + j] = Float(sin(Double(a)))
+                    }
                 }
             }
         }
         ws.ensureScores(context: maxContext, threads: pool.threadCount)
+        let rope = usesRope, pre = c.preNorm
 
         for (li, layer) in layers.enumerated() {
-            // Attention block.
-            rmsNorm(x, layer.attnNorm.pointer, xn, T, h)
-            layer.q.gemm(xn, ldx: h, m: T, ws.q.pointer, ldy: qd, pool: pool)
-            layer.k.gemm(xn, ldx: h, m: T, ws.k.pointer, ldy: kvd, pool: pool)
-            layer.v.gemm(xn, ldx: h, m: T, ws.v.pointer, ldy: kvd, pool: pool)
+            // Attention block (pre-LN: x + attn(norm(x)); post-LN: norm(x + attn(x))).
+            let attnIn: UnsafeMutablePointer<Float>
+            if pre { norm(x, layer.attnNorm.pointer, layer.attnNormBias?.pointer, xn, T, h); attnIn = xn } else { attnIn = x }
+            layer.q.gemm(attnIn, ldx: h, m: T, ws.q.pointer, ldy: qd, pool: pool)
+            layer.k.gemm(attnIn, ldx: h, m: T, ws.k.pointer, ldy: kvd, pool: pool)
+            layer.v.gemm(attnIn, ldx: h, m: T, ws.v.pointer, ldy: kvd, pool: pool)
             if let b = layer.qBias { addBias(ws.q.pointer, b.pointer, T, qd) }
             if let b = layer.kBias { addBias(ws.k.pointer, b.pointer, T, kvd) }
             if let b = layer.vBias { addBias(ws.v.pointer, b.pointer, T, kvd) }
-            applyRope(ws.q.pointer, T, nh, ws)
-            applyRope(ws.k.pointer, T, nkv, ws)
+            if rope {
+                applyRope(ws.q.pointer, T, nh, ws)
+                applyRope(ws.k.pointer, T, nkv, ws)
+            }
             // Append K and V (V transposed) to each sequence's cache.
             for seg in segments {
                 let p0 = seg.cache.length, cap = seg.cache.capacity
@@ -192,29 +220,88 @@ extension LlamaModel {
             }
             attention(ws: ws, segments: segments, layer: li)
             layer.o.gemm(ws.att.pointer, ldx: qd, m: T, xn, ldy: h, pool: pool)
+            if let b = layer.oBias { addBias(xn, b.pointer, T, h) }
             addInPlace(x, xn, T * h)
+            if !pre { norm(x, layer.attnNorm.pointer, layer.attnNormBias?.pointer, x, T, h) }
 
             // MLP block.
-            rmsNorm(x, layer.ffnNorm.pointer, xn, T, h)
-            layer.gate.gemm(xn, ldx: h, m: T, ws.gate.pointer, ldy: ffn, pool: pool)
-            layer.up.gemm(xn, ldx: h, m: T, ws.up.pointer, ldy: ffn, pool: pool)
+            let ffnIn: UnsafeMutablePointer<Float>
+            if pre { norm(x, layer.ffnNorm.pointer, layer.ffnNormBias?.pointer, xn, T, h); ffnIn = xn } else { ffnIn = x }
             let g = ws.gate.pointer, u = ws.up.pointer
-            pool.parallelFor(T * ffn, minBlock: 8192) { r, _ in
-                sq_silu_mul_f32(g + r.lowerBound, u + r.lowerBound, g + r.lowerBound, Int64(r.count))
+            if let gate = layer.gateOp {
+                gate.gemm(ffnIn, ldx: h, m: T, g, ldy: ffn, pool: pool)
+                layer.up.gemm(ffnIn, ldx: h, m: T, u, ldy: ffn, pool: pool)
+                if let b = layer.gateBias { addBias(g, b.pointer, T, ffn) }
+                if let b = layer.upBias { addBias(u, b.pointer, T, ffn) }
+                pool.parallelFor(T * ffn, minBlock: 8192) { r, _ in
+                    sq_silu_mul_f32(g + r.lowerBound, u + r.lowerBound, g + r.lowerBound, Int64(r.count))
+                }
+            } else {
+                layer.up.gemm(ffnIn, ldx: h, m: T, u, ldy: ffn, pool: pool)
+                if let b = layer.upBias { addBias(u, b.pointer, T, ffn) }
+                LlamaModel.activate(c.activation, u, g, T * ffn)
             }
             layer.down.gemm(g, ldx: ffn, m: T, xn, ldy: h, pool: pool)
+            if let b = layer.downBias { addBias(xn, b.pointer, T, h) }
             addInPlace(x, xn, T * h)
+            if !pre { norm(x, layer.ffnNorm.pointer, layer.ffnNormBias?.pointer, x, T, h) }
         }
         for seg in segments { seg.cache.length += seg.count }
 
+        let V = c.vocabSize
         switch mode {
         case .none: break
         case .last:
-            rmsNorm(x + (T - 1) * h, norm.pointer, xn, 1, h)
-            lmHead.gemv(xn, ws.logits.pointer, pool: pool)
+            finalState(x + (T - 1) * h, xn, 1, ws)
+            lmHead.gemv(projectOut == nil ? xn : ws.proj.pointer, ws.logits.pointer, pool: pool)
         case .all:
-            rmsNorm(x, norm.pointer, xn, T, h)
-            lmHead.gemm(xn, ldx: h, m: T, ws.logits.pointer + logitRowOffset * c.vocabSize, ldy: c.vocabSize, pool: pool)
+            finalState(x, xn, T, ws)
+            if projectOut == nil {
+                lmHead.gemm(xn, ldx: h, m: T, ws.logits.pointer + logitRowOffset * V, ldy: V, pool: pool)
+            } else {
+                lmHead.gemm(ws.proj.pointer, ldx: c.embeddingWidth, m: T, ws.logits.pointer + logitRowOffset * V, ldy: V, pool: pool)
+            }
+        }
+    }
+
+    /// The LM head's input for T rows of the last block's output: the final norm (or a copy), then
+    /// project_out into `ws.proj` when the model has one.
+    func finalState(_ x: UnsafeMutablePointer<Float>, _ xn: UnsafeMutablePointer<Float>, _ T: Int, _ ws: Workspace) {
+        let h = config.hiddenSize
+        if config.hasFinalNorm { norm(x, norm.pointer, normBias?.pointer, xn, T, h) } else { xn.update(from: x, count: T * h) }
+        if let po = projectOut { po.gemm(xn, ldx: h, m: T, ws.proj.pointer, ldy: config.embeddingWidth, pool: pool) }
+    }
+
+    /// out = act(u) elementwise for the non-gated MLPs.
+    static func activate(_ a: MLPActivation, _ u: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
+        switch a {
+        case .relu: for i in 0..<n { out[i] = max(u[i], 0) }
+        case .geluTanh:
+            let c: Float = 0.7978845608028654 // sqrt(2 / pi)
+            for i in 0..<n {
+                let x = u[i]
+                out[i] = 0.5 * x * (1 + tanhf(c * (x + 0.044715 * x * x * x)))
+            }
+        case .swiglu: fatalError("SwiGLU needs the gate")
+        }
+    }
+
+    /// The block's norm (RMSNorm or LayerNorm with `bias`) of T rows; `out` may be `x`.
+    @inline(__always)
+    func norm(_ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>?,
+              _ out: UnsafeMutablePointer<Float>, _ T: Int, _ n: Int) {
+        if config.normKind == .rms { rmsNorm(x, w, out, T, n); return }
+        let eps = Float(config.rmsNormEps)
+        for t in 0..<T {
+            let row = x + t * n, o = out + t * n
+            var mean: Float = 0
+            for i in 0..<n { mean += row[i] }
+            mean /= Float(n)
+            var v: Float = 0
+            for i in 0..<n { let d = row[i] - mean; v += d * d }
+            let r = 1 / (v / Float(n) + eps).squareRoot()
+            if let b { for i in 0..<n { o[i] = (row[i] - mean) * r * w[i] + b[i] } }
+            else { for i in 0..<n { o[i] = (row[i] - mean) * r * w[i] } }
         }
     }
 
@@ -286,19 +373,26 @@ extension LlamaModel {
                 let p0 = seg.cache.length // not yet advanced for this pass
                 let m = task.t1 - task.t0
                 let S = p0 + task.t1 // keys visible to the block's last query
+                // With a sliding window, keys before the block's first query's window are never read:
+                // keys [k0, S), so a decode step costs O(window), not O(context).
+                let k0 = window.map { max(0, p0 + task.t0 - $0 + 1) } ?? 0
+                let n = S - k0
                 let sc = ws.scores[thread].pointer
                 let qrow = ws.q.pointer + (seg.start + task.t0) * qd + task.head * hd
-                sq_gemm_f32(qrow, Int64(qd), kc + kvh * hd, Int64(kvd), sc, Int64(S), Int64(m), Int64(hd), 0, Int64(S))
+                sq_gemm_f32(qrow, Int64(qd), kc + k0 * kvd + kvh * hd, Int64(kvd), sc, Int64(n), Int64(m), Int64(hd), 0, Int64(n))
                 for i in 0..<m {
-                    let row = sc + i * S
+                    let row = sc + i * n
                     let pos = p0 + task.t0 + i
                     let lo = window.map { max(0, pos - $0 + 1) } ?? 0
-                    for j in 0..<S { row[j] = (j > pos || j < lo) ? -Float.infinity : row[j] * scale }
-                    _ = sq_softmax_f32(row, Int64(S))
+                    for j in 0..<n {
+                        let key = k0 + j
+                        row[j] = (key > pos || key < lo) ? -Float.infinity : row[j] * scale
+                    }
+                    _ = sq_softmax_f32(row, Int64(n))
                 }
-                sq_gemm_f32(sc, Int64(S), vt + kvh * hd * cap, Int64(cap),
+                sq_gemm_f32(sc, Int64(n), vt + kvh * hd * cap + k0, Int64(cap),
                             ws.att.pointer + (seg.start + task.t0) * qd + task.head * hd, Int64(qd),
-                            Int64(m), Int64(S), 0, Int64(hd))
+                            Int64(m), Int64(n), 0, Int64(hd))
             }
         }
     }

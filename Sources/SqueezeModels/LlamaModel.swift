@@ -15,33 +15,59 @@ public struct LoadOptions: Sendable {
     }
 }
 
-/// Builds the operator for one linear layer given its name prefix (e.g. `model.layers.0.mlp.up_proj`);
-/// returns nil to fall back to the dense `.weight` tensor.
-public typealias LinearFactory = (_ prefix: String, _ rows: Int, _ columns: Int) throws -> LinearOperator?
+/// Builds the operator for one linear layer given where its weight is stored (`slot.prefix`, e.g.
+/// `model.layers.0.mlp.up_proj`, and for a fused QKV the rows it takes); returns nil to fall back to the
+/// dense `.weight` tensor.
+public typealias LinearFactory = (_ slot: LinearSlot) throws -> LinearOperator?
 
-/// One transformer block's weights.
+/// One transformer block's weights (every family: absent pieces are nil).
 public struct LlamaLayer {
+    /// The norm before attention (post-LN: after the attention residual), its bias for LayerNorm.
     public let attnNorm: AlignedBuffer<Float>
+    public let attnNormBias: AlignedBuffer<Float>?
     public let q: LinearOperator, k: LinearOperator, v: LinearOperator, o: LinearOperator
     public let qBias: AlignedBuffer<Float>?, kBias: AlignedBuffer<Float>?, vBias: AlignedBuffer<Float>?
+    public let oBias: AlignedBuffer<Float>?
+    /// The norm before the MLP (post-LN: after the MLP residual), its bias for LayerNorm.
     public let ffnNorm: AlignedBuffer<Float>
-    public let gate: LinearOperator, up: LinearOperator, down: LinearOperator
+    public let ffnNormBias: AlignedBuffer<Float>?
+    /// SwiGLU's gate (nil for ReLU/GELU MLPs, where `up` is fc1/c_fc and `down` fc2/c_proj).
+    public let gateOp: LinearOperator?
+    public let up: LinearOperator, down: LinearOperator
+    public let gateBias: AlignedBuffer<Float>?, upBias: AlignedBuffer<Float>?, downBias: AlignedBuffer<Float>?
 
-    /// The seven linear operators with their Hugging Face names (suffix after `model.layers.N.`).
+    /// The gate of a SwiGLU block (fatal for families without one; see `gateOp`).
+    public var gate: LinearOperator {
+        guard let g = gateOp else { fatalError("this family's MLP has no gate projection") }
+        return g
+    }
+
+    /// The linear operators with their Llama-style names (suffix after `model.layers.N.`).
     public var linears: [(String, LinearOperator)] {
-        [("self_attn.q_proj", q), ("self_attn.k_proj", k), ("self_attn.v_proj", v), ("self_attn.o_proj", o),
-         ("mlp.gate_proj", gate), ("mlp.up_proj", up), ("mlp.down_proj", down)]
+        var out: [(String, LinearOperator)] = [("self_attn.q_proj", q), ("self_attn.k_proj", k), ("self_attn.v_proj", v),
+                                                ("self_attn.o_proj", o)]
+        if let g = gateOp { out.append(("mlp.gate_proj", g)) }
+        out += [("mlp.up_proj", up), ("mlp.down_proj", down)]
+        return out
     }
 }
 
-/// A Llama-family decoder (LLaMA, LLaMA-2, Vicuna, SmolLM, Mistral) with F32 activations.
+/// The decoder of every supported family (`ModelFamily`: LLaMA, LLaMA-2, Vicuna, SmolLM, XGen, Mistral,
+/// Qwen2, OPT, GPT-2) with F32 activations; the config says which pieces its blocks have.
 public final class LlamaModel: @unchecked Sendable {
     public let config: LlamaConfig
     public let ropeLayout: RopeLayout
-    /// Token embeddings [vocab, hidden] (F32, F16 or BF16).
+    /// Token embeddings [vocab, embeddingWidth] (F32, F16 or BF16).
     public let embedding: Tensor
+    /// Learned positions [positions, hidden] in F32 (OPT, GPT-2).
+    public let positionEmbedding: AlignedBuffer<Float>?
+    /// OPT's project_in [hidden, embeddingWidth] and project_out [embeddingWidth, hidden].
+    public let projectIn: LinearOperator?
+    public let projectOut: LinearOperator?
     public let layers: [LlamaLayer]
+    /// The final norm (weight all ones and `hasFinalNorm == false` when the family has none).
     public let norm: AlignedBuffer<Float>
+    public let normBias: AlignedBuffer<Float>?
     public let lmHead: LinearOperator
     /// The pool all kernels run on.
     public let pool: WorkerPool
@@ -50,10 +76,12 @@ public final class LlamaModel: @unchecked Sendable {
     /// Loads the weights named by the config from `source`, checking every shape.
     public init(config: LlamaConfig, source: TensorSource, options: LoadOptions = LoadOptions(),
                 linearFactory: LinearFactory? = nil, pool: WorkerPool = .shared) throws {
+        var config = config
+        if source is SafeTensorsSource { config.resolveTensorPrefix(names: Set(source.tensorNames)) }
         self.config = config
         self.ropeLayout = source.ropeLayout
         self.pool = pool
-        let h = config.hiddenSize, hd = config.headDim
+        let h = config.hiddenSize
         let file = source.path
 
         func load(_ name: String, _ shape: [Int]) throws -> Tensor {
@@ -64,10 +92,10 @@ public final class LlamaModel: @unchecked Sendable {
             }
             return t
         }
-        func vector(_ name: String, _ n: Int) throws -> AlignedBuffer<Float> {
-            let t = try load(name, [n])
+        func vector(_ name: String, _ n: Int, offset: Int = 0, total: Int? = nil) throws -> AlignedBuffer<Float> {
+            let t = try load(name, [total ?? n])
             let b = AlignedBuffer<Float>(count: n)
-            t.convertToFloat(into: b.pointer, offset: 0, count: n)
+            t.convertToFloat(into: b.pointer, offset: offset, count: n)
             return b
         }
         func optionalVector(_ name: String, _ n: Int) throws -> AlignedBuffer<Float>? {
@@ -79,47 +107,99 @@ public final class LlamaModel: @unchecked Sendable {
             else if ![.f32, .f16, .bf16].contains(t.dtype) { t = t.toF32() }
             return try DenseMatrix(t)
         }
-        func linear(_ prefix: String, _ rows: Int, _ cols: Int) throws -> LinearOperator {
-            if let f = linearFactory, let op = try f(prefix, rows, cols) {
-                guard op.rows == rows, op.columns == cols else {
-                    throw ModelError.shapeMismatch(file: file, tensor: prefix, expected: [rows, cols], got: [op.rows, op.columns])
+        // Conv1D ([in, out]) weights transposed once to [out, in] F32, shared by the slices of a fused QKV.
+        var transposedCache: [String: Tensor] = [:]
+        func storedWeight(_ s: LinearSlot) throws -> Tensor {
+            let name = s.prefix + ".weight"
+            guard s.transposed else { return try load(name, [s.tensorRows, s.columns]) }
+            if let t = transposedCache[name] { return t }
+            let t = try load(name, [s.columns, s.tensorRows])
+            let src = t.toFloatArray()
+            let buf = AlignedBuffer<Float>(count: s.tensorRows * s.columns)
+            for i in 0..<s.columns { for o in 0..<s.tensorRows { buf[o * s.columns + i] = src[i * s.tensorRows + o] } }
+            let out = Tensor.owning(buf, name: name, dtype: .f32, shape: [s.tensorRows, s.columns])
+            transposedCache[name] = out
+            return out
+        }
+        func linear(_ s: LinearSlot) throws -> LinearOperator {
+            if let f = linearFactory, let op = try f(s) {
+                guard op.rows == s.rows, op.columns == s.columns else {
+                    throw ModelError.shapeMismatch(file: file, tensor: s.prefix, expected: [s.rows, s.columns], got: [op.rows, op.columns])
                 }
                 return op
             }
-            return try dense(try load(prefix + ".weight", [rows, cols]))
+            let full = try storedWeight(s)
+            if s.isWhole { return try dense(full) }
+            let sz = full.dtype.byteSize
+            let slice = Tensor(name: full.name, dtype: full.dtype, shape: [s.rows, s.columns],
+                               data: full.data + s.rowOffset * s.columns * sz, owner: full.owner)
+            return try dense(slice)
+        }
+        func bias(_ s: LinearSlot?) throws -> AlignedBuffer<Float>? {
+            guard let s else { return nil }
+            let name = s.prefix + ".bias"
+            guard source.contains(name) else { return nil }
+            return try vector(name, s.rows, offset: s.rowOffset, total: s.tensorRows)
+        }
+        let layerNorm = config.normKind == .layerNorm
+        func normBiasVector(_ prefix: String) throws -> AlignedBuffer<Float>? {
+            layerNorm ? try vector(prefix + ".bias", h) : nil
         }
 
-        let emb = try load("model.embed_tokens.weight", [config.vocabSize, h])
+        let ew = config.embeddingWidth
+        let emb = try load(config.embeddingName, [config.vocabSize, ew])
         embedding = [.f32, .f16, .bf16].contains(emb.dtype) ? emb : emb.toF32()
+        if let pn = config.positionEmbeddingName {
+            let rows = config.maxPositionEmbeddings + (config.learnedPositionOffset ?? 0)
+            let pt = try load(pn, [rows, h])
+            let pb = AlignedBuffer<Float>(count: rows * h)
+            pt.convertToFloat(into: pb.pointer, offset: 0, count: rows * h)
+            positionEmbedding = pb
+        } else {
+            positionEmbedding = nil
+        }
+        if config.embeddingDim != nil {
+            projectIn = try dense(try load(config.tensorPrefix + "project_in.weight", [h, ew]))
+            projectOut = try dense(try load(config.tensorPrefix + "project_out.weight", [ew, h]))
+        } else {
+            projectIn = nil
+            projectOut = nil
+        }
         var ls: [LlamaLayer] = []
         for i in 0..<config.numLayers {
-            let p = "model.layers.\(i)."
-            let qd = config.numHeads * hd, kvd = config.numKVHeads * hd
+            func slot(_ k: LinearKind) -> LinearSlot? { config.linearSlot(layer: i, kind: k) }
+            let an = config.attentionNormName(layer: i), fn = config.mlpNormName(layer: i)
             ls.append(LlamaLayer(
-                attnNorm: try vector(p + "input_layernorm.weight", h),
-                q: try linear(p + "self_attn.q_proj", qd, h),
-                k: try linear(p + "self_attn.k_proj", kvd, h),
-                v: try linear(p + "self_attn.v_proj", kvd, h),
-                o: try linear(p + "self_attn.o_proj", h, qd),
-                qBias: try optionalVector(p + "self_attn.q_proj.bias", qd),
-                kBias: try optionalVector(p + "self_attn.k_proj.bias", kvd),
-                vBias: try optionalVector(p + "self_attn.v_proj.bias", kvd),
-                ffnNorm: try vector(p + "post_attention_layernorm.weight", h),
-                gate: try linear(p + "mlp.gate_proj", config.intermediateSize, h),
-                up: try linear(p + "mlp.up_proj", config.intermediateSize, h),
-                down: try linear(p + "mlp.down_proj", h, config.intermediateSize)))
+                attnNorm: try vector(an + ".weight", h), attnNormBias: try normBiasVector(an),
+                q: try linear(slot(.q)!), k: try linear(slot(.k)!), v: try linear(slot(.v)!), o: try linear(slot(.o)!),
+                qBias: try bias(slot(.q)), kBias: try bias(slot(.k)), vBias: try bias(slot(.v)), oBias: try bias(slot(.o)),
+                ffnNorm: try vector(fn + ".weight", h), ffnNormBias: try normBiasVector(fn),
+                gateOp: try slot(.gate).map { try linear($0) },
+                up: try linear(slot(.up)!), down: try linear(slot(.down)!),
+                gateBias: try bias(slot(.gate)), upBias: try bias(slot(.up)), downBias: try bias(slot(.down))))
         }
         layers = ls
-        norm = try vector("model.norm.weight", h)
+        if config.hasFinalNorm {
+            norm = try vector(config.finalNormName + ".weight", h)
+            normBias = try normBiasVector(config.finalNormName)
+        } else {
+            norm = AlignedBuffer<Float>(count: h)
+            for i in 0..<h { norm[i] = 1 }
+            normBias = nil
+        }
+        let head = LinearSlot(kind: nil, prefix: "lm_head", rows: config.vocabSize, columns: ew)
         if source.contains("lm_head.weight") || linearFactory != nil && !config.tieWordEmbeddings {
-            lmHead = try linear("lm_head", config.vocabSize, h)
+            lmHead = try linear(head)
         } else if config.tieWordEmbeddings {
             lmHead = try dense(embedding)
         } else {
             throw ModelError.missingTensor(file: file, tensor: "lm_head.weight")
         }
-        invFreq = LlamaModel.inverseFrequencies(config)
+        invFreq = config.learnedPositionOffset == nil ? LlamaModel.inverseFrequencies(config) : []
     }
+
+    /// Whether positions are rotary (false: learned absolute positions).
+    public var usesRope: Bool { config.learnedPositionOffset == nil }
 
     /// RoPE inverse frequencies (Float32, as Hugging Face computes them), with `rope_scaling` applied.
     static func inverseFrequencies(_ c: LlamaConfig) -> [Float] {
@@ -158,7 +238,7 @@ public final class LlamaModel: @unchecked Sendable {
     public var parameterCount: Int {
         let c = config
         let lin = layers.reduce(0) { acc, l in acc + l.linears.reduce(0) { $0 + $1.1.rows * $1.1.columns } }
-        return lin + c.vocabSize * c.hiddenSize * (c.tieWordEmbeddings ? 1 : 2) + c.hiddenSize * (2 * c.numLayers + 1)
+        return lin + c.vocabSize * c.embeddingWidth * (c.tieWordEmbeddings ? 1 : 2) + c.hiddenSize * (2 * c.numLayers + 1)
     }
 }
 

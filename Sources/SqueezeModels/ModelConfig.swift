@@ -20,9 +20,26 @@ public enum RopeLayout: String, Sendable {
     case interleaved
 }
 
-/// Hyper-parameters of a Llama-family decoder (LLaMA, LLaMA-2, Vicuna, SmolLM, Mistral).
+/// Hyper-parameters of a decoder of any supported family (`ModelFamily`: LLaMA, LLaMA-2, Vicuna,
+/// SmolLM, XGen, Mistral, Qwen2, OPT, GPT-2); the name stays from when Llama was the only one.
 public struct LlamaConfig: Sendable, Equatable {
     public var modelType: String = "llama"
+    /// The family (decides the block's pieces and the tensor names).
+    public var family: ModelFamily = .llama
+    /// RMSNorm (Llama families) or LayerNorm with bias (OPT, GPT-2); `rmsNormEps` is its epsilon.
+    public var normKind: NormKind = .rms
+    /// The MLP: SwiGLU (gate, up, down) or a plain two-layer MLP with ReLU or GELU.
+    public var activation: MLPActivation = .swiglu
+    /// Learned absolute positions, row `position + offset` of the table (OPT: 2, GPT-2: 0); nil: RoPE.
+    public var learnedPositionOffset: Int?
+    /// Norms before attention and MLP (true) or after each residual add (OPT-350m: false).
+    public var preNorm = true
+    /// A norm after the last block (absent in post-LN OPT).
+    public var hasFinalNorm = true
+    /// Token embedding width when it differs from the hidden size (OPT's project_in/project_out).
+    public var embeddingDim: Int?
+    /// Prefix of the checkpoint's tensor names (`model.`, `model.decoder.`, `transformer.`).
+    public var tensorPrefix = "model."
     public var vocabSize: Int
     public var hiddenSize: Int
     public var intermediateSize: Int
@@ -55,32 +72,46 @@ public struct LlamaConfig: Sendable, Equatable {
         self.tieWordEmbeddings = tieWordEmbeddings
     }
 
-    /// Model types served by the Llama code path.
-    public static let supportedModelTypes: Set<String> = ["llama", "mistral"]
+    /// Model types served (see `ModelFamily`).
+    public static var supportedModelTypes: Set<String> { Set(ModelFamily.supportedModelTypes) }
 
     /// Reads a Hugging Face `config.json` (and `generation_config.json` beside it, when present).
     public init(configFile path: String) throws {
         let obj = try JSONConfig(path: path)
         let mt = try obj.string("model_type")
-        guard LlamaConfig.supportedModelTypes.contains(mt) else {
-            throw ModelError.unsupportedArchitecture(file: path, name: mt)
+        let family = try ModelFamily.for(modelType: mt, file: path)
+        if family == .gpt2 {
+            self = try LlamaConfig.gpt2(obj, path: path)
+            try readGenerationConfig(path)
+            try validate(file: path)
+            return
         }
         let hidden = try obj.int("hidden_size")
         let heads = try obj.int("num_attention_heads")
         self.init(vocabSize: try obj.int("vocab_size"), hiddenSize: hidden,
-                  intermediateSize: try obj.int("intermediate_size"), numLayers: try obj.int("num_hidden_layers"),
+                  intermediateSize: try obj.int(family == .opt ? "ffn_dim" : "intermediate_size"), numLayers: try obj.int("num_hidden_layers"),
                   numHeads: heads, numKVHeads: try obj.optionalInt("num_key_value_heads") ?? heads,
                   headDim: try obj.optionalInt("head_dim"),
                   rmsNormEps: try obj.optionalDouble("rms_norm_eps") ?? 1e-6,
-                  ropeTheta: try obj.optionalDouble("rope_theta") ?? 10000,
+                  ropeTheta: try obj.optionalDouble("rope_theta")
+                      ?? JSONConfig(path: path, object: obj.object("rope_parameters") ?? [:], prefix: "rope_parameters.").optionalDouble("rope_theta")
+                      ?? 10000,
                   maxPositionEmbeddings: try obj.optionalInt("max_position_embeddings") ?? 2048,
-                  tieWordEmbeddings: try obj.optionalBool("tie_word_embeddings") ?? false)
+                  tieWordEmbeddings: try obj.optionalBool("tie_word_embeddings") ?? (family == .opt))
         modelType = mt
+        self.family = family
+        tensorPrefix = family.defaultTensorPrefix
         bosTokenId = try obj.optionalInt("bos_token_id")
         eosTokenIds = try obj.intOrIntArray("eos_token_id")
-        if mt == "mistral" { slidingWindow = try obj.optionalInt("sliding_window") }
-        if let rs = obj.object("rope_scaling") {
-            let sub = JSONConfig(path: path, object: rs, prefix: "rope_scaling.")
+        if family == .mistral { slidingWindow = try obj.optionalInt("sliding_window") }
+        if family == .qwen2, try obj.optionalBool("use_sliding_window") == true {
+            throw ModelError.invalidConfig(file: path, field: "use_sliding_window", detail: "Qwen2's per-layer sliding window is not supported")
+        }
+        if family == .opt { try readOPT(obj, path: path) }
+        // transformers 5 writes `rope_parameters` (type, factors and rope_theta) instead of `rope_scaling`.
+        let ropeKey = obj.object("rope_scaling") != nil ? "rope_scaling" : "rope_parameters"
+        if let rs = obj.object(ropeKey) {
+            let sub = JSONConfig(path: path, object: rs, prefix: ropeKey + ".")
             let rt = try sub.optionalString("rope_type")
             let tt = try sub.optionalString("type")
             let type = rt ?? tt ?? "default"
@@ -95,17 +126,22 @@ public struct LlamaConfig: Sendable, Equatable {
                                       highFreqFactor: try sub.double("high_freq_factor"),
                                       originalContext: try sub.int("original_max_position_embeddings"))
             default:
-                throw ModelError.invalidConfig(file: path, field: "rope_scaling.rope_type", detail: "unsupported RoPE scaling '\(type)'")
+                throw ModelError.invalidConfig(file: path, field: ropeKey + ".rope_type", detail: "unsupported RoPE scaling '\(type)'")
             }
         }
-        let genPath = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("generation_config.json").path
+        try readGenerationConfig(path)
+        try validate(file: path)
+    }
+
+    /// Takes BOS and EOS from `generation_config.json` beside `configPath`, when present.
+    mutating func readGenerationConfig(_ configPath: String) throws {
+        let genPath = URL(fileURLWithPath: configPath).deletingLastPathComponent().appendingPathComponent("generation_config.json").path
         if FileManager.default.fileExists(atPath: genPath) {
             let gen = try JSONConfig(path: genPath)
             if let b = try gen.optionalInt("bos_token_id") { bosTokenId = b }
             let e = try gen.intOrIntArray("eos_token_id")
             if !e.isEmpty { eosTokenIds = e }
         }
-        try validate(file: path)
     }
 
     /// Reads the `llama.*` metadata of a GGUF file.
@@ -134,6 +170,7 @@ public struct LlamaConfig: Sendable, Equatable {
                   maxPositionEmbeddings: (try? int("context_length")) ?? 2048,
                   tieWordEmbeddings: gguf.info("output.weight") == nil)
         modelType = arch
+        family = arch == "mistral" ? .mistral : .llama
         bosTokenId = gguf.metadata["tokenizer.ggml.bos_token_id"]?.int
         if let e = gguf.metadata["tokenizer.ggml.eos_token_id"]?.int { eosTokenIds = [e] }
         if let st = gguf.metadata["\(arch).rope.scaling.type"]?.string, st != "none" {
@@ -155,7 +192,7 @@ public struct LlamaConfig: Sendable, Equatable {
         try check(numHeads > 0, "num_attention_heads", "must be positive")
         try check(numKVHeads > 0 && numHeads % numKVHeads == 0, "num_key_value_heads",
                   "\(numKVHeads) does not divide num_attention_heads \(numHeads)")
-        try check(headDim > 0 && headDim % 2 == 0, "head_dim", "must be even and positive, got \(headDim)")
+        try check(headDim > 0 && (headDim % 2 == 0 || learnedPositionOffset != nil), "head_dim", "must be even and positive, got \(headDim)")
         try check(numLayers > 0, "num_hidden_layers", "must be positive")
         try check(vocabSize > 0, "vocab_size", "must be positive")
         try check(intermediateSize > 0, "intermediate_size", "must be positive")
@@ -163,8 +200,9 @@ public struct LlamaConfig: Sendable, Equatable {
 
     /// The fields as a Hugging Face `config.json` object.
     public func huggingFaceJSON() -> [String: Any] {
+        if !family.isLlamaLike { return familyJSON() }
         var d: [String: Any] = [
-            "architectures": [modelType == "mistral" ? "MistralForCausalLM" : "LlamaForCausalLM"],
+            "architectures": [modelType == "mistral" ? "MistralForCausalLM" : modelType == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM"],
             "model_type": modelType, "vocab_size": vocabSize, "hidden_size": hiddenSize,
             "intermediate_size": intermediateSize, "num_hidden_layers": numLayers,
             "num_attention_heads": numHeads, "num_key_value_heads": numKVHeads, "head_dim": headDim,

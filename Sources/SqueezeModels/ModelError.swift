@@ -3,6 +3,8 @@ import SqueezeFormats
 /// Errors raised while loading or running a model. Each names the file, tensor or field.
 public enum ModelError: Error, CustomStringConvertible, Equatable {
     case unsupportedArchitecture(file: String, name: String)
+    /// A `model_type` no family serves; lists the supported ones.
+    case unsupportedModelType(file: String, modelType: String, supported: [String])
     case missingConfigField(file: String, field: String)
     case invalidConfig(file: String, field: String, detail: String)
     case missingTensor(file: String, tensor: String)
@@ -15,6 +17,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .unsupportedArchitecture(f, n): return "\(f): unsupported model architecture '\(n)'"
+        case let .unsupportedModelType(f, t, s):
+            return "\(f): unsupported model architecture '\(t)' (model_type; supported: \(s.joined(separator: ", ")))"
         case let .missingConfigField(f, k): return "\(f): missing config field '\(k)'"
         case let .invalidConfig(f, k, d): return "\(f): config field '\(k)': \(d)"
         case let .missingTensor(f, t): return "\(f): tensor '\(t)' is missing from the checkpoint"

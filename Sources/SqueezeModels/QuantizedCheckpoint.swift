@@ -47,7 +47,53 @@ public struct QuantizedCheckpoint {
 
     /// The linear-layer factory for `LlamaModel`.
     public var factory: LinearFactory {
-        { prefix, rows, cols in try self.layer(prefix, rows: rows, cols: cols) }
+        { slot in try self.layer(slot) }
+    }
+
+    /// The operator of `slot`: the whole stored layer, or its rows [rowOffset, rowOffset + rows) for a
+    /// fused QKV (each output row has its own table, so a row slice is a layer of its own).
+    func layer(_ slot: LinearSlot) throws -> LinearOperator? {
+        let p = slot.prefix
+        guard tensors.contains(p + ".qweight") else { return nil }
+        if slot.isWhole { return try layer(p, rows: slot.rows, cols: slot.columns) }
+        let full = slot.tensorRows, cols = slot.columns, r0 = slot.rowOffset, n = slot.rows
+        let qw = try tensors.tensor(p + ".qweight")
+        let wordRows = cols * bits / 32
+        guard qw.dtype == .i32, qw.shape == [wordRows, full] else {
+            throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".qweight",
+                                                     detail: "expected I32 [\(wordRows), \(full)], got \(qw.dtype.rawValue) \(qw.shape)")
+        }
+        let lt = try tensors.tensor(p + ".lookup_table")
+        let k = 1 << bits
+        guard lt.shape == [full, k], lt.dtype.isFloatingPoint else {
+            throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".lookup_table",
+                                                     detail: "expected a float [\(full), \(k)], got \(lt.dtype.rawValue) \(lt.shape)")
+        }
+        let src = qw.data.assumingMemoryBound(to: Int32.self)
+        var words = [Int32](repeating: 0, count: wordRows * n)
+        for w in 0..<wordRows { for j in 0..<n { words[w * n + j] = src[w * full + r0 + j] } }
+        let lut = Array(lt.toFloatArray()[(r0 * k)..<((r0 + n) * k)])
+        var sparse: SparseCSRMatrix?
+        if tensors.contains(p + ".rows") {
+            let r = try tensors.tensor(p + ".rows").toIntArray(), c = try tensors.tensor(p + ".cols").toIntArray()
+            let v = try tensors.tensor(p + ".vals").toFloatArray()
+            guard r.count == full + 1, c.count == v.count, r.last == c.count else {
+                throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".rows",
+                                                         detail: "sparse part (rows \(r.count), cols \(c.count), vals \(v.count)) does not fit [\(full), \(cols)]")
+            }
+            let a = r[r0], b = r[r0 + n]
+            do {
+                sparse = try SparseCSRMatrix(rows: n, columns: cols, rowPointers: r[r0...(r0 + n)].map { Int32($0 - a) },
+                                             columnIndices: c[a..<b].map { Int32($0) }, values: Array(v[a..<b]))
+            } catch {
+                throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".rows", detail: "\(error)")
+            }
+        }
+        do {
+            return try LUTMatrix(squeezeLLMQWeight: words, lut: lut, rows: n, columns: cols, bits: bits, sparse: sparse, mode: mode)
+        } catch {
+            throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".qweight", detail: "\(error)")
+        }
     }
 
     func layer(_ p: String, rows: Int, cols: Int) throws -> LinearOperator? {

@@ -18,6 +18,12 @@ public enum ModelDequantizer {
         }
         let bits = try JSONConfig(path: cfgPath, object: qc, prefix: "quantization_config.").int("wbits")
         let st = try SafeTensorsModel(path: directory)
+        // Linear weights the family stores [in, out] (GPT-2's Conv1D) are written back in that orientation.
+        var transposed: Set<String> = []
+        if var c = try? LlamaConfig(configFile: cfgPath) {
+            c.resolveTensorPrefix(names: Set(st.tensorNames))
+            transposed = Set(c.allLinearTensors.filter(\.transposed).map(\.prefix))
+        }
         let quantSuffixes = [".qweight", ".lookup_table", ".rows", ".cols", ".vals"]
         var layers: [String] = []
         var entries: [SafeTensorsWriter.Entry] = []
@@ -27,7 +33,8 @@ public enum ModelDequantizer {
                 layers.append(p)
                 let lt = try st.tensor(p + ".lookup_table")
                 let qw = try st.tensor(n)
-                entries.append(.init(name: p + ".weight", dtype: dtype, shape: [lt.shape[0], qw.shape[0] * 32 / bits]))
+                let shape = [lt.shape[0], qw.shape[0] * 32 / bits]
+                entries.append(.init(name: p + ".weight", dtype: dtype, shape: transposed.contains(p) ? shape.reversed() : shape))
             } else if !quantSuffixes.contains(where: { n.hasSuffix($0) }) {
                 let t = try st.tensor(n)
                 entries.append(.init(name: n, dtype: t.dtype, shape: t.shape))
@@ -43,7 +50,8 @@ public enum ModelDequantizer {
         for e in writer.plan.flatMap({ $0.entries }) {
             if e.name.hasSuffix(".weight"), layers.contains(String(e.name.dropLast(".weight".count))) {
                 let p = String(e.name.dropLast(".weight".count))
-                let rows = e.shape[0], cols = e.shape[1]
+                let t = transposed.contains(p)
+                let rows = t ? e.shape[1] : e.shape[0], cols = t ? e.shape[0] : e.shape[1]
                 let qw = try st.tensor(p + ".qweight").toIntArray().map { Int32(truncatingIfNeeded: $0) }
                 let lut = try st.tensor(p + ".lookup_table").toFloatArray()
                 let idx = try SqueezePacking.unpack(qweight: qw, rows: rows, cols: cols, bits: bits, tensorName: p)
@@ -63,8 +71,12 @@ public enum ModelDequantizer {
                         for j in rp[r]..<rp[r + 1] { w[r * cols + ci[j]] += v[j] }
                     }
                 }
-                let t = try Tensor.f32(name: e.name, shape: e.shape, values: w).converted(to: dtype)
-                try writer.write(t)
+                if t {
+                    var wt = [Float](repeating: 0, count: rows * cols)
+                    for r in 0..<rows { for c in 0..<cols { wt[c * rows + r] = w[r * cols + c] } }
+                    w = wt
+                }
+                try writer.write(try Tensor.f32(name: e.name, shape: e.shape, values: w).converted(to: dtype))
             } else {
                 try writer.write(try st.tensor(e.name))
             }

@@ -15,6 +15,8 @@ final class ModelInput {
     let path: String
     let config: LlamaConfig
     let source: TensorSource
+    /// Linear weights stored [in, out] (Conv1D), read transposed.
+    let transposed: Set<String>
     let gguf: GGUFFile?
     let directory: String?
 
@@ -36,11 +38,15 @@ final class ModelInput {
             if cfg.object("quantization_config") != nil {
                 throw ModelError.notAModel(path: path, detail: "it is already quantized (config.json has quantization_config); quantize the original model")
             }
-            config = try LlamaConfig(configFile: cfgPath)
-            source = SafeTensorsSource(try SafeTensorsModel(path: path))
+            var c = try LlamaConfig(configFile: cfgPath)
+            let st = SafeTensorsSource(try SafeTensorsModel(path: path))
+            c.resolveTensorPrefix(names: Set(st.tensorNames))
+            config = c
+            source = st
             gguf = nil
             directory = path
         }
+        transposed = Set(config.allLinearTensors.filter(\.transposed).map(\.prefix))
     }
 
     var tensorNames: [String] { source.tensorNames }
@@ -49,7 +55,7 @@ final class ModelInput {
     func shape(_ layer: String) throws -> (Int, Int) {
         let t = try source.tensor(layer + ".weight")
         guard t.shape.count == 2 else { throw ModelError.shapeMismatch(file: path, tensor: layer + ".weight", expected: [-1, -1], got: t.shape) }
-        return (t.shape[0], t.shape[1])
+        return transposed.contains(layer) ? (t.shape[1], t.shape[0]) : (t.shape[0], t.shape[1])
     }
 
     func weight(_ layer: String) throws -> WeightMatrix {
@@ -60,6 +66,14 @@ final class ModelInput {
         if source.ropeLayout == .interleaved {
             if layer.hasSuffix("self_attn.q_proj") { t = RopePermutation.toHF(t, heads: config.numHeads) }
             if layer.hasSuffix("self_attn.k_proj") { t = RopePermutation.toHF(t, heads: config.numKVHeads) }
+        }
+        if transposed.contains(layer) {
+            // Conv1D [in, out] -> [out, in]: the quantizer works per output row.
+            let (i, o) = (t.shape[0], t.shape[1])
+            let src = t.toFloatArray()
+            var buf = [Float](repeating: 0, count: i * o)
+            for a in 0..<i { for b in 0..<o { buf[b * i + a] = src[a * o + b] } }
+            return WeightMatrix(rows: o, cols: i, buffer: buf)
         }
         return WeightMatrix(rows: t.shape[0], cols: t.shape[1], buffer: t.toFloatArray())
     }
@@ -148,17 +162,11 @@ final class PipelineSensitivity {
     /// Checks, before any work, names and shapes of every linear layer's sensitivity.
     func check() throws { try file.validate(config: config) }
 
-    static func parse(_ layer: String) -> (Int, LinearKind)? {
-        let parts = layer.split(separator: ".", maxSplits: 3).map(String.init)
-        guard parts.count == 4, parts[0] == "model", parts[1] == "layers", let l = Int(parts[2]),
-              let kind = LinearKind.allCases.first(where: { $0.huggingFaceSuffix == parts[3] }) else { return nil }
-        return (l, kind)
-    }
-
-    /// Values for a layer prefix (`model.layers.N.mlp.up_proj`); nil for layers without one (the LM head).
+    /// Values for a layer prefix (`model.layers.N.mlp.up_proj`, `transformer.h.N.attn.c_attn`) in the
+    /// quantizer's [out, in] orientation; nil for layers without one (the LM head).
     func values(for layer: String, rows: Int, cols: Int) throws -> SensitivityValues? {
-        guard let (l, kind) = Self.parse(layer) else { return nil }
-        let v = try file.values(layer: l, kind: kind, config: config, rowOrder: .halves)
+        guard let t = config.allLinearTensors.first(where: { $0.prefix == layer }) else { return nil }
+        let v = try file.values(tensor: t)
         guard v.count == rows * cols else {
             throw QuantizePipelineError.sensitivityMismatch(file: file.path, tensor: layer + ".weight", detail: "\(v.count) values for a [\(rows), \(cols)] weight")
         }

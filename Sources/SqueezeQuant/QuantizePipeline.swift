@@ -108,7 +108,8 @@ public enum QuantizePipelineError: Error, CustomStringConvertible {
 /// Quantizes a model (GGUF or Hugging Face directory) into a Squeeze/SqueezeLLM-layout directory,
 /// streaming tensor by tensor from the mapped input: peak memory stays near the largest tensor.
 public enum ModelQuantizer {
-    /// The linear layers quantized per block (Hugging Face suffixes).
+    /// The linear layers quantized per block of Llama-family models (Hugging Face suffixes); other
+    /// families' lists come from `LlamaConfig.linearTensors(layer:)`.
     public static let linearSuffixes = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                                         "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
 
@@ -128,7 +129,7 @@ public enum ModelQuantizer {
 
         // The tensors to quantize, in file order of the model.
         var linear: [String] = []
-        for l in 0..<config.numLayers { for s in linearSuffixes { linear.append("model.layers.\(l).\(s)") } }
+        linear = config.allLinearTensors.map(\.prefix)
         if options.quantizeHead { linear.append("lm_head") }
         if let s = sens { try s.check() }
 

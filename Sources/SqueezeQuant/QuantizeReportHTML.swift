@@ -25,9 +25,17 @@ extension QuantizeReport {
         let colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
         func layerOf(_ n: String) -> Int? {
             let p = n.split(separator: ".")
-            return p.count > 2 && p[1] == "layers" ? Int(p[2]) : nil
+            guard let i = p.firstIndex(where: { $0 == "layers" || $0 == "h" }), i + 1 < p.count else { return nil }
+            return Int(p[i + 1])
         }
-        func typeOf(_ n: String) -> Int { types.firstIndex { n.hasSuffix($0) } ?? 7 }
+        // OPT's and GPT-2's names, charted as the Llama matrix of the same role (GPT-2's fused c_attn as q_proj).
+        let aliases = ["out_proj": "o_proj", "fc1": "up_proj", "fc2": "down_proj", "attn.c_attn": "q_proj",
+                       "attn.c_proj": "o_proj", "mlp.c_fc": "up_proj", "mlp.c_proj": "down_proj"]
+        func typeOf(_ n: String) -> Int {
+            if let i = types.firstIndex(where: { n.hasSuffix($0) }) { return i }
+            if let a = aliases.first(where: { n.hasSuffix($0.key) }), let i = types.firstIndex(of: a.value) { return i }
+            return 7
+        }
         let layers = (tensors.compactMap { layerOf($0.name) }.max() ?? 0) + 1
         func chart(title: String, value: (TensorReport) -> Double) -> String {
             let w = 900.0, h = 260.0, left = 60.0, bottom = 30.0

@@ -95,7 +95,7 @@ public final class SensitivityAccumulator: GradientSink {
         self.mode = mode
         acc = model.layers.map { layer in
             LinearKind.allCases.map { kind in
-                let op = kind.op(in: layer)
+                guard let op = kind.optionalOp(in: layer) else { return AlignedBuffer<Float>(count: 1) }
                 return AlignedBuffer<Float>(count: mode == .fisher ? op.rows * op.columns : op.columns)
             }
         }
@@ -169,15 +169,36 @@ public final class SensitivityAccumulator: GradientSink {
         return out
     }
 
-    /// Writes the sensitivity to a safetensors file: one tensor per linear weight under its Hugging
-    /// Face name (`model.layers.N.self_attn.q_proj.weight`, ...), in Hugging Face row order, F32 or
-    /// BF16, with `metadata` plus `format`, `mode`, `windows` and `tokens` entries.
+    /// The shape of a stored linear weight's entry in the file: the weight's own (Hugging Face)
+    /// shape for Fisher, [1, in-features] for activations.
+    public func shape(of t: LinearTensor) -> [Int] {
+        mode == .fisher ? t.storedShape : [1, t.columns]
+    }
+
+    /// The values of one stored linear weight in the checkpoint's orientation: the parts of a fused
+    /// QKV stacked, Conv1D weights transposed back to [in, out].
+    public func values(of t: LinearTensor, layer: Int) -> [Float] {
+        if mode == .activations, let first = t.parts.first?.kind { return values(layer: layer, kind: first) }
+        var rowsOut: [Float] = []
+        rowsOut.reserveCapacity(t.rows * t.columns)
+        for part in t.parts { if let k = part.kind { rowsOut += values(layer: layer, kind: k) } }
+        guard t.transposed else { return rowsOut }
+        var out = [Float](repeating: 0, count: rowsOut.count)
+        for r in 0..<t.rows { for c in 0..<t.columns { out[c * t.rows + r] = rowsOut[r * t.columns + c] } }
+        return out
+    }
+
+    /// Writes the sensitivity to a safetensors file: one tensor per stored linear weight under its
+    /// checkpoint name (`model.layers.N.self_attn.q_proj.weight`, `transformer.h.N.attn.c_attn.weight`,
+    /// ...), in Hugging Face row order and shape, F32 or BF16, with `metadata` plus `format`, `mode`,
+    /// `windows` and `tokens` entries.
     public func write(to path: String, dtype: DType = .f32, metadata: [String: String] = [:]) throws {
         guard dtype == .f32 || dtype == .bf16 else { throw SensitivityError.unsupportedOutputDType(dtype) }
+        let c = model.config
         var entries: [SafeTensorsWriter.Entry] = []
         for l in 0..<model.layers.count {
-            for kind in LinearKind.allCases {
-                entries.append(.init(name: kind.weightName(layer: l), dtype: dtype, shape: shape(layer: l, kind: kind)))
+            for t in c.linearTensors(layer: l) {
+                entries.append(.init(name: t.weightName, dtype: dtype, shape: shape(of: t)))
             }
         }
         var meta = metadata
@@ -186,13 +207,14 @@ public final class SensitivityAccumulator: GradientSink {
         meta["windows"] = String(windows)
         meta["tokens"] = String(tokens)
         meta["row_order"] = "huggingface"
+        meta["model_type"] = c.modelType
         if !losses.isEmpty { meta["mean_loss"] = String(losses.reduce(0, +) / Double(losses.count)) }
         let w = try SafeTensorsWriter(path: path, entries: entries, metadata: meta)
         do {
             for l in 0..<model.layers.count {
-                for kind in LinearKind.allCases {
-                    let v = values(layer: l, kind: kind)
-                    let name = kind.weightName(layer: l)
+                for t in c.linearTensors(layer: l) {
+                    let v = values(of: t, layer: l)
+                    let name = t.weightName
                     if dtype == .f32 {
                         try v.withUnsafeBytes { try w.write(name: name, bytes: $0) }
                     } else {

@@ -56,9 +56,11 @@ public final class SensitivityFile: @unchecked Sendable {
         } else {
             origin = .other
         }
-        let probe = LinearKind.q.weightName(layer: 0)
-        guard let info = tensors.info(probe) else {
-            throw SensitivityError.missingTensor(file: path, tensor: probe)
+        let probes = [LinearKind.q.weightName(layer: 0), "model.decoder.layers.0.self_attn.q_proj.weight",
+                      "decoder.layers.0.self_attn.q_proj.weight", "transformer.h.0.attn.c_attn.weight", "h.0.attn.c_attn.weight"]
+        let st = tensors
+        guard let info = probes.lazy.compactMap({ st.info($0) }).first else {
+            throw SensitivityError.missingTensor(file: path, tensor: probes[0])
         }
         isPerColumn = metadata["mode"] == SensitivityMode.activations.rawValue || info.shape.count == 1 || info.shape.first == 1
     }
@@ -66,21 +68,49 @@ public final class SensitivityFile: @unchecked Sendable {
     /// Checks that every linear weight of a model with `config` has a sensitivity of the right shape
     /// ([rows, columns], or [1, columns] / [columns] for a per-column file) and a float dtype.
     public func validate(config c: LlamaConfig) throws {
-        for l in 0..<c.numLayers {
-            for kind in LinearKind.allCases {
-                let name = kind.weightName(layer: l)
-                let (rows, cols) = Self.shape(kind, c)
+        for t in c.allLinearTensors {
+                let name = t.weightName
+                let cols = t.columns
                 guard let info = tensors.info(name) else { throw SensitivityError.missingTensor(file: path, tensor: name) }
-                let ok = isPerColumn ? (info.shape == [1, cols] || info.shape == [cols]) : info.shape == [rows, cols]
+                let ok = isPerColumn ? (info.shape == [1, cols] || info.shape == [cols]) : info.shape == t.storedShape
                 guard ok else {
                     throw SensitivityError.shapeMismatch(file: path, tensor: name,
-                                                         expected: isPerColumn ? [1, cols] : [rows, cols], got: info.shape)
+                                                         expected: isPerColumn ? [1, cols] : t.storedShape, got: info.shape)
                 }
                 guard [.f32, .f16, .bf16, .f64].contains(info.dtype) else {
                     throw SensitivityError.unsupportedDType(file: path, tensor: name, dtype: info.dtype)
                 }
-            }
         }
+    }
+
+    /// The sensitivity of every element of a stored linear weight as [rows * columns] F32 in the
+    /// [out, in] orientation the quantizer uses (Conv1D files, [in, out], are transposed; a per-column
+    /// file is broadcast over the rows). Throws on a shape mismatch, NaN, infinite or negative values.
+    public func values(tensor lt: LinearTensor) throws -> [Float] {
+        let name = lt.weightName
+        let rows = lt.rows, cols = lt.columns
+        guard tensors.contains(name) else { throw SensitivityError.missingTensor(file: path, tensor: name) }
+        let t = try tensors.tensor(name)
+        let ok = isPerColumn ? (t.shape == [1, cols] || t.shape == [cols]) : t.shape == lt.storedShape
+        guard ok else {
+            throw SensitivityError.shapeMismatch(file: path, tensor: name, expected: isPerColumn ? [1, cols] : lt.storedShape, got: t.shape)
+        }
+        guard [.f32, .f16, .bf16, .f64].contains(t.dtype) else {
+            throw SensitivityError.unsupportedDType(file: path, tensor: name, dtype: t.dtype)
+        }
+        let raw = t.toFloatArray()
+        if let bad = raw.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
+            throw SensitivityError.invalidValues(file: path, tensor: name, detail: "element \(bad) is \(raw[bad]); sensitivities are finite and >= 0")
+        }
+        var out = [Float](repeating: 0, count: rows * cols)
+        if isPerColumn {
+            for r in 0..<rows { for j in 0..<cols { out[r * cols + j] = raw[j] } }
+        } else if lt.transposed {
+            for r in 0..<rows { for j in 0..<cols { out[r * cols + j] = raw[j * rows + r] } }
+        } else {
+            return raw
+        }
+        return out
     }
 
     /// [rows, columns] of a linear weight of `kind` in a model with config `c`.

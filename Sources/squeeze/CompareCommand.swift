@@ -78,14 +78,15 @@ struct CompareCommand: ParsableCommand {
         }
         guard let st = try? SqueezeFormats.SafeTensorsModel(path: path) else { return nil }
         var bytes = 0, n = 0
-        for name in st.tensorNames where name.hasPrefix("model.layers.") {
+        // Block tensors of every family (model.layers.N, model.decoder.layers.N, transformer.h.N).
+        for name in st.tensorNames where name.contains("layers.") || name.hasPrefix("transformer.h.") || name.hasPrefix("h.") {
             guard let info = st.info(name) else { continue }
             if name.hasSuffix(".qweight") || name.hasSuffix(".lookup_table") || name.hasSuffix(".rows") || name.hasSuffix(".cols") || name.hasSuffix(".vals") {
                 bytes += info.byteCount
                 if name.hasSuffix(".lookup_table"), let q = st.info(String(name.dropLast(".lookup_table".count)) + ".qweight") {
                     n += info.shape[0] * q.shape[0] * 32 / (info.shape[1] == 16 ? 4 : (info.shape[1] == 8 ? 3 : 2))
                 }
-            } else if name.hasSuffix("_proj.weight") {
+            } else if name.hasSuffix(".weight"), info.shape.count == 2 {
                 bytes += info.byteCount
                 n += info.elementCount
             }

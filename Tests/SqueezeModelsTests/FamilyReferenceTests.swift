@@ -1,0 +1,295 @@
+import Foundation
+import Testing
+import SqueezeCore
+import SqueezeFormats
+import SqueezeKernels
+import SqueezeModels
+
+/// A tiny random model of one family and its transformers reference (Fixtures/families/<name>/, made
+/// by scripts/make_family_fixtures.py with transformers 5.24 in float32, eager attention).
+struct FamilyFixture {
+    let name: String
+    let dir: String
+    let ids: [Int]
+    let logits: [Float]
+    let loss: Double
+    let reference: SafeTensorsModel
+
+    init(_ name: String) throws {
+        self.name = name
+        dir = Fixtures.url("families/" + name).path
+        reference = try SafeTensorsModel(path: dir + "/reference.safetensors")
+        ids = try reference.tensor("input_ids").toIntArray()
+        logits = try reference.tensor("logits").toFloatArray()
+        loss = Double(reference.metadata["loss"] ?? "") ?? .nan
+    }
+
+    /// Largest |logit| of the reference, the scale the tolerances are relative to.
+    var scale: Float { logits.map(abs).max() ?? 1 }
+}
+
+/// The families with fixtures: llama, llamabias (biases on q/k/v/o and the MLP, linear RoPE scaling,
+/// tied head), llama3rope (Llama 3.1 RoPE scaling, rope_theta 500000 inside transformers 5's
+/// `rope_parameters`), mistral (sliding window 5 < 12 tokens), qwen2 (q/k/v biases), opt (pre-LN),
+/// opt350m (post-LN, word_embed_proj_dim 16 != hidden 32) and gpt2 (fused Conv1D c_attn).
+let familyNames = ["llama", "llamabias", "llama3rope", "mistral", "qwen2", "opt", "opt350m", "gpt2"]
+
+/// The `model_type` of a fixture.
+func modelType(of fixture: String) -> String {
+    fixture.hasPrefix("llama") ? "llama" : fixture.hasPrefix("opt") ? "opt" : fixture
+}
+
+func argmax(_ p: UnsafePointer<Float>, _ n: Int) -> Int {
+    var best = 0
+    for i in 1..<n where p[i] > p[best] { best = i }
+    return best
+}
+
+/// Max |a - b| and the positions whose argmax differs, over T rows of V logits.
+func compareLogits(_ got: UnsafePointer<Float>, _ want: [Float], rows T: Int, vocab V: Int) -> (Float, [Int]) {
+    var worst: Float = 0
+    var bad: [Int] = []
+    for t in 0..<T {
+        for i in 0..<V { worst = max(worst, abs(got[t * V + i] - want[t * V + i])) }
+        let a = argmax(got + t * V, V)
+        let b = want[(t * V)..<((t + 1) * V)].indices.max(by: { want[$0] < want[$1] })! - t * V
+        if a != b { bad.append(t) }
+    }
+    return (worst, bad)
+}
+
+/// Every family against transformers: prefill logits, token-by-token decode, chunked prefill, and the
+/// squared gradients of the mean next-token cross-entropy for every linear weight.
+///
+/// Tolerance for logits: 2e-5 of the largest |logit| (about 5e-4 absolute here; logits reach ~25):
+/// both sides compute in float32 and differ only in summation order and exp/tanh/sin/cos.
+@Suite(.serialized)
+struct FamilyReferenceTests {
+    static let relativeTolerance: Float = 2e-5
+
+    @Test(arguments: familyNames)
+    func prefillLogitsMatchTransformers(_ family: String) throws {
+        let fx = try FamilyFixture(family)
+        let model = try ModelLoader.load(path: fx.dir)
+        #expect(model.config.modelType == modelType(of: family))
+        let T = fx.ids.count, V = model.config.vocabSize
+        let cache = KVCache(config: model.config, capacity: T)
+        let ws = Workspace(model: model, maxTokens: T)
+        try model.forward(tokens: fx.ids, cache: cache, workspace: ws, logits: .all)
+        let (worst, bad) = compareLogits(ws.logits.pointer, fx.logits, rows: T, vocab: V)
+        #expect(bad.isEmpty, "\(family): argmax differs at positions \(bad)")
+        #expect(worst <= Self.relativeTolerance * fx.scale, "\(family): max |logit difference| \(worst), scale \(fx.scale)")
+    }
+
+    /// One token at a time through the KV cache (the decode path) gives transformers' logits at every step.
+    @Test(arguments: familyNames)
+    func decodeLogitsMatchTransformers(_ family: String) throws {
+        let fx = try FamilyFixture(family)
+        let model = try ModelLoader.load(path: fx.dir)
+        let T = fx.ids.count, V = model.config.vocabSize
+        let cache = KVCache(config: model.config, capacity: T)
+        let ws = Workspace(model: model, maxTokens: 1)
+        var got = [Float](repeating: 0, count: T * V)
+        for (t, id) in fx.ids.enumerated() {
+            try model.forward(tokens: [id], cache: cache, workspace: ws, logits: .last)
+            for i in 0..<V { got[t * V + i] = ws.logits[i] }
+        }
+        let (worst, bad) = got.withUnsafeBufferPointer { compareLogits($0.baseAddress!, fx.logits, rows: T, vocab: V) }
+        #expect(bad.isEmpty, "\(family): argmax differs at positions \(bad)")
+        #expect(worst <= Self.relativeTolerance * fx.scale, "\(family): max |logit difference| \(worst), scale \(fx.scale)")
+    }
+
+    /// Batched decoding (the server's step): three sequences, prefixes of the fixture of lengths 3, 7
+    /// and 10 (past the mistral window), each advanced by its next token in one `forwardBatch`, give
+    /// transformers' logits at positions 3, 7 and 10.
+    @Test(arguments: familyNames)
+    func batchedDecodeMatchesTransformers(_ family: String) throws {
+        let fx = try FamilyFixture(family)
+        let model = try ModelLoader.load(path: fx.dir)
+        let V = model.config.vocabSize
+        let lengths = [7, 3, 10]
+        let caches = lengths.map { _ in KVCache(config: model.config, capacity: fx.ids.count) }
+        let ws = Workspace(model: model, maxTokens: 16)
+        for (c, n) in zip(caches, lengths) { try model.forward(tokens: Array(fx.ids[0..<n]), cache: c, workspace: ws, logits: .none) }
+        try model.forwardBatch(tokens: lengths.map { fx.ids[$0] }, caches: caches, workspace: ws)
+        for (i, n) in lengths.enumerated() {
+            var worst: Float = 0
+            for j in 0..<V { worst = max(worst, abs(ws.logits[i * V + j] - fx.logits[n * V + j])) }
+            #expect(worst <= Self.relativeTolerance * fx.scale, "\(family): sequence \(i) at position \(n): \(worst)")
+            #expect(argmax(ws.logits.pointer + i * V, V) == argmax(Array(fx.logits[(n * V)..<((n + 1) * V)]), V))
+        }
+    }
+
+    /// A prefill in chunks of 5 (a workspace smaller than the sequence) continues from the cache correctly.
+    @Test(arguments: familyNames)
+    func chunkedPrefillMatchesTransformers(_ family: String) throws {
+        let fx = try FamilyFixture(family)
+        let model = try ModelLoader.load(path: fx.dir)
+        let T = fx.ids.count, V = model.config.vocabSize
+        let cache = KVCache(config: model.config, capacity: T)
+        let ws = Workspace(model: model, maxTokens: 5, logitRows: T)
+        try model.forward(tokens: fx.ids, cache: cache, workspace: ws, logits: .all)
+        let (worst, bad) = compareLogits(ws.logits.pointer, fx.logits, rows: T, vocab: V)
+        #expect(bad.isEmpty, "\(family): argmax differs at positions \(bad)")
+        #expect(worst <= Self.relativeTolerance * fx.scale, "\(family): max |logit difference| \(worst)")
+    }
+
+    /// The squared gradient of every linear weight (in the checkpoint's name and orientation: GPT-2's
+    /// c_attn is q, k and v stacked, Conv1D weights [in, out]) against torch's autograd. Tolerance:
+    /// 1e-3 of each tensor's largest value plus an elementwise 1e-2 relative bound on the total.
+    @Test(arguments: familyNames)
+    func squaredGradientsMatchTransformers(_ family: String) throws {
+        let fx = try FamilyFixture(family)
+        let model = try ModelLoader.load(path: fx.dir, options: LoadOptions(weightDType: .f32))
+        let c = model.config
+        final class Collect: GradientSink {
+            let model: LlamaModel
+            var grads: [String: [Float]] = [:]
+            init(_ m: LlamaModel) { model = m }
+            func accept(layer: Int, kind: LinearKind, dY: UnsafePointer<Float>, lddy: Int, x: UnsafePointer<Float>, ldx: Int, tokens: Int) {
+                let slot = model.config.linearSlot(layer: layer, kind: kind)!
+                var g = [Float](repeating: 0, count: slot.rows * slot.columns)
+                g.withUnsafeMutableBufferPointer { gb in
+                    BackwardKernels.weightGradient(dY: dY, lddy: lddy, x: x, ldx: ldx, tokens: tokens, rows: slot.rows,
+                                                   columns: slot.columns, out: gb.baseAddress!, mode: .addSquare, pool: nil)
+                }
+                // Place the rows into the stored tensor ([out, in] view), then into its stored orientation.
+                let name = slot.prefix + ".weight"
+                var full = grads[name] ?? [Float](repeating: 0, count: slot.tensorRows * slot.columns)
+                for r in 0..<slot.rows {
+                    for j in 0..<slot.columns {
+                        let v = g[r * slot.columns + j], row = slot.rowOffset + r
+                        if slot.transposed { full[j * slot.tensorRows + row] = v } else { full[row * slot.columns + j] = v }
+                    }
+                }
+                grads[name] = full
+            }
+        }
+        let sink = Collect(model)
+        let ws = TrainingWorkspace(model: model, maxTokens: fx.ids.count)
+        let loss = try model.lossAndBackward(tokens: fx.ids, workspace: ws, sink: sink)
+        #expect(abs(loss - fx.loss) <= 1e-4 * max(1, abs(fx.loss)), "\(family): loss \(loss) vs \(fx.loss)")
+        let expected = fx.reference.tensorNames.filter { $0.hasPrefix("sqgrad.") }
+        #expect(expected.count == c.allLinearTensors.count)
+        #expect(Set(sink.grads.keys) == Set(expected.map { String($0.dropFirst("sqgrad.".count)) }))
+        for refName in expected {
+            let name = String(refName.dropFirst("sqgrad.".count))
+            let want = try fx.reference.tensor(refName)
+            let got = try #require(sink.grads[name], "\(family): no gradient for \(name)")
+            let w = want.toFloatArray()
+            #expect(got.count == w.count)
+            let top = w.max() ?? 0
+            var worst: Float = 0
+            for i in 0..<min(got.count, w.count) { worst = max(worst, abs(got[i] - w[i])) }
+            #expect(top > 0, "\(name): the reference gradient is zero")
+            #expect(worst <= 1e-3 * top, "\(family) \(name): max |difference| \(worst), largest value \(top)")
+            let sg = got.reduce(0, +), sw = w.reduce(0, +)
+            #expect(abs(sg - sw) <= 1e-2 * sw, "\(family) \(name): sums \(sg) vs \(sw)")
+        }
+    }
+
+    /// The mistral fixture's 12 tokens pass its window of 5: without the window the logits differ
+    /// (so the tests above do exercise it), with it they match.
+    @Test func slidingWindowMatters() throws {
+        let fx = try FamilyFixture("mistral")
+        var config = try LlamaConfig(configFile: fx.dir + "/config.json")
+        #expect(config.slidingWindow == 5)
+        #expect(fx.ids.count > 5)
+        config.slidingWindow = nil
+        let model = try LlamaModel(config: config, source: SafeTensorsSource(try SafeTensorsModel(path: fx.dir)))
+        let T = fx.ids.count, V = config.vocabSize
+        let cache = KVCache(config: config, capacity: T)
+        let ws = Workspace(model: model, maxTokens: T)
+        try model.forward(tokens: fx.ids, cache: cache, workspace: ws, logits: .all)
+        let (worst, _) = compareLogits(ws.logits.pointer, fx.logits, rows: T, vocab: V)
+        #expect(worst > 100 * FamilyReferenceTests.relativeTolerance * fx.scale, "full attention should differ, max diff \(worst)")
+        // The first 5 positions see no more than the window either way.
+        var early: Float = 0
+        for i in 0..<(5 * V) { early = max(early, abs(ws.logits[i] - fx.logits[i])) }
+        #expect(early <= FamilyReferenceTests.relativeTolerance * fx.scale)
+    }
+
+    /// Each family's config parses into the right pieces.
+    @Test func familyConfigs() throws {
+        func cfg(_ n: String) throws -> LlamaConfig { try LlamaConfig(configFile: Fixtures.url("families/\(n)/config.json").path) }
+        let opt = try cfg("opt"), opt350 = try cfg("opt350m"), gpt2 = try cfg("gpt2"), qwen = try cfg("qwen2")
+        let l3 = try cfg("llama3rope"), lb = try cfg("llamabias")
+        #expect(l3.ropeTheta == 500000)
+        #expect(l3.ropeScaling == .llama3(factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 16))
+        #expect(lb.ropeScaling == .linear(factor: 2) && lb.tieWordEmbeddings)
+        #expect(opt.family == .opt && opt.preNorm && opt.hasFinalNorm && opt.embeddingDim == nil && opt.learnedPositionOffset == 2)
+        #expect(opt350.family == .opt && !opt350.preNorm && !opt350.hasFinalNorm && opt350.embeddingDim == 16)
+        #expect(gpt2.family == .gpt2 && gpt2.normKind == .layerNorm && gpt2.activation == .geluTanh && gpt2.intermediateSize == 128)
+        #expect(qwen.family == .qwen2 && qwen.normKind == .rms && qwen.tieWordEmbeddings)
+        #expect(opt.linearTensors(layer: 1).map(\.prefix) == ["model.decoder.layers.1.self_attn.q_proj", "model.decoder.layers.1.self_attn.k_proj",
+                                                              "model.decoder.layers.1.self_attn.v_proj", "model.decoder.layers.1.self_attn.out_proj",
+                                                              "model.decoder.layers.1.fc1", "model.decoder.layers.1.fc2"])
+        let g = gpt2.linearTensors(layer: 0)
+        #expect(g.map(\.prefix) == ["transformer.h.0.attn.c_attn", "transformer.h.0.attn.c_proj", "transformer.h.0.mlp.c_fc", "transformer.h.0.mlp.c_proj"])
+        #expect(g[0].parts.count == 3 && g[0].storedShape == [32, 96] && g[0].transposed)
+        // Qwen2's q/k/v biases are loaded.
+        let m = try ModelLoader.load(path: Fixtures.url("families/qwen2").path)
+        #expect(m.layers.allSatisfy { $0.qBias != nil && $0.kBias != nil && $0.vBias != nil && $0.oBias == nil })
+        let b = try ModelLoader.load(path: Fixtures.url("families/llamabias").path)
+        #expect(b.layers.allSatisfy { $0.oBias != nil && $0.gateBias != nil && $0.upBias != nil && $0.downBias != nil })
+    }
+
+    /// Checkpoints saved from the base model class (the original GPT-2 files: `h.0.attn.c_attn.weight`,
+    /// `wte.weight`; OPT's `decoder.layers...`) load too: the same model without the name prefix gives
+    /// the same logits.
+    @Test(arguments: [("gpt2", "transformer."), ("opt", "model.")])
+    func checkpointWithoutPrefixLoads(_ family: String, _ prefix: String) throws {
+        let fx = try FamilyFixture(family)
+        let dir = NSTemporaryDirectory() + "squeeze-family-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.copyItem(atPath: fx.dir + "/config.json", toPath: dir + "/config.json")
+        let st = try SafeTensorsModel(path: fx.dir + "/model.safetensors")
+        var tensors: [Tensor] = []
+        for n in st.tensorNames {
+            #expect(n.hasPrefix(prefix))
+            let t = try st.tensor(n)
+            tensors.append(Tensor(name: String(n.dropFirst(prefix.count)), dtype: t.dtype, shape: t.shape, data: t.data, owner: t.owner))
+        }
+        try SafeTensorsWriter.write(tensors: tensors, to: dir + "/model.safetensors")
+        let model = try ModelLoader.load(path: dir)
+        let T = fx.ids.count, V = model.config.vocabSize
+        let ws = Workspace(model: model, maxTokens: T)
+        try model.forward(tokens: fx.ids, cache: KVCache(config: model.config, capacity: T), workspace: ws, logits: .all)
+        let (worst, bad) = compareLogits(ws.logits.pointer, fx.logits, rows: T, vocab: V)
+        #expect(bad.isEmpty && worst <= Self.relativeTolerance * fx.scale, "\(family): \(worst)")
+    }
+
+    /// Learned position tables end at max_position_embeddings: a longer sequence is refused, not read
+    /// past the table.
+    @Test func learnedPositionsBoundTheContext() throws {
+        let fx = try FamilyFixture("gpt2")
+        let model = try ModelLoader.load(path: fx.dir)
+        let n = model.config.maxPositionEmbeddings
+        let cache = KVCache(config: model.config, capacity: n + 8)
+        let ws = Workspace(model: model, maxTokens: n + 8)
+        try model.forward(tokens: [Int](repeating: 5, count: n), cache: cache, workspace: ws, logits: .last)
+        #expect(throws: ModelError.contextOverflow(requested: n + 1, limit: n)) {
+            try model.forward(tokens: [5], cache: cache, workspace: ws, logits: .last)
+        }
+    }
+
+    /// An unsupported model_type is refused with an error naming it and the supported ones.
+    @Test func unsupportedModelTypeIsNamed() throws {
+        let dir = NSTemporaryDirectory() + "squeeze-family-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Data(#"{"model_type": "falcon", "hidden_size": 32}"#.utf8).write(to: URL(fileURLWithPath: dir + "/config.json"))
+        do {
+            _ = try ModelLoader.load(path: dir)
+            Issue.record("loading a falcon config should fail")
+        } catch let e as ModelError {
+            guard case let .unsupportedModelType(_, t, supported) = e else { Issue.record("wrong error \(e)"); return }
+            #expect(t == "falcon")
+            #expect(supported == ModelFamily.supportedModelTypes)
+            #expect(e.description.contains("'falcon'") && e.description.contains("gpt2") && e.description.contains("opt"))
+        }
+        #expect(throws: ModelError.self) { try ModelFamily.for(modelType: "bloom") }
+        #expect(try ModelFamily.for(modelType: "mistral") == .mistral)
+    }
+}
