@@ -9,10 +9,23 @@ public struct LoadOptions: Sendable {
     /// Kernel path for look-up-table (quantized) layers: `.int8` (fast; activations and tables in int8)
     /// or `.float` (exact float tables).
     public var lutMode: LUTMode
-    public init(weightDType: DType? = nil, lutMode: LUTMode = .int8) {
+    /// Storage of a dense LM head (tied embeddings or an unquantized `lm_head`).
+    public var head: HeadFormat
+    public init(weightDType: DType? = nil, lutMode: LUTMode = .int8, head: HeadFormat = .stored) {
         self.weightDType = weightDType
         self.lutMode = lutMode
+        self.head = head
     }
+}
+
+/// How a dense LM head is held in memory.
+public enum HeadFormat: String, Sendable, CaseIterable {
+    /// As the other dense weights (the file's dtype, or `weightDType`).
+    case stored
+    /// 8-bit integers with a scale per 32 values (`Q8Matrix`), quantized at load: about half the
+    /// bytes of F16, read with integer dot products. The LM head is a large share of a small
+    /// quantized model's bytes per token.
+    case q8
 }
 
 /// Builds the operator for one linear layer given where its weight is stored (`slot.prefix`, e.g.
@@ -188,13 +201,16 @@ public final class LlamaModel: @unchecked Sendable {
             normBias = nil
         }
         let head = LinearSlot(kind: nil, prefix: "lm_head", rows: config.vocabSize, columns: ew)
+        var lm: LinearOperator
         if source.contains("lm_head.weight") || linearFactory != nil && !config.tieWordEmbeddings {
-            lmHead = try linear(head)
+            lm = try linear(head)
         } else if config.tieWordEmbeddings {
-            lmHead = try dense(embedding)
+            lm = try dense(embedding)
         } else {
             throw ModelError.missingTensor(file: file, tensor: "lm_head.weight")
         }
+        if options.head == .q8, let d = lm as? DenseMatrix { lm = try Q8Matrix(d.tensor, pool: pool) }
+        lmHead = lm
         invFreq = config.learnedPositionOffset == nil ? LlamaModel.inverseFrequencies(config) : []
     }
 

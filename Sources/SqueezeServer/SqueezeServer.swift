@@ -64,9 +64,10 @@ public final class SqueezeServer: Sendable {
     }
 
     /// Loads the model and its tokenizer from `modelPath` (anything `ModelLoader.load` accepts).
-    public static func load(modelPath: String, configuration: ServerConfiguration) throws -> SqueezeServer {
+    public static func load(modelPath: String, configuration: ServerConfiguration,
+                            options: LoadOptions = LoadOptions()) throws -> SqueezeServer {
         let model: LlamaModel, tok: Tokenizer
-        do { model = try ModelLoader.load(path: modelPath) } catch { throw ServerError.loadFailed(path: modelPath, detail: "\(error)") }
+        do { model = try ModelLoader.load(path: modelPath, options: options) } catch { throw ServerError.loadFailed(path: modelPath, detail: "\(error)") }
         do { tok = try Tokenizer.load(path: modelPath) } catch { throw ServerError.loadFailed(path: modelPath, detail: "\(error)") }
         var name = URL(fileURLWithPath: modelPath).lastPathComponent
         if name.hasSuffix(".gguf") { name = String(name.dropLast(5)) }

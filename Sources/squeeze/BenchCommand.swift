@@ -22,6 +22,8 @@ struct BenchCommand: ParsableCommand {
     var weights: String = "f32,f16"
     @Option(parsing: .singleValue, help: "A quantized model directory to time as well (repeatable), as PATH or LABEL=PATH.")
     var quantized: [String] = []
+    @Option(help: "LM head storage for the --quantized models, comma-separated: stored (as in the file), q8 (8-bit, quantized at load).")
+    var head: String = "stored,q8"
     @Option(help: "Thread counts, comma-separated.")
     var threads: String = "1,2"
     @Option(help: "Prompt length for prefill.")
@@ -95,10 +97,17 @@ struct BenchCommand: ParsableCommand {
                 if w != "native" && dt == nil { throw ValidationError("unknown weight type '\(w)'") }
                 runs.append((w, { try ModelLoader.load(path: path, options: LoadOptions(weightDType: dt)) }))
             }
+            var heads: [HeadFormat] = []
+            for h in head.split(separator: ",") {
+                guard let f = HeadFormat(rawValue: String(h)) else { throw ValidationError("--head: unknown '\(h)' (stored, q8)") }
+                heads.append(f)
+            }
             for q in quantized {
                 let parts = q.split(separator: "=", maxSplits: 1).map(String.init)
                 let (label, p) = parts.count == 2 ? (parts[0], parts[1]) : (URL(fileURLWithPath: q).lastPathComponent, q)
-                runs.append((label, { try ModelLoader.load(path: p) }))
+                for h in heads {
+                    runs.append((h == .stored ? label : "\(label)+\(h.rawValue) head", { try ModelLoader.load(path: p, options: LoadOptions(head: h)) }))
+                }
             }
             for (label, load) in runs {
                 let m = try load()

@@ -50,6 +50,8 @@ struct GenerateCommand: ParsableCommand {
     var dtype: String = "native"
     @Option(help: "Quantized layers' kernels: fast (int8, default) or exact (float tables).")
     var kernels: String = "fast"
+    @Option(help: "LM head storage: stored (as in the file) or q8 (8-bit with a scale per 32, quantized at load; about half the bytes of F16).")
+    var head: String = "stored"
     @Option(help: "Threads (default: all cores).")
     var threads: Int?
     @OptionGroup var sampling: SamplingOptions
@@ -57,7 +59,7 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         if let t = threads { WorkerPool.shared.defaultThreads = max(1, min(t, WorkerPool.shared.threadCount)) }
         let path = try ModelOpening.resolve(model)
-        let m = try ModelOpening.load(path, dtype: dtype, kernels: kernels)
+        let m = try ModelOpening.load(path, dtype: dtype, kernels: kernels, head: head)
         let tok = try ModelOpening.tokenizer(for: path)
         var text = prompt
         if chat {

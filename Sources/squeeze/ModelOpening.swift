@@ -13,8 +13,12 @@ enum ModelOpening {
     /// Loads the tokenizer that belongs to a model path (a GGUF file or a model directory).
     static func tokenizer(for path: String) throws -> Tokenizer { try Tokenizer.load(path: path) }
 
-    static func load(_ path: String, dtype: String?, kernels: String = "fast") throws -> LlamaModel {
+    static func load(_ path: String, dtype: String?, kernels: String = "fast", head: String = "stored") throws -> LlamaModel {
         var opts = LoadOptions()
+        guard let h = HeadFormat(rawValue: head) else {
+            throw ValidationError("--head must be stored (as in the file) or q8 (8-bit, quantized at load)")
+        }
+        opts.head = h
         switch kernels {
         case "fast": opts.lutMode = .int8
         case "exact": opts.lutMode = .float

@@ -30,6 +30,8 @@ struct PerplexityCommand: ParsableCommand {
     var dtype: String = "native"
     @Option(help: "Quantized layers' kernels: exact (float tables, default here) or fast (int8).")
     var kernels: String = "exact"
+    @Option(help: "LM head storage: stored (as in the file) or q8 (8-bit, quantized at load).")
+    var head: String = "stored"
     @Option(help: "Threads (default: all cores).")
     var threads: Int?
     @Flag(help: "Print JSON.")
@@ -40,7 +42,7 @@ struct PerplexityCommand: ParsableCommand {
         guard let p = PerplexityProtocol(rawValue: proto) else { throw ValidationError("--protocol must be gptq or llamacpp") }
         let path = try ModelOpening.resolve(model)
         let result = try PerplexityRunner.run(modelPath: path, textPath: text, proto: p, context: context, windows: windows,
-                                              dtype: dtype, kernels: kernels, saveLogits: saveLogits, klBase: klBase, topK: topK) { done, total, ppl, secs in
+                                              dtype: dtype, kernels: kernels, head: head, saveLogits: saveLogits, klBase: klBase, topK: topK) { done, total, ppl, secs in
             Progress.line(String(format: "[%d/%d] PPL %.4f  %.0fs  ETA %@", done, total, ppl, secs, Progress.eta(done: done, total: total, elapsed: secs)))
         }
         Progress.done()
@@ -57,9 +59,9 @@ struct PerplexityCommand: ParsableCommand {
 /// Shared by `perplexity` and `compare`: loads, tokenizes and evaluates.
 enum PerplexityRunner {
     static func run(modelPath: String, textPath: String, proto: PerplexityProtocol, context: Int?, windows: Int?, dtype: String,
-                    kernels: String, saveLogits: String?, klBase: String?, topK: Int,
+                    kernels: String, head: String = "stored", saveLogits: String?, klBase: String?, topK: Int,
                     progress: ((Int, Int, Double, Double) -> Void)?) throws -> PerplexityResult {
-        let m = try ModelOpening.load(modelPath, dtype: dtype, kernels: kernels)
+        let m = try ModelOpening.load(modelPath, dtype: dtype, kernels: kernels, head: head)
         let tok = try ModelOpening.tokenizer(for: modelPath)
         let tokens = try TextFile.tokens(path: textPath, tokenizer: tok)
         var ev = PerplexityEvaluator(model: m)

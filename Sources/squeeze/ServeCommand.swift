@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SqueezeModels
 import SqueezeServer
 
 /// `squeeze serve`: an OpenAI-compatible HTTP server with continuous batching.
@@ -29,12 +30,15 @@ struct ServeCommand: ParsableCommand {
     var name: String?
     @Option(help: "Seconds to let in-flight requests finish on SIGINT/SIGTERM before cancelling them.")
     var shutdownGrace = 30.0
+    @Option(help: "LM head storage: stored (as in the file) or q8 (8-bit, quantized at load; faster decoding).")
+    var head = "stored"
 
     func validate() throws {
         guard maxBatch >= 1 else { throw ValidationError("--max-batch must be >= 1") }
         guard context >= 16 else { throw ValidationError("--context must be >= 16") }
         guard queue >= 0 else { throw ValidationError("--queue must be >= 0") }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
+        guard HeadFormat(rawValue: head) != nil else { throw ValidationError("--head must be stored or q8") }
     }
 
     func run() throws {
@@ -42,7 +46,8 @@ struct ServeCommand: ParsableCommand {
         let key = apiKey ?? ProcessInfo.processInfo.environment["SQUEEZE_API_KEY"]
         let config = ServerConfiguration(host: host, port: port, apiKey: key, maxBatch: maxBatch, context: context,
                                          queueLimit: queue, maxBodyBytes: maxBody, modelName: name, shutdownGrace: shutdownGrace)
-        let server = try SqueezeServer.load(modelPath: path, configuration: config)
+        let server = try SqueezeServer.load(modelPath: path, configuration: config,
+                                           options: LoadOptions(head: HeadFormat(rawValue: head) ?? .stored))
         let host = self.host
         let result = ResultBox()
         let done = DispatchSemaphore(value: 0)

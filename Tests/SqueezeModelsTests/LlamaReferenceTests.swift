@@ -40,6 +40,37 @@ struct LlamaReferenceTests {
         #expect(worst < 2e-3, "max |logit difference| on top-5 entries: \(worst)")
     }
 
+    /// With the LM head held as 8-bit blocks (`--head q8`), decoding the fixture prompts token by token
+    /// keeps transformers' argmax at nearly every position and the top-5 logits close: observed
+    /// worst difference about 0.05 on logits spanning about 40; asserted: argmax agreement >= 95% and
+    /// worst top-5 difference < 0.25.
+    @Test func q8HeadStaysCloseToTransformers() throws {
+        let path = try #require(TestModel.path)
+        let model = try ModelLoader.load(path: path, options: LoadOptions(head: .q8))
+        #expect(model.lmHead.kind == "q8")
+        let fx = try Fixtures.json("logits_fixtures.json")
+        var agree = 0, total = 0
+        var worst: Float = 0
+        for p in fx["prompts"] as! [[String: Any]] {
+            let ids = (p["ids"] as! [NSNumber]).map { $0.intValue }
+            let top5 = p["top5_ids"] as! [[NSNumber]]
+            let top5l = p["top5_logits"] as! [[NSNumber]]
+            let cache = KVCache(config: model.config, capacity: ids.count)
+            let ws = Workspace(model: model, maxTokens: 1)
+            for (t, id) in ids.enumerated() {
+                try model.forward(tokens: [id], cache: cache, workspace: ws, logits: .last)
+                let row = ws.logits.pointer
+                var best = 0
+                for i in 1..<model.config.vocabSize where row[i] > row[best] { best = i }
+                if best == top5[t][0].intValue { agree += 1 }
+                total += 1
+                for j in 0..<5 { worst = max(worst, abs(row[top5[t][j].intValue] - top5l[t][j].floatValue)) }
+            }
+        }
+        #expect(Double(agree) >= 0.95 * Double(total), "argmax agreement \(agree)/\(total)")
+        #expect(worst < 0.25, "max |logit difference| on top-5 entries: \(worst)")
+    }
+
     /// The same prompts token by token (decode path) give the prefill path's logits.
     @Test func decodeEqualsPrefill() throws {
         let model = try #require(Self.model)
