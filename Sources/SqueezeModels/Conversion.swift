@@ -1,6 +1,7 @@
 import Foundation
 import SqueezeCore
 import SqueezeFormats
+import SqueezeTokenizer
 
 /// Converts a llama.cpp GGUF model into a Hugging Face directory: `config.json`,
 /// `generation_config.json` and `model.safetensors` with Hugging Face names, Q/K rows un-permuted
@@ -10,6 +11,13 @@ public enum GGUFConverter {
     /// Extra files to write into the output directory (e.g. tokenizer.json), name to contents.
     public typealias ExtraFiles = [String: Data]
 
+    /// `tokenizer.json` and `tokenizer_config.json` written from the GGUF vocabulary (see
+    /// `TokenizerExport`), to pass as `extraFiles`.
+    public static func tokenizerFiles(forGGUF path: String) throws -> ExtraFiles {
+        try TokenizerExport.files(forGGUF: path)
+    }
+
+    /// Converts the GGUF at `path` into a new directory `output` (which must not exist).
     public static func convert(gguf path: String, to output: String, dtype: DType,
                                extraFiles: ExtraFiles = [:], progress: ((String) -> Void)? = nil) throws {
         guard [.f32, .f16, .bf16].contains(dtype) else {

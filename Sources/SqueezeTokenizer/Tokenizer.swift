@@ -67,7 +67,8 @@ public final class Tokenizer: @unchecked Sendable {
     // MARK: Loading
 
     /// Loads a tokenizer from a directory (tokenizer.json [+ tokenizer_config.json,
-    /// generation_config.json]), a tokenizer.json file, or a .gguf file.
+    /// generation_config.json]; an XGen directory with its gpt2 ranks; vocab.json + merges.txt; a
+    /// .gguf; a .tiktoken file), a tokenizer.json file, a .gguf file or a .tiktoken file.
     public static func load(path: String) throws -> Tokenizer {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
@@ -77,19 +78,23 @@ public final class Tokenizer: @unchecked Sendable {
             let dir = URL(fileURLWithPath: path)
             let tj = dir.appendingPathComponent("tokenizer.json").path
             if FileManager.default.fileExists(atPath: tj) { return try Tokenizer(jsonPath: tj) }
+            if isXGenDirectory(dir) { return try Tokenizer(xgenDirectory: path) }
             let vj = dir.appendingPathComponent("vocab.json").path, mt = dir.appendingPathComponent("merges.txt").path
             if FileManager.default.fileExists(atPath: vj) && FileManager.default.fileExists(atPath: mt) {
                 return try Tokenizer(vocabPath: vj, mergesPath: mt)
             }
             let ggufs = (try? FileManager.default.contentsOfDirectory(atPath: path))?.filter { $0.hasSuffix(".gguf") }.sorted() ?? []
             if let g = ggufs.first { return try Tokenizer(gguf: try GGUFFile(path: dir.appendingPathComponent(g).path)) }
-            throw TokenizerError.unreadable(file: path, reason: "no tokenizer.json or .gguf in the directory")
+            let tks = (try? FileManager.default.contentsOfDirectory(atPath: path))?.filter { $0.hasSuffix(".tiktoken") }.sorted() ?? []
+            if let t = tks.first { return try Tokenizer(tiktokenPath: dir.appendingPathComponent(t).path) }
+            throw TokenizerError.unreadable(file: path, reason: "no tokenizer.json, vocab.json + merges.txt, .gguf or .tiktoken in the directory")
         }
         if path.hasSuffix(".gguf") {
             do { return try Tokenizer(gguf: try GGUFFile(path: path)) }
             catch let e as TokenizerError { throw e }
             catch { throw TokenizerError.unreadable(file: path, reason: "\(error)") }
         }
+        if path.hasSuffix(".tiktoken") { return try Tokenizer(tiktokenPath: path) }
         return try Tokenizer(jsonPath: path)
     }
 

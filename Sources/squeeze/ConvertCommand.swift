@@ -23,7 +23,7 @@ struct ConvertCommand: ParsableCommand {
         guard let dt = DType(userName: dtype), [.f32, .f16, .bf16].contains(dt) else {
             throw ValidationError("--dtype must be f32, f16 or bf16")
         }
-        let extra = try TokenizerExport.files(forGGUF: input)
+        let extra = try GGUFConverter.tokenizerFiles(forGGUF: input)
         try GGUFConverter.convert(gguf: input, to: output, dtype: dt, extraFiles: extra) { line in
             Progress.line(line)
         }

@@ -30,11 +30,6 @@ enum Progress {
     }
 }
 
-/// Tokenizer files for a converted model (filled in when the tokenizer can export them).
-enum TokenizerExport {
-    static func files(forGGUF path: String) throws -> [String: Data] { [:] }
-}
-
 /// Removes a temporary output when the process is interrupted (SIGINT/SIGTERM), then exits.
 enum InterruptCleanup {
     nonisolated(unsafe) static var sources: [DispatchSourceSignal] = []
