@@ -41,9 +41,9 @@ struct LlamaReferenceTests {
     }
 
     /// With the LM head held as 8-bit blocks (`--head q8`), decoding the fixture prompts token by token
-    /// keeps transformers' argmax at nearly every position and the top-5 logits close: observed
-    /// worst difference about 0.05 on logits spanning about 40; asserted: argmax agreement >= 95% and
-    /// worst top-5 difference < 0.25.
+    /// keeps transformers' argmax at nearly every position and the top-5 logits close. Observed (AVX2):
+    /// argmax agrees at 103 of 105 positions, worst top-5 difference 0.150 on logits spanning about
+    /// 40. Asserted: argmax agreement >= 95% and worst top-5 difference < 0.3.
     @Test func q8HeadStaysCloseToTransformers() throws {
         let path = try #require(TestModel.path)
         let model = try ModelLoader.load(path: path, options: LoadOptions(head: .q8))
@@ -68,7 +68,7 @@ struct LlamaReferenceTests {
             }
         }
         #expect(Double(agree) >= 0.95 * Double(total), "argmax agreement \(agree)/\(total)")
-        #expect(worst < 0.25, "max |logit difference| on top-5 entries: \(worst)")
+        #expect(worst < 0.3, "max |logit difference| on top-5 entries: \(worst)")
     }
 
     /// The same prompts token by token (decode path) give the prefill path's logits.
