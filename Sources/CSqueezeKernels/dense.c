@@ -562,6 +562,12 @@ static int64_t token_block(int64_t k) {
 
 void sq_gemm_f32(const float *x, int64_t ldx, const float *w, int64_t ldw, float *y, int64_t ldy,
                  int64_t m, int64_t k, int64_t n0, int64_t n1) {
+    if (m < 4) {
+        // Too few tokens for a tile (e.g. attention scores of one decoded token): the GEMV kernel per
+        // token, four weight rows at a time, rather than one dot product call per output.
+        for (int64_t t = 0; t < m; t++) sq_gemv_f32(w, ldw, x + t * ldx, y + t * ldy + n0, k, n0, n1);
+        return;
+    }
     int64_t g = group_rows(), MBk = token_block(k);
     for (int64_t mb = 0; mb < m; mb += MBk) {
         int64_t mm = m - mb < MBk ? m - mb : MBk;
