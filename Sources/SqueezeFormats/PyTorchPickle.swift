@@ -227,7 +227,11 @@ public struct RestrictedUnpickler {
                 return .callable(.rebuildParameter)
             default: break
             }
-            if module == "torch" && Self.storageTypes[name] != nil { return .value(.global(module: module, name: name)) }
+            // Storage classes are inert markers here (never called): one of an unsupported dtype
+            // (ComplexFloatStorage, QInt8Storage, ...) is named as such when a tensor uses it.
+            if module == "torch" && name.hasSuffix("Storage") && name.allSatisfy({ $0.isLetter || $0.isNumber }) {
+                return .value(.global(module: module, name: name))
+            }
             if module == "torch.storage" && (name == "UntypedStorage" || name == "TypedStorage") {
                 return .value(.global(module: module, name: name))
             }
