@@ -8,11 +8,12 @@ import SqueezeModels
 /// load and reproduce the logits transformers computes with the dequantized weights
 /// W = lut[row, idx] + sparse (+ the hybrid kernel's dense rows).
 ///
-/// Tolerance: same argmax at every position, max |logit difference| <= 2e-3 (logits are O(1) to O(10);
-/// Squeeze's exact float-table kernels and PyTorch's F32 matmuls differ in summation order only).
+/// Tolerance: same argmax at every position, max |logit difference| <= 1e-4 (logits are O(1);
+/// Squeeze's exact float-table kernels and PyTorch's F32 matmuls differ in summation order only;
+/// about 6e-7 is seen).
 @Suite struct SqueezeLLMCheckpointTests {
     static let dir = Fixtures.url("squeezellm").path
-    static let tolerance: Float = 2e-3
+    static let tolerance: Float = 1e-4
 
     static func reference(_ key: String) throws -> (tokens: [Int], logits: [Float], vocab: Int) {
         let j = try Fixtures.json("squeezellm/reference_logits.json")
