@@ -34,6 +34,9 @@ struct ConvertCommand: ParsableCommand {
         }
         guard base == nil else { throw ValidationError("--base is only used with --from-squeezellm") }
         guard let input else { throw ValidationError("give the input .gguf file, or --from-squeezellm X.pt") }
+        if ["pt", "pth", "bin"].contains(URL(fileURLWithPath: input).pathExtension) {
+            throw ValidationError("'\(input)' is a PyTorch checkpoint: convert a SqueezeLLM checkpoint with --from-squeezellm \(input)")
+        }
         guard to == "safetensors" else { throw ValidationError("--to: only 'safetensors' is supported") }
         guard let dt = DType(userName: dtype), [.f32, .f16, .bf16].contains(dt) else {
             throw ValidationError("--dtype must be f32, f16 or bf16")
