@@ -12,7 +12,8 @@ import SqueezeFormats
 public enum SqueezeLLMConverter {
     /// Files copied from the base model's directory.
     public static let tokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-                                        "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "generation_config.json"]
+                                        "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "generation_config.json",
+                                        "tokenizer.gguf"]
 
     /// Converts; `progress` gets one line per step. Returns the opened checkpoint (for a summary).
     @discardableResult
