@@ -84,6 +84,7 @@ public enum VLLMExporter {
         guard !layers.isEmpty else { throw VLLMExportError.notQuantized(path: directory, detail: "no '*.qweight' tensors") }
         let skip = Set(layers.flatMap { p in [".rows", ".cols", ".vals"].map { p + $0 } })
         var entries: [SafeTensorsWriter.Entry] = []
+        var oddShapes: [[Int]: [String]] = [:]
         for n in st.tensorNames where !skip.contains(n) {
             let info = st.info(n)!
             if n.hasSuffix(".lookup_table") {
@@ -96,13 +97,14 @@ public enum VLLMExporter {
                     throw VLLMExportError.badTensor(file: directory, tensor: n, detail: "expected a float [\(qw.shape[1]), 16], got \(info.dtype.rawValue) \(info.shape)")
                 }
                 let inputs = qw.shape[0] * 8
-                if inputs % 128 != 0 || qw.shape[1] % 128 != 0 {
-                    warnings.append("\(p): \(inputs) inputs x \(qw.shape[1]) outputs; vLLM's kernel works in blocks of 128 inputs and 128 outputs without bounds checks, so shapes that are not multiples of 128 may not run there")
-                }
+                if inputs % 128 != 0 || qw.shape[1] % 128 != 0 { oddShapes[[inputs, qw.shape[1]], default: []].append(p) }
                 entries.append(.init(name: n, dtype: .f16, shape: info.shape))
             } else {
                 entries.append(.init(name: n, dtype: info.dtype, shape: info.shape))
             }
+        }
+        for (shape, ls) in oddShapes.sorted(by: { $0.value[0] < $1.value[0] }) {
+            warnings.append("\(ls.count) layer(s) of \(shape[0]) inputs x \(shape[1]) outputs (first: \(ls[0])): vLLM's kernel reads blocks of 128 inputs and 128 outputs without bounds checks, so shapes that are not multiples of 128 may not run correctly there")
         }
 
         let tmp = output + ".partial-\(getpid())"
