@@ -19,6 +19,11 @@ public enum ModelLoader {
             let config = try LlamaConfig(gguf: g)
             return try LlamaModel(config: config, source: GGUFTensorSource(g), options: options, pool: pool)
         }
+        if !isDir.boolValue && isPyTorchCheckpoint(path) {
+            // A SqueezeLLM checkpoint (.pt + quant_config.json; config.json and any missing tensors
+            // from safetensors in the same directory).
+            return try SqueezeLLMCheckpoint(path: path).loadModel(options: options, pool: pool)
+        }
         let dir = isDir.boolValue ? path : URL(fileURLWithPath: path).deletingLastPathComponent().path
         let configPath = dir + "/config.json"
         guard FileManager.default.fileExists(atPath: configPath) else {
@@ -30,6 +35,16 @@ public enum ModelLoader {
         if let q = try QuantizedCheckpoint(configPath: configPath, tensors: st, mode: options.lutMode) { factory = q.factory }
         return try LlamaModel(config: config, source: SafeTensorsSource(st), options: options,
                               linearFactory: factory, pool: pool)
+    }
+
+    /// Whether `path` is a torch.save zip checkpoint (`.pt`, `.pth`, `.bin`).
+    public static func isPyTorchCheckpoint(_ path: String) -> Bool {
+        ["pt", "pth", "bin"].contains(URL(fileURLWithPath: path).pathExtension) && PyTorchCheckpoint.looksLikeZip(path: path)
+    }
+
+    /// Where the tokenizer of a model path lives: the directory of a `.pt` checkpoint, else the path itself.
+    public static func tokenizerPath(for path: String) -> String {
+        isPyTorchCheckpoint(path) ? URL(fileURLWithPath: path).deletingLastPathComponent().path : path
     }
 
     static func isGGUF(_ path: String) -> Bool {

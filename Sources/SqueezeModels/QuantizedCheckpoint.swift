@@ -22,9 +22,21 @@ public enum QuantizedCheckpointError: Error, CustomStringConvertible {
 /// their packed form.
 public struct QuantizedCheckpoint {
     public let bits: Int
-    let tensors: SafeTensorsModel
+    let tensors: TensorSource
     let mode: LUTMode
     let file: String
+
+    /// Layers of `bits` bits read from any tensor source (a SqueezeLLM `.pt` checkpoint, say) under
+    /// the same names: `<prefix>.qweight`, `.lookup_table` and optionally `.rows`/`.cols`/`.vals`.
+    public init(bits: Int, source: TensorSource, mode: LUTMode) throws {
+        guard bits == 3 || bits == 4 else {
+            throw QuantizedCheckpointError.unsupported(file: source.path, detail: "\(bits)-bit layers have no kernel (3 and 4 bits are supported)")
+        }
+        self.bits = bits
+        tensors = source
+        self.mode = mode
+        file = source.path
+    }
 
     /// Returns nil when the config has no SqueezeLLM quantization.
     public init?(configPath: String, tensors: SafeTensorsModel, mode: LUTMode) throws {
@@ -40,7 +52,7 @@ public struct QuantizedCheckpoint {
             throw QuantizedCheckpointError.unsupported(file: configPath, detail: "\(b)-bit layers have no kernel (3 and 4 bits are supported)")
         }
         bits = b
-        self.tensors = tensors
+        self.tensors = SafeTensorsSource(tensors)
         self.mode = mode
         file = tensors.path
     }

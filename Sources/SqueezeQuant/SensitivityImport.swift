@@ -22,6 +22,10 @@ public final class SensitivityFile: @unchecked Sendable {
     /// Where a file came from.
     public enum Origin: String, Sendable {
         case squeeze, squeezeLLMCheckpoint, mlx, other
+        /// SqueezeLLM's chunked gradient files (`layer_N.pt`).
+        case squeezeLLMGradientChunks
+        /// A PyTorch state dict with Hugging Face names.
+        case pytorch
     }
 
     public let path: String
@@ -30,48 +34,72 @@ public final class SensitivityFile: @unchecked Sendable {
     public let metadata: [String: String]
     /// True when each tensor holds one value per input column ([1, columns] or [columns]).
     public let isPerColumn: Bool
-    let tensors: SafeTensorsModel
+    let tensors: SensitivityTensors
 
-    /// Opens a safetensors file or a checkpoint directory and identifies its origin.
+    /// Opens a safetensors file, a checkpoint directory, a directory of SqueezeLLM `layer_N.pt`
+    /// gradient chunks or a PyTorch state dict, and identifies its origin.
     public init(path: String) throws {
         self.path = path
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw SensitivityError.notASensitivityFile(path: path, detail: "no such file or directory")
         }
-        if !isDir.boolValue && (path.hasSuffix(".pt") || path.hasSuffix(".bin") || path.hasSuffix(".pth")) {
-            throw SensitivityError.notASensitivityFile(path: path, detail: "PyTorch files are not read here; give safetensors")
-        }
-        do { tensors = try SafeTensorsModel(path: path) } catch {
-            throw SensitivityError.notASensitivityFile(path: path, detail: "\(error)")
-        }
-        metadata = tensors.metadata
-        let dir = isDir.boolValue ? path : URL(fileURLWithPath: path).deletingLastPathComponent().path
-        if metadata["format"] == SensitivityFile.formatName {
-            origin = .squeeze
-        } else if metadata["nsamples"] != nil {
-            origin = .mlx
-        } else if FileManager.default.fileExists(atPath: dir + "/config.json") {
-            origin = .squeezeLLMCheckpoint
+        let isTorch = !isDir.boolValue && ["pt", "bin", "pth"].contains(URL(fileURLWithPath: path).pathExtension)
+        let chunkDir: String? = isDir.boolValue ? (GradientChunks.hasChunks(path) ? path : nil)
+            : (isTorch && GradientChunks.layerIndex(URL(fileURLWithPath: path).lastPathComponent) != nil
+               ? URL(fileURLWithPath: path).deletingLastPathComponent().path : nil)
+        if let cd = chunkDir {
+            tensors = try GradientChunks(directory: cd)
+            metadata = [:]
+            origin = .squeezeLLMGradientChunks
+        } else if isTorch {
+            let ck: PyTorchCheckpoint
+            do { ck = try PyTorchCheckpoint(path: path) } catch {
+                throw SensitivityError.notASensitivityFile(path: path, detail: "\(error)")
+            }
+            tensors = PyTorchStateDictTensors(ck)
+            metadata = [:]
+            origin = .pytorch
         } else {
-            origin = .other
+            let st: SafeTensorsModel
+            do { st = try SafeTensorsModel(path: path) } catch {
+                throw SensitivityError.notASensitivityFile(path: path, detail: "\(error)")
+            }
+            tensors = st
+            metadata = st.metadata
+            origin = Self.origin(path: path, isDir: isDir.boolValue, metadata: metadata)
         }
         let probes = [LinearKind.q.weightName(layer: 0), "model.decoder.layers.0.self_attn.q_proj.weight",
                       "decoder.layers.0.self_attn.q_proj.weight", "transformer.h.0.attn.c_attn.weight", "h.0.attn.c_attn.weight"]
         let st = tensors
-        guard let info = probes.lazy.compactMap({ st.info($0) }).first else {
+        guard let info = probes.lazy.compactMap({ st.sensitivityInfo($0) }).first else {
             throw SensitivityError.missingTensor(file: path, tensor: probes[0])
         }
         isPerColumn = metadata["mode"] == SensitivityMode.activations.rawValue || info.shape.count == 1 || info.shape.first == 1
     }
 
+    static func origin(path: String, isDir: Bool, metadata: [String: String]) -> Origin {
+        let dir = isDir ? path : URL(fileURLWithPath: path).deletingLastPathComponent().path
+        if metadata["format"] == SensitivityFile.formatName {
+            return .squeeze
+        } else if metadata["nsamples"] != nil {
+            return .mlx
+        } else if FileManager.default.fileExists(atPath: dir + "/config.json") {
+            return .squeezeLLMCheckpoint
+        }
+        return .other
+    }
+
     /// Checks that every linear weight of a model with `config` has a sensitivity of the right shape
     /// ([rows, columns], or [1, columns] / [columns] for a per-column file) and a float dtype.
     public func validate(config c: LlamaConfig) throws {
+        if let g = tensors as? GradientChunks, g.layers.count != c.numLayers {
+            throw SensitivityError.notASensitivityFile(path: path, detail: "gradient chunks for layers \(g.layers.map(String.init).joined(separator: ", ")), but the model has \(c.numLayers) layers (layer_0.pt to layer_\(c.numLayers - 1).pt expected)")
+        }
         for t in c.allLinearTensors {
                 let name = t.weightName
                 let cols = t.columns
-                guard let info = tensors.info(name) else { throw SensitivityError.missingTensor(file: path, tensor: name) }
+                guard let info = tensors.sensitivityInfo(name) else { throw SensitivityError.missingTensor(file: path, tensor: name) }
                 let ok = isPerColumn ? (info.shape == [1, cols] || info.shape == [cols]) : info.shape == t.storedShape
                 guard ok else {
                     throw SensitivityError.shapeMismatch(file: path, tensor: name,
@@ -165,5 +193,94 @@ public final class SensitivityFile: @unchecked Sendable {
             for j in 0..<cols { out[g * cols + j] = raw[hf * cols + j] }
         }
         return out
+    }
+}
+
+/// Where a sensitivity file's tensors come from (safetensors, gradient chunks or a state dict).
+protocol SensitivityTensors: AnyObject {
+    /// Shape and dtype of a tensor under its Hugging Face name, nil when absent.
+    func sensitivityInfo(_ name: String) -> (shape: [Int], dtype: DType)?
+    func contains(_ name: String) -> Bool
+    func tensor(_ name: String) throws -> Tensor
+}
+
+extension SafeTensorsModel: SensitivityTensors {
+    func sensitivityInfo(_ name: String) -> (shape: [Int], dtype: DType)? { info(name).map { ($0.shape, $0.dtype) } }
+}
+
+/// A PyTorch state dict under Hugging Face names.
+final class PyTorchStateDictTensors: SensitivityTensors {
+    let checkpoint: PyTorchCheckpoint
+    init(_ c: PyTorchCheckpoint) { checkpoint = c }
+    func sensitivityInfo(_ name: String) -> (shape: [Int], dtype: DType)? {
+        checkpoint.reference(name).map { ($0.shape, $0.storage.dtype) }
+    }
+    func contains(_ name: String) -> Bool { checkpoint.contains(name) }
+    func tensor(_ name: String) throws -> Tensor { try checkpoint.tensor(name) }
+}
+
+/// SqueezeLLM's chunked gradients: `layer_N.pt` files, each a dict q, k, v, o, gate, up, down
+/// (`squeezellm/model_parse.py` `get_module_names` for Llama), served under Hugging Face names.
+final class GradientChunks: SensitivityTensors {
+    /// The chunk keys of a Llama layer and the linear each names.
+    static let keys: [(String, LinearKind)] = [("q", .q), ("k", .k), ("v", .v), ("o", .o), ("gate", .gate), ("up", .up), ("down", .down)]
+    let directory: String
+    /// Layer indices found, ascending.
+    let layers: [Int]
+    let files: [Int: PyTorchCheckpoint]
+
+    /// N of a `layer_N.pt` file name.
+    static func layerIndex(_ file: String) -> Int? {
+        guard file.hasPrefix("layer_"), file.hasSuffix(".pt") else { return nil }
+        return Int(file.dropFirst(6).dropLast(3))
+    }
+
+    static func hasChunks(_ dir: String) -> Bool {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).contains { layerIndex($0) != nil }
+    }
+
+    init(directory: String) throws {
+        self.directory = directory
+        let found = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).compactMap { f in Self.layerIndex(f).map { ($0, f) } }
+        var files: [Int: PyTorchCheckpoint] = [:]
+        for (i, f) in found {
+            let p = directory + "/" + f
+            let ck: PyTorchCheckpoint
+            do { ck = try PyTorchCheckpoint(path: p) } catch {
+                throw SensitivityError.notASensitivityFile(path: p, detail: "\(error)")
+            }
+            let known = Set(Self.keys.map { $0.0 })
+            if let odd = ck.tensorNames.first(where: { !known.contains($0) }) {
+                throw SensitivityError.notASensitivityFile(path: p, detail: "unexpected key '\(odd)'; SqueezeLLM gradient chunks hold q, k, v, o, gate, up, down")
+            }
+            for (k, kind) in Self.keys where !ck.contains(k) {
+                throw SensitivityError.missingTensor(file: p, tensor: "\(k) (\(kind.weightName(layer: i)))")
+            }
+            files[i] = ck
+        }
+        layers = files.keys.sorted()
+        guard layers == Array(0..<layers.count) else {
+            throw SensitivityError.notASensitivityFile(path: directory, detail: "gradient chunks are not layer_0.pt to layer_\(layers.count - 1).pt without gaps: found \(layers)")
+        }
+        self.files = files
+    }
+
+    /// (file, key) of a Hugging Face weight name.
+    func locate(_ name: String) -> (PyTorchCheckpoint, String)? {
+        let parts = name.split(separator: ".", maxSplits: 3).map(String.init)
+        guard parts.count == 4, parts[0] == "model", parts[1] == "layers", let l = Int(parts[2]), let f = files[l] else { return nil }
+        guard let (key, _) = Self.keys.first(where: { $0.1.huggingFaceSuffix + ".weight" == parts[3] }) else { return nil }
+        return (f, key)
+    }
+
+    func sensitivityInfo(_ name: String) -> (shape: [Int], dtype: DType)? {
+        guard let (f, k) = locate(name), let r = f.reference(k) else { return nil }
+        return (r.shape, r.storage.dtype)
+    }
+    func contains(_ name: String) -> Bool { sensitivityInfo(name) != nil }
+    func tensor(_ name: String) throws -> Tensor {
+        guard let (f, k) = locate(name) else { throw SensitivityError.missingTensor(file: directory, tensor: name) }
+        let t = try f.tensor(k)
+        return Tensor(name: name, dtype: t.dtype, shape: t.shape, data: t.data, owner: t.owner)
     }
 }

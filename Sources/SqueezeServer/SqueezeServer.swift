@@ -68,7 +68,7 @@ public final class SqueezeServer: Sendable {
                             options: LoadOptions = LoadOptions()) throws -> SqueezeServer {
         let model: LlamaModel, tok: Tokenizer
         do { model = try ModelLoader.load(path: modelPath, options: options) } catch { throw ServerError.loadFailed(path: modelPath, detail: "\(error)") }
-        do { tok = try Tokenizer.load(path: modelPath) } catch { throw ServerError.loadFailed(path: modelPath, detail: "\(error)") }
+        do { tok = try Tokenizer.load(path: ModelLoader.tokenizerPath(for: modelPath)) } catch { throw ServerError.loadFailed(path: modelPath, detail: "\(error)") }
         var name = URL(fileURLWithPath: modelPath).lastPathComponent
         if name.hasSuffix(".gguf") { name = String(name.dropLast(5)) }
         return try SqueezeServer(model: model, tokenizer: tok, modelID: name, configuration: configuration)

@@ -6,11 +6,18 @@ import SqueezeModels
 struct ConvertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "convert",
-        abstract: "Convert a GGUF model to a Hugging Face safetensors directory.",
-        discussion: "Writes config.json, generation_config.json, tokenizer files and model.safetensors with Q/K rows in the Hugging Face (rotate-half) layout.")
+        abstract: "Convert a GGUF model to a Hugging Face safetensors directory, or a SqueezeLLM .pt checkpoint to a Squeeze model directory.",
+        discussion: """
+            GGUF: writes config.json, generation_config.json, tokenizer files and model.safetensors with Q/K rows in the Hugging Face (rotate-half) layout.
+            --from-squeezellm X.pt [--base DIR]: reads SqueezeLLM's checkpoint without executing its pickle, folds the hybrid kernel's dense rows into the sparse part, takes missing tensors (LLaMA-v1/Vicuna-v1.1 checkpoints hold only the quantized layers), config.json and the tokenizer from --base, and writes a directory that generate, perplexity and serve load.
+            """)
 
     @Argument(help: "The input .gguf file.")
-    var input: String
+    var input: String?
+    @Option(name: .customLong("from-squeezellm"), help: "A SqueezeLLM checkpoint (.pt) to convert to a Squeeze model directory.")
+    var fromSqueezeLLM: String?
+    @Option(help: "With --from-squeezellm: the original model (Hugging Face directory or GGUF) supplying config, tokenizer and the tensors the checkpoint lacks.")
+    var base: String?
     @Option(help: "Output format (safetensors).")
     var to: String = "safetensors"
     @Option(help: "Weight dtype: f32, f16 or bf16.")
@@ -19,6 +26,17 @@ struct ConvertCommand: ParsableCommand {
     var output: String
 
     func run() throws {
+        if let pt = fromSqueezeLLM {
+            guard input == nil else { throw ValidationError("give either an input .gguf file or --from-squeezellm, not both") }
+            try SqueezeLLMConverter.convert(checkpoint: pt, base: base, output: output) { Progress.eprint($0) }
+            print("wrote \(output)")
+            return
+        }
+        guard base == nil else { throw ValidationError("--base is only used with --from-squeezellm") }
+        guard let input else { throw ValidationError("give the input .gguf file, or --from-squeezellm X.pt") }
+        if ["pt", "pth", "bin"].contains(URL(fileURLWithPath: input).pathExtension) {
+            throw ValidationError("'\(input)' is a PyTorch checkpoint: convert a SqueezeLLM checkpoint with --from-squeezellm \(input)")
+        }
         guard to == "safetensors" else { throw ValidationError("--to: only 'safetensors' is supported") }
         guard let dt = DType(userName: dtype), [.f32, .f16, .bf16].contains(dt) else {
             throw ValidationError("--dtype must be f32, f16 or bf16")

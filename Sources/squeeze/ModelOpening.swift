@@ -11,7 +11,7 @@ enum ModelOpening {
     static func resolve(_ path: String?) throws -> String { try path ?? DefaultModel.requirePath() }
 
     /// Loads the tokenizer that belongs to a model path (a GGUF file or a model directory).
-    static func tokenizer(for path: String) throws -> Tokenizer { try Tokenizer.load(path: path) }
+    static func tokenizer(for path: String) throws -> Tokenizer { try Tokenizer.load(path: ModelLoader.tokenizerPath(for: path)) }
 
     static func load(_ path: String, dtype: String?, kernels: String = "fast", head: String = "stored") throws -> LlamaModel {
         var opts = LoadOptions()

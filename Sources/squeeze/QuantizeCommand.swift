@@ -21,7 +21,7 @@ struct QuantizeCommand: ParsableCommand {
     var output: String
     @Option(help: "Bits per weight: 3 or 4 (2 also works).")
     var bits: Int = 4
-    @Option(help: "Sensitivity: a safetensors file of squared gradients (see `squeeze sensitivity`), activations (needs --calibration), or none.")
+    @Option(help: "Sensitivity: a safetensors file of squared gradients (see `squeeze sensitivity`), a directory of SqueezeLLM layer_N.pt gradient chunks, activations (needs --calibration), or none.")
     var sensitivity: String = "none"
     @Option(help: "Calibration text for --sensitivity activations.")
     var calibration: String?
