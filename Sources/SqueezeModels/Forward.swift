@@ -49,6 +49,8 @@ public final class Workspace: @unchecked Sendable {
     /// Per-thread attention scratch (scores for a block of queries).
     var scores: [AlignedBuffer<Float>] = []
     var scoresCapacity = 0
+    /// The current pass's sequences, reused from pass to pass.
+    var segments: [LlamaModel.Segment] = []
     static let queryBlock = 64
 
     /// Allocates buffers for `model` and chunks of up to `maxTokens` tokens; `logitRows` rows of logits.
@@ -121,8 +123,10 @@ extension LlamaModel {
         guard tokens.count <= ws.maxTokens, tokens.count <= ws.maxLogitRows else {
             throw ModelError.invalidArgument("batch of \(tokens.count) exceeds the workspace (\(ws.maxTokens) tokens)")
         }
-        guard Set(caches.map { ObjectIdentifier($0) }).count == caches.count else {
-            throw ModelError.invalidArgument("forwardBatch: each sequence needs its own cache")
+        for i in caches.indices {
+            for j in caches.indices where j > i && caches[i] === caches[j] {
+                throw ModelError.invalidArgument("forwardBatch: each sequence needs its own cache")
+            }
         }
         for (t, c) in zip(tokens, caches) {
             guard t >= 0 && t < config.vocabSize else {
@@ -133,7 +137,10 @@ extension LlamaModel {
                 throw ModelError.contextOverflow(requested: c.length + 1, limit: config.maxPositionEmbeddings)
             }
         }
-        let segs = caches.enumerated().map { Segment(cache: $0.element, start: $0.offset, count: 1) }
+        // The workspace's segment list is reused from step to step (no allocation per decoded token).
+        ws.segments.removeAll(keepingCapacity: true)
+        for (i, c) in caches.enumerated() { ws.segments.append(Segment(cache: c, start: i, count: 1)) }
+        let segs = ws.segments
         run(tokens[...], segments: segs, ws: ws, logits: .all, logitRowOffset: 0)
     }
 
@@ -146,7 +153,9 @@ extension LlamaModel {
     }
 
     func forwardChunk(_ tokens: ArraySlice<Int>, cache: KVCache, ws: Workspace, logits mode: LogitsMode, logitRowOffset: Int) {
-        run(tokens, segments: [Segment(cache: cache, start: 0, count: tokens.count)], ws: ws, logits: mode,
+        ws.segments.removeAll(keepingCapacity: true)
+        ws.segments.append(Segment(cache: cache, start: 0, count: tokens.count))
+        run(tokens, segments: ws.segments, ws: ws, logits: mode,
             logitRowOffset: logitRowOffset)
     }
 
