@@ -4,10 +4,10 @@ import SqueezeCore
 /// A sparse matrix S [rows, columns] in CSR form (row pointers int32 [rows + 1], column indices
 /// int32 [nnz], float values [nnz]), added to a dense product: y += S x.
 ///
-/// Products split the work across threads by nonzeros, not rows (SqueezeLLM's balanced kernel):
-/// each thread takes an equal share of the nonzeros, which may begin and end inside rows; the sums
-/// of the rows a share cuts are added after the parallel part. Safe to use from several threads at
-/// once (no scratch state).
+/// Products walk the nonzeros of whole rows with each one's row index (kept beside the CSR arrays),
+/// so that rows of a few nonzeros cost no branch each. Spread over threads, the rows are cut where
+/// the nonzeros divide evenly (SqueezeLLM's balanced kernel), snapped to row starts so no two threads
+/// write one output. Safe to use from several threads at once (scratch is per thread).
 public final class SparseCSRMatrix: @unchecked Sendable {
     /// Number of rows.
     public let rows: Int
@@ -18,6 +18,8 @@ public final class SparseCSRMatrix: @unchecked Sendable {
     let rowPtr: AlignedBuffer<Int32>
     let cols: AlignedBuffer<Int32>
     let vals: AlignedBuffer<Float>
+    /// The row of each nonzero (invariant: rowPtr[rowIdx[p]] <= p < rowPtr[rowIdx[p] + 1]).
+    let rowIdx: AlignedBuffer<Int32>
 
     /// Below this many nonzeros per token, products run on one thread.
     public static var parallelThreshold = 16384
@@ -48,6 +50,8 @@ public final class SparseCSRMatrix: @unchecked Sendable {
         rowPtr = AlignedBuffer(rowPointers)
         cols = AlignedBuffer(columnIndices)
         vals = AlignedBuffer(values)
+        rowIdx = AlignedBuffer(count: max(values.count, 1))
+        sq_csr_fill_row_index(rowPtr.pointer, Int64(rows), rowIdx.pointer)
     }
 
     /// Builds the matrix from (row, column, value) triples, in any order; duplicates are summed.
@@ -87,8 +91,8 @@ public final class SparseCSRMatrix: @unchecked Sendable {
     public func addMultiply(rows range: Range<Int>, _ x: UnsafePointer<Float>, ldx: Int, m: Int,
                             _ y: UnsafeMutablePointer<Float>, ldy: Int) {
         precondition(range.lowerBound >= 0 && range.upperBound <= rows)
-        sq_csr_spmm_rows(rowPtr.pointer, cols.pointer, vals.pointer, x, Int64(ldx), Int64(m), y, Int64(ldy),
-                         Int64(range.lowerBound), Int64(range.upperBound))
+        sq_csr_spmm_range(rowPtr.pointer, rowIdx.pointer, cols.pointer, vals.pointer, Int64(columns), x, Int64(ldx),
+                          Int64(m), y, Int64(ldy), Int64(range.lowerBound), Int64(range.upperBound))
     }
 
     /// y += S x, spread over `threads` threads of `pool`.
@@ -104,48 +108,19 @@ public final class SparseCSRMatrix: @unchecked Sendable {
         if nnz == 0 || m <= 0 { return }
         var parts = min(threads ?? pool.defaultThreads, pool.threadCount)
         if nnz * m < SparseCSRMatrix.parallelThreshold { parts = 1 }
-        let rp = rowPtr.pointer, cp = cols.pointer, vp = vals.pointer
-        let nrows = Int64(rows)
         if parts <= 1 {
-            if m == 1 {
-                sq_csr_spmv_rows(rp, cp, vp, x, y, 0, nrows)
-            } else {
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * m) { carry in
-                    let c = carry.baseAddress!
-                    let rl = sq_csr_row_of(rp, nrows, Int64(nnz - 1))
-                    let rf = sq_csr_row_of(rp, nrows, 0)
-                    sq_csr_spmm_part(rp, cp, vp, x, Int64(ldx), Int64(m), y, Int64(ldy), 0, Int64(nnz), rf, rl, c)
-                    for t in 0..<m {
-                        y[t * ldy + Int(rf)] += c[t]
-                        if rl != rf { y[t * ldy + Int(rl)] += c[m + t] }
-                    }
-                }
-            }
+            addMultiply(rows: 0..<rows, x, ldx: ldx, m: m, y, ldy: ldy)
             return
         }
-        // Equal shares of nonzeros; each part's first and last rows go through carries.
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * m * parts) { carry in
-            withUnsafeTemporaryAllocation(of: Int64.self, capacity: 4 * parts) { bounds in
-                let c = carry.baseAddress!, bd = bounds.baseAddress!
-                for i in 0..<parts {
-                    let p0 = nnz * i / parts, p1 = nnz * (i + 1) / parts
-                    bd[4 * i] = Int64(p0)
-                    bd[4 * i + 1] = Int64(p1)
-                    bd[4 * i + 2] = p1 > p0 ? sq_csr_row_of(rp, nrows, Int64(p0)) : 0
-                    bd[4 * i + 3] = p1 > p0 ? sq_csr_row_of(rp, nrows, Int64(p1 - 1)) : 0
-                }
-                pool.run(tasks: parts, threads: parts) { i, _ in
-                    sq_csr_spmm_part(rp, cp, vp, x, Int64(ldx), Int64(m), y, Int64(ldy),
-                                     bd[4 * i], bd[4 * i + 1], bd[4 * i + 2], bd[4 * i + 3], c + 2 * m * i)
-                }
-                for i in 0..<parts where bd[4 * i + 1] > bd[4 * i] {
-                    let rf = Int(bd[4 * i + 2]), rl = Int(bd[4 * i + 3])
-                    let ci = c + 2 * m * i
-                    for t in 0..<m {
-                        y[t * ldy + rf] += ci[t]
-                        if rl != rf { y[t * ldy + rl] += ci[m + t] }
-                    }
-                }
+        // Part i starts at the row holding nonzero nnz * i / parts (a row is never split).
+        let rp = rowPtr.pointer, nrows = Int64(rows)
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: parts + 1) { bounds in
+            let bd = bounds.baseAddress!
+            bd[0] = 0
+            bd[parts] = rows
+            for i in 1..<parts { bd[i] = max(bd[i - 1], Int(sq_csr_row_of(rp, nrows, Int64(nnz * i / parts)))) }
+            pool.run(tasks: parts, threads: parts) { i, _ in
+                if bd[i + 1] > bd[i] { self.addMultiply(rows: bd[i]..<bd[i + 1], x, ldx: ldx, m: m, y, ldy: ldy) }
             }
         }
     }

@@ -106,11 +106,13 @@ func randomCSR(rows: Int, cols: Int, density: Double, rng: inout SplitMix) -> ([
         let saved = SparseCSRMatrix.parallelThreshold
         SparseCSRMatrix.parallelThreshold = 0
         defer { SparseCSRMatrix.parallelThreshold = saved }
-        for (rows, cols, density) in [(1, 1, 1.0), (7, 50, 0.1), (100, 37, 0.0045), (333, 500, 0.02), (64, 4096, 0.0045)] {
+        for (rows, cols, density) in [(1, 1, 1.0), (7, 50, 0.1), (100, 37, 0.0045), (333, 500, 0.02), (64, 4096, 0.0045),
+                                      (3, 2000, 0.3)] {
             let (rp, ci, vs) = randomCSR(rows: rows, cols: cols, density: density, rng: &rng)
             let s = try SparseCSRMatrix(rows: rows, columns: cols, rowPointers: rp, columnIndices: ci, values: vs)
             for threads in [1, 2, 3] {
-                for m in [1, 3] {
+                // m > 1 runs in blocks of 8 tokens: 3 (one partial block), 9 and 17 (full blocks plus a tail).
+                for m in [1, 3, 9, 17] {
                     let ldx = cols + 1, ldy = rows + 2
                     let x = rng.floats(m * ldx)
                     var y = rng.floats(m * ldy)
