@@ -181,4 +181,47 @@ struct FamilyGGUFTests {
         #expect(!GGUFNames.isTransposed(hf: "transformer.wpe.weight", architecture: "gpt2"))
         #expect(!GGUFNames.isTransposed(hf: "model.layers.0.mlp.down_proj.weight", architecture: "qwen2"))
     }
+    /// A copy of a fixture with metadata and tensors edited, in a temporary file.
+    func edited(_ family: String, metadata edit: ([(String, GGUFValue)]) -> [(String, GGUFValue)],
+                tensors editTensors: ([Tensor]) -> [Tensor] = { $0 }) throws -> String {
+        let g = try GGUFFile(path: FamilyGGUFFixture(family).path)
+        let md = edit(g.metadataKeys.map { ($0, g.metadata[$0]!) })
+        let ts = editTensors(try g.tensors.map { try g.tensor($0.name) })
+        let out = NSTemporaryDirectory() + "squeeze-family-gguf-bad-\(getpid())-\(UUID().uuidString).gguf"
+        try GGUFWriter.write(metadata: md, tensors: ts, to: out)
+        return out
+    }
+
+    /// Files llama.cpp would not load, or that Squeeze does not run, fail with errors naming the
+    /// file and the field or tensor.
+    @Test func badFilesGiveClearErrors() throws {
+        let noEps = try edited("gpt2", metadata: { $0.filter { $0.0 != "gpt2.attention.layer_norm_epsilon" } })
+        defer { try? FileManager.default.removeItem(atPath: noEps) }
+        #expect(throws: ModelError.missingConfigField(file: noEps, field: "gpt2.attention.layer_norm_epsilon")) {
+            try LlamaConfig(gguf: try GGUFFile(path: noEps))
+        }
+        let noPos = try edited("gpt2", metadata: { $0 }, tensors: { $0.filter { $0.name != "position_embd.weight" } })
+        defer { try? FileManager.default.removeItem(atPath: noPos) }
+        #expect(throws: ModelError.missingTensor(file: noPos, tensor: "position_embd.weight")) {
+            try ModelLoader.load(path: noPos)
+        }
+        let otherArch = try edited("qwen2", metadata: { $0.map { $0.0 == "general.architecture" ? ($0.0, .string("phi2")) : $0 } })
+        defer { try? FileManager.default.removeItem(atPath: otherArch) }
+        #expect(throws: ModelError.unsupportedArchitecture(file: otherArch, name: "phi2")) {
+            try ModelLoader.load(path: otherArch)
+        }
+        // convert_hf_to_gguf.py --fuse-qkv: one attn_qkv per block instead of attn_q/k/v.
+        let fused = try edited("qwen2", metadata: { $0 }, tensors: { ts in
+            ts.map { t in
+                guard t.name.hasPrefix("blk.0.attn_q.") else { return t }
+                return Tensor(name: t.name.replacingOccurrences(of: "attn_q", with: "attn_qkv"), dtype: t.dtype,
+                              shape: t.shape, data: t.data, owner: t.owner)
+            }
+        })
+        defer { try? FileManager.default.removeItem(atPath: fused) }
+        #expect(throws: ModelError.unsupportedWeight(file: fused, tensor: "blk.0.attn_qkv.weight",
+                                                     detail: "fused QKV in a 'qwen2' GGUF is not supported (convert without --fuse-qkv)")) {
+            try ModelLoader.load(path: fused)
+        }
+    }
 }
