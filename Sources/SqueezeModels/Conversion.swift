@@ -3,9 +3,10 @@ import SqueezeCore
 import SqueezeFormats
 import SqueezeTokenizer
 
-/// Converts a llama.cpp GGUF model into a Hugging Face directory: `config.json`,
-/// `generation_config.json` and `model.safetensors` with Hugging Face names, Q/K rows un-permuted
-/// to the rotate-half layout, weights in F32, F16 or BF16. Written to a temporary directory and
+/// Converts a llama.cpp GGUF model (llama, mistral, qwen2, gpt2) into a Hugging Face directory:
+/// `config.json`, `generation_config.json` and `model.safetensors` with Hugging Face names, Llama
+/// Q/K rows un-permuted to the rotate-half layout, GPT-2's Conv1D weights back to [in, out], weights
+/// in F32, F16 or BF16. Written to a temporary directory and
 /// renamed on success.
 public enum GGUFConverter {
     /// Extra files to write into the output directory (e.g. tokenizer.json), name to contents.
@@ -28,16 +29,16 @@ public enum GGUFConverter {
         let src = GGUFTensorSource(g)
         var names: [String] = []
         for info in g.tensors {
-            guard let hf = GGUFNames.hf(fromGGUF: info.name) else {
+            guard let hf = GGUFNames.hf(fromGGUF: info.name, architecture: src.architecture) else {
                 if info.name == "rope_freqs.weight" { continue }
                 throw ModelError.unsupportedWeight(file: path, tensor: info.name, detail: "no Hugging Face name for this tensor")
             }
             names.append(hf)
         }
         let entries = try names.map { n -> SafeTensorsWriter.Entry in
-            let info = g.info(GGUFNames.gguf(fromHF: n)!)!
-            let isNorm = info.shape.count == 1
-            return SafeTensorsWriter.Entry(name: n, dtype: isNorm ? .f32 : dtype, shape: info.shape)
+            let (_, shape) = src.storedInfo(n)!
+            let isNorm = shape.count == 1
+            return SafeTensorsWriter.Entry(name: n, dtype: isNorm ? .f32 : dtype, shape: shape)
         }
         let fm = FileManager.default
         if fm.fileExists(atPath: output) {
@@ -52,8 +53,10 @@ public enum GGUFConverter {
                                            metadata: ["format": "pt", "converted_from": URL(fileURLWithPath: path).lastPathComponent])
         for (i, e) in entries.enumerated() {
             var t = try src.tensor(e.name)
-            if e.name.hasSuffix("self_attn.q_proj.weight") { t = RopePermutation.toHF(t, heads: config.numHeads) }
-            if e.name.hasSuffix("self_attn.k_proj.weight") { t = RopePermutation.toHF(t, heads: config.numKVHeads) }
+            if src.ropeLayout == .interleaved {
+                if e.name.hasSuffix("self_attn.q_proj.weight") { t = RopePermutation.toHF(t, heads: config.numHeads) }
+                if e.name.hasSuffix("self_attn.k_proj.weight") { t = RopePermutation.toHF(t, heads: config.numKVHeads) }
+            }
             t = try t.converted(to: e.dtype)
             try writer.write(Tensor(name: e.name, dtype: t.dtype, shape: t.shape, data: t.data, owner: t.owner))
             progress?("[\(i + 1)/\(entries.count)] \(e.name)")

@@ -144,11 +144,13 @@ public struct LlamaConfig: Sendable, Equatable {
         }
     }
 
-    /// Reads the `llama.*` metadata of a GGUF file.
+    /// Reads the hyper-parameters of a GGUF file from its `<arch>.*` metadata, for the architectures
+    /// llama.cpp's `convert_hf_to_gguf.py` writes for the supported families (`general.architecture`
+    /// `llama`, `mistral`, `qwen2`, `gpt2`).
     public init(gguf: GGUFFile) throws {
         let path = gguf.path
         let arch = try gguf.require("general.architecture").string ?? ""
-        guard arch == "llama" || arch == "mistral" else { throw ModelError.unsupportedArchitecture(file: path, name: arch) }
+        guard GGUFNames.architectures.contains(arch) else { throw ModelError.unsupportedArchitecture(file: path, name: arch) }
         func int(_ k: String) throws -> Int {
             guard let v = gguf.metadata["\(arch).\(k)"] else { throw ModelError.missingConfigField(file: path, field: "\(arch).\(k)") }
             guard let i = v.int else { throw ModelError.invalidConfig(file: path, field: "\(arch).\(k)", detail: "not an integer: \(v)") }
@@ -162,17 +164,40 @@ public struct LlamaConfig: Sendable, Equatable {
         if vocab == nil { vocab = gguf.metadata["tokenizer.ggml.tokens"]?.array?.count }
         if vocab == nil, let emb = gguf.info("token_embd.weight") { vocab = emb.shape[0] }
         guard let vocabSize = vocab else { throw ModelError.missingConfigField(file: path, field: "\(arch).vocab_size") }
+        let eps: Double
+        if arch == "gpt2" {
+            guard let e = dbl("attention.layer_norm_epsilon") else {
+                throw ModelError.missingConfigField(file: path, field: "gpt2.attention.layer_norm_epsilon")
+            }
+            eps = e
+        } else {
+            eps = dbl("attention.layer_norm_rms_epsilon") ?? 1e-5
+        }
         self.init(vocabSize: vocabSize, hiddenSize: hidden, intermediateSize: try int("feed_forward_length"),
                   numLayers: try int("block_count"), numHeads: heads, numKVHeads: kvHeads,
                   headDim: gguf.metadata["\(arch).attention.key_length"]?.int,
-                  rmsNormEps: dbl("attention.layer_norm_rms_epsilon") ?? 1e-5,
+                  rmsNormEps: eps,
                   ropeTheta: dbl("rope.freq_base") ?? 10000,
                   maxPositionEmbeddings: (try? int("context_length")) ?? 2048,
                   tieWordEmbeddings: gguf.info("output.weight") == nil)
         modelType = arch
-        family = arch == "mistral" ? .mistral : .llama
+        family = ModelFamily(rawValue: arch)!
+        tensorPrefix = family.defaultTensorPrefix
         bosTokenId = gguf.metadata["tokenizer.ggml.bos_token_id"]?.int
         if let e = gguf.metadata["tokenizer.ggml.eos_token_id"]?.int { eosTokenIds = [e] }
+        if arch == "gpt2" {
+            try readGGUFGPT2(gguf)
+        } else {
+            // Squeeze reads separate q/k/v (convert_hf_to_gguf.py's default; --fuse-qkv writes attn_qkv).
+            if gguf.info("blk.0.attn_qkv.weight") != nil {
+                throw ModelError.unsupportedWeight(file: path, tensor: "blk.0.attn_qkv.weight",
+                                                   detail: "fused QKV in a '\(arch)' GGUF is not supported (convert without --fuse-qkv)")
+            }
+            if let rd = gguf.metadata["\(arch).rope.dimension_count"]?.int, rd != headDim {
+                throw ModelError.invalidConfig(file: path, field: "\(arch).rope.dimension_count",
+                                               detail: "partial RoPE (\(rd) of \(headDim) dimensions) is not supported")
+            }
+        }
         if let st = gguf.metadata["\(arch).rope.scaling.type"]?.string, st != "none" {
             let f = dbl("rope.scaling.factor") ?? 1
             switch st {
@@ -182,6 +207,21 @@ public struct LlamaConfig: Sendable, Equatable {
         }
         if let sw = gguf.metadata["\(arch).attention.sliding_window"]?.int { slidingWindow = sw }
         try validate(file: path)
+    }
+
+    /// GPT-2's block as llama.cpp runs it (`gpt2` architecture): LayerNorm with bias, learned
+    /// positions (`position_embd`, offset 0), a GELU (tanh) MLP, fused `attn_qkv`, no RoPE.
+    mutating func readGGUFGPT2(_ gguf: GGUFFile) throws {
+        normKind = .layerNorm
+        activation = .geluTanh
+        learnedPositionOffset = 0
+        guard numKVHeads == numHeads else {
+            throw ModelError.invalidConfig(file: gguf.path, field: "gpt2.attention.head_count_kv",
+                                           detail: "\(numKVHeads) differs from head_count \(numHeads); GPT-2 has no grouped-query attention")
+        }
+        guard gguf.info("position_embd.weight") != nil else {
+            throw ModelError.missingTensor(file: gguf.path, tensor: "position_embd.weight")
+        }
     }
 
     func validate(file: String) throws {

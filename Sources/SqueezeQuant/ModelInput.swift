@@ -79,8 +79,8 @@ final class ModelInput {
     }
 
     func plainInfo(_ name: String, fallback: DType) throws -> (dtype: DType, shape: [Int]) {
-        if let g = gguf, let info = g.info(GGUFNames.gguf(fromHF: name) ?? "") {
-            return (info.type.plainDType ?? (info.shape.count == 1 ? .f32 : fallback), info.shape)
+        if let g = source as? GGUFTensorSource, let (info, shape) = g.storedInfo(name) {
+            return (info.type.plainDType ?? (shape.count == 1 ? .f32 : fallback), shape)
         }
         let t = try source.tensor(name)
         return (t.dtype, t.shape)
