@@ -550,7 +550,7 @@ extension LlamaModel {
         let scale = 1 / Float(hd).squareRoot()
         sq_gemm_f32(ws.q[li].pointer + t0 * qd + head * hd, Int64(qd), ws.k[li].pointer + kvh * hd, Int64(kvd),
                     p, Int64(S), Int64(m), Int64(hd), 0, Int64(S))
-        let window = c.slidingWindow
+        let window = c.slidingWindow(forLayer: li)
         for i in 0..<m {
             let row = p + i * S
             let pos = t0 + i

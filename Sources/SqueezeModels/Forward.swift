@@ -364,7 +364,7 @@ extension LlamaModel {
         let qd = nh * hd, kvd = c.numKVHeads * hd
         let qb = Workspace.queryBlock
         let scale = 1 / Float(hd).squareRoot()
-        let window = c.slidingWindow
+        let window = c.slidingWindow(forLayer: li)
         // Tasks: (segment, head, query block), enumerated arithmetically (no allocation per pass);
         // blocks past a segment's end return at once.
         let maxBlocks = (segments.reduce(0) { max($0, $1.count) } + qb - 1) / qb
