@@ -161,7 +161,8 @@ extension LlamaModel {
         guard tokens.count <= ws.maxTokens else {
             throw ModelError.invalidArgument("window of \(tokens.count) tokens exceeds the training workspace (\(ws.maxTokens))")
         }
-        guard tokens.count <= config.maxPositionEmbeddings else {
+        // Dynamic NTK RoPE is made to run past max_position_embeddings (its original context).
+        guard tokens.count <= config.contextLimit ?? Int.max else {
             throw ModelError.contextOverflow(requested: tokens.count, limit: config.maxPositionEmbeddings)
         }
         for t in tokens where t < 0 || t >= config.vocabSize {

@@ -6,10 +6,21 @@ public enum RopeScaling: Sendable, Equatable {
     case none
     /// Positions divided by `factor`.
     case linear(factor: Double)
-    /// NTK-aware base scaling once the sequence passes the original context.
+    /// Dynamic NTK scaling (transformers' `dynamic` rope type): once a forward pass reaches a length
+    /// L > `originalContext` (transformers: `max_position_embeddings`), the RoPE base becomes
+    /// theta * (factor * L / originalContext - (factor - 1))^(d / (d - 2)); see
+    /// `LlamaModel.frequencies(forLength:)` for how this follows transformers call by call.
     case dynamic(factor: Double, originalContext: Int)
     /// Llama 3.1 wavelength-dependent scaling.
     case llama3(factor: Double, lowFreqFactor: Double, highFreqFactor: Double, originalContext: Int)
+}
+
+extension RopeScaling {
+    /// The context past which dynamic NTK scaling rescales (`Int.max` for the other kinds).
+    var dynamicOriginalContext: Int {
+        if case let .dynamic(_, o) = self { return o }
+        return Int.max
+    }
 }
 
 /// The layout of the Q and K rows, which decides how RoPE pairs dimensions.
@@ -59,6 +70,13 @@ public struct LlamaConfig: Sendable, Equatable {
     /// Which layers use `slidingWindow` (Qwen2's `layer_types`: "sliding_attention" or
     /// "full_attention"); nil: every layer does (Mistral).
     public var slidingWindowLayers: [Bool]?
+
+    /// The longest sequence the model is made for: `maxPositionEmbeddings`, or nil (no fixed limit)
+    /// with dynamic NTK RoPE, which rescales its frequencies to run past it.
+    public var contextLimit: Int? {
+        if case .dynamic = ropeScaling, learnedPositionOffset == nil { return nil }
+        return maxPositionEmbeddings
+    }
 
     /// The attention window of layer `layer`: `slidingWindow` if that layer slides, nil (full causal
     /// attention) otherwise.
@@ -130,8 +148,9 @@ public struct LlamaConfig: Sendable, Equatable {
             case "default": ropeScaling = .none
             case "linear": ropeScaling = .linear(factor: try sub.double("factor"))
             case "dynamic":
-                ropeScaling = .dynamic(factor: try sub.double("factor"),
-                                       originalContext: try sub.optionalInt("original_max_position_embeddings") ?? maxPositionEmbeddings)
+                // transformers scales from max_position_embeddings (an original_max_position_embeddings
+                // here is not read by its dynamic NTK code, so it is not read here either).
+                ropeScaling = .dynamic(factor: try sub.double("factor"), originalContext: maxPositionEmbeddings)
             case "llama3":
                 ropeScaling = .llama3(factor: try sub.double("factor"), lowFreqFactor: try sub.double("low_freq_factor"),
                                       highFreqFactor: try sub.double("high_freq_factor"),
