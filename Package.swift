@@ -61,7 +61,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "SqueezeModelsTests", dependencies: ["SqueezeModels", "SqueezeFormats", "SqueezeTokenizer"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "SqueezeQuantTests", dependencies: ["SqueezeQuant", "SqueezeFormats", "SqueezeModels"],
+        .testTarget(name: "SqueezeQuantTests", dependencies: ["SqueezeQuant", "SqueezeFormats", "SqueezeModels", "SqueezeTokenizer"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "SqueezeEvalTests", dependencies: ["SqueezeEval", "SqueezeModels", "SqueezeTokenizer"],
                     resources: [.copy("Fixtures")]),
