@@ -91,6 +91,7 @@ struct FamilyReferenceTests {
         let (worst, bad) = compareLogits(ws.logits.pointer, fx.logits, rows: T, vocab: V)
         #expect(bad.isEmpty, "\(family): argmax differs at positions \(bad)")
         #expect(worst <= Self.relativeTolerance * fx.scale, "\(family): max |logit difference| \(worst), scale \(fx.scale)")
+        print("\(family) prefill: max |logit difference| \(worst), largest |logit| \(fx.scale)")
     }
 
     /// One token at a time through the KV cache (the decode path) gives transformers' logits at every
@@ -112,6 +113,7 @@ struct FamilyReferenceTests {
         let (worst, bad) = got.withUnsafeBufferPointer { compareLogits($0.baseAddress!, fx.logits, rows: T, vocab: V) }
         #expect(bad.isEmpty, "\(family): argmax differs at positions \(bad)")
         #expect(worst <= Self.relativeTolerance * fx.scale, "\(family): max |logit difference| \(worst), scale \(fx.scale)")
+        print("\(family) decode: max |logit difference| \(worst), largest |logit| \(fx.scale)")
     }
 
     /// Batched decoding (the server's step): three sequences, prefixes of the fixture of lengths 3, 7
@@ -199,6 +201,8 @@ struct FamilyReferenceTests {
         let expected = fx.reference.tensorNames.filter { $0.hasPrefix("sqgrad.") }
         #expect(expected.count == c.allLinearTensors.count)
         #expect(Set(sink.grads.keys) == Set(expected.map { String($0.dropFirst("sqgrad.".count)) }))
+        var worstRelative: Float = 0
+        defer { print("\(family) gradients: loss \(loss) vs \(fx.loss); max |difference| / tensor's largest value \(worstRelative)") }
         for refName in expected {
             let name = String(refName.dropFirst("sqgrad.".count))
             let want = try fx.reference.tensor(refName)
@@ -210,6 +214,7 @@ struct FamilyReferenceTests {
             for i in 0..<min(got.count, w.count) { worst = max(worst, abs(got[i] - w[i])) }
             #expect(top > 0, "\(name): the reference gradient is zero")
             #expect(worst <= 1e-3 * top, "\(family) \(name): max |difference| \(worst), largest value \(top)")
+            if top > 0 { worstRelative = max(worstRelative, worst / top) }
             let sg = got.reduce(0, +), sw = w.reduce(0, +)
             #expect(abs(sg - sw) <= 1e-2 * sw, "\(family) \(name): sums \(sg) vs \(sw)")
         }
