@@ -63,7 +63,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "SqueezeModelsTests", dependencies: ["SqueezeTestSupport", "SqueezeModels", "SqueezeFormats", "SqueezeTokenizer"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "SqueezeQuantTests", dependencies: ["SqueezeTestSupport", "SqueezeQuant", "SqueezeFormats", "SqueezeModels"],
+        .testTarget(name: "SqueezeQuantTests", dependencies: ["SqueezeTestSupport", "SqueezeQuant", "SqueezeFormats", "SqueezeModels", "SqueezeTokenizer"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "SqueezeEvalTests", dependencies: ["SqueezeTestSupport", "SqueezeEval", "SqueezeModels", "SqueezeTokenizer"],
                     resources: [.copy("Fixtures")]),

@@ -161,7 +161,8 @@ extension LlamaModel {
         guard tokens.count <= ws.maxTokens else {
             throw ModelError.invalidArgument("window of \(tokens.count) tokens exceeds the training workspace (\(ws.maxTokens))")
         }
-        guard tokens.count <= config.maxPositionEmbeddings else {
+        // Dynamic NTK RoPE is made to run past max_position_embeddings (its original context).
+        guard tokens.count <= config.contextLimit ?? Int.max else {
             throw ModelError.contextOverflow(requested: tokens.count, limit: config.maxPositionEmbeddings)
         }
         for t in tokens where t < 0 || t >= config.vocabSize {
@@ -550,7 +551,7 @@ extension LlamaModel {
         let scale = 1 / Float(hd).squareRoot()
         sq_gemm_f32(ws.q[li].pointer + t0 * qd + head * hd, Int64(qd), ws.k[li].pointer + kvh * hd, Int64(kvd),
                     p, Int64(S), Int64(m), Int64(hd), 0, Int64(S))
-        let window = c.slidingWindow
+        let window = c.slidingWindow(forLayer: li)
         for i in 0..<m {
             let row = p + i * S
             let pos = t0 + i

@@ -46,6 +46,8 @@ public final class Workspace: @unchecked Sendable {
     public let logits: AlignedBuffer<Float>
     let maxLogitRows: Int
     let cosT, sinT: AlignedBuffer<Float>
+    /// RoPE inverse frequencies of the sequence being filled in (dynamic NTK scaling depends on its length).
+    let freqs: AlignedBuffer<Float>
     /// Per-thread attention scratch (scores for a block of queries).
     var scores: [AlignedBuffer<Float>] = []
     var scoresCapacity = 0
@@ -71,6 +73,7 @@ public final class Workspace: @unchecked Sendable {
         logits = AlignedBuffer(count: maxLogitRows * c.vocabSize)
         cosT = AlignedBuffer(count: maxTokens * c.headDim / 2)
         sinT = AlignedBuffer(count: maxTokens * c.headDim / 2)
+        freqs = AlignedBuffer(count: max(1, c.headDim / 2))
     }
 
     func ensureScores(context: Int, threads: Int) {
@@ -188,7 +191,8 @@ extension LlamaModel {
             let half = hd / 2
             for seg in segments {
                 let p0 = seg.cache.length
-                let freqs = frequencies(forLength: p0 + seg.count)
+                let freqs = ws.freqs.pointer
+                frequencies(forLength: p0 + seg.count, into: freqs)
                 for i in 0..<seg.count {
                     let t = seg.start + i
                     let pos = Float(p0 + i)
@@ -364,7 +368,7 @@ extension LlamaModel {
         let qd = nh * hd, kvd = c.numKVHeads * hd
         let qb = Workspace.queryBlock
         let scale = 1 / Float(hd).squareRoot()
-        let window = c.slidingWindow
+        let window = c.slidingWindow(forLayer: li)
         // Tasks: (segment, head, query block), enumerated arithmetically (no allocation per pass);
         // blocks past a segment's end return at once.
         let maxBlocks = (segments.reduce(0) { max($0, $1.count) } + qb - 1) / qb

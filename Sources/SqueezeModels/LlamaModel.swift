@@ -237,12 +237,48 @@ public final class LlamaModel: @unchecked Sendable {
         return inv
     }
 
-    /// Inverse frequencies for a sequence reaching `length` tokens (dynamic NTK scaling depends on it).
+    /// The RoPE inverse frequencies of a forward pass whose positions reach `length` (its last
+    /// position is length - 1); only dynamic NTK scaling depends on `length`.
+    ///
+    /// Dynamic NTK, as transformers 5.24 computes it (`_compute_dynamic_ntk_parameters`, in float32):
+    /// for length L > originalContext (`max_position_embeddings`) the base becomes
+    /// theta * (factor * L / originalContext - (factor - 1))^(d / (d - 2)); up to originalContext the
+    /// frequencies are the plain ones.
+    ///
+    /// Which L each pass uses: Squeeze takes, per sequence and per forward call, L = the cache's length
+    /// plus the call's tokens, and RoPEs that call's queries and new keys with it; keys already in the
+    /// cache keep the rotation they were stored with. transformers' `dynamic_rope_update` does the same
+    /// for one forward call (L = max position id + 1), so
+    /// - a whole-sequence forward (prefill, the training forward behind the Fisher sensitivity) matches
+    ///   it exactly;
+    /// - token-by-token decode (and chunked prefill) match transformers' step-by-step forward through
+    ///   its KV cache (e.g. `generate`) on a model whose lengths have only grown: each step past
+    ///   originalContext rescales for its own length, the cached keys keep earlier rotations, so the
+    ///   logits differ from a whole-sequence forward of the same tokens (in both libraries).
+    /// transformers keeps state across calls that Squeeze does not: its frequencies only grow
+    /// (`max_seq_len_cached`) until a call shorter than originalContext resets them, so after it has
+    /// seen a long sequence, a later call of length originalContext < L < that maximum uses the
+    /// maximum's frequencies, where Squeeze uses L's. Batched decoding rescales each sequence for its
+    /// own length (transformers: the batch's longest).
     public func frequencies(forLength length: Int) -> [Float] {
-        guard case let .dynamic(f, orig) = config.ropeScaling, length > orig else { return invFreq }
-        let d = Double(config.headDim)
-        let base = config.ropeTheta * pow(f * Double(length) / Double(orig) - (f - 1), d / (d - 2))
-        return (0..<(config.headDim / 2)).map { i in 1.0 / Float(powf(Float(base), Float(2 * i) / Float(d))) }
+        guard case .dynamic = config.ropeScaling, length > config.ropeScaling.dynamicOriginalContext else { return invFreq }
+        var out = [Float](repeating: 0, count: config.headDim / 2)
+        out.withUnsafeMutableBufferPointer { frequencies(forLength: length, into: $0.baseAddress!) }
+        return out
+    }
+
+    /// `frequencies(forLength:)` written into `out` (headDim / 2 values), without allocating.
+    func frequencies(forLength length: Int, into out: UnsafeMutablePointer<Float>) {
+        let half = config.headDim / 2
+        guard case let .dynamic(factor, orig) = config.ropeScaling, length > orig else {
+            invFreq.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: half) }
+            return
+        }
+        // Float32 throughout, in transformers' order of operations.
+        let d = config.headDim, f = Float(factor)
+        let scaled = f * Float(length) / Float(orig) - (f - 1)
+        let base = Float(config.ropeTheta) * powf(scaled, Float(Double(d) / Double(d - 2)))
+        for i in 0..<half { out[i] = 1 / powf(base, Float(2 * i) / Float(d)) }
     }
 
     /// Bytes of weights read per decoded token (all linear layers plus the LM head).

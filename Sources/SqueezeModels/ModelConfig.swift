@@ -6,10 +6,21 @@ public enum RopeScaling: Sendable, Equatable {
     case none
     /// Positions divided by `factor`.
     case linear(factor: Double)
-    /// NTK-aware base scaling once the sequence passes the original context.
+    /// Dynamic NTK scaling (transformers' `dynamic` rope type): once a forward pass reaches a length
+    /// L > `originalContext` (transformers: `max_position_embeddings`), the RoPE base becomes
+    /// theta * (factor * L / originalContext - (factor - 1))^(d / (d - 2)); see
+    /// `LlamaModel.frequencies(forLength:)` for how this follows transformers call by call.
     case dynamic(factor: Double, originalContext: Int)
     /// Llama 3.1 wavelength-dependent scaling.
     case llama3(factor: Double, lowFreqFactor: Double, highFreqFactor: Double, originalContext: Int)
+}
+
+extension RopeScaling {
+    /// The context past which dynamic NTK scaling rescales (`Int.max` for the other kinds).
+    var dynamicOriginalContext: Int {
+        if case let .dynamic(_, o) = self { return o }
+        return Int.max
+    }
 }
 
 /// The layout of the Q and K rows, which decides how RoPE pairs dimensions.
@@ -54,7 +65,27 @@ public struct LlamaConfig: Sendable, Equatable {
     public var tieWordEmbeddings: Bool
     public var bosTokenId: Int?
     public var eosTokenIds: [Int] = []
+    /// The attention window: a query at position p sees keys p - window + 1 ... p (nil: all earlier keys).
     public var slidingWindow: Int?
+    /// Which layers use `slidingWindow` (Qwen2's `layer_types`: "sliding_attention" or
+    /// "full_attention"); nil: every layer does (Mistral).
+    public var slidingWindowLayers: [Bool]?
+
+    /// The longest sequence the model is made for: `maxPositionEmbeddings`, or nil (no fixed limit)
+    /// with dynamic NTK RoPE, which rescales its frequencies to run past it.
+    public var contextLimit: Int? {
+        if case .dynamic = ropeScaling, learnedPositionOffset == nil { return nil }
+        return maxPositionEmbeddings
+    }
+
+    /// The attention window of layer `layer`: `slidingWindow` if that layer slides, nil (full causal
+    /// attention) otherwise.
+    @inlinable
+    public func slidingWindow(forLayer layer: Int) -> Int? {
+        guard let w = slidingWindow else { return nil }
+        if let l = slidingWindowLayers, layer < l.count, !l[layer] { return nil }
+        return w
+    }
 
     public init(vocabSize: Int, hiddenSize: Int, intermediateSize: Int, numLayers: Int, numHeads: Int,
                 numKVHeads: Int, headDim: Int? = nil, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000,
@@ -104,9 +135,7 @@ public struct LlamaConfig: Sendable, Equatable {
         bosTokenId = try obj.optionalInt("bos_token_id")
         eosTokenIds = try obj.intOrIntArray("eos_token_id")
         if family == .mistral { slidingWindow = try obj.optionalInt("sliding_window") }
-        if family == .qwen2, try obj.optionalBool("use_sliding_window") == true {
-            throw ModelError.invalidConfig(file: path, field: "use_sliding_window", detail: "Qwen2's per-layer sliding window is not supported")
-        }
+        if family == .qwen2 { try readQwen2SlidingWindow(obj, path: path) }
         if family == .opt { try readOPT(obj, path: path) }
         // transformers 5 writes `rope_parameters` (type, factors and rope_theta) instead of `rope_scaling`.
         let ropeKey = obj.object("rope_scaling") != nil ? "rope_scaling" : "rope_parameters"
@@ -119,8 +148,9 @@ public struct LlamaConfig: Sendable, Equatable {
             case "default": ropeScaling = .none
             case "linear": ropeScaling = .linear(factor: try sub.double("factor"))
             case "dynamic":
-                ropeScaling = .dynamic(factor: try sub.double("factor"),
-                                       originalContext: try sub.optionalInt("original_max_position_embeddings") ?? maxPositionEmbeddings)
+                // transformers scales from max_position_embeddings (an original_max_position_embeddings
+                // here is not read by its dynamic NTK code, so it is not read here either).
+                ropeScaling = .dynamic(factor: try sub.double("factor"), originalContext: maxPositionEmbeddings)
             case "llama3":
                 ropeScaling = .llama3(factor: try sub.double("factor"), lowFreqFactor: try sub.double("low_freq_factor"),
                                       highFreqFactor: try sub.double("high_freq_factor"),
@@ -131,6 +161,31 @@ public struct LlamaConfig: Sendable, Equatable {
         }
         try readGenerationConfig(path)
         try validate(file: path)
+    }
+
+    /// Qwen2's sliding window as transformers 5 reads it: only with `use_sliding_window: true`; then
+    /// `layer_types` names each layer's attention, or (when absent) layers with index >=
+    /// `max_window_layers` slide.
+    mutating func readQwen2SlidingWindow(_ obj: JSONConfig, path: String) throws {
+        guard try obj.optionalBool("use_sliding_window") == true, let w = try obj.optionalInt("sliding_window") else { return }
+        guard w > 0 else { throw ModelError.invalidConfig(file: path, field: "sliding_window", detail: "must be positive, got \(w)") }
+        slidingWindow = w
+        if let types = obj.object["layer_types"], !(types is NSNull) {
+            guard let names = types as? [String], names.count == numLayers else {
+                throw ModelError.invalidConfig(file: path, field: "layer_types",
+                                               detail: "expected \(numLayers) strings (one per layer), got \(String(describing: types))")
+            }
+            slidingWindowLayers = try names.map { n in
+                switch n {
+                case "sliding_attention": return true
+                case "full_attention": return false
+                default: throw ModelError.invalidConfig(file: path, field: "layer_types", detail: "unsupported layer type '\(n)'")
+                }
+            }
+        } else {
+            let first = try obj.optionalInt("max_window_layers") ?? 28 // Qwen2Config's default
+            slidingWindowLayers = (0..<numLayers).map { $0 >= first }
+        }
     }
 
     /// Takes BOS and EOS from `generation_config.json` beside `configPath`, when present.
@@ -236,6 +291,8 @@ public struct LlamaConfig: Sendable, Equatable {
         try check(numLayers > 0, "num_hidden_layers", "must be positive")
         try check(vocabSize > 0, "vocab_size", "must be positive")
         try check(intermediateSize > 0, "intermediate_size", "must be positive")
+        try check((slidingWindow ?? 1) > 0, "sliding_window", "must be positive")
+        try check((slidingWindowLayers?.count ?? numLayers) == numLayers, "layer_types", "needs one entry per layer")
     }
 
     /// The fields as a Hugging Face `config.json` object.
@@ -251,7 +308,14 @@ public struct LlamaConfig: Sendable, Equatable {
         ]
         if let b = bosTokenId { d["bos_token_id"] = b }
         if eosTokenIds.count == 1 { d["eos_token_id"] = eosTokenIds[0] } else if !eosTokenIds.isEmpty { d["eos_token_id"] = eosTokenIds }
-        if let s = slidingWindow { d["sliding_window"] = s }
+        if let s = slidingWindow {
+            d["sliding_window"] = s
+            if let l = slidingWindowLayers {
+                d["use_sliding_window"] = true
+                d["layer_types"] = l.map { $0 ? "sliding_attention" : "full_attention" }
+                d["max_window_layers"] = l.firstIndex(of: true) ?? numLayers
+            }
+        }
         switch ropeScaling {
         case .none: break
         case let .linear(f): d["rope_scaling"] = ["rope_type": "linear", "factor": f]

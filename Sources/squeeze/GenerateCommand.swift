@@ -69,7 +69,7 @@ struct GenerateCommand: ParsableCommand {
             text = try tok.applyChatTemplate(messages: msgs, addGenerationPrompt: true)
         }
         let ids = tok.encode(text, addSpecialTokens: !chat)
-        let ctx = min(context, m.config.maxPositionEmbeddings)
+        let ctx = min(context, m.config.contextLimit ?? context)
         guard ids.count < ctx else { throw ValidationError("the prompt has \(ids.count) tokens; --context \(ctx) leaves no room to generate") }
         let gen = Generator(model: m, context: ctx)
         let decoder = StreamingDecoder(tokenizer: tok, skipSpecialTokens: true)

@@ -11,7 +11,7 @@ struct FamilyFixture {
     let name: String
     let dir: String
     let ids: [Int]
-    let logits: [Float]
+    var logits: [Float]
     let loss: Double
     let reference: SafeTensorsModel
 
@@ -26,17 +26,29 @@ struct FamilyFixture {
 
     /// Largest |logit| of the reference, the scale the tolerances are relative to.
     var scale: Float { logits.map(abs).max() ?? 1 }
+
+    /// A reference tensor as floats, nil when this fixture has none of that name.
+    func optionalLogits(_ name: String) throws -> [Float]? {
+        reference.info(name) == nil ? nil : try reference.tensor(name).toFloatArray()
+    }
+
+    /// transformers' logits fed one token at a time through its KV cache: they differ from the
+    /// whole-window `logits` only for dynamic NTK RoPE (llamadyn), whose frequencies depend on each
+    /// forward call's length.
+    func decodeLogits() throws -> [Float] { try optionalLogits("decode_logits") ?? logits }
 }
 
 /// The families with fixtures: llama, llamabias (biases on q/k/v/o and the MLP, linear RoPE scaling,
 /// tied head), llama3rope (Llama 3.1 RoPE scaling, rope_theta 500000 inside transformers 5's
-/// `rope_parameters`), mistral (sliding window 5 < 12 tokens), qwen2 (q/k/v biases), opt (pre-LN),
-/// opt350m (post-LN, word_embed_proj_dim 16 != hidden 32) and gpt2 (fused Conv1D c_attn).
-let familyNames = ["llama", "llamabias", "llama3rope", "mistral", "qwen2", "opt", "opt350m", "gpt2"]
+/// `rope_parameters`), llamadyn (dynamic NTK RoPE, max_position_embeddings 8 < 12 tokens), mistral
+/// (sliding window 5 < 12 tokens), qwen2 (q/k/v biases), qwen2sw (Qwen2's per-layer sliding window:
+/// layer 0 full, layer 1 a window of 4), opt (pre-LN), opt350m (post-LN, word_embed_proj_dim 16 !=
+/// hidden 32) and gpt2 (fused Conv1D c_attn).
+let familyNames = ["llama", "llamabias", "llama3rope", "llamadyn", "mistral", "qwen2", "qwen2sw", "opt", "opt350m", "gpt2"]
 
 /// The `model_type` of a fixture.
 func modelType(of fixture: String) -> String {
-    fixture.hasPrefix("llama") ? "llama" : fixture.hasPrefix("opt") ? "opt" : fixture
+    fixture.hasPrefix("llama") ? "llama" : fixture.hasPrefix("opt") ? "opt" : fixture.hasPrefix("qwen2") ? "qwen2" : fixture
 }
 
 func argmax(_ p: UnsafePointer<Float>, _ n: Int) -> Int {
@@ -79,12 +91,16 @@ struct FamilyReferenceTests {
         let (worst, bad) = compareLogits(ws.logits.pointer, fx.logits, rows: T, vocab: V)
         #expect(bad.isEmpty, "\(family): argmax differs at positions \(bad)")
         #expect(worst <= Self.relativeTolerance * fx.scale, "\(family): max |logit difference| \(worst), scale \(fx.scale)")
+        print("\(family) prefill: max |logit difference| \(worst), largest |logit| \(fx.scale)")
     }
 
-    /// One token at a time through the KV cache (the decode path) gives transformers' logits at every step.
+    /// One token at a time through the KV cache (the decode path) gives transformers' logits at every
+    /// step: past the sliding windows of mistral (5) and qwen2sw (4 on layer 1), and, for llamadyn,
+    /// transformers' own token-by-token logits (each step rescaling the RoPE for its length).
     @Test(arguments: familyNames)
     func decodeLogitsMatchTransformers(_ family: String) throws {
-        let fx = try FamilyFixture(family)
+        var fx = try FamilyFixture(family)
+        fx.logits = try fx.decodeLogits()
         let model = try ModelLoader.load(path: fx.dir)
         let T = fx.ids.count, V = model.config.vocabSize
         let cache = KVCache(config: model.config, capacity: T)
@@ -97,20 +113,31 @@ struct FamilyReferenceTests {
         let (worst, bad) = got.withUnsafeBufferPointer { compareLogits($0.baseAddress!, fx.logits, rows: T, vocab: V) }
         #expect(bad.isEmpty, "\(family): argmax differs at positions \(bad)")
         #expect(worst <= Self.relativeTolerance * fx.scale, "\(family): max |logit difference| \(worst), scale \(fx.scale)")
+        print("\(family) decode: max |logit difference| \(worst), largest |logit| \(fx.scale)")
     }
 
     /// Batched decoding (the server's step): three sequences, prefixes of the fixture of lengths 3, 7
-    /// and 10 (past the mistral window), each advanced by its next token in one `forwardBatch`, give
-    /// transformers' logits at positions 3, 7 and 10.
+    /// and 10 (past the mistral and qwen2sw windows), each advanced by its next token in one
+    /// `forwardBatch`, give transformers' logits at positions 3, 7 and 10. For llamadyn the prefixes
+    /// are decoded token by token and compared with transformers' token-by-token logits (a prefix
+    /// prefilled at once would hold keys rotated for its own length).
     @Test(arguments: familyNames)
     func batchedDecodeMatchesTransformers(_ family: String) throws {
-        let fx = try FamilyFixture(family)
+        var fx = try FamilyFixture(family)
+        let stepwise = try fx.optionalLogits("decode_logits") != nil
+        fx.logits = try fx.decodeLogits()
         let model = try ModelLoader.load(path: fx.dir)
         let V = model.config.vocabSize
         let lengths = [7, 3, 10]
         let caches = lengths.map { _ in KVCache(config: model.config, capacity: fx.ids.count) }
         let ws = Workspace(model: model, maxTokens: 16)
-        for (c, n) in zip(caches, lengths) { try model.forward(tokens: Array(fx.ids[0..<n]), cache: c, workspace: ws, logits: .none) }
+        for (c, n) in zip(caches, lengths) {
+            if stepwise {
+                for id in fx.ids[0..<n] { try model.forward(tokens: [id], cache: c, workspace: ws, logits: .none) }
+            } else {
+                try model.forward(tokens: Array(fx.ids[0..<n]), cache: c, workspace: ws, logits: .none)
+            }
+        }
         try model.forwardBatch(tokens: lengths.map { fx.ids[$0] }, caches: caches, workspace: ws)
         for (i, n) in lengths.enumerated() {
             var worst: Float = 0
@@ -120,10 +147,12 @@ struct FamilyReferenceTests {
         }
     }
 
-    /// A prefill in chunks of 5 (a workspace smaller than the sequence) continues from the cache correctly.
+    /// A prefill in chunks of 5 (a workspace smaller than the sequence) continues from the cache
+    /// correctly (llamadyn: against transformers fed the same chunks of 5 through its cache).
     @Test(arguments: familyNames)
     func chunkedPrefillMatchesTransformers(_ family: String) throws {
-        let fx = try FamilyFixture(family)
+        var fx = try FamilyFixture(family)
+        fx.logits = try fx.optionalLogits("chunk5_logits") ?? fx.logits
         let model = try ModelLoader.load(path: fx.dir)
         let T = fx.ids.count, V = model.config.vocabSize
         let cache = KVCache(config: model.config, capacity: T)
@@ -172,6 +201,8 @@ struct FamilyReferenceTests {
         let expected = fx.reference.tensorNames.filter { $0.hasPrefix("sqgrad.") }
         #expect(expected.count == c.allLinearTensors.count)
         #expect(Set(sink.grads.keys) == Set(expected.map { String($0.dropFirst("sqgrad.".count)) }))
+        var worstRelative: Float = 0
+        defer { print("\(family) gradients: loss \(loss) vs \(fx.loss); max |difference| / tensor's largest value \(worstRelative)") }
         for refName in expected {
             let name = String(refName.dropFirst("sqgrad.".count))
             let want = try fx.reference.tensor(refName)
@@ -183,6 +214,7 @@ struct FamilyReferenceTests {
             for i in 0..<min(got.count, w.count) { worst = max(worst, abs(got[i] - w[i])) }
             #expect(top > 0, "\(name): the reference gradient is zero")
             #expect(worst <= 1e-3 * top, "\(family) \(name): max |difference| \(worst), largest value \(top)")
+            if top > 0 { worstRelative = max(worstRelative, worst / top) }
             let sg = got.reduce(0, +), sw = w.reduce(0, +)
             #expect(abs(sg - sw) <= 1e-2 * sw, "\(family) \(name): sums \(sg) vs \(sw)")
         }
@@ -207,6 +239,106 @@ struct FamilyReferenceTests {
         var early: Float = 0
         for i in 0..<(5 * V) { early = max(early, abs(ws.logits[i] - fx.logits[i])) }
         #expect(early <= FamilyReferenceTests.relativeTolerance * fx.scale)
+    }
+
+    /// qwen2sw's config gives layer 0 full attention and layer 1 a window of 4 (transformers'
+    /// `layer_types`); the 12-token logits need exactly that: no window, or the window on both layers,
+    /// gives other logits.
+    @Test func qwen2PerLayerWindowMatters() throws {
+        let fx = try FamilyFixture("qwen2sw")
+        let config = try LlamaConfig(configFile: fx.dir + "/config.json")
+        #expect(config.slidingWindow == 4 && config.slidingWindowLayers == [false, true])
+        #expect(config.slidingWindow(forLayer: 0) == nil && config.slidingWindow(forLayer: 1) == 4)
+        #expect(fx.ids.count > 4)
+        let T = fx.ids.count, V = config.vocabSize
+        func worst(_ c: LlamaConfig) throws -> Float {
+            let model = try LlamaModel(config: c, source: SafeTensorsSource(try SafeTensorsModel(path: fx.dir)))
+            let ws = Workspace(model: model, maxTokens: T)
+            try model.forward(tokens: fx.ids, cache: KVCache(config: c, capacity: T), workspace: ws, logits: .all)
+            return compareLogits(ws.logits.pointer, fx.logits, rows: T, vocab: V).0
+        }
+        #expect(try worst(config) <= Self.relativeTolerance * fx.scale)
+        var none = config
+        none.slidingWindow = nil
+        var both = config
+        both.slidingWindowLayers = nil
+        for c in [none, both] {
+            let w = try worst(c)
+            #expect(w > 100 * Self.relativeTolerance * fx.scale, "windows \(String(describing: c.slidingWindowLayers)) of \(String(describing: c.slidingWindow)): max diff \(w)")
+        }
+    }
+
+    /// Qwen2's sliding-window fields as transformers 5 reads them: none without use_sliding_window;
+    /// layers >= max_window_layers slide when layer_types is absent; layer_types wins when present;
+    /// bad values are refused naming the field; and `huggingFaceJSON` writes what reads back the same.
+    @Test func qwen2SlidingWindowConfigFields() throws {
+        let dir = NSTemporaryDirectory() + "squeeze-qwen2sw-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let base = try JSONConfig(path: Fixtures.url("families/qwen2sw/config.json").path).object
+        func read(_ edit: (inout [String: Any]) -> Void) throws -> LlamaConfig {
+            var o = base
+            o["num_hidden_layers"] = 4
+            o["layer_types"] = nil
+            edit(&o)
+            try writeJSON(o, to: dir + "/config.json")
+            return try LlamaConfig(configFile: dir + "/config.json")
+        }
+        let off = try read { $0["use_sliding_window"] = false }
+        #expect(off.slidingWindow == nil && off.slidingWindow(forLayer: 3) == nil)
+        let mwl = try read { $0["max_window_layers"] = 2 }
+        #expect(mwl.slidingWindowLayers == [false, false, true, true] && mwl.slidingWindow == 4)
+        let lt = try read { $0["layer_types"] = ["sliding_attention", "full_attention", "sliding_attention", "full_attention"] }
+        #expect(lt.slidingWindowLayers == [true, false, true, false])
+        #expect((0..<4).map { lt.slidingWindow(forLayer: $0) } == [4, nil, 4, nil])
+        try writeJSON(lt.huggingFaceJSON(), to: dir + "/config.json")
+        let back = try LlamaConfig(configFile: dir + "/config.json")
+        #expect(back.slidingWindow == 4 && back.slidingWindowLayers == lt.slidingWindowLayers)
+        for (field, value) in [("layer_types", ["full_attention"] as Any), ("layer_types", ["full_attention", "chunked_attention", "full_attention", "full_attention"]),
+                               ("sliding_window", 0)] {
+            #expect(throws: ModelError.self, "\(field) = \(value)") { _ = try read { $0[field] = value } }
+            do { _ = try read { $0[field] = value } } catch let e as ModelError { #expect(e.description.contains(field)) }
+        }
+        // Mistral keeps one window for every layer.
+        let m = try LlamaConfig(configFile: Fixtures.url("families/mistral/config.json").path)
+        #expect(m.slidingWindowLayers == nil && m.slidingWindow(forLayer: 0) == 5 && m.slidingWindow(forLayer: 1) == 5)
+    }
+
+    /// llamadyn's 12 tokens pass max_position_embeddings 8, so dynamic NTK scaling is in play: the
+    /// config reads as `.dynamic(factor: 2, originalContext: 8)`, the rescaled frequencies are used
+    /// (plain RoPE gives other logits), frequencies up to length 8 are the plain ones, and
+    /// transformers' token-by-token logits really differ from its whole-window ones after position 8.
+    @Test func dynamicRopeMatters() throws {
+        let fx = try FamilyFixture("llamadyn")
+        let config = try LlamaConfig(configFile: fx.dir + "/config.json")
+        #expect(config.ropeScaling == .dynamic(factor: 2, originalContext: 8))
+        #expect(config.maxPositionEmbeddings == 8 && fx.ids.count == 12)
+        let model = try LlamaModel(config: config, source: SafeTensorsSource(try SafeTensorsModel(path: fx.dir)))
+        var plainConfig = config
+        plainConfig.ropeScaling = .none
+        let plain = try LlamaModel(config: plainConfig, source: SafeTensorsSource(try SafeTensorsModel(path: fx.dir)))
+        #expect(model.frequencies(forLength: 8) == plain.frequencies(forLength: 8))
+        #expect(model.frequencies(forLength: 12) != plain.frequencies(forLength: 12))
+        // The rescaled base, in double precision: theta * (2 * 12 / 8 - 1)^(d / (d - 2)).
+        let d = Double(config.headDim), base = 10000 * pow(2.0 * 12 / 8 - 1, d / (d - 2))
+        #expect(abs(Double(model.frequencies(forLength: 12)[1]) - 1 / pow(base, 2 / d)) <= 1e-6 * (1 / pow(base, 2 / d)))
+        let T = fx.ids.count, V = config.vocabSize
+        let ws = Workspace(model: plain, maxTokens: T)
+        try plain.forward(tokens: fx.ids, cache: KVCache(config: plainConfig, capacity: T), workspace: ws, logits: .all)
+        let (w, _) = compareLogits(ws.logits.pointer, fx.logits, rows: T, vocab: V)
+        #expect(w > 100 * Self.relativeTolerance * fx.scale, "plain RoPE should differ: \(w)")
+        let stepwise = try fx.decodeLogits()
+        var late: Float = 0
+        for i in (9 * V)..<(T * V) { late = max(late, abs(stepwise[i] - fx.logits[i])) }
+        #expect(late > 100 * Self.relativeTolerance * fx.scale)
+        // The training forward runs past max_position_embeddings with dynamic scaling (transformers'
+        // loss), and refuses to without it.
+        let f32 = try ModelLoader.load(path: fx.dir, options: LoadOptions(weightDType: .f32))
+        let loss = try f32.trainingLoss(tokens: fx.ids, workspace: TrainingWorkspace(model: f32, maxTokens: T))
+        #expect(abs(loss - fx.loss) <= 1e-4 * fx.loss)
+        #expect(throws: ModelError.contextOverflow(requested: T, limit: 8)) {
+            _ = try plain.trainingLoss(tokens: fx.ids, workspace: TrainingWorkspace(model: plain, maxTokens: T))
+        }
     }
 
     /// Each family's config parses into the right pieces.

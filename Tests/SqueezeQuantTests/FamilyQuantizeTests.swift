@@ -7,7 +7,7 @@ import SqueezeQuant
 
 /// The family fixtures of SqueezeModelsTests (scripts/make_family_fixtures.py), read from the source tree.
 enum FamilyFixtures {
-    static let names = ["llama", "llamabias", "llama3rope", "mistral", "qwen2", "opt", "opt350m", "gpt2"]
+    static let names = ["llama", "llamabias", "llama3rope", "llamadyn", "mistral", "qwen2", "qwen2sw", "opt", "opt350m", "gpt2"]
     static func dir(_ name: String) -> String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("SqueezeModelsTests/Fixtures/families/\(name)").path
@@ -116,6 +116,9 @@ struct FamilyQuantizeTests {
 
         let q = try ModelLoader.load(path: out)
         #expect(q.config.family == model.config.family)
+        // The written config keeps the attention windows and the RoPE scaling.
+        #expect(q.config.slidingWindow == model.config.slidingWindow && q.config.slidingWindowLayers == model.config.slidingWindowLayers)
+        #expect(q.config.ropeScaling == model.config.ropeScaling)
         for l in q.layers { #expect(l.linears.allSatisfy { $0.1.kind.hasPrefix("lut\(bits)") }) }
         let T = ids.count, V = q.config.vocabSize
         let cache = KVCache(config: q.config, capacity: T)
