@@ -73,8 +73,8 @@ public struct PerplexityEvaluator {
     public func plan(tokenCount: Int) throws -> (starts: [Int], first: Int) {
         let n = context
         guard n >= 2 else { throw EvalError.badArgument("--context must be at least 2") }
-        guard n <= model.config.maxPositionEmbeddings else {
-            throw EvalError.contextTooLong(requested: n, modelContext: model.config.maxPositionEmbeddings)
+        if let limit = model.config.contextLimit, n > limit {
+            throw EvalError.contextTooLong(requested: n, modelContext: limit)
         }
         var count = tokenCount / n
         if let m = maxWindows { count = min(count, m) }

@@ -54,7 +54,7 @@ public final class SqueezeServer: Sendable {
         guard (0...65535).contains(configuration.port) else { throw ServerError.invalidConfiguration("port \(configuration.port) is out of range") }
         guard configuration.maxBodyBytes >= 1024 else { throw ServerError.invalidConfiguration("max body must be >= 1024 bytes") }
         var config = configuration
-        config.context = min(configuration.context, model.config.maxPositionEmbeddings)
+        config.context = min(configuration.context, model.config.contextLimit ?? configuration.context)
         self.configuration = config
         self.modelID = configuration.modelName ?? modelID
         self.tokenizer = tokenizer
