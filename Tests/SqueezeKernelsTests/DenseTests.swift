@@ -15,7 +15,7 @@ import SqueezeKernels
         }
     }
 
-    static let shapes: [(m: Int, rows: Int, cols: Int)] = [(1, 1, 1), (3, 7, 13), (5, 33, 70), (9, 130, 257), (17, 64, 576)]
+    static let shapes: [(m: Int, rows: Int, cols: Int)] = [(1, 1, 1), (3, 7, 13), (5, 33, 70), (9, 130, 257), (17, 64, 576), (45, 70, 700), (40, 21, 33)]
 
     /// Relative tolerance against the Double reference: float32 accumulation over `cols` terms of
     /// magnitude <= 1 has an error bound of about cols * 2^-24 * sum|w x|; we allow 1e-5 * sum|w x|.
