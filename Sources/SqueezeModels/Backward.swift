@@ -309,10 +309,9 @@ extension LlamaModel {
                     let row = logits + t * V
                     let target = tokens[t + 1]
                     let zt = row[target]
-                    let lse = sq_softmax_f32(row, Int64(V))
-                    lp[t] = Double(lse) - Double(zt)
                     let inv = 1 / Float(P)
-                    for j in 0..<V { row[j] *= inv }
+                    let lse = sq_softmax_scaled_f32(row, Int64(V), inv)
+                    lp[t] = Double(lse) - Double(zt)
                     row[target] -= inv
                 }
             }

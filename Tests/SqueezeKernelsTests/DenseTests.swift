@@ -76,6 +76,14 @@ import SqueezeKernels
                         let want = exp(Double(v[i]) - mx) / sum
                         #expect(abs(Double(s[i]) - want) <= 4e-6 * want + 1e-12, "\(level) softmax n=\(n) i=\(i)")
                     }
+                    // The scaled variant: the same log-sum-exp, probabilities times the scale.
+                    var sc = v
+                    let lse2 = sc.withUnsafeMutableBufferPointer { sq_softmax_scaled_f32($0.baseAddress!, Int64(n), 0.25) }
+                    #expect(lse2 == lse, "\(level) scaled softmax lse n=\(n)")
+                    for i in 0..<n {
+                        let want = 0.25 * exp(Double(v[i]) - mx) / sum
+                        #expect(abs(Double(sc[i]) - want) <= 4e-6 * want + 1e-12, "\(level) scaled softmax n=\(n) i=\(i)")
+                    }
                     let u = (0..<n).map { _ in rng.next() }
                     var out = [Float](repeating: 0, count: n)
                     out.withUnsafeMutableBufferPointer { sq_silu_mul_f32(v, u, $0.baseAddress!, Int64(n)) }
