@@ -164,7 +164,37 @@ T_AVX2 static void silu_mul_avx2(const float *g, const float *u, float *out, int
     }
     for (; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
+
+T_AVX2 static void silu_mul_backward_avx2(const float *g, const float *u, float *dg, float *du, int64_t n) {
+    int64_t i = 0;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 gv = _mm256_loadu_ps(g + i), da = _mm256_loadu_ps(dg + i);
+        __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, exp256(_mm256_sub_ps(_mm256_setzero_ps(), gv))));
+        __m256 das = _mm256_mul_ps(da, s);
+        _mm256_storeu_ps(du + i, _mm256_mul_ps(das, gv));
+        // dg = da s u (1 + g (1 - s))
+        __m256 f = _mm256_fmadd_ps(gv, _mm256_sub_ps(one, s), one);
+        _mm256_storeu_ps(dg + i, _mm256_mul_ps(_mm256_mul_ps(das, _mm256_loadu_ps(u + i)), f));
+    }
+    for (; i < n; i++) {
+        float gi = g[i], s = 1.0f / (1.0f + expf(-gi)), da = dg[i];
+        du[i] = da * gi * s;
+        dg[i] = da * u[i] * s * (1.0f + gi * (1.0f - s));
+    }
+}
 #endif
+
+void sq_silu_mul_backward_f32(const float *g, const float *u, float *dg, float *du, int64_t n) {
+#ifdef SQ_X86
+    if (sq_isa() >= SQ_ISA_AVX2) { silu_mul_backward_avx2(g, u, dg, du, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i], s = 1.0f / (1.0f + expf(-gi)), da = dg[i];
+        du[i] = da * gi * s;
+        dg[i] = da * u[i] * s * (1.0f + gi * (1.0f - s));
+    }
+}
 
 float sq_softmax_f32(float *x, int64_t n) { return sq_softmax_scaled_f32(x, n, 1.0f); }
 

@@ -92,6 +92,18 @@ import SqueezeKernels
                         let want = g / (1 + exp(-g)) * Double(u[i])
                         #expect(abs(Double(out[i]) - want) <= 1e-6 * max(1, abs(want)), "\(level) silu n=\(n) i=\(i)")
                     }
+                    // Its backward: du = da silu(g), dg = da u s (1 + g (1 - s)).
+                    let da = (0..<n).map { _ in rng.next() }
+                    var dg = da, du = [Float](repeating: 0, count: n)
+                    dg.withUnsafeMutableBufferPointer { dgb in
+                        du.withUnsafeMutableBufferPointer { sq_silu_mul_backward_f32(v, u, dgb.baseAddress!, $0.baseAddress!, Int64(n)) }
+                    }
+                    for i in 0..<n {
+                        let g = Double(v[i]), s = 1 / (1 + exp(-g)), d = Double(da[i])
+                        let wantU = d * g * s, wantG = d * Double(u[i]) * s * (1 + g * (1 - s))
+                        #expect(abs(Double(du[i]) - wantU) <= 1e-6 * max(1, abs(wantU)), "\(level) silu backward du n=\(n) i=\(i)")
+                        #expect(abs(Double(dg[i]) - wantG) <= 1e-6 * max(1, abs(wantG)), "\(level) silu backward dg n=\(n) i=\(i)")
+                    }
                 }
             }
         }
