@@ -200,7 +200,11 @@ T_AVX2 static int gemm_packed_avx2(const float *a, int64_t sai, int64_t sap, con
         int64_t nk = (kdim + KC_MAX - 1) / KC_MAX;
         kc = ((kdim + nk - 1) / nk + 7) & ~(int64_t)7;
     }
-    int64_t nmb = (m + MC_MAX - 1) / MC_MAX;
+    // Row blocks: the packed A block (mc x kc) within about 192 KB of L2.
+    int64_t mcmax = (48 * 1024) / (kc > 0 ? kc : 1) / MR * MR;
+    if (mcmax > MC_MAX) mcmax = MC_MAX;
+    if (mcmax < MR) mcmax = MR;
+    int64_t nmb = (m + mcmax - 1) / mcmax;
     int64_t mc = ((m + nmb - 1) / nmb + MR - 1) / MR * MR;
     int64_t ncap = n < NC_MAX ? (n + NR - 1) / NR * NR : NC_MAX;
     float *pb = grow(&t_pb, &t_pb_n, ncap * kc);
