@@ -64,8 +64,8 @@ public final class DenseMatrix: LinearOperator, @unchecked Sendable {
 
     public func gemm(_ x: UnsafePointer<Float>, ldx: Int, m: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int, pool: WorkerPool) {
         if m == 1 { gemv(x, y, pool: pool); return }
-        if tensor.dtype == .f32 && m >= 6 {
-            // The packed GEMM (`sq_gemm_f32`): one share per thread, so that each packs its operands once.
+        if tensor.dtype == .f32 && m >= 32 {
+            // The packed GEMM (`sq_gemm_f32` from 32 tokens): one share per thread, so that each packs its operands once.
             let w = tensor.data.assumingMemoryBound(to: Float.self), k = Int64(columns)
             let split = BackwardKernels.split(m: m, n: rows, threads: min(pool.defaultThreads, pool.threadCount))
             pool.run(tasks: split.parts) { t, _ in
