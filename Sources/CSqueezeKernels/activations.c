@@ -29,7 +29,7 @@ T_AVX512 static inline __m512 exp512(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
-T_AVX512 static float softmax_avx512(float *x, int64_t n) {
+T_AVX512 static float softmax_avx512(float *x, int64_t n, float scale) {
     __m512 vmax = _mm512_set1_ps(-INFINITY);
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(x + i));
@@ -50,9 +50,9 @@ T_AVX512 static float softmax_avx512(float *x, int64_t n) {
         vs = _mm512_add_ps(vs, e);
     }
     float s = _mm512_reduce_add_ps(vs);
-    __m512 inv = _mm512_set1_ps(1.0f / s);
+    __m512 inv = _mm512_set1_ps(scale / s);
     for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inv));
-    for (; i < n; i++) x[i] *= 1.0f / s;
+    for (; i < n; i++) x[i] *= scale / s;
     return logf(s) + mx;
 }
 
@@ -118,7 +118,7 @@ T_AVX2 static inline float hadd256(__m256 v) {
     return _mm_cvtss_f32(m);
 }
 
-T_AVX2 static float softmax_avx2(float *x, int64_t n) {
+T_AVX2 static float softmax_avx2(float *x, int64_t n, float scale) {
     __m256 vmax = _mm256_set1_ps(-INFINITY);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
@@ -133,9 +133,9 @@ T_AVX2 static float softmax_avx2(float *x, int64_t n) {
     }
     float s = hadd256(vs);
     for (; i < n; i++) { x[i] = expf(x[i] - mx); s += x[i]; }
-    __m256 inv = _mm256_set1_ps(1.0f / s);
+    __m256 inv = _mm256_set1_ps(scale / s);
     for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
-    for (; i < n; i++) x[i] *= 1.0f / s;
+    for (; i < n; i++) x[i] *= scale / s;
     return logf(s) + mx;
 }
 
@@ -164,20 +164,52 @@ T_AVX2 static void silu_mul_avx2(const float *g, const float *u, float *out, int
     }
     for (; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
+
+T_AVX2 static void silu_mul_backward_avx2(const float *g, const float *u, float *dg, float *du, int64_t n) {
+    int64_t i = 0;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 gv = _mm256_loadu_ps(g + i), da = _mm256_loadu_ps(dg + i);
+        __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, exp256(_mm256_sub_ps(_mm256_setzero_ps(), gv))));
+        __m256 das = _mm256_mul_ps(da, s);
+        _mm256_storeu_ps(du + i, _mm256_mul_ps(das, gv));
+        // dg = da s u (1 + g (1 - s))
+        __m256 f = _mm256_fmadd_ps(gv, _mm256_sub_ps(one, s), one);
+        _mm256_storeu_ps(dg + i, _mm256_mul_ps(_mm256_mul_ps(das, _mm256_loadu_ps(u + i)), f));
+    }
+    for (; i < n; i++) {
+        float gi = g[i], s = 1.0f / (1.0f + expf(-gi)), da = dg[i];
+        du[i] = da * gi * s;
+        dg[i] = da * u[i] * s * (1.0f + gi * (1.0f - s));
+    }
+}
 #endif
 
-float sq_softmax_f32(float *x, int64_t n) {
+void sq_silu_mul_backward_f32(const float *g, const float *u, float *dg, float *du, int64_t n) {
+#ifdef SQ_X86
+    if (sq_isa() >= SQ_ISA_AVX2) { silu_mul_backward_avx2(g, u, dg, du, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i], s = 1.0f / (1.0f + expf(-gi)), da = dg[i];
+        du[i] = da * gi * s;
+        dg[i] = da * u[i] * s * (1.0f + gi * (1.0f - s));
+    }
+}
+
+float sq_softmax_f32(float *x, int64_t n) { return sq_softmax_scaled_f32(x, n, 1.0f); }
+
+float sq_softmax_scaled_f32(float *x, int64_t n, float scale) {
     if (n <= 0) return -INFINITY;
 #ifdef SQ_X86
-    if (sq_isa() >= SQ_ISA_AVX512) return softmax_avx512(x, n);
-    if (sq_isa() >= SQ_ISA_AVX2) return softmax_avx2(x, n);
+    if (sq_isa() >= SQ_ISA_AVX512) return softmax_avx512(x, n, scale);
+    if (sq_isa() >= SQ_ISA_AVX2) return softmax_avx2(x, n, scale);
 #endif
     float mx = -INFINITY;
     for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
     if (mx == -INFINITY) return -INFINITY;
     double s = 0;
     for (int64_t i = 0; i < n; i++) { x[i] = expf(x[i] - mx); s += x[i]; }
-    float inv = (float)(1.0 / s);
+    float inv = (float)(scale / s);
     for (int64_t i = 0; i < n; i++) x[i] *= inv;
     return (float)log(s) + mx;
 }

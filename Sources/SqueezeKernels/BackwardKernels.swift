@@ -16,21 +16,49 @@ public enum BackwardKernels {
     }
 
     /// out[i * ldo + j] (mode) sum_{p < k} a[i * sai + p * sap] * b[p * ldb + j], for i < m, j < n.
-    /// With a pool, the columns are split in blocks of 16 over its threads; without, it runs on the caller.
+    /// With a pool, the work is split over its threads (see `general`); without, it runs on the caller.
     public static func gemm(_ a: UnsafePointer<Float>, sai: Int, sap: Int, _ b: UnsafePointer<Float>, ldb: Int,
                             _ out: UnsafeMutablePointer<Float>, ldo: Int, m: Int, k: Int, n: Int, mode: Mode,
                             pool: WorkerPool?) {
+        general(a, sai: sai, sap: sap, b, sbp: ldb, sbj: 1, out, ldo: ldo, m: m, k: k, n: n, mode: mode, pool: pool)
+    }
+
+    /// out[i * ldo + j] (mode) sum_{p < k} a[i * sai + p * sap] * b[p * sbp + j * sbj], for i < m, j < n:
+    /// B may be row-major (sbj = 1) or a row-major [n, k] matrix read transposed (sbp = 1).
+    /// With a pool, one contiguous share per thread: rows in multiples of 6 when n < m (each thread
+    /// then packs all of B, the smaller operand), else columns in multiples of 16 (each packs all of A).
+    public static func general(_ a: UnsafePointer<Float>, sai: Int, sap: Int, _ b: UnsafePointer<Float>, sbp: Int, sbj: Int,
+                               _ out: UnsafeMutablePointer<Float>, ldo: Int, m: Int, k: Int, n: Int, mode: Mode,
+                               pool: WorkerPool?) {
         guard m > 0, n > 0 else { return }
-        guard let pool, pool.threadCount > 1, n >= 32 else {
-            sq_gemm_strided_f32(a, Int64(sai), Int64(sap), b, Int64(ldb), out, Int64(ldo), Int64(m), Int64(k), 0, Int64(n), mode.rawValue)
+        let threads = pool.map { min($0.defaultThreads, $0.threadCount) } ?? 1
+        let split = split(m: m, n: n, threads: threads)
+        guard let pool, split.parts > 1 else {
+            sq_gemm_general_f32(a, Int64(sai), Int64(sap), b, Int64(sbp), Int64(sbj), out, Int64(ldo), Int64(m), Int64(k),
+                                0, Int64(n), mode.rawValue)
             return
         }
-        let blocks = (n + 15) / 16
-        pool.parallelFor(blocks, minBlock: 1, blocksPerThread: 1) { r, _ in
-            let j0 = r.lowerBound * 16, j1 = min(n, r.upperBound * 16)
-            sq_gemm_strided_f32(a, Int64(sai), Int64(sap), b, Int64(ldb), out, Int64(ldo), Int64(m), Int64(k),
-                                Int64(j0), Int64(j1), mode.rawValue)
+        pool.run(tasks: split.parts) { t, _ in
+            let lo = t * split.per, hi = min(split.rows ? m : n, lo + split.per)
+            guard lo < hi else { return }
+            if split.rows {
+                sq_gemm_general_f32(a + lo * sai, Int64(sai), Int64(sap), b, Int64(sbp), Int64(sbj), out + lo * ldo, Int64(ldo),
+                                    Int64(hi - lo), Int64(k), 0, Int64(n), mode.rawValue)
+            } else {
+                sq_gemm_general_f32(a, Int64(sai), Int64(sap), b, Int64(sbp), Int64(sbj), out, Int64(ldo), Int64(m), Int64(k),
+                                    Int64(lo), Int64(hi), mode.rawValue)
+            }
         }
+    }
+
+    /// How `general` splits an [m, n] product over `threads`: along rows (in multiples of 6) or columns
+    /// (in multiples of 16), `per` each, in `parts` parts (1: no split).
+    public static func split(m: Int, n: Int, threads: Int) -> (rows: Bool, per: Int, parts: Int) {
+        let rows = n < m
+        let unit = rows ? 6 : 16, units = ((rows ? m : n) + unit - 1) / unit
+        let parts = max(1, min(threads, units))
+        let per = (units + parts - 1) / parts * unit
+        return (rows, per, ((rows ? m : n) + per - 1) / per)
     }
 
     /// dX (mode) dY W: dX[t, c] = sum_r dY[t, r] W[r, c] for t < m; W is [rows, columns] row-major F32.

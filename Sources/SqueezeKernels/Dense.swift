@@ -64,6 +64,21 @@ public final class DenseMatrix: LinearOperator, @unchecked Sendable {
 
     public func gemm(_ x: UnsafePointer<Float>, ldx: Int, m: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int, pool: WorkerPool) {
         if m == 1 { gemv(x, y, pool: pool); return }
+        if tensor.dtype == .f32 && m >= 32 {
+            // The packed GEMM (`sq_gemm_f32` from 32 tokens): one share per thread, so that each packs its operands once.
+            let w = tensor.data.assumingMemoryBound(to: Float.self), k = Int64(columns)
+            let split = BackwardKernels.split(m: m, n: rows, threads: min(pool.defaultThreads, pool.threadCount))
+            pool.run(tasks: split.parts) { t, _ in
+                let lo = t * split.per, hi = min(split.rows ? m : self.rows, lo + split.per)
+                guard lo < hi else { return }
+                if split.rows {
+                    sq_gemm_f32(x + lo * ldx, Int64(ldx), w, k, y + lo * ldy, Int64(ldy), Int64(hi - lo), k, 0, Int64(self.rows))
+                } else {
+                    sq_gemm_f32(x, Int64(ldx), w, k, y, Int64(ldy), Int64(m), k, Int64(lo), Int64(hi))
+                }
+            }
+            return
+        }
         pool.parallelFor(rows / 4 + (rows % 4 == 0 ? 0 : 1), minBlock: 4, blocksPerThread: 4) { r, _ in
             self.gemmRows(x, ldx: ldx, m: m, y, ldy: ldy, r.lowerBound * 4, min(self.rows, r.upperBound * 4))
         }

@@ -310,10 +310,9 @@ extension LlamaModel {
                     let row = logits + t * V
                     let target = tokens[t + 1]
                     let zt = row[target]
-                    let lse = sq_softmax_f32(row, Int64(V))
-                    lp[t] = Double(lse) - Double(zt)
                     let inv = 1 / Float(P)
-                    for j in 0..<V { row[j] *= inv }
+                    let lse = sq_softmax_scaled_f32(row, Int64(V), inv)
+                    lp[t] = Double(lse) - Double(zt)
                     row[target] -= inv
                 }
             }
@@ -366,11 +365,8 @@ extension LlamaModel {
                                           dX: dg, lddx: ffn, pool: pool)
             if layer.gateOp != nil {
                 pool.parallelFor(T * ffn, minBlock: 8192) { r, _ in
-                    for i in r {
-                        let gi = g[i], s = 1 / (1 + expf(-gi)), da = dg[i]
-                        du[i] = da * gi * s
-                        dg[i] = da * u[i] * s * (1 + gi * (1 - s))
-                    }
+                    let o = r.lowerBound
+                    sq_silu_mul_backward_f32(g + o, u + o, dg + o, du + o, Int64(r.count))
                 }
                 sink?.accept(layer: li, kind: .gate, dY: dg, lddy: ffn, x: xn2, ldx: h, tokens: T)
                 sink?.accept(layer: li, kind: .up, dY: du, lddy: ffn, x: xn2, ldx: h, tokens: T)

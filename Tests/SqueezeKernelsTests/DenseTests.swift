@@ -15,7 +15,7 @@ import SqueezeKernels
         }
     }
 
-    static let shapes: [(m: Int, rows: Int, cols: Int)] = [(1, 1, 1), (3, 7, 13), (5, 33, 70), (9, 130, 257), (17, 64, 576)]
+    static let shapes: [(m: Int, rows: Int, cols: Int)] = [(1, 1, 1), (3, 7, 13), (5, 33, 70), (9, 130, 257), (17, 64, 576), (45, 70, 700), (40, 21, 33)]
 
     /// Relative tolerance against the Double reference: float32 accumulation over `cols` terms of
     /// magnitude <= 1 has an error bound of about cols * 2^-24 * sum|w x|; we allow 1e-5 * sum|w x|.
@@ -76,6 +76,14 @@ import SqueezeKernels
                         let want = exp(Double(v[i]) - mx) / sum
                         #expect(abs(Double(s[i]) - want) <= 4e-6 * want + 1e-12, "\(level) softmax n=\(n) i=\(i)")
                     }
+                    // The scaled variant: the same log-sum-exp, probabilities times the scale.
+                    var sc = v
+                    let lse2 = sc.withUnsafeMutableBufferPointer { sq_softmax_scaled_f32($0.baseAddress!, Int64(n), 0.25) }
+                    #expect(lse2 == lse, "\(level) scaled softmax lse n=\(n)")
+                    for i in 0..<n {
+                        let want = 0.25 * exp(Double(v[i]) - mx) / sum
+                        #expect(abs(Double(sc[i]) - want) <= 4e-6 * want + 1e-12, "\(level) scaled softmax n=\(n) i=\(i)")
+                    }
                     let u = (0..<n).map { _ in rng.next() }
                     var out = [Float](repeating: 0, count: n)
                     out.withUnsafeMutableBufferPointer { sq_silu_mul_f32(v, u, $0.baseAddress!, Int64(n)) }
@@ -83,6 +91,18 @@ import SqueezeKernels
                         let g = Double(v[i])
                         let want = g / (1 + exp(-g)) * Double(u[i])
                         #expect(abs(Double(out[i]) - want) <= 1e-6 * max(1, abs(want)), "\(level) silu n=\(n) i=\(i)")
+                    }
+                    // Its backward: du = da silu(g), dg = da u s (1 + g (1 - s)).
+                    let da = (0..<n).map { _ in rng.next() }
+                    var dg = da, du = [Float](repeating: 0, count: n)
+                    dg.withUnsafeMutableBufferPointer { dgb in
+                        du.withUnsafeMutableBufferPointer { sq_silu_mul_backward_f32(v, u, dgb.baseAddress!, $0.baseAddress!, Int64(n)) }
+                    }
+                    for i in 0..<n {
+                        let g = Double(v[i]), s = 1 / (1 + exp(-g)), d = Double(da[i])
+                        let wantU = d * g * s, wantG = d * Double(u[i]) * s * (1 + g * (1 - s))
+                        #expect(abs(Double(du[i]) - wantU) <= 1e-6 * max(1, abs(wantU)), "\(level) silu backward du n=\(n) i=\(i)")
+                        #expect(abs(Double(dg[i]) - wantG) <= 1e-6 * max(1, abs(wantG)), "\(level) silu backward dg n=\(n) i=\(i)")
                     }
                 }
             }

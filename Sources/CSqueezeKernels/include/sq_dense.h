@@ -74,8 +74,14 @@ extern "C" {
 // ---- activation helpers ----
 /// x[i] = exp(x[i] - max) / sum, in place; returns the log of the sum plus max (log-sum-exp).
 float sq_softmax_f32(float *x, int64_t n);
+/// x[i] = scale * exp(x[i] - max) / sum, in place, in the passes of sq_softmax_f32; returns the
+/// log-sum-exp of the input (as sq_softmax_f32).
+float sq_softmax_scaled_f32(float *x, int64_t n, float scale);
 /// out[i] = g[i] * sigmoid(g[i]) * u[i] (SwiGLU).
 void sq_silu_mul_f32(const float *g, const float *u, float *out, int64_t n);
+/// The backward of sq_silu_mul_f32: with dg holding da = dL/d(out) on entry, writes
+/// du[i] = da * silu(g[i]) and dg[i] = da * u[i] * s * (1 + g[i] (1 - s)), s = sigmoid(g[i]).
+void sq_silu_mul_backward_f32(const float *g, const float *u, float *dg, float *du, int64_t n);
 /// Returns log(sum(exp(x))) computed stably.
 float sq_logsumexp_f32(const float *x, int64_t n);
 /// Index of the largest element (first on ties).
