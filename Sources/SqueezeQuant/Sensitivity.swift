@@ -245,8 +245,8 @@ public enum Sensitivity {
     /// starts (Python-compatible sampler, see `WindowSampler`).
     public static func plan(model: LlamaModel, tokenCount: Int, options: SensitivityOptions) throws -> [Int] {
         guard options.seqlen >= 2 else { throw SensitivityError.invalidOption(name: "seqlen", detail: "must be at least 2, got \(options.seqlen)") }
-        guard options.seqlen <= model.config.maxPositionEmbeddings else {
-            throw SensitivityError.windowExceedsContext(seqlen: options.seqlen, context: model.config.maxPositionEmbeddings)
+        if let limit = model.config.contextLimit, options.seqlen > limit {
+            throw SensitivityError.windowExceedsContext(seqlen: options.seqlen, context: limit)
         }
         if options.mode == .fisher { try model.checkTrainable() }
         return try WindowSampler.starts(tokenCount: tokenCount, seqlen: options.seqlen, samples: options.samples, seed: options.seed)
