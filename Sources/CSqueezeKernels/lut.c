@@ -26,20 +26,14 @@
 
 // GEMM cache blocking: rows in blocks of SQ_RB (their packed weights stay in L2) times tokens in
 // blocks of SQ_TB (their activations stay in L2); within, each row is used for 4 tokens at a time.
-// Decoding (m <= 4) takes all of [r0, r1) as one block. Within a block, rows are visited from its four
-// quarters in turn (rb0, rb0 + q, rb0 + 2q, rb0 + 3q, rb0 + 1, ...): four sequential streams far
-// apart, which the hardware prefetchers follow better than one stream of short rows (see dense.c).
 #define SQ_RB 64
 #define SQ_TB 32
 #define SQ_BLOCKED_LOOPS                                                                                 \
-    const int64_t sq_rbs = m <= 4 ? r1 - r0 : SQ_RB;                                                     \
-    for (int64_t rb0 = r0; rb0 < r1; rb0 += sq_rbs) {                                                    \
-        int64_t rb1 = r1 - rb0 < sq_rbs ? r1 : rb0 + sq_rbs;                                             \
-        const int64_t sq_q = (rb1 - rb0) / 4;                                                            \
+    for (int64_t rb0 = r0; rb0 < r1; rb0 += SQ_RB) {                                                     \
+        int64_t rb1 = r1 - rb0 < SQ_RB ? r1 : rb0 + SQ_RB;                                               \
         for (int64_t tb = 0; tb < m; tb += SQ_TB) {                                                      \
             int64_t te = m - tb < SQ_TB ? m : tb + SQ_TB;                                                \
-            for (int64_t sq_o = 0; sq_o < rb1 - rb0; sq_o++) {                                           \
-                const int64_t r = sq_o < 4 * sq_q ? rb0 + (sq_o & 3) * sq_q + (sq_o >> 2) : rb0 + sq_o;
+            for (int64_t r = rb0; r < rb1; r++) {
 #define SQ_BLOCKED_LOOPS_END }}}
 
 // ---------------------------------------------------------------- layout
@@ -386,7 +380,7 @@ DEF_TILE_F32(gemm_f32_3_avx2, f32_row3)
         SQ_BLOCKED_LOOPS                                                                                 \
             const uint8_t *wr = w + r * rb;                                                              \
             const int8_t *tr = qt + r * 16;                                                              \
-            /* Rows are short: fetch the row 4 ahead in this row's stream (16 rows of work ahead). */          \
+            /* Rows are short (a few hundred bytes): fetch the one 4 rows ahead. No faults. */          \
             if (tb == 0)                                                                                 \
                 for (int64_t o = 0; o < rb; o += 64) _mm_prefetch((const char *)(wr + 4 * rb + o), _MM_HINT_T0); \
             int64_t t = tb;                                                                              \
