@@ -37,6 +37,7 @@ import torch
 import transformers
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from make_family_fixtures import reinit as reinit_scaled  # same folder (sys.path[0])
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "Tests/SqueezeModelsTests/Fixtures/families_gguf")
@@ -84,18 +85,10 @@ def tokenizer_for(family):
 
 
 def reinit(model, g):
+    """make_family_fixtures.py's scaled re-initialisation (same draws), then every weight rounded to F16."""
+    reinit_scaled(model, g)
     with torch.no_grad():
-        for n, p in model.named_parameters():
-            if n.endswith("bias"):
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-            elif p.dim() == 1:
-                p.copy_(1 + torch.randn(p.shape, generator=g) * 0.1)
-            elif "embed" in n or n.endswith("wte.weight") or n.endswith("wpe.weight"):
-                p.copy_(torch.randn(p.shape, generator=g))
-            else:
-                conv1d = n.startswith("transformer.h.")  # GPT-2 Conv1D: [in, out]
-                fan_in = p.shape[0] if conv1d else p.shape[1]
-                p.copy_(torch.randn(p.shape, generator=g) * 1.5 / fan_in ** 0.5)
+        for p in model.parameters():
             p.copy_(p.half().float())  # F16-exact, so the F16 GGUF holds these very weights
 
 
