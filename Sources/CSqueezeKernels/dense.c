@@ -588,6 +588,25 @@ void sq_gemm_f32(const float *x, int64_t ldx, const float *w, int64_t ldw, float
 
 static void gemm_converted(const float *x, int64_t ldx, const uint16_t *w, int64_t ldw, float *y, int64_t ldy,
                            int64_t m, int64_t k, int64_t n0, int64_t n1, int bf16) {
+#ifdef SQ_X86
+    if (sq_isa() == SQ_ISA_AVX2 && m >= 32) {
+        // As sq_gemm_f32 from 32 tokens: blocks of up to 128 rows converted to F32, then the packed
+        // 6x16 GEMM over them (Y = X W^T, W read transposed from the converted rows).
+        const int64_t G = 128;
+        float *cbuf = scratch(G * k);
+        if (cbuf) {
+            for (int64_t n = n0; n < n1; n += G) {
+                int64_t nr = n1 - n < G ? n1 - n : G;
+                for (int64_t j = 0; j < nr; j++) {
+                    if (bf16) sq_bf16_to_f32(w + (n + j) * ldw, cbuf + j * k, k);
+                    else sq_f16_to_f32(w + (n + j) * ldw, cbuf + j * k, k);
+                }
+                sq_gemm_general_f32(x, ldx, 1, cbuf, 1, k, y + n, ldy, m, k, 0, nr, SQ_BW_STORE);
+            }
+            return;
+        }
+    }
+#endif
     int64_t g = group_rows(), MBk = token_block(k);
     float *buf = scratch(4 * k);
     if (!buf) return;

@@ -4,7 +4,7 @@
 #include "sq_dense.h"
 #include <stdlib.h>
 
-#define ROW_BLOCK 16
+#define ROW_BLOCK 128  // rows dequantized at once: the packed GEMM (32+ tokens) re-packs X for each block
 
 static _Thread_local float *t_rows = NULL;
 static _Thread_local uint8_t *t_idx = NULL;

@@ -158,7 +158,7 @@ static _Thread_local int64_t t_q8_scratch_n = 0;
 
 void sq_q8_gemm_dequant(const int8_t *wq, const float *wd, int64_t kpad, int64_t k, const float *x,
                         int64_t ldx, int64_t m, float *y, int64_t ldy, int64_t r0, int64_t r1) {
-    const int64_t RB = 16;  // rows per dequantized block (16 x 4096 floats = 256 KiB at most for k = 4096)
+    const int64_t RB = 128;  // rows per dequantized block: the packed GEMM (32+ tokens) re-packs X for each block
     if (t_q8_scratch_n < RB * k) {
         free(t_q8_scratch);
         t_q8_scratch = NULL;
