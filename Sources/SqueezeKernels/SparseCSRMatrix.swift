@@ -78,8 +78,8 @@ public final class SparseCSRMatrix: @unchecked Sendable {
         try self.init(rows: rows, columns: columns, rowPointers: counts, columnIndices: ci, values: vs)
     }
 
-    /// Bytes of the CSR arrays.
-    public var byteCount: Int { rowPtr.count * 4 + cols.count * 4 + vals.count * 4 }
+    /// Bytes held and read per product: the CSR arrays plus the row index of each nonzero.
+    public var byteCount: Int { rowPtr.count * 4 + cols.count * 4 + vals.count * 4 + nonzeroCount * 4 }
 
     /// The CSR arrays, copied.
     public var csr: (rowPointers: [Int32], columnIndices: [Int32], values: [Float]) {
