@@ -54,3 +54,50 @@ public enum ModelBenchmark {
                                 weightBytesPerToken: model.weightBytesPerToken)
     }
 }
+
+/// One row of the batched-decode benchmark.
+public struct BatchBenchResult: Codable, Sendable {
+    public var weights: String
+    public var threads: Int
+    /// Sequences decoded together, one token each per step (`LlamaModel.forwardBatch`).
+    public var batch: Int
+    /// Steps per second and tokens per second over all sequences (batch x steps per second).
+    public var stepsPerSecond: Double
+    public var tokensPerSecond: Double
+}
+
+extension ModelBenchmark {
+    /// Times `steps` batched decode steps of `batch` sequences, each with its own cache holding a
+    /// `context`-token prompt (prefilled before timing; best of `repeats`), as the server's scheduler
+    /// runs them.
+    public static func runBatched(model: LlamaModel, label: String, threads: Int, batch: Int, context: Int = 64,
+                                  steps: Int = 32, repeats: Int = 3) throws -> BatchBenchResult {
+        let pool = model.pool
+        let old = pool.defaultThreads
+        pool.defaultThreads = min(threads, pool.threadCount)
+        defer { pool.defaultThreads = old }
+        var rng = Xoshiro256(seed: 11)
+        let V = model.config.vocabSize
+        let caches = (0..<batch).map { _ in KVCache(config: model.config, capacity: context + steps + 1) }
+        let prompts = (0..<batch).map { _ in (0..<context).map { _ in Int(rng.next() % UInt64(V)) } }
+        let wsPrompt = Workspace(model: model, maxTokens: max(1, context), logitRows: 1)
+        let ws = Workspace(model: model, maxTokens: batch, logitRows: batch)
+        var best = Double.infinity
+        for _ in 0..<repeats {
+            for (c, p) in zip(caches, prompts) {
+                c.reset()
+                if !p.isEmpty { try model.forward(tokens: p, cache: c, workspace: wsPrompt, logits: .none) }
+            }
+            var toks = (0..<batch).map { ($0 * 17 + 3) % V }
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<steps {
+                try model.forwardBatch(tokens: toks, caches: caches, workspace: ws)
+                toks = toks.map { ($0 * 31 + 7) % V }
+            }
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        let sps = Double(steps) / best
+        return BatchBenchResult(weights: label, threads: threads, batch: batch, stepsPerSecond: sps,
+                                tokensPerSecond: sps * Double(batch))
+    }
+}

@@ -214,6 +214,19 @@ public final class LlamaModel: @unchecked Sendable {
         invFreq = config.learnedPositionOffset == nil ? LlamaModel.inverseFrequencies(config) : []
     }
 
+    private init(sharing m: LlamaModel, pool: WorkerPool) {
+        config = m.config; ropeLayout = m.ropeLayout; embedding = m.embedding; positionEmbedding = m.positionEmbedding
+        projectIn = m.projectIn; projectOut = m.projectOut; layers = m.layers; norm = m.norm; normBias = m.normBias
+        lmHead = m.lmHead; invFreq = m.invFreq
+        self.pool = pool
+    }
+
+    /// The same model (its weights shared, not copied) running its kernels on `pool`: for example a
+    /// one-thread pool per window when several windows run at once (`Sensitivity.compute`).
+    public func sharingWeights(pool: WorkerPool) -> LlamaModel {
+        LlamaModel(sharing: self, pool: pool)
+    }
+
     /// Whether positions are rotary (false: learned absolute positions).
     public var usesRope: Bool { config.learnedPositionOffset == nil }
 

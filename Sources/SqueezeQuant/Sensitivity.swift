@@ -79,13 +79,15 @@ public final class SensitivityAccumulator: GradientSink {
     /// accumulators[layer][kind.rawValue]
     let acc: [[AlignedBuffer<Float>]]
     /// Windows and tokens seen.
-    public private(set) var windows = 0
-    public private(set) var tokens = 0
-    /// Loss of each window (Fisher mode).
-    public private(set) var losses: [Double] = []
+    public internal(set) var windows = 0
+    public internal(set) var tokens = 0
+    /// Loss of each window (Fisher mode), in window order.
+    public internal(set) var losses: [Double] = []
     /// Seconds spent in forward passes (with logits and loss) and in backward passes, over all windows.
-    public private(set) var forwardSeconds = 0.0
-    public private(set) var backwardSeconds = 0.0
+    /// When `Sensitivity.compute` runs several windows at once, the sum over its lanes divided by the
+    /// number of lanes, so that tokens / seconds is the run's throughput.
+    public internal(set) var forwardSeconds = 0.0
+    public internal(set) var backwardSeconds = 0.0
     private var workspace: TrainingWorkspace?
 
     /// Allocates zeroed accumulators for `model` (rows x columns floats per linear weight for Fisher,
@@ -99,6 +101,23 @@ public final class SensitivityAccumulator: GradientSink {
                 return AlignedBuffer<Float>(count: mode == .fisher ? op.rows * op.columns : op.columns)
             }
         }
+    }
+
+    /// Adds `other`'s sums (accumulators, windows, tokens, seconds) into this one; the losses are
+    /// left to the caller, which knows the windows' order.
+    func merge(_ other: SensitivityAccumulator) {
+        for (l, kinds) in acc.enumerated() {
+            for (k, buf) in kinds.enumerated() {
+                let src = other.acc[l][k]
+                precondition(src.count == buf.count, "merging accumulators of different models")
+                let d = buf.pointer, a = src.pointer
+                for i in 0..<buf.count { d[i] += a[i] }
+            }
+        }
+        windows += other.windows
+        tokens += other.tokens
+        forwardSeconds += other.forwardSeconds
+        backwardSeconds += other.backwardSeconds
     }
 
     public func accept(layer: Int, kind: LinearKind, dY: UnsafePointer<Float>, lddy: Int,
@@ -262,16 +281,82 @@ public enum Sensitivity {
     }
 
     /// Accumulates the sensitivity of `model` over the given windows.
-    public static func compute(model: LlamaModel, windows: [[Int]], mode: SensitivityMode,
+    ///
+    /// `lanes` windows run at once, each on one thread of `model.pool` with its own workspace and
+    /// accumulator (lane i takes windows i, i + lanes, ...; the lanes' sums are added in lane order at
+    /// the end, so a run is deterministic for a given number of lanes). One window per thread avoids
+    /// the fork-join steps and load imbalance of splitting every matrix product (about 6% faster on
+    /// two cores) at the cost of an accumulator and a workspace per lane. nil chooses: as many lanes
+    /// as the pool's threads (at most the windows) when their memory stays under a quarter of the
+    /// machine's, else 1 (every kernel split over the pool's threads instead).
+    public static func compute(model: LlamaModel, windows: [[Int]], mode: SensitivityMode, lanes: Int? = nil,
                                progress: ((SensitivityProgress) -> Void)? = nil) throws -> SensitivityAccumulator {
-        let acc = SensitivityAccumulator(model: model, mode: mode)
+        let n = lanes.map { max(1, min($0, windows.count)) } ?? automaticLanes(model: model, windows: windows, mode: mode)
         let t0 = Date()
-        for (i, w) in windows.enumerated() {
-            let loss = try acc.add(window: w)
-            progress?(SensitivityProgress(done: i + 1, total: windows.count, tokens: acc.tokens,
-                                          elapsed: Date().timeIntervalSince(t0), loss: loss))
+        if n <= 1 {
+            let acc = SensitivityAccumulator(model: model, mode: mode)
+            for (i, w) in windows.enumerated() {
+                let loss = try acc.add(window: w)
+                progress?(SensitivityProgress(done: i + 1, total: windows.count, tokens: acc.tokens,
+                                              elapsed: Date().timeIntervalSince(t0), loss: loss))
+            }
+            return acc
         }
-        return acc
+        let accs = (0..<n).map { _ in SensitivityAccumulator(model: model.sharingWeights(pool: WorkerPool(threads: 1)), mode: mode) }
+        let lock = NSLock()
+        var losses = [Double?](repeating: nil, count: windows.count)
+        var done = 0, tokens = 0
+        var failure: Error?
+        model.pool.run(tasks: n, threads: n) { lane, _ in
+            let acc = accs[lane]
+            var i = lane
+            while i < windows.count {
+                if lock.withLock({ failure != nil }) { return }
+                do {
+                    let loss = try acc.add(window: windows[i])
+                    lock.withLock {
+                        losses[i] = loss
+                        done += 1
+                        tokens += windows[i].count
+                        progress?(SensitivityProgress(done: done, total: windows.count, tokens: tokens,
+                                                      elapsed: Date().timeIntervalSince(t0), loss: loss))
+                    }
+                } catch {
+                    lock.withLock { if failure == nil { failure = error } }
+                    return
+                }
+                i += n
+            }
+        }
+        if let failure { throw failure }
+        let out = SensitivityAccumulator(model: model, mode: mode)
+        for a in accs { out.merge(a) }
+        out.forwardSeconds /= Double(n)
+        out.backwardSeconds /= Double(n)
+        out.losses = losses.compactMap { $0 }
+        return out
+    }
+
+    /// The lanes `compute` uses when none are given: the pool's threads (at most the windows) when
+    /// the lanes' accumulators and workspaces need less than a quarter of the physical memory.
+    public static func automaticLanes(model: LlamaModel, windows: [[Int]], mode: SensitivityMode) -> Int {
+        let threads = min(model.pool.defaultThreads, model.pool.threadCount, windows.count)
+        guard threads > 1 else { return 1 }
+        let c = model.config
+        let seqlen = windows.map(\.count).max() ?? 1
+        var accFloats = 0
+        for l in model.layers {
+            for kind in LinearKind.allCases {
+                guard let op = kind.optionalOp(in: l) else { continue }
+                accFloats += mode == .fisher ? op.rows * op.columns : op.columns
+            }
+        }
+        // Workspace: about (4 h + 2 qd + 2 kvd + 2 ffn) floats per token and layer, logits, scratch.
+        let perToken = c.numLayers * (6 * c.hiddenSize + 3 * c.numHeads * c.headDim + 2 * c.numKVHeads * c.headDim
+                                      + 2 * c.intermediateSize) + 2 * c.vocabSize + 4 * c.intermediateSize
+        let perLane = 4 * (accFloats + seqlen * perToken)
+        let budget = Int(ProcessInfo.processInfo.physicalMemory / 4)
+        return threads * perLane < budget ? threads : 1
     }
 
     /// The metadata recorded with a run.

@@ -30,6 +30,8 @@ struct BenchCommand: ParsableCommand {
     var prompt: Int = 512
     @Option(help: "Tokens to decode.")
     var decode: Int = 64
+    @Option(help: "Also time batched decoding (one token for each of N sequences per step, as `squeeze serve` runs them) at these batch sizes, comma-separated, e.g. 1,4,8.")
+    var batch: String = ""
     @Flag(help: "Skip the kernel table.")
     var skipKernels = false
     @Flag(help: "Skip the model table.")
@@ -48,6 +50,7 @@ struct BenchCommand: ParsableCommand {
         var isa: String
         var kernels: [KernelRowOut]
         var models: [ModelBenchResult]
+        var batched: [BatchBenchResult]
     }
     struct KernelRowOut: Encodable {
         var kernel: String, rows: Int, columns: Int, threads: Int, microseconds: Double, gbPerSecond: Double
@@ -59,7 +62,7 @@ struct BenchCommand: ParsableCommand {
         let path = try model ?? DefaultModel.requirePath()
         let threadList = threads.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
         guard !threadList.isEmpty else { throw ValidationError("--threads needs at least one positive count") }
-        var out = Output(bandwidthGBps: [:], isa: ISALevel.current.description, kernels: [], models: [])
+        var out = Output(bandwidthGBps: [:], isa: ISALevel.current.description, kernels: [], models: [], batched: [])
         var lines: [String] = []
         for t in threadList { out.bandwidthGBps["\(t)"] = KernelBenchmark.measureBandwidth(threads: min(t, WorkerPool.shared.threadCount)) }
         lines.append("machine: \(WorkerPool.cpuCount) CPUs, ISA \(ISALevel.current), features \(cpuFeatureNames.joined(separator: ",")), LUT kernels \(LUTMatrix.variant)")
@@ -109,6 +112,8 @@ struct BenchCommand: ParsableCommand {
                     runs.append((h == .stored ? label : "\(label)+\(h.rawValue) head", { try ModelLoader.load(path: p, options: LoadOptions(head: h)) }))
                 }
             }
+            let batches = batch.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
+            var batchLines: [String] = []
             for (label, load) in runs {
                 let m = try load()
                 for t in threadList {
@@ -117,7 +122,21 @@ struct BenchCommand: ParsableCommand {
                     let bw = out.bandwidthGBps["\(t)"] ?? 1
                     lines.append(String(format: "| %@ | %d | %.1f | %.1f | %.1f | %.0f%% | %.1f |", label, t, r.prefillTokensPerSecond,
                                         r.decodeTokensPerSecond, r.decodeGBps, 100 * r.decodeGBps / bw, Double(r.weightBytesPerToken) / 1e6))
+                    var single: Double?
+                    for b in batches {
+                        let r = try ModelBenchmark.runBatched(model: m, label: label, threads: t, batch: b)
+                        out.batched.append(r)
+                        if b == 1 { single = r.tokensPerSecond }
+                        batchLines.append(String(format: "| %@ | %d | %d | %.1f | %.1f | %@ |", label, t, b, r.stepsPerSecond, r.tokensPerSecond,
+                                                 single.map { String(format: "%.2fx", r.tokensPerSecond / $0) } ?? "-"))
+                    }
                 }
+            }
+            if !batchLines.isEmpty {
+                lines.append("")
+                lines.append("| weights | threads | batch | steps/s | tokens/s | vs batch 1 |")
+                lines.append("| --- | --- | --- | --- | --- | --- |")
+                lines += batchLines
             }
         }
         if quantizeProjection {

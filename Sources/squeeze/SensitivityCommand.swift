@@ -1,6 +1,3 @@
-// PENDING: move to Sources/squeeze/SensitivityCommand.swift once SqueezeTokenizer's Tokenizer (main) is merged,
-// and register SensitivityCommand.self in Squeeze.swift. Kept out of the build on branch 'sensitivity' because
-// the Tokenizer type is not on this branch yet.
 import ArgumentParser
 import Foundation
 import SqueezeCore
@@ -37,6 +34,8 @@ struct SensitivityCommand: ParsableCommand {
     var dtype: String = "f32"
     @Option(help: "Threads (default: all).")
     var threads: Int?
+    @Option(help: "Windows computed at once, each on one thread (default: one per thread when memory allows, else 1 with every kernel split over the threads).")
+    var lanes: Int?
     @Option(help: "Output safetensors file.")
     var output: String
 
@@ -56,7 +55,10 @@ struct SensitivityCommand: ParsableCommand {
         let starts = try Sensitivity.plan(model: net, tokenCount: tokens.count, options: options)
         Progress.eprint("\(tokens.count) calibration tokens; \(samples) windows of \(seqlen); mode \(m.rawValue); \(WorkerPool.shared.defaultThreads) threads")
         let windows = starts.map { Array(tokens[$0..<($0 + seqlen)]) }
-        let acc = try Sensitivity.compute(model: net, windows: windows, mode: m) { p in
+        if let l = lanes, l < 1 { throw ValidationError("--lanes must be at least 1, got \(l)") }
+        let laneCount = lanes ?? Sensitivity.automaticLanes(model: net, windows: windows, mode: m)
+        Progress.eprint("\(laneCount) window(s) at once")
+        let acc = try Sensitivity.compute(model: net, windows: windows, mode: m, lanes: laneCount) { p in
             let loss = p.loss.map { String(format: ", loss %.4f", $0) } ?? ""
             Progress.line(String(format: "sensitivity %d/%d windows, %.0f tok/s, ETA %@%@", p.done, p.total,
                                  p.tokensPerSecond, Progress.eta(done: p.done, total: p.total, elapsed: p.elapsed), loss))

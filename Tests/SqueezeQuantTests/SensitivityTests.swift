@@ -144,6 +144,31 @@ enum TinyModel {
         }
     }
 
+    /// Windows run in parallel lanes (one thread each, own accumulator) give the sums of the one-lane
+    /// run, losses in window order, and an error in any lane stops the run with that error.
+    @Test func lanesGiveTheSameSums() throws {
+        let model = try TinyModel.model()
+        let w = (0..<5).map { Array(TinyModel.tokens[($0 * 13)..<($0 * 13 + 20)]) }
+        for mode in SensitivityMode.allCases {
+            let one = try Sensitivity.compute(model: model, windows: w, mode: mode, lanes: 1)
+            let three = try Sensitivity.compute(model: model, windows: w, mode: mode, lanes: 3)
+            #expect(three.windows == 5 && three.tokens == 100 && three.losses.count == (mode == .fisher ? 5 : 0))
+            #expect(zip(one.losses, three.losses).allSatisfy { abs($0 - $1) <= 1e-6 * abs($0) })
+            for l in 0..<2 {
+                for kind in LinearKind.allCases {
+                    let a = one.values(layer: l, kind: kind), b = three.values(layer: l, kind: kind)
+                    let scale = a.map { abs($0) }.max()!
+                    #expect(scale > 0 && zip(a, b).allSatisfy { abs($0 - $1) <= 1e-5 * scale }, "\(mode) \(l) \(kind)")
+                }
+            }
+        }
+        var bad = w
+        bad[3][7] = 99
+        let e = #expect(throws: ModelError.self) { try Sensitivity.compute(model: model, windows: bad, mode: .fisher, lanes: 2) }
+        #expect(e?.description.contains("99") == true)
+        #expect(Sensitivity.automaticLanes(model: model, windows: w, mode: .fisher) == min(model.pool.defaultThreads, 5))
+    }
+
     /// A GGUF-layout model (Q/K rows permuted, interleaved RoPE) is the same function as its HF-layout
     /// twin; its Fisher, written in HF row order, matches the twin's.
     @Test func ggufLayoutIsWrittenInHuggingFaceRowOrder() throws {
