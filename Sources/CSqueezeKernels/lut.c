@@ -307,17 +307,24 @@ T_AVX2 static INL void i8_row4(const uint8_t *w, const int8_t *qt, float sc, con
     const int64_t nb = kpad / QB;
     __m256 acc[4][2];
     for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i v = _mm256_load_si256((const __m256i *)(w + 32 * b));
-        __m256i tv0 = _mm256_shuffle_epi8(tab, _mm256_and_si256(v, m0f));
-        __m256i tv1 = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f));
-        for (int t = 0; t < NT; t++) {
-            const int8_t *xs = xq + t * kpad + 64 * b;
-            const uint8_t *xu = xa + t * kpad + 64 * b;
-            __m256i p = _mm256_add_epi32(dot32(tv0, xs, xu), dot32(tv1, xs + 32, xu + 32));
-            acc[t][b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d[t * nb + b]), acc[t][b & 1]);
-        }
-    }
+    // Blocks in pairs, even ones into acc[t][0] and odd ones into acc[t][1]: constant indices keep the
+    // accumulators in registers (an index of b & 1 put them on the stack, a store-forwarding chain).
+#define I8_BLOCK4(B, S)                                                                                   \
+    do {                                                                                                 \
+        __m256i v = _mm256_load_si256((const __m256i *)(w + 32 * (B)));                                \
+        __m256i tv0 = _mm256_shuffle_epi8(tab, _mm256_and_si256(v, m0f));                              \
+        __m256i tv1 = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f));        \
+        for (int t = 0; t < NT; t++) {                                                                   \
+            const int8_t *xs = xq + t * kpad + 64 * (B);                                                 \
+            const uint8_t *xu = xa + t * kpad + 64 * (B);                                                \
+            __m256i p = _mm256_add_epi32(dot32(tv0, xs, xu), dot32(tv1, xs + 32, xu + 32));              \
+            acc[t][S] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d[t * nb + (B)]), acc[t][S]); \
+        }                                                                                                \
+    } while (0)
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) { I8_BLOCK4(b, 0); I8_BLOCK4(b + 1, 1); }
+    if (b < nb) I8_BLOCK4(b, 0);
+#undef I8_BLOCK4
     for (int t = 0; t < NT; t++) y[t * ldy] = hsum8(_mm256_add_ps(acc[t][0], acc[t][1])) * sc;
 }
 
@@ -469,17 +476,22 @@ T_VNNI static INL void i8_row4_vnni(const uint8_t *w, const int8_t *qt, float sc
     const int64_t nb = kpad / QB;
     __m256 acc[4][2];
     for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i v = _mm256_load_si256((const __m256i *)(w + 32 * b));
-        __m256i tv0 = _mm256_shuffle_epi8(tab, _mm256_and_si256(v, m0f));
-        __m256i tv1 = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f));
-        for (int t = 0; t < NT; t++) {
-            const int8_t *xs = xq + t * kpad + 64 * b;
-            __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), tv0, _mm256_load_si256((const __m256i *)xs));
-            p = _mm256_dpbusd_epi32(p, tv1, _mm256_load_si256((const __m256i *)(xs + 32)));
-            acc[t][b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d[t * nb + b]), acc[t][b & 1]);
-        }
-    }
+#define I8_BLOCK4_VNNI(B, S)                                                                              \
+    do {                                                                                                 \
+        __m256i v = _mm256_load_si256((const __m256i *)(w + 32 * (B)));                                \
+        __m256i tv0 = _mm256_shuffle_epi8(tab, _mm256_and_si256(v, m0f));                              \
+        __m256i tv1 = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f));        \
+        for (int t = 0; t < NT; t++) {                                                                   \
+            const int8_t *xs = xq + t * kpad + 64 * (B);                                                 \
+            __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), tv0, _mm256_load_si256((const __m256i *)xs)); \
+            p = _mm256_dpbusd_epi32(p, tv1, _mm256_load_si256((const __m256i *)(xs + 32)));             \
+            acc[t][S] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d[t * nb + (B)]), acc[t][S]); \
+        }                                                                                                \
+    } while (0)
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) { I8_BLOCK4_VNNI(b, 0); I8_BLOCK4_VNNI(b + 1, 1); }
+    if (b < nb) I8_BLOCK4_VNNI(b, 0);
+#undef I8_BLOCK4_VNNI
     for (int t = 0; t < NT; t++) y[t * ldy] = (hsum8_512(_mm256_add_ps(acc[t][0], acc[t][1])) - cx[t]) * sc;
 }
 
