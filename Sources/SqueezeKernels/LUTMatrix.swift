@@ -244,7 +244,7 @@ public final class LUTMatrix: @unchecked Sendable {
                 for t in 0..<m { sq_lut_quantize_x(x + t * ldx, Int64(k), Int64(kpad), q + t * kpad, a + t * kpad, d + t * nb, cx + t) }
             }
             let qt = qtable.pointer, qs = qscale.pointer
-            pool.parallelFor(rows, minBlock: 16, blocksPerThread: 4, threads: nt) { range, _ in
+            pool.parallelFor(rows, minBlock: 16, blocksPerThread: 1, threads: nt) { range, _ in
                 sq_lut_gemm_i8(b, w, qt, qs, q, a, d, cx, Int64(m), y, Int64(ldy), Int64(kpad),
                                Int64(range.lowerBound), Int64(range.upperBound))
                 fused?.addMultiply(rows: range, x, ldx: ldx, m: m, y, ldy: ldy)

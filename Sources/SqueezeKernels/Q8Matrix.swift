@@ -86,7 +86,7 @@ public final class Q8Matrix: LinearOperator, @unchecked Sendable {
         reserve(tokens: m)
         let q = xq.pointer, xs = xd.pointer, nb = kpad / 32
         for t in 0..<m { sq_q8_quantize_x(x + t * ldx, Int64(k), Int64(kpad), q + t * kpad, xs + t * nb) }
-        pool.parallelFor(rows, minBlock: 64, blocksPerThread: 4) { range, _ in
+        pool.parallelFor(rows, minBlock: 64, blocksPerThread: 1) { range, _ in
             sq_q8_gemm(w, d, Int64(kpad), q, xs, Int64(m), y, Int64(ldy), Int64(range.lowerBound), Int64(range.upperBound))
         }
     }
