@@ -369,43 +369,52 @@ extension LlamaModel {
         let qb = Workspace.queryBlock
         let scale = 1 / Float(hd).squareRoot()
         let window = c.slidingWindow(forLayer: li)
-        // Tasks: (segment, head, query block), enumerated arithmetically (no allocation per pass);
-        // blocks past a segment's end return at once.
+        // Tasks: (segment, chunk of query heads, query block), enumerated arithmetically (no allocation
+        // per pass); blocks past a segment's end return at once. With enough (segment, block) pairs to
+        // share out, a chunk is the query heads of one KV head, so each task reads its keys and values
+        // once and reuses them from cache; with fewer (one decoded token), the heads are cut into one
+        // contiguous chunk per thread, so threads rarely read the same KV head.
         let maxBlocks = (segments.reduce(0) { max($0, $1.count) } + qb - 1) / qb
-        let perSegment = nh * maxBlocks
+        let threads = min(pool.defaultThreads, pool.threadCount)
+        let headsPerTask = segments.count * maxBlocks >= threads ? group : (nh + threads - 1) / threads
+        let chunks = (nh + headsPerTask - 1) / headsPerTask
+        let perSegment = chunks * maxBlocks
         do {
             pool.run(tasks: segments.count * perSegment) { ti, thread in
                 let si = ti / perSegment, rest = ti % perSegment
                 let seg = segments[si]
                 let t0 = (rest % maxBlocks) * qb
                 if t0 >= seg.count { return }
-                let task = (seg: si, head: rest / maxBlocks, t0: t0, t1: min(seg.count, t0 + qb))
-                let kvh = task.head / group
-                let cap = seg.cache.capacity
-                let kc = seg.cache.k[li].pointer, vt = seg.cache.vt[li].pointer
-                let p0 = seg.cache.length // not yet advanced for this pass
-                let m = task.t1 - task.t0
-                let S = p0 + task.t1 // keys visible to the block's last query
-                // With a sliding window, keys before the block's first query's window are never read:
-                // keys [k0, S), so a decode step costs O(window), not O(context).
-                let k0 = window.map { max(0, p0 + task.t0 - $0 + 1) } ?? 0
-                let n = S - k0
-                let sc = ws.scores[thread].pointer
-                let qrow = ws.q.pointer + (seg.start + task.t0) * qd + task.head * hd
-                sq_gemm_f32(qrow, Int64(qd), kc + k0 * kvd + kvh * hd, Int64(kvd), sc, Int64(n), Int64(m), Int64(hd), 0, Int64(n))
-                for i in 0..<m {
-                    let row = sc + i * n
-                    let pos = p0 + task.t0 + i
-                    let lo = window.map { max(0, pos - $0 + 1) } ?? 0
-                    for j in 0..<n {
-                        let key = k0 + j
-                        row[j] = (key > pos || key < lo) ? -Float.infinity : row[j] * scale
+                let chunk = rest / maxBlocks
+                for head in (chunk * headsPerTask)..<min(nh, (chunk + 1) * headsPerTask) {
+                    let task = (seg: si, head: head, t0: t0, t1: min(seg.count, t0 + qb))
+                    let kvh = task.head / group
+                    let cap = seg.cache.capacity
+                    let kc = seg.cache.k[li].pointer, vt = seg.cache.vt[li].pointer
+                    let p0 = seg.cache.length // not yet advanced for this pass
+                    let m = task.t1 - task.t0
+                    let S = p0 + task.t1 // keys visible to the block's last query
+                    // With a sliding window, keys before the block's first query's window are never read:
+                    // keys [k0, S), so a decode step costs O(window), not O(context).
+                    let k0 = window.map { max(0, p0 + task.t0 - $0 + 1) } ?? 0
+                    let n = S - k0
+                    let sc = ws.scores[thread].pointer
+                    let qrow = ws.q.pointer + (seg.start + task.t0) * qd + task.head * hd
+                    sq_gemm_f32(qrow, Int64(qd), kc + k0 * kvd + kvh * hd, Int64(kvd), sc, Int64(n), Int64(m), Int64(hd), 0, Int64(n))
+                    for i in 0..<m {
+                        let row = sc + i * n
+                        let pos = p0 + task.t0 + i
+                        let lo = window.map { max(0, pos - $0 + 1) } ?? 0
+                        for j in 0..<n {
+                            let key = k0 + j
+                            row[j] = (key > pos || key < lo) ? -Float.infinity : row[j] * scale
+                        }
+                        _ = sq_softmax_f32(row, Int64(n))
                     }
-                    _ = sq_softmax_f32(row, Int64(n))
+                    sq_gemm_f32(sc, Int64(n), vt + kvh * hd * cap + k0, Int64(cap),
+                                ws.att.pointer + (seg.start + task.t0) * qd + task.head * hd, Int64(qd),
+                                Int64(m), Int64(n), 0, Int64(hd))
                 }
-                sq_gemm_f32(sc, Int64(n), vt + kvh * hd * cap + k0, Int64(cap),
-                            ws.att.pointer + (seg.start + task.t0) * qd + task.head * hd, Int64(qd),
-                            Int64(m), Int64(n), 0, Int64(hd))
             }
         }
     }
