@@ -370,22 +370,24 @@ extension LlamaModel {
         let scale = 1 / Float(hd).squareRoot()
         let window = c.slidingWindow(forLayer: li)
         // Tasks: (segment, chunk of query heads, query block), enumerated arithmetically (no allocation
-        // per pass); blocks past a segment's end return at once. With enough (segment, block) pairs to
-        // share out, a chunk is the query heads of one KV head, so each task reads its keys and values
-        // once and reuses them from cache; with fewer (one decoded token), the heads are cut into one
-        // contiguous chunk per thread, so threads rarely read the same KV head.
+        // per pass); blocks past a segment's end return at once. Prefill (several query blocks): one
+        // head per task, many small tasks to balance. Decoding (one query per sequence): with a
+        // sequence per thread or more (batched), a chunk is the query heads of one KV head, so each
+        // task reads its keys and values once and reuses them from cache; with one sequence, the heads
+        // are cut into one contiguous chunk per thread, so the threads rarely read the same KV head.
         let maxBlocks = (segments.reduce(0) { max($0, $1.count) } + qb - 1) / qb
         let threads = min(pool.defaultThreads, pool.threadCount)
-        let headsPerTask = segments.count * maxBlocks >= threads ? group : (nh + threads - 1) / threads
+        let headsPerTask = maxBlocks > 1 ? 1 : (segments.count >= threads ? group : (nh + threads - 1) / threads)
         let chunks = (nh + headsPerTask - 1) / headsPerTask
         let perSegment = chunks * maxBlocks
         do {
             pool.run(tasks: segments.count * perSegment) { ti, thread in
                 let si = ti / perSegment, rest = ti % perSegment
                 let seg = segments[si]
-                let t0 = (rest % maxBlocks) * qb
+                // Later query blocks see more keys: they go first, so the short tasks fill in at the end.
+                let t0 = (maxBlocks - 1 - rest / chunks) * qb
                 if t0 >= seg.count { return }
-                let chunk = rest / maxBlocks
+                let chunk = rest % chunks
                 for head in (chunk * headsPerTask)..<min(nh, (chunk + 1) * headsPerTask) {
                     let task = (seg: si, head: head, t0: t0, t1: min(seg.count, t0 + qb))
                     let kvh = task.head / group
