@@ -299,6 +299,26 @@ T_AVX2 static INL __m256i dot32(__m256i tv, const int8_t *xs, const uint8_t *xa)
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
+// The block loop of the 4-bit int8 rows (AVX2 and VNNI): for each 64-weight block B, the row's table
+// values for its two halves (tv0, tv1), then for each token t the block's int32 dot product DOT(t, B)
+// times the token's block scale. Blocks go in pairs, even ones into acc[t][0] and odd ones into
+// acc[t][1]: constant indices keep the accumulators in registers (an index of b & 1 put them on the
+// stack, a store-forwarding chain). Expects w, tab, m0f, nb, d, acc and NT in scope.
+#define I8_ROW4_BLOCK(DOT, B, S)                                                                         \
+    do {                                                                                                 \
+        __m256i v = _mm256_load_si256((const __m256i *)(w + 32 * (B)));                                \
+        __m256i tv0 = _mm256_shuffle_epi8(tab, _mm256_and_si256(v, m0f));                              \
+        __m256i tv1 = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f));        \
+        for (int t = 0; t < NT; t++)                                                                     \
+            acc[t][S] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(t, B)), _mm256_set1_ps(d[t * nb + (B)]), acc[t][S]); \
+    } while (0)
+#define I8_ROW4_LOOP(DOT)                                                                                \
+    do {                                                                                                 \
+        int64_t b_ = 0;                                                                                  \
+        for (; b_ + 2 <= nb; b_ += 2) { I8_ROW4_BLOCK(DOT, b_, 0); I8_ROW4_BLOCK(DOT, b_ + 1, 1); }     \
+        if (b_ < nb) I8_ROW4_BLOCK(DOT, b_, 0);                                                          \
+    } while (0)
+
 // int8 path, 4 bits: one 64-weight chunk is one activation block.
 T_AVX2 static INL void i8_row4(const uint8_t *w, const int8_t *qt, float sc, const int8_t *xq, const uint8_t *xa,
                                const float *d, float *y, int64_t ldy, int64_t kpad, const int NT) {
@@ -307,24 +327,11 @@ T_AVX2 static INL void i8_row4(const uint8_t *w, const int8_t *qt, float sc, con
     const int64_t nb = kpad / QB;
     __m256 acc[4][2];
     for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-    // Blocks in pairs, even ones into acc[t][0] and odd ones into acc[t][1]: constant indices keep the
-    // accumulators in registers (an index of b & 1 put them on the stack, a store-forwarding chain).
-#define I8_BLOCK4(B, S)                                                                                   \
-    do {                                                                                                 \
-        __m256i v = _mm256_load_si256((const __m256i *)(w + 32 * (B)));                                \
-        __m256i tv0 = _mm256_shuffle_epi8(tab, _mm256_and_si256(v, m0f));                              \
-        __m256i tv1 = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f));        \
-        for (int t = 0; t < NT; t++) {                                                                   \
-            const int8_t *xs = xq + t * kpad + 64 * (B);                                                 \
-            const uint8_t *xu = xa + t * kpad + 64 * (B);                                                \
-            __m256i p = _mm256_add_epi32(dot32(tv0, xs, xu), dot32(tv1, xs + 32, xu + 32));              \
-            acc[t][S] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d[t * nb + (B)]), acc[t][S]); \
-        }                                                                                                \
-    } while (0)
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) { I8_BLOCK4(b, 0); I8_BLOCK4(b + 1, 1); }
-    if (b < nb) I8_BLOCK4(b, 0);
-#undef I8_BLOCK4
+#define DOT_AVX2(t, B)                                                                                   \
+    _mm256_add_epi32(dot32(tv0, xq + (t) * kpad + 64 * (B), xa + (t) * kpad + 64 * (B)),                   \
+                     dot32(tv1, xq + (t) * kpad + 64 * (B) + 32, xa + (t) * kpad + 64 * (B) + 32))
+    I8_ROW4_LOOP(DOT_AVX2);
+#undef DOT_AVX2
     for (int t = 0; t < NT; t++) y[t * ldy] = hsum8(_mm256_add_ps(acc[t][0], acc[t][1])) * sc;
 }
 
@@ -476,22 +483,12 @@ T_VNNI static INL void i8_row4_vnni(const uint8_t *w, const int8_t *qt, float sc
     const int64_t nb = kpad / QB;
     __m256 acc[4][2];
     for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-#define I8_BLOCK4_VNNI(B, S)                                                                              \
-    do {                                                                                                 \
-        __m256i v = _mm256_load_si256((const __m256i *)(w + 32 * (B)));                                \
-        __m256i tv0 = _mm256_shuffle_epi8(tab, _mm256_and_si256(v, m0f));                              \
-        __m256i tv1 = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f));        \
-        for (int t = 0; t < NT; t++) {                                                                   \
-            const int8_t *xs = xq + t * kpad + 64 * (B);                                                 \
-            __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), tv0, _mm256_load_si256((const __m256i *)xs)); \
-            p = _mm256_dpbusd_epi32(p, tv1, _mm256_load_si256((const __m256i *)(xs + 32)));             \
-            acc[t][S] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d[t * nb + (B)]), acc[t][S]); \
-        }                                                                                                \
-    } while (0)
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) { I8_BLOCK4_VNNI(b, 0); I8_BLOCK4_VNNI(b + 1, 1); }
-    if (b < nb) I8_BLOCK4_VNNI(b, 0);
-#undef I8_BLOCK4_VNNI
+#define DOT_VNNI(t, B)                                                                                   \
+    _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), tv0,                                   \
+                                            _mm256_load_si256((const __m256i *)(xq + (t) * kpad + 64 * (B)))), \
+                        tv1, _mm256_load_si256((const __m256i *)(xq + (t) * kpad + 64 * (B) + 32)))
+    I8_ROW4_LOOP(DOT_VNNI);
+#undef DOT_VNNI
     for (int t = 0; t < NT; t++) y[t * ldy] = (hsum8_512(_mm256_add_ps(acc[t][0], acc[t][1])) - cx[t]) * sc;
 }
 

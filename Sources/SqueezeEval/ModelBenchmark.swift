@@ -20,10 +20,22 @@ public enum ModelBenchmark {
     /// Times a `promptTokens`-token prefill and `decodeTokens` single-token decode steps (best of `repeats`).
     public static func run(model: LlamaModel, label: String, threads: Int, promptTokens: Int = 512,
                            decodeTokens: Int = 64, repeats: Int = 3) throws -> ModelBenchResult {
-        let pool = model.pool
+        try withThreads(model.pool, threads) {
+            try measure(model: model, label: label, threads: threads, promptTokens: promptTokens,
+                        decodeTokens: decodeTokens, repeats: repeats)
+        }
+    }
+
+    /// Runs `body` with `pool.defaultThreads` set to `threads` (at most the pool's size), then restores it.
+    static func withThreads<T>(_ pool: WorkerPool, _ threads: Int, _ body: () throws -> T) rethrows -> T {
         let old = pool.defaultThreads
         pool.defaultThreads = min(threads, pool.threadCount)
         defer { pool.defaultThreads = old }
+        return try body()
+    }
+
+    static func measure(model: LlamaModel, label: String, threads: Int, promptTokens: Int,
+                        decodeTokens: Int, repeats: Int) throws -> ModelBenchResult {
         var rng = Xoshiro256(seed: 7)
         let prompt = (0..<promptTokens).map { _ in Int(rng.next() % UInt64(model.config.vocabSize)) }
         let cache = KVCache(config: model.config, capacity: promptTokens + decodeTokens + 1)
@@ -72,10 +84,14 @@ extension ModelBenchmark {
     /// runs them.
     public static func runBatched(model: LlamaModel, label: String, threads: Int, batch: Int, context: Int = 64,
                                   steps: Int = 32, repeats: Int = 3) throws -> BatchBenchResult {
-        let pool = model.pool
-        let old = pool.defaultThreads
-        pool.defaultThreads = min(threads, pool.threadCount)
-        defer { pool.defaultThreads = old }
+        try withThreads(model.pool, threads) {
+            try measureBatched(model: model, label: label, threads: threads, batch: batch, context: context,
+                               steps: steps, repeats: repeats)
+        }
+    }
+
+    static func measureBatched(model: LlamaModel, label: String, threads: Int, batch: Int, context: Int,
+                               steps: Int, repeats: Int) throws -> BatchBenchResult {
         var rng = Xoshiro256(seed: 11)
         let V = model.config.vocabSize
         let caches = (0..<batch).map { _ in KVCache(config: model.config, capacity: context + steps + 1) }
