@@ -323,36 +323,21 @@ extension Tokenizer {
 
     /// Builds the tokenizer stored in a GGUF file's metadata (`tokenizer.ggml.*`).
     public convenience init(gguf: GGUFFile) throws {
-        let file = gguf.path
-        let md = gguf.metadata
+        let g = try GGUFTokenizerMetadata(gguf)
+        let file = g.file, tokens = g.tokens
         func fail(_ r: String) -> TokenizerError { .malformed(file: file, reason: r) }
-        guard let kind = md["tokenizer.ggml.model"]?.string else { throw fail("no tokenizer.ggml.model") }
-        guard let tokens = md["tokenizer.ggml.tokens"]?.stringArray, !tokens.isEmpty else { throw fail("no tokenizer.ggml.tokens") }
-        let types = md["tokenizer.ggml.token_type"]?.array?.map { $0.int ?? 1 } ?? Array(repeating: 1, count: tokens.count)
         var vocab = Vocab(minimumCapacity: tokens.count)
         for (i, t) in tokens.enumerated() where vocab[t] == nil { vocab[t] = Int32(i) }
-        let bos = md["tokenizer.ggml.bos_token_id"]?.int
-        let eos = md["tokenizer.ggml.eos_token_id"]?.int
-        var unk = md["tokenizer.ggml.unknown_token_id"]?.int
-        let pad = md["tokenizer.ggml.padding_token_id"]?.int
-        var eosIds = Set<Int>()
-        if let e = md["tokenizer.ggml.eot_token_id"]?.int { eosIds.insert(e) }
-        if let e = md["tokenizer.ggml.eom_token_id"]?.int { eosIds.insert(e) }
-
         // Control tokens are special added tokens; user-defined tokens are plain added tokens.
-        var added = [AddedToken]()
-        for (i, t) in tokens.enumerated() where i < types.count && (types[i] == 3 || types[i] == 4) && !t.isEmpty {
-            added.append(AddedToken(content: t, bytes: Array(t.utf8), id: i, special: types[i] == 3))
-        }
+        let added = g.addedTokens.map { AddedToken(content: $0.content, bytes: Array($0.content.utf8), id: $0.id, special: $0.special) }
         let model: BPEModel
         var splitters = [Splitter]()
         var transform = SegmentTransform()
         let decoder: Decoder
         var addBOS: Bool
-        var addEOS = false
-        switch kind {
+        switch g.kind {
         case "gpt2":
-            guard let mergeList = md["tokenizer.ggml.merges"]?.stringArray else { throw fail("no tokenizer.ggml.merges") }
+            let mergeList = try g.merges()
             var merges = [UInt64: UInt64](minimumCapacity: mergeList.count)
             for (rank, s) in mergeList.enumerated() {
                 let u = Array(s.unicodeScalars)
@@ -365,65 +350,54 @@ extension Tokenizer {
                 let key = BPEModel.pairKey(ia, ib)
                 if merges[key] == nil { merges[key] = (UInt64(rank) << 32) | UInt64(UInt32(ic)) }
             }
-            let pre = md["tokenizer.ggml.pre"]?.string ?? "default"
-            let p = try Tokenizer.ggufPreTokenizer(pre, file: file)
+            let p = try Tokenizer.ggufPreTokenizer(g.preTokenizer, file: file)
             splitters = p.splitters
             addBOS = p.addBOS ?? false
             model = BPEModel(idToToken: tokens, vocab: vocab, merges: merges, byteLevel: true, byteFallback: false,
-                             unkId: unk.map(Int32.init), fuseUnk: false, ignoreMerges: p.ignoreMerges)
+                             unkId: g.unk.map(Int32.init), fuseUnk: false, ignoreMerges: p.ignoreMerges)
             decoder = .byteLevel
         case "llama":
-            guard let scores = md["tokenizer.ggml.scores"]?.array?.map({ $0.double ?? 0 }) else { throw fail("no tokenizer.ggml.scores") }
+            let scores = try g.scores()
             // SentencePiece merges the adjacent pair whose concatenation has the highest score:
             // express that as ranks (dense, by descending score) over every split of every token.
-            let eligible: (Int) -> Bool = { i in i < types.count ? (types[i] == 1 || types[i] == 4 || types[i] == 0) : true }
             let distinct = Array(Set(scores)).sorted(by: >)
             var rankOf = [Double: Int](minimumCapacity: distinct.count)
             for (r, s) in distinct.enumerated() { rankOf[s] = r }
-            var pieceVocab = Vocab(minimumCapacity: tokens.count)
-            for (i, t) in tokens.enumerated() where eligible(i) && pieceVocab[t] == nil { pieceVocab[t] = Int32(i) }
+            let pieceIds = g.pieceIds
             var merges = [UInt64: UInt64](minimumCapacity: tokens.count * 4)
-            for (i, t) in tokens.enumerated() where eligible(i) {
-                let u = Array(t.unicodeScalars)
-                guard u.count >= 2 else { continue }
+            g.forEachPieceSplit(pieceIds) { i, ia, ib, _, _ in
                 let rank = UInt64(rankOf[i < scores.count ? scores[i] : 0] ?? 0)
-                for k in 1..<u.count {
-                    var a = String.UnicodeScalarView(), b = String.UnicodeScalarView()
-                    a.append(contentsOf: u[0..<k]); b.append(contentsOf: u[k...])
-                    guard let ia = pieceVocab[String(a)], let ib = pieceVocab[String(b)] else { continue }
-                    let key = BPEModel.pairKey(ia, ib)
-                    if merges[key] == nil { merges[key] = (rank << 32) | UInt64(UInt32(i)) }
-                }
+                let key = BPEModel.pairKey(Int32(ia), Int32(ib))
+                if merges[key] == nil { merges[key] = (rank << 32) | UInt64(UInt32(i)) }
             }
-            if unk == nil { unk = vocab["<unk>"].map(Int.init) }
-            var modelVocab = pieceVocab
+            var modelVocab = pieceIds
             for b in 0..<256 { let s = String(format: "<0x%02X>", b); if let id = vocab[s] { modelVocab[s] = id } }
             model = BPEModel(idToToken: tokens, vocab: modelVocab, merges: merges, byteLevel: false, byteFallback: true,
-                             unkId: unk.map(Int32.init), fuseUnk: false, ignoreMerges: false)
-            if md["tokenizer.ggml.add_space_prefix"]?.bool ?? true {
-                transform.metaspace = 0x2581
+                             unkId: g.unk.map(Int32.init), fuseUnk: false, ignoreMerges: false)
+            transform.metaspace = 0x2581
+            if g.addSpacePrefix {
                 transform.metaspacePrepend = .always
                 transform.metaspaceForcePrepend = true
             } else {
-                transform.metaspace = 0x2581
                 transform.metaspacePrepend = .never
             }
             addBOS = true
             decoder = .sequence([.replace(pattern: "\u{2581}", content: " "), .byteFallback, .fuse,
                                  .strip(content: " ", start: 1, stop: 0)])
         default:
-            throw TokenizerError.unsupportedComponent(file: file, component: "tokenizer.ggml.model", name: kind)
+            throw TokenizerError.unsupportedComponent(file: file, component: "tokenizer.ggml.model", name: g.kind)
         }
-        if let b = md["tokenizer.ggml.add_bos_token"]?.bool { addBOS = b }
-        if let e = md["tokenizer.ggml.add_eos_token"]?.bool { addEOS = e }
+        if let b = g.addBOS { addBOS = b }
+        let addEOS = g.addEOS ?? false
+        let bos = g.bos, eos = g.eos, unk = g.unk, pad = g.pad
         var strings: [String: String] = [:]
-        func name(_ id: Int?) -> String? { id.flatMap { $0 >= 0 && $0 < tokens.count ? tokens[$0] : nil } }
-        strings["bos_token"] = name(bos); strings["eos_token"] = name(eos)
-        strings["unk_token"] = name(unk); strings["pad_token"] = name(pad)
+        strings["bos_token"] = g.name(bos); strings["eos_token"] = g.name(eos)
+        strings["unk_token"] = g.name(unk); strings["pad_token"] = g.name(pad)
+        let eosIds = g.endTokens
         self.init(source: file, model: model, normalizer: nil, transform: transform, splitters: splitters,
                   added: added, template: nil, decoder: decoder, bos: bos, eos: eos, unk: unk, pad: pad,
                   eosIds: eosIds, addBOS: addBOS && bos != nil, addEOS: addEOS && eos != nil,
-                  chatTemplate: md["tokenizer.chat_template"]?.string, specialTokenStrings: strings)
+                  chatTemplate: g.chatTemplate, specialTokenStrings: strings)
     }
 }
 

@@ -59,35 +59,25 @@ public enum TokenizerExport {
     }
 
     static func json(for gguf: GGUFFile) throws -> ([String: Any], [String: Any]) {
-        let file = gguf.path
-        let md = gguf.metadata
-        func fail(_ r: String) -> TokenizerError { .malformed(file: file, reason: r) }
-        guard let kind = md["tokenizer.ggml.model"]?.string else { throw fail("no tokenizer.ggml.model") }
-        guard let tokens = md["tokenizer.ggml.tokens"]?.stringArray, !tokens.isEmpty else { throw fail("no tokenizer.ggml.tokens") }
-        let types = md["tokenizer.ggml.token_type"]?.array?.map { $0.int ?? 1 } ?? Array(repeating: 1, count: tokens.count)
-        let bos = md["tokenizer.ggml.bos_token_id"]?.int
-        let eos = md["tokenizer.ggml.eos_token_id"]?.int
-        var unk = md["tokenizer.ggml.unknown_token_id"]?.int
-        let pad = md["tokenizer.ggml.padding_token_id"]?.int
-        func name(_ id: Int?) -> String? { id.flatMap { $0 >= 0 && $0 < tokens.count ? tokens[$0] : nil } }
+        let g = try GGUFTokenizerMetadata(gguf)
+        let file = g.file, tokens = g.tokens, bos = g.bos, eos = g.eos, unk = g.unk, pad = g.pad
 
         var vocab = [String: Any](minimumCapacity: tokens.count)
         for (i, t) in tokens.enumerated() where vocab[t] == nil { vocab[t] = i }
-        var added = [[String: Any]]()
-        for (i, t) in tokens.enumerated() where i < types.count && (types[i] == 3 || types[i] == 4) && !t.isEmpty {
-            added.append(["id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
-                          "normalized": false, "special": types[i] == 3])
+        let added: [[String: Any]] = g.addedTokens.map {
+            ["id": $0.id, "content": $0.content, "single_word": false, "lstrip": false, "rstrip": false,
+             "normalized": false, "special": $0.special]
         }
         var model: [String: Any] = ["type": "BPE", "dropout": NSNull(), "continuing_subword_prefix": NSNull(),
                                     "end_of_word_suffix": NSNull(), "vocab": vocab]
         var root: [String: Any] = ["version": "1.0", "truncation": NSNull(), "padding": NSNull(), "normalizer": NSNull()]
         var addBOS: Bool
-        switch kind {
+        switch g.kind {
         case "gpt2":
-            guard let merges = md["tokenizer.ggml.merges"]?.stringArray else { throw fail("no tokenizer.ggml.merges") }
-            let pre = try preTokenizer(md["tokenizer.ggml.pre"]?.string ?? "default", file: file)
+            let merges = try g.merges()
+            let pre = try preTokenizer(g.preTokenizer, file: file)
             model["merges"] = merges
-            model["unk_token"] = name(unk) ?? NSNull()
+            model["unk_token"] = g.name(unk) ?? NSNull()
             model["fuse_unk"] = false
             model["byte_fallback"] = false
             model["ignore_merges"] = pre.ignoreMerges
@@ -95,31 +85,18 @@ public enum TokenizerExport {
             root["decoder"] = ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true]
             addBOS = pre.addBOS ?? false
         case "llama":
-            guard let scores = md["tokenizer.ggml.scores"]?.array?.map({ $0.double ?? 0 }) else { throw fail("no tokenizer.ggml.scores") }
+            let scores = try g.scores()
             // Merges recovered from the vocabulary: every split of a normal token into two normal
             // tokens, best score first (transformers' generate_merges does the same).
-            let eligible: (Int) -> Bool = { i in i < types.count ? (types[i] == 1 || types[i] == 4 || types[i] == 0) : true }
-            var pieceId = [String: Int](minimumCapacity: tokens.count)
-            for (i, t) in tokens.enumerated() where eligible(i) && pieceId[t] == nil { pieceId[t] = i }
             var list = [(score: Double, id: Int, left: Int, right: Int, a: String, b: String)]()
-            for (i, t) in tokens.enumerated() where eligible(i) {
-                let u = Array(t.unicodeScalars)
-                guard u.count >= 2 else { continue }
-                for k in 1..<u.count {
-                    var a = String.UnicodeScalarView(), b = String.UnicodeScalarView()
-                    a.append(contentsOf: u[0..<k]); b.append(contentsOf: u[k...])
-                    guard let ia = pieceId[String(a)], let ib = pieceId[String(b)] else { continue }
-                    list.append((i < scores.count ? scores[i] : 0, i, ia, ib, String(a), String(b)))
-                }
-            }
+            g.forEachPieceSplit(g.pieceIds) { i, ia, ib, a, b in list.append((i < scores.count ? scores[i] : 0, i, ia, ib, a, b)) }
             list.sort { ($0.score, -$0.id, -$0.left, -$0.right) > ($1.score, -$1.id, -$1.left, -$1.right) }
             model["merges"] = list.map { [$0.a, $0.b] }
-            if unk == nil, let u = tokens.firstIndex(of: "<unk>") { unk = u }
             model["unk_token"] = NSNull()
             model["fuse_unk"] = true
             model["byte_fallback"] = true
             model["ignore_merges"] = false
-            let prefix = md["tokenizer.ggml.add_space_prefix"]?.bool ?? true
+            let prefix = g.addSpacePrefix
             root["pre_tokenizer"] = ["type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": prefix ? "first" : "never", "split": false]
             var dec: [[String: Any]] = [["type": "Replace", "pattern": ["String": "\u{2581}"], "content": " "],
                                         ["type": "ByteFallback"], ["type": "Fuse"]]
@@ -127,11 +104,11 @@ public enum TokenizerExport {
             root["decoder"] = ["type": "Sequence", "decoders": dec]
             addBOS = true
         default:
-            throw TokenizerError.unsupportedComponent(file: file, component: "tokenizer.ggml.model", name: kind)
+            throw TokenizerError.unsupportedComponent(file: file, component: "tokenizer.ggml.model", name: g.kind)
         }
-        if let b = md["tokenizer.ggml.add_bos_token"]?.bool { addBOS = b }
-        let addEOS = md["tokenizer.ggml.add_eos_token"]?.bool ?? false
-        let bosName = addBOS ? name(bos) : nil, eosName = addEOS ? name(eos) : nil
+        if let b = g.addBOS { addBOS = b }
+        let addEOS = g.addEOS ?? false
+        let bosName = addBOS ? g.name(bos) : nil, eosName = addEOS ? g.name(eos) : nil
         if bosName != nil || eosName != nil {
             func sp(_ n: String, _ type: Int) -> [String: Any] { ["SpecialToken": ["id": n, "type_id": type]] }
             func seq(_ s: String, _ type: Int) -> [String: Any] { ["Sequence": ["id": s, "type_id": type]] }
@@ -154,11 +131,12 @@ public enum TokenizerExport {
 
         var cfg: [String: Any] = ["tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": addBOS, "add_eos_token": addEOS,
                                   "clean_up_tokenization_spaces": false]
-        if let n = name(bos) { cfg["bos_token"] = n }
-        if let n = name(eos) { cfg["eos_token"] = n }
-        if let n = name(unk) { cfg["unk_token"] = n }
-        if let n = name(pad) { cfg["pad_token"] = n }
-        if let t = md["tokenizer.chat_template"]?.string { cfg["chat_template"] = t }
+        if let n = g.name(bos) { cfg["bos_token"] = n }
+        if let n = g.name(eos) { cfg["eos_token"] = n }
+        if let n = g.name(unk) { cfg["unk_token"] = n }
+        if let n = g.name(pad) { cfg["pad_token"] = n }
+        if let t = g.chatTemplate { cfg["chat_template"] = t }
+        let md = g.metadata
         if let arch = md["general.architecture"]?.string, let ctx = md["\(arch).context_length"]?.int { cfg["model_max_length"] = ctx }
         return (root, cfg)
     }
