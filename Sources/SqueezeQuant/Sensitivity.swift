@@ -103,6 +103,18 @@ public final class SensitivityAccumulator: GradientSink {
         }
     }
 
+    /// An accumulator for `model` that takes over `lane`'s buffers and sums (not its losses): the
+    /// result of a run in lanes, without allocating one more set of accumulators.
+    init(model: LlamaModel, adopting lane: SensitivityAccumulator) {
+        self.model = model
+        mode = lane.mode
+        acc = lane.acc
+        windows = lane.windows
+        tokens = lane.tokens
+        forwardSeconds = lane.forwardSeconds
+        backwardSeconds = lane.backwardSeconds
+    }
+
     /// Adds `other`'s sums (accumulators, windows, tokens, seconds) into this one; the losses are
     /// left to the caller, which knows the windows' order.
     func merge(_ other: SensitivityAccumulator) {
@@ -329,8 +341,8 @@ public enum Sensitivity {
             }
         }
         if let failure { throw failure }
-        let out = SensitivityAccumulator(model: model, mode: mode)
-        for a in accs { out.merge(a) }
+        let out = SensitivityAccumulator(model: model, adopting: accs[0])
+        for a in accs.dropFirst() { out.merge(a) }
         out.forwardSeconds /= Double(n)
         out.backwardSeconds /= Double(n)
         out.losses = losses.compactMap { $0 }

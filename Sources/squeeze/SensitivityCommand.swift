@@ -56,7 +56,7 @@ struct SensitivityCommand: ParsableCommand {
         Progress.eprint("\(tokens.count) calibration tokens; \(samples) windows of \(seqlen); mode \(m.rawValue); \(WorkerPool.shared.defaultThreads) threads")
         let windows = starts.map { Array(tokens[$0..<($0 + seqlen)]) }
         if let l = lanes, l < 1 { throw ValidationError("--lanes must be at least 1, got \(l)") }
-        let laneCount = lanes ?? Sensitivity.automaticLanes(model: net, windows: windows, mode: m)
+        let laneCount = min(lanes ?? Sensitivity.automaticLanes(model: net, windows: windows, mode: m), windows.count)
         Progress.eprint("\(laneCount) window(s) at once")
         let acc = try Sensitivity.compute(model: net, windows: windows, mode: m, lanes: laneCount) { p in
             let loss = p.loss.map { String(format: ", loss %.4f", $0) } ?? ""
