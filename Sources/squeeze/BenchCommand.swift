@@ -62,6 +62,12 @@ struct BenchCommand: ParsableCommand {
         let path = try model ?? DefaultModel.requirePath()
         let threadList = threads.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
         guard !threadList.isEmpty else { throw ValidationError("--threads needs at least one positive count") }
+        let batches = try batch.split(separator: ",").map { item -> Int in
+            guard let b = Int(item.trimmingCharacters(in: .whitespaces)), b > 0 else {
+                throw ValidationError("--batch: '\(item)' is not a positive batch size (e.g. --batch 1,4,8)")
+            }
+            return b
+        }
         var out = Output(bandwidthGBps: [:], isa: ISALevel.current.description, kernels: [], models: [], batched: [])
         var lines: [String] = []
         for t in threadList { out.bandwidthGBps["\(t)"] = KernelBenchmark.measureBandwidth(threads: min(t, WorkerPool.shared.threadCount)) }
@@ -112,7 +118,6 @@ struct BenchCommand: ParsableCommand {
                     runs.append((h == .stored ? label : "\(label)+\(h.rawValue) head", { try ModelLoader.load(path: p, options: LoadOptions(head: h)) }))
                 }
             }
-            let batches = batch.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
             var batchLines: [String] = []
             for (label, load) in runs {
                 let m = try load()
