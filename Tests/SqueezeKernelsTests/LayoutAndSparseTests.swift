@@ -1,3 +1,4 @@
+import CSqueezeKernels
 import SqueezeCore
 import SqueezeKernels
 import Testing
@@ -101,39 +102,94 @@ func randomCSR(rows: Int, cols: Int, density: Double, rng: inout SplitMix) -> ([
 @Suite struct SparseTests {
     static let pool = WorkerPool(threads: 3)
 
+    /// Products equal the Double reference for one and several tokens, 1-3 threads (cuts at nonzero
+    /// quantiles, so groups of 32 rows are cut anywhere), in both storages: compact (values exact in
+    /// half precision) and wide (values that are not, or compact storage refused).
     @Test func spmvAndSpmmMatchReference() throws {
         var rng = SplitMix(20)
         let saved = SparseCSRMatrix.parallelThreshold
         SparseCSRMatrix.parallelThreshold = 0
         defer { SparseCSRMatrix.parallelThreshold = saved }
         for (rows, cols, density) in [(1, 1, 1.0), (7, 50, 0.1), (100, 37, 0.0045), (333, 500, 0.02), (64, 4096, 0.0045),
-                                      (3, 2000, 0.3)] {
-            let (rp, ci, vs) = randomCSR(rows: rows, cols: cols, density: density, rng: &rng)
-            let s = try SparseCSRMatrix(rows: rows, columns: cols, rowPointers: rp, columnIndices: ci, values: vs)
-            for threads in [1, 2, 3] {
-                // m > 1 runs in blocks of 8 tokens: 3 (one partial block), 9 and 17 (full blocks plus a tail).
-                for m in [1, 3, 9, 17] {
-                    let ldx = cols + 1, ldy = rows + 2
-                    let x = rng.floats(m * ldx)
-                    var y = rng.floats(m * ldy)
-                    var ref = y
-                    for t in 0..<m {
-                        let xt = Array(x[(t * ldx)..<(t * ldx + cols)]), yt = Array(y[(t * ldy)..<(t * ldy + rows)])
-                        let rt = SparseReference.addMultiply(rowPointers: rp, columnIndices: ci, values: vs, x: xt, y: yt)
-                        for r in 0..<rows { ref[t * ldy + r] = rt[r] }
-                    }
-                    x.withUnsafeBufferPointer { xp in
-                        y.withUnsafeMutableBufferPointer { yp in
-                            if m == 1 {
-                                s.addMultiply(xp.baseAddress!, yp.baseAddress!, pool: SparseTests.pool, threads: threads)
-                            } else {
-                                s.addMultiply(xp.baseAddress!, ldx: ldx, m: m, yp.baseAddress!, ldy: ldy, pool: SparseTests.pool, threads: threads)
+                                      (3, 2000, 0.3), (97, 70, 0.05)] {
+            let (rp, ci, raw) = randomCSR(rows: rows, cols: cols, density: density, rng: &rng)
+            let halves = raw.map { sq_f16_to_f32_1(sq_f32_to_f16_1($0)) }
+            for (vs, compact) in [(raw, false), (halves, true), (halves, false)] {
+                let s = try SparseCSRMatrix(rows: rows, columns: cols, rowPointers: rp, columnIndices: ci, values: vs,
+                                            compact: compact)
+                #expect(s.isCompact == (compact && vs == halves))
+                #expect(s.byteCount == (rows + 1) * 4 + vs.count * (s.isCompact ? 6 : 12))
+                let back = s.csr
+                #expect(back.rowPointers == rp && back.columnIndices == ci && back.values == vs)
+                for level in ISALevel.available {
+                    ISALevel.with(level) {
+                        for threads in [1, 2, 3] {
+                            // m > 1 runs in blocks of 8 tokens: 3 (one partial block), 9 and 17 (full blocks plus a tail).
+                            for m in [1, 3, 9, 17] {
+                                let ldx = cols + 1, ldy = rows + 2
+                                let x = rng.floats(m * ldx)
+                                var y = rng.floats(m * ldy)
+                                var ref = y
+                                for t in 0..<m {
+                                    let xt = Array(x[(t * ldx)..<(t * ldx + cols)]), yt = Array(y[(t * ldy)..<(t * ldy + rows)])
+                                    let rt = SparseReference.addMultiply(rowPointers: rp, columnIndices: ci, values: vs, x: xt, y: yt)
+                                    for r in 0..<rows { ref[t * ldy + r] = rt[r] }
+                                }
+                                x.withUnsafeBufferPointer { xp in
+                                    y.withUnsafeMutableBufferPointer { yp in
+                                        if m == 1 {
+                                            s.addMultiply(xp.baseAddress!, yp.baseAddress!, pool: SparseTests.pool, threads: threads)
+                                        } else {
+                                            s.addMultiply(xp.baseAddress!, ldx: ldx, m: m, yp.baseAddress!, ldy: ldy,
+                                                          pool: SparseTests.pool, threads: threads)
+                                        }
+                                    }
+                                }
+                                for i in 0..<y.count {
+                                    #expect(abs(y[i] - ref[i]) <= 1e-5 * (abs(ref[i]) + Float(cols).squareRoot()),
+                                            "\(level) \(rows)x\(cols) compact \(s.isCompact) threads \(threads) m \(m) at \(i): \(y[i]) vs \(ref[i])")
+                                }
                             }
                         }
                     }
-                    for i in 0..<y.count {
-                        #expect(abs(y[i] - ref[i]) <= 1e-5 * (abs(ref[i]) + Float(cols).squareRoot()),
-                                "\(rows)x\(cols) threads \(threads) m \(m) at \(i): \(y[i]) vs \(ref[i])")
+                }
+            }
+        }
+    }
+
+    /// Row ranges that cut groups of 32 rows anywhere (inside one group, across one or several) add
+    /// exactly the rows asked for and no others, in both storages and every dispatch level.
+    @Test func rowRangesCutGroups() throws {
+        var rng = SplitMix(21)
+        let rows = 150, cols = 90
+        let (rp, ci, raw) = randomCSR(rows: rows, cols: cols, density: 0.06, rng: &rng)
+        let halves = raw.map { sq_f16_to_f32_1(sq_f32_to_f16_1($0)) }
+        let ranges = [(0, 150), (5, 20), (5, 40), (32, 64), (31, 33), (40, 150), (0, 1), (149, 150), (10, 140), (64, 100)]
+        for s in [try SparseCSRMatrix(rows: rows, columns: cols, rowPointers: rp, columnIndices: ci, values: halves),
+                  try SparseCSRMatrix(rows: rows, columns: cols, rowPointers: rp, columnIndices: ci, values: raw)] {
+            let values = s.csr.values
+            for level in ISALevel.available {
+                ISALevel.with(level) {
+                    for (lo, hi) in ranges {
+                        for m in [1, 4] {
+                            let x = rng.floats(m * cols)
+                            var y = [Float](repeating: 0, count: m * rows)
+                            x.withUnsafeBufferPointer { xp in
+                                y.withUnsafeMutableBufferPointer { yp in
+                                    s.addMultiply(rows: lo..<hi, xp.baseAddress!, ldx: cols, m: m, yp.baseAddress!, ldy: rows)
+                                }
+                            }
+                            for t in 0..<m {
+                                let xt = Array(x[(t * cols)..<((t + 1) * cols)])
+                                let full = SparseReference.addMultiply(rowPointers: rp, columnIndices: ci, values: values, x: xt,
+                                                                       y: [Float](repeating: 0, count: rows))
+                                for r in 0..<rows {
+                                    let want: Float = (lo..<hi).contains(r) ? full[r] : 0
+                                    #expect(abs(y[t * rows + r] - want) <= 1e-5 * (abs(want) + 10),
+                                            "\(level) rows \(lo)..<\(hi) m \(m) row \(r) compact \(s.isCompact)")
+                                }
+                            }
+                        }
                     }
                 }
             }
