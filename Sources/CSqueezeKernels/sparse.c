@@ -215,3 +215,13 @@ void sq_csr_spmm_range(const sq_csr *s, const float *x, int64_t ldx, int64_t m, 
     if (end > start) span_whole(s, x, ldx, m, y, ldy, start, end, s->rowptr[start], s->rowptr[end]);
     if (end < r1) group_cut(s, x, ldx, m, y, ldy, end, end, r1);  // the group that r1 cuts
 }
+
+void sq_csr_add_to_rows(const sq_csr *s, int64_t r0, int64_t r1, float *dst, int64_t ld) {
+    if (r1 <= r0) return;
+    const int64_t g1 = (r1 - 1) - (r1 - 1) % G + G;
+    const int64_t p0 = s->rowptr[r0 - r0 % G], p1 = s->rowptr[g1 < s->rows ? g1 : s->rows];
+    for (int64_t p = p0; p < p1; p++) {
+        const int64_t r = row_at(s, p);
+        if (r >= r0 && r < r1) dst[(r - r0) * ld + col_at(s, p)] += value_at(s, p);
+    }
+}

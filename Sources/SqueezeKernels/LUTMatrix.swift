@@ -210,15 +210,16 @@ public final class LUTMatrix: @unchecked Sendable {
         let nt = min(threads ?? pool.defaultThreads, pool.threadCount)
         let fused = sparseSchedule == .fused ? sparse : nil
         if m >= LUTMatrix.prefillThreshold {
-            // Many tokens (prefill): decode each row block once to F32 and run the dense GEMM tile on it
-            // (exact float tables in both modes).
+            // Many tokens (prefill): decode each row block once to F32, add the sparse part's values
+            // to it, and run the dense GEMM on it (exact float tables in both modes, either schedule).
             let lut = table.pointer
-            pool.parallelFor(rows, minBlock: 16, blocksPerThread: 4, threads: nt) { range, _ in
-                sq_lut_gemm_dequant(b, w, lut, Int64(kpad), Int64(k), x, Int64(ldx), Int64(m), y, Int64(ldy),
-                                    Int64(range.lowerBound), Int64(range.upperBound))
-                fused?.addMultiply(rows: range, x, ldx: ldx, m: m, y, ldy: ldy)
+            func run(_ sp: UnsafePointer<sq_csr>?) {
+                pool.parallelFor(rows, minBlock: 16, blocksPerThread: 4, threads: nt) { range, _ in
+                    sq_lut_gemm_dequant(b, w, lut, sp, Int64(kpad), Int64(k), x, Int64(ldx), Int64(m), y, Int64(ldy),
+                                        Int64(range.lowerBound), Int64(range.upperBound))
+                }
             }
-            if sparseSchedule == .balanced { sparse?.addMultiply(x, ldx: ldx, m: m, y, ldy: ldy, pool: pool, threads: nt) }
+            if let s = sparse { s.withDescriptor { run($0) } } else { run(nil) }
             return
         }
         switch mode {

@@ -158,6 +158,11 @@ public final class SparseCSRMatrix: @unchecked Sendable {
         }
     }
 
+    /// Calls `body` with the matrix's kernel descriptor (valid only during the call).
+    func withDescriptor<R>(_ body: (UnsafePointer<sq_csr>) -> R) -> R {
+        withUnsafePointer(to: descriptor, body)
+    }
+
     /// y += S x, spread over `threads` threads of `pool`.
     public func addMultiply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, pool: WorkerPool = .shared,
                             threads: Int? = nil) {

@@ -1,3 +1,4 @@
+import CSqueezeKernels
 import SqueezeCore
 import SqueezeKernels
 import Testing
@@ -190,7 +191,9 @@ let lutShapes: [(Int, Int)] = [(1, 1), (1, 32), (3, 63), (17, 64), (16, 100), (3
         }
     }
 
-    /// The dense part plus the sparse part equals the reference of both, both modes, all levels.
+    /// The dense part plus the sparse part equals the reference of both, both modes, all levels, both
+    /// schedules, wide and compact sparse storage, for one token, a few (decode batch) and many
+    /// (prefill, where the sparse values are added to the decoded rows).
     @Test func lutWithSparsePart() throws {
         var rng = SplitMix(4)
         for level in ISALevel.available {
@@ -198,20 +201,42 @@ let lutShapes: [(Int, Int)] = [(1, 1), (1, 32), (3, 63), (17, 64), (16, 100), (3
                 for (rows, cols) in [(37, 100), (200, 333)] {
                     let c = LUTCase(rows: rows, cols: cols, bits: 4, rng: &rng)
                     let sp = randomCSR(rows: rows, cols: cols, density: 0.05, rng: &rng)
-                    let s = try SparseCSRMatrix(rows: rows, columns: cols, rowPointers: sp.0, columnIndices: sp.1, values: sp.2)
-                    let m = try LUTMatrix(indices: c.idx, lut: c.lut, rows: rows, columns: cols, bits: 4, sparse: s, mode: .float)
-                    #expect(m.kind == "lut4+sparse")
-                    let x = rng.floats(cols)
-                    let ref = SparseReference.addMultiply(rowPointers: sp.0, columnIndices: sp.1, values: sp.2, x: x, y: c.reference(x))
-                    let mag = c.magnitude(x), bound = c.int8Bound(x)
-                    for schedule in SparseSchedule.allCases {
-                        for mode in LUTMode.allCases {
-                            m.sparseSchedule = schedule
-                            m.mode = mode
-                            var y = [Float](repeating: .nan, count: rows)
-                            m.gemv(x, &y, pool: LUTKernelTests.pool, threads: 2)
-                            let slack: [Float] = mode == .float ? mag.map { 1e-5 * ($0 + 1) } : zip(mag, bound).map { 1e-5 * ($0 + 1) + $1 * 1.001 }
-                            for r in 0..<rows { #expect(abs(y[r] - ref[r]) <= slack[r], "\(level) \(schedule) \(mode) row \(r)") }
+                    for values in [sp.2, sp.2.map { sq_f16_to_f32_1(sq_f32_to_f16_1($0)) }] {
+                        let s = try SparseCSRMatrix(rows: rows, columns: cols, rowPointers: sp.0, columnIndices: sp.1, values: values)
+                        let m = try LUTMatrix(indices: c.idx, lut: c.lut, rows: rows, columns: cols, bits: 4, sparse: s, mode: .float)
+                        #expect(m.kind == "lut4+sparse")
+                        for tokens in [1, 5, 20, 40] {
+                            let x = rng.floats(tokens * cols)
+                            let xs = (0..<tokens).map { Array(x[($0 * cols)..<(($0 + 1) * cols)]) }
+                            let refs = xs.map {
+                                SparseReference.addMultiply(rowPointers: sp.0, columnIndices: sp.1, values: values, x: $0, y: c.reference($0))
+                            }
+                            let mags = xs.map { c.magnitude($0) }, bounds = xs.map { c.int8Bound($0) }
+                            for schedule in SparseSchedule.allCases {
+                                for mode in LUTMode.allCases {
+                                    m.sparseSchedule = schedule
+                                    m.mode = mode
+                                    var y = [Float](repeating: .nan, count: tokens * rows)
+                                    if tokens == 1 {
+                                        m.gemv(x, &y, pool: LUTKernelTests.pool, threads: 2)
+                                    } else {
+                                        x.withUnsafeBufferPointer { xp in
+                                            y.withUnsafeMutableBufferPointer { yp in
+                                                m.gemm(xp.baseAddress!, ldx: cols, m: tokens, yp.baseAddress!, ldy: rows,
+                                                       pool: LUTKernelTests.pool, threads: 2)
+                                            }
+                                        }
+                                    }
+                                    for t in 0..<tokens {
+                                        let exact = mode == .float || tokens >= LUTMatrix.prefillThreshold
+                                        for r in 0..<rows {
+                                            let slack = 1e-5 * (mags[t][r] + 1) + (exact ? 0 : bounds[t][r] * 1.001)
+                                            #expect(abs(y[t * rows + r] - refs[t][r]) <= slack,
+                                                    "\(level) \(schedule) \(mode) compact \(s.isCompact) tokens \(tokens) token \(t) row \(r)")
+                                        }
+                                    }
+                                }
+                            }
                         }
                     }
                 }

@@ -47,6 +47,10 @@ void sq_csr_group_order(const int32_t *rowptr, int64_t rows, int32_t *order);
 void sq_csr_spmm_range(const sq_csr *s, const float *x, int64_t ldx, int64_t m, float *y, int64_t ldy, int64_t r0,
                        int64_t r1);
 
+/// dst[(r - r0) * ld + c] += S[r, c] for every nonzero of rows [r0, r1) (adds the sparse part to
+/// dense rows decoded into dst).
+void sq_csr_add_to_rows(const sq_csr *s, int64_t r0, int64_t r1, float *dst, int64_t ld);
+
 #ifdef __cplusplus
 }
 #endif
