@@ -109,7 +109,8 @@ public enum KernelBenchmark {
             for c in cs.sorted() {
                 ci.append(c)
                 g = g &* 6364136223846793005 &+ 1442695040888963407
-                vs.append(Float(Int64(bitPattern: g) >> 40) / Float(1 << 23))
+                // half precision, as checkpoints store the sparse values (compact storage)
+                vs.append(sq_f16_to_f32_1(sq_f32_to_f16_1(Float(Int64(bitPattern: g) >> 40) / Float(1 << 23))))
             }
             rp.append(Int32(ci.count))
         }
@@ -144,7 +145,8 @@ public enum KernelBenchmark {
                 }
                 return b
             }
-            // LUT matrices: copies for each width; the sparse part on the first width's matrices.
+            // LUT matrices: copies for each width, and copies with a sparse part of their own (so the
+            // sparse arrays come from memory too, as in a model).
             let sparse = try randomSparse(rows: rows, cols: cols, density: sparsity, seed: 99)
             var luts: [Int: [LUTMatrix]] = [:]
             var lutsSparse: [Int: [LUTMatrix]] = [:]
@@ -156,8 +158,9 @@ public enum KernelBenchmark {
                 let copies = max(1, (minBytes + one.packedByteCount - 1) / one.packedByteCount)
                 var list = [one], slist: [LUTMatrix] = []
                 for _ in 1..<copies { list.append(try LUTMatrix(indices: idx, lut: lut, rows: rows, columns: cols, bits: bits, pool: pool)) }
-                for _ in 0..<copies {
-                    slist.append(try LUTMatrix(indices: idx, lut: lut, rows: rows, columns: cols, bits: bits, sparse: sparse, pool: pool))
+                for i in 0..<copies {
+                    let own = i == 0 ? sparse : try randomSparse(rows: rows, cols: cols, density: sparsity, seed: 99 + UInt64(i))
+                    slist.append(try LUTMatrix(indices: idx, lut: lut, rows: rows, columns: cols, bits: bits, sparse: own, pool: pool))
                 }
                 luts[bits] = list
                 lutsSparse[bits] = slist
