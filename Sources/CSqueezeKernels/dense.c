@@ -588,6 +588,13 @@ void sq_gemm_f32(const float *x, int64_t ldx, const float *w, int64_t ldw, float
 
 static void gemm_converted(const float *x, int64_t ldx, const uint16_t *w, int64_t ldw, float *y, int64_t ldy,
                            int64_t m, int64_t k, int64_t n0, int64_t n1, int bf16) {
+    if (m == 1) {
+        // One token (e.g. attention over an F16 KV cache while decoding): the GEMV kernel reads the
+        // rows directly instead of converting them to a scratch first.
+        if (bf16) sq_gemv_bf16(w, ldw, x, y + n0, k, n0, n1);
+        else sq_gemv_f16(w, ldw, x, y + n0, k, n0, n1);
+        return;
+    }
 #ifdef SQ_X86
     if (sq_isa() == SQ_ISA_AVX2 && m >= 32) {
         // As sq_gemm_f32 from 32 tokens: blocks of up to 128 rows converted to F32, then the packed

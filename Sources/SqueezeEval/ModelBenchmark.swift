@@ -9,6 +9,8 @@ public struct ModelBenchResult: Codable, Sendable {
     public var promptTokens: Int
     public var prefillTokensPerSecond: Double
     public var decodeTokens: Int
+    /// Positions in the cache when decoding starts.
+    public var decodeContext: Int
     public var decodeTokensPerSecond: Double
     /// Bytes of weights read per decoded token times tokens/s.
     public var decodeGBps: Double
@@ -17,12 +19,15 @@ public struct ModelBenchResult: Codable, Sendable {
 
 /// Prefill and decode speed of a loaded model.
 public enum ModelBenchmark {
-    /// Times a `promptTokens`-token prefill and `decodeTokens` single-token decode steps (best of `repeats`).
+    /// Times a `promptTokens`-token prefill and `decodeTokens` single-token decode steps (best of
+    /// `repeats`). Decoding continues after the first `decodeContext` positions of the prompt (at
+    /// most `promptTokens`), so the default short context compares with llama-bench's `tg`, which
+    /// starts from an empty one, and a long one measures attention over a long cache.
     public static func run(model: LlamaModel, label: String, threads: Int, promptTokens: Int = 512,
-                           decodeTokens: Int = 64, repeats: Int = 3) throws -> ModelBenchResult {
+                           decodeTokens: Int = 64, decodeContext: Int = 16, repeats: Int = 3) throws -> ModelBenchResult {
         try withThreads(model.pool, threads) {
             try measure(model: model, label: label, threads: threads, promptTokens: promptTokens,
-                        decodeTokens: decodeTokens, repeats: repeats)
+                        decodeTokens: decodeTokens, decodeContext: min(max(0, decodeContext), promptTokens), repeats: repeats)
         }
     }
 
@@ -35,10 +40,10 @@ public enum ModelBenchmark {
     }
 
     static func measure(model: LlamaModel, label: String, threads: Int, promptTokens: Int,
-                        decodeTokens: Int, repeats: Int) throws -> ModelBenchResult {
+                        decodeTokens: Int, decodeContext: Int, repeats: Int) throws -> ModelBenchResult {
         var rng = Xoshiro256(seed: 7)
         let prompt = (0..<promptTokens).map { _ in Int(rng.next() % UInt64(model.config.vocabSize)) }
-        let cache = KVCache(config: model.config, capacity: promptTokens + decodeTokens + 1)
+        let cache = model.makeCache(capacity: promptTokens + decodeTokens + 1)
         let ws = Workspace(model: model, maxTokens: promptTokens, logitRows: 1)
         let wsDecode = Workspace(model: model, maxTokens: 1)
         var bestPrefill = Double.infinity, bestDecode = Double.infinity
@@ -48,8 +53,7 @@ public enum ModelBenchmark {
             try model.forward(tokens: prompt, cache: cache, workspace: ws, logits: .last)
             let t1 = DispatchTime.now().uptimeNanoseconds
             bestPrefill = min(bestPrefill, Double(t1 - t0) / 1e9)
-            // Decode continues after a short context (64 tokens), as llama-bench's tg does from an empty one.
-            cache.truncate(to: 16)
+            cache.truncate(to: decodeContext)
             var tok = 1
             let t2 = DispatchTime.now().uptimeNanoseconds
             for _ in 0..<decodeTokens {
@@ -62,6 +66,7 @@ public enum ModelBenchmark {
         let dtps = Double(decodeTokens) / bestDecode
         return ModelBenchResult(weights: label, threads: threads, promptTokens: promptTokens,
                                 prefillTokensPerSecond: Double(promptTokens) / bestPrefill, decodeTokens: decodeTokens,
+                                decodeContext: decodeContext,
                                 decodeTokensPerSecond: dtps, decodeGBps: dtps * Double(model.weightBytesPerToken) / 1e9,
                                 weightBytesPerToken: model.weightBytesPerToken)
     }
@@ -94,7 +99,7 @@ extension ModelBenchmark {
                                steps: Int, repeats: Int) throws -> BatchBenchResult {
         var rng = Xoshiro256(seed: 11)
         let V = model.config.vocabSize
-        let caches = (0..<batch).map { _ in KVCache(config: model.config, capacity: context + steps + 1) }
+        let caches = (0..<batch).map { _ in model.makeCache(capacity: context + steps + 1) }
         let prompts = (0..<batch).map { _ in (0..<context).map { _ in Int(rng.next() % UInt64(V)) } }
         let wsPrompt = Workspace(model: model, maxTokens: max(1, context), logitRows: 1)
         let ws = Workspace(model: model, maxTokens: batch, logitRows: batch)

@@ -92,7 +92,7 @@ public struct PerplexityEvaluator {
             try kb.check(proto: proto, context: n, windows: starts.count, tokens: tokens, file: textName)
         }
         saveBase?.begin(proto: proto, context: n, windows: starts.count, tokens: tokens)
-        let cache = KVCache(config: model.config, capacity: n)
+        let cache = model.makeCache(capacity: n)
         let ws = Workspace(model: model, maxTokens: min(n, 512), logitRows: n)
         var nlls: [Double] = []
         nlls.reserveCapacity(starts.count * (n - 1 - first))

@@ -9,17 +9,35 @@ import SqueezeKernels
 public final class KVCache: @unchecked Sendable {
     public let capacity: Int
     public let kvDim: Int
+    /// How keys and values are stored.
+    public let precision: KVCachePrecision
     /// Number of positions filled.
     public internal(set) var length = 0
+    /// Keys [capacity, kvDim] and values transposed [kvDim, capacity] per layer, F32 (empty when F16).
     let k: [AlignedBuffer<Float>]
     let vt: [AlignedBuffer<Float>]
+    /// The same as IEEE half bits (empty when F32).
+    let k16: [AlignedBuffer<UInt16>]
+    let vt16: [AlignedBuffer<UInt16>]
 
     /// Allocates a cache for `capacity` positions of `config`'s model.
-    public init(config: LlamaConfig, capacity: Int) {
+    public init(config: LlamaConfig, capacity: Int, precision: KVCachePrecision = .f32) {
         self.capacity = capacity
+        self.precision = precision
         kvDim = config.numKVHeads * config.headDim
-        k = (0..<config.numLayers).map { _ in AlignedBuffer<Float>(count: capacity * config.numKVHeads * config.headDim) }
-        vt = (0..<config.numLayers).map { _ in AlignedBuffer<Float>(count: capacity * config.numKVHeads * config.headDim) }
+        let n = capacity * kvDim, layers = config.numLayers
+        switch precision {
+        case .f32:
+            k = (0..<layers).map { _ in AlignedBuffer<Float>(count: n) }
+            vt = (0..<layers).map { _ in AlignedBuffer<Float>(count: n) }
+            k16 = []
+            vt16 = []
+        case .f16:
+            k = []
+            vt = []
+            k16 = (0..<layers).map { _ in AlignedBuffer<UInt16>(count: n) }
+            vt16 = (0..<layers).map { _ in AlignedBuffer<UInt16>(count: n) }
+        }
     }
 
     /// Forgets all positions (the memory is kept).
@@ -27,7 +45,20 @@ public final class KVCache: @unchecked Sendable {
     /// Drops positions from `n` on (keeps the first n).
     public func truncate(to n: Int) { length = min(length, max(0, n)) }
     /// Bytes held.
-    public var byteCount: Int { 2 * k.count * capacity * kvDim * 4 }
+    public var byteCount: Int { 2 * max(k.count, k16.count) * capacity * kvDim * precision.bytes }
+}
+
+/// How a `KVCache` stores keys and values.
+public enum KVCachePrecision: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// 32-bit floats: the activations as computed.
+    case f32
+    /// IEEE half precision (llama.cpp's default): half the memory and half the bytes that attention
+    /// reads per token; keys and values are rounded once, when appended.
+    case f16
+
+    /// Bytes per stored value.
+    public var bytes: Int { self == .f32 ? 4 : 2 }
+    public var description: String { rawValue }
 }
 
 /// Which positions' logits a forward pass computes.
@@ -224,11 +255,22 @@ extension LlamaModel {
             // Append K and V (V transposed) to each sequence's cache.
             for seg in segments {
                 let p0 = seg.cache.length, cap = seg.cache.capacity
-                let kc = seg.cache.k[li].pointer, vt = seg.cache.vt[li].pointer
-                (kc + p0 * kvd).update(from: ws.k.pointer + seg.start * kvd, count: seg.count * kvd)
-                for i in 0..<seg.count {
-                    let vrow = ws.v.pointer + (seg.start + i) * kvd
-                    for d in 0..<kvd { vt[d * cap + p0 + i] = vrow[d] }
+                let kSrc = ws.k.pointer + seg.start * kvd
+                switch seg.cache.precision {
+                case .f32:
+                    let kc = seg.cache.k[li].pointer, vt = seg.cache.vt[li].pointer
+                    (kc + p0 * kvd).update(from: kSrc, count: seg.count * kvd)
+                    for i in 0..<seg.count {
+                        let vrow = ws.v.pointer + (seg.start + i) * kvd
+                        for d in 0..<kvd { vt[d * cap + p0 + i] = vrow[d] }
+                    }
+                case .f16:
+                    let kc = seg.cache.k16[li].pointer, vt = seg.cache.vt16[li].pointer
+                    sq_f32_to_f16(kSrc, kc + p0 * kvd, Int64(seg.count * kvd))
+                    for i in 0..<seg.count {
+                        let vrow = ws.v.pointer + (seg.start + i) * kvd
+                        for d in 0..<kvd { vt[d * cap + p0 + i] = sq_f32_to_f16_1(vrow[d]) }
+                    }
                 }
             }
             attention(ws: ws, segments: segments, layer: li)
@@ -392,7 +434,7 @@ extension LlamaModel {
                     let task = (seg: si, head: head, t0: t0, t1: min(seg.count, t0 + qb))
                     let kvh = task.head / group
                     let cap = seg.cache.capacity
-                    let kc = seg.cache.k[li].pointer, vt = seg.cache.vt[li].pointer
+                    let f16 = seg.cache.precision == .f16
                     let p0 = seg.cache.length // not yet advanced for this pass
                     let m = task.t1 - task.t0
                     let S = p0 + task.t1 // keys visible to the block's last query
@@ -402,7 +444,13 @@ extension LlamaModel {
                     let n = S - k0
                     let sc = ws.scores[thread].pointer
                     let qrow = ws.q.pointer + (seg.start + task.t0) * qd + task.head * hd
-                    sq_gemm_f32(qrow, Int64(qd), kc + k0 * kvd + kvh * hd, Int64(kvd), sc, Int64(n), Int64(m), Int64(hd), 0, Int64(n))
+                    if f16 {
+                        sq_gemm_f16(qrow, Int64(qd), seg.cache.k16[li].pointer + k0 * kvd + kvh * hd, Int64(kvd), sc, Int64(n),
+                                    Int64(m), Int64(hd), 0, Int64(n))
+                    } else {
+                        sq_gemm_f32(qrow, Int64(qd), seg.cache.k[li].pointer + k0 * kvd + kvh * hd, Int64(kvd), sc, Int64(n),
+                                    Int64(m), Int64(hd), 0, Int64(n))
+                    }
                     for i in 0..<m {
                         let row = sc + i * n
                         let pos = p0 + task.t0 + i
@@ -413,9 +461,14 @@ extension LlamaModel {
                         }
                         _ = sq_softmax_f32(row, Int64(n))
                     }
-                    sq_gemm_f32(sc, Int64(n), vt + kvh * hd * cap + k0, Int64(cap),
-                                ws.att.pointer + (seg.start + task.t0) * qd + task.head * hd, Int64(qd),
-                                Int64(m), Int64(n), 0, Int64(hd))
+                    let out = ws.att.pointer + (seg.start + task.t0) * qd + task.head * hd
+                    if f16 {
+                        sq_gemm_f16(sc, Int64(n), seg.cache.vt16[li].pointer + kvh * hd * cap + k0, Int64(cap), out, Int64(qd),
+                                    Int64(m), Int64(n), 0, Int64(hd))
+                    } else {
+                        sq_gemm_f32(sc, Int64(n), seg.cache.vt[li].pointer + kvh * hd * cap + k0, Int64(cap), out, Int64(qd),
+                                    Int64(m), Int64(n), 0, Int64(hd))
+                    }
                 }
             }
         }

@@ -35,7 +35,7 @@ public final class Generator {
     /// A generator for sequences of up to `context` tokens (prompt plus output).
     public init(model: LlamaModel, context: Int, prefillChunk: Int = 256) {
         self.model = model
-        cache = KVCache(config: model.config, capacity: context)
+        cache = model.makeCache(capacity: context)
         prefillWS = Workspace(model: model, maxTokens: min(prefillChunk, context), logitRows: 1)
         decodeWS = Workspace(model: model, maxTokens: 1)
     }

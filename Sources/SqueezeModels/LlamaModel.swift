@@ -11,10 +11,14 @@ public struct LoadOptions: Sendable {
     public var lutMode: LUTMode
     /// Storage of a dense LM head (tied embeddings or an unquantized `lm_head`).
     public var head: HeadFormat
-    public init(weightDType: DType? = nil, lutMode: LUTMode = .int8, head: HeadFormat = .stored) {
+    /// Storage of the KV caches made for this model (`LlamaModel.makeCache`).
+    public var kvCache: KVCachePrecision
+    public init(weightDType: DType? = nil, lutMode: LUTMode = .int8, head: HeadFormat = .stored,
+                kvCache: KVCachePrecision = .f32) {
         self.weightDType = weightDType
         self.lutMode = lutMode
         self.head = head
+        self.kvCache = kvCache
     }
 }
 
@@ -84,6 +88,8 @@ public final class LlamaModel: @unchecked Sendable {
     public let lmHead: LinearOperator
     /// The pool all kernels run on.
     public let pool: WorkerPool
+    /// Storage of the caches that `makeCache` makes (from `LoadOptions.kvCache`; settable).
+    public var kvCachePrecision: KVCachePrecision = .f32
     let invFreq: [Float]
 
     /// Loads the weights named by the config from `source`, checking every shape.
@@ -212,12 +218,18 @@ public final class LlamaModel: @unchecked Sendable {
         if options.head == .q8, let d = lm as? DenseMatrix { lm = try Q8Matrix(d.tensor, pool: pool) }
         lmHead = lm
         invFreq = config.learnedPositionOffset == nil ? LlamaModel.inverseFrequencies(config) : []
+        kvCachePrecision = options.kvCache
+    }
+
+    /// A KV cache for `capacity` positions of this model, stored as `kvCachePrecision` says.
+    public func makeCache(capacity: Int) -> KVCache {
+        KVCache(config: config, capacity: capacity, precision: kvCachePrecision)
     }
 
     private init(sharing m: LlamaModel, pool: WorkerPool) {
         config = m.config; ropeLayout = m.ropeLayout; embedding = m.embedding; positionEmbedding = m.positionEmbedding
         projectIn = m.projectIn; projectOut = m.projectOut; layers = m.layers; norm = m.norm; normBias = m.normBias
-        lmHead = m.lmHead; invFreq = m.invFreq
+        lmHead = m.lmHead; invFreq = m.invFreq; kvCachePrecision = m.kvCachePrecision
         self.pool = pool
     }
 

@@ -236,7 +236,7 @@ public final class BatchScheduler: @unchecked Sendable {
         // Prefill (bounded work per step).
         var budget = prefillChunk
         for s in active where !s.finished && s.prefilled < s.request.prompt.count && budget > 0 {
-            if s.cache == nil { s.cache = freeCaches.popLast() ?? KVCache(config: model.config, capacity: context); s.cache!.reset() }
+            if s.cache == nil { s.cache = freeCaches.popLast() ?? model.makeCache(capacity: context); s.cache!.reset() }
             let n = min(budget, s.request.prompt.count - s.prefilled)
             let last = s.prefilled + n == s.request.prompt.count
             let chunk = Array(s.request.prompt[s.prefilled..<(s.prefilled + n)])

@@ -24,12 +24,16 @@ struct BenchCommand: ParsableCommand {
     var quantized: [String] = []
     @Option(help: "LM head storage for the --quantized models, comma-separated: stored (as in the file), q8 (8-bit, quantized at load).")
     var head: String = "stored,q8"
+    @Option(help: ModelOpening.kvCacheHelp)
+    var kvCache: String = "f16"
     @Option(help: "Thread counts, comma-separated.")
     var threads: String = "1,2"
     @Option(help: "Prompt length for prefill.")
     var prompt: Int = 512
     @Option(help: "Tokens to decode.")
     var decode: Int = 64
+    @Option(help: "Positions already in the cache when decoding starts (at most --prompt; 16 compares with llama-bench's tg, a long one times attention over a long cache).")
+    var decodeContext: Int = 16
     @Option(help: "Also time batched decoding (one token for each of N sequences per step, as `squeeze serve` runs them) at these batch sizes, comma-separated, e.g. 1,4,8.")
     var batch: String = ""
     @Flag(help: "Skip the kernel table.")
@@ -55,6 +59,11 @@ struct BenchCommand: ParsableCommand {
     struct KernelRowOut: Encodable {
         var kernel: String, rows: Int, columns: Int, threads: Int, microseconds: Double, gbPerSecond: Double
         var speedupOverF16: Double?, percentOfBandwidth: Double, note: String
+    }
+
+    func validate() throws {
+        guard decodeContext >= 0 else { throw ValidationError("--decode-context must be >= 0") }
+        _ = try ModelOpening.kvCache(kvCache)
     }
 
     func run() throws {
@@ -119,10 +128,13 @@ struct BenchCommand: ParsableCommand {
                 }
             }
             var batchLines: [String] = []
+            let precision = try ModelOpening.kvCache(kvCache)
             for (label, load) in runs {
                 let m = try load()
+                m.kvCachePrecision = precision
                 for t in threadList {
-                    let r = try ModelBenchmark.run(model: m, label: label, threads: t, promptTokens: prompt, decodeTokens: decode)
+                    let r = try ModelBenchmark.run(model: m, label: label, threads: t, promptTokens: prompt, decodeTokens: decode,
+                                                   decodeContext: decodeContext)
                     out.models.append(r)
                     let bw = out.bandwidthGBps["\(t)"] ?? 1
                     lines.append(String(format: "| %@ | %d | %.1f | %.1f | %.1f | %.0f%% | %.1f |", label, t, r.prefillTokensPerSecond,

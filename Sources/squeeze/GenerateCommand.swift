@@ -52,6 +52,8 @@ struct GenerateCommand: ParsableCommand {
     var kernels: String = "fast"
     @Option(help: "LM head storage: stored (as in the file) or q8 (8-bit with a scale per 32, quantized at load; about half the bytes of F16).")
     var head: String = "stored"
+    @Option(help: ModelOpening.kvCacheHelp)
+    var kvCache: String = "f16"
     @Option(help: "Threads (default: all cores).")
     var threads: Int?
     @OptionGroup var sampling: SamplingOptions
@@ -59,7 +61,9 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         if let t = threads { WorkerPool.shared.defaultThreads = max(1, min(t, WorkerPool.shared.threadCount)) }
         let path = try ModelOpening.resolve(model)
+        let precision = try ModelOpening.kvCache(kvCache)
         let m = try ModelOpening.load(path, dtype: dtype, kernels: kernels, head: head)
+        m.kvCachePrecision = precision
         let tok = try ModelOpening.tokenizer(for: path)
         var text = prompt
         if chat {

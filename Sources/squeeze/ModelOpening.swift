@@ -13,6 +13,16 @@ enum ModelOpening {
     /// Loads the tokenizer that belongs to a model path (a GGUF file or a model directory).
     static func tokenizer(for path: String) throws -> Tokenizer { try Tokenizer.load(path: ModelLoader.tokenizerPath(for: path)) }
 
+    /// Parses `--kv-cache`.
+    static func kvCache(_ value: String) throws -> KVCachePrecision {
+        guard let p = KVCachePrecision(rawValue: value) else {
+            throw ValidationError("--kv-cache must be f16 (half the memory, llama.cpp's default) or f32")
+        }
+        return p
+    }
+
+    static let kvCacheHelp: ArgumentHelp = "KV cache storage: f16 (half the memory and attention reads) or f32."
+
     static func load(_ path: String, dtype: String?, kernels: String = "fast", head: String = "stored") throws -> LlamaModel {
         var opts = LoadOptions()
         guard let h = HeadFormat(rawValue: head) else {

@@ -32,6 +32,8 @@ struct ServeCommand: ParsableCommand {
     var shutdownGrace = 30.0
     @Option(help: "LM head storage: stored (as in the file) or q8 (8-bit, quantized at load; faster decoding).")
     var head = "stored"
+    @Option(help: ModelOpening.kvCacheHelp)
+    var kvCache = "f16"
 
     func validate() throws {
         guard maxBatch >= 1 else { throw ValidationError("--max-batch must be >= 1") }
@@ -39,6 +41,7 @@ struct ServeCommand: ParsableCommand {
         guard queue >= 0 else { throw ValidationError("--queue must be >= 0") }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
         guard HeadFormat(rawValue: head) != nil else { throw ValidationError("--head must be stored or q8") }
+        _ = try ModelOpening.kvCache(kvCache)
     }
 
     func run() throws {
@@ -47,7 +50,8 @@ struct ServeCommand: ParsableCommand {
         let config = ServerConfiguration(host: host, port: port, apiKey: key, maxBatch: maxBatch, context: context,
                                          queueLimit: queue, maxBodyBytes: maxBody, modelName: name, shutdownGrace: shutdownGrace)
         let server = try SqueezeServer.load(modelPath: path, configuration: config,
-                                           options: LoadOptions(head: HeadFormat(rawValue: head) ?? .stored))
+                                           options: LoadOptions(head: HeadFormat(rawValue: head) ?? .stored,
+                                                               kvCache: try ModelOpening.kvCache(kvCache)))
         let host = self.host
         let result = ResultBox()
         let done = DispatchSemaphore(value: 0)
