@@ -444,6 +444,12 @@ extension LlamaModel {
                     let n = S - k0
                     let sc = ws.scores[thread].pointer
                     let qrow = ws.q.pointer + (seg.start + task.t0) * qd + task.head * hd
+                    // Scale the queries instead of the scores (n per query): each task owns its
+                    // query rows of its head, and nothing reads ws.q after attention.
+                    for i in 0..<m {
+                        let qi = qrow + i * qd
+                        for d in 0..<hd { qi[d] *= scale }
+                    }
                     if f16 {
                         sq_gemm_f16(qrow, Int64(qd), seg.cache.k16[li].pointer + k0 * kvd + kvh * hd, Int64(kvd), sc, Int64(n),
                                     Int64(m), Int64(hd), 0, Int64(n))
@@ -452,13 +458,13 @@ extension LlamaModel {
                                     Int64(m), Int64(hd), 0, Int64(n))
                     }
                     for i in 0..<m {
+                        // Query i sees keys [lo, pos]: scores [a, b) of its row (all of them when decoding).
                         let row = sc + i * n
                         let pos = p0 + task.t0 + i
                         let lo = window.map { max(0, pos - $0 + 1) } ?? 0
-                        for j in 0..<n {
-                            let key = k0 + j
-                            row[j] = (key > pos || key < lo) ? -Float.infinity : row[j] * scale
-                        }
+                        let a = max(0, lo - k0), b = min(n, pos - k0 + 1)
+                        if a > 0 { row.update(repeating: -Float.infinity, count: a) }
+                        if b < n { (row + b).update(repeating: -Float.infinity, count: n - b) }
                         _ = sq_softmax_f32(row, Int64(n))
                     }
                     let out = ws.att.pointer + (seg.start + task.t0) * qd + task.head * hd
