@@ -4,8 +4,10 @@ import SqueezeCore
 import SqueezeKernels
 
 /// The keys and values of one sequence, for every layer.
-/// Invariant: positions 0..<length are filled. K is stored [position, kvDim]; V is stored transposed,
-/// [kvDim, capacity], so attention's weighted sum is a matrix product over contiguous rows.
+/// Invariant: positions 0..<length are filled. K is stored head-major, [kvHeads, capacity, headDim],
+/// so each KV head's keys are one contiguous stream (interleaved [position, kvDim] rows made the
+/// decode scores a strided read at about half the speed); V is stored transposed, [kvDim, capacity],
+/// so attention's weighted sum is a matrix product over contiguous rows.
 public final class KVCache: @unchecked Sendable {
     public let capacity: Int
     public let kvDim: Int
@@ -13,7 +15,8 @@ public final class KVCache: @unchecked Sendable {
     public let precision: KVCachePrecision
     /// Number of positions filled.
     public internal(set) var length = 0
-    /// Keys [capacity, kvDim] and values transposed [kvDim, capacity] per layer, F32 (empty when F16).
+    /// Keys [kvHeads, capacity, headDim] and values transposed [kvDim, capacity] per layer, F32
+    /// (empty when F16).
     let k: [AlignedBuffer<Float>]
     let vt: [AlignedBuffer<Float>]
     /// The same as IEEE half bits (empty when F32).
@@ -259,14 +262,22 @@ extension LlamaModel {
                 switch seg.cache.precision {
                 case .f32:
                     let kc = seg.cache.k[li].pointer, vt = seg.cache.vt[li].pointer
-                    (kc + p0 * kvd).update(from: kSrc, count: seg.count * kvd)
+                    for i in 0..<seg.count {
+                        for kvh in 0..<nkv {
+                            (kc + (kvh * cap + p0 + i) * hd).update(from: kSrc + i * kvd + kvh * hd, count: hd)
+                        }
+                    }
                     for i in 0..<seg.count {
                         let vrow = ws.v.pointer + (seg.start + i) * kvd
                         for d in 0..<kvd { vt[d * cap + p0 + i] = vrow[d] }
                     }
                 case .f16:
                     let kc = seg.cache.k16[li].pointer, vt = seg.cache.vt16[li].pointer
-                    sq_f32_to_f16(kSrc, kc + p0 * kvd, Int64(seg.count * kvd))
+                    for i in 0..<seg.count {
+                        for kvh in 0..<nkv {
+                            sq_f32_to_f16(kSrc + i * kvd + kvh * hd, kc + (kvh * cap + p0 + i) * hd, Int64(hd))
+                        }
+                    }
                     for i in 0..<seg.count {
                         let vrow = ws.v.pointer + (seg.start + i) * kvd
                         for d in 0..<kvd { vt[d * cap + p0 + i] = sq_f32_to_f16_1(vrow[d]) }
@@ -451,10 +462,10 @@ extension LlamaModel {
                         for d in 0..<hd { qi[d] *= scale }
                     }
                     if f16 {
-                        sq_gemm_f16(qrow, Int64(qd), seg.cache.k16[li].pointer + k0 * kvd + kvh * hd, Int64(kvd), sc, Int64(n),
+                        sq_gemm_f16(qrow, Int64(qd), seg.cache.k16[li].pointer + (kvh * cap + k0) * hd, Int64(hd), sc, Int64(n),
                                     Int64(m), Int64(hd), 0, Int64(n))
                     } else {
-                        sq_gemm_f32(qrow, Int64(qd), seg.cache.k[li].pointer + k0 * kvd + kvh * hd, Int64(kvd), sc, Int64(n),
+                        sq_gemm_f32(qrow, Int64(qd), seg.cache.k[li].pointer + (kvh * cap + k0) * hd, Int64(hd), sc, Int64(n),
                                     Int64(m), Int64(hd), 0, Int64(n))
                     }
                     for i in 0..<m {
