@@ -61,9 +61,9 @@ public final class SparseCSRMatrix: @unchecked Sendable {
         nonzeroCount = nnz
         let rp = AlignedBuffer(rowPointers)
         rowPtr = rp
-        let small = compact && rows <= 65536 && columns <= 65536
-        let compactValues = small && values.allSatisfy { sq_f16_to_f32_1(sq_f32_to_f16_1($0)).bitPattern == $0.bitPattern }
-        isCompact = small && compactValues
+        // Compact when asked for, when indices fit 16 bits and every value survives half precision exactly.
+        isCompact = compact && rows <= 65536 && columns <= 65536
+            && values.allSatisfy { sq_f16_to_f32_1(sq_f32_to_f16_1($0)).bitPattern == $0.bitPattern }
         let width = isCompact ? 2 : 4
         let ri0 = AlignedBuffer<UInt8>(count: max(nnz, 1) * width), ci0 = AlignedBuffer<UInt8>(count: max(nnz, 1) * width)
         let vi0 = AlignedBuffer<UInt8>(count: max(nnz, 1) * width)
@@ -75,7 +75,7 @@ public final class SparseCSRMatrix: @unchecked Sendable {
             var rowOf = [Int32](repeating: 0, count: nnz)
             for r in 0..<rows { for p in Int(rowPointers[r])..<Int(rowPointers[r + 1]) { rowOf[p] = Int32(r) } }
             order.withUnsafeMutableBufferPointer { sq_csr_group_order(rp.pointer, Int64(rows), $0.baseAddress!) }
-            if small && compactValues {
+            if isCompact {
                 let ri = UnsafeMutableRawPointer(ri0.pointer).assumingMemoryBound(to: UInt16.self)
                 let ci = UnsafeMutableRawPointer(ci0.pointer).assumingMemoryBound(to: UInt16.self)
                 let vi = UnsafeMutableRawPointer(vi0.pointer).assumingMemoryBound(to: UInt16.self)
