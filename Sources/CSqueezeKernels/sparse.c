@@ -197,7 +197,10 @@ static void group_cut(const sq_csr *s, const float *x, int64_t ldx, int64_t m, f
         if (r < lo || r >= hi) continue;
         const float v = value_at(s, p);
         const int64_t c = col_at(s, p);
-        for (int64_t t = 0; t < m; t++) y[t * ldy + r] += v * x[t * ldx + c];
+        for (int64_t t = 0; t < m; t++) {
+            const float prod = v * x[t * ldx + c];  // as the flat loops: one token gives the same sums
+            y[t * ldy + r] += prod;                 // wherever the thread ranges cut the groups
+        }
     }
 }
 

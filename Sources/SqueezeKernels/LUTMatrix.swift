@@ -21,7 +21,8 @@ public enum SparseSchedule: String, Sendable, CaseIterable {
     /// that dense rows plus nonzeros cost the same was measured and made no difference (the nonzeros
     /// of the test model's halves differ by 14% on average, about 2% of a product).
     case fused
-    /// A second parallel section split by nonzeros (`SparseCSRMatrix.addMultiply`).
+    /// A second parallel section split by nonzeros (`SparseCSRMatrix.addMultiply`). Decode products
+    /// only: prefill adds the sparse values to the decoded row blocks in either schedule.
     case balanced
 }
 
