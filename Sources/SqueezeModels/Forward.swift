@@ -4,10 +4,13 @@ import SqueezeCore
 import SqueezeKernels
 
 /// The keys and values of one sequence, for every layer.
-/// Invariant: positions 0..<length are filled. K is stored head-major, [kvHeads, capacity, headDim],
-/// so each KV head's keys are one contiguous stream (interleaved [position, kvDim] rows made the
-/// decode scores a strided read at about half the speed); V is stored transposed, [kvDim, capacity],
-/// so attention's weighted sum is a matrix product over contiguous rows.
+/// Invariant: positions 0..<length are filled. F32 keys are stored head-major, [kvHeads, capacity,
+/// headDim], so each KV head's keys are one contiguous stream (interleaved [position, kvDim] rows
+/// made the decode scores a strided read at about half the speed). F16 keys are stored in tiles of
+/// `SQ_KT` (32) positions per KV head, each tile dimension-major ([kvHeads, tiles, headDim, 32], see
+/// sq_attention.h): decode scores then take eight keys per vector, with no horizontal sums, for all
+/// the query heads of a KV head at once. V is stored transposed, [kvDim, capacity], so attention's
+/// weighted sum runs over contiguous rows.
 public final class KVCache: @unchecked Sendable {
     public let capacity: Int
     public let kvDim: Int
@@ -19,9 +22,12 @@ public final class KVCache: @unchecked Sendable {
     /// (empty when F16).
     let k: [AlignedBuffer<Float>]
     let vt: [AlignedBuffer<Float>]
-    /// The same as IEEE half bits (empty when F32).
+    /// F16 (IEEE half bits; empty when F32): keys in tiles [kvHeads, keyTiles, headDim, SQ_KT] and
+    /// values transposed [kvDim, capacity].
     let k16: [AlignedBuffer<UInt16>]
     let vt16: [AlignedBuffer<UInt16>]
+    /// Tiles of `SQ_KT` positions per KV head in `k16` (capacity rounded up).
+    let keyTiles: Int
 
     /// Allocates a cache for `capacity` positions of `config`'s model.
     public init(config: LlamaConfig, capacity: Int, precision: KVCachePrecision = .f32) {
@@ -29,6 +35,8 @@ public final class KVCache: @unchecked Sendable {
         self.precision = precision
         kvDim = config.numKVHeads * config.headDim
         let n = capacity * kvDim, layers = config.numLayers
+        keyTiles = (capacity + Int(SQ_KT) - 1) / Int(SQ_KT)
+        let tiled = config.numKVHeads * keyTiles * Int(SQ_KT) * config.headDim
         switch precision {
         case .f32:
             k = (0..<layers).map { _ in AlignedBuffer<Float>(count: n) }
@@ -38,7 +46,7 @@ public final class KVCache: @unchecked Sendable {
         case .f16:
             k = []
             vt = []
-            k16 = (0..<layers).map { _ in AlignedBuffer<UInt16>(count: n) }
+            k16 = (0..<layers).map { _ in AlignedBuffer<UInt16>(count: tiled) }
             vt16 = (0..<layers).map { _ in AlignedBuffer<UInt16>(count: n) }
         }
     }
@@ -48,7 +56,9 @@ public final class KVCache: @unchecked Sendable {
     /// Drops positions from `n` on (keeps the first n).
     public func truncate(to n: Int) { length = min(length, max(0, n)) }
     /// Bytes held.
-    public var byteCount: Int { 2 * max(k.count, k16.count) * capacity * kvDim * precision.bytes }
+    public var byteCount: Int {
+        (k + vt).reduce(0) { $0 + $1.count * 4 } + (k16 + vt16).reduce(0) { $0 + $1.count * 2 }
+    }
 }
 
 /// How a `KVCache` stores keys and values.
@@ -85,6 +95,9 @@ public final class Workspace: @unchecked Sendable {
     /// Per-thread attention scratch (scores for a block of queries).
     var scores: [AlignedBuffer<Float>] = []
     var scoresCapacity = 0
+    /// Per-thread F32 copy of one KV head's F16 keys, dimension-major, for prefill score products.
+    var keyScratch: [AlignedBuffer<Float>] = []
+    var keyScratchCapacity = 0
     /// The current pass's sequences, reused from pass to pass.
     var segments: [LlamaModel.Segment] = []
     static let queryBlock = 64
@@ -110,12 +123,19 @@ public final class Workspace: @unchecked Sendable {
         freqs = AlignedBuffer(count: max(1, c.headDim / 2))
     }
 
-    func ensureScores(context: Int, threads: Int) {
+    func ensureScores(context: Int, threads: Int, headDim: Int) {
         let need = Workspace.queryBlock * context
-        if scoresCapacity >= need && scores.count >= threads { return }
-        let cap = max(need, scoresCapacity)
-        scores = (0..<threads).map { _ in AlignedBuffer<Float>(count: cap) }
-        scoresCapacity = cap
+        if scoresCapacity < need || scores.count < threads {
+            let cap = max(need, scoresCapacity)
+            scores = (0..<threads).map { _ in AlignedBuffer<Float>(count: cap) }
+            scoresCapacity = cap
+        }
+        let keys = headDim * (context + Int(SQ_KT))
+        if keyScratchCapacity < keys || keyScratch.count < threads {
+            let cap = max(keys, keyScratchCapacity)
+            keyScratch = (0..<threads).map { _ in AlignedBuffer<Float>(count: cap) }
+            keyScratchCapacity = cap
+        }
     }
 }
 
@@ -238,7 +258,7 @@ extension LlamaModel {
                 }
             }
         }
-        ws.ensureScores(context: maxContext, threads: pool.threadCount)
+        ws.ensureScores(context: maxContext, threads: pool.threadCount, headDim: c.headDim)
         let rope = usesRope, pre = c.preNorm
 
         for (li, layer) in layers.enumerated() {
@@ -273,9 +293,10 @@ extension LlamaModel {
                     }
                 case .f16:
                     let kc = seg.cache.k16[li].pointer, vt = seg.cache.vt16[li].pointer
+                    let headStride = seg.cache.keyTiles * Int(SQ_KT) * hd
                     for i in 0..<seg.count {
                         for kvh in 0..<nkv {
-                            sq_f32_to_f16(kSrc + i * kvd + kvh * hd, kc + (kvh * cap + p0 + i) * hd, Int64(hd))
+                            sq_attn_store_key_kt16(kSrc + i * kvd + kvh * hd, Int64(hd), Int64(p0 + i), kc + kvh * headStride)
                         }
                     }
                     for i in 0..<seg.count {
@@ -441,13 +462,18 @@ extension LlamaModel {
                 let t0 = (maxBlocks - 1 - rest / chunks) * qb
                 if t0 >= seg.count { return }
                 let chunk = rest % chunks
-                for head in (chunk * headsPerTask)..<min(nh, (chunk + 1) * headsPerTask) {
-                    let task = (seg: si, head: head, t0: t0, t1: min(seg.count, t0 + qb))
+                let heads = (chunk * headsPerTask)..<min(nh, (chunk + 1) * headsPerTask)
+                let t1 = min(seg.count, t0 + qb), m = t1 - t0
+                if seg.cache.precision == .f16 && m <= LlamaModel.groupedQueryLimit {
+                    groupedAttention(ws: ws, seg: seg, layer: li, heads: heads, t0: t0, t1: t1, window: window, thread: thread)
+                    return
+                }
+                for head in heads {
+                    let task = (seg: si, head: head, t0: t0, t1: t1)
                     let kvh = task.head / group
                     let cap = seg.cache.capacity
                     let f16 = seg.cache.precision == .f16
                     let p0 = seg.cache.length // not yet advanced for this pass
-                    let m = task.t1 - task.t0
                     let S = p0 + task.t1 // keys visible to the block's last query
                     // With a sliding window, keys before the block's first query's window are never read:
                     // keys [k0, S), so a decode step costs O(window), not O(context).
@@ -462,8 +488,13 @@ extension LlamaModel {
                         for d in 0..<hd { qi[d] *= scale }
                     }
                     if f16 {
-                        sq_gemm_f16(qrow, Int64(qd), seg.cache.k16[li].pointer + (kvh * cap + k0) * hd, Int64(hd), sc, Int64(n),
-                                    Int64(m), Int64(hd), 0, Int64(n))
+                        // Tiled F16 keys: converted once to F32, dimension-major ([hd, n]), the B
+                        // operand of the packed product.
+                        let kf = ws.keyScratch[thread].pointer
+                        sq_attn_keys_kt16_to_f32(seg.cache.k16[li].pointer + kvh * seg.cache.keyTiles * Int(SQ_KT) * hd,
+                                                 Int64(hd), Int64(k0), Int64(S), kf, Int64(n))
+                        sq_gemm_general_f32(qrow, Int64(qd), 1, kf, Int64(n), 1, sc, Int64(n), Int64(m), Int64(hd), 0,
+                                            Int64(n), Int32(SQ_BW_STORE))
                     } else {
                         sq_gemm_f32(qrow, Int64(qd), seg.cache.k[li].pointer + (kvh * cap + k0) * hd, Int64(hd), sc, Int64(n),
                                     Int64(m), Int64(hd), 0, Int64(n))
@@ -487,6 +518,42 @@ extension LlamaModel {
                                     Int64(m), Int64(n), 0, Int64(hd))
                     }
                 }
+            }
+        }
+    }
+
+    /// Query blocks of at most this many tokens (decoding) over an F16 cache take the grouped path.
+    static let groupedQueryLimit = 4
+
+    /// Attention of queries [t0, t1) of `seg` for `heads` over an F16 cache, one query at a time, the
+    /// query heads that share a KV head together: their scores (`sq_attn_scores_kt16`) and weighted
+    /// sums (`sq_attn_pv16`) read each key and value once, and each query scores only the keys it
+    /// sees (no masking).
+    func groupedAttention(ws: Workspace, seg: Segment, layer li: Int, heads: Range<Int>, t0: Int, t1: Int,
+                          window: Int?, thread: Int) {
+        let c = config
+        let hd = c.headDim, group = c.numHeads / c.numKVHeads, qd = c.numHeads * hd
+        let scale = 1 / Float(hd).squareRoot()
+        let p0 = seg.cache.length, cap = seg.cache.capacity
+        let keys = seg.cache.k16[li].pointer, values = seg.cache.vt16[li].pointer
+        let headStride = seg.cache.keyTiles * Int(SQ_KT) * hd
+        let sc = ws.scores[thread].pointer
+        for i in 0..<(t1 - t0) {
+            let pos = p0 + t0 + i
+            let lo = window.map { max(0, pos - $0 + 1) } ?? 0, n = pos + 1 - lo
+            let qrow = ws.q.pointer + (seg.start + t0 + i) * qd
+            let out = ws.att.pointer + (seg.start + t0 + i) * qd
+            var h = heads.lowerBound
+            while h < heads.upperBound {
+                let kvh = h / group, g = min(heads.upperBound, (kvh + 1) * group) - h
+                let q = qrow + h * hd
+                for d in 0..<(g * hd) { q[d] *= scale }
+                sq_attn_scores_kt16(q, Int64(hd), Int64(g), keys + kvh * headStride, Int64(hd), Int64(lo), Int64(pos + 1),
+                                    sc, Int64(n))
+                for r in 0..<g { _ = sq_softmax_f32(sc + r * n, Int64(n)) }
+                sq_attn_pv16(sc, Int64(n), Int64(g), values + kvh * hd * cap + lo, Int64(cap), Int64(hd), Int64(n),
+                             out + h * hd, Int64(hd))
+                h += g
             }
         }
     }

@@ -86,7 +86,10 @@ struct LlamaReferenceTests {
             let top5 = p["top5_ids"] as! [[NSNumber]]
             let top5l = p["top5_logits"] as! [[NSNumber]]
             let c1 = KVCache(config: model.config, capacity: ids.count, precision: .f16)
-            #expect(c1.byteCount == KVCache(config: model.config, capacity: ids.count).byteCount / 2)
+            // Half the bytes of F32 per position; keys are held in whole tiles of 32 positions.
+            let c = model.config, tiles = (ids.count + 31) / 32
+            #expect(c1.byteCount == c.numLayers * c.numKVHeads * c.headDim * 2 * (ids.count + 32 * tiles))
+            #expect(KVCache(config: c, capacity: ids.count).byteCount == c.numLayers * c.numKVHeads * c.headDim * 4 * 2 * ids.count)
             let w1 = Workspace(model: model, maxTokens: ids.count)
             try model.forward(tokens: ids, cache: c1, workspace: w1, logits: .all)
             let c2 = KVCache(config: model.config, capacity: ids.count, precision: .f16)

@@ -1,0 +1,167 @@
+// Decode attention over half-precision caches for the query heads of one KV head (see
+// sq_attention.h for the key tiles). AVX2 variants with per-function target attributes, chosen at
+// run time on sq_isa(); scalar code otherwise (and as the reference the tests compare against).
+#include "sq_attention.h"
+#include "sq_dense.h"
+#include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define SQ_X86 1
+#define T_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define INL __attribute__((always_inline)) inline
+#endif
+
+#define KT SQ_KT
+
+static inline const uint16_t *tile_row(const uint16_t *kt, int64_t hd, int64_t tile, int64_t d) {
+    return kt + (tile * hd + d) * KT;
+}
+
+// ---------------------------------------------------------------- scalar
+static void scores_scalar(const float *q, int64_t ldq, int64_t g, const uint16_t *kt, int64_t hd, int64_t j0,
+                          int64_t j1, float *s, int64_t lds) {
+    for (int64_t r = 0; r < g; r++)
+        for (int64_t j = j0; j < j1; j++) {
+            float acc = 0;
+            for (int64_t d = 0; d < hd; d++)
+                acc += q[r * ldq + d] * sq_f16_to_f32_1(tile_row(kt, hd, j / KT, d)[j % KT]);
+            s[r * lds + (j - j0)] = acc;
+        }
+}
+
+static void pv_scalar(const float *p, int64_t ldp, int64_t g, const uint16_t *vt, int64_t ldv, int64_t hd, int64_t n,
+                      float *out, int64_t ldo) {
+    for (int64_t r = 0; r < g; r++)
+        for (int64_t d = 0; d < hd; d++) {
+            float acc = 0;
+            for (int64_t j = 0; j < n; j++) acc += p[r * ldp + j] * sq_f16_to_f32_1(vt[d * ldv + j]);
+            out[r * ldo + d] = acc;
+        }
+}
+
+// ---------------------------------------------------------------- AVX2
+#ifdef SQ_X86
+T_AVX2 static INL float hsum8(__m256 v) {
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+// One tile (KT = 32 keys) against NT query rows: acc[r][u] holds keys 8u..8u+7 of row r. The 4 key
+// vectors of each dimension are converted once and used by every row (12 accumulators at NT = 3).
+T_AVX2 static INL void tile_scores(const float *q, int64_t ldq, const uint16_t *tile, int64_t hd, float out[3][KT],
+                                   const int NT) {
+    __m256 acc[3][4];
+    for (int r = 0; r < 3; r++)
+        for (int u = 0; u < 4; u++) acc[r][u] = _mm256_setzero_ps();
+    for (int64_t d = 0; d < hd; d++) {
+        const uint16_t *k = tile + d * KT;
+        __m256 k0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)k));
+        __m256 k1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + 8)));
+        __m256 k2 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + 16)));
+        __m256 k3 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + 24)));
+        for (int r = 0; r < NT; r++) {
+            __m256 qb = _mm256_broadcast_ss(q + r * ldq + d);
+            acc[r][0] = _mm256_fmadd_ps(qb, k0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(qb, k1, acc[r][1]);
+            acc[r][2] = _mm256_fmadd_ps(qb, k2, acc[r][2]);
+            acc[r][3] = _mm256_fmadd_ps(qb, k3, acc[r][3]);
+        }
+    }
+    for (int r = 0; r < NT; r++)
+        for (int u = 0; u < 4; u++) _mm256_storeu_ps(out[r] + 8 * u, acc[r][u]);
+}
+
+T_AVX2 static void scores_rows_avx2(const float *q, int64_t ldq, const uint16_t *kt, int64_t hd, int64_t j0, int64_t j1,
+                                    float *s, int64_t lds, const int NT) {
+    float buf[3][KT];
+    for (int64_t t = j0 / KT; t * KT < j1; t++) {
+        int64_t a = t * KT < j0 ? j0 : t * KT, b = (t + 1) * KT > j1 ? j1 : (t + 1) * KT;
+        tile_scores(q, ldq, kt + t * hd * KT, hd, buf, NT);
+        for (int r = 0; r < NT; r++) memcpy(s + r * lds + (a - j0), buf[r] + (a - t * KT), (size_t)(b - a) * sizeof(float));
+    }
+}
+
+T_AVX2 static void scores_avx2(const float *q, int64_t ldq, int64_t g, const uint16_t *kt, int64_t hd, int64_t j0,
+                               int64_t j1, float *s, int64_t lds) {
+    int64_t r = 0;
+    for (; r + 3 <= g; r += 3) scores_rows_avx2(q + r * ldq, ldq, kt, hd, j0, j1, s + r * lds, lds, 3);
+    if (g - r == 2) scores_rows_avx2(q + r * ldq, ldq, kt, hd, j0, j1, s + r * lds, lds, 2);
+    else if (g - r == 1) scores_rows_avx2(q + r * ldq, ldq, kt, hd, j0, j1, s + r * lds, lds, 1);
+}
+
+// One value row (dimension d) against NT probability rows, 16 positions per step.
+T_AVX2 static INL void pv_rows_avx2(const float *p, int64_t ldp, const uint16_t *vt, int64_t ldv, int64_t hd, int64_t n,
+                                    float *out, int64_t ldo, const int NT) {
+    for (int64_t d = 0; d < hd; d++) {
+        const uint16_t *v = vt + d * ldv;
+        __m256 a[3], b[3];
+        for (int r = 0; r < 3; r++) a[r] = b[r] = _mm256_setzero_ps();
+        int64_t j = 0;
+        for (; j + 16 <= n; j += 16) {
+            __m256 v0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + j)));
+            __m256 v1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + j + 8)));
+            for (int r = 0; r < NT; r++) {
+                a[r] = _mm256_fmadd_ps(v0, _mm256_loadu_ps(p + r * ldp + j), a[r]);
+                b[r] = _mm256_fmadd_ps(v1, _mm256_loadu_ps(p + r * ldp + j + 8), b[r]);
+            }
+        }
+        float acc[3];
+        for (int r = 0; r < NT; r++) acc[r] = hsum8(_mm256_add_ps(a[r], b[r]));
+        for (; j < n; j++) {
+            float x = sq_f16_to_f32_1(v[j]);
+            for (int r = 0; r < NT; r++) acc[r] += x * p[r * ldp + j];
+        }
+        for (int r = 0; r < NT; r++) out[r * ldo + d] = acc[r];
+    }
+}
+
+T_AVX2 static void pv_avx2(const float *p, int64_t ldp, int64_t g, const uint16_t *vt, int64_t ldv, int64_t hd, int64_t n,
+                           float *out, int64_t ldo) {
+    int64_t r = 0;
+    for (; r + 3 <= g; r += 3) pv_rows_avx2(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 3);
+    if (g - r == 2) pv_rows_avx2(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 2);
+    else if (g - r == 1) pv_rows_avx2(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 1);
+}
+#endif
+
+// ---------------------------------------------------------------- dispatch
+void sq_attn_scores_kt16(const float *q, int64_t ldq, int64_t g, const uint16_t *kt, int64_t hd, int64_t j0,
+                         int64_t j1, float *s, int64_t lds) {
+    if (g <= 0 || j1 <= j0) return;
+#ifdef SQ_X86
+    if (sq_isa() >= SQ_ISA_AVX2) { scores_avx2(q, ldq, g, kt, hd, j0, j1, s, lds); return; }
+#endif
+    scores_scalar(q, ldq, g, kt, hd, j0, j1, s, lds);
+}
+
+void sq_attn_pv16(const float *p, int64_t ldp, int64_t g, const uint16_t *vt, int64_t ldv, int64_t hd, int64_t n,
+                  float *out, int64_t ldo) {
+    if (g <= 0) return;
+#ifdef SQ_X86
+    if (sq_isa() >= SQ_ISA_AVX2) { pv_avx2(p, ldp, g, vt, ldv, hd, n, out, ldo); return; }
+#endif
+    pv_scalar(p, ldp, g, vt, ldv, hd, n, out, ldo);
+}
+
+void sq_attn_keys_kt16_to_f32(const uint16_t *kt, int64_t hd, int64_t j0, int64_t j1, float *dst, int64_t ldd) {
+    float buf[KT];
+    for (int64_t t = j0 / KT; t * KT < j1; t++) {
+        int64_t a = t * KT < j0 ? j0 : t * KT, b = (t + 1) * KT > j1 ? j1 : (t + 1) * KT;
+        for (int64_t d = 0; d < hd; d++) {
+            const uint16_t *row = tile_row(kt, hd, t, d);
+            if (a == t * KT && b == (t + 1) * KT) {
+                sq_f16_to_f32(row, dst + d * ldd + (a - j0), KT);
+            } else {
+                sq_f16_to_f32(row, buf, KT);
+                memcpy(dst + d * ldd + (a - j0), buf + (a - t * KT), (size_t)(b - a) * sizeof(float));
+            }
+        }
+    }
+}
+
+void sq_attn_store_key_kt16(const float *key, int64_t hd, int64_t j, uint16_t *kt) {
+    uint16_t *base = kt + (j / KT) * hd * KT + j % KT;
+    for (int64_t d = 0; d < hd; d++) base[d * KT] = sq_f32_to_f16_1(key[d]);
+}

@@ -1,0 +1,107 @@
+import Foundation
+import Testing
+import CSqueezeKernels
+import SqueezeCore
+import SqueezeKernels
+
+/// Decode attention kernels over half-precision caches (key tiles, transposed values) against plain
+/// Swift references in Double, on every dispatch level this CPU supports: head dimensions that are
+/// not multiples of 8, query groups of 1 to 7 rows (the AVX2 kernel takes rows three at a time), key
+/// ranges that start and end inside tiles.
+@Suite(.serialized) struct AttentionKernelTests {
+    struct Rng {
+        var s: UInt64
+        mutating func next() -> Float {
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: s >> 11) % 2_000_001 - 1_000_000) / 1_000_000
+        }
+    }
+
+    /// (head dimension, positions in the cache, first key, end of keys, query rows)
+    static let cases: [(hd: Int, cap: Int, j0: Int, j1: Int, g: Int)] = [
+        (64, 100, 0, 100, 3), (64, 96, 0, 96, 1), (64, 200, 37, 171, 2), (13, 40, 5, 6, 4),
+        (8, 33, 0, 33, 7), (80, 64, 31, 33, 5), (128, 70, 1, 64, 6),
+    ]
+
+    @Test func scoresMatchReference() throws {
+        var rng = Rng(s: 7)
+        let kt = Int(SQ_KT)
+        for level in ISALevel.available {
+            try ISALevel.with(level) {
+                for c in Self.cases {
+                    let tiles = (c.cap + kt - 1) / kt
+                    // Keys as rounded halves; their tiled storage written by the store kernel.
+                    var keys = [Float](repeating: 0, count: c.cap * c.hd)
+                    for i in keys.indices { keys[i] = sq_f16_to_f32_1(sq_f32_to_f16_1(rng.next())) }
+                    var tiled = [UInt16](repeating: 0x7e00, count: tiles * kt * c.hd) // NaN in unused lanes
+                    for j in 0..<c.cap {
+                        keys.withUnsafeBufferPointer { sq_attn_store_key_kt16($0.baseAddress! + j * c.hd, Int64(c.hd), Int64(j), &tiled) }
+                    }
+                    for j in 0..<c.cap {
+                        for d in 0..<c.hd {
+                            #expect(tiled[(j / kt * c.hd + d) * kt + j % kt] == sq_f32_to_f16_1(keys[j * c.hd + d]))
+                        }
+                    }
+                    let ldq = c.hd + 3, lds = c.j1 - c.j0 + 5
+                    var q = [Float](repeating: 0, count: c.g * ldq)
+                    for i in q.indices { q[i] = rng.next() }
+                    var s = [Float](repeating: -7, count: c.g * lds)
+                    sq_attn_scores_kt16(q, Int64(ldq), Int64(c.g), tiled, Int64(c.hd), Int64(c.j0), Int64(c.j1), &s, Int64(lds))
+                    for r in 0..<c.g {
+                        for j in c.j0..<c.j1 {
+                            var want = 0.0, scale = 0.0
+                            for d in 0..<c.hd {
+                                let p = Double(q[r * ldq + d]) * Double(keys[j * c.hd + d])
+                                want += p
+                                scale += abs(p)
+                            }
+                            let got = s[r * lds + j - c.j0]
+                            #expect(abs(Double(got) - want) <= 1e-5 * max(scale, 1e-3), "\(level) \(c) row \(r) key \(j): \(got) vs \(want)")
+                        }
+                        for j in (c.j1 - c.j0)..<lds { #expect(s[r * lds + j] == -7, "\(level) \(c): wrote past the keys") }
+                    }
+                    // The prefill copy: dimension-major F32.
+                    let n = c.j1 - c.j0, ldd = n + 2
+                    var dst = [Float](repeating: -7, count: c.hd * ldd)
+                    sq_attn_keys_kt16_to_f32(tiled, Int64(c.hd), Int64(c.j0), Int64(c.j1), &dst, Int64(ldd))
+                    for d in 0..<c.hd {
+                        for j in 0..<n { #expect(dst[d * ldd + j] == keys[(c.j0 + j) * c.hd + d]) }
+                        for j in n..<ldd { #expect(dst[d * ldd + j] == -7) }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func weightedSumsMatchReference() throws {
+        var rng = Rng(s: 11)
+        for level in ISALevel.available {
+            try ISALevel.with(level) {
+                for c in Self.cases {
+                    let n = c.j1 - c.j0, ldv = c.cap + 9, ldp = n + 1, ldo = c.hd + 2
+                    var vt = [UInt16](repeating: 0, count: c.hd * ldv)
+                    for i in vt.indices { vt[i] = sq_f32_to_f16_1(rng.next()) }
+                    var p = [Float](repeating: 0, count: c.g * ldp)
+                    for i in p.indices { p[i] = abs(rng.next()) }
+                    var out = [Float](repeating: -7, count: c.g * ldo)
+                    vt.withUnsafeBufferPointer { v in
+                        sq_attn_pv16(p, Int64(ldp), Int64(c.g), v.baseAddress! + c.j0, Int64(ldv), Int64(c.hd), Int64(n), &out, Int64(ldo))
+                    }
+                    for r in 0..<c.g {
+                        for d in 0..<c.hd {
+                            var want = 0.0, scale = 0.0
+                            for j in 0..<n {
+                                let t = Double(p[r * ldp + j]) * Double(sq_f16_to_f32_1(vt[d * ldv + c.j0 + j]))
+                                want += t
+                                scale += abs(t)
+                            }
+                            let got = out[r * ldo + d]
+                            #expect(abs(Double(got) - want) <= 1e-5 * max(scale, 1e-3), "\(level) \(c) row \(r) dim \(d): \(got) vs \(want)")
+                        }
+                        for d in c.hd..<ldo { #expect(out[r * ldo + d] == -7) }
+                    }
+                }
+            }
+        }
+    }
+}
