@@ -3,6 +3,7 @@
 // run time on sq_isa(); scalar code otherwise (and as the reference the tests compare against).
 #include "sq_attention.h"
 #include "sq_dense.h"
+#include <math.h>
 #include <string.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -35,6 +36,38 @@ static void pv_scalar(const float *p, int64_t ldp, int64_t g, const uint16_t *vt
         for (int64_t d = 0; d < hd; d++) {
             float acc = 0;
             for (int64_t j = 0; j < n; j++) acc += p[r * ldp + j] * sq_f16_to_f32_1(vt[d * ldv + j]);
+            out[r * ldo + d] = acc;
+        }
+}
+
+// 8-bit: q = round(x / scale), scale = max|x| / 127 (0 and all-zero q for an all-zero vector).
+static float quantize_q8(const float *x, int64_t n, int64_t stride, int8_t *q, int64_t qstride) {
+    float mx = 0;
+    for (int64_t i = 0; i < n; i++) mx = fmaxf(mx, fabsf(x[i * stride]));
+    float scale = mx / 127, inv = mx > 0 ? 127 / mx : 0;
+    for (int64_t i = 0; i < n; i++) {
+        float v = nearbyintf(x[i * stride] * inv);
+        q[i * qstride] = (int8_t)(v > 127 ? 127 : (v < -127 ? -127 : v));
+    }
+    return scale;
+}
+
+static void scores8_scalar(const float *q, int64_t ldq, int64_t g, const int8_t *kt, const float *ks, int64_t hd,
+                           int64_t j0, int64_t j1, float *s, int64_t lds) {
+    for (int64_t r = 0; r < g; r++)
+        for (int64_t j = j0; j < j1; j++) {
+            float acc = 0;
+            for (int64_t d = 0; d < hd; d++) acc += q[r * ldq + d] * (float)kt[((j / KT) * hd + d) * KT + j % KT];
+            s[r * lds + (j - j0)] = acc * ks[j];
+        }
+}
+
+static void pv8_scalar(const float *p, int64_t ldp, int64_t g, const int8_t *vt, int64_t ldv, int64_t hd, int64_t n,
+                       float *out, int64_t ldo) {
+    for (int64_t r = 0; r < g; r++)
+        for (int64_t d = 0; d < hd; d++) {
+            float acc = 0;
+            for (int64_t j = 0; j < n; j++) acc += p[r * ldp + j] * (float)vt[d * ldv + j];
             out[r * ldo + d] = acc;
         }
 }
@@ -124,7 +157,92 @@ T_AVX2 static void pv_avx2(const float *p, int64_t ldp, int64_t g, const uint16_
     if (g - r == 2) pv_rows_avx2(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 2);
     else if (g - r == 1) pv_rows_avx2(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 1);
 }
+// 8-bit tiles: eight int8 keys of one dimension sign-extended and converted per vector; the tile's
+// key scales applied once at the end.
+T_AVX2 static INL void tile_scores8(const float *q, int64_t ldq, const int8_t *tile, const float *ks, int64_t hd,
+                                    float out[3][KT], const int NT) {
+    __m256 acc[3][4];
+    for (int r = 0; r < 3; r++)
+        for (int u = 0; u < 4; u++) acc[r][u] = _mm256_setzero_ps();
+    for (int64_t d = 0; d < hd; d++) {
+        const int8_t *k = tile + d * KT;
+        __m256 kv[4];
+        for (int u = 0; u < 4; u++)
+            kv[u] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(k + 8 * u))));
+        for (int r = 0; r < NT; r++) {
+            __m256 qb = _mm256_broadcast_ss(q + r * ldq + d);
+            for (int u = 0; u < 4; u++) acc[r][u] = _mm256_fmadd_ps(qb, kv[u], acc[r][u]);
+        }
+    }
+    for (int r = 0; r < NT; r++)
+        for (int u = 0; u < 4; u++) _mm256_storeu_ps(out[r] + 8 * u, _mm256_mul_ps(acc[r][u], _mm256_loadu_ps(ks + 8 * u)));
+}
+
+T_AVX2 static void scores8_rows_avx2(const float *q, int64_t ldq, const int8_t *kt, const float *ks, int64_t hd, int64_t j0,
+                                     int64_t j1, float *s, int64_t lds, const int NT) {
+    float buf[3][KT];
+    for (int64_t t = j0 / KT; t * KT < j1; t++) {
+        int64_t a = t * KT < j0 ? j0 : t * KT, b = (t + 1) * KT > j1 ? j1 : (t + 1) * KT;
+        tile_scores8(q, ldq, kt + t * hd * KT, ks + t * KT, hd, buf, NT);
+        for (int r = 0; r < NT; r++) memcpy(s + r * lds + (a - j0), buf[r] + (a - t * KT), (size_t)(b - a) * sizeof(float));
+    }
+}
+
+T_AVX2 static void scores8_avx2(const float *q, int64_t ldq, int64_t g, const int8_t *kt, const float *ks, int64_t hd,
+                                int64_t j0, int64_t j1, float *s, int64_t lds) {
+    int64_t r = 0;
+    for (; r + 3 <= g; r += 3) scores8_rows_avx2(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 3);
+    if (g - r == 2) scores8_rows_avx2(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 2);
+    else if (g - r == 1) scores8_rows_avx2(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 1);
+}
+
+T_AVX2 static INL void pv8_rows_avx2(const float *p, int64_t ldp, const int8_t *vt, int64_t ldv, int64_t hd, int64_t n,
+                                     float *out, int64_t ldo, const int NT) {
+    for (int64_t d = 0; d < hd; d++) {
+        const int8_t *v = vt + d * ldv;
+        __m256 a[3], b[3];
+        for (int r = 0; r < 3; r++) a[r] = b[r] = _mm256_setzero_ps();
+        int64_t j = 0;
+        for (; j + 16 <= n; j += 16) {
+            __m256 v0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(v + j))));
+            __m256 v1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(v + j + 8))));
+            for (int r = 0; r < NT; r++) {
+                a[r] = _mm256_fmadd_ps(v0, _mm256_loadu_ps(p + r * ldp + j), a[r]);
+                b[r] = _mm256_fmadd_ps(v1, _mm256_loadu_ps(p + r * ldp + j + 8), b[r]);
+            }
+        }
+        float acc[3];
+        for (int r = 0; r < NT; r++) acc[r] = hsum8(_mm256_add_ps(a[r], b[r]));
+        for (; j < n; j++)
+            for (int r = 0; r < NT; r++) acc[r] += (float)v[j] * p[r * ldp + j];
+        for (int r = 0; r < NT; r++) out[r * ldo + d] = acc[r];
+    }
+}
+
+T_AVX2 static void pv8_avx2(const float *p, int64_t ldp, int64_t g, const int8_t *vt, int64_t ldv, int64_t hd, int64_t n,
+                            float *out, int64_t ldo) {
+    int64_t r = 0;
+    for (; r + 3 <= g; r += 3) pv8_rows_avx2(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 3);
+    if (g - r == 2) pv8_rows_avx2(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 2);
+    else if (g - r == 1) pv8_rows_avx2(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 1);
+}
+
+// dst[i] = scale[i] * q[i] for n values.
+T_AVX2 static void dequant8_avx2(const int8_t *q, const float *scale, float *dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + i)))),
+                                                _mm256_loadu_ps(scale + i)));
+    for (; i < n; i++) dst[i] = scale[i] * (float)q[i];
+}
 #endif
+
+static void dequant8(const int8_t *q, const float *scale, float *dst, int64_t n) {
+#ifdef SQ_X86
+    if (sq_isa() >= SQ_ISA_AVX2) { dequant8_avx2(q, scale, dst, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) dst[i] = scale[i] * (float)q[i];
+}
 
 // ---------------------------------------------------------------- dispatch
 void sq_attn_scores_kt16(const float *q, int64_t ldq, int64_t g, const uint16_t *kt, int64_t hd, int64_t j0,
@@ -164,4 +282,55 @@ void sq_attn_keys_kt16_to_f32(const uint16_t *kt, int64_t hd, int64_t j0, int64_
 void sq_attn_store_key_kt16(const float *key, int64_t hd, int64_t j, uint16_t *kt) {
     uint16_t *base = kt + (j / KT) * hd * KT + j % KT;
     for (int64_t d = 0; d < hd; d++) base[d * KT] = sq_f32_to_f16_1(key[d]);
+}
+
+void sq_attn_store_key_kt8(const float *key, int64_t hd, int64_t j, int8_t *kt, float *ks) {
+    ks[j] = quantize_q8(key, hd, 1, kt + (j / KT) * hd * KT + j % KT, KT);
+}
+
+void sq_attn_store_value_q8(const float *value, int64_t hd, int64_t j, int8_t *vt, int64_t ldv, float *vs) {
+    vs[j] = quantize_q8(value, hd, 1, vt + j, ldv);
+}
+
+void sq_attn_scores_kt8(const float *q, int64_t ldq, int64_t g, const int8_t *kt, const float *ks, int64_t hd,
+                        int64_t j0, int64_t j1, float *s, int64_t lds) {
+    if (g <= 0 || j1 <= j0) return;
+#ifdef SQ_X86
+    if (sq_isa() >= SQ_ISA_AVX2) { scores8_avx2(q, ldq, g, kt, ks, hd, j0, j1, s, lds); return; }
+#endif
+    scores8_scalar(q, ldq, g, kt, ks, hd, j0, j1, s, lds);
+}
+
+void sq_attn_pv8(float *p, int64_t ldp, int64_t g, const int8_t *vt, int64_t ldv, const float *vs, int64_t hd,
+                 int64_t n, float *out, int64_t ldo) {
+    if (g <= 0) return;
+    for (int64_t r = 0; r < g; r++)
+        for (int64_t j = 0; j < n; j++) p[r * ldp + j] *= vs[j];
+#ifdef SQ_X86
+    if (sq_isa() >= SQ_ISA_AVX2) { pv8_avx2(p, ldp, g, vt, ldv, hd, n, out, ldo); return; }
+#endif
+    pv8_scalar(p, ldp, g, vt, ldv, hd, n, out, ldo);
+}
+
+void sq_attn_keys_kt8_to_f32(const int8_t *kt, const float *ks, int64_t hd, int64_t j0, int64_t j1, float *dst,
+                             int64_t ldd) {
+    float buf[KT];
+    for (int64_t t = j0 / KT; t * KT < j1; t++) {
+        int64_t a = t * KT < j0 ? j0 : t * KT, b = (t + 1) * KT > j1 ? j1 : (t + 1) * KT;
+        for (int64_t d = 0; d < hd; d++) {
+            const int8_t *row = kt + (t * hd + d) * KT;
+            if (a == t * KT && b == (t + 1) * KT) {
+                dequant8(row, ks + t * KT, dst + d * ldd + (a - j0), KT);
+            } else {
+                dequant8(row, ks + t * KT, buf, KT);
+                memcpy(dst + d * ldd + (a - j0), buf + (a - t * KT), (size_t)(b - a) * sizeof(float));
+            }
+        }
+    }
+}
+
+void sq_attn_values_q8_to_f32(const int8_t *vt, int64_t ldv, const float *vs, int64_t hd, int64_t j0, int64_t j1,
+                              float *dst, int64_t ldd) {
+    if (j1 <= j0) return;
+    for (int64_t d = 0; d < hd; d++) dequant8(vt + d * ldv + j0, vs + j0, dst + d * ldd, j1 - j0);
 }

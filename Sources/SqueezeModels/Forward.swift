@@ -10,7 +10,8 @@ import SqueezeKernels
 /// `SQ_KT` (32) positions per KV head, each tile dimension-major ([kvHeads, tiles, headDim, 32], see
 /// sq_attention.h): decode scores then take eight keys per vector, with no horizontal sums, for all
 /// the query heads of a KV head at once. V is stored transposed, [kvDim, capacity], so attention's
-/// weighted sum runs over contiguous rows.
+/// weighted sum runs over contiguous rows. Q8 caches store keys (in the same tiles) and values as
+/// int8 with one F32 scale per position and KV head (`sq_attention.h`).
 public final class KVCache: @unchecked Sendable {
     public let capacity: Int
     public let kvDim: Int
@@ -26,7 +27,13 @@ public final class KVCache: @unchecked Sendable {
     /// values transposed [kvDim, capacity].
     let k16: [AlignedBuffer<UInt16>]
     let vt16: [AlignedBuffer<UInt16>]
-    /// Tiles of `SQ_KT` positions per KV head in `k16` (capacity rounded up).
+    /// Q8 (empty otherwise): keys in tiles as `k16`, values transposed as `vt16`, and their scales
+    /// [kvHeads, keyTiles * SQ_KT] and [kvHeads, capacity].
+    let k8: [AlignedBuffer<Int8>]
+    let vt8: [AlignedBuffer<Int8>]
+    let ks: [AlignedBuffer<Float>]
+    let vs: [AlignedBuffer<Float>]
+    /// Tiles of `SQ_KT` positions per KV head in `k16` and `k8` (capacity rounded up).
     let keyTiles: Int
 
     /// Allocates a cache for `capacity` positions of `config`'s model.
@@ -37,18 +44,17 @@ public final class KVCache: @unchecked Sendable {
         let n = capacity * kvDim, layers = config.numLayers
         keyTiles = (capacity + Int(SQ_KT) - 1) / Int(SQ_KT)
         let tiled = config.numKVHeads * keyTiles * Int(SQ_KT) * config.headDim
-        switch precision {
-        case .f32:
-            k = (0..<layers).map { _ in AlignedBuffer<Float>(count: n) }
-            vt = (0..<layers).map { _ in AlignedBuffer<Float>(count: n) }
-            k16 = []
-            vt16 = []
-        case .f16:
-            k = []
-            vt = []
-            k16 = (0..<layers).map { _ in AlignedBuffer<UInt16>(count: tiled) }
-            vt16 = (0..<layers).map { _ in AlignedBuffer<UInt16>(count: n) }
+        func buffers<T>(_ count: Int, _ used: Bool) -> [AlignedBuffer<T>] {
+            used ? (0..<layers).map { _ in AlignedBuffer<T>(count: count) } : []
         }
+        k = buffers(n, precision == .f32)
+        vt = buffers(n, precision == .f32)
+        k16 = buffers(tiled, precision == .f16)
+        vt16 = buffers(n, precision == .f16)
+        k8 = buffers(tiled, precision == .q8)
+        vt8 = buffers(n, precision == .q8)
+        ks = buffers(config.numKVHeads * keyTiles * Int(SQ_KT), precision == .q8)
+        vs = buffers(config.numKVHeads * capacity, precision == .q8)
     }
 
     /// Forgets all positions (the memory is kept).
@@ -57,7 +63,8 @@ public final class KVCache: @unchecked Sendable {
     public func truncate(to n: Int) { length = min(length, max(0, n)) }
     /// Bytes held.
     public var byteCount: Int {
-        (k + vt).reduce(0) { $0 + $1.count * 4 } + (k16 + vt16).reduce(0) { $0 + $1.count * 2 }
+        (k + vt + ks + vs).reduce(0) { $0 + $1.count * 4 } + (k16 + vt16).reduce(0) { $0 + $1.count * 2 }
+            + (k8 + vt8).reduce(0) { $0 + $1.count }
     }
 }
 
@@ -68,9 +75,12 @@ public enum KVCachePrecision: String, Sendable, CaseIterable, CustomStringConver
     /// IEEE half precision (llama.cpp's default): half the memory and half the bytes that attention
     /// reads per token; keys and values are rounded once, when appended.
     case f16
+    /// 8-bit integers with one F32 scale per key or value vector (per position and KV head), as
+    /// llama.cpp's q8_0 cache types: about a quarter of F32's memory and attention reads.
+    case q8
 
-    /// Bytes per stored value.
-    public var bytes: Int { self == .f32 ? 4 : 2 }
+    /// Bytes per stored value (scales not included).
+    public var bytes: Int { self == .f32 ? 4 : (self == .f16 ? 2 : 1) }
     public var description: String { rawValue }
 }
 
@@ -303,6 +313,18 @@ extension LlamaModel {
                         let vrow = ws.v.pointer + (seg.start + i) * kvd
                         for d in 0..<kvd { vt[d * cap + p0 + i] = sq_f32_to_f16_1(vrow[d]) }
                     }
+                case .q8:
+                    let kc = seg.cache.k8[li].pointer, vt = seg.cache.vt8[li].pointer
+                    let ks = seg.cache.ks[li].pointer, vs = seg.cache.vs[li].pointer
+                    let tiledPositions = seg.cache.keyTiles * Int(SQ_KT)
+                    for i in 0..<seg.count {
+                        for kvh in 0..<nkv {
+                            sq_attn_store_key_kt8(kSrc + i * kvd + kvh * hd, Int64(hd), Int64(p0 + i), kc + kvh * tiledPositions * hd,
+                                                  ks + kvh * tiledPositions)
+                            sq_attn_store_value_q8(ws.v.pointer + (seg.start + i) * kvd + kvh * hd, Int64(hd), Int64(p0 + i),
+                                                   vt + kvh * hd * cap, Int64(cap), vs + kvh * cap)
+                        }
+                    }
                 }
             }
             attention(ws: ws, segments: segments, layer: li)
@@ -464,7 +486,7 @@ extension LlamaModel {
                 let chunk = rest % chunks
                 let heads = (chunk * headsPerTask)..<min(nh, (chunk + 1) * headsPerTask)
                 let t1 = min(seg.count, t0 + qb), m = t1 - t0
-                if seg.cache.precision == .f16 && m <= LlamaModel.groupedQueryLimit {
+                if seg.cache.precision != .f32 && m <= LlamaModel.groupedQueryLimit {
                     groupedAttention(ws: ws, seg: seg, layer: li, heads: heads, t0: t0, t1: t1, window: window, thread: thread)
                     return
                 }
@@ -472,7 +494,7 @@ extension LlamaModel {
                     let task = (seg: si, head: head, t0: t0, t1: t1)
                     let kvh = task.head / group
                     let cap = seg.cache.capacity
-                    let f16 = seg.cache.precision == .f16
+                    let precision = seg.cache.precision
                     let p0 = seg.cache.length // not yet advanced for this pass
                     let S = p0 + task.t1 // keys visible to the block's last query
                     // With a sliding window, keys before the block's first query's window are never read:
@@ -487,17 +509,25 @@ extension LlamaModel {
                         let qi = qrow + i * qd
                         for d in 0..<hd { qi[d] *= scale }
                     }
-                    if f16 {
-                        // Tiled F16 keys: converted once to F32, dimension-major ([hd, n]), the B
-                        // operand of the packed product.
-                        let kf = ws.keyScratch[thread].pointer
-                        sq_attn_keys_kt16_to_f32(seg.cache.k16[li].pointer + kvh * seg.cache.keyTiles * Int(SQ_KT) * hd,
-                                                 Int64(hd), Int64(k0), Int64(S), kf, Int64(n))
-                        sq_gemm_general_f32(qrow, Int64(qd), 1, kf, Int64(n), 1, sc, Int64(n), Int64(m), Int64(hd), 0,
-                                            Int64(n), Int32(SQ_BW_STORE))
-                    } else {
+                    let kf = ws.keyScratch[thread].pointer
+                    let tiledPositions = seg.cache.keyTiles * Int(SQ_KT)
+                    switch precision {
+                    case .f32:
                         sq_gemm_f32(qrow, Int64(qd), seg.cache.k[li].pointer + (kvh * cap + k0) * hd, Int64(hd), sc, Int64(n),
                                     Int64(m), Int64(hd), 0, Int64(n))
+                    case .f16, .q8:
+                        // Tiled keys: converted once to F32, dimension-major ([hd, n]), the B operand
+                        // of the packed product.
+                        if precision == .f16 {
+                            sq_attn_keys_kt16_to_f32(seg.cache.k16[li].pointer + kvh * tiledPositions * hd,
+                                                     Int64(hd), Int64(k0), Int64(S), kf, Int64(n))
+                        } else {
+                            sq_attn_keys_kt8_to_f32(seg.cache.k8[li].pointer + kvh * tiledPositions * hd,
+                                                    seg.cache.ks[li].pointer + kvh * tiledPositions, Int64(hd), Int64(k0), Int64(S),
+                                                    kf, Int64(n))
+                        }
+                        sq_gemm_general_f32(qrow, Int64(qd), 1, kf, Int64(n), 1, sc, Int64(n), Int64(m), Int64(hd), 0,
+                                            Int64(n), Int32(SQ_BW_STORE))
                     }
                     for i in 0..<m {
                         // Query i sees keys [lo, pos]: scores [a, b) of its row (all of them when decoding).
@@ -510,33 +540,39 @@ extension LlamaModel {
                         _ = sq_softmax_f32(row, Int64(n))
                     }
                     let out = ws.att.pointer + (seg.start + task.t0) * qd + task.head * hd
-                    if f16 {
-                        sq_gemm_f16(sc, Int64(n), seg.cache.vt16[li].pointer + kvh * hd * cap + k0, Int64(cap), out, Int64(qd),
-                                    Int64(m), Int64(n), 0, Int64(hd))
-                    } else {
+                    switch precision {
+                    case .f32:
                         sq_gemm_f32(sc, Int64(n), seg.cache.vt[li].pointer + kvh * hd * cap + k0, Int64(cap), out, Int64(qd),
                                     Int64(m), Int64(n), 0, Int64(hd))
+                    case .f16:
+                        sq_gemm_f16(sc, Int64(n), seg.cache.vt16[li].pointer + kvh * hd * cap + k0, Int64(cap), out, Int64(qd),
+                                    Int64(m), Int64(n), 0, Int64(hd))
+                    case .q8:
+                        // The head's values [k0, S) dequantized once (the keys' scratch is free again).
+                        sq_attn_values_q8_to_f32(seg.cache.vt8[li].pointer + kvh * hd * cap, Int64(cap),
+                                                 seg.cache.vs[li].pointer + kvh * cap, Int64(hd), Int64(k0), Int64(S), kf, Int64(n))
+                        sq_gemm_f32(sc, Int64(n), kf, Int64(n), out, Int64(qd), Int64(m), Int64(n), 0, Int64(hd))
                     }
                 }
             }
         }
     }
 
-    /// Query blocks of at most this many tokens (decoding) over an F16 cache take the grouped path.
+    /// Query blocks of at most this many tokens (decoding) over an F16 or Q8 cache take the grouped path.
     static let groupedQueryLimit = 4
 
-    /// Attention of queries [t0, t1) of `seg` for `heads` over an F16 cache, one query at a time, the
-    /// query heads that share a KV head together: their scores (`sq_attn_scores_kt16`) and weighted
-    /// sums (`sq_attn_pv16`) read each key and value once, and each query scores only the keys it
-    /// sees (no masking).
+    /// Attention of queries [t0, t1) of `seg` for `heads` over an F16 or Q8 cache, one query at a
+    /// time, the query heads that share a KV head together: their scores (`sq_attn_scores_kt16/kt8`)
+    /// and weighted sums (`sq_attn_pv16/pv8`) read each key and value once, and each query scores
+    /// only the keys it sees (no masking).
     func groupedAttention(ws: Workspace, seg: Segment, layer li: Int, heads: Range<Int>, t0: Int, t1: Int,
                           window: Int?, thread: Int) {
         let c = config
         let hd = c.headDim, group = c.numHeads / c.numKVHeads, qd = c.numHeads * hd
         let scale = 1 / Float(hd).squareRoot()
         let p0 = seg.cache.length, cap = seg.cache.capacity
-        let keys = seg.cache.k16[li].pointer, values = seg.cache.vt16[li].pointer
-        let headStride = seg.cache.keyTiles * Int(SQ_KT) * hd
+        let q8 = seg.cache.precision == .q8
+        let tiledPositions = seg.cache.keyTiles * Int(SQ_KT), headStride = tiledPositions * hd
         let sc = ws.scores[thread].pointer
         for i in 0..<(t1 - t0) {
             let pos = p0 + t0 + i
@@ -548,11 +584,21 @@ extension LlamaModel {
                 let kvh = h / group, g = min(heads.upperBound, (kvh + 1) * group) - h
                 let q = qrow + h * hd
                 for d in 0..<(g * hd) { q[d] *= scale }
-                sq_attn_scores_kt16(q, Int64(hd), Int64(g), keys + kvh * headStride, Int64(hd), Int64(lo), Int64(pos + 1),
-                                    sc, Int64(n))
+                if q8 {
+                    sq_attn_scores_kt8(q, Int64(hd), Int64(g), seg.cache.k8[li].pointer + kvh * headStride,
+                                       seg.cache.ks[li].pointer + kvh * tiledPositions, Int64(hd), Int64(lo), Int64(pos + 1), sc, Int64(n))
+                } else {
+                    sq_attn_scores_kt16(q, Int64(hd), Int64(g), seg.cache.k16[li].pointer + kvh * headStride, Int64(hd), Int64(lo),
+                                        Int64(pos + 1), sc, Int64(n))
+                }
                 for r in 0..<g { _ = sq_softmax_f32(sc + r * n, Int64(n)) }
-                sq_attn_pv16(sc, Int64(n), Int64(g), values + kvh * hd * cap + lo, Int64(cap), Int64(hd), Int64(n),
-                             out + h * hd, Int64(hd))
+                if q8 {
+                    sq_attn_pv8(sc, Int64(n), Int64(g), seg.cache.vt8[li].pointer + kvh * hd * cap + lo, Int64(cap),
+                                seg.cache.vs[li].pointer + kvh * cap + lo, Int64(hd), Int64(n), out + h * hd, Int64(hd))
+                } else {
+                    sq_attn_pv16(sc, Int64(n), Int64(g), seg.cache.vt16[li].pointer + kvh * hd * cap + lo, Int64(cap), Int64(hd),
+                                 Int64(n), out + h * hd, Int64(hd))
+                }
                 h += g
             }
         }

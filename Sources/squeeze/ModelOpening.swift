@@ -16,12 +16,12 @@ enum ModelOpening {
     /// Parses `--kv-cache`.
     static func kvCache(_ value: String) throws -> KVCachePrecision {
         guard let p = KVCachePrecision(rawValue: value) else {
-            throw ValidationError("--kv-cache must be f16 (half the memory, llama.cpp's default) or f32")
+            throw ValidationError("--kv-cache must be f16 (half the memory, llama.cpp's default), q8 (8-bit, a quarter) or f32")
         }
         return p
     }
 
-    static let kvCacheHelp: ArgumentHelp = "KV cache storage: f16 (half the memory and attention reads) or f32."
+    static let kvCacheHelp: ArgumentHelp = "KV cache storage: f16 (half the memory and attention reads), q8 (8-bit with a scale per position and head: about a quarter) or f32."
 
     static func load(_ path: String, dtype: String?, kernels: String = "fast", head: String = "stored") throws -> LlamaModel {
         var opts = LoadOptions()

@@ -32,6 +32,8 @@ struct PerplexityCommand: ParsableCommand {
     var kernels: String = "exact"
     @Option(help: "LM head storage: stored (as in the file) or q8 (8-bit, quantized at load).")
     var head: String = "stored"
+    @Option(help: "KV cache storage: f32 (default here: the activations as computed), f16 or q8 (to measure their cost).")
+    var kvCache: String = "f32"
     @Option(help: "Threads (default: all cores).")
     var threads: Int?
     @Flag(help: "Print JSON.")
@@ -42,7 +44,8 @@ struct PerplexityCommand: ParsableCommand {
         guard let p = PerplexityProtocol(rawValue: proto) else { throw ValidationError("--protocol must be gptq or llamacpp") }
         let path = try ModelOpening.resolve(model)
         let result = try PerplexityRunner.run(modelPath: path, textPath: text, proto: p, context: context, windows: windows,
-                                              dtype: dtype, kernels: kernels, head: head, saveLogits: saveLogits, klBase: klBase, topK: topK) { done, total, ppl, secs in
+                                              dtype: dtype, kernels: kernels, head: head, kvCache: try ModelOpening.kvCache(kvCache),
+                                              saveLogits: saveLogits, klBase: klBase, topK: topK) { done, total, ppl, secs in
             Progress.line(String(format: "[%d/%d] PPL %.4f  %.0fs  ETA %@", done, total, ppl, secs, Progress.eta(done: done, total: total, elapsed: secs)))
         }
         Progress.done()
@@ -59,9 +62,10 @@ struct PerplexityCommand: ParsableCommand {
 /// Shared by `perplexity` and `compare`: loads, tokenizes and evaluates.
 enum PerplexityRunner {
     static func run(modelPath: String, textPath: String, proto: PerplexityProtocol, context: Int?, windows: Int?, dtype: String,
-                    kernels: String, head: String = "stored", saveLogits: String?, klBase: String?, topK: Int,
-                    progress: ((Int, Int, Double, Double) -> Void)?) throws -> PerplexityResult {
+                    kernels: String, head: String = "stored", kvCache: KVCachePrecision = .f32, saveLogits: String?, klBase: String?,
+                    topK: Int, progress: ((Int, Int, Double, Double) -> Void)?) throws -> PerplexityResult {
         let m = try ModelOpening.load(modelPath, dtype: dtype, kernels: kernels, head: head)
+        m.kvCachePrecision = kvCache
         let tok = try ModelOpening.tokenizer(for: modelPath)
         let tokens = try TextFile.tokens(path: textPath, tokenizer: tok)
         var ev = PerplexityEvaluator(model: m)

@@ -71,35 +71,42 @@ struct LlamaReferenceTests {
         #expect(worst < 0.3, "max |logit difference| on top-5 entries: \(worst)")
     }
 
-    /// With an F16 KV cache, the fixture prompts' top-5 logits stay close to transformers' (float32
-    /// cache) in one prefill (attention over F16 rows converted in blocks) and token by token (the F16
-    /// GEMV over the cache), and the argmax agrees at every position. Observed (AVX2): worst top-5
-    /// difference 0.020 (prefill) and 0.024 (decode) on logits spanning about 40 (float32 cache: below
-    /// 2e-3); asserted below 0.05.
-    @Test func f16CacheStaysCloseToTransformers() throws {
+    /// With an F16 or Q8 KV cache, the fixture prompts' top-5 logits stay close to transformers'
+    /// (float32 cache) in one prefill (attention over cache rows converted to F32) and token by token
+    /// (grouped-head kernels over the cache). Observed (AVX2) on logits spanning about 40 (float32
+    /// cache: below 2e-3): F16 worst top-5 difference 0.020 (prefill) and 0.024 (decode), argmax equal
+    /// at every position (asserted: below 0.05, every position); Q8 0.90 and 1.05, argmax different at
+    /// 2 positions of the 4 prompts' in both paths, near-ties (asserted: below 1.5, at most 5% of
+    /// positions). Q8's cost in perplexity is measured in README ("KV cache").
+    @Test(arguments: [KVCachePrecision.f16, .q8])
+    func reducedCacheStaysCloseToTransformers(precision: KVCachePrecision) throws {
         let model = try #require(Self.model)
         let fx = try Fixtures.json("logits_fixtures.json")
         let V = model.config.vocabSize
-        var worstPrefill: Float = 0, worstDecode: Float = 0
+        var worstPrefill: Float = 0, worstDecode: Float = 0, positions = 0, flips = 0
         for p in fx["prompts"] as! [[String: Any]] {
             let ids = (p["ids"] as! [NSNumber]).map { $0.intValue }
             let top5 = p["top5_ids"] as! [[NSNumber]]
             let top5l = p["top5_logits"] as! [[NSNumber]]
-            let c1 = KVCache(config: model.config, capacity: ids.count, precision: .f16)
-            // Half the bytes of F32 per position; keys are held in whole tiles of 32 positions.
-            let c = model.config, tiles = (ids.count + 31) / 32
-            #expect(c1.byteCount == c.numLayers * c.numKVHeads * c.headDim * 2 * (ids.count + 32 * tiles))
-            #expect(KVCache(config: c, capacity: ids.count).byteCount == c.numLayers * c.numKVHeads * c.headDim * 4 * 2 * ids.count)
+            let c1 = KVCache(config: model.config, capacity: ids.count, precision: precision)
+            // Half or a quarter of F32's bytes per position (plus, for Q8, a scale per position and KV
+            // head for keys and values); keys are held in whole tiles of 32 positions.
+            let c = model.config, tiles = (ids.count + 31) / 32, perPosition = c.numLayers * c.numKVHeads * c.headDim
+            let scales = precision == .q8 ? c.numLayers * c.numKVHeads * 4 * (ids.count + 32 * tiles) : 0
+            #expect(c1.byteCount == perPosition * precision.bytes * (ids.count + 32 * tiles) + scales)
+            #expect(KVCache(config: c, capacity: ids.count).byteCount == perPosition * 4 * 2 * ids.count)
             let w1 = Workspace(model: model, maxTokens: ids.count)
             try model.forward(tokens: ids, cache: c1, workspace: w1, logits: .all)
-            let c2 = KVCache(config: model.config, capacity: ids.count, precision: .f16)
+            let c2 = KVCache(config: model.config, capacity: ids.count, precision: precision)
             let w2 = Workspace(model: model, maxTokens: 1)
             for (t, id) in ids.enumerated() {
                 try model.forward(tokens: [id], cache: c2, workspace: w2, logits: .last)
                 for (row, isPrefill) in [(w1.logits.pointer + t * V, true), (w2.logits.pointer, false)] {
                     var best = 0
                     for i in 1..<V where row[i] > row[best] { best = i }
-                    #expect(best == top5[t][0].intValue, "argmax at position \(t), prefill \(isPrefill)")
+                    positions += 1
+                    if best != top5[t][0].intValue { flips += 1 }
+                    if precision == .f16 { #expect(best == top5[t][0].intValue, "argmax at position \(t), prefill \(isPrefill)") }
                     for j in 0..<5 {
                         let d = abs(row[top5[t][j].intValue] - top5l[t][j].floatValue)
                         if isPrefill { worstPrefill = max(worstPrefill, d) } else { worstDecode = max(worstDecode, d) }
@@ -107,24 +114,29 @@ struct LlamaReferenceTests {
                 }
             }
         }
-        #expect(worstPrefill < 0.05 && worstDecode < 0.05, "prefill \(worstPrefill), decode \(worstDecode)")
+        let bound: Float = precision == .f16 ? 0.05 : 1.5
+        #expect(worstPrefill < bound && worstDecode < bound, "\(precision): prefill \(worstPrefill), decode \(worstDecode)")
+        #expect(Double(flips) <= 0.05 * Double(positions), "\(precision): argmax differs at \(flips) of \(positions)")
+        print("\(precision) cache: worst top-5 difference prefill \(worstPrefill), decode \(worstDecode); argmax differs at \(flips) of \(positions)")
     }
 
-    /// With an F16 KV cache, a 40-token prompt in one prefill (32+ tokens: the packed GEMM over
-    /// converted cache rows) and token by token give the same last logits. The paths sum in different
-    /// orders, and a last-bit difference can round a key or value to the neighbouring half, so the
-    /// bound is looser than the float32 cache's 1e-3: observed 0.0057, asserted below 0.02 (a wrong
-    /// row or stride would be off by whole units).
-    @Test func f16CacheDecodeEqualsPrefill() throws {
+    /// With an F16 or Q8 KV cache, a 40-token prompt in one prefill (the packed GEMM over converted
+    /// cache rows) and token by token (grouped-head kernels) give the same last logits. The paths sum
+    /// in different orders, and a last-bit difference can round a key or value to the neighbouring
+    /// half or 8-bit step, so the bound is looser than the float32 cache's 1e-3: observed 0.0067 (F16)
+    /// and 0.12 (Q8), asserted below 0.02 and 0.3 (a wrong row or stride would be off by whole units).
+    @Test(arguments: [KVCachePrecision.f16, .q8])
+    func reducedCacheDecodeEqualsPrefill(precision: KVCachePrecision) throws {
         let model = try #require(Self.model)
         let ids = (0..<40).map { (($0 * 7919) % 40000) + 100 }
-        let c1 = KVCache(config: model.config, capacity: 48, precision: .f16), w1 = Workspace(model: model, maxTokens: 40)
+        let c1 = KVCache(config: model.config, capacity: 48, precision: precision), w1 = Workspace(model: model, maxTokens: 40)
         try model.forward(tokens: ids, cache: c1, workspace: w1, logits: .last)
-        let c2 = KVCache(config: model.config, capacity: 48, precision: .f16), w2 = Workspace(model: model, maxTokens: 1)
+        let c2 = KVCache(config: model.config, capacity: 48, precision: precision), w2 = Workspace(model: model, maxTokens: 1)
         for id in ids { try model.forward(tokens: [id], cache: c2, workspace: w2, logits: .last) }
         var worst: Float = 0
         for i in 0..<model.config.vocabSize { worst = max(worst, abs(w1.logits[i] - w2.logits[i])) }
-        #expect(worst < 0.02, "max |difference| \(worst)")
+        print("\(precision) cache: decode vs prefill \(worst)")
+        #expect(worst < (precision == .f16 ? 0.02 : 0.3), "\(precision): max |difference| \(worst)")
     }
 
     /// The same prompts token by token (decode path) give the prefill path's logits.
@@ -141,7 +153,8 @@ struct LlamaReferenceTests {
     }
 
     /// One batched decode step over three sequences of different lengths equals three separate steps,
-    /// with float32 caches (within 1e-3) and F16 caches (within 0.02, see `f16CacheDecodeEqualsPrefill`).
+    /// with float32 caches (within 1e-3), F16 and Q8 caches (within 0.02 and 0.1, see
+    /// `reducedCacheDecodeEqualsPrefill`; observed 0.0038 and 0.0065).
     @Test(arguments: KVCachePrecision.allCases)
     func batchedDecodeEqualsSeparateDecodes(precision: KVCachePrecision) throws {
         let model = try #require(Self.model)
@@ -166,7 +179,8 @@ struct LlamaReferenceTests {
             for j in 0..<V { worst = max(worst, abs(wsb.logits[i * V + j] - separate[i][j])) }
             #expect(caches[i].length == prompts[i].count + 1)
         }
-        #expect(worst < (precision == .f32 ? 1e-3 : 0.02), "max |difference| \(worst)")
+        print("\(precision) cache: batched vs separate \(worst)")
+        #expect(worst < [.f32: 1e-3, .f16: 0.02, .q8: 0.1][precision]!, "\(precision): max |difference| \(worst)")
     }
 
     /// Greedy continuations (up to 32 tokens, stop at EOS) equal transformers' `generate`.
