@@ -18,27 +18,35 @@ static inline const uint16_t *tile_row(const uint16_t *kt, int64_t hd, int64_t t
     return kt + (tile * hd + d) * KT;
 }
 
-// ---------------------------------------------------------------- scalar
-static void scores_scalar(const float *q, int64_t ldq, int64_t g, const uint16_t *kt, int64_t hd, int64_t j0,
-                          int64_t j1, float *s, int64_t lds) {
-    for (int64_t r = 0; r < g; r++)
-        for (int64_t j = j0; j < j1; j++) {
-            float acc = 0;
-            for (int64_t d = 0; d < hd; d++)
-                acc += q[r * ldq + d] * sq_f16_to_f32_1(tile_row(kt, hd, j / KT, d)[j % KT]);
-            s[r * lds + (j - j0)] = acc;
-        }
-}
+// The kernels exist for two element types: F16 (half bits; "16" functions) and int8 with per-position
+// scales ("8" functions). ELEM_F32(p, i) reads one element as a float; the AVX2 LOAD8_* macros read
+// eight adjacent elements as a float vector.
+#define ELEM_F16(p, i) sq_f16_to_f32_1((p)[i])
+#define ELEM_I8(p, i) ((float)(p)[i])
 
-static void pv_scalar(const float *p, int64_t ldp, int64_t g, const uint16_t *vt, int64_t ldv, int64_t hd, int64_t n,
-                      float *out, int64_t ldo) {
-    for (int64_t r = 0; r < g; r++)
-        for (int64_t d = 0; d < hd; d++) {
-            float acc = 0;
-            for (int64_t j = 0; j < n; j++) acc += p[r * ldp + j] * sq_f16_to_f32_1(vt[d * ldv + j]);
-            out[r * ldo + d] = acc;
-        }
-}
+// ---------------------------------------------------------------- scalar
+// Scores (scaled by ks[j] when ks is not NULL) and weighted sums over values that are already scaled.
+#define DEF_SCALAR(SUF, T, ELEM)                                                                          \
+    static void scores##SUF##_scalar(const float *q, int64_t ldq, int64_t g, const T *kt, const float *ks,     \
+                                     int64_t hd, int64_t j0, int64_t j1, float *s, int64_t lds) {          \
+        for (int64_t r = 0; r < g; r++)                                                                   \
+            for (int64_t j = j0; j < j1; j++) {                                                           \
+                float acc = 0;                                                                            \
+                for (int64_t d = 0; d < hd; d++) acc += q[r * ldq + d] * ELEM(kt, ((j / KT) * hd + d) * KT + j % KT); \
+                s[r * lds + (j - j0)] = ks ? acc * ks[j] : acc;                                           \
+            }                                                                                             \
+    }                                                                                                     \
+    static void pv##SUF##_scalar(const float *p, int64_t ldp, int64_t g, const T *vt, int64_t ldv, int64_t hd, \
+                                 int64_t n, float *out, int64_t ldo) {                                    \
+        for (int64_t r = 0; r < g; r++)                                                                   \
+            for (int64_t d = 0; d < hd; d++) {                                                            \
+                float acc = 0;                                                                            \
+                for (int64_t j = 0; j < n; j++) acc += p[r * ldp + j] * ELEM(vt, d * ldv + j);            \
+                out[r * ldo + d] = acc;                                                                   \
+            }                                                                                             \
+    }
+DEF_SCALAR(16, uint16_t, ELEM_F16)
+DEF_SCALAR(8, int8_t, ELEM_I8)
 
 // 8-bit: q = round(x / scale), scale = max|x| / 127 (0 and all-zero q for an all-zero vector).
 static float quantize_q8(const float *x, int64_t n, int64_t stride, int8_t *q, int64_t qstride) {
@@ -52,26 +60,6 @@ static float quantize_q8(const float *x, int64_t n, int64_t stride, int8_t *q, i
     return scale;
 }
 
-static void scores8_scalar(const float *q, int64_t ldq, int64_t g, const int8_t *kt, const float *ks, int64_t hd,
-                           int64_t j0, int64_t j1, float *s, int64_t lds) {
-    for (int64_t r = 0; r < g; r++)
-        for (int64_t j = j0; j < j1; j++) {
-            float acc = 0;
-            for (int64_t d = 0; d < hd; d++) acc += q[r * ldq + d] * (float)kt[((j / KT) * hd + d) * KT + j % KT];
-            s[r * lds + (j - j0)] = acc * ks[j];
-        }
-}
-
-static void pv8_scalar(const float *p, int64_t ldp, int64_t g, const int8_t *vt, int64_t ldv, int64_t hd, int64_t n,
-                       float *out, int64_t ldo) {
-    for (int64_t r = 0; r < g; r++)
-        for (int64_t d = 0; d < hd; d++) {
-            float acc = 0;
-            for (int64_t j = 0; j < n; j++) acc += p[r * ldp + j] * (float)vt[d * ldv + j];
-            out[r * ldo + d] = acc;
-        }
-}
-
 // ---------------------------------------------------------------- AVX2
 #ifdef SQ_X86
 T_AVX2 static INL float hsum8(__m256 v) {
@@ -80,159 +68,86 @@ T_AVX2 static INL float hsum8(__m256 v) {
     lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
     return _mm_cvtss_f32(lo);
 }
+#define LOAD8_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define LOAD8_I8(p) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
 
-// One tile (KT = 32 keys) against NT query rows: acc[r][u] holds keys 8u..8u+7 of row r. The 4 key
-// vectors of each dimension are converted once and used by every row (12 accumulators at NT = 3).
-T_AVX2 static INL void tile_scores(const float *q, int64_t ldq, const uint16_t *tile, int64_t hd, float out[3][KT],
-                                   const int NT) {
-    __m256 acc[3][4];
-    for (int r = 0; r < 3; r++)
-        for (int u = 0; u < 4; u++) acc[r][u] = _mm256_setzero_ps();
-    for (int64_t d = 0; d < hd; d++) {
-        const uint16_t *k = tile + d * KT;
-        __m256 k0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)k));
-        __m256 k1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + 8)));
-        __m256 k2 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + 16)));
-        __m256 k3 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + 24)));
-        for (int r = 0; r < NT; r++) {
-            __m256 qb = _mm256_broadcast_ss(q + r * ldq + d);
-            acc[r][0] = _mm256_fmadd_ps(qb, k0, acc[r][0]);
-            acc[r][1] = _mm256_fmadd_ps(qb, k1, acc[r][1]);
-            acc[r][2] = _mm256_fmadd_ps(qb, k2, acc[r][2]);
-            acc[r][3] = _mm256_fmadd_ps(qb, k3, acc[r][3]);
-        }
+// Scores: one tile (KT = 32 keys) against NT query rows at a time, acc[r][u] holding keys 8u..8u+7 of
+// row r; the 4 key vectors of each dimension are converted once and used by every row (12
+// accumulators at NT = 3); the tile's key scales (8-bit) applied once at the end. Partial tiles go
+// through a buffer, so only [j0, j1) is written.
+// Weighted sums: one value row (dimension d) against NT probability rows, 16 positions per step.
+#define DEF_AVX2(SUF, T, LOAD8, ELEM)                                                                     \
+    T_AVX2 static INL void tile_scores##SUF(const float *q, int64_t ldq, const T *tile, const float *ks,      \
+                                            int64_t hd, float out[3][KT], const int NT) {                 \
+        __m256 acc[3][4];                                                                                 \
+        for (int r = 0; r < 3; r++)                                                                       \
+            for (int u = 0; u < 4; u++) acc[r][u] = _mm256_setzero_ps();                                  \
+        for (int64_t d = 0; d < hd; d++) {                                                                \
+            const T *k = tile + d * KT;                                                                   \
+            __m256 kv[4];                                                                                 \
+            for (int u = 0; u < 4; u++) kv[u] = LOAD8(k + 8 * u);                                         \
+            for (int r = 0; r < NT; r++) {                                                                \
+                __m256 qb = _mm256_broadcast_ss(q + r * ldq + d);                                         \
+                for (int u = 0; u < 4; u++) acc[r][u] = _mm256_fmadd_ps(qb, kv[u], acc[r][u]);           \
+            }                                                                                             \
+        }                                                                                                 \
+        for (int r = 0; r < NT; r++)                                                                      \
+            for (int u = 0; u < 4; u++)                                                                   \
+                _mm256_storeu_ps(out[r] + 8 * u, ks ? _mm256_mul_ps(acc[r][u], _mm256_loadu_ps(ks + 8 * u)) : acc[r][u]); \
+    }                                                                                                     \
+    T_AVX2 static INL void scores##SUF##_rows_avx2(const float *q, int64_t ldq, const T *kt, const float *ks,  \
+                                                   int64_t hd, int64_t j0, int64_t j1, float *s, int64_t lds, \
+                                                   const int NT) {                                        \
+        float buf[3][KT];                                                                                 \
+        for (int64_t t = j0 / KT; t * KT < j1; t++) {                                                     \
+            int64_t a = t * KT < j0 ? j0 : t * KT, b = (t + 1) * KT > j1 ? j1 : (t + 1) * KT;             \
+            tile_scores##SUF(q, ldq, kt + t * hd * KT, ks ? ks + t * KT : NULL, hd, buf, NT);             \
+            for (int r = 0; r < NT; r++)                                                                  \
+                memcpy(s + r * lds + (a - j0), buf[r] + (a - t * KT), (size_t)(b - a) * sizeof(float));   \
+        }                                                                                                 \
+    }                                                                                                     \
+    T_AVX2 static void scores##SUF##_avx2(const float *q, int64_t ldq, int64_t g, const T *kt, const float *ks, \
+                                          int64_t hd, int64_t j0, int64_t j1, float *s, int64_t lds) {    \
+        int64_t r = 0;                                                                                    \
+        for (; r + 3 <= g; r += 3) scores##SUF##_rows_avx2(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 3); \
+        if (g - r == 2) scores##SUF##_rows_avx2(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 2);   \
+        else if (g - r == 1) scores##SUF##_rows_avx2(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 1); \
+    }                                                                                                     \
+    T_AVX2 static INL void pv##SUF##_rows_avx2(const float *p, int64_t ldp, const T *vt, int64_t ldv, int64_t hd, \
+                                               int64_t n, float *out, int64_t ldo, const int NT) {        \
+        for (int64_t d = 0; d < hd; d++) {                                                                \
+            const T *v = vt + d * ldv;                                                                    \
+            __m256 a[3], b[3];                                                                            \
+            for (int r = 0; r < 3; r++) a[r] = b[r] = _mm256_setzero_ps();                                \
+            int64_t j = 0;                                                                                \
+            for (; j + 16 <= n; j += 16) {                                                                \
+                __m256 v0 = LOAD8(v + j), v1 = LOAD8(v + j + 8);                                          \
+                for (int r = 0; r < NT; r++) {                                                            \
+                    a[r] = _mm256_fmadd_ps(v0, _mm256_loadu_ps(p + r * ldp + j), a[r]);                   \
+                    b[r] = _mm256_fmadd_ps(v1, _mm256_loadu_ps(p + r * ldp + j + 8), b[r]);               \
+                }                                                                                         \
+            }                                                                                             \
+            float acc[3];                                                                                 \
+            for (int r = 0; r < NT; r++) acc[r] = hsum8(_mm256_add_ps(a[r], b[r]));                       \
+            for (; j < n; j++)                                                                            \
+                for (int r = 0; r < NT; r++) acc[r] += ELEM(v, j) * p[r * ldp + j];                       \
+            for (int r = 0; r < NT; r++) out[r * ldo + d] = acc[r];                                       \
+        }                                                                                                 \
+    }                                                                                                     \
+    T_AVX2 static void pv##SUF##_avx2(const float *p, int64_t ldp, int64_t g, const T *vt, int64_t ldv,       \
+                                      int64_t hd, int64_t n, float *out, int64_t ldo) {                   \
+        int64_t r = 0;                                                                                    \
+        for (; r + 3 <= g; r += 3) pv##SUF##_rows_avx2(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 3); \
+        if (g - r == 2) pv##SUF##_rows_avx2(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 2);     \
+        else if (g - r == 1) pv##SUF##_rows_avx2(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 1); \
     }
-    for (int r = 0; r < NT; r++)
-        for (int u = 0; u < 4; u++) _mm256_storeu_ps(out[r] + 8 * u, acc[r][u]);
-}
-
-T_AVX2 static void scores_rows_avx2(const float *q, int64_t ldq, const uint16_t *kt, int64_t hd, int64_t j0, int64_t j1,
-                                    float *s, int64_t lds, const int NT) {
-    float buf[3][KT];
-    for (int64_t t = j0 / KT; t * KT < j1; t++) {
-        int64_t a = t * KT < j0 ? j0 : t * KT, b = (t + 1) * KT > j1 ? j1 : (t + 1) * KT;
-        tile_scores(q, ldq, kt + t * hd * KT, hd, buf, NT);
-        for (int r = 0; r < NT; r++) memcpy(s + r * lds + (a - j0), buf[r] + (a - t * KT), (size_t)(b - a) * sizeof(float));
-    }
-}
-
-T_AVX2 static void scores_avx2(const float *q, int64_t ldq, int64_t g, const uint16_t *kt, int64_t hd, int64_t j0,
-                               int64_t j1, float *s, int64_t lds) {
-    int64_t r = 0;
-    for (; r + 3 <= g; r += 3) scores_rows_avx2(q + r * ldq, ldq, kt, hd, j0, j1, s + r * lds, lds, 3);
-    if (g - r == 2) scores_rows_avx2(q + r * ldq, ldq, kt, hd, j0, j1, s + r * lds, lds, 2);
-    else if (g - r == 1) scores_rows_avx2(q + r * ldq, ldq, kt, hd, j0, j1, s + r * lds, lds, 1);
-}
-
-// One value row (dimension d) against NT probability rows, 16 positions per step.
-T_AVX2 static INL void pv_rows_avx2(const float *p, int64_t ldp, const uint16_t *vt, int64_t ldv, int64_t hd, int64_t n,
-                                    float *out, int64_t ldo, const int NT) {
-    for (int64_t d = 0; d < hd; d++) {
-        const uint16_t *v = vt + d * ldv;
-        __m256 a[3], b[3];
-        for (int r = 0; r < 3; r++) a[r] = b[r] = _mm256_setzero_ps();
-        int64_t j = 0;
-        for (; j + 16 <= n; j += 16) {
-            __m256 v0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + j)));
-            __m256 v1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + j + 8)));
-            for (int r = 0; r < NT; r++) {
-                a[r] = _mm256_fmadd_ps(v0, _mm256_loadu_ps(p + r * ldp + j), a[r]);
-                b[r] = _mm256_fmadd_ps(v1, _mm256_loadu_ps(p + r * ldp + j + 8), b[r]);
-            }
-        }
-        float acc[3];
-        for (int r = 0; r < NT; r++) acc[r] = hsum8(_mm256_add_ps(a[r], b[r]));
-        for (; j < n; j++) {
-            float x = sq_f16_to_f32_1(v[j]);
-            for (int r = 0; r < NT; r++) acc[r] += x * p[r * ldp + j];
-        }
-        for (int r = 0; r < NT; r++) out[r * ldo + d] = acc[r];
-    }
-}
-
-T_AVX2 static void pv_avx2(const float *p, int64_t ldp, int64_t g, const uint16_t *vt, int64_t ldv, int64_t hd, int64_t n,
-                           float *out, int64_t ldo) {
-    int64_t r = 0;
-    for (; r + 3 <= g; r += 3) pv_rows_avx2(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 3);
-    if (g - r == 2) pv_rows_avx2(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 2);
-    else if (g - r == 1) pv_rows_avx2(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 1);
-}
-// 8-bit tiles: eight int8 keys of one dimension sign-extended and converted per vector; the tile's
-// key scales applied once at the end.
-T_AVX2 static INL void tile_scores8(const float *q, int64_t ldq, const int8_t *tile, const float *ks, int64_t hd,
-                                    float out[3][KT], const int NT) {
-    __m256 acc[3][4];
-    for (int r = 0; r < 3; r++)
-        for (int u = 0; u < 4; u++) acc[r][u] = _mm256_setzero_ps();
-    for (int64_t d = 0; d < hd; d++) {
-        const int8_t *k = tile + d * KT;
-        __m256 kv[4];
-        for (int u = 0; u < 4; u++)
-            kv[u] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(k + 8 * u))));
-        for (int r = 0; r < NT; r++) {
-            __m256 qb = _mm256_broadcast_ss(q + r * ldq + d);
-            for (int u = 0; u < 4; u++) acc[r][u] = _mm256_fmadd_ps(qb, kv[u], acc[r][u]);
-        }
-    }
-    for (int r = 0; r < NT; r++)
-        for (int u = 0; u < 4; u++) _mm256_storeu_ps(out[r] + 8 * u, _mm256_mul_ps(acc[r][u], _mm256_loadu_ps(ks + 8 * u)));
-}
-
-T_AVX2 static void scores8_rows_avx2(const float *q, int64_t ldq, const int8_t *kt, const float *ks, int64_t hd, int64_t j0,
-                                     int64_t j1, float *s, int64_t lds, const int NT) {
-    float buf[3][KT];
-    for (int64_t t = j0 / KT; t * KT < j1; t++) {
-        int64_t a = t * KT < j0 ? j0 : t * KT, b = (t + 1) * KT > j1 ? j1 : (t + 1) * KT;
-        tile_scores8(q, ldq, kt + t * hd * KT, ks + t * KT, hd, buf, NT);
-        for (int r = 0; r < NT; r++) memcpy(s + r * lds + (a - j0), buf[r] + (a - t * KT), (size_t)(b - a) * sizeof(float));
-    }
-}
-
-T_AVX2 static void scores8_avx2(const float *q, int64_t ldq, int64_t g, const int8_t *kt, const float *ks, int64_t hd,
-                                int64_t j0, int64_t j1, float *s, int64_t lds) {
-    int64_t r = 0;
-    for (; r + 3 <= g; r += 3) scores8_rows_avx2(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 3);
-    if (g - r == 2) scores8_rows_avx2(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 2);
-    else if (g - r == 1) scores8_rows_avx2(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 1);
-}
-
-T_AVX2 static INL void pv8_rows_avx2(const float *p, int64_t ldp, const int8_t *vt, int64_t ldv, int64_t hd, int64_t n,
-                                     float *out, int64_t ldo, const int NT) {
-    for (int64_t d = 0; d < hd; d++) {
-        const int8_t *v = vt + d * ldv;
-        __m256 a[3], b[3];
-        for (int r = 0; r < 3; r++) a[r] = b[r] = _mm256_setzero_ps();
-        int64_t j = 0;
-        for (; j + 16 <= n; j += 16) {
-            __m256 v0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(v + j))));
-            __m256 v1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(v + j + 8))));
-            for (int r = 0; r < NT; r++) {
-                a[r] = _mm256_fmadd_ps(v0, _mm256_loadu_ps(p + r * ldp + j), a[r]);
-                b[r] = _mm256_fmadd_ps(v1, _mm256_loadu_ps(p + r * ldp + j + 8), b[r]);
-            }
-        }
-        float acc[3];
-        for (int r = 0; r < NT; r++) acc[r] = hsum8(_mm256_add_ps(a[r], b[r]));
-        for (; j < n; j++)
-            for (int r = 0; r < NT; r++) acc[r] += (float)v[j] * p[r * ldp + j];
-        for (int r = 0; r < NT; r++) out[r * ldo + d] = acc[r];
-    }
-}
-
-T_AVX2 static void pv8_avx2(const float *p, int64_t ldp, int64_t g, const int8_t *vt, int64_t ldv, int64_t hd, int64_t n,
-                            float *out, int64_t ldo) {
-    int64_t r = 0;
-    for (; r + 3 <= g; r += 3) pv8_rows_avx2(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 3);
-    if (g - r == 2) pv8_rows_avx2(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 2);
-    else if (g - r == 1) pv8_rows_avx2(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 1);
-}
+DEF_AVX2(16, uint16_t, LOAD8_F16, ELEM_F16)
+DEF_AVX2(8, int8_t, LOAD8_I8, ELEM_I8)
 
 // dst[i] = scale[i] * q[i] for n values.
 T_AVX2 static void dequant8_avx2(const int8_t *q, const float *scale, float *dst, int64_t n) {
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(dst + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + i)))),
-                                                _mm256_loadu_ps(scale + i)));
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_mul_ps(LOAD8_I8(q + i), _mm256_loadu_ps(scale + i)));
     for (; i < n; i++) dst[i] = scale[i] * (float)q[i];
 }
 #endif
@@ -245,22 +160,25 @@ static void dequant8(const int8_t *q, const float *scale, float *dst, int64_t n)
 }
 
 // ---------------------------------------------------------------- dispatch
+#ifdef SQ_X86
+#define DISPATCH(AVX2_CALL, SCALAR_CALL)                                                                  \
+    do {                                                                                                  \
+        if (sq_isa() >= SQ_ISA_AVX2) AVX2_CALL; else SCALAR_CALL;                                         \
+    } while (0)
+#else
+#define DISPATCH(AVX2_CALL, SCALAR_CALL) SCALAR_CALL
+#endif
+
 void sq_attn_scores_kt16(const float *q, int64_t ldq, int64_t g, const uint16_t *kt, int64_t hd, int64_t j0,
                          int64_t j1, float *s, int64_t lds) {
     if (g <= 0 || j1 <= j0) return;
-#ifdef SQ_X86
-    if (sq_isa() >= SQ_ISA_AVX2) { scores_avx2(q, ldq, g, kt, hd, j0, j1, s, lds); return; }
-#endif
-    scores_scalar(q, ldq, g, kt, hd, j0, j1, s, lds);
+    DISPATCH(scores16_avx2(q, ldq, g, kt, NULL, hd, j0, j1, s, lds), scores16_scalar(q, ldq, g, kt, NULL, hd, j0, j1, s, lds));
 }
 
 void sq_attn_pv16(const float *p, int64_t ldp, int64_t g, const uint16_t *vt, int64_t ldv, int64_t hd, int64_t n,
                   float *out, int64_t ldo) {
     if (g <= 0) return;
-#ifdef SQ_X86
-    if (sq_isa() >= SQ_ISA_AVX2) { pv_avx2(p, ldp, g, vt, ldv, hd, n, out, ldo); return; }
-#endif
-    pv_scalar(p, ldp, g, vt, ldv, hd, n, out, ldo);
+    DISPATCH(pv16_avx2(p, ldp, g, vt, ldv, hd, n, out, ldo), pv16_scalar(p, ldp, g, vt, ldv, hd, n, out, ldo));
 }
 
 void sq_attn_keys_kt16_to_f32(const uint16_t *kt, int64_t hd, int64_t j0, int64_t j1, float *dst, int64_t ldd) {
@@ -295,10 +213,7 @@ void sq_attn_store_value_q8(const float *value, int64_t hd, int64_t j, int8_t *v
 void sq_attn_scores_kt8(const float *q, int64_t ldq, int64_t g, const int8_t *kt, const float *ks, int64_t hd,
                         int64_t j0, int64_t j1, float *s, int64_t lds) {
     if (g <= 0 || j1 <= j0) return;
-#ifdef SQ_X86
-    if (sq_isa() >= SQ_ISA_AVX2) { scores8_avx2(q, ldq, g, kt, ks, hd, j0, j1, s, lds); return; }
-#endif
-    scores8_scalar(q, ldq, g, kt, ks, hd, j0, j1, s, lds);
+    DISPATCH(scores8_avx2(q, ldq, g, kt, ks, hd, j0, j1, s, lds), scores8_scalar(q, ldq, g, kt, ks, hd, j0, j1, s, lds));
 }
 
 void sq_attn_pv8(float *p, int64_t ldp, int64_t g, const int8_t *vt, int64_t ldv, const float *vs, int64_t hd,
@@ -306,10 +221,7 @@ void sq_attn_pv8(float *p, int64_t ldp, int64_t g, const int8_t *vt, int64_t ldv
     if (g <= 0) return;
     for (int64_t r = 0; r < g; r++)
         for (int64_t j = 0; j < n; j++) p[r * ldp + j] *= vs[j];
-#ifdef SQ_X86
-    if (sq_isa() >= SQ_ISA_AVX2) { pv8_avx2(p, ldp, g, vt, ldv, hd, n, out, ldo); return; }
-#endif
-    pv8_scalar(p, ldp, g, vt, ldv, hd, n, out, ldo);
+    DISPATCH(pv8_avx2(p, ldp, g, vt, ldv, hd, n, out, ldo), pv8_scalar(p, ldp, g, vt, ldv, hd, n, out, ldo));
 }
 
 void sq_attn_keys_kt8_to_f32(const int8_t *kt, const float *ks, int64_t hd, int64_t j0, int64_t j1, float *dst,

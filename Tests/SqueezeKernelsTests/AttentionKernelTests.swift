@@ -17,6 +17,18 @@ import SqueezeKernels
         }
     }
 
+    /// Expects `got` to equal the Double sum of `count` terms within 1e-5 of the sum of their
+    /// magnitudes (float32 accumulation error).
+    func expectSum(_ got: Float, _ count: Int, _ what: @autoclosure () -> String, term: (Int) -> Double) {
+        var want = 0.0, scale = 0.0
+        for i in 0..<count {
+            let t = term(i)
+            want += t
+            scale += abs(t)
+        }
+        #expect(abs(Double(got) - want) <= 1e-5 * max(scale, 1e-3), "\(what()): \(got) vs \(want)")
+    }
+
     /// (head dimension, positions in the cache, first key, end of keys, query rows)
     static let cases: [(hd: Int, cap: Int, j0: Int, j1: Int, g: Int)] = [
         (64, 100, 0, 100, 3), (64, 96, 0, 96, 1), (64, 200, 37, 171, 2), (13, 40, 5, 6, 4),
@@ -49,14 +61,9 @@ import SqueezeKernels
                     sq_attn_scores_kt16(q, Int64(ldq), Int64(c.g), tiled, Int64(c.hd), Int64(c.j0), Int64(c.j1), &s, Int64(lds))
                     for r in 0..<c.g {
                         for j in c.j0..<c.j1 {
-                            var want = 0.0, scale = 0.0
-                            for d in 0..<c.hd {
-                                let p = Double(q[r * ldq + d]) * Double(keys[j * c.hd + d])
-                                want += p
-                                scale += abs(p)
+                            expectSum(s[r * lds + j - c.j0], c.hd, "\(level) \(c) row \(r) key \(j)") {
+                                Double(q[r * ldq + $0]) * Double(keys[j * c.hd + $0])
                             }
-                            let got = s[r * lds + j - c.j0]
-                            #expect(abs(Double(got) - want) <= 1e-5 * max(scale, 1e-3), "\(level) \(c) row \(r) key \(j): \(got) vs \(want)")
                         }
                         for j in (c.j1 - c.j0)..<lds { #expect(s[r * lds + j] == -7, "\(level) \(c): wrote past the keys") }
                     }
@@ -89,14 +96,9 @@ import SqueezeKernels
                     }
                     for r in 0..<c.g {
                         for d in 0..<c.hd {
-                            var want = 0.0, scale = 0.0
-                            for j in 0..<n {
-                                let t = Double(p[r * ldp + j]) * Double(sq_f16_to_f32_1(vt[d * ldv + c.j0 + j]))
-                                want += t
-                                scale += abs(t)
+                            expectSum(out[r * ldo + d], n, "\(level) \(c) row \(r) dim \(d)") {
+                                Double(p[r * ldp + $0]) * Double(sq_f16_to_f32_1(vt[d * ldv + c.j0 + $0]))
                             }
-                            let got = out[r * ldo + d]
-                            #expect(abs(Double(got) - want) <= 1e-5 * max(scale, 1e-3), "\(level) \(c) row \(r) dim \(d): \(got) vs \(want)")
                         }
                         for d in c.hd..<ldo { #expect(out[r * ldo + d] == -7) }
                     }
@@ -149,13 +151,9 @@ import SqueezeKernels
                     sq_attn_scores_kt8(q, Int64(ldq), Int64(c.g), tiled, ks, Int64(c.hd), Int64(c.j0), Int64(c.j1), &s, Int64(lds))
                     for r in 0..<c.g {
                         for j in c.j0..<c.j1 {
-                            var want = 0.0, scale = 0.0
-                            for d in 0..<c.hd {
-                                let t = Double(q[r * ldq + d]) * Double(kd[j * c.hd + d])
-                                want += t
-                                scale += abs(t)
+                            expectSum(s[r * lds + j - c.j0], c.hd, "\(level) \(c) row \(r) key \(j)") {
+                                Double(q[r * ldq + $0]) * Double(kd[j * c.hd + $0])
                             }
-                            #expect(abs(Double(s[r * lds + j - c.j0]) - want) <= 1e-5 * max(scale, 1e-3), "\(level) \(c) row \(r) key \(j)")
                         }
                         for j in n..<lds { #expect(s[r * lds + j] == -7) }
                     }
@@ -173,13 +171,9 @@ import SqueezeKernels
                     }
                     for r in 0..<c.g {
                         for d in 0..<c.hd {
-                            var want = 0.0, scale = 0.0
-                            for j in 0..<n {
-                                let t = Double(p0[r * ldp + j]) * Double(vd[(c.j0 + j) * c.hd + d])
-                                want += t
-                                scale += abs(t)
+                            expectSum(out[r * ldo + d], n, "\(level) \(c) row \(r) dim \(d)") {
+                                Double(p0[r * ldp + $0]) * Double(vd[(c.j0 + $0) * c.hd + d])
                             }
-                            #expect(abs(Double(out[r * ldo + d]) - want) <= 1e-5 * max(scale, 1e-3), "\(level) \(c) row \(r) dim \(d)")
                         }
                         for d in c.hd..<ldo { #expect(out[r * ldo + d] == -7) }
                     }
