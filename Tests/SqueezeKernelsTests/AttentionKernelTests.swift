@@ -9,14 +9,6 @@ import SqueezeKernels
 /// not multiples of 8, query groups of 1 to 7 rows (the AVX2 kernel takes rows three at a time), key
 /// ranges that start and end inside tiles.
 @Suite(.serialized) struct AttentionKernelTests {
-    struct Rng {
-        var s: UInt64
-        mutating func next() -> Float {
-            s = s &* 6364136223846793005 &+ 1442695040888963407
-            return Float(Int64(bitPattern: s >> 11) % 2_000_001 - 1_000_000) / 1_000_000
-        }
-    }
-
     /// Expects `got` to equal the Double sum of `count` terms within 1e-5 of the sum of their
     /// magnitudes (float32 accumulation error).
     func expectSum(_ got: Float, _ count: Int, _ what: @autoclosure () -> String, term: (Int) -> Double) {

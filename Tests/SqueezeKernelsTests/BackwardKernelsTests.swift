@@ -7,14 +7,6 @@ import CSqueezeKernels
 /// The backward GEMM (store / add / add-square epilogues, both stride patterns) against a Float64
 /// reference on every dispatch level this CPU supports, with shapes that are not multiples of the tile.
 @Suite(.serialized) struct BackwardKernelsTests {
-    struct Rng {
-        var s: UInt64
-        mutating func next() -> Float {
-            s = s &* 6364136223846793005 &+ 1442695040888963407
-            return Float(Int64(bitPattern: s >> 11) % 2_000_001 - 1_000_000) / 1_000_000
-        }
-    }
-
     static let shapes: [(m: Int, k: Int, n: Int)] = [(1, 1, 1), (7, 13, 17), (13, 300, 33), (97, 70, 64), (6, 600, 48), (151, 700, 35)]
 
     /// Tolerance: |got - want| <= 1e-5 * sum_p |a b| (F32 accumulation), for the square: relative to C^2.

@@ -7,14 +7,6 @@ import SqueezeKernels
 /// Dense kernels (GEMV, GEMM over F32/F16/BF16, softmax, SwiGLU) against plain Swift references in
 /// Double, on every dispatch level this CPU supports, with shapes that are not multiples of 8 or 16.
 @Suite(.serialized) struct DenseKernelTests {
-    struct Rng {
-        var s: UInt64
-        mutating func next() -> Float {
-            s = s &* 6364136223846793005 &+ 1442695040888963407
-            return Float(Int64(bitPattern: s >> 11) % 2_000_001 - 1_000_000) / 1_000_000
-        }
-    }
-
     static let shapes: [(m: Int, rows: Int, cols: Int)] = [(1, 1, 1), (3, 7, 13), (5, 33, 70), (9, 130, 257), (17, 64, 576), (45, 70, 700), (40, 21, 33)]
 
     /// Relative tolerance against the Double reference: float32 accumulation over `cols` terms of

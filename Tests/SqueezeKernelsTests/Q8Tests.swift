@@ -7,14 +7,6 @@ import SqueezeKernels
 /// dispatch level this CPU supports, for one token (integer path), a few tokens, and many tokens
 /// (dequantized F32 tile), with widths that are not multiples of 32.
 @Suite(.serialized) struct Q8KernelTests {
-    struct Rng {
-        var s: UInt64
-        mutating func next() -> Float {
-            s = s &* 6364136223846793005 &+ 1442695040888963407
-            return Float(Int64(bitPattern: s >> 11) % 2_000_001 - 1_000_000) / 1_000_000
-        }
-    }
-
     static let shapes: [(rows: Int, cols: Int)] = [(1, 1), (7, 13), (33, 70), (130, 257), (64, 576)]
 
     @Test func quantizedRowsMatchReference() throws {
