@@ -19,11 +19,11 @@ public final class KVCache: @unchecked Sendable {
     public let precision: KVCachePrecision
     /// Number of positions filled.
     public internal(set) var length = 0
-    /// Keys [kvHeads, capacity, headDim] and values transposed [kvDim, capacity] per layer, F32
-    /// (empty when F16).
+    /// F32 (empty otherwise): keys [kvHeads, capacity, headDim] and values transposed [kvDim,
+    /// capacity] per layer.
     let k: [AlignedBuffer<Float>]
     let vt: [AlignedBuffer<Float>]
-    /// F16 (IEEE half bits; empty when F32): keys in tiles [kvHeads, keyTiles, headDim, SQ_KT] and
+    /// F16 (IEEE half bits; empty otherwise): keys in tiles [kvHeads, keyTiles, headDim, SQ_KT] and
     /// values transposed [kvDim, capacity].
     let k16: [AlignedBuffer<UInt16>]
     let vt16: [AlignedBuffer<UInt16>]
@@ -105,7 +105,8 @@ public final class Workspace: @unchecked Sendable {
     /// Per-thread attention scratch (scores for a block of queries).
     var scores: [AlignedBuffer<Float>] = []
     var scoresCapacity = 0
-    /// Per-thread F32 copy of one KV head's F16 keys, dimension-major, for prefill score products.
+    /// Per-thread F32 copy of one KV head's F16 or Q8 keys (then of its Q8 values), one row per
+    /// dimension, for the prefill products.
     var keyScratch: [AlignedBuffer<Float>] = []
     var keyScratchCapacity = 0
     /// The current pass's sequences, reused from pass to pass.
