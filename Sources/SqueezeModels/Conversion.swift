@@ -35,7 +35,7 @@ public enum GGUFConverter {
             }
             names.append(hf)
         }
-        let entries = try names.map { n -> SafeTensorsWriter.Entry in
+        let entries = names.map { n -> SafeTensorsWriter.Entry in
             let (_, shape) = src.storedInfo(n)!
             let isNorm = shape.count == 1
             return SafeTensorsWriter.Entry(name: n, dtype: isNorm ? .f32 : dtype, shape: shape)

@@ -462,7 +462,7 @@ extension LlamaModel {
     func attention(ws: Workspace, segments: [Segment], layer li: Int) {
         let c = config
         let hd = c.headDim, nh = c.numHeads, group = c.numHeads / c.numKVHeads
-        let qd = nh * hd, kvd = c.numKVHeads * hd
+        let qd = nh * hd
         let qb = Workspace.queryBlock
         let scale = 1 / Float(hd).squareRoot()
         let window = c.slidingWindow(forLayer: li)

@@ -24,39 +24,46 @@ public final class ServerMetrics: Sendable {
         .seconds(30), .seconds(60),
     ]
 
+    /// The metric `squeeze_<name>_<unit>` (no unit suffix when `unit` is empty) with its help text.
+    static func metric(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "squeeze", metricName: name, unitName: unit, helpText: help)
+    }
+    static let activeSequences = metric("active_sequences", "", "Sequences being prefilled or decoded.")
+
     /// Creates the metrics; `maxBatch` sets the batch-size buckets.
     public init(maxBatch: Int) {
-        promptTokens = registry.makeCounter(name: "squeeze_prompt_tokens_total", help: "Prompt tokens of accepted requests.")
-        generatedTokens = registry.makeCounter(name: "squeeze_generated_tokens_total", help: "Tokens generated.")
-        queueDepth = registry.makeGauge(name: "squeeze_queue_depth", help: "Requests waiting for a batch slot.")
+        promptTokens = registry.makeCounter(descriptor: Self.metric("prompt_tokens", "total", "Prompt tokens of accepted requests."))
+        generatedTokens = registry.makeCounter(descriptor: Self.metric("generated_tokens", "total", "Tokens generated."))
+        queueDepth = registry.makeGauge(descriptor: Self.metric("queue_depth", "", "Requests waiting for a batch slot."))
         var b: [Double] = []
         var x = 1
         while x < maxBatch { b.append(Double(x)); x *= 2 }
         b.append(Double(maxBatch))
-        batchSize = registry.makeValueHistogram(name: "squeeze_batch_size", buckets: b, help: "Sequences per batched decode step.")
-        decodeStep = registry.makeDurationHistogram(name: "squeeze_decode_step_seconds", buckets: Self.latencyBuckets,
-                                                    help: "Duration of one batched decode step.")
-        timeToFirstToken = registry.makeDurationHistogram(name: "squeeze_time_to_first_token_seconds", buckets: Self.latencyBuckets,
-                                                          help: "Time from queueing to the first generated token.")
-        _ = registry.makeGauge(name: "squeeze_active_sequences", help: "Sequences being prefilled or decoded.")
+        batchSize = registry.makeValueHistogram(descriptor: Self.metric("batch_size", "", "Sequences per batched decode step."), buckets: b)
+        decodeStep = registry.makeDurationHistogram(descriptor: Self.metric("decode_step", "seconds", "Duration of one batched decode step."),
+                                                    buckets: Self.latencyBuckets)
+        timeToFirstToken = registry.makeDurationHistogram(
+            descriptor: Self.metric("time_to_first_token", "seconds", "Time from queueing to the first generated token."),
+            buckets: Self.latencyBuckets)
+        _ = registry.makeGauge(descriptor: Self.activeSequences)
     }
 
     /// Counts a finished HTTP request.
     func request(route: String, status: Int) {
-        registry.makeCounter(name: "squeeze_http_requests_total", labels: [("route", route), ("status", String(status))],
-                             help: "HTTP requests by route and status.").increment()
+        registry.makeCounter(descriptor: Self.metric("http_requests", "total", "HTTP requests by route and status."),
+                             labels: [("route", route), ("status", String(status))]).increment()
     }
 
     /// Records a request's total latency.
     func latency(route: String, seconds: Double) {
-        registry.makeDurationHistogram(name: "squeeze_request_duration_seconds", labels: [("route", route)],
-                                       buckets: Self.latencyBuckets, help: "Request latency (to the last byte of output).")
+        registry.makeDurationHistogram(descriptor: Self.metric("request_duration", "seconds", "Request latency (to the last byte of output)."),
+                                       labels: [("route", route)], buckets: Self.latencyBuckets)
             .recordNanoseconds(Int64(seconds * 1e9))
     }
 
     /// Sets the active sequence gauge.
     func active(_ n: Int) {
-        registry.makeGauge(name: "squeeze_active_sequences", help: "Sequences being prefilled or decoded.").set(Double(n))
+        registry.makeGauge(descriptor: Self.activeSequences).set(Double(n))
     }
 
     /// The text exposition format.

@@ -372,7 +372,21 @@ extension JinjaTemplate {
             return .string(v.json(indent: indent))
         case "upper", "lower", "title", "capitalize": return try method(.string(v.rendered), name, [], [:])
         case "string": return .string(v.rendered)
-        case "safe", "e", "escape" where name == "safe": return v
+        case "safe": return v
+        case "e", "escape":
+            // Jinja's HTML escape (markupsafe): & < > " ' as entities.
+            var out = ""
+            for c in v.rendered {
+                switch c {
+                case "&": out += "&amp;"
+                case "<": out += "&lt;"
+                case ">": out += "&gt;"
+                case "\"": out += "&#34;"
+                case "'": out += "&#39;"
+                default: out.append(c)
+                }
+            }
+            return .string(out)
         case "int":
             if let n = v.number { return .int(Int(n)) }
             return .int(Int(v.rendered.trimmingCharacters(in: .whitespaces)) ?? 0)

@@ -59,6 +59,19 @@ import SqueezeTokenizer
         let out = try t.render(messages: Self.messages("system"), addGenerationPrompt: false)
         #expect(out == "True 4 [a!][b?]02")
     }
+
+    /// `e` and `escape` escape HTML as Jinja does; `safe` passes the text on. Expected output from
+    /// Python: markupsafe.escape('<a href="x">\'&\'</a>').
+    @Test func escapeFilters() throws {
+        let src = "<a href=\"x\">'&'</a>"
+        let want = "&lt;a href=&#34;x&#34;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        for f in ["e", "escape"] {
+            let t = try ChatTemplate("{{ messages[0].content | \(f) }}")
+            #expect(try t.render(messages: [ChatMessage(role: "user", content: src)], addGenerationPrompt: false) == want)
+        }
+        let t = try ChatTemplate("{{ messages[0].content | safe }}")
+        #expect(try t.render(messages: [ChatMessage(role: "user", content: src)], addGenerationPrompt: false) == src)
+    }
 }
 
 @Suite struct ErrorTests {
