@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SqueezeCore
 import SqueezeEval
+import SqueezeKernels
 import SqueezeModels
 import SqueezeTokenizer
 
@@ -28,7 +29,7 @@ struct PerplexityCommand: ParsableCommand {
     var topK: Int = 32
     @Option(help: "Weight dtype for full-precision models: native, f32, f16, bf16.")
     var dtype: String = "native"
-    @Option(help: "Quantized layers' kernels: exact (float tables, default here) or fast (int8).")
+    @Option(help: "Quantized layers' kernels: exact (float tables, default here) or fast (int8 tables and activations; every token then goes through the decoding kernels, to measure what decoding computes).")
     var kernels: String = "exact"
     @Option(help: "LM head storage: stored (as in the file) or q8 (8-bit, quantized at load).")
     var head: String = "stored"
@@ -66,6 +67,12 @@ enum PerplexityRunner {
                     topK: Int, progress: ((Int, Int, Double, Double) -> Void)?) throws -> PerplexityResult {
         let m = try ModelOpening.load(modelPath, dtype: dtype, kernels: kernels, head: head)
         m.kvCachePrecision = kvCache
+        if kernels == "fast" {
+            // Prefill (16+ tokens) decodes quantized rows to F32 in either mode; evaluate every
+            // token through the decoding kernels instead, so the figure is the fast path's accuracy.
+            LUTMatrix.prefillThreshold = Int.max
+            Q8Matrix.prefillThreshold = Int.max
+        }
         let tok = try ModelOpening.tokenizer(for: modelPath)
         let tokens = try TextFile.tokens(path: textPath, tokenizer: tok)
         var ev = PerplexityEvaluator(model: m)
