@@ -25,17 +25,17 @@ int main(int argc, char **argv) {
     int64_t kpad = sq_lut_padded_cols(bits, k), rb = sq_lut_row_bytes(bits, kpad), nb = kpad / SQ_LUT_QBLOCK;
     const int M = 8;
     uint8_t *w = aligned_alloc(64, (size_t)(rows * rb + 64));
-    int8_t *qt = aligned_alloc(64, (size_t)rows * 16);
-    float *sc = aligned_alloc(64, (size_t)rows * 4), *x = aligned_alloc(64, (size_t)(M * kpad * 4));
+    uint8_t *qt = aligned_alloc(64, (size_t)rows * 16);
+    float *sc = aligned_alloc(64, (size_t)rows * 4), *off = aligned_alloc(64, (size_t)rows * 4);
+    float *x = aligned_alloc(64, (size_t)(M * kpad * 4));
     int8_t *xq = aligned_alloc(64, (size_t)(M * kpad));
-    uint8_t *xa = aligned_alloc(64, (size_t)(M * kpad));
-    float *d = aligned_alloc(64, (size_t)(M * nb * 4) + 64), cx[8], *y = aligned_alloc(64, (size_t)(M * rows * 4));
+    float *d = aligned_alloc(64, (size_t)(M * nb * 4) + 64), sx[8], *y = aligned_alloc(64, (size_t)(M * rows * 4));
     srand(1);
     for (int64_t i = 0; i < rows * rb; i++) w[i] = (uint8_t)rand();
-    for (int64_t i = 0; i < rows * 16; i++) qt[i] = (int8_t)(rand() % 255 - 127);
-    for (int64_t i = 0; i < rows; i++) sc[i] = 0.01f;
+    for (int64_t i = 0; i < rows * 16; i++) qt[i] = (uint8_t)(rand() % 128);
+    for (int64_t i = 0; i < rows; i++) { sc[i] = 0.01f; off[i] = -0.64f; }
     for (int64_t i = 0; i < M * kpad; i++) x[i] = rand() / (float)RAND_MAX - 0.5f;
-    for (int t = 0; t < M; t++) sq_lut_quantize_x(x + t * kpad, k, kpad, xq + t * kpad, xa + t * kpad, d + t * nb, cx + t);
+    for (int t = 0; t < M; t++) sq_lut_quantize_x(x + t * kpad, k, kpad, xq + t * kpad, d + t * nb, sx + t);
     printf("kernels: %s\n", sq_lut_variant());
     const int ms[] = {1, 2, 4, 8};
     for (int i = 0; i < 4; i++) {
@@ -43,7 +43,7 @@ int main(int argc, char **argv) {
         double best = 1e9;
         for (int r = 0; r < 20; r++) {
             double t0 = now();
-            for (int it = 0; it < 20; it++) sq_lut_gemm_i8(bits, w, qt, sc, xq, xa, d, NULL, m, y, rows, kpad, 0, rows);
+            for (int it = 0; it < 20; it++) sq_lut_gemm_i8(bits, w, qt, sc, off, xq, d, sx, m, y, rows, kpad, 0, rows);
             double dt = (now() - t0) / 20;
             if (dt < best) best = dt;
         }

@@ -6,7 +6,8 @@ public enum LUTMode: String, Sendable, CaseIterable, CustomStringConvertible {
     /// Exact: float table entries times float activations (only the summation order differs from
     /// the plain reference).
     case float
-    /// Fast: table entries as int8 with a per-row scale (max|lut| / 127), activations as int8 in
+    /// Fast: table entries as 7-bit codes with a per-row scale and offset (searched per row for the
+    /// least squared error, at most (max - min) / 127 x 0.75 off per entry), activations as int8 in
     /// blocks of `LUTMatrix.activationBlock` with a per-block scale (max|x| / 127), integer dot
     /// products. Error per product term is bounded by half a quantization step of each factor.
     case int8
@@ -58,21 +59,21 @@ public final class LUTMatrix: @unchecked Sendable {
 
     let packed: AlignedBuffer<UInt8>
     let table: AlignedBuffer<Float>     // rows * 16
-    let qtable: AlignedBuffer<Int8>     // rows * 16
+    let qtable: AlignedBuffer<UInt8>    // rows * 16 codes (0...127)
     let qscale: AlignedBuffer<Float>    // rows
+    let qoffset: AlignedBuffer<Float>   // rows
 
     // Scratch, grown to the largest token count seen.
     private var capacity = 0
     private var xpad = AlignedBuffer<Float>(count: 0)
     private var xq = AlignedBuffer<Int8>(count: 0)
-    private var xa = AlignedBuffer<UInt8>(count: 0)
     private var xd = AlignedBuffer<Float>(count: 0)
-    private var xc = AlignedBuffer<Float>(count: 0)
+    private var xs = AlignedBuffer<Float>(count: 0)
 
     private struct Storage {
         let paddedColumns: Int, rowBytes: Int
         let packed: AlignedBuffer<UInt8>, table: AlignedBuffer<Float>
-        let qtable: AlignedBuffer<Int8>, qscale: AlignedBuffer<Float>
+        let qtable: AlignedBuffer<UInt8>, qscale: AlignedBuffer<Float>, qoffset: AlignedBuffer<Float>
     }
 
     private static func build(indices: UnsafeBufferPointer<UInt8>, lut: UnsafeBufferPointer<Float>, rows: Int,
@@ -96,18 +97,22 @@ public final class LUTMatrix: @unchecked Sendable {
         let rowBytes = Int(sq_lut_row_bytes(Int32(bits), Int64(paddedColumns)))
         let packed = AlignedBuffer<UInt8>(count: rows * rowBytes)
         let table = AlignedBuffer<Float>(count: rows * 16)
-        let qtable = AlignedBuffer<Int8>(count: rows * 16)
+        let qtable = AlignedBuffer<UInt8>(count: rows * 16)
         let qscale = AlignedBuffer<Float>(count: rows)
+        let qoffset = AlignedBuffer<Float>(count: rows)
         let lb = lut.baseAddress!
         for r in 0..<rows {
             for e in 0..<n { table[r * 16 + e] = lb[r * n + e] }
         }
-        sq_lut_quantize_tables(Int32(bits), table.pointer, Int64(rows), qtable.pointer, qscale.pointer)
         let out = packed.pointer, kpad = Int64(paddedColumns)
+        let tp = table.pointer, qt = qtable.pointer, qs = qscale.pointer, qo = qoffset.pointer
         pool.parallelFor(rows, minBlock: 64) { range, _ in
-            sq_lut_pack(Int32(bits), base, Int64(columns), Int64(columns), kpad, out, Int64(range.lowerBound), Int64(range.upperBound))
+            let r0 = Int64(range.lowerBound), r1 = Int64(range.upperBound)
+            sq_lut_pack(Int32(bits), base, Int64(columns), Int64(columns), kpad, out, r0, r1)
+            sq_lut_quantize_tables(Int32(bits), tp, r0, r1, qt, qs, qo)
         }
-        return Storage(paddedColumns: paddedColumns, rowBytes: rowBytes, packed: packed, table: table, qtable: qtable, qscale: qscale)
+        return Storage(paddedColumns: paddedColumns, rowBytes: rowBytes, packed: packed, table: table, qtable: qtable,
+                       qscale: qscale, qoffset: qoffset)
     }
 
     private init(storage s: Storage, rows: Int, columns: Int, bits: Int, sparse: SparseCSRMatrix?, mode: LUTMode) {
@@ -122,6 +127,7 @@ public final class LUTMatrix: @unchecked Sendable {
         table = s.table
         qtable = s.qtable
         qscale = s.qscale
+        qoffset = s.qoffset
     }
 
     /// Builds the matrix from unpacked indices (row-major [rows, columns], one byte each, values
@@ -153,13 +159,13 @@ public final class LUTMatrix: @unchecked Sendable {
 
     /// Bytes of the packed indices.
     public var packedByteCount: Int { packed.count }
-    /// Bytes in memory of the quantized form: packed indices, float tables (2^bits per row), int8
-    /// tables and scales, and the sparse part.
-    public var byteCount: Int { packed.count + rows * ((4 << bits) + 20) + (sparse?.byteCount ?? 0) }
+    /// Bytes in memory of the quantized form: packed indices, float tables (2^bits per row), 7-bit
+    /// code tables with their scales and offsets, and the sparse part.
+    public var byteCount: Int { packed.count + rows * ((4 << bits) + 24) + (sparse?.byteCount ?? 0) }
     /// Bytes read by one product in the current mode (packed indices, the tables that mode reads,
     /// the sparse part).
     public var weightBytes: Int {
-        let tables = mode == .float ? rows * (4 << bits) : rows * 20
+        let tables = mode == .float ? rows * (4 << bits) : rows * 24
         return packed.count + tables + (sparse?.byteCount ?? 0)
     }
     /// "lut4", "lut3", with "+sparse" when there is a sparse part.
@@ -177,9 +183,9 @@ public final class LUTMatrix: @unchecked Sendable {
 
     /// The float table of row `r` (2^bits entries).
     public func table(row r: Int) -> [Float] { (0..<(1 << bits)).map { table[r * 16 + $0] } }
-    /// The int8 table of row `r` (2^bits entries) and its scale: lut ≈ scale * q.
-    public func int8Table(row r: Int) -> (q: [Int8], scale: Float) {
-        ((0..<(1 << bits)).map { qtable[r * 16 + $0] }, qscale[r])
+    /// The int8 path's table of row `r`: 2^bits codes (0...127), scale and offset, lut ≈ scale * q + offset.
+    public func int8Table(row r: Int) -> (q: [UInt8], scale: Float, offset: Float) {
+        ((0..<(1 << bits)).map { qtable[r * 16 + $0] }, qscale[r], qoffset[r])
     }
 
     private func reserve(tokens m: Int) {
@@ -187,9 +193,8 @@ public final class LUTMatrix: @unchecked Sendable {
         let c = max(m, capacity * 2)
         xpad = AlignedBuffer<Float>(count: c * paddedColumns)
         xq = AlignedBuffer<Int8>(count: c * paddedColumns)
-        xa = AlignedBuffer<UInt8>(count: c * paddedColumns)
         xd = AlignedBuffer<Float>(count: c * paddedColumns / LUTMatrix.activationBlock)
-        xc = AlignedBuffer<Float>(count: c)
+        xs = AlignedBuffer<Float>(count: c)
         capacity = c
     }
 
@@ -239,17 +244,17 @@ public final class LUTMatrix: @unchecked Sendable {
                 fused?.addMultiply(rows: range, x, ldx: ldx, m: m, y, ldy: ldy)
             }
         case .int8:
-            let q = xq.pointer, a = xa.pointer, d = xd.pointer, cx = xc.pointer, nb = kpad / LUTMatrix.activationBlock
+            let q = xq.pointer, d = xd.pointer, sx = xs.pointer, nb = kpad / LUTMatrix.activationBlock
             if m >= 8 {
                 pool.parallelFor(m, threads: nt) { range, _ in
-                    for t in range { sq_lut_quantize_x(x + t * ldx, Int64(k), Int64(kpad), q + t * kpad, a + t * kpad, d + t * nb, cx + t) }
+                    for t in range { sq_lut_quantize_x(x + t * ldx, Int64(k), Int64(kpad), q + t * kpad, d + t * nb, sx + t) }
                 }
             } else {
-                for t in 0..<m { sq_lut_quantize_x(x + t * ldx, Int64(k), Int64(kpad), q + t * kpad, a + t * kpad, d + t * nb, cx + t) }
+                for t in 0..<m { sq_lut_quantize_x(x + t * ldx, Int64(k), Int64(kpad), q + t * kpad, d + t * nb, sx + t) }
             }
-            let qt = qtable.pointer, qs = qscale.pointer
+            let qt = qtable.pointer, qs = qscale.pointer, qo = qoffset.pointer
             pool.parallelFor(rows, minBlock: 16, blocksPerThread: 1, threads: nt) { range, _ in
-                sq_lut_gemm_i8(b, w, qt, qs, q, a, d, cx, Int64(m), y, Int64(ldy), Int64(kpad),
+                sq_lut_gemm_i8(b, w, qt, qs, qo, q, d, sx, Int64(m), y, Int64(ldy), Int64(kpad),
                                Int64(range.lowerBound), Int64(range.upperBound))
                 fused?.addMultiply(rows: range, x, ldx: ldx, m: m, y, ldy: ldy)
             }

@@ -20,9 +20,10 @@ public enum LUTReference {
         }
     }
 
-    /// The int8 path's error bound for row r: with table steps s_r = max|lut_r| / 127 and activation
-    /// steps d_b = max|x_b| / 127 (blocks of `LUTMatrix.activationBlock`), each term's error is at
-    /// most |w| d_b / 2 + s_r |x| / 2 + s_r d_b / 4 (rounding to nearest on both factors).
+    /// The int8 path's error bound for row r: with table steps s_r = 0.75 (max lut_r - min lut_r) / 127
+    /// (twice the largest error of a 7-bit code, see `LUTMode.int8`) and activation steps
+    /// d_b = max|x_b| / 127 (blocks of `LUTMatrix.activationBlock`), each term's error is at most
+    /// |w| d_b / 2 + s_r |x| / 2 + s_r d_b / 4 (rounding to nearest on both factors).
     public static func int8ErrorBound(indices: [UInt8], lut: [Float], rows: Int, cols: Int, bits: Int,
                                       x: [Float]) -> [Float] {
         let n = 1 << bits, qb = LUTMatrix.activationBlock
@@ -31,7 +32,8 @@ public enum LUTReference {
             Double(x[(b * qb)..<min(cols, (b + 1) * qb)].map { abs($0) }.max() ?? 0) / 127
         }
         return (0..<rows).map { r in
-            let s = Double(lut[(r * n)..<((r + 1) * n)].map { abs($0) }.max() ?? 0) / 127
+            let t = lut[(r * n)..<((r + 1) * n)]
+            let s = 1.5 * Double((t.max() ?? 0) - (t.min() ?? 0)) / 127
             var e = 0.0
             for c in 0..<cols {
                 let w = Double(lut[r * n + Int(indices[r * cols + c])]), db = d[c / qb]

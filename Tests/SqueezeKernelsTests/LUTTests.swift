@@ -264,12 +264,42 @@ let lutShapes: [(Int, Int)] = [(1, 1), (1, 32), (3, 63), (17, 64), (16, 100), (3
         #expect(e.description.contains("31"))
     }
 
-    @Test func int8TableScale() throws {
+    /// The int8 path's 7-bit tables: codes in 0...127, every entry within scale / 2 of its value, the
+    /// scale between (max - min) / 127 and 1.5x that, and a squared error no larger than the plain
+    /// min-max mapping's (computed here); entries on a 127-step grid come back exactly; a constant
+    /// row has scale 0 and its value as offset, and its product is exact.
+    @Test func int8TableCodes() throws {
         let lut: [Float] = [-2, -1, -0.5, 0, 0.25, 0.5, 1, 1.5]
         let m = try LUTMatrix(indices: [0, 7], lut: lut, rows: 1, columns: 2, bits: 3)
-        let (q, s) = m.int8Table(row: 0)
-        #expect(s == 2 / Float(127))
-        #expect(q[0] == -127 && q[3] == 0)
-        for e in 0..<8 { #expect(abs(Float(q[e]) * s - lut[e]) <= s / 2 * 1.0001) }
+        let (q, s, o) = m.int8Table(row: 0)
+        let range: Float = 3.5
+        #expect(s >= range / 127 * 0.9999 && s <= 1.5 * range / 127 * 1.0001)
+        var err: Float = 0, minMaxErr: Float = 0
+        for e in 0..<8 {
+            #expect(q[e] <= 127)
+            let v = Float(q[e]) * s + o
+            #expect(abs(v - lut[e]) <= s / 2 * 1.0001, "entry \(e): \(v) vs \(lut[e])")
+            err += (v - lut[e]) * (v - lut[e])
+            let base = range / 127, c = ((lut[e] + 2) / base).rounded()
+            minMaxErr += (c * base - 2 - lut[e]) * (c * base - 2 - lut[e])
+        }
+        #expect(err <= minMaxErr * 1.0001)
+
+        var rng = SplitMix(11)
+        let codes: [Float] = [0, 127] + (0..<14).map { _ in Float(Int(rng.next() % 128)) }
+        let grid = codes.map { -0.3 + 0.004 * $0 }
+        let g = try LUTMatrix(indices: [0, 1], lut: grid, rows: 1, columns: 2, bits: 4)
+        let (gq, gs, go) = g.int8Table(row: 0)
+        for e in 0..<16 { #expect(abs(Float(gq[e]) * gs + go - grid[e]) <= 1e-6, "grid entry \(e)") }
+
+        let flat = try LUTMatrix(indices: [3, 5, 0], lut: [Float](repeating: 0.75, count: 16), rows: 1, columns: 3, bits: 4)
+        let (_, fs, fo) = flat.int8Table(row: 0)
+        #expect(fs == 0 && fo == 0.75)
+        let x: [Float] = [1, -2, 0.5]
+        var y: [Float] = [0]
+        flat.gemv(x, &y, pool: LUTKernelTests.pool, threads: 1)
+        let flatBound: Float = 3 * 0.75 * (2 / 127) / 2  // LUTReference.int8ErrorBound with s = 0
+        let flatErr: Float = abs(y[0] + 0.375)
+        #expect(flatErr <= flatBound)
     }
 }
