@@ -232,6 +232,59 @@ void sq_lut_quantize_tables(int bits, const float *lut, int64_t r0, int64_t r1, 
     }
 }
 
+// ---------------------------------------------------------------- row decoding (prefill)
+static void dequantize_row_scalar(int bits, const uint8_t *row, const float *tab, int64_t kpad, float *out) {
+    for (int64_t i = 0; i < kpad; i++) out[i] = tab[bits == 4 ? get_idx4(row, i) : get_idx3(row, i)];
+}
+
+#ifdef SQ_X86
+// Eight 4-bit indices (low nibbles of 8 bytes, or high nibbles when HI) looked up in the 16-entry
+// table t0 | t1: vpermps uses an index's low 3 bits, bit 3 picks the half.
+T_AVX2 static void dequantize_row_avx2(int bits, const uint8_t *row, const float *tab, int64_t kpad, float *out) {
+    if (bits == 4) {
+        const __m256 t0 = _mm256_loadu_ps(tab), t1 = _mm256_loadu_ps(tab + 8);
+        for (int64_t c = 0; c < kpad; c += 64) {
+            const uint8_t *wc = row + c / 2;
+            for (int j = 0; j < 32; j += 8) {
+                __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(wc + j)));
+                __m256i hi = _mm256_srli_epi32(b, 4);
+                _mm256_storeu_ps(out + c + j, _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, b), _mm256_permutevar8x32_ps(t1, b),
+                                                              _mm256_castsi256_ps(_mm256_slli_epi32(b, 28))));
+                _mm256_storeu_ps(out + c + 32 + j, _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, hi), _mm256_permutevar8x32_ps(t1, hi),
+                                                                   _mm256_castsi256_ps(_mm256_slli_epi32(b, 24))));
+            }
+        }
+        return;
+    }
+    // 3 bits: index = (2-bit plane value) * 2 + (bit plane value), as in f32_row3.
+    const __m256 t = _mm256_loadu_ps(tab);
+    const __m256i m6 = _mm256_set1_epi32(6), m1 = _mm256_set1_epi32(1);
+    for (int64_t c = 0; c < kpad; c += 128) {
+        const uint8_t *wc = row + c / 128 * 48;
+        __m256i L[4], H[2];
+        for (int q = 0; q < 4; q++) L[q] = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(wc + 8 * q)));
+        H[0] = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(wc + 32)));
+        H[1] = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(wc + 40)));
+        for (int s = 0; s < 4; s++)
+            for (int q = 0; q < 4; q++) {
+                __m256i lo2 = s == 0 ? _mm256_slli_epi32(L[q], 1) : _mm256_srli_epi32(L[q], 2 * s - 1);
+                __m256i hb = _mm256_srli_epi32(H[q & 1], s + (q >= 2 ? 4 : 0));
+                __m256i idx = _mm256_or_si256(_mm256_and_si256(lo2, m6), _mm256_and_si256(hb, m1));
+                _mm256_storeu_ps(out + c + 32 * s + 8 * q, _mm256_permutevar8x32_ps(t, idx));
+            }
+    }
+}
+#endif
+
+void sq_lut_dequantize_row(int bits, const uint8_t *packed, const float *lut, int64_t kpad, int64_t r, float *out) {
+    if (bits != 3 && bits != 4) return;
+    const uint8_t *row = packed + r * sq_lut_row_bytes(bits, kpad);
+#ifdef SQ_X86
+    if (sq_isa() >= SQ_ISA_AVX2) { dequantize_row_avx2(bits, row, lut + r * 16, kpad, out); return; }
+#endif
+    dequantize_row_scalar(bits, row, lut + r * 16, kpad, out);
+}
+
 // ---------------------------------------------------------------- activation quantization
 static void quantize_x_scalar(const float *x, int64_t k, int64_t kpad, int8_t *xq, float *d) {
     for (int64_t b = 0; b < kpad / QB; b++) {

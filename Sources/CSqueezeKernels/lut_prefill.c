@@ -8,15 +8,13 @@
 #define ROW_BLOCK 128  // rows dequantized at once: the packed GEMM (32+ tokens) re-packs X for each block
 
 static _Thread_local float *t_rows = NULL;
-static _Thread_local uint8_t *t_idx = NULL;
 static _Thread_local int64_t t_cap = 0;
 
 static int ensure(int64_t kpad) {
     if (t_cap >= kpad) return 1;
-    free(t_rows); free(t_idx);
-    t_rows = NULL; t_idx = NULL; t_cap = 0;
+    free(t_rows);
+    t_rows = NULL; t_cap = 0;
     if (posix_memalign((void **)&t_rows, 64, (size_t)(ROW_BLOCK * kpad) * sizeof(float)) != 0) return 0;
-    if (posix_memalign((void **)&t_idx, 64, (size_t)kpad) != 0) return 0;
     t_cap = kpad;
     return 1;
 }
@@ -31,12 +29,7 @@ void sq_lut_gemm_dequant(int bits, const uint8_t *w, const float *lut, const sq_
     }
     for (int64_t rb = r0; rb < r1; rb += ROW_BLOCK) {
         int64_t nr = r1 - rb < ROW_BLOCK ? r1 - rb : ROW_BLOCK;
-        for (int64_t j = 0; j < nr; j++) {
-            sq_lut_unpack_row(bits, w, kpad, rb + j, cols, t_idx);
-            const float *tab = lut + (rb + j) * 16;
-            float *dst = t_rows + j * kpad;
-            for (int64_t i = 0; i < cols; i++) dst[i] = tab[t_idx[i]];
-        }
+        for (int64_t j = 0; j < nr; j++) sq_lut_dequantize_row(bits, w, lut, kpad, rb + j, t_rows + j * kpad);
         if (sparse) sq_csr_add_to_rows(sparse, rb, rb + nr, t_rows, kpad);
         sq_gemm_f32(x, ldx, t_rows, kpad, y + rb, ldy, m, cols, 0, nr);
     }

@@ -50,6 +50,9 @@ void sq_lut_pack(int bits, const uint8_t *idx, int64_t ldi, int64_t cols, int64_
                  int64_t r0, int64_t r1);
 /// Unpacks row `r` of a packed matrix into `cols` bytes.
 void sq_lut_unpack_row(int bits, const uint8_t *packed, int64_t kpad, int64_t r, int64_t cols, uint8_t *out);
+/// Decodes row `r` of a packed matrix to floats: out[i] = lut[r * 16 + idx[r, i]] for i < kpad (the
+/// padding decodes as entry 0). AVX2 (vpermps look-ups) or scalar, chosen at run time.
+void sq_lut_dequantize_row(int bits, const uint8_t *packed, const float *lut, int64_t kpad, int64_t r, float *out);
 
 /// Quantizes rows [r0, r1) of per-row float tables (stride 16 floats, 2^bits used) to 7-bit codes
 /// (stride 16 bytes) with lut[r][e] ~ scale[r] * qt[r][e] + offset[r]: among scales from
