@@ -463,78 +463,163 @@ T_AVX2 static INL __m256i dot32(__m256i tv, const int8_t *xs) {
     __m256i p = _mm256_maddubs_epi16(tv, _mm256_load_si256((const __m256i *)xs));
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
-
-// The block loop of the 4-bit int8 rows (AVX2 and VNNI): for each 64-weight block B, the row's table
-// codes for its two halves (tv0, tv1), then for each token t the block's int32 dot product DOT(t, B)
-// times the token's block scale. Blocks go in pairs, even ones into acc[t][0] and odd ones into
-// acc[t][1]: constant indices keep the accumulators in registers (an index of b & 1 put them on the
-// stack, a store-forwarding chain). Expects w, tab, m0f, nb, d, acc and NT in scope.
-#define I8_ROW4_BLOCK(DOT, B, S)                                                                         \
-    do {                                                                                                 \
-        __m256i v = _mm256_load_si256((const __m256i *)(w + 32 * (B)));                                \
-        __m256i tv0 = _mm256_shuffle_epi8(tab, _mm256_and_si256(v, m0f));                              \
-        __m256i tv1 = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f));        \
-        for (int t = 0; t < NT; t++)                                                                     \
-            acc[t][S] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(t, B)), _mm256_set1_ps(d[t * nb + (B)]), acc[t][S]); \
-    } while (0)
-#define I8_ROW4_LOOP(DOT)                                                                                \
-    do {                                                                                                 \
-        int64_t b_ = 0;                                                                                  \
-        for (; b_ + 2 <= nb; b_ += 2) { I8_ROW4_BLOCK(DOT, b_, 0); I8_ROW4_BLOCK(DOT, b_ + 1, 1); }     \
-        if (b_ < nb) I8_ROW4_BLOCK(DOT, b_, 0);                                                          \
-    } while (0)
-
-// int8 path, 4 bits: one 64-weight chunk is one activation block.
-T_AVX2 static INL void i8_row4(const uint8_t *w, const uint8_t *qt, float sc, float off, const int8_t *xq,
-                               const float *d, const float *sx, float *y, int64_t ldy, int64_t kpad, const int NT) {
-    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt));
-    const __m256i m0f = _mm256_set1_epi8(15);
-    const int64_t nb = kpad / QB;
-    __m256 acc[4][2];
-    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-#define DOT_AVX2(t, B) \
-    _mm256_add_epi32(dot32(tv0, xq + (t) * kpad + 64 * (B)), dot32(tv1, xq + (t) * kpad + 64 * (B) + 32))
-    I8_ROW4_LOOP(DOT_AVX2);
-#undef DOT_AVX2
-    for (int t = 0; t < NT; t++) y[t * ldy] = hsum8(_mm256_add_ps(acc[t][0], acc[t][1])) * sc + off * sx[t];
+// One 64-activation block: codes tv0 for xs[0..32), tv1 for xs[32..64).
+T_AVX2 static INL __m256i dot64_avx2(__m256i tv0, __m256i tv1, const int8_t *xs) {
+    return _mm256_add_epi32(dot32(tv0, xs), dot32(tv1, xs + 32));
+}
+// 3 bits: bit 0 of the index from the bit plane hb (mask M for the group).
+T_AVX2 static INL __m256i setbit_avx2(__m256i lo, __m256i hb, __m256i M) {
+    return _mm256_sub_epi8(lo, _mm256_cmpeq_epi8(_mm256_and_si256(hb, M), M));
 }
 
-// The 3-bit table codes of one 128-weight chunk at wc: tv[s] for weights 32s..32s+31. Expects tab,
-// m06 and M in scope; SETBIT(lo, s) adds bit 0 of the index from the bit plane hb.
-#define I8_ROW3_CODES(SETBIT)                                                                            \
-    __m256i v = _mm256_loadu_si256((const __m256i *)wc);                                               \
-    __m256i hb = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(wc + 32)));             \
-    __m256i tv[4];                                                                                       \
-    for (int s = 0; s < 4; s++) {                                                                        \
-        __m256i lo = _mm256_and_si256(s == 0 ? _mm256_slli_epi16(v, 1) : _mm256_srli_epi16(v, 2 * s - 1), m06); \
-        tv[s] = _mm256_shuffle_epi8(tab, SETBIT(lo, s));                                                 \
+// The int8 kernels of one instruction set (ATTR, suffix SFX), from its block dot product
+// DOT64(tv0, tv1, xs), its 3-bit index merge SETBIT(lo, hb, M) and horizontal sum HSUM.
+//
+// Every (row, token) sum is computed in the same order whatever the number of tokens: one float
+// accumulator, blocks in order, acc = fma(float(dot), d[block], acc); y = hsum(acc) * scale +
+// offset * sx. So a token's result does not depend on the batch it is decoded in (batched decoding
+// gives the same logits as decoding alone). One token runs two rows at once (two accumulation
+// chains); several tokens share each row's decoded codes: up to 8 tokens per pass (one accumulator
+// each).
+//
+// 4 bits: a 64-weight chunk (32 bytes, low nibbles then high nibbles) is one activation block.
+// 3 bits: a 128-weight chunk (48 bytes) is two activation blocks.
+#define DEF_I8_KERNELS(ATTR, SFX, DOT64, SETBIT, HSUM)                                                   \
+    ATTR static INL void i8_row4_##SFX(const uint8_t *w, const uint8_t *qt, float sc, float off,         \
+                                       const int8_t *xq, const float *d, const float *sx, float *y,      \
+                                       int64_t ldy, int64_t kpad, const int NT) {                        \
+        const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt));         \
+        const __m256i m0f = _mm256_set1_epi8(15);                                                        \
+        const int64_t nb = kpad / QB;                                                                    \
+        __m256 acc[8];                                                                                   \
+        for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();                                       \
+        for (int64_t b = 0; b < nb; b++) {                                                               \
+            __m256i v = _mm256_load_si256((const __m256i *)(w + 32 * b));                              \
+            __m256i tv0 = _mm256_shuffle_epi8(tab, _mm256_and_si256(v, m0f));                          \
+            __m256i tv1 = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f));    \
+            for (int t = 0; t < NT; t++)                                                                 \
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT64(tv0, tv1, xq + t * kpad + 64 * b)),    \
+                                         _mm256_set1_ps(d[t * nb + b]), acc[t]);                         \
+        }                                                                                                \
+        for (int t = 0; t < NT; t++) y[t * ldy] = HSUM(acc[t]) * sc + off * sx[t];                       \
+    }                                                                                                    \
+    /* One token, rows r and r + 1 (their packed rows rb bytes apart). */                               \
+    ATTR static INL void i8_rows4x2_##SFX(const uint8_t *w, int64_t rb, const uint8_t *qt, const float *sc, \
+                                          const float *off, const int8_t *xq, const float *d, float sx,  \
+                                          float *y, int64_t kpad) {                                      \
+        const __m256i tab0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt));        \
+        const __m256i tab1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(qt + 16))); \
+        const __m256i m0f = _mm256_set1_epi8(15);                                                        \
+        const int64_t nb = kpad / QB;                                                                    \
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                                       \
+        for (int64_t b = 0; b < nb; b++) {                                                               \
+            __m256i v0 = _mm256_load_si256((const __m256i *)(w + 32 * b));                             \
+            __m256i v1 = _mm256_loadu_si256((const __m256i *)(w + rb + 32 * b));                       \
+            __m256 db = _mm256_set1_ps(d[b]);                                                            \
+            __m256i p0 = DOT64(_mm256_shuffle_epi8(tab0, _mm256_and_si256(v0, m0f)),                     \
+                               _mm256_shuffle_epi8(tab0, _mm256_and_si256(_mm256_srli_epi16(v0, 4), m0f)), xq + 64 * b); \
+            __m256i p1 = DOT64(_mm256_shuffle_epi8(tab1, _mm256_and_si256(v1, m0f)),                     \
+                               _mm256_shuffle_epi8(tab1, _mm256_and_si256(_mm256_srli_epi16(v1, 4), m0f)), xq + 64 * b); \
+            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), db, a0);                                        \
+            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), db, a1);                                        \
+        }                                                                                                \
+        y[0] = HSUM(a0) * sc[0] + off[0] * sx;                                                           \
+        y[1] = HSUM(a1) * sc[1] + off[1] * sx;                                                           \
+    }                                                                                                    \
+    /* The 3-bit codes of one 128-weight chunk at wc: tv[s] for weights 32s..32s+31. */                 \
+    ATTR static INL void i8_codes3_##SFX(const uint8_t *wc, __m256i tab, __m256i tv[4]) {                 \
+        const __m256i m06 = _mm256_set1_epi8(6);                                                         \
+        __m256i v = _mm256_loadu_si256((const __m256i *)wc);                                           \
+        __m256i hb = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(wc + 32)));         \
+        for (int s = 0; s < 4; s++) {                                                                    \
+            __m256i M = _mm256_set_m128i(_mm_set1_epi8((char)(1 << (4 + s))), _mm_set1_epi8((char)(1 << s))); \
+            __m256i lo = _mm256_and_si256(s == 0 ? _mm256_slli_epi16(v, 1) : _mm256_srli_epi16(v, 2 * s - 1), m06); \
+            tv[s] = _mm256_shuffle_epi8(tab, SETBIT(lo, hb, M));                                         \
+        }                                                                                                \
+    }                                                                                                    \
+    ATTR static INL void i8_row3_##SFX(const uint8_t *w, const uint8_t *qt, float sc, float off,         \
+                                       const int8_t *xq, const float *d, const float *sx, float *y,      \
+                                       int64_t ldy, int64_t kpad, const int NT) {                        \
+        const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt));         \
+        const int64_t nb = kpad / QB;                                                                    \
+        __m256 acc[8];                                                                                   \
+        for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();                                       \
+        for (int64_t c = 0; c < kpad / 128; c++) {                                                       \
+            __m256i tv[4];                                                                               \
+            i8_codes3_##SFX(w + 48 * c, tab, tv);                                                        \
+            for (int t = 0; t < NT; t++) {                                                               \
+                const int8_t *xs = xq + t * kpad + 128 * c;                                              \
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT64(tv[0], tv[1], xs)),                     \
+                                         _mm256_set1_ps(d[t * nb + 2 * c]), acc[t]);                     \
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT64(tv[2], tv[3], xs + 64)),                \
+                                         _mm256_set1_ps(d[t * nb + 2 * c + 1]), acc[t]);                 \
+            }                                                                                            \
+        }                                                                                                \
+        for (int t = 0; t < NT; t++) y[t * ldy] = HSUM(acc[t]) * sc + off * sx[t];                       \
+    }                                                                                                    \
+    ATTR static INL void i8_rows3x2_##SFX(const uint8_t *w, int64_t rb, const uint8_t *qt, const float *sc, \
+                                          const float *off, const int8_t *xq, const float *d, float sx,  \
+                                          float *y, int64_t kpad) {                                      \
+        const __m256i tab0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt));        \
+        const __m256i tab1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(qt + 16))); \
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                                       \
+        for (int64_t c = 0; c < kpad / 128; c++) {                                                       \
+            __m256i t0[4], t1[4];                                                                        \
+            i8_codes3_##SFX(w + 48 * c, tab0, t0);                                                       \
+            i8_codes3_##SFX(w + rb + 48 * c, tab1, t1);                                                  \
+            const int8_t *xs = xq + 128 * c;                                                             \
+            __m256 d0 = _mm256_set1_ps(d[2 * c]), d1 = _mm256_set1_ps(d[2 * c + 1]);                     \
+            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT64(t0[0], t0[1], xs)), d0, a0);                   \
+            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT64(t1[0], t1[1], xs)), d0, a1);                   \
+            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT64(t0[2], t0[3], xs + 64)), d1, a0);              \
+            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT64(t1[2], t1[3], xs + 64)), d1, a1);              \
+        }                                                                                                \
+        y[0] = HSUM(a0) * sc[0] + off[0] * sx;                                                           \
+        y[1] = HSUM(a1) * sc[1] + off[1] * sx;                                                           \
+    }                                                                                                    \
+    DEF_I8_TILE(ATTR, gemm_i8_4_##SFX, i8_row4_##SFX, i8_rows4x2_##SFX)                                  \
+    DEF_I8_TILE(ATTR, gemm_i8_3_##SFX, i8_row3_##SFX, i8_rows3x2_##SFX)
+
+// Rows [r0, r1) for m tokens. One token: rows in pairs (ROW2), each row's next rows prefetched.
+// Several: row blocks x token blocks (SQ_BLOCKED_LOOPS), each row for 8, then 4, then the rest.
+#define DEF_I8_TILE(ATTR, NAME, ROW, ROW2)                                                               \
+    ATTR static void NAME(const uint8_t *w, const uint8_t *qt, const float *scale, const float *offset,  \
+                          const int8_t *xq, const float *d, const float *sx, int64_t m, float *y,        \
+                          int64_t ldy, int64_t kpad, int64_t rb, int64_t r0, int64_t r1) {               \
+        const int64_t nb = kpad / QB;                                                                    \
+        if (m == 1) {                                                                                    \
+            int64_t r = r0;                                                                              \
+            for (; r + 2 <= r1; r += 2) {                                                                \
+                const uint8_t *wr = w + r * rb;                                                          \
+                /* Rows are short (a few hundred bytes): fetch the pair 4 rows ahead. No faults. */     \
+                for (int64_t o = 0; o < 2 * rb; o += 64) _mm_prefetch((const char *)(wr + 4 * rb + o), _MM_HINT_T0); \
+                ROW2(wr, rb, qt + r * 16, scale + r, offset + r, xq, d, sx[0], y + r, kpad);             \
+            }                                                                                            \
+            if (r < r1) ROW(w + r * rb, qt + r * 16, scale[r], offset[r], xq, d, sx, y + r, ldy, kpad, 1); \
+            return;                                                                                      \
+        }                                                                                                \
+        SQ_BLOCKED_LOOPS                                                                                 \
+            const uint8_t *wr = w + r * rb;                                                              \
+            const uint8_t *tr = qt + r * 16;                                                             \
+            if (tb == 0)                                                                                 \
+                for (int64_t o = 0; o < rb; o += 64) _mm_prefetch((const char *)(wr + 4 * rb + o), _MM_HINT_T0); \
+            int64_t t = tb;                                                                              \
+            for (; t + 8 <= te; t += 8)                                                                  \
+                ROW(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 8); \
+            switch (te - t) {                                                                            \
+            case 7: ROW(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 7); break; \
+            case 6: ROW(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 6); break; \
+            case 5: ROW(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 5); break; \
+            case 4: ROW(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 4); break; \
+            case 3: ROW(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 3); break; \
+            case 2: ROW(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 2); break; \
+            case 1: ROW(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 1); break; \
+            default: break;                                                                              \
+            }                                                                                            \
+        SQ_BLOCKED_LOOPS_END                                                                             \
     }
 
-// int8 path, 3 bits: one 128-weight chunk is two activation blocks.
-T_AVX2 static INL void i8_row3(const uint8_t *w, const uint8_t *qt, float sc, float off, const int8_t *xq,
-                               const float *d, const float *sx, float *y, int64_t ldy, int64_t kpad, const int NT) {
-    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt));
-    const __m256i m06 = _mm256_set1_epi8(6);
-    __m256i M[4];
-    for (int s = 0; s < 4; s++) M[s] = _mm256_set_m128i(_mm_set1_epi8((char)(1 << (4 + s))), _mm_set1_epi8((char)(1 << s)));
-    const int64_t nb = kpad / QB;
-    __m256 acc[4][2];
-    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-    for (int64_t c = 0; c < kpad / 128; c++) {
-        const uint8_t *wc = w + 48 * c;
-#define SETBIT_AVX2(lo, s) _mm256_sub_epi8(lo, _mm256_cmpeq_epi8(_mm256_and_si256(hb, M[s]), M[s]))
-        I8_ROW3_CODES(SETBIT_AVX2)
-#undef SETBIT_AVX2
-        for (int t = 0; t < NT; t++) {
-            const int8_t *xs = xq + t * kpad + 128 * c;
-            __m256i p0 = _mm256_add_epi32(dot32(tv[0], xs), dot32(tv[1], xs + 32));
-            __m256i p1 = _mm256_add_epi32(dot32(tv[2], xs + 64), dot32(tv[3], xs + 96));
-            acc[t][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d[t * nb + 2 * c]), acc[t][0]);
-            acc[t][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d[t * nb + 2 * c + 1]), acc[t][1]);
-        }
-    }
-    for (int t = 0; t < NT; t++) y[t * ldy] = hsum8(_mm256_add_ps(acc[t][0], acc[t][1])) * sc + off * sx[t];
-}
+DEF_I8_KERNELS(T_AVX2, avx2, dot64_avx2, setbit_avx2, hsum8)
 
 #define DEF_TILE_F32(NAME, ROW)                                                                          \
     T_AVX2 static void NAME(const uint8_t *w, const float *lut, const float *x, int64_t ldx, int64_t m,  \
@@ -555,31 +640,6 @@ T_AVX2 static INL void i8_row3(const uint8_t *w, const uint8_t *qt, float sc, fl
 DEF_TILE_F32(gemm_f32_4_avx2, f32_row4)
 DEF_TILE_F32(gemm_f32_3_avx2, f32_row3)
 
-// Row blocks x token blocks of int8 rows; ATTR is the variant's target attribute.
-#define DEF_TILE_I8(ATTR, NAME, ROW)                                                                     \
-    ATTR static void NAME(const uint8_t *w, const uint8_t *qt, const float *scale, const float *offset,  \
-                          const int8_t *xq, const float *d, const float *sx, int64_t m, float *y,        \
-                          int64_t ldy, int64_t kpad, int64_t rb, int64_t r0, int64_t r1) {               \
-        const int64_t nb = kpad / QB;                                                                    \
-        SQ_BLOCKED_LOOPS                                                                                 \
-            const uint8_t *wr = w + r * rb;                                                              \
-            const uint8_t *tr = qt + r * 16;                                                             \
-            /* Rows are short (a few hundred bytes): fetch the one 4 rows ahead. No faults. */          \
-            if (tb == 0)                                                                                 \
-                for (int64_t o = 0; o < rb; o += 64) _mm_prefetch((const char *)(wr + 4 * rb + o), _MM_HINT_T0); \
-            int64_t t = tb;                                                                              \
-            for (; t + 4 <= te; t += 4)                                                                  \
-                ROW(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 4); \
-            switch (te - t) {                                                                            \
-            case 3: ROW(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 3); break; \
-            case 2: ROW(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 2); break; \
-            case 1: ROW(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 1); break; \
-            default: break;                                                                              \
-            }                                                                                            \
-        SQ_BLOCKED_LOOPS_END                                                                             \
-    }
-DEF_TILE_I8(T_AVX2, gemm_i8_4_avx2, i8_row4)
-DEF_TILE_I8(T_AVX2, gemm_i8_3_avx2, i8_row3)
 #endif
 
 // ---------------------------------------------------------------- AVX-512 kernels
@@ -643,49 +703,14 @@ T_VNNI static INL float hsum8_512(__m256 v) {
     lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
     return _mm_cvtss_f32(lo);
 }
-
-T_VNNI static INL void i8_row4_vnni(const uint8_t *w, const uint8_t *qt, float sc, float off, const int8_t *xq,
-                                    const float *d, const float *sx, float *y, int64_t ldy, int64_t kpad, const int NT) {
-    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt));
-    const __m256i m0f = _mm256_set1_epi8(15);
-    const int64_t nb = kpad / QB;
-    __m256 acc[4][2];
-    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-#define DOT_VNNI(t, B)                                                                                   \
-    _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), tv0,                                   \
-                                            _mm256_load_si256((const __m256i *)(xq + (t) * kpad + 64 * (B)))), \
-                        tv1, _mm256_load_si256((const __m256i *)(xq + (t) * kpad + 64 * (B) + 32)))
-    I8_ROW4_LOOP(DOT_VNNI);
-#undef DOT_VNNI
-    for (int t = 0; t < NT; t++) y[t * ldy] = hsum8_512(_mm256_add_ps(acc[t][0], acc[t][1])) * sc + off * sx[t];
+T_VNNI static INL __m256i dot64_vnni(__m256i tv0, __m256i tv1, const int8_t *xs) {
+    __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), tv0, _mm256_load_si256((const __m256i *)xs));
+    return _mm256_dpbusd_epi32(p, tv1, _mm256_load_si256((const __m256i *)(xs + 32)));
 }
-
-T_VNNI static INL void i8_row3_vnni(const uint8_t *w, const uint8_t *qt, float sc, float off, const int8_t *xq,
-                                    const float *d, const float *sx, float *y, int64_t ldy, int64_t kpad, const int NT) {
-    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt));
-    const __m256i m06 = _mm256_set1_epi8(6), one = _mm256_set1_epi8(1);
-    __m256i M[4];
-    for (int s = 0; s < 4; s++) M[s] = _mm256_set_m128i(_mm_set1_epi8((char)(1 << (4 + s))), _mm_set1_epi8((char)(1 << s)));
-    const int64_t nb = kpad / QB;
-    __m256 acc[4][2];
-    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-    for (int64_t c = 0; c < kpad / 128; c++) {
-        const uint8_t *wc = w + 48 * c;
-#define SETBIT_VNNI(lo, s) _mm256_mask_add_epi8(lo, _mm256_test_epi8_mask(hb, M[s]), lo, one)
-        I8_ROW3_CODES(SETBIT_VNNI)
-#undef SETBIT_VNNI
-        for (int t = 0; t < NT; t++) {
-            const int8_t *xs = xq + t * kpad + 128 * c;
-            __m256i p0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), tv[0], _mm256_load_si256((const __m256i *)xs));
-            p0 = _mm256_dpbusd_epi32(p0, tv[1], _mm256_load_si256((const __m256i *)(xs + 32)));
-            __m256i p1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), tv[2], _mm256_load_si256((const __m256i *)(xs + 64)));
-            p1 = _mm256_dpbusd_epi32(p1, tv[3], _mm256_load_si256((const __m256i *)(xs + 96)));
-            acc[t][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d[t * nb + 2 * c]), acc[t][0]);
-            acc[t][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d[t * nb + 2 * c + 1]), acc[t][1]);
-        }
-    }
-    for (int t = 0; t < NT; t++) y[t * ldy] = hsum8_512(_mm256_add_ps(acc[t][0], acc[t][1])) * sc + off * sx[t];
+T_VNNI static INL __m256i setbit_vnni(__m256i lo, __m256i hb, __m256i M) {
+    return _mm256_mask_add_epi8(lo, _mm256_test_epi8_mask(hb, M), lo, _mm256_set1_epi8(1));
 }
+DEF_I8_KERNELS(T_VNNI, vnni, dot64_vnni, setbit_vnni, hsum8_512)
 
 #define DEF_TILE_F32_512(NAME, ROW)                                                                      \
     T_AVX512 static void NAME(const uint8_t *w, const float *lut, const float *x, int64_t ldx, int64_t m, \
@@ -706,8 +731,6 @@ T_VNNI static INL void i8_row3_vnni(const uint8_t *w, const uint8_t *qt, float s
 DEF_TILE_F32_512(gemm_f32_4_avx512, f32_row4_512)
 DEF_TILE_F32_512(gemm_f32_3_avx512, f32_row3_512)
 
-DEF_TILE_I8(T_VNNI, gemm_i8_4_vnni, i8_row4_vnni)
-DEF_TILE_I8(T_VNNI, gemm_i8_3_vnni, i8_row3_vnni)
 #endif
 
 static int has_vnni(void) {
