@@ -12,7 +12,7 @@
 #if defined(SQ_LUT_EMULATE)
 // Validation build only (never defined in the package build): a harness header that emulates the
 // x86 intrinsics in portable C (SIMDe) and defines SQ_X86, T_AVX2, T_AVX512, T_VNNI and INL, so
-// that the AVX-512 variants can be checked on CPUs without AVX-512.
+// that the AVX-512 variants can be checked on CPUs without AVX-512 (scripts/lut_emulation).
 #include "sq_lut_emulate.h"
 #elif defined(__x86_64__)
 #include <immintrin.h>
@@ -472,15 +472,39 @@ T_AVX2 static INL __m256i setbit_avx2(__m256i lo, __m256i hb, __m256i M) {
     return _mm256_sub_epi8(lo, _mm256_cmpeq_epi8(_mm256_and_si256(hb, M), M));
 }
 
+// Block B of a 4-bit row into the accumulators acc[t][S] of NT tokens. A macro, so that S is a
+// constant: an index of b & 1 (or an accumulator array passed to a helper) put the accumulators on
+// the stack, a store-forwarding chain. Expects w, tab, m0f, xq, d, nb, kpad, acc and NT in scope.
+#define I8_BLOCK4(DOT64, B, S)                                                                           \
+    do {                                                                                                 \
+        __m256i v = _mm256_load_si256((const __m256i *)(w + 32 * (B)));                                \
+        __m256i tv0 = _mm256_shuffle_epi8(tab, _mm256_and_si256(v, m0f));                              \
+        __m256i tv1 = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f));        \
+        for (int t = 0; t < NT; t++)                                                                     \
+            acc[t][S] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT64(tv0, tv1, xq + t * kpad + 64 * (B))),   \
+                                        _mm256_set1_ps(d[t * nb + (B)]), acc[t][S]);                     \
+    } while (0)
+
+/// Rows of at most this many (padded) inputs use the chain order below, longer rows the pair order.
+#define SQ_I8_CHAIN_MAX_K 2048
+
 // The int8 kernels of one instruction set (ATTR, suffix SFX), from its block dot product
 // DOT64(tv0, tv1, xs), its 3-bit index merge SETBIT(lo, hb, M) and horizontal sum HSUM.
 //
-// Every (row, token) sum is computed in the same order whatever the number of tokens: one float
-// accumulator, blocks in order, acc = fma(float(dot), d[block], acc); y = hsum(acc) * scale +
-// offset * sx. So a token's result does not depend on the batch it is decoded in (batched decoding
-// gives the same logits as decoding alone). One token runs two rows at once (two accumulation
-// chains); several tokens share each row's decoded codes: up to 8 tokens per pass (one accumulator
-// each).
+// A matrix computes every (row, token) sum in one order whatever the number of tokens, so a token's
+// result does not depend on the batch it is decoded in (batched decoding gives the same logits as
+// decoding alone), with y = hsum(acc) * scale + offset * sx and acc = fma(float(dot), d[block], acc):
+// - chain order (rows of at most SQ_I8_CHAIN_MAX_K inputs): one accumulator, blocks in order. One
+//   token runs two rows at once (two chains of FMA latency), one from each half of the row range
+//   (two far-apart sequential streams, as the F16 GEMV reads); several tokens share each row's
+//   decoded codes, up to 8 per pass.
+// - pair order (longer rows): even blocks into one accumulator, odd blocks into another, so one row
+//   alone has two chains; up to 4 tokens per pass (8 would need 16 accumulators: they spill, 8
+//   tokens then ran at 8-11 products per cycle instead of 18-20).
+// Measured in cache (scripts/lut_kernel_harness.c, 4 bits, products per cycle, chain / pair): rows
+// of 576 inputs, 1 token 12.3 / 10.4, 8 tokens 20.7 / 17.9; 4096 inputs, 1 token 13.3 / 14.0. From
+// DRAM, `squeeze bench` times of the 4096-wide GEMV moved by 10-20% with code layout alone (the same
+// kernel after an unrelated function was added), so only the in-cache figures decided.
 //
 // 4 bits: a 64-weight chunk (32 bytes, low nibbles then high nibbles) is one activation block.
 // 3 bits: a 128-weight chunk (48 bytes) is two activation blocks.
@@ -503,12 +527,12 @@ T_AVX2 static INL __m256i setbit_avx2(__m256i lo, __m256i hb, __m256i M) {
         }                                                                                                \
         for (int t = 0; t < NT; t++) y[t * ldy] = HSUM(acc[t]) * sc + off * sx[t];                       \
     }                                                                                                    \
-    /* One token, rows r and r + 1 (their packed rows rb bytes apart). */                               \
-    ATTR static INL void i8_rows4x2_##SFX(const uint8_t *w, int64_t rb, const uint8_t *qt, const float *sc, \
-                                          const float *off, const int8_t *xq, const float *d, float sx,  \
-                                          float *y, int64_t kpad) {                                      \
+    /* One token, rows r and r + dr (packed rows rb bytes apart, tables dq bytes apart). */             \
+    ATTR static INL void i8_rows4x2_##SFX(const uint8_t *w, int64_t rb, const uint8_t *qt, int64_t dq,  \
+                                          const float *sc, const float *off, int64_t dr, const int8_t *xq, \
+                                          const float *d, float sx, float *y, int64_t kpad) {            \
         const __m256i tab0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt));        \
-        const __m256i tab1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(qt + 16))); \
+        const __m256i tab1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(qt + dq))); \
         const __m256i m0f = _mm256_set1_epi8(15);                                                        \
         const int64_t nb = kpad / QB;                                                                    \
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                                       \
@@ -524,7 +548,7 @@ T_AVX2 static INL __m256i setbit_avx2(__m256i lo, __m256i hb, __m256i M) {
             a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), db, a1);                                        \
         }                                                                                                \
         y[0] = HSUM(a0) * sc[0] + off[0] * sx;                                                           \
-        y[1] = HSUM(a1) * sc[1] + off[1] * sx;                                                           \
+        y[dr] = HSUM(a1) * sc[dr] + off[dr] * sx;                                                        \
     }                                                                                                    \
     /* The 3-bit codes of one 128-weight chunk at wc: tv[s] for weights 32s..32s+31. */                 \
     ATTR static INL void i8_codes3_##SFX(const uint8_t *wc, __m256i tab, __m256i tv[4]) {                 \
@@ -557,11 +581,11 @@ T_AVX2 static INL __m256i setbit_avx2(__m256i lo, __m256i hb, __m256i M) {
         }                                                                                                \
         for (int t = 0; t < NT; t++) y[t * ldy] = HSUM(acc[t]) * sc + off * sx[t];                       \
     }                                                                                                    \
-    ATTR static INL void i8_rows3x2_##SFX(const uint8_t *w, int64_t rb, const uint8_t *qt, const float *sc, \
-                                          const float *off, const int8_t *xq, const float *d, float sx,  \
-                                          float *y, int64_t kpad) {                                      \
+    ATTR static INL void i8_rows3x2_##SFX(const uint8_t *w, int64_t rb, const uint8_t *qt, int64_t dq,  \
+                                          const float *sc, const float *off, int64_t dr, const int8_t *xq, \
+                                          const float *d, float sx, float *y, int64_t kpad) {            \
         const __m256i tab0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt));        \
-        const __m256i tab1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(qt + 16))); \
+        const __m256i tab1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(qt + dq))); \
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                                       \
         for (int64_t c = 0; c < kpad / 128; c++) {                                                       \
             __m256i t0[4], t1[4];                                                                        \
@@ -575,27 +599,103 @@ T_AVX2 static INL __m256i setbit_avx2(__m256i lo, __m256i hb, __m256i M) {
             a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT64(t1[2], t1[3], xs + 64)), d1, a1);              \
         }                                                                                                \
         y[0] = HSUM(a0) * sc[0] + off[0] * sx;                                                           \
-        y[1] = HSUM(a1) * sc[1] + off[1] * sx;                                                           \
+        y[dr] = HSUM(a1) * sc[dr] + off[dr] * sx;                                                        \
     }                                                                                                    \
-    DEF_I8_TILE(ATTR, gemm_i8_4_##SFX, i8_row4_##SFX, i8_rows4x2_##SFX)                                  \
-    DEF_I8_TILE(ATTR, gemm_i8_3_##SFX, i8_row3_##SFX, i8_rows3x2_##SFX)
+    /* Pair order, 4 bits. */                                                                           \
+    ATTR static INL void i8_row4p_##SFX(const uint8_t *w, const uint8_t *qt, float sc, float off,        \
+                                        const int8_t *xq, const float *d, const float *sx, float *y,     \
+                                        int64_t ldy, int64_t kpad, const int NT) {                       \
+        const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt));         \
+        const __m256i m0f = _mm256_set1_epi8(15);                                                        \
+        const int64_t nb = kpad / QB;                                                                    \
+        __m256 acc[4][2];                                                                                \
+        for (int t = 0; t < NT; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();                       \
+        int64_t b = 0;                                                                                   \
+        for (; b + 2 <= nb; b += 2) {                                                                    \
+            I8_BLOCK4(DOT64, b, 0);                                                                      \
+            I8_BLOCK4(DOT64, b + 1, 1);                                                                  \
+        }                                                                                                \
+        if (b < nb) I8_BLOCK4(DOT64, b, 0);                                                              \
+        for (int t = 0; t < NT; t++) y[t * ldy] = HSUM(_mm256_add_ps(acc[t][0], acc[t][1])) * sc + off * sx[t]; \
+    }                                                                                                    \
+    /* Pair order, 3 bits: a chunk's first block into acc[t][0], its second into acc[t][1]. */        \
+    ATTR static INL void i8_row3p_##SFX(const uint8_t *w, const uint8_t *qt, float sc, float off,        \
+                                        const int8_t *xq, const float *d, const float *sx, float *y,     \
+                                        int64_t ldy, int64_t kpad, const int NT) {                       \
+        const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt));         \
+        const int64_t nb = kpad / QB;                                                                    \
+        __m256 acc[4][2];                                                                                \
+        for (int t = 0; t < NT; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();                       \
+        for (int64_t c = 0; c < kpad / 128; c++) {                                                       \
+            __m256i tv[4];                                                                               \
+            i8_codes3_##SFX(w + 48 * c, tab, tv);                                                        \
+            for (int t = 0; t < NT; t++) {                                                               \
+                const int8_t *xs = xq + t * kpad + 128 * c;                                              \
+                acc[t][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT64(tv[0], tv[1], xs)),                  \
+                                            _mm256_set1_ps(d[t * nb + 2 * c]), acc[t][0]);               \
+                acc[t][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT64(tv[2], tv[3], xs + 64)),             \
+                                            _mm256_set1_ps(d[t * nb + 2 * c + 1]), acc[t][1]);           \
+            }                                                                                            \
+        }                                                                                                \
+        for (int t = 0; t < NT; t++) y[t * ldy] = HSUM(_mm256_add_ps(acc[t][0], acc[t][1])) * sc + off * sx[t]; \
+    }                                                                                                    \
+    DEF_I8_TILE(ATTR, gemm_i8_4_##SFX, i8_row4_##SFX, i8_rows4x2_##SFX, i8_row4p_##SFX)                  \
+    DEF_I8_TILE(ATTR, gemm_i8_3_##SFX, i8_row3_##SFX, i8_rows3x2_##SFX, i8_row3p_##SFX)
 
-// Rows [r0, r1) for m tokens. One token: rows in pairs (ROW2), each row's next rows prefetched.
-// Several: row blocks x token blocks (SQ_BLOCKED_LOOPS), each row for 8, then 4, then the rest.
-#define DEF_I8_TILE(ATTR, NAME, ROW, ROW2)                                                               \
+// Pair-order rows [r0, r1) for m tokens: row blocks x token blocks (SQ_BLOCKED_LOOPS), each row for
+// 4 tokens at a time, then the rest.
+#define DEF_I8_TILE_PAIR(ATTR, NAME, ROWP)                                                               \
     ATTR static void NAME(const uint8_t *w, const uint8_t *qt, const float *scale, const float *offset,  \
                           const int8_t *xq, const float *d, const float *sx, int64_t m, float *y,        \
                           int64_t ldy, int64_t kpad, int64_t rb, int64_t r0, int64_t r1) {               \
         const int64_t nb = kpad / QB;                                                                    \
-        if (m == 1) {                                                                                    \
-            int64_t r = r0;                                                                              \
-            for (; r + 2 <= r1; r += 2) {                                                                \
-                const uint8_t *wr = w + r * rb;                                                          \
-                /* Rows are short (a few hundred bytes): fetch the pair 4 rows ahead. No faults. */     \
-                for (int64_t o = 0; o < 2 * rb; o += 64) _mm_prefetch((const char *)(wr + 4 * rb + o), _MM_HINT_T0); \
-                ROW2(wr, rb, qt + r * 16, scale + r, offset + r, xq, d, sx[0], y + r, kpad);             \
+        SQ_BLOCKED_LOOPS                                                                                 \
+            const uint8_t *wr = w + r * rb;                                                              \
+            const uint8_t *tr = qt + r * 16;                                                             \
+            if (tb == 0)                                                                                 \
+                for (int64_t o = 0; o < rb; o += 64) _mm_prefetch((const char *)(wr + 4 * rb + o), _MM_HINT_T0); \
+            int64_t t = tb;                                                                              \
+            for (; t + 4 <= te; t += 4)                                                                  \
+                ROWP(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 4); \
+            switch (te - t) {                                                                            \
+            case 3: ROWP(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 3); break; \
+            case 2: ROWP(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 2); break; \
+            case 1: ROWP(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 1); break; \
+            default: break;                                                                              \
             }                                                                                            \
-            if (r < r1) ROW(w + r * rb, qt + r * 16, scale[r], offset[r], xq, d, sx, y + r, ldy, kpad, 1); \
+        SQ_BLOCKED_LOOPS_END                                                                             \
+    }
+
+// Rows [r0, r1) for m tokens, in the matrix's order (above): longer rows go to the pair-order tile;
+// in chain order one token takes rows in pairs (ROW2), one from each half of the range, several
+// tokens go by row blocks x token blocks, each row for 8 tokens at a time, then the rest.
+#define DEF_I8_TILE(ATTR, NAME, ROW, ROW2, ROWP)                                                         \
+    DEF_I8_TILE_PAIR(ATTR, NAME##_pair, ROWP)                                                            \
+    ATTR static void NAME(const uint8_t *w, const uint8_t *qt, const float *scale, const float *offset,  \
+                          const int8_t *xq, const float *d, const float *sx, int64_t m, float *y,        \
+                          int64_t ldy, int64_t kpad, int64_t rb, int64_t r0, int64_t r1) {               \
+        if (kpad > SQ_I8_CHAIN_MAX_K) {                                                                  \
+            NAME##_pair(w, qt, scale, offset, xq, d, sx, m, y, ldy, kpad, rb, r0, r1);                    \
+            return;                                                                                      \
+        }                                                                                                \
+        const int64_t nb = kpad / QB;                                                                    \
+        if (m == 1) {                                                                                    \
+            /* Rows j and j + h from the two halves of the range: two far-apart sequential streams */  \
+            /* (adjacent rows were 25% slower from DRAM on 4096-wide rows). */                          \
+            const int64_t h = (r1 - r0) / 2;                                                             \
+            for (int64_t r = r0; r < r0 + h; r++) {                                                      \
+                const uint8_t *wr = w + r * rb;                                                          \
+                /* Rows are short (a few hundred bytes): fetch the ones 4 rows ahead. No faults. */     \
+                for (int64_t o = 0; o < rb; o += 64) {                                                   \
+                    _mm_prefetch((const char *)(wr + 4 * rb + o), _MM_HINT_T0);                          \
+                    _mm_prefetch((const char *)(wr + (h + 4) * rb + o), _MM_HINT_T0);                    \
+                }                                                                                        \
+                ROW2(wr, h * rb, qt + r * 16, h * 16, scale + r, offset + r, h, xq, d, sx[0], y + r, kpad); \
+            }                                                                                            \
+            if ((r1 - r0) & 1) {                                                                         \
+                int64_t r = r1 - 1;                                                                      \
+                ROW(w + r * rb, qt + r * 16, scale[r], offset[r], xq, d, sx, y + r, ldy, kpad, 1);       \
+            }                                                                                            \
             return;                                                                                      \
         }                                                                                                \
         SQ_BLOCKED_LOOPS                                                                                 \

@@ -42,9 +42,10 @@ struct LUTCase {
     }
 }
 
-/// Shapes: small, odd, not multiples of 32/64/128, and a few round ones.
+/// Shapes: small, odd, not multiples of 32/64/128, a few round ones, and rows longer than 2048 inputs
+/// (the int8 kernels' pair order, `SQ_I8_CHAIN_MAX_K`).
 let lutShapes: [(Int, Int)] = [(1, 1), (1, 32), (3, 63), (17, 64), (16, 100), (33, 128), (5, 129), (64, 200),
-                               (300, 256), (7, 300), (129, 511), (40, 576), (97, 700), (2, 1000)]
+                               (300, 256), (7, 300), (129, 511), (40, 576), (97, 700), (2, 1000), (9, 2049), (4, 4100)]
 
 /// Everything that switches the dispatch level runs here, one test at a time.
 @Suite(.serialized) struct LUTKernelTests {
