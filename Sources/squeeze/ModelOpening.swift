@@ -32,7 +32,7 @@ enum ModelOpening {
         switch kernels {
         case "fast": opts.lutMode = .int8
         case "exact": opts.lutMode = .float
-        default: throw ValidationError("--kernels must be fast (int8 tables and activations) or exact (float tables)")
+        default: throw ValidationError("--kernels must be fast (7-bit table codes, int8 activations) or exact (float tables)")
         }
         if let d = dtype, d != "native" {
             guard let dt = DType(userName: d), [.f32, .f16, .bf16].contains(dt) else {

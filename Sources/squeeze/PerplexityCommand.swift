@@ -29,7 +29,7 @@ struct PerplexityCommand: ParsableCommand {
     var topK: Int = 32
     @Option(help: "Weight dtype for full-precision models: native, f32, f16, bf16.")
     var dtype: String = "native"
-    @Option(help: "Quantized layers' kernels: exact (float tables, default here) or fast (int8 tables and activations; every token then goes through the decoding kernels, to measure what decoding computes).")
+    @Option(help: "Quantized layers' kernels: exact (float tables, default here) or fast (7-bit table codes and int8 activations; every token then goes through the decoding kernels, to measure what decoding computes).")
     var kernels: String = "exact"
     @Option(help: "LM head storage: stored (as in the file) or q8 (8-bit, quantized at load).")
     var head: String = "stored"
