@@ -1,4 +1,5 @@
-// Throughput of the int8 LUT product kernel (sq_lut_gemm_i8) for 1, 2, 4 and 8 tokens on one core,
+// Time of the int8 path's table search per row, then throughput of the int8 LUT product kernel
+// (sq_lut_gemm_i8) for 1, 2, 4 and 8 tokens on one core,
 // in products (multiply-adds) per second and per cycle at a nominal 3.1 GHz. The matrix (random
 // indices and tables) stays in cache, so this measures compute, not memory.
 //
@@ -37,6 +38,14 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < M * kpad; i++) x[i] = rand() / (float)RAND_MAX - 0.5f;
     for (int t = 0; t < M; t++) sq_lut_quantize_x(x + t * kpad, k, kpad, xq + t * kpad, d + t * nb, sx + t);
     printf("kernels: %s\n", sq_lut_variant());
+    {   // the int8 path's table search (sq_lut_quantize_tables), per row, on random tables
+        float *lut = aligned_alloc(64, (size_t)rows * 64), *so = aligned_alloc(64, (size_t)rows * 4);
+        for (int64_t i = 0; i < rows * 16; i++) lut[i] = rand() / (float)RAND_MAX - 0.5f;
+        double t0 = now();
+        sq_lut_quantize_tables(bits, lut, 0, rows, qt, sc, so);
+        printf("table codes: %.2f us per row of %d entries\n", (now() - t0) * 1e6 / rows, 1 << bits);
+        free(lut); free(so);
+    }
     const int ms[] = {1, 2, 4, 8};
     for (int i = 0; i < 4; i++) {
         int m = ms[i];

@@ -148,9 +148,9 @@ static void table_refit(const float *t, int n, float mn, float mx, float *bs, fl
 // [max - 127 scale, min], stepped by fractions of one scale below min, as shifting the offset by a
 // whole scale only shifts the codes), the pair with the least squared error; then a least-squares
 // refit of scale and offset to the chosen codes, kept when it lowers the error within those bounds.
-// The grid is fine because the result is sensitive to it: with the test model's 4-bit float tables
-// replaced by their codes, 16 scales x 8 offsets raised perplexity by 0.84%, 100 x 8 by none
-// (-0.03%, 4 windows). About 3.5 us per 16-entry row with AVX2.
+// The grid is fine because the result is sensitive to it: in a one-off experiment (code not kept)
+// that replaced the test model's 4-bit float tables by their codes, 16 scales x 8 offsets raised
+// perplexity by 0.84%, 100 x 8 by none (-0.03%, 4 windows). Time per row: scripts/lut_kernel_harness.c.
 static void table_search_scalar(const float *t, int n, float mn, float mx, float *scale, float *offset) {
     float base = (mx - mn) / 127;
     float bs = base, bo = mn, be = table_error_scalar(t, n, base, mn);
@@ -170,6 +170,7 @@ static void table_search_scalar(const float *t, int n, float mn, float mx, float
 
 #ifdef SQ_X86
 // The same search with the eight offsets of one scale in the lanes of a vector.
+_Static_assert(SQ_TABLE_PHASES == 8, "the AVX2 table search holds the offsets in the 8 lanes of a vector");
 T_AVX2 static void table_search_avx2(const float *t, int n, float mn, float mx, float *scale, float *offset) {
     float base = (mx - mn) / 127;
     float bs = base, bo = mn, be = table_error_scalar(t, n, base, mn);
@@ -178,15 +179,13 @@ T_AVX2 static void table_search_avx2(const float *t, int n, float mn, float mx, 
         float sc = base * (1.0f + 0.5f * (float)i / (SQ_TABLE_SCALES - 1));
         __m256 vs = _mm256_set1_ps(sc), vi = _mm256_set1_ps(1.0f / sc);
         __m256 vo = _mm256_sub_ps(_mm256_set1_ps(mn), _mm256_mul_ps(vs, _mm256_mul_ps(phase, _mm256_set1_ps(1.0f / SQ_TABLE_PHASES))));
-        __m256 a4[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-        for (int e = 0; e < n; e += 4)  // four sums: one would be a chain of FMA latencies
-            for (int u = 0; u < 4; u++) {
-                __m256 v = _mm256_set1_ps(t[e + u]);
-                __m256 c = _mm256_cvtepi32_ps(_mm256_cvttps_epi32(_mm256_fmadd_ps(_mm256_sub_ps(v, vo), vi, half)));
-                __m256 r = _mm256_sub_ps(v, _mm256_fmadd_ps(vs, _mm256_min_ps(c, top), vo));
-                a4[u] = _mm256_fmadd_ps(r, r, a4[u]);
-            }
-        __m256 acc = _mm256_add_ps(_mm256_add_ps(a4[0], a4[1]), _mm256_add_ps(a4[2], a4[3]));
+        __m256 acc = _mm256_setzero_ps();
+        for (int e = 0; e < n; e++) {
+            __m256 v = _mm256_set1_ps(t[e]);
+            __m256 c = _mm256_cvtepi32_ps(_mm256_cvttps_epi32(_mm256_fmadd_ps(_mm256_sub_ps(v, vo), vi, half)));
+            __m256 r = _mm256_sub_ps(v, _mm256_fmadd_ps(vs, _mm256_min_ps(c, top), vo));
+            acc = _mm256_fmadd_ps(r, r, acc);
+        }
         // Offsets that would push a code past 127 are not candidates.
         __m256 bad = _mm256_cmp_ps(_mm256_sub_ps(_mm256_set1_ps(mx), vo), _mm256_set1_ps(127 * sc), _CMP_GT_OQ);
         acc = _mm256_blendv_ps(acc, _mm256_set1_ps(INFINITY), bad);
@@ -485,7 +484,7 @@ T_AVX2 static INL __m256i setbit_avx2(__m256i lo, __m256i hb, __m256i M) {
                                         _mm256_set1_ps(d[t * nb + (B)]), acc[t][S]);                     \
     } while (0)
 
-/// Rows of at most this many (padded) inputs use the chain order below, longer rows the pair order.
+// Rows of at most this many (padded) inputs use the chain order below, longer rows the pair order.
 #define SQ_I8_CHAIN_MAX_K 2048
 
 // The int8 kernels of one instruction set (ATTR, suffix SFX), from its block dot product
