@@ -4,7 +4,8 @@
 // before each matrix (0: none). Prints ns per nonzero for: CSR row order with int32 indices and F32
 // values ("flat"), group order (rows interleaved in groups of 32) with the same types ("interleaved"),
 // blocks of 8 (row, column, half value) records in group order ("blocked"), and group order with
-// uint16 indices and half values, converted 8 at a time ("flat16", the layout of sq_sparse.h); the
+// uint16 indices and half values, converted 8 at a time ("flat16", the layout of sq_sparse.h until e945286;
+// the sliced layout that replaced it is timed by scripts/sparse_layout/run.sh); the
 // "minus stream" line subtracts the time of the dense reads alone.
 #include <stdio.h>
 #include <stdlib.h>

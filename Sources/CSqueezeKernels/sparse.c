@@ -1,29 +1,28 @@
-// Sparse products (y += S x) over row ranges, run as flat loops over the nonzeros in group order
-// (see sq_sparse.h).
+// Sparse products (y += S x) in sliced ELL form with rows sorted inside windows (see sq_sparse.h).
 //
-// Why flat loops: the sparse part of a SqueezeLLM layer has about 3 nonzeros per row, with counts
-// that vary from row to row. A loop per row then mispredicts its exit branch on most rows; on Zen 3
-// that cost about 4 ns per nonzero. Walking the nonzeros with their row index (y[row[p]] +=
-// val[p] * x[col[p]]) has no data-dependent branch.
+// Why slices: the sparse part of a SqueezeLLM layer has about 3 nonzeros per row, with counts that
+// vary from 0 to over 100. One nonzero at a time (y[row] += v * x[col], the previous layout, with the
+// rows of a group interleaved so that neighbouring sums wrote different rows) costs a load of the
+// row, a load, add and store of y, and a scalar product per nonzero: about 1.0 ns per nonzero in cache
+// and 1.25 ns with dense weights streamed between products, as in decoding (Zen 3, measured with the
+// model's own sparse matrices). A slice of 8 rows sums 8 nonzeros with one multiply-add and writes y
+// once per row: 0.5 ns in cache and 0.9 ns streamed per nonzero, padding included.
 //
-// Why group order: in row order the nonzeros of one row follow each other, and each sum waits for
-// the previous one's store to y[row] (store-to-load forwarding plus the add, about 7 cycles). With
-// the rows of a group interleaved, neighbours write different rows. Together with 16-bit indices and
-// half-precision values (compact storage) this halved the time per nonzero in a harness that
-// streams dense weights between the sparse products, as decoding does (about 1.6 to 0.8 ns).
-//
-// The product and the sum are separate statements on purpose: a fused multiply-add would put the
-// multiplication's latency on the chain through y.
+// Why the columns are loaded one by one: `vgatherdps` took 0.77-1.06 ns per nonzero (Zen 3 gathers
+// are slow), eight `vmovss`/`vinsertps` pairs 0.48-0.55 ns. The compact path reads its eight 16-bit
+// columns with two 64-bit loads and shifts (fewer loads: the loop is load-bound).
 #include "sq_sparse.h"
 #include "sq_dense.h"
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define SQ_X86 1
 #define T_AVX2 __attribute__((target("avx2,fma,f16c")))
 #endif
 
-#define G SQ_CSR_GROUP
+#define L SQ_SELL_LANES
 
 int64_t sq_csr_row_of(const int32_t *rowptr, int64_t rows, int64_t p) {
     // largest r with rowptr[r] <= p, then skip empty rows forward
@@ -36,195 +35,178 @@ int64_t sq_csr_row_of(const int32_t *rowptr, int64_t rows, int64_t p) {
     return lo;
 }
 
-void sq_csr_group_order(const int32_t *rowptr, int64_t rows, int32_t *order) {
-    int64_t q = 0;
-    for (int64_t g0 = 0; g0 < rows; g0 += G) {
-        const int64_t g1 = g0 + G < rows ? g0 + G : rows;
-        int32_t longest = 0;
-        for (int64_t r = g0; r < g1; r++)
-            if (rowptr[r + 1] - rowptr[r] > longest) longest = rowptr[r + 1] - rowptr[r];
-        for (int32_t j = 0; j < longest; j++)
-            for (int64_t r = g0; r < g1; r++)
-                if (rowptr[r] + j < rowptr[r + 1]) order[q++] = rowptr[r] + j;
-    }
+int64_t sq_sell_window(int64_t rows) {
+    const int64_t half = (rows + 1) / 2;
+    for (int64_t w = SQ_SELL_MAX_WINDOW; w >= 64; w -= L)
+        if (half % w == 0) return w;
+    return 128;
 }
 
-// ---- one token, whole groups: y[row[p]] += val[p] * x[col[p]] ----
+// ---- layout ----
 
-static void flat_wide(const int32_t *ri, const int32_t *ci, const float *v, const float *x, float *y, int64_t p0,
-                      int64_t p1) {
-    for (int64_t p = p0; p < p1; p++) {
-        const float prod = v[p] * x[ci[p]];
-        y[ri[p]] += prod;
-    }
+typedef struct { int32_t count, row; } row_count;
+
+static int by_count_desc(const void *a, const void *b) {
+    const row_count *x = a, *y = b;
+    if (x->count != y->count) return x->count > y->count ? -1 : 1;
+    return x->row < y->row ? -1 : (x->row > y->row);
 }
 
-static void flat_compact_plain(const uint16_t *ri, const uint16_t *ci, const uint16_t *v, const float *x, float *y,
-                               int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; p++) {
-        const float prod = sq_f16_to_f32_1(v[p]) * x[ci[p]];
-        y[ri[p]] += prod;
+// The rows of window [w0, w1) with nonzeros, sorted; returns how many.
+static int64_t sorted_rows(const int32_t *rowptr, int64_t w0, int64_t w1, row_count *out) {
+    int64_t n = 0;
+    for (int64_t r = w0; r < w1; r++) {
+        const int32_t c = rowptr[r + 1] - rowptr[r];
+        if (c > 0) out[n++] = (row_count){c, (int32_t)r};
+    }
+    qsort(out, (size_t)n, sizeof(row_count), by_count_desc);
+    return n;
+}
+
+void sq_sell_plan(const int32_t *rowptr, int64_t rows, int64_t window, int64_t *slices, int64_t *levels) {
+    row_count buf[SQ_SELL_MAX_WINDOW];
+    int64_t ns = 0, nl = 0;
+    for (int64_t w0 = 0; w0 < rows; w0 += window) {
+        const int64_t n = sorted_rows(rowptr, w0, w0 + window < rows ? w0 + window : rows, buf);
+        for (int64_t i = 0; i < n; i += L) { ns++; nl += buf[i].count; }
+    }
+    *slices = ns;
+    *levels = nl;
+}
+
+void sq_sell_build(const int32_t *rowptr, int64_t rows, int64_t window, int32_t *window_slices,
+                   int32_t *slice_levels, uint16_t *lane_rows, int32_t *source) {
+    row_count buf[SQ_SELL_MAX_WINDOW];
+    int64_t ns = 0, nl = 0, w = 0;
+    for (int64_t w0 = 0; w0 < rows; w0 += window, w++) {
+        window_slices[w] = (int32_t)ns;
+        const int64_t n = sorted_rows(rowptr, w0, w0 + window < rows ? w0 + window : rows, buf);
+        for (int64_t i = 0; i < n; i += L, ns++) {
+            const int32_t depth = buf[i].count;  // the slice's longest row (sorted: its first)
+            slice_levels[ns] = (int32_t)nl;
+            for (int l = 0; l < L; l++) {
+                const int has = i + l < n;
+                lane_rows[ns * L + l] = has ? (uint16_t)(buf[i + l].row - w0) : SQ_SELL_EMPTY;
+                for (int32_t j = 0; j < depth; j++)
+                    source[(nl + j) * L + l] = has && j < buf[i + l].count ? rowptr[buf[i + l].row] + j : -1;
+            }
+            nl += depth;
+        }
+    }
+    window_slices[w] = (int32_t)ns;
+    slice_levels[ns] = (int32_t)nl;
+}
+
+// ---- one slice: acc[l] = sum_j vals[j, l] * x[cols[j, l]], in order j = 0, 1, ... ----
+
+static inline void slice_plain(const sq_csr *s, int64_t j0, int64_t j1, const float *x, float *acc) {
+    for (int l = 0; l < L; l++) acc[l] = 0;
+    for (int64_t j = j0; j < j1; j++) {
+        for (int l = 0; l < L; l++) {
+            const int64_t q = j * L + l;
+            const int64_t c = s->compact ? ((const uint16_t *)s->cols)[q] : ((const int32_t *)s->cols)[q];
+            const float v = s->compact ? sq_f16_to_f32_1(((const uint16_t *)s->vals)[q]) : ((const float *)s->vals)[q];
+            acc[l] = fmaf(v, x[c], acc[l]);
+        }
     }
 }
 
 #ifdef SQ_X86
-// Values are converted eight at a time: a scalar conversion per value (vpinsrw + vcvtph2ps) merges
-// into the previous iteration's register and made a loop-carried chain.
-T_AVX2 static void flat_compact_avx2(const uint16_t *ri, const uint16_t *ci, const uint16_t *v, const float *x,
-                                     float *y, int64_t p0, int64_t p1) {
-    float t[8];
-    int64_t p = p0;
-    for (; p + 8 <= p1; p += 8) {
-        _mm256_storeu_ps(t, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + p))));
-        for (int k = 0; k < 8; k++) {
-            const float prod = t[k] * x[ci[p + k]];
-            y[ri[p + k]] += prod;
-        }
+T_AVX2 static inline __m128 load4(const float *x, int64_t a, int64_t b, int64_t c, int64_t d) {
+    __m128 v = _mm_load_ss(x + a);
+    v = _mm_insert_ps(v, _mm_load_ss(x + b), 0x10);
+    v = _mm_insert_ps(v, _mm_load_ss(x + c), 0x20);
+    return _mm_insert_ps(v, _mm_load_ss(x + d), 0x30);
+}
+
+T_AVX2 static inline void slice_compact_avx2(const sq_csr *s, int64_t j0, int64_t j1, const float *x, float *acc) {
+    const uint16_t *cols = (const uint16_t *)s->cols, *vals = (const uint16_t *)s->vals;
+    __m256 a = _mm256_setzero_ps();
+    for (int64_t j = j0; j < j1; j++) {
+        uint64_t lo, hi;
+        memcpy(&lo, cols + j * L, 8);
+        memcpy(&hi, cols + j * L + 4, 8);
+        const __m128 x0 = load4(x, lo & 0xFFFF, (lo >> 16) & 0xFFFF, (lo >> 32) & 0xFFFF, lo >> 48);
+        const __m128 x1 = load4(x, hi & 0xFFFF, (hi >> 16) & 0xFFFF, (hi >> 32) & 0xFFFF, hi >> 48);
+        const __m256 xv = _mm256_insertf128_ps(_mm256_castps128_ps256(x0), x1, 1);
+        const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vals + j * L)));
+        a = _mm256_fmadd_ps(v, xv, a);
     }
-    for (; p < p1; p++) {
-        const float prod = sq_f16_to_f32_1(v[p]) * x[ci[p]];
-        y[ri[p]] += prod;
+    _mm256_storeu_ps(acc, a);
+}
+
+T_AVX2 static inline void slice_wide_avx2(const sq_csr *s, int64_t j0, int64_t j1, const float *x, float *acc) {
+    const int32_t *cols = (const int32_t *)s->cols;
+    const float *vals = (const float *)s->vals;
+    __m256 a = _mm256_setzero_ps();
+    for (int64_t j = j0; j < j1; j++) {
+        const int32_t *c = cols + j * L;
+        const __m128 x0 = load4(x, c[0], c[1], c[2], c[3]);
+        const __m128 x1 = load4(x, c[4], c[5], c[6], c[7]);
+        const __m256 xv = _mm256_insertf128_ps(_mm256_castps128_ps256(x0), x1, 1);
+        a = _mm256_fmadd_ps(_mm256_loadu_ps(vals + j * L), xv, a);
     }
+    _mm256_storeu_ps(acc, a);
 }
 #endif
 
-// ---- several tokens, whole groups ----
-// In blocks of TB tokens: the block's activations are transposed to xt[col * TB + t] and its sums
-// gathered in yt[(row - r0) * TB + t], so that each nonzero is one multiply-add of TB contiguous floats.
-// Scratch per thread, grown on demand.
-#define TB 8
-static _Thread_local float *t_scratch = NULL;
-static _Thread_local int64_t t_cap = 0;
-
-static float *scratch(int64_t floats) {
-    if (t_cap >= floats) return t_scratch;
-    free(t_scratch);
-    t_scratch = NULL;
-    t_cap = 0;
-    if (posix_memalign((void **)&t_scratch, 64, (size_t)floats * sizeof(float)) != 0) return NULL;
-    t_cap = floats;
-    return t_scratch;
-}
-
-static inline float wide_value(float v) { return v; }
-
-#define DEF_SPMM_BLOCK(NAME, ATTR, IT, VT, CONV)                                                         \
-    ATTR static void NAME(const IT *ri, const IT *ci, const VT *v, const float *xt, float *yt, int64_t r0,  \
-                          int64_t p0, int64_t p1) {                                                         \
-        for (int64_t p = p0; p < p1; p++) {                                                                 \
-            float *yr = yt + ((int64_t)ri[p] - r0) * TB;                                                    \
-            const float *xc = xt + (int64_t)ci[p] * TB;                                                     \
-            const float val = CONV(v[p]);                                                                   \
-            for (int t = 0; t < TB; t++) yr[t] += val * xc[t];                                              \
+// One token over windows [r0 / W, ceil(r1 / W)) for rows [r0, r1), with SLICE inlined (one body per
+// variant). Several tokens run one after another (the slices stay in cache), so a token's sums never
+// depend on the others.
+#define DEF_SPMV(NAME, ATTR, SLICE)                                                                       \
+    ATTR static void NAME(const sq_csr *s, const float *x, float *y, int64_t r0, int64_t r1) {              \
+        const int64_t W = s->window, wa = r0 / W, wb = (r1 + W - 1) / W;                                    \
+        const int32_t *ws = s->window_slices, *sl = s->slice_levels;                                        \
+        float acc[L];                                                                                       \
+        for (int64_t w = wa; w < wb; w++) {                                                                 \
+            float *yw = y + w * W;                                                                          \
+            /* lanes whose row offset o has o - lo < n (unsigned) are written: empty lanes (0xFFFF) never */ \
+            const int64_t lo = r0 > w * W ? r0 - w * W : 0, hi = r1 - w * W < W ? r1 - w * W : W;           \
+            const uint64_t n = (uint64_t)(hi - lo);                                                         \
+            for (int64_t k = ws[w]; k < ws[w + 1]; k++) {                                                   \
+                SLICE(s, sl[k], sl[k + 1], x, acc);                                                         \
+                const uint16_t *lanes = s->lane_rows + k * L;                                               \
+                for (int l = 0; l < L; l++) {                                                               \
+                    const int64_t o = lanes[l];                                                             \
+                    if ((uint64_t)(o - lo) < n) yw[o] += acc[l];                                            \
+                }                                                                                           \
+            }                                                                                               \
         }                                                                                                   \
     }
-DEF_SPMM_BLOCK(block_wide_plain, , int32_t, float, wide_value)
-DEF_SPMM_BLOCK(block_compact_plain, , uint16_t, uint16_t, sq_f16_to_f32_1)
+DEF_SPMV(spmv_plain, , slice_plain)
 #ifdef SQ_X86
-DEF_SPMM_BLOCK(block_wide_avx2, T_AVX2, int32_t, float, wide_value)
-DEF_SPMM_BLOCK(block_compact_avx2, T_AVX2, uint16_t, uint16_t, _cvtsh_ss)
+DEF_SPMV(spmv_compact_avx2, T_AVX2, slice_compact_avx2)
+DEF_SPMV(spmv_wide_avx2, T_AVX2, slice_wide_avx2)
 #endif
-
-static inline float value_at(const sq_csr *s, int64_t p) {
-    return s->compact ? sq_f16_to_f32_1(((const uint16_t *)s->vals)[p]) : ((const float *)s->vals)[p];
-}
-static inline int64_t row_at(const sq_csr *s, int64_t p) {
-    return s->compact ? ((const uint16_t *)s->rowidx)[p] : ((const int32_t *)s->rowidx)[p];
-}
-static inline int64_t col_at(const sq_csr *s, int64_t p) {
-    return s->compact ? ((const uint16_t *)s->cols)[p] : ((const int32_t *)s->cols)[p];
-}
-
-// The nonzeros [p0, p1) of whole groups whose rows are [r0, r1).
-static void span_whole(const sq_csr *s, const float *x, int64_t ldx, int64_t m, float *y, int64_t ldy, int64_t r0,
-                       int64_t r1, int64_t p0, int64_t p1) {
-    if (p1 <= p0) return;
-#ifdef SQ_X86
-    const int avx2 = sq_isa() >= SQ_ISA_AVX2;
-#else
-    const int avx2 = 0;
-#endif
-    if (m == 1) {
-        if (!s->compact) flat_wide(s->rowidx, s->cols, s->vals, x, y, p0, p1);
-#ifdef SQ_X86
-        else if (avx2) flat_compact_avx2(s->rowidx, s->cols, s->vals, x, y, p0, p1);
-#endif
-        else flat_compact_plain(s->rowidx, s->cols, s->vals, x, y, p0, p1);
-        return;
-    }
-    const int64_t nr = r1 - r0, columns = s->columns;
-    float *xt = scratch((columns + nr) * TB);
-    if (!xt) {  // no memory for the scratch: one token at a time
-        for (int64_t t = 0; t < m; t++) span_whole(s, x + t * ldx, ldx, 1, y + t * ldy, ldy, r0, r1, p0, p1);
-        return;
-    }
-    float *yt = xt + columns * TB;
-    for (int64_t t0 = 0; t0 < m; t0 += TB) {
-        const int nt = m - t0 < TB ? (int)(m - t0) : TB;
-        for (int64_t c = 0; c < columns; c++) {
-            float *d = xt + c * TB;
-            int t = 0;
-            for (; t < nt; t++) d[t] = x[(t0 + t) * ldx + c];
-            for (; t < TB; t++) d[t] = 0;
-        }
-        for (int64_t i = 0; i < nr * TB; i++) yt[i] = 0;
-        if (s->compact) {
-#ifdef SQ_X86
-            if (avx2) block_compact_avx2(s->rowidx, s->cols, s->vals, xt, yt, r0, p0, p1);
-            else
-#endif
-                block_compact_plain(s->rowidx, s->cols, s->vals, xt, yt, r0, p0, p1);
-        } else {
-#ifdef SQ_X86
-            if (avx2) block_wide_avx2(s->rowidx, s->cols, s->vals, xt, yt, r0, p0, p1);
-            else
-#endif
-                block_wide_plain(s->rowidx, s->cols, s->vals, xt, yt, r0, p0, p1);
-        }
-        for (int t = 0; t < nt; t++) {
-            float *yd = y + (t0 + t) * ldy;
-            for (int64_t r = r0; r < r1; r++) yd[r] += yt[(r - r0) * TB + t];
-        }
-    }
-}
-
-// The group starting at row g0, cut to rows [lo, hi): every nonzero's row is checked.
-static void group_cut(const sq_csr *s, const float *x, int64_t ldx, int64_t m, float *y, int64_t ldy, int64_t g0,
-                      int64_t lo, int64_t hi) {
-    const int64_t g1 = g0 + G < s->rows ? g0 + G : s->rows;
-    for (int64_t p = s->rowptr[g0]; p < s->rowptr[g1]; p++) {
-        const int64_t r = row_at(s, p);
-        if (r < lo || r >= hi) continue;
-        const float v = value_at(s, p);
-        const int64_t c = col_at(s, p);
-        for (int64_t t = 0; t < m; t++) {
-            const float prod = v * x[t * ldx + c];  // as the flat loops: one token gives the same sums
-            y[t * ldy + r] += prod;                 // wherever the thread ranges cut the groups
-        }
-    }
-}
 
 void sq_csr_spmm_range(const sq_csr *s, const float *x, int64_t ldx, int64_t m, float *y, int64_t ldy, int64_t r0,
                        int64_t r1) {
     if (r1 <= r0 || m <= 0 || s->rowptr[r1] <= s->rowptr[r0]) return;
-    int64_t start = r0;
-    if (r0 % G != 0) {  // the group that r0 cuts
-        const int64_t g0 = r0 - r0 % G, g1 = g0 + G < s->rows ? g0 + G : s->rows;
-        group_cut(s, x, ldx, m, y, ldy, g0, r0, r1 < g1 ? r1 : g1);
-        if (r1 <= g1) return;
-        start = g1;
-    }
-    const int64_t end = r1 == s->rows ? r1 : r1 - r1 % G;
-    if (end > start) span_whole(s, x, ldx, m, y, ldy, start, end, s->rowptr[start], s->rowptr[end]);
-    if (end < r1) group_cut(s, x, ldx, m, y, ldy, end, end, r1);  // the group that r1 cuts
+    void (*fn)(const sq_csr *, const float *, float *, int64_t, int64_t) = spmv_plain;
+#ifdef SQ_X86
+    if (sq_isa() >= SQ_ISA_AVX2) fn = s->compact ? spmv_compact_avx2 : spmv_wide_avx2;
+#endif
+    for (int64_t t = 0; t < m; t++) fn(s, x + t * ldx, y + t * ldy, r0, r1);
 }
 
 void sq_csr_add_to_rows(const sq_csr *s, int64_t r0, int64_t r1, float *dst, int64_t ld) {
     if (r1 <= r0) return;
-    const int64_t g1 = (r1 - 1) - (r1 - 1) % G + G;
-    const int64_t p0 = s->rowptr[r0 - r0 % G], p1 = s->rowptr[g1 < s->rows ? g1 : s->rows];
-    for (int64_t p = p0; p < p1; p++) {
-        const int64_t r = row_at(s, p);
-        if (r >= r0 && r < r1) dst[(r - r0) * ld + col_at(s, p)] += value_at(s, p);
+    const int64_t W = s->window, wa = r0 / W, wb = (r1 + W - 1) / W;
+    for (int64_t w = wa; w < wb; w++) {
+        const int64_t base = w * W;
+        for (int64_t sl = s->window_slices[w]; sl < s->window_slices[w + 1]; sl++) {
+            const int64_t j0 = s->slice_levels[sl];
+            for (int l = 0; l < L; l++) {
+                const int64_t o = s->lane_rows[sl * L + l];
+                if (o == SQ_SELL_EMPTY || base + o < r0 || base + o >= r1) continue;
+                const int64_t r = base + o, n = s->rowptr[r + 1] - s->rowptr[r];
+                float *d = dst + (r - r0) * ld;
+                for (int64_t j = j0; j < j0 + n; j++) {
+                    const int64_t q = j * L + l;
+                    if (s->compact) d[((const uint16_t *)s->cols)[q]] += sq_f16_to_f32_1(((const uint16_t *)s->vals)[q]);
+                    else d[((const int32_t *)s->cols)[q]] += ((const float *)s->vals)[q];
+                }
+            }
+        }
     }
 }

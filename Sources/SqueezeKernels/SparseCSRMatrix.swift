@@ -1,17 +1,18 @@
 import CSqueezeKernels
 import SqueezeCore
 
-/// A sparse matrix S [rows, columns] in CSR form (row pointers int32 [rows + 1], column indices
+/// A sparse matrix S [rows, columns] built from CSR (row pointers int32 [rows + 1], column indices
 /// int32 [nnz], float values [nnz]), added to a dense product: y += S x.
 ///
-/// Products walk the nonzeros of whole rows with each one's row index, so that rows of a few
-/// nonzeros cost no branch each. The nonzeros are kept in group order (rows in groups of 32, the
-/// first nonzero of each row of a group, then the second, ...; see `sq_sparse.h`), so that
-/// neighbouring sums write different rows. When the rows and columns fit 16 bits and every value is
-/// exact in half precision (as when read from a checkpoint that stores F16), the matrix is compact:
-/// 6 bytes per nonzero instead of 12. Spread over threads, the rows are cut where the nonzeros divide
-/// evenly (SqueezeLLM's balanced kernel), snapped to row starts so no two threads write one output.
-/// Safe to use from several threads at once (scratch is per thread).
+/// Stored as sliced ELL with rows sorted inside windows (see `sq_sparse.h`): in each window of rows,
+/// the rows with nonzeros are sorted by count and dealt into slices of 8, each slice a block of
+/// levels x 8 (column, value) slots, so that one 8-wide multiply-add serves 8 rows. Each row's sum is
+/// formed in the same order whatever the token count or row range, so batched and single products
+/// agree bit for bit. When the rows and columns fit 16 bits and every value is exact in half
+/// precision (as when read from a checkpoint that stores F16), the matrix is compact: 4 bytes per
+/// slot instead of 8. Spread over threads, the rows are cut where the nonzeros divide evenly
+/// (SqueezeLLM's balanced kernel), snapped to window starts so no two threads write one output.
+/// Safe to use from several threads at once.
 public final class SparseCSRMatrix: @unchecked Sendable {
     /// Number of rows.
     public let rows: Int
@@ -19,13 +20,19 @@ public final class SparseCSRMatrix: @unchecked Sendable {
     public let columns: Int
     /// Number of nonzeros.
     public let nonzeroCount: Int
-    /// Whether indices are stored as 16 bits and values as half precision.
+    /// Whether columns are stored as 16 bits and values as half precision.
     public let isCompact: Bool
+    /// Rows sorted together (a window); the multiple of 8 chosen by `sq_sell_window`.
+    public let window: Int
+    /// Slots stored (nonzeros plus padding), a multiple of 8.
+    public let slotCount: Int
     let rowPtr: AlignedBuffer<Int32>
-    /// The nonzeros in group order: row index, column index and value of each (uint16, uint16 and half
-    /// bits when compact, else int32, int32 and float), raw bytes.
-    /// Invariant: group order's q-th nonzero lies in row r with rowPtr[r] <= q < rowPtr[r + 1] as a set.
-    let rowIdx: AlignedBuffer<UInt8>
+    let windowSlices: AlignedBuffer<Int32>
+    let sliceLevels: AlignedBuffer<Int32>
+    let laneRows: AlignedBuffer<UInt16>
+    /// Column and value of each slot (uint16 and half bits when compact, else int32 and float), raw bytes.
+    /// Invariant: the slot (level j, lane l) of a slice whose lane l holds row r is the j-th nonzero
+    /// of row r in row order when j < rowPtr[r + 1] - rowPtr[r], else column 0 and value 0.
     let cols: AlignedBuffer<UInt8>
     let vals: AlignedBuffer<UInt8>
     private let descriptor: sq_csr
@@ -34,7 +41,7 @@ public final class SparseCSRMatrix: @unchecked Sendable {
     public static var parallelThreshold = 16384
 
     /// Builds and validates the matrix (row pointers non-decreasing from 0 to nnz, columns in range).
-    /// `compact: false` keeps 32-bit indices and float values even when the compact form would be exact.
+    /// `compact: false` keeps 32-bit columns and float values even when the compact form would be exact.
     public init(rows: Int, columns: Int, rowPointers: [Int32], columnIndices: [Int32], values: [Float],
                 compact: Bool = true) throws {
         guard rows > 0, columns > 0 else {
@@ -55,46 +62,53 @@ public final class SparseCSRMatrix: @unchecked Sendable {
         for (p, c) in columnIndices.enumerated() where c < 0 || Int(c) >= columns {
             throw LUTError.badSparse("column index \(c) at nonzero \(p) is outside 0..<\(columns)")
         }
-        let nnz = values.count
         self.rows = rows
         self.columns = columns
-        nonzeroCount = nnz
+        nonzeroCount = values.count
         let rp = AlignedBuffer(rowPointers)
         rowPtr = rp
         // Compact when asked for, when indices fit 16 bits and every value survives half precision exactly.
         isCompact = compact && rows <= 65536 && columns <= 65536
             && values.allSatisfy { sq_f16_to_f32_1(sq_f32_to_f16_1($0)).bitPattern == $0.bitPattern }
+        let w = Int(sq_sell_window(Int64(rows)))
+        window = w
+        var ns: Int64 = 0, nl: Int64 = 0
+        sq_sell_plan(rp.pointer, Int64(rows), Int64(w), &ns, &nl)
+        let windows = (rows + w - 1) / w, slots = Int(nl) * 8
+        slotCount = slots
+        let ws = AlignedBuffer<Int32>(count: windows + 1), sls = AlignedBuffer<Int32>(count: Int(ns) + 1)
+        let lr = AlignedBuffer<UInt16>(count: max(Int(ns) * 8, 1))
+        var source = [Int32](repeating: -1, count: max(slots, 1))
+        source.withUnsafeMutableBufferPointer {
+            sq_sell_build(rp.pointer, Int64(rows), Int64(w), ws.pointer, sls.pointer, lr.pointer, $0.baseAddress!)
+        }
+        windowSlices = ws
+        sliceLevels = sls
+        laneRows = lr
         let width = isCompact ? 2 : 4
-        let ri0 = AlignedBuffer<UInt8>(count: max(nnz, 1) * width), ci0 = AlignedBuffer<UInt8>(count: max(nnz, 1) * width)
-        let vi0 = AlignedBuffer<UInt8>(count: max(nnz, 1) * width)
-        rowIdx = ri0
-        cols = ci0
-        vals = vi0
-        if nnz > 0 {
-            var order = [Int32](repeating: 0, count: nnz)
-            var rowOf = [Int32](repeating: 0, count: nnz)
-            for r in 0..<rows { for p in Int(rowPointers[r])..<Int(rowPointers[r + 1]) { rowOf[p] = Int32(r) } }
-            order.withUnsafeMutableBufferPointer { sq_csr_group_order(rp.pointer, Int64(rows), $0.baseAddress!) }
-            if isCompact {
-                let ri = UnsafeMutableRawPointer(ri0.pointer).assumingMemoryBound(to: UInt16.self)
-                let ci = UnsafeMutableRawPointer(ci0.pointer).assumingMemoryBound(to: UInt16.self)
-                let vi = UnsafeMutableRawPointer(vi0.pointer).assumingMemoryBound(to: UInt16.self)
-                for (q, p) in order.enumerated() {
-                    ri[q] = UInt16(rowOf[Int(p)]); ci[q] = UInt16(columnIndices[Int(p)])
-                    vi[q] = sq_f32_to_f16_1(values[Int(p)])
-                }
-            } else {
-                let ri = UnsafeMutableRawPointer(ri0.pointer).assumingMemoryBound(to: Int32.self)
-                let ci = UnsafeMutableRawPointer(ci0.pointer).assumingMemoryBound(to: Int32.self)
-                let vi = UnsafeMutableRawPointer(vi0.pointer).assumingMemoryBound(to: Float.self)
-                for (q, p) in order.enumerated() {
-                    ri[q] = rowOf[Int(p)]; ci[q] = columnIndices[Int(p)]; vi[q] = values[Int(p)]
-                }
+        let c0 = AlignedBuffer<UInt8>(count: max(slots, 8) * width), v0 = AlignedBuffer<UInt8>(count: max(slots, 8) * width)
+        cols = c0
+        vals = v0
+        if isCompact {
+            let ci = UnsafeMutableRawPointer(c0.pointer).assumingMemoryBound(to: UInt16.self)
+            let vi = UnsafeMutableRawPointer(v0.pointer).assumingMemoryBound(to: UInt16.self)
+            for q in 0..<slots {
+                let p = Int(source[q])
+                ci[q] = p < 0 ? 0 : UInt16(columnIndices[p])
+                vi[q] = p < 0 ? 0 : sq_f32_to_f16_1(values[p])
+            }
+        } else {
+            let ci = UnsafeMutableRawPointer(c0.pointer).assumingMemoryBound(to: Int32.self)
+            let vi = UnsafeMutableRawPointer(v0.pointer).assumingMemoryBound(to: Float.self)
+            for q in 0..<slots {
+                let p = Int(source[q])
+                ci[q] = p < 0 ? 0 : columnIndices[p]
+                vi[q] = p < 0 ? 0 : values[p]
             }
         }
-        descriptor = sq_csr(rowptr: rp.pointer, rowidx: UnsafeRawPointer(ri0.pointer),
-                            cols: UnsafeRawPointer(ci0.pointer), vals: UnsafeRawPointer(vi0.pointer),
-                            rows: Int64(rows), columns: Int64(columns), compact: isCompact ? 1 : 0)
+        descriptor = sq_csr(rowptr: rp.pointer, window_slices: ws.pointer, slice_levels: sls.pointer,
+                            lane_rows: lr.pointer, cols: UnsafeRawPointer(c0.pointer), vals: UnsafeRawPointer(v0.pointer),
+                            rows: Int64(rows), columns: Int64(columns), window: Int64(w), compact: isCompact ? 1 : 0)
     }
 
     /// Builds the matrix from (row, column, value) triples, in any order; duplicates are summed.
@@ -121,29 +135,42 @@ public final class SparseCSRMatrix: @unchecked Sendable {
         try self.init(rows: rows, columns: columns, rowPointers: counts, columnIndices: ci, values: vs)
     }
 
-    /// Bytes held and read per product: the row pointers and, per nonzero, its row, column and value.
-    public var byteCount: Int { rowPtr.count * 4 + nonzeroCount * (isCompact ? 6 : 12) }
+    /// Bytes held and read per product: row pointers, window and slice tables, lane rows, and per slot
+    /// its column and value.
+    public var byteCount: Int {
+        rowPtr.count * 4 + windowSlices.count * 4 + sliceLevels.count * 4 + (sliceLevels.count - 1) * 16
+            + slotCount * (isCompact ? 4 : 8)
+    }
+
+    /// The sliced layout, copied: each window's first slice (and the end), each slice's first level
+    /// (and the end), and each lane's row as an offset in its window (`SQ_SELL_EMPTY`: no row).
+    public var layout: (windowSlices: [Int32], sliceLevels: [Int32], laneRows: [UInt16]) {
+        let slices = sliceLevels.count - 1
+        return (windowSlices.toArray(), sliceLevels.toArray(), Array(laneRows.toArray().prefix(slices * 8)))
+    }
 
     /// The CSR arrays in row order, copied.
     public var csr: (rowPointers: [Int32], columnIndices: [Int32], values: [Float]) {
         let rp = rowPtr.toArray()
         var ci = [Int32](repeating: 0, count: nonzeroCount), vs = [Float](repeating: 0, count: nonzeroCount)
-        var next = rp  // next CSR position of each row; group order keeps each row's nonzeros in order
-        for q in 0..<nonzeroCount {
-            let r: Int, c: Int32, v: Float
-            if isCompact {
-                r = Int(UnsafeRawPointer(rowIdx.pointer).load(fromByteOffset: 2 * q, as: UInt16.self))
-                c = Int32(UnsafeRawPointer(cols.pointer).load(fromByteOffset: 2 * q, as: UInt16.self))
-                v = sq_f16_to_f32_1(UnsafeRawPointer(vals.pointer).load(fromByteOffset: 2 * q, as: UInt16.self))
-            } else {
-                r = Int(UnsafeRawPointer(rowIdx.pointer).load(fromByteOffset: 4 * q, as: Int32.self))
-                c = UnsafeRawPointer(cols.pointer).load(fromByteOffset: 4 * q, as: Int32.self)
-                v = UnsafeRawPointer(vals.pointer).load(fromByteOffset: 4 * q, as: Float.self)
+        let cp = UnsafeRawPointer(cols.pointer), vp = UnsafeRawPointer(vals.pointer)
+        for w in 0..<(windowSlices.count - 1) {
+            for s in Int(windowSlices[w])..<Int(windowSlices[w + 1]) {
+                let j0 = Int(sliceLevels[s])
+                for l in 0..<8 where laneRows[s * 8 + l] != UInt16(SQ_SELL_EMPTY) {
+                    let r = w * window + Int(laneRows[s * 8 + l])
+                    for j in 0..<Int(rp[r + 1] - rp[r]) {
+                        let q = (j0 + j) * 8 + l, p = Int(rp[r]) + j
+                        if isCompact {
+                            ci[p] = Int32(cp.load(fromByteOffset: 2 * q, as: UInt16.self))
+                            vs[p] = sq_f16_to_f32_1(vp.load(fromByteOffset: 2 * q, as: UInt16.self))
+                        } else {
+                            ci[p] = cp.load(fromByteOffset: 4 * q, as: Int32.self)
+                            vs[p] = vp.load(fromByteOffset: 4 * q, as: Float.self)
+                        }
+                    }
+                }
             }
-            let p = Int(next[r])
-            next[r] += 1
-            ci[p] = c
-            vs[p] = v
         }
         return (rp, ci, vs)
     }
@@ -180,13 +207,16 @@ public final class SparseCSRMatrix: @unchecked Sendable {
             addMultiply(rows: 0..<rows, x, ldx: ldx, m: m, y, ldy: ldy)
             return
         }
-        // Part i starts at the row holding nonzero nnz * i / parts (a row is never split).
+        // Part i starts at the window holding nonzero nnz * i / parts (a window is never split).
         let rp = rowPtr.pointer, nrows = Int64(rows)
         withUnsafeTemporaryAllocation(of: Int.self, capacity: parts + 1) { bounds in
             let bd = bounds.baseAddress!
             bd[0] = 0
             bd[parts] = rows
-            for i in 1..<parts { bd[i] = max(bd[i - 1], Int(sq_csr_row_of(rp, nrows, Int64(nnz * i / parts)))) }
+            for i in 1..<parts {
+                let r = Int(sq_csr_row_of(rp, nrows, Int64(nnz * i / parts)))
+                bd[i] = max(bd[i - 1], r - r % window)
+            }
             pool.run(tasks: parts, threads: parts) { i, _ in
                 if bd[i + 1] > bd[i] { self.addMultiply(rows: bd[i]..<bd[i + 1], x, ldx: ldx, m: m, y, ldy: ldy) }
             }

@@ -103,8 +103,8 @@ func randomCSR(rows: Int, cols: Int, density: Double, rng: inout SplitMix) -> ([
     static let pool = WorkerPool(threads: 3)
 
     /// Products equal the Double reference for one and several tokens, 1-3 threads (cuts at nonzero
-    /// quantiles, so groups of 32 rows are cut anywhere), in both storages: compact (values exact in
-    /// half precision) and wide (values that are not, or compact storage refused).
+    /// quantiles snapped to windows), in both storages: compact (values exact in half precision) and
+    /// wide (values that are not, or compact storage refused).
     @Test func spmvAndSpmmMatchReference() throws {
         var rng = SplitMix(20)
         let saved = SparseCSRMatrix.parallelThreshold
@@ -118,7 +118,8 @@ func randomCSR(rows: Int, cols: Int, density: Double, rng: inout SplitMix) -> ([
                 let s = try SparseCSRMatrix(rows: rows, columns: cols, rowPointers: rp, columnIndices: ci, values: vs,
                                             compact: compact)
                 #expect(s.isCompact == (compact && vs == halves))
-                #expect(s.byteCount == (rows + 1) * 4 + vs.count * (s.isCompact ? 6 : 12))
+                #expect(s.slotCount >= vs.count && s.slotCount % 8 == 0)
+                #expect(s.byteCount >= (rows + 1) * 4 + s.slotCount * (s.isCompact ? 4 : 8))
                 let back = s.csr
                 #expect(back.rowPointers == rp && back.columnIndices == ci && back.values == vs)
                 for level in ISALevel.available {
@@ -157,36 +158,58 @@ func randomCSR(rows: Int, cols: Int, density: Double, rng: inout SplitMix) -> ([
         }
     }
 
-    /// Row ranges that cut groups of 32 rows anywhere (inside one group, across one or several) add
-    /// exactly the rows asked for and no others, in both storages and every dispatch level.
-    @Test func rowRangesCutGroups() throws {
+    /// Row ranges that cut windows anywhere (inside one window, across one or several) add exactly the
+    /// rows asked for and no others, and each row's sum is bit-identical to the whole matrix's product
+    /// of that token alone (any range, any token count, in both storages), and to the portable path's.
+    @Test func rowRangesAndBatchesGiveIdenticalSums() throws {
         var rng = SplitMix(21)
-        let rows = 150, cols = 90
-        let (rp, ci, raw) = randomCSR(rows: rows, cols: cols, density: 0.06, rng: &rng)
-        let halves = raw.map { sq_f16_to_f32_1(sq_f32_to_f16_1($0)) }
-        let ranges = [(0, 150), (5, 20), (5, 40), (32, 64), (31, 33), (40, 150), (0, 1), (149, 150), (10, 140), (64, 100)]
-        for s in [try SparseCSRMatrix(rows: rows, columns: cols, rowPointers: rp, columnIndices: ci, values: halves),
-                  try SparseCSRMatrix(rows: rows, columns: cols, rowPointers: rp, columnIndices: ci, values: raw)] {
-            let values = s.csr.values
-            for level in ISALevel.available {
-                ISALevel.with(level) {
-                    for (lo, hi) in ranges {
-                        for m in [1, 4] {
-                            let x = rng.floats(m * cols)
-                            var y = [Float](repeating: 0, count: m * rows)
-                            x.withUnsafeBufferPointer { xp in
-                                y.withUnsafeMutableBufferPointer { yp in
-                                    s.addMultiply(rows: lo..<hi, xp.baseAddress!, ldx: cols, m: m, yp.baseAddress!, ldy: rows)
-                                }
-                            }
+        // 150 rows: no window divides the halves (window 128); 576 and 192 rows: windows 144 and 96.
+        for (rows, cols, density) in [(150, 90, 0.06), (576, 300, 0.01), (192, 40, 0.08)] {
+            let (rp, ci, raw) = randomCSR(rows: rows, cols: cols, density: density, rng: &rng)
+            let halves = raw.map { sq_f16_to_f32_1(sq_f32_to_f16_1($0)) }
+            let ranges = [(0, rows), (5, 20), (5, 40), (32, 64), (31, 33), (40, rows), (0, 1), (rows - 1, rows),
+                          (10, rows - 10), (64, 100), (rows / 2, rows)]
+            for s in [try SparseCSRMatrix(rows: rows, columns: cols, rowPointers: rp, columnIndices: ci, values: halves),
+                      try SparseCSRMatrix(rows: rows, columns: cols, rowPointers: rp, columnIndices: ci, values: raw)] {
+                let values = s.csr.values
+                let m = 5
+                let x = rng.floats(m * cols)
+                // One token at a time over all rows, on the portable path: the sums every other call must equal.
+                var single = [Float](repeating: 0, count: m * rows)
+                ISALevel.with(.scalar) {
+                    x.withUnsafeBufferPointer { xp in
+                        single.withUnsafeMutableBufferPointer { yp in
                             for t in 0..<m {
-                                let xt = Array(x[(t * cols)..<((t + 1) * cols)])
-                                let full = SparseReference.addMultiply(rowPointers: rp, columnIndices: ci, values: values, x: xt,
-                                                                       y: [Float](repeating: 0, count: rows))
-                                for r in 0..<rows {
-                                    let want: Float = (lo..<hi).contains(r) ? full[r] : 0
-                                    #expect(abs(y[t * rows + r] - want) <= 1e-5 * (abs(want) + 10),
-                                            "\(level) rows \(lo)..<\(hi) m \(m) row \(r) compact \(s.isCompact)")
+                                s.addMultiply(rows: 0..<rows, xp.baseAddress! + t * cols, ldx: cols, m: 1,
+                                              yp.baseAddress! + t * rows, ldy: rows)
+                            }
+                        }
+                    }
+                }
+                for t in 0..<m {
+                    let xt = Array(x[(t * cols)..<((t + 1) * cols)])
+                    let full = SparseReference.addMultiply(rowPointers: rp, columnIndices: ci, values: values, x: xt,
+                                                           y: [Float](repeating: 0, count: rows))
+                    for r in 0..<rows {
+                        #expect(abs(single[t * rows + r] - full[r]) <= 1e-5 * (abs(full[r]) + 10), "row \(r) token \(t)")
+                    }
+                }
+                for level in ISALevel.available {
+                    ISALevel.with(level) {
+                        for (lo, hi) in ranges {
+                            for mm in [1, 4, 5] {
+                                var y = [Float](repeating: 0, count: m * rows)
+                                x.withUnsafeBufferPointer { xp in
+                                    y.withUnsafeMutableBufferPointer { yp in
+                                        s.addMultiply(rows: lo..<hi, xp.baseAddress!, ldx: cols, m: mm, yp.baseAddress!, ldy: rows)
+                                    }
+                                }
+                                for t in 0..<m {
+                                    for r in 0..<rows {
+                                        let want: Float = t < mm && (lo..<hi).contains(r) ? single[t * rows + r] : 0
+                                        #expect(y[t * rows + r].bitPattern == want.bitPattern,
+                                                "\(level) \(rows) rows \(lo)..<\(hi) m \(mm) token \(t) row \(r) compact \(s.isCompact)")
+                                    }
                                 }
                             }
                         }
@@ -194,6 +217,40 @@ func randomCSR(rows: Int, cols: Int, density: Double, rng: inout SplitMix) -> ([
                 }
             }
         }
+    }
+
+    /// The window divides half the rows when a multiple of 8 from 64 to 256 does, else it is 128; the
+    /// layout holds every nonzero once, sorted rows first by count.
+    @Test func windowsAndLayout() throws {
+        #expect(sq_sell_window(576) == 144)
+        #expect(sq_sell_window(1536) == 256)
+        #expect(sq_sell_window(192) == 96)
+        #expect(sq_sell_window(11008) == 128)
+        #expect(sq_sell_window(150) == 128)
+        #expect(sq_sell_window(1) == 128)
+        var rng = SplitMix(22)
+        let (rp, ci, vs) = randomCSR(rows: 300, cols: 64, density: 0.05, rng: &rng)
+        let s = try SparseCSRMatrix(rows: 300, columns: 64, rowPointers: rp, columnIndices: ci, values: vs, compact: false)
+        let back = s.csr
+        #expect(back.rowPointers == rp && back.columnIndices == ci && back.values == vs)
+        // Every lane holds a distinct row with nonzeros; inside a window, counts do not increase.
+        var seen = Set<Int>()
+        let (windowSlices, sliceLevels, laneRows) = s.layout
+        #expect(s.slotCount == Int(sliceLevels.last!) * 8)
+        for w in 0..<(windowSlices.count - 1) {
+            var last = Int.max
+            for sl in Int(windowSlices[w])..<Int(windowSlices[w + 1]) {
+                for l in 0..<8 where laneRows[sl * 8 + l] != UInt16(SQ_SELL_EMPTY) {
+                    let r = w * s.window + Int(laneRows[sl * 8 + l])
+                    let n = Int(rp[r + 1] - rp[r])
+                    #expect(n > 0 && n <= last && !seen.contains(r))
+                    #expect(n <= Int(sliceLevels[sl + 1] - sliceLevels[sl]))
+                    last = n
+                    seen.insert(r)
+                }
+            }
+        }
+        #expect(seen.count == (0..<300).filter { rp[$0 + 1] > rp[$0] }.count)
     }
 
     @Test func buildsFromEntriesAndValidates() throws {

@@ -9,41 +9,66 @@ extern "C" {
 
 // Sparse matrices added to a dense result: y += S x.
 //
-// Storage. The CSR row pointers (int32 [rows + 1]) say which nonzeros each row has; the nonzeros
-// themselves are stored in *group order*: rows are taken in groups of SQ_CSR_GROUP, and within a
-// group the first nonzero of every row comes first, then the second of every row, and so on
-// (`sq_csr_group_order`). A group's nonzeros occupy the same positions rowptr[g0]..<rowptr[g1] as in
-// plain CSR, but consecutive nonzeros belong to different rows, so the sums y[row] += v * x[col]
-// do not wait on each other through memory (in row order, three nonzeros of one row formed a chain of
-// store-to-load forwarding that cost about 7 cycles each). Every nonzero carries its row index, so
-// products are flat loops with no branch per row.
+// Storage: sliced ELLPACK with rows sorted inside windows (SELL-8-sigma). Rows are taken in windows
+// of `window` consecutive rows; inside a window the rows that have nonzeros are sorted by their count
+// (longest first, then by row) and dealt into *slices* of 8 lanes, one row per lane. A slice of L
+// levels holds L x 8 slots, level-major: slot (level j, lane l) is the j-th nonzero of lane l's row, or
+// padding (column 0, value 0) when that row has fewer than j + 1. One slice is then 8 independent sums
+// computed together (8 column loads, one 8-wide multiply-add per level) and added to its 8 rows at the
+// end; sorting keeps the padding small (about 1.3-1.5x slots per nonzero on SqueezeLLM's outliers, whose
+// counts per row vary from 0 to over 100).
+//
+// Every row's sum is formed the same way whatever the number of tokens or the row range asked for:
+// acc = 0, then acc = fma(value_j, x[col_j], acc) for j = 0, 1, ... (padding adds fma(0, x[0], acc) =
+// acc), then y[row] += acc. So products over any row ranges and any token counts give bit-identical
+// results per row and token, on every ISA level (the portable path uses fmaf). A range that cuts a
+// window computes that window's slices and writes only the rows inside the range.
 //
 // A compact matrix (rows and columns at most 65536, values exact in IEEE half precision, as they are
-// when read from a checkpoint that stores them in F16) keeps row and column indices as uint16 and
-// values as half bits: 6 bytes per nonzero instead of 12.
-#define SQ_CSR_GROUP 32
+// when read from a checkpoint that stores them in F16) keeps columns as uint16 and values as half bits
+// (4 bytes per slot), otherwise int32 and float (8 bytes per slot).
 
-/// A sparse matrix in group order. `rowidx`, `cols` are uint16 and `vals` half bits when `compact`
-/// is nonzero, otherwise int32, int32 and float.
+/// Lanes per slice.
+#define SQ_SELL_LANES 8
+/// Largest window (rows sorted together); lane rows are stored as uint16 offsets in the window.
+#define SQ_SELL_MAX_WINDOW 256
+/// Marks a lane with no row.
+#define SQ_SELL_EMPTY 0xFFFF
+
+/// A sparse matrix in sliced ELL form (see above). `cols` is uint16 and `vals` half bits when
+/// `compact` is nonzero, otherwise int32 and float.
 typedef struct {
-    const int32_t *rowptr;
-    const void *rowidx;
-    const void *cols;
-    const void *vals;
+    const int32_t *rowptr;         ///< CSR row pointers [rows + 1] (row order): row r has rowptr[r+1]-rowptr[r] nonzeros
+    const int32_t *window_slices;  ///< [windows + 1]: the slices of window w are window_slices[w]..<window_slices[w+1]
+    const int32_t *slice_levels;   ///< [slices + 1]: slice s occupies levels slice_levels[s]..<slice_levels[s+1]
+    const uint16_t *lane_rows;     ///< [slices * 8]: row of each lane minus its window's first row, or SQ_SELL_EMPTY
+    const void *cols;              ///< [levels * 8] column of each slot
+    const void *vals;              ///< [levels * 8] value of each slot
     int64_t rows;
     int64_t columns;
+    int64_t window;                ///< rows per window, a multiple of 8 in 8..SQ_SELL_MAX_WINDOW
     int32_t compact;
 } sq_csr;
 
 /// The row that holds nonzero p (rowptr[r] <= p < rowptr[r + 1]); rows with no nonzeros are skipped.
 int64_t sq_csr_row_of(const int32_t *rowptr, int64_t rows, int64_t p);
 
-/// order[q] = the CSR position (row-major) of the q-th nonzero in group order, for all nnz.
-void sq_csr_group_order(const int32_t *rowptr, int64_t rows, int32_t *order);
+/// The window for a matrix of `rows` rows: the largest multiple of 8 up to SQ_SELL_MAX_WINDOW that
+/// divides ceil(rows / 2) (so that two threads splitting the rows in halves cut no window), or 128
+/// when that is below 64.
+int64_t sq_sell_window(int64_t rows);
+
+/// Sizes of the sliced layout of `rowptr` with `window`: writes the number of slices and of levels.
+void sq_sell_plan(const int32_t *rowptr, int64_t rows, int64_t window, int64_t *slices, int64_t *levels);
+
+/// Fills the layout planned by sq_sell_plan: window_slices [windows + 1] (windows = ceil(rows / window)),
+/// slice_levels [slices + 1], lane_rows [slices * 8], and source [levels * 8]: the CSR position (row
+/// order) whose column and value go in each slot, or -1 for padding.
+void sq_sell_build(const int32_t *rowptr, int64_t rows, int64_t window, int32_t *window_slices,
+                   int32_t *slice_levels, uint16_t *lane_rows, int32_t *source);
 
 /// Y[t * ldy + r] += sum over row r of S X[t] (X[t] = x + t * ldx, `columns` values), for rows
-/// [r0, r1) and tokens [0, m). Whole groups inside the range run as flat loops; the groups cut by r0
-/// or r1 check each nonzero's row. Several tokens go in blocks of 8 through per-thread scratch.
+/// [r0, r1) and tokens [0, m). See above for the order of the sums.
 void sq_csr_spmm_range(const sq_csr *s, const float *x, int64_t ldx, int64_t m, float *y, int64_t ldy, int64_t r0,
                        int64_t r1);
 
