@@ -44,57 +44,77 @@ int64_t sq_sell_window(int64_t rows) {
 
 // ---- layout ----
 
-typedef struct { int32_t count, row; } row_count;
+// A run of at most SQ_SELL_CHUNK consecutive nonzeros of one row: the unit dealt into lanes.
+typedef struct { int32_t count, row, start; } chunk;
 
 static int by_count_desc(const void *a, const void *b) {
-    const row_count *x = a, *y = b;
+    const chunk *x = a, *y = b;
     if (x->count != y->count) return x->count > y->count ? -1 : 1;
-    return x->row < y->row ? -1 : (x->row > y->row);
+    if (x->row != y->row) return x->row < y->row ? -1 : 1;
+    return x->start < y->start ? -1 : (x->start > y->start);
 }
 
-// The rows of window [w0, w1) with nonzeros, sorted; returns how many.
-static int64_t sorted_rows(const int32_t *rowptr, int64_t w0, int64_t w1, row_count *out) {
+// The chunks of window [w0, w1), sorted (a row's chunks stay in order: full ones by start, then the
+// shorter last one); returns how many, or -1 when out of memory. *buf grows as needed.
+static int64_t sorted_chunks(const int32_t *rowptr, int64_t w0, int64_t w1, chunk **buf, int64_t *cap) {
     int64_t n = 0;
+    for (int64_t r = w0; r < w1; r++) n += (rowptr[r + 1] - rowptr[r] + SQ_SELL_CHUNK - 1) / SQ_SELL_CHUNK;
+    if (n > *cap) {
+        chunk *grown = realloc(*buf, (size_t)n * sizeof(chunk));
+        if (!grown) return -1;
+        *buf = grown;
+        *cap = n;
+    }
+    chunk *out = *buf;
+    n = 0;
     for (int64_t r = w0; r < w1; r++) {
         const int32_t c = rowptr[r + 1] - rowptr[r];
-        if (c > 0) out[n++] = (row_count){c, (int32_t)r};
+        for (int32_t j = 0; j < c; j += SQ_SELL_CHUNK)
+            out[n++] = (chunk){c - j < SQ_SELL_CHUNK ? c - j : SQ_SELL_CHUNK, (int32_t)r, j};
     }
-    qsort(out, (size_t)n, sizeof(row_count), by_count_desc);
+    qsort(out, (size_t)n, sizeof(chunk), by_count_desc);
     return n;
 }
 
-void sq_sell_plan(const int32_t *rowptr, int64_t rows, int64_t window, int64_t *slices, int64_t *levels) {
-    row_count buf[SQ_SELL_MAX_WINDOW];
-    int64_t ns = 0, nl = 0;
+int sq_sell_plan(const int32_t *rowptr, int64_t rows, int64_t window, int64_t *slices, int64_t *levels) {
+    chunk *buf = NULL;
+    int64_t cap = 0, ns = 0, nl = 0;
     for (int64_t w0 = 0; w0 < rows; w0 += window) {
-        const int64_t n = sorted_rows(rowptr, w0, w0 + window < rows ? w0 + window : rows, buf);
+        const int64_t n = sorted_chunks(rowptr, w0, w0 + window < rows ? w0 + window : rows, &buf, &cap);
+        if (n < 0) { free(buf); return 0; }
         for (int64_t i = 0; i < n; i += L) { ns++; nl += buf[i].count; }
     }
+    free(buf);
     *slices = ns;
     *levels = nl;
+    return 1;
 }
 
-void sq_sell_build(const int32_t *rowptr, int64_t rows, int64_t window, int32_t *window_slices,
-                   int32_t *slice_levels, uint16_t *lane_rows, int32_t *source) {
-    row_count buf[SQ_SELL_MAX_WINDOW];
-    int64_t ns = 0, nl = 0, w = 0;
+int sq_sell_build(const int32_t *rowptr, int64_t rows, int64_t window, int32_t *window_slices,
+                  int32_t *slice_levels, uint16_t *lane_rows, uint8_t *lane_counts, int32_t *source) {
+    chunk *buf = NULL;
+    int64_t cap = 0, ns = 0, nl = 0, w = 0;
     for (int64_t w0 = 0; w0 < rows; w0 += window, w++) {
         window_slices[w] = (int32_t)ns;
-        const int64_t n = sorted_rows(rowptr, w0, w0 + window < rows ? w0 + window : rows, buf);
+        const int64_t n = sorted_chunks(rowptr, w0, w0 + window < rows ? w0 + window : rows, &buf, &cap);
+        if (n < 0) { free(buf); return 0; }
         for (int64_t i = 0; i < n; i += L, ns++) {
-            const int32_t depth = buf[i].count;  // the slice's longest row (sorted: its first)
+            const int32_t depth = buf[i].count;  // the slice's longest chunk (sorted: its first)
             slice_levels[ns] = (int32_t)nl;
             for (int l = 0; l < L; l++) {
-                const int has = i + l < n;
-                lane_rows[ns * L + l] = has ? (uint16_t)(buf[i + l].row - w0) : SQ_SELL_EMPTY;
+                const chunk *c = i + l < n ? buf + i + l : NULL;
+                lane_rows[ns * L + l] = c ? (uint16_t)(c->row - w0) : SQ_SELL_EMPTY;
+                lane_counts[ns * L + l] = c ? (uint8_t)c->count : 0;
                 for (int32_t j = 0; j < depth; j++)
-                    source[(nl + j) * L + l] = has && j < buf[i + l].count ? rowptr[buf[i + l].row] + j : -1;
+                    source[(nl + j) * L + l] = c && j < c->count ? rowptr[c->row] + c->start + j : -1;
             }
             nl += depth;
         }
     }
+    free(buf);
     window_slices[w] = (int32_t)ns;
     slice_levels[ns] = (int32_t)nl;
+    return 1;
 }
 
 // ---- one slice: acc[l] = sum_j vals[j, l] * x[cols[j, l]], in order j = 0, 1, ... ----
@@ -199,9 +219,8 @@ void sq_csr_add_to_rows(const sq_csr *s, int64_t r0, int64_t r1, float *dst, int
             for (int l = 0; l < L; l++) {
                 const int64_t o = s->lane_rows[sl * L + l];
                 if (o == SQ_SELL_EMPTY || base + o < r0 || base + o >= r1) continue;
-                const int64_t r = base + o, n = s->rowptr[r + 1] - s->rowptr[r];
-                float *d = dst + (r - r0) * ld;
-                for (int64_t j = j0; j < j0 + n; j++) {
+                float *d = dst + (base + o - r0) * ld;
+                for (int64_t j = j0; j < j0 + s->lane_counts[sl * L + l]; j++) {
                     const int64_t q = j * L + l;
                     if (s->compact) d[((const uint16_t *)s->cols)[q]] += sq_f16_to_f32_1(((const uint16_t *)s->vals)[q]);
                     else d[((const int32_t *)s->cols)[q]] += ((const float *)s->vals)[q];

@@ -5,8 +5,9 @@ import SqueezeCore
 /// int32 [nnz], float values [nnz]), added to a dense product: y += S x.
 ///
 /// Stored as sliced ELL with rows sorted inside windows (see `sq_sparse.h`): in each window of rows,
-/// the rows with nonzeros are sorted by count and dealt into slices of 8, each slice a block of
-/// levels x 8 (column, value) slots, so that one 8-wide multiply-add serves 8 rows. Each row's sum is
+/// the rows' nonzeros, cut into chunks of at most 8, are sorted by count and dealt into slices of 8,
+/// each slice a block of levels x 8 (column, value) slots, so that one 8-wide multiply-add serves 8
+/// chunks. Each row's sum is
 /// formed in the same order whatever the token count or row range, so batched and single products
 /// agree bit for bit. When the rows and columns fit 16 bits and every value is exact in half
 /// precision (as when read from a checkpoint that stores F16), the matrix is compact: 4 bytes per
@@ -30,9 +31,11 @@ public final class SparseCSRMatrix: @unchecked Sendable {
     let windowSlices: AlignedBuffer<Int32>
     let sliceLevels: AlignedBuffer<Int32>
     let laneRows: AlignedBuffer<UInt16>
+    let laneCounts: AlignedBuffer<UInt8>
     /// Column and value of each slot (uint16 and half bits when compact, else int32 and float), raw bytes.
-    /// Invariant: the slot (level j, lane l) of a slice whose lane l holds row r is the j-th nonzero
-    /// of row r in row order when j < rowPtr[r + 1] - rowPtr[r], else column 0 and value 0.
+    /// Invariant: the slot (level j, lane l) of a slice whose lane l holds a chunk of row r starting at
+    /// its nonzero k is row r's nonzero k + j when j < laneCounts[lane], else column 0 and value 0; a
+    /// row's chunks follow each other in layout order.
     let cols: AlignedBuffer<UInt8>
     let vals: AlignedBuffer<UInt8>
     private let descriptor: sq_csr
@@ -73,18 +76,22 @@ public final class SparseCSRMatrix: @unchecked Sendable {
         let w = Int(sq_sell_window(Int64(rows)))
         window = w
         var ns: Int64 = 0, nl: Int64 = 0
-        sq_sell_plan(rp.pointer, Int64(rows), Int64(w), &ns, &nl)
+        guard sq_sell_plan(rp.pointer, Int64(rows), Int64(w), &ns, &nl) != 0 else {
+            throw LUTError.badSparse("out of memory sorting the nonzeros of [\(rows), \(columns)]")
+        }
         let windows = (rows + w - 1) / w, slots = Int(nl) * 8
         slotCount = slots
         let ws = AlignedBuffer<Int32>(count: windows + 1), sls = AlignedBuffer<Int32>(count: Int(ns) + 1)
-        let lr = AlignedBuffer<UInt16>(count: max(Int(ns) * 8, 1))
+        let lr = AlignedBuffer<UInt16>(count: max(Int(ns) * 8, 1)), lc = AlignedBuffer<UInt8>(count: max(Int(ns) * 8, 1))
         var source = [Int32](repeating: -1, count: max(slots, 1))
-        source.withUnsafeMutableBufferPointer {
-            sq_sell_build(rp.pointer, Int64(rows), Int64(w), ws.pointer, sls.pointer, lr.pointer, $0.baseAddress!)
+        let built = source.withUnsafeMutableBufferPointer {
+            sq_sell_build(rp.pointer, Int64(rows), Int64(w), ws.pointer, sls.pointer, lr.pointer, lc.pointer, $0.baseAddress!)
         }
+        guard built != 0 else { throw LUTError.badSparse("out of memory sorting the nonzeros of [\(rows), \(columns)]") }
         windowSlices = ws
         sliceLevels = sls
         laneRows = lr
+        laneCounts = lc
         let width = isCompact ? 2 : 4
         let c0 = AlignedBuffer<UInt8>(count: max(slots, 8) * width), v0 = AlignedBuffer<UInt8>(count: max(slots, 8) * width)
         cols = c0
@@ -107,7 +114,7 @@ public final class SparseCSRMatrix: @unchecked Sendable {
             }
         }
         descriptor = sq_csr(rowptr: rp.pointer, window_slices: ws.pointer, slice_levels: sls.pointer,
-                            lane_rows: lr.pointer, cols: UnsafeRawPointer(c0.pointer), vals: UnsafeRawPointer(v0.pointer),
+                            lane_rows: lr.pointer, lane_counts: lc.pointer, cols: UnsafeRawPointer(c0.pointer), vals: UnsafeRawPointer(v0.pointer),
                             rows: Int64(rows), columns: Int64(columns), window: Int64(w), compact: isCompact ? 1 : 0)
     }
 
@@ -138,15 +145,17 @@ public final class SparseCSRMatrix: @unchecked Sendable {
     /// Bytes held and read per product: row pointers, window and slice tables, lane rows, and per slot
     /// its column and value.
     public var byteCount: Int {
-        rowPtr.count * 4 + windowSlices.count * 4 + sliceLevels.count * 4 + (sliceLevels.count - 1) * 16
+        rowPtr.count * 4 + windowSlices.count * 4 + sliceLevels.count * 4 + (sliceLevels.count - 1) * 24
             + slotCount * (isCompact ? 4 : 8)
     }
 
     /// The sliced layout, copied: each window's first slice (and the end), each slice's first level
-    /// (and the end), and each lane's row as an offset in its window (`SQ_SELL_EMPTY`: no row).
-    public var layout: (windowSlices: [Int32], sliceLevels: [Int32], laneRows: [UInt16]) {
+    /// (and the end), each lane's row as an offset in its window (`SQ_SELL_EMPTY`: no row) and the
+    /// nonzeros of its chunk.
+    public var layout: (windowSlices: [Int32], sliceLevels: [Int32], laneRows: [UInt16], laneCounts: [UInt8]) {
         let slices = sliceLevels.count - 1
-        return (windowSlices.toArray(), sliceLevels.toArray(), Array(laneRows.toArray().prefix(slices * 8)))
+        return (windowSlices.toArray(), sliceLevels.toArray(), Array(laneRows.toArray().prefix(slices * 8)),
+                Array(laneCounts.toArray().prefix(slices * 8)))
     }
 
     /// The CSR arrays in row order, copied.
@@ -154,13 +163,14 @@ public final class SparseCSRMatrix: @unchecked Sendable {
         let rp = rowPtr.toArray()
         var ci = [Int32](repeating: 0, count: nonzeroCount), vs = [Float](repeating: 0, count: nonzeroCount)
         let cp = UnsafeRawPointer(cols.pointer), vp = UnsafeRawPointer(vals.pointer)
+        var next = rp  // a row's chunks come in order in the layout
         for w in 0..<(windowSlices.count - 1) {
             for s in Int(windowSlices[w])..<Int(windowSlices[w + 1]) {
                 let j0 = Int(sliceLevels[s])
                 for l in 0..<8 where laneRows[s * 8 + l] != UInt16(SQ_SELL_EMPTY) {
                     let r = w * window + Int(laneRows[s * 8 + l])
-                    for j in 0..<Int(rp[r + 1] - rp[r]) {
-                        let q = (j0 + j) * 8 + l, p = Int(rp[r]) + j
+                    for j in 0..<Int(laneCounts[s * 8 + l]) {
+                        let q = (j0 + j) * 8 + l, p = Int(next[r]) + j
                         if isCompact {
                             ci[p] = Int32(cp.load(fromByteOffset: 2 * q, as: UInt16.self))
                             vs[p] = sq_f16_to_f32_1(vp.load(fromByteOffset: 2 * q, as: UInt16.self))
@@ -169,6 +179,7 @@ public final class SparseCSRMatrix: @unchecked Sendable {
                             vs[p] = vp.load(fromByteOffset: 4 * q, as: Float.self)
                         }
                     }
+                    next[r] += Int32(laneCounts[s * 8 + l])
                 }
             }
         }

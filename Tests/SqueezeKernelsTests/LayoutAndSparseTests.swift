@@ -42,10 +42,10 @@ func packSqueezeLLM3(_ idx: [UInt8], rows: Int, cols: Int) -> [Int32] {
 func randomCSR(rows: Int, cols: Int, density: Double, rng: inout SplitMix) -> ([Int32], [Int32], [Float]) {
     var rp: [Int32] = [0], ci: [Int32] = [], vs: [Float] = []
     for r in 0..<rows {
-        // every 5th row empty, row 3 dense
+        // every 5th row empty, row 3 dense, every 11th ten times as dense (rows longer than a chunk of 8)
         if r % 5 != 4 {
             for c in 0..<cols {
-                let p = r == 3 ? 0.8 : density
+                let p = r == 3 ? 0.8 : r % 11 == 6 ? min(1, 10 * density) : density
                 if Double(rng.next() >> 11) / Double(1 << 53) < p {
                     ci.append(Int32(c))
                     vs.append(rng.float())
@@ -230,27 +230,33 @@ func randomCSR(rows: Int, cols: Int, density: Double, rng: inout SplitMix) -> ([
         #expect(sq_sell_window(1) == 128)
         var rng = SplitMix(22)
         let (rp, ci, vs) = randomCSR(rows: 300, cols: 64, density: 0.05, rng: &rng)
+        #expect((0..<300).contains { rp[$0 + 1] - rp[$0] > 2 * Int32(SQ_SELL_CHUNK) })
         let s = try SparseCSRMatrix(rows: 300, columns: 64, rowPointers: rp, columnIndices: ci, values: vs, compact: false)
         let back = s.csr
         #expect(back.rowPointers == rp && back.columnIndices == ci && back.values == vs)
-        // Every lane holds a distinct row with nonzeros; inside a window, counts do not increase.
-        var seen = Set<Int>()
-        let (windowSlices, sliceLevels, laneRows) = s.layout
-        #expect(s.slotCount == Int(sliceLevels.last!) * 8)
+        // Every lane holds a chunk of 1...8 nonzeros of a row of its window; inside a window counts do
+        // not increase; a slice is as deep as its longest chunk; the chunks of a row add up to the row.
+        var perRow = [Int](repeating: 0, count: 300)
+        let (windowSlices, sliceLevels, laneRows, laneCounts) = s.layout
+        #expect(s.slotCount == Int(sliceLevels.last!) * 8 && s.slotCount >= vs.count)
         for w in 0..<(windowSlices.count - 1) {
             var last = Int.max
             for sl in Int(windowSlices[w])..<Int(windowSlices[w + 1]) {
-                for l in 0..<8 where laneRows[sl * 8 + l] != UInt16(SQ_SELL_EMPTY) {
+                var deepest = 0
+                for l in 0..<8 {
+                    let n = Int(laneCounts[sl * 8 + l])
+                    if laneRows[sl * 8 + l] == UInt16(SQ_SELL_EMPTY) { #expect(n == 0); continue }
                     let r = w * s.window + Int(laneRows[sl * 8 + l])
-                    let n = Int(rp[r + 1] - rp[r])
-                    #expect(n > 0 && n <= last && !seen.contains(r))
-                    #expect(n <= Int(sliceLevels[sl + 1] - sliceLevels[sl]))
+                    #expect(r < min(300, (w + 1) * s.window))
+                    #expect(n >= 1 && n <= Int(SQ_SELL_CHUNK) && n <= last)
+                    perRow[r] += n
                     last = n
-                    seen.insert(r)
+                    deepest = max(deepest, n)
                 }
+                #expect(deepest == Int(sliceLevels[sl + 1] - sliceLevels[sl]))
             }
         }
-        #expect(seen.count == (0..<300).filter { rp[$0 + 1] > rp[$0] }.count)
+        #expect(perRow == (0..<300).map { Int(rp[$0 + 1] - rp[$0]) })
     }
 
     @Test func buildsFromEntriesAndValidates() throws {

@@ -31,11 +31,11 @@ static void setup(M *m) {
     int64_t W = sq_sell_window(m->rows), ns, nl;
     sq_sell_plan(m->rp, m->rows, W, &ns, &nl);
     int32_t *ws = alloc((size_t)((m->rows + W - 1) / W + 1) * 4), *sl = alloc((size_t)(ns + 1) * 4);
-    uint16_t *lr = alloc((size_t)ns * 16); int32_t *src = alloc((size_t)nl * 32);
-    sq_sell_build(m->rp, m->rows, W, ws, sl, lr, src);
+    uint16_t *lr = alloc((size_t)ns * 16); uint8_t *lc = alloc((size_t)ns * 8); int32_t *src = alloc((size_t)nl * 32);
+    sq_sell_build(m->rp, m->rows, W, ws, sl, lr, lc, src);
     uint16_t *c = alloc((size_t)nl * 16), *v = alloc((size_t)nl * 16);
     for (int64_t q = 0; q < nl * 8; q++) { c[q] = src[q] < 0 ? 0 : (uint16_t)m->ci[src[q]]; v[q] = src[q] < 0 ? 0 : m->v[src[q]]; }
-    m->n = (sq_csr){m->rp, ws, sl, lr, c, v, m->rows, m->cols, W, 1};
+    m->n = (sq_csr){m->rp, ws, sl, lr, lc, c, v, m->rows, m->cols, W, 1};
 }
 
 static float X[8192], Y[8192];
