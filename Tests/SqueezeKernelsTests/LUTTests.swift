@@ -202,7 +202,8 @@ let lutShapes: [(Int, Int)] = [(1, 1), (1, 32), (3, 63), (17, 64), (16, 100), (3
 
     /// The dense part plus the sparse part equals the reference of both, both modes, all levels, both
     /// schedules, wide and compact sparse storage, for one token, a few (decode batch) and many
-    /// (prefill, where the sparse values are added to the decoded rows).
+    /// (prefill, where the sparse values are added to the decoded rows); a decode batch on the int8
+    /// path equals each token's own product bit for bit.
     @Test func lutWithSparsePart() throws {
         var rng = SplitMix(4)
         for level in ISALevel.available {
@@ -233,6 +234,17 @@ let lutShapes: [(Int, Int)] = [(1, 1), (1, 32), (3, 63), (17, 64), (16, 100), (3
                                             y.withUnsafeMutableBufferPointer { yp in
                                                 m.gemm(xp.baseAddress!, ldx: cols, m: tokens, yp.baseAddress!, ldy: rows,
                                                        pool: LUTKernelTests.pool, threads: 2)
+                                            }
+                                        }
+                                    }
+                                    // Batched decoding (int8, fewer tokens than prefill) gives each token
+                                    // its own product bit for bit, sparse part included.
+                                    if mode == .int8 && tokens > 1 && tokens < LUTMatrix.prefillThreshold {
+                                        for t in 0..<tokens {
+                                            var y1 = [Float](repeating: .nan, count: rows)
+                                            m.gemv(xs[t], &y1, pool: LUTKernelTests.pool, threads: t % 2 + 1)
+                                            for r in 0..<rows where y1[r].bitPattern != y[t * rows + r].bitPattern {
+                                                Issue.record("\(level) \(schedule) compact \(s.isCompact): gemv and gemm token \(t) of \(tokens) differ at row \(r)")
                                             }
                                         }
                                     }
