@@ -4,12 +4,14 @@
 // vary from 0 to over 100. One nonzero at a time (y[row] += v * x[col], the previous layout, with the
 // rows of a group interleaved so that neighbouring sums wrote different rows) costs a load of the
 // row, a load, add and store of y, and a scalar product per nonzero: about 1.0 ns per nonzero in cache
-// and 1.25 ns with dense weights streamed between products, as in decoding (Zen 3, measured with the
-// model's own sparse matrices). A slice of 8 rows sums 8 nonzeros with one multiply-add and writes y
-// once per row: 0.5 ns in cache and 0.9 ns streamed per nonzero, padding included.
+// on the model's own matrices (Zen 3). A slice of 8 lanes sums 8 nonzeros with one multiply-add and
+// writes y once per chunk: 0.47-0.52 ns per nonzero in cache, padding included
+// (scripts/sparse_layout/run.sh; with dense weights streamed between products, as in decoding, both
+// layouts' figures varied too much between runs to compare).
 //
-// Why the columns are loaded one by one: `vgatherdps` took 0.77-1.06 ns per nonzero (Zen 3 gathers
-// are slow), eight `vmovss`/`vinsertps` pairs 0.48-0.55 ns. The compact path reads its eight 16-bit
+// Why the columns are loaded one by one: with `vgatherdps` the same product took 0.66-0.87 ns per
+// nonzero on the model's matrices and 0.53-0.62 on uniform ones, with eight `vmovss`/`vinsertps` pairs
+// 0.47-0.63 and 0.33-0.43 (run.sh above; Zen 3 gathers are slow). The compact path reads its eight 16-bit
 // columns with two 64-bit loads and shifts (fewer loads: the loop is load-bound).
 #include "sq_sparse.h"
 #include "sq_dense.h"
