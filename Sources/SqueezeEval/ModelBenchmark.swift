@@ -122,3 +122,52 @@ extension ModelBenchmark {
                                 tokensPerSecond: sps * Double(batch))
     }
 }
+
+/// One configuration's figures over interleaved rounds (`ModelBenchmark.runRounds`).
+public struct ModelBenchRounds: Codable, Sendable {
+    /// The median of each figure over the rounds (each figure's own median).
+    public var median: ModelBenchResult
+    /// Prefill and decode tokens/s of each round, in round order.
+    public var prefillTokensPerSecond: [Double]
+    public var decodeTokensPerSecond: [Double]
+}
+
+extension ModelBenchmark {
+    /// The median of `values` (the mean of the middle two for an even count); nil when empty.
+    public static func median(_ values: [Double]) -> Double? {
+        if values.isEmpty { return nil }
+        let s = values.sorted(), n = s.count
+        return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2
+    }
+
+    /// Times every (model, thread count) configuration `rounds` times, interleaved: round 1 of every
+    /// configuration, then round 2, and so on, so that a slow spell of the machine touches every
+    /// configuration alike instead of whichever ran during it. Each round of a configuration is one
+    /// `run` (itself the best of `repeats`). `progress` is called before each measurement with the
+    /// round (from 1), the label and the thread count. Returns one entry per configuration, in the
+    /// order of `models` then `threads`.
+    public static func runRounds(models: [(label: String, model: LlamaModel)], threads: [Int], rounds: Int,
+                                 promptTokens: Int = 512, decodeTokens: Int = 64, decodeContext: Int = 16,
+                                 repeats: Int = 3,
+                                 progress: (Int, String, Int) -> Void = { _, _, _ in }) throws -> [ModelBenchRounds] {
+        var results: [[ModelBenchResult]] = Array(repeating: [], count: models.count * threads.count)
+        for round in 1...max(1, rounds) {
+            for (i, entry) in models.enumerated() {
+                for (j, t) in threads.enumerated() {
+                    progress(round, entry.label, t)
+                    results[i * threads.count + j].append(
+                        try run(model: entry.model, label: entry.label, threads: t, promptTokens: promptTokens,
+                                decodeTokens: decodeTokens, decodeContext: decodeContext, repeats: repeats))
+                }
+            }
+        }
+        return results.map { rs in
+            let prefill = rs.map(\.prefillTokensPerSecond), decode = rs.map(\.decodeTokensPerSecond)
+            var m = rs[0]
+            m.prefillTokensPerSecond = median(prefill)!
+            m.decodeTokensPerSecond = median(decode)!
+            m.decodeGBps = median(rs.map(\.decodeGBps))!
+            return ModelBenchRounds(median: m, prefillTokensPerSecond: prefill, decodeTokensPerSecond: decode)
+        }
+    }
+}

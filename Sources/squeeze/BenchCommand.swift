@@ -34,6 +34,8 @@ struct BenchCommand: ParsableCommand {
     var decode: Int = 64
     @Option(help: "Positions already in the cache when decoding starts (at most --prompt; 16 compares with llama-bench's tg, a long one times attention over a long cache).")
     var decodeContext: Int = 16
+    @Option(help: "Time every model configuration this many times, interleaved (round 1 of each, then round 2, ...), and report each figure's median and range; all --quantized models stay loaded.")
+    var rounds: Int = 1
     @Option(help: "Also time batched decoding (one token for each of N sequences per step, as `squeeze serve` runs them) at these batch sizes, comma-separated, e.g. 1,4,8.")
     var batch: String = ""
     @Flag(help: "Skip the kernel table.")
@@ -54,6 +56,8 @@ struct BenchCommand: ParsableCommand {
         var isa: String
         var kernels: [KernelRowOut]
         var models: [ModelBenchResult]
+        /// With --rounds > 1: each configuration's per-round figures (models then holds the medians).
+        var rounds: [ModelBenchRounds]?
         var batched: [BatchBenchResult]
     }
     struct KernelRowOut: Encodable {
@@ -63,6 +67,7 @@ struct BenchCommand: ParsableCommand {
 
     func validate() throws {
         guard decodeContext >= 0 else { throw ValidationError("--decode-context must be >= 0") }
+        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
         _ = try ModelOpening.kvCache(kvCache)
     }
 
@@ -77,7 +82,7 @@ struct BenchCommand: ParsableCommand {
             }
             return b
         }
-        var out = Output(bandwidthGBps: [:], isa: ISALevel.current.description, kernels: [], models: [], batched: [])
+        var out = Output(bandwidthGBps: [:], isa: ISALevel.current.description, kernels: [], models: [], rounds: nil, batched: [])
         var lines: [String] = []
         for t in threadList { out.bandwidthGBps["\(t)"] = KernelBenchmark.measureBandwidth(threads: min(t, WorkerPool.shared.threadCount)) }
         lines.append("machine: \(WorkerPool.cpuCount) CPUs, ISA \(ISALevel.current), features \(cpuFeatureNames.joined(separator: ",")), LUT kernels \(LUTMatrix.variant)")
@@ -107,7 +112,9 @@ struct BenchCommand: ParsableCommand {
         }
         if !skipModels {
             lines.append("")
-            lines.append("| weights | threads | prefill tok/s (\(prompt)) | decode tok/s | decode GB/s | % of bandwidth | weight MB/token |")
+            lines.append(rounds > 1
+                ? "| weights | threads | prefill tok/s (\(prompt)), median (range) of \(rounds) rounds | decode tok/s, median (range) | decode GB/s | % of bandwidth | weight MB/token |"
+                : "| weights | threads | prefill tok/s (\(prompt)) | decode tok/s | decode GB/s | % of bandwidth | weight MB/token |")
             lines.append("| --- | --- | --- | --- | --- | --- | --- |")
             var runs: [(String, () throws -> LlamaModel)] = []
             for w in weights.split(separator: ",").map(String.init) where !w.isEmpty {
@@ -129,23 +136,55 @@ struct BenchCommand: ParsableCommand {
             }
             var batchLines: [String] = []
             let precision = try ModelOpening.kvCache(kvCache)
-            for (label, load) in runs {
-                let m = try load()
-                m.kvCachePrecision = precision
-                for t in threadList {
-                    let r = try ModelBenchmark.run(model: m, label: label, threads: t, promptTokens: prompt, decodeTokens: decode,
-                                                   decodeContext: decodeContext)
-                    out.models.append(r)
-                    let bw = out.bandwidthGBps["\(t)"] ?? 1
-                    lines.append(String(format: "| %@ | %d | %.1f | %.1f | %.1f | %.0f%% | %.1f |", label, t, r.prefillTokensPerSecond,
-                                        r.decodeTokensPerSecond, r.decodeGBps, 100 * r.decodeGBps / bw, Double(r.weightBytesPerToken) / 1e6))
-                    var single: Double?
-                    for b in batches {
-                        let r = try ModelBenchmark.runBatched(model: m, label: label, threads: t, batch: b)
-                        out.batched.append(r)
-                        if b == 1 { single = r.tokensPerSecond }
-                        batchLines.append(String(format: "| %@ | %d | %d | %.1f | %.1f | %@ |", label, t, b, r.stepsPerSecond, r.tokensPerSecond,
-                                                 single.map { String(format: "%.2fx", r.tokensPerSecond / $0) } ?? "-"))
+            func row(_ r: ModelBenchResult, prefill: String, decode: String) -> String {
+                let bw = out.bandwidthGBps["\(r.threads)"] ?? 1
+                return String(format: "| %@ | %d | %@ | %@ | %.1f | %.0f%% | %.1f |", r.weights, r.threads, prefill, decode,
+                              r.decodeGBps, 100 * r.decodeGBps / bw, Double(r.weightBytesPerToken) / 1e6)
+            }
+            func timeBatches(_ m: LlamaModel, _ label: String, _ t: Int) throws {
+                var single: Double?
+                for b in batches {
+                    let r = try ModelBenchmark.runBatched(model: m, label: label, threads: t, batch: b)
+                    out.batched.append(r)
+                    if b == 1 { single = r.tokensPerSecond }
+                    batchLines.append(String(format: "| %@ | %d | %d | %.1f | %.1f | %@ |", label, t, b, r.stepsPerSecond, r.tokensPerSecond,
+                                             single.map { String(format: "%.2fx", r.tokensPerSecond / $0) } ?? "-"))
+                }
+            }
+            if rounds > 1 {
+                // Every model loaded at once, so that the rounds interleave configurations.
+                var loaded: [(label: String, model: LlamaModel)] = []
+                for (label, load) in runs {
+                    let m = try load()
+                    m.kvCachePrecision = precision
+                    loaded.append((label, m))
+                }
+                let results = try ModelBenchmark.runRounds(
+                    models: loaded, threads: threadList, rounds: rounds, promptTokens: prompt, decodeTokens: decode,
+                    decodeContext: decodeContext,
+                    progress: { r, label, t in
+                        if !json { FileHandle.standardError.write(Data("round \(r)/\(rounds): \(label), \(t) thread(s)\n".utf8)) }
+                    })
+                out.rounds = results
+                for r in results {
+                    out.models.append(r.median)
+                    let p = r.prefillTokensPerSecond, d = r.decodeTokensPerSecond
+                    lines.append(row(r.median,
+                                     prefill: String(format: "%.1f (%.1f-%.1f)", r.median.prefillTokensPerSecond, p.min()!, p.max()!),
+                                     decode: String(format: "%.1f (%.1f-%.1f)", r.median.decodeTokensPerSecond, d.min()!, d.max()!)))
+                }
+                for (label, m) in loaded { for t in threadList { try timeBatches(m, label, t) } }
+            } else {
+                for (label, load) in runs {
+                    let m = try load()
+                    m.kvCachePrecision = precision
+                    for t in threadList {
+                        let r = try ModelBenchmark.run(model: m, label: label, threads: t, promptTokens: prompt, decodeTokens: decode,
+                                                       decodeContext: decodeContext)
+                        out.models.append(r)
+                        lines.append(row(r, prefill: String(format: "%.1f", r.prefillTokensPerSecond),
+                                         decode: String(format: "%.1f", r.decodeTokensPerSecond)))
+                        try timeBatches(m, label, t)
                     }
                 }
             }
