@@ -310,9 +310,14 @@ extension LlamaModel {
                             sq_attn_store_key_kt16(kSrc + i * kvd + kvh * hd, Int64(hd), Int64(p0 + i), kc + kvh * headStride)
                         }
                     }
-                    for i in 0..<seg.count {
-                        let vrow = ws.v.pointer + (seg.start + i) * kvd
-                        for d in 0..<kvd { vt[d * cap + p0 + i] = sq_f32_to_f16_1(vrow[d]) }
+                    // Each value row converted at once (F16C where available), then stored down its
+                    // column of the transposed cache.
+                    withUnsafeTemporaryAllocation(of: UInt16.self, capacity: kvd) { half in
+                        let h = half.baseAddress!
+                        for i in 0..<seg.count {
+                            sq_f32_to_f16(ws.v.pointer + (seg.start + i) * kvd, h, Int64(kvd))
+                            for d in 0..<kvd { vt[d * cap + p0 + i] = h[d] }
+                        }
                     }
                 case .q8:
                     let kc = seg.cache.k8[li].pointer, vt = seg.cache.vt8[li].pointer
