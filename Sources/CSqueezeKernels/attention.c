@@ -208,6 +208,12 @@ void sq_attn_keys_kt16_to_f32(const uint16_t *kt, int64_t hd, int64_t j0, int64_
 
 void sq_attn_store_key_kt16(const float *key, int64_t hd, int64_t j, uint16_t *kt) {
     uint16_t *base = kt + (j / KT) * hd * KT + j % KT;
+    uint16_t half[256];
+    if (hd <= 256) {  // the row converted at once (F16C where available; the same bits as one by one)
+        sq_f32_to_f16(key, half, hd);
+        for (int64_t d = 0; d < hd; d++) base[d * KT] = half[d];
+        return;
+    }
     for (int64_t d = 0; d < hd; d++) base[d * KT] = sq_f32_to_f16_1(key[d]);
 }
 
