@@ -7,9 +7,8 @@ import SqueezeCore
 /// Stored as sliced ELL with rows sorted inside windows (see `sq_sparse.h`): in each window of rows,
 /// the rows' nonzeros, cut into chunks of at most 8, are sorted by count and dealt into slices of 8,
 /// each slice a block of levels x 8 (column, value) slots, so that one 8-wide multiply-add serves 8
-/// chunks. Each row's sum is
-/// formed in the same order whatever the token count or row range, so batched and single products
-/// agree bit for bit. When the rows and columns fit 16 bits and every value is exact in half
+/// chunks. Each row's sum is formed in the same order whatever the token count or row range, so
+/// batched and single products agree bit for bit. When the rows and columns fit 16 bits and every value is exact in half
 /// precision (as when read from a checkpoint that stores F16), the matrix is compact: 4 bytes per
 /// slot instead of 8. Spread over threads, the rows are cut where the nonzeros divide evenly
 /// (SqueezeLLM's balanced kernel), snapped to window starts so no two threads write one output.
@@ -142,8 +141,8 @@ public final class SparseCSRMatrix: @unchecked Sendable {
         try self.init(rows: rows, columns: columns, rowPointers: counts, columnIndices: ci, values: vs)
     }
 
-    /// Bytes held and read per product: row pointers, window and slice tables, lane rows, and per slot
-    /// its column and value.
+    /// Bytes held: row pointers, window and slice tables, each lane's row and chunk length, and per
+    /// slot its column and value (a product reads all but the row pointers and chunk lengths).
     public var byteCount: Int {
         rowPtr.count * 4 + windowSlices.count * 4 + sliceLevels.count * 4 + (sliceLevels.count - 1) * 24
             + slotCount * (isCompact ? 4 : 8)
