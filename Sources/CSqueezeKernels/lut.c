@@ -723,9 +723,11 @@ T_AVX2 static INL __m256i setbit_avx2(__m256i lo, __m256i hb, __m256i M) {
 
 DEF_I8_KERNELS(T_AVX2, avx2, dot64_avx2, setbit_avx2, hsum8)
 
-#define DEF_TILE_F32(NAME, ROW)                                                                          \
-    T_AVX2 static void NAME(const uint8_t *w, const float *lut, const float *x, int64_t ldx, int64_t m,  \
-                            float *y, int64_t ldy, int64_t kpad, int64_t rb, int64_t r0, int64_t r1) {   \
+// Float-table GEMM tile over blocked rows and tokens, 4 tokens per row pass; ATTR is the variant's
+// target attribute (the AVX-512 variants below use it too).
+#define DEF_TILE_F32(NAME, ATTR, ROW)                                                                    \
+    ATTR static void NAME(const uint8_t *w, const float *lut, const float *x, int64_t ldx, int64_t m,    \
+                          float *y, int64_t ldy, int64_t kpad, int64_t rb, int64_t r0, int64_t r1) {     \
         SQ_BLOCKED_LOOPS                                                                                 \
             const uint8_t *wr = w + r * rb;                                                              \
             const float *tr = lut + r * 16;                                                              \
@@ -739,8 +741,8 @@ DEF_I8_KERNELS(T_AVX2, avx2, dot64_avx2, setbit_avx2, hsum8)
             }                                                                                            \
         SQ_BLOCKED_LOOPS_END                                                                             \
     }
-DEF_TILE_F32(gemm_f32_4_avx2, f32_row4)
-DEF_TILE_F32(gemm_f32_3_avx2, f32_row3)
+DEF_TILE_F32(gemm_f32_4_avx2, T_AVX2, f32_row4)
+DEF_TILE_F32(gemm_f32_3_avx2, T_AVX2, f32_row3)
 
 #endif
 
@@ -814,24 +816,8 @@ T_VNNI static INL __m256i setbit_vnni(__m256i lo, __m256i hb, __m256i M) {
 }
 DEF_I8_KERNELS(T_VNNI, vnni, dot64_vnni, setbit_vnni, hsum8_512)
 
-#define DEF_TILE_F32_512(NAME, ROW)                                                                      \
-    T_AVX512 static void NAME(const uint8_t *w, const float *lut, const float *x, int64_t ldx, int64_t m, \
-                              float *y, int64_t ldy, int64_t kpad, int64_t rb, int64_t r0, int64_t r1) { \
-        SQ_BLOCKED_LOOPS                                                                                 \
-            const uint8_t *wr = w + r * rb;                                                              \
-            const float *tr = lut + r * 16;                                                              \
-            int64_t t = tb;                                                                              \
-            for (; t + 4 <= te; t += 4) ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 4);   \
-            switch (te - t) {                                                                            \
-            case 3: ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 3); break;                 \
-            case 2: ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 2); break;                 \
-            case 1: ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 1); break;                 \
-            default: break;                                                                              \
-            }                                                                                            \
-        SQ_BLOCKED_LOOPS_END                                                                             \
-    }
-DEF_TILE_F32_512(gemm_f32_4_avx512, f32_row4_512)
-DEF_TILE_F32_512(gemm_f32_3_avx512, f32_row3_512)
+DEF_TILE_F32(gemm_f32_4_avx512, T_AVX512, f32_row4_512)
+DEF_TILE_F32(gemm_f32_3_avx512, T_AVX512, f32_row3_512)
 
 #endif
 
