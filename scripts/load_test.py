@@ -2,13 +2,16 @@
 """Bounded load test of a running `squeeze serve` (loopback only; stops by itself).
 
 usage: python3 scripts/load_test.py http://127.0.0.1:PORT [--clients 8] [--requests 20] [--max-tokens 32]
-                                    [--compare] [--ttft 5]
+                                    [--compare] [--single-requests 4] [--rounds 1] [--ttft 5]
 
 Each client sends --requests streaming completions one after another (greedy, fixed length, EOS
 ignored so every request decodes --max-tokens tokens). Prints total generated tokens/s, request
 latency p50/p99, and errors; exits 1 if any request failed. --compare first runs one client alone
-(the single-stream baseline) and prints the speed-up of the concurrent run. --ttft N first measures
-the time to first token of N short prompts on the idle server (median)."""
+(the single-stream baseline, --single-requests requests) and prints the speed-up of the concurrent
+run. --rounds N repeats the measurement N times, single stream and concurrent run alternating (so a
+drifting machine affects both alike), and prints the medians and the median of the per-round
+speed-ups. --ttft N first measures the time to first token of N short prompts on the idle server
+(median)."""
 import argparse
 import http.client
 import json
@@ -103,6 +106,8 @@ def main():
     ap.add_argument("--requests", type=int, default=20)
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--compare", action="store_true", help="also run one client alone and print the speed-up")
+    ap.add_argument("--single-requests", type=int, default=4, help="requests of the single-stream baseline")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat single stream + concurrent run N times")
     ap.add_argument("--ttft", type=int, default=0, help="measure time to first token on N short prompts first")
     ap.add_argument("--api-key", default=None)
     a = ap.parse_args()
@@ -110,8 +115,9 @@ def main():
     if u.hostname not in ("127.0.0.1", "localhost", "::1"):
         sys.exit(f"refusing non-loopback address {u.hostname}")
     host, port = u.hostname, u.port or 80
-    if not (1 <= a.clients <= 64 and 1 <= a.requests <= 1000 and 1 <= a.max_tokens <= 1024):
-        sys.exit("bounds: clients 1..64, requests 1..1000, max-tokens 1..1024")
+    if not (1 <= a.clients <= 64 and 1 <= a.requests <= 1000 and 1 <= a.max_tokens <= 1024
+            and 1 <= a.single_requests <= 1000 and 1 <= a.rounds <= 20):
+        sys.exit("bounds: clients 1..64, requests 1..1000, max-tokens 1..1024, single-requests 1..1000, rounds 1..20")
     # Warm-up (not counted).
     one_request(host, port, "Hello", 2, a.api_key)
     if a.ttft:
@@ -119,17 +125,29 @@ def main():
         print(f"time to first token (idle, short prompt): median {statistics.median(ttfts) * 1000:.0f} ms, "
               f"max {max(ttfts) * 1000:.0f} ms over {a.ttft}")
     errors_total = 0
-    single = None
-    if a.compare:
-        n1 = max(1, min(a.requests, 4))
-        w, l, e, t = run(host, port, 1, n1, a.max_tokens, a.api_key)
-        single = report("single stream", 1, n1, w, l, e, t)
+    singles, concurrents, ratios = [], [], []
+    for rnd in range(a.rounds):
+        prefix = f"round {rnd + 1}: " if a.rounds > 1 else ""
+        single = None
+        if a.compare:
+            n1 = a.single_requests
+            w, l, e, t = run(host, port, 1, n1, a.max_tokens, a.api_key)
+            single = report(prefix + "single stream", 1, n1, w, l, e, t)
+            errors_total += len(e)
+            singles.append(single)
+        w, l, e, t = run(host, port, a.clients, a.requests, a.max_tokens, a.api_key)
+        tps = report(prefix + "concurrent", a.clients, a.requests, w, l, e, t)
         errors_total += len(e)
-    w, l, e, t = run(host, port, a.clients, a.requests, a.max_tokens, a.api_key)
-    tps = report("concurrent", a.clients, a.requests, w, l, e, t)
-    errors_total += len(e)
-    if single:
-        print(f"speed-up over a single stream: {tps / single:.2f}x")
+        concurrents.append(tps)
+        if single:
+            ratios.append(tps / single)
+            print(f"{prefix}speed-up over a single stream: {tps / single:.2f}x")
+    if a.rounds > 1:
+        line = f"medians over {a.rounds} rounds: concurrent {statistics.median(concurrents):.1f} tokens/s"
+        if ratios:
+            line += (f", single stream {statistics.median(singles):.1f} tokens/s, speed-up {statistics.median(ratios):.2f}x"
+                     f" (rounds {min(ratios):.2f}x-{max(ratios):.2f}x)")
+        print(line)
     print(f"errors: {errors_total}")
     return 1 if errors_total else 0
 
