@@ -29,13 +29,10 @@ public final class WorkerPool: @unchecked Sendable {
 
     deinit { sq_pool_destroy(pool) }
 
-    private final class Box {
-        let body: (Int, Int) -> Void
-        init(_ body: @escaping (Int, Int) -> Void) { self.body = body }
-    }
-
     /// Calls `body(task, thread)` for every task in 0..<count, spread over up to `threads` threads.
     /// Tasks may run in any order and concurrently; `thread` is in 0..<threadCount.
+    /// Allocates nothing: the C pool gets the address of `body` itself, valid for the whole run
+    /// (the run is fork-join, so `body` never outlives the call).
     public func run(tasks count: Int, threads: Int? = nil, _ body: (Int, Int) -> Void) {
         if count <= 0 { return }
         let t = min(threads ?? defaultThreads, threadCount)
@@ -44,14 +41,36 @@ public final class WorkerPool: @unchecked Sendable {
             return
         }
         withoutActuallyEscaping(body) { escaping in
-            let box = Box(escaping)
-            let ctx = Unmanaged.passUnretained(box).toOpaque()
-            sq_pool_run(pool, { ctx, task, thread in
-                let b = Unmanaged<Box>.fromOpaque(ctx!).takeUnretainedValue()
-                b.body(Int(task), Int(thread))
-            }, ctx, Int64(count), Int32(t))
-            withExtendedLifetime(box) {}
+            withUnsafePointer(to: escaping) { fn in
+                sq_pool_run(pool, { ctx, task, thread in
+                    ctx!.assumingMemoryBound(to: ((Int, Int) -> Void).self).pointee(Int(task), Int(thread))
+                }, UnsafeMutableRawPointer(mutating: fn), Int64(count), Int32(t))
+            }
         }
+    }
+
+    /// Calls the C function `fn(context, task, thread)` for every task in 0..<count, spread over up
+    /// to `threads` threads, as `run(tasks:threads:_:)` does. For the hottest loops: a Swift closure
+    /// handed to the C pool needs a heap-allocated context (`withoutActuallyEscaping`), this needs
+    /// none; `context` (usually a struct on the caller's stack) must stay valid for the call.
+    public func run(tasks count: Int, threads: Int? = nil, context: UnsafeMutableRawPointer, _ fn: sq_task_fn) {
+        if count <= 0 { return }
+        let t = min(threads ?? defaultThreads, threadCount)
+        if count == 1 || t <= 1 {
+            for i in 0..<count { fn(context, Int64(i), 0) }
+            return
+        }
+        sq_pool_run(pool, fn, context, Int64(count), Int32(t))
+    }
+
+    /// The block length `parallelFor` uses for `count` items: contiguous blocks at least
+    /// `minBlock` long, about `blocksPerThread` per thread (`count` when one block). Tasks are then
+    /// ceil(count / block).
+    public func blockLength(_ count: Int, minBlock: Int = 1, blocksPerThread: Int = 1, threads: Int? = nil) -> Int {
+        let t = min(threads ?? defaultThreads, threadCount)
+        var blocks = max(1, t * blocksPerThread)
+        blocks = min(blocks, max(1, count / max(1, minBlock)))
+        return blocks <= 1 ? max(count, 1) : (count + blocks - 1) / blocks
     }
 
     /// Splits 0..<count into contiguous blocks (at least `minBlock` long, about `blocksPerThread`
@@ -60,10 +79,8 @@ public final class WorkerPool: @unchecked Sendable {
                             _ body: (Range<Int>, Int) -> Void) {
         if count <= 0 { return }
         let t = min(threads ?? defaultThreads, threadCount)
-        var blocks = max(1, t * blocksPerThread)
-        blocks = min(blocks, max(1, count / max(1, minBlock)))
-        if blocks <= 1 { body(0..<count, 0); return }
-        let per = (count + blocks - 1) / blocks
+        let per = blockLength(count, minBlock: minBlock, blocksPerThread: blocksPerThread, threads: t)
+        if per >= count { body(0..<count, 0); return }
         let n = (count + per - 1) / per
         run(tasks: n, threads: t) { i, thread in
             let lo = i * per

@@ -28,6 +28,20 @@ import SqueezeCore
             let lock = NSLock()
             pool.parallelFor(count, minBlock: 3) { r, _ in lock.lock(); for i in r { covered[i] += 1 }; lock.unlock() }
             #expect(covered.allSatisfy { $0 == 1 })
+            // parallelFor's blocks are blockLength long (the last one shorter).
+            var lengths: [Int] = []
+            pool.parallelFor(count, minBlock: 3, blocksPerThread: 2) { r, _ in lock.lock(); lengths.append(r.count); lock.unlock() }
+            let block = pool.blockLength(count, minBlock: 3, blocksPerThread: 2)
+            if count > 0 {
+                #expect(lengths.count == (count + block - 1) / block)
+                #expect(lengths.filter { $0 != block }.count <= 1)
+            }
+            // The allocation-free run with a C task function and a context pointer.
+            let marks = AlignedBuffer<Int32>(count: max(count, 1))
+            pool.run(tasks: count, context: UnsafeMutableRawPointer(marks.pointer)) { ctx, task, thread in
+                ctx!.assumingMemoryBound(to: Int32.self)[Int(task)] += 1
+            }
+            #expect(marks.toArray().prefix(count).allSatisfy { $0 == 1 })
         }
     }
 
