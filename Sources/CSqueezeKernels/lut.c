@@ -872,6 +872,15 @@ void sq_lut_gemm_i8(int bits, const uint8_t *w, const uint8_t *qt, const float *
     gemm_i8_scalar(bits, w, qt, scale, offset, xq, d, sx, m, y, ldy, kpad, r0, r1);
 }
 
+void sq_lut_i8_task(void *job, int64_t task, int thread) {
+    (void)thread;
+    const sq_lut_i8_job *j = (const sq_lut_i8_job *)job;
+    int64_t r0 = task * j->block, r1 = r0 + j->block < j->rows ? r0 + j->block : j->rows;
+    if (r0 >= r1) return;
+    sq_lut_gemm_i8(j->bits, j->w, j->qt, j->scale, j->offset, j->xq, j->d, j->sx, j->m, j->y, j->ldy, j->kpad, r0, r1);
+    if (j->sparse) sq_csr_spmm_range(j->sparse, j->x, j->ldx, j->m, j->y, j->ldy, r0, r1);
+}
+
 void sq_lut_gemv_i8(int bits, const uint8_t *w, const uint8_t *qt, const float *scale, const float *offset,
                     const int8_t *xq, const float *d, const float *sx, float *y, int64_t kpad, int64_t r0, int64_t r1) {
     sq_lut_gemm_i8(bits, w, qt, scale, offset, xq, d, sx, 1, y, 0, kpad, r0, r1);

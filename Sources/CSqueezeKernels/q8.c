@@ -142,6 +142,13 @@ void sq_q8_gemm(const int8_t *wq, const float *wd, int64_t kpad, const int8_t *x
     gemm_scalar(wq, wd, kpad, xq, xd, m, y, ldy, r0, r1);
 }
 
+void sq_q8_task(void *job, int64_t task, int thread) {
+    (void)thread;
+    const sq_q8_job *j = (const sq_q8_job *)job;
+    int64_t r0 = task * j->block, r1 = r0 + j->block < j->rows ? r0 + j->block : j->rows;
+    if (r0 < r1) sq_q8_gemm(j->wq, j->wd, j->kpad, j->xq, j->xd, j->m, j->y, j->ldy, r0, r1);
+}
+
 void sq_q8_dequantize_rows(const int8_t *wq, const float *wd, int64_t kpad, int64_t k, int64_t r0, int64_t r1,
                            float *out) {
     int64_t nb = kpad / SQ_Q8_BLOCK;

@@ -280,12 +280,16 @@ public final class LUTMatrix: @unchecked Sendable {
             } else {
                 for t in 0..<m { sq_lut_quantize_x(x + t * ldx, Int64(k), Int64(kpad), q + t * kpad, d + t * nb, sx + t) }
             }
-            let qt = qtableBase, qs = qscaleBase, qo = qoffsetBase
-            pool.parallelFor(rows, minBlock: 16, blocksPerThread: 1, threads: nt) { range, _ in
-                sq_lut_gemm_i8(b, w, qt, qs, qo, q, d, sx, Int64(m), y, Int64(ldy), Int64(kpad),
-                               Int64(range.lowerBound), Int64(range.upperBound))
-                fused?.addMultiply(rows: range, x, ldx: ldx, m: m, y, ldy: ldy)
+            // One block of rows per thread, dispatched through a job on the stack (no allocation
+            // per product; a closure handed to the pool would need a heap context).
+            let block = pool.blockLength(rows, minBlock: 16, blocksPerThread: 1, threads: nt)
+            func dispatch(_ sp: UnsafePointer<sq_csr>?) {
+                var job = sq_lut_i8_job(bits: b, w: w, qt: qtableBase, scale: qscaleBase, offset: qoffsetBase,
+                                        xq: q, d: d, sx: sx, m: Int64(m), y: y, ldy: Int64(ldy), kpad: Int64(kpad),
+                                        sparse: sp, x: x, ldx: Int64(ldx), rows: Int64(rows), block: Int64(block))
+                withUnsafeMutablePointer(to: &job) { pool.run(tasks: (rows + block - 1) / block, threads: nt, context: $0, sq_lut_i8_task) }
             }
+            if let f = fused { f.withDescriptor { dispatch($0) } } else { dispatch(nil) }
         }
         if sparseSchedule == .balanced { sparse?.addMultiply(x, ldx: ldx, m: m, y, ldy: ldy, pool: pool, threads: nt) }
     }

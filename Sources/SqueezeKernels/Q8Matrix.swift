@@ -86,9 +86,11 @@ public final class Q8Matrix: LinearOperator, @unchecked Sendable {
         reserve(tokens: m)
         let q = xq.pointer, xs = xd.pointer, nb = kpad / 32
         for t in 0..<m { sq_q8_quantize_x(x + t * ldx, Int64(k), Int64(kpad), q + t * kpad, xs + t * nb) }
-        pool.parallelFor(rows, minBlock: 64, blocksPerThread: 1) { range, _ in
-            sq_q8_gemm(w, d, Int64(kpad), q, xs, Int64(m), y, Int64(ldy), Int64(range.lowerBound), Int64(range.upperBound))
-        }
+        // One block of rows per thread, dispatched through a job on the stack (no allocation per product).
+        let block = pool.blockLength(rows, minBlock: 64, blocksPerThread: 1)
+        var job = sq_q8_job(wq: w, wd: d, kpad: Int64(kpad), xq: q, xd: xs, m: Int64(m), y: y, ldy: Int64(ldy),
+                            rows: Int64(rows), block: Int64(block))
+        withUnsafeMutablePointer(to: &job) { pool.run(tasks: (rows + block - 1) / block, context: $0, sq_q8_task) }
     }
 
     /// The kernel variant in use ("avx2" or "scalar").

@@ -2,6 +2,7 @@
 #define SQ_LUT_H
 #include <stdint.h>
 #include <stddef.h>
+#include "sq_sparse.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -83,6 +84,33 @@ void sq_lut_gemv_i8(int bits, const uint8_t *w, const uint8_t *qt, const float *
 void sq_lut_gemm_i8(int bits, const uint8_t *w, const uint8_t *qt, const float *scale, const float *offset,
                     const int8_t *xq, const float *d, const float *sx, int64_t m, float *y, int64_t ldy,
                     int64_t kpad, int64_t r0, int64_t r1);
+
+/// One int8-path product (sq_lut_gemm_i8 on rows [0, rows), then the sparse part, if any, added
+/// row block by row block) cut into tasks of `block` rows for sq_pool_run: task i covers rows
+/// [i * block, min(rows, (i + 1) * block)). The job lives on the caller's stack, so dispatching a
+/// product allocates nothing.
+typedef struct {
+    int bits;
+    const uint8_t *w;
+    const uint8_t *qt;
+    const float *scale;
+    const float *offset;
+    const int8_t *xq;
+    const float *d;
+    const float *sx;
+    int64_t m;
+    float *y;
+    int64_t ldy;
+    int64_t kpad;
+    const sq_csr *sparse; ///< added per row block (its F32 input is x, ldx), or NULL
+    const float *x;
+    int64_t ldx;
+    int64_t rows;
+    int64_t block;
+} sq_lut_i8_job;
+
+/// Task function for sq_pool_run over a sq_lut_i8_job.
+void sq_lut_i8_task(void *job, int64_t task, int thread);
 
 /// The variants the dispatcher picks at the current sq_isa(), e.g. "float avx2, int8 avx2".
 /// Float: avx512 (AVX-512F/BW/VL/DQ), avx2, scalar. int8: avx512vnni (also needs AVX-512 VNNI),

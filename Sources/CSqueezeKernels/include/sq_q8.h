@@ -23,6 +23,24 @@ void sq_q8_quantize_x(const float *x, int64_t k, int64_t kpad, int8_t *q, float 
 void sq_q8_gemm(const int8_t *wq, const float *wd, int64_t kpad, const int8_t *xq, const float *xd,
                 int64_t m, float *y, int64_t ldy, int64_t r0, int64_t r1);
 
+/// One sq_q8_gemm over rows [0, rows) cut into tasks of `block` rows for sq_pool_run (the job lives
+/// on the caller's stack: dispatch allocates nothing).
+typedef struct {
+    const int8_t *wq;
+    const float *wd;
+    int64_t kpad;
+    const int8_t *xq;
+    const float *xd;
+    int64_t m;
+    float *y;
+    int64_t ldy;
+    int64_t rows;
+    int64_t block;
+} sq_q8_job;
+
+/// Task function for sq_pool_run over a sq_q8_job.
+void sq_q8_task(void *job, int64_t task, int thread);
+
 /// Rows [r0, r1) of the quantized matrix back to F32 (k columns each) into out[(r - r0) * k ...].
 void sq_q8_dequantize_rows(const int8_t *wq, const float *wd, int64_t kpad, int64_t k, int64_t r0, int64_t r1,
                            float *out);
