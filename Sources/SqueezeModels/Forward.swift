@@ -134,16 +134,19 @@ public final class Workspace: @unchecked Sendable {
         freqs = AlignedBuffer(count: max(1, c.headDim / 2))
     }
 
+    /// Makes the per-thread score and key scratch hold `context` positions. They grow geometrically
+    /// (at least doubling), so decoding, whose context grows by one position per token, reallocates
+    /// them O(log n) times instead of on every token.
     func ensureScores(context: Int, threads: Int, headDim: Int) {
         let need = Workspace.queryBlock * context
         if scoresCapacity < need || scores.count < threads {
-            let cap = max(need, scoresCapacity)
+            let cap = max(need, 2 * scoresCapacity)
             scores = (0..<threads).map { _ in AlignedBuffer<Float>(count: cap) }
             scoresCapacity = cap
         }
         let keys = headDim * (context + Int(SQ_KT))
         if keyScratchCapacity < keys || keyScratch.count < threads {
-            let cap = max(keys, keyScratchCapacity)
+            let cap = max(keys, 2 * keyScratchCapacity)
             keyScratch = (0..<threads).map { _ in AlignedBuffer<Float>(count: cap) }
             keyScratchCapacity = cap
         }
@@ -478,10 +481,8 @@ extension LlamaModel {
     /// (positions 0..<length+count; the new keys are already appended).
     func attention(ws: Workspace, segments: [Segment], layer li: Int) {
         let c = config
-        let hd = c.headDim, nh = c.numHeads, group = c.numHeads / c.numKVHeads
-        let qd = nh * hd
+        let nh = c.numHeads, group = c.numHeads / c.numKVHeads
         let qb = Workspace.queryBlock
-        let scale = 1 / Float(hd).squareRoot()
         let window = c.slidingWindow(forLayer: li)
         // Tasks: (segment, chunk of query heads, query block), enumerated arithmetically (no allocation
         // per pass); blocks past a segment's end return at once. Prefill (several query blocks): one
@@ -494,85 +495,126 @@ extension LlamaModel {
         let headsPerTask = maxBlocks > 1 ? 1 : (segments.count >= threads ? group : (nh + threads - 1) / threads)
         let chunks = (nh + headsPerTask - 1) / headsPerTask
         let perSegment = chunks * maxBlocks
-        do {
-            pool.run(tasks: segments.count * perSegment) { ti, thread in
-                let si = ti / perSegment, rest = ti % perSegment
-                let seg = segments[si]
-                // Later query blocks see more keys: they go first, so the short tasks fill in at the end.
-                let t0 = (maxBlocks - 1 - rest / chunks) * qb
-                if t0 >= seg.count { return }
-                let chunk = rest % chunks
-                let heads = (chunk * headsPerTask)..<min(nh, (chunk + 1) * headsPerTask)
-                let t1 = min(seg.count, t0 + qb), m = t1 - t0
-                if seg.cache.precision != .f32 && m <= LlamaModel.groupedQueryLimit {
-                    groupedAttention(ws: ws, seg: seg, layer: li, heads: heads, t0: t0, t1: t1, window: window, thread: thread)
-                    return
-                }
-                for head in heads {
-                    let task = (seg: si, head: head, t0: t0, t1: t1)
-                    let kvh = task.head / group
-                    let cap = seg.cache.capacity
-                    let precision = seg.cache.precision
-                    let p0 = seg.cache.length // not yet advanced for this pass
-                    let S = p0 + task.t1 // keys visible to the block's last query
-                    // With a sliding window, keys before the block's first query's window are never read:
-                    // keys [k0, S), so a decode step costs O(window), not O(context).
-                    let k0 = window.map { max(0, p0 + task.t0 - $0 + 1) } ?? 0
-                    let n = S - k0
-                    let sc = ws.scores[thread].pointer
-                    let qrow = ws.q.pointer + (seg.start + task.t0) * qd + task.head * hd
-                    // Scale the queries instead of the scores (n per query): each task owns its
-                    // query rows of its head, and nothing reads ws.q after attention.
-                    for i in 0..<m {
-                        let qi = qrow + i * qd
-                        for d in 0..<hd { qi[d] *= scale }
-                    }
-                    let kf = ws.keyScratch[thread].pointer
-                    let tiledPositions = seg.cache.keyTiles * Int(SQ_KT)
-                    switch precision {
-                    case .f32:
-                        sq_gemm_f32(qrow, Int64(qd), seg.cache.k[li].pointer + (kvh * cap + k0) * hd, Int64(hd), sc, Int64(n),
-                                    Int64(m), Int64(hd), 0, Int64(n))
-                    case .f16, .q8:
-                        // Tiled keys: converted once to F32, dimension-major ([hd, n]), the B operand
-                        // of the packed product.
-                        if precision == .f16 {
-                            sq_attn_keys_kt16_to_f32(seg.cache.k16[li].pointer + kvh * tiledPositions * hd,
-                                                     Int64(hd), Int64(k0), Int64(S), kf, Int64(n))
-                        } else {
-                            sq_attn_keys_kt8_to_f32(seg.cache.k8[li].pointer + kvh * tiledPositions * hd,
-                                                    seg.cache.ks[li].pointer + kvh * tiledPositions, Int64(hd), Int64(k0), Int64(S),
-                                                    kf, Int64(n))
-                        }
-                        sq_gemm_general_f32(qrow, Int64(qd), 1, kf, Int64(n), 1, sc, Int64(n), Int64(m), Int64(hd), 0,
-                                            Int64(n), Int32(SQ_BW_STORE))
-                    }
-                    for i in 0..<m {
-                        // Query i sees keys [lo, pos]: scores [a, b) of its row (all of them when decoding).
-                        let row = sc + i * n
-                        let pos = p0 + task.t0 + i
-                        let lo = window.map { max(0, pos - $0 + 1) } ?? 0
-                        let a = max(0, lo - k0), b = min(n, pos - k0 + 1)
-                        if a > 0 { row.update(repeating: -Float.infinity, count: a) }
-                        if b < n { (row + b).update(repeating: -Float.infinity, count: n - b) }
-                        _ = sq_softmax_f32(row, Int64(n))
-                    }
-                    let out = ws.att.pointer + (seg.start + task.t0) * qd + task.head * hd
-                    switch precision {
-                    case .f32:
-                        sq_gemm_f32(sc, Int64(n), seg.cache.vt[li].pointer + kvh * hd * cap + k0, Int64(cap), out, Int64(qd),
-                                    Int64(m), Int64(n), 0, Int64(hd))
-                    case .f16:
-                        sq_gemm_f16(sc, Int64(n), seg.cache.vt16[li].pointer + kvh * hd * cap + k0, Int64(cap), out, Int64(qd),
-                                    Int64(m), Int64(n), 0, Int64(hd))
-                    case .q8:
-                        // The head's values [k0, S) dequantized once (the keys' scratch is free again).
-                        sq_attn_values_q8_to_f32(seg.cache.vt8[li].pointer + kvh * hd * cap, Int64(cap),
-                                                 seg.cache.vs[li].pointer + kvh * cap, Int64(hd), Int64(k0), Int64(S), kf, Int64(n))
-                        sq_gemm_f32(sc, Int64(n), kf, Int64(n), out, Int64(qd), Int64(m), Int64(n), 0, Int64(hd))
-                    }
+        let plan = AttentionPlan(layer: li, window: window, maxBlocks: maxBlocks, headsPerTask: headsPerTask,
+                                 chunks: chunks, perSegment: perSegment)
+        // Dispatched through a job on the stack and a C task function: a Swift closure handed to the
+        // pool would need a heap-allocated context on every call (30 per token).
+        segments.withUnsafeBufferPointer { segs in
+            var job = AttentionJob(model: .passUnretained(self), ws: .passUnretained(ws), segments: segs, plan: plan)
+            withUnsafeMutablePointer(to: &job) {
+                pool.run(tasks: segs.count * perSegment, context: $0) { ctx, task, thread in
+                    let j = ctx!.assumingMemoryBound(to: AttentionJob.self)
+                    j.pointee.model._withUnsafeGuaranteedRef { $0.attentionTask(Int(task), thread: Int(thread), job: j.pointee) }
                 }
             }
+        }
+    }
+
+    /// Where `attention`'s tasks find their inputs (kept on the caller's stack for the run).
+    struct AttentionJob {
+        let model: Unmanaged<LlamaModel>
+        let ws: Unmanaged<Workspace>
+        let segments: UnsafeBufferPointer<Segment>
+        let plan: AttentionPlan
+    }
+
+    /// How `attention` cuts a layer's work into tasks (see there).
+    struct AttentionPlan {
+        let layer: Int
+        let window: Int?
+        let maxBlocks: Int
+        let headsPerTask: Int
+        let chunks: Int
+        let perSegment: Int
+    }
+
+    /// Attention task `ti` of `attention`: one segment, one chunk of query heads, one query block.
+    func attentionTask(_ ti: Int, thread: Int, job: AttentionJob) {
+        job.ws._withUnsafeGuaranteedRef { ws in
+            let c = config
+            let hd = c.headDim, nh = c.numHeads, group = c.numHeads / c.numKVHeads
+            let qd = nh * hd
+            let qb = Workspace.queryBlock
+            let scale = 1 / Float(hd).squareRoot()
+            let segments = job.segments, plan = job.plan, li = plan.layer, window = plan.window
+            let perSegment = plan.perSegment, chunks = plan.chunks, maxBlocks = plan.maxBlocks
+            let headsPerTask = plan.headsPerTask
+        let si = ti / perSegment, rest = ti % perSegment
+        let seg = segments[si]
+        // Later query blocks see more keys: they go first, so the short tasks fill in at the end.
+        let t0 = (maxBlocks - 1 - rest / chunks) * qb
+        if t0 >= seg.count { return }
+        let chunk = rest % chunks
+        let heads = (chunk * headsPerTask)..<min(nh, (chunk + 1) * headsPerTask)
+        let t1 = min(seg.count, t0 + qb), m = t1 - t0
+        if seg.cache.precision != .f32 && m <= LlamaModel.groupedQueryLimit {
+            groupedAttention(ws: ws, seg: seg, layer: li, heads: heads, t0: t0, t1: t1, window: window, thread: thread)
+            return
+        }
+        for head in heads {
+            let task = (seg: si, head: head, t0: t0, t1: t1)
+            let kvh = task.head / group
+            let cap = seg.cache.capacity
+            let precision = seg.cache.precision
+            let p0 = seg.cache.length // not yet advanced for this pass
+            let S = p0 + task.t1 // keys visible to the block's last query
+            // With a sliding window, keys before the block's first query's window are never read:
+            // keys [k0, S), so a decode step costs O(window), not O(context).
+            let k0 = window.map { max(0, p0 + task.t0 - $0 + 1) } ?? 0
+            let n = S - k0
+            let sc = ws.scores[thread].pointer
+            let qrow = ws.q.pointer + (seg.start + task.t0) * qd + task.head * hd
+            // Scale the queries instead of the scores (n per query): each task owns its
+            // query rows of its head, and nothing reads ws.q after attention.
+            for i in 0..<m {
+                let qi = qrow + i * qd
+                for d in 0..<hd { qi[d] *= scale }
+            }
+            let kf = ws.keyScratch[thread].pointer
+            let tiledPositions = seg.cache.keyTiles * Int(SQ_KT)
+            switch precision {
+            case .f32:
+                sq_gemm_f32(qrow, Int64(qd), seg.cache.k[li].pointer + (kvh * cap + k0) * hd, Int64(hd), sc, Int64(n),
+                            Int64(m), Int64(hd), 0, Int64(n))
+            case .f16, .q8:
+                // Tiled keys: converted once to F32, dimension-major ([hd, n]), the B operand
+                // of the packed product.
+                if precision == .f16 {
+                    sq_attn_keys_kt16_to_f32(seg.cache.k16[li].pointer + kvh * tiledPositions * hd,
+                                             Int64(hd), Int64(k0), Int64(S), kf, Int64(n))
+                } else {
+                    sq_attn_keys_kt8_to_f32(seg.cache.k8[li].pointer + kvh * tiledPositions * hd,
+                                            seg.cache.ks[li].pointer + kvh * tiledPositions, Int64(hd), Int64(k0), Int64(S),
+                                            kf, Int64(n))
+                }
+                sq_gemm_general_f32(qrow, Int64(qd), 1, kf, Int64(n), 1, sc, Int64(n), Int64(m), Int64(hd), 0,
+                                    Int64(n), Int32(SQ_BW_STORE))
+            }
+            for i in 0..<m {
+                // Query i sees keys [lo, pos]: scores [a, b) of its row (all of them when decoding).
+                let row = sc + i * n
+                let pos = p0 + task.t0 + i
+                let lo = window.map { max(0, pos - $0 + 1) } ?? 0
+                let a = max(0, lo - k0), b = min(n, pos - k0 + 1)
+                if a > 0 { row.update(repeating: -Float.infinity, count: a) }
+                if b < n { (row + b).update(repeating: -Float.infinity, count: n - b) }
+                _ = sq_softmax_f32(row, Int64(n))
+            }
+            let out = ws.att.pointer + (seg.start + task.t0) * qd + task.head * hd
+            switch precision {
+            case .f32:
+                sq_gemm_f32(sc, Int64(n), seg.cache.vt[li].pointer + kvh * hd * cap + k0, Int64(cap), out, Int64(qd),
+                            Int64(m), Int64(n), 0, Int64(hd))
+            case .f16:
+                sq_gemm_f16(sc, Int64(n), seg.cache.vt16[li].pointer + kvh * hd * cap + k0, Int64(cap), out, Int64(qd),
+                            Int64(m), Int64(n), 0, Int64(hd))
+            case .q8:
+                // The head's values [k0, S) dequantized once (the keys' scratch is free again).
+                sq_attn_values_q8_to_f32(seg.cache.vt8[li].pointer + kvh * hd * cap, Int64(cap),
+                                         seg.cache.vs[li].pointer + kvh * cap, Int64(hd), Int64(k0), Int64(S), kf, Int64(n))
+                sq_gemm_f32(sc, Int64(n), kf, Int64(n), out, Int64(qd), Int64(m), Int64(n), 0, Int64(hd))
+            }
+        }
         }
     }
 
