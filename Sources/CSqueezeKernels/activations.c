@@ -241,3 +241,10 @@ int64_t sq_argmax_f32(const float *x, int64_t n) {
     for (int64_t i = 1; i < n; i++) if (x[i] > x[best]) best = i;
     return best;
 }
+
+void sq_silu_mul_task(void *job, int64_t task, int thread) {
+    (void)thread;
+    const sq_silu_mul_job *j = (const sq_silu_mul_job *)job;
+    int64_t a = task * j->block, b = a + j->block < j->n ? a + j->block : j->n;
+    if (a < b) sq_silu_mul_f32(j->g + a, j->u + a, j->out + a, b - a);
+}

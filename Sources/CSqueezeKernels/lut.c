@@ -872,6 +872,13 @@ void sq_lut_gemm_i8(int bits, const uint8_t *w, const uint8_t *qt, const float *
     gemm_i8_scalar(bits, w, qt, scale, offset, xq, d, sx, m, y, ldy, kpad, r0, r1);
 }
 
+void sq_lut_quantize_task(void *job, int64_t task, int thread) {
+    (void)thread;
+    const sq_lut_quantize_job *j = (const sq_lut_quantize_job *)job;
+    sq_lut_quantize_x(j->x + task * j->ldx, j->k, j->kpad, j->xq + task * j->kpad, j->d + task * (j->kpad / QB),
+                      j->sx + task);
+}
+
 void sq_lut_i8_task(void *job, int64_t task, int thread) {
     (void)thread;
     const sq_lut_i8_job *j = (const sq_lut_i8_job *)job;

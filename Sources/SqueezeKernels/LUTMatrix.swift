@@ -274,9 +274,9 @@ public final class LUTMatrix: @unchecked Sendable {
         case .int8:
             let q = xqBase, d = xdBase, sx = xsBase, nb = kpad / LUTMatrix.activationBlock
             if m >= 8 {
-                pool.parallelFor(m, threads: nt) { range, _ in
-                    for t in range { sq_lut_quantize_x(x + t * ldx, Int64(k), Int64(kpad), q + t * kpad, d + t * nb, sx + t) }
-                }
+                // One task per token, through a job on the stack (no allocation per product).
+                var job = sq_lut_quantize_job(x: x, ldx: Int64(ldx), k: Int64(k), kpad: Int64(kpad), xq: q, d: d, sx: sx)
+                withUnsafeMutablePointer(to: &job) { pool.run(tasks: m, threads: nt, context: $0, sq_lut_quantize_task) }
             } else {
                 for t in 0..<m { sq_lut_quantize_x(x + t * ldx, Int64(k), Int64(kpad), q + t * kpad, d + t * nb, sx + t) }
             }

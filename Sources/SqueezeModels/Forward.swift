@@ -293,7 +293,18 @@ extension LlamaModel {
             // parallel (each has its own cache; the transposed value stores miss the cache at every
             // dimension, about 2% of a batched step when serial).
             if segments.count > 1 {
-                pool.run(tasks: segments.count) { si, _ in self.storeKV(segments[si], layer: li, ws: ws) }
+                segments.withUnsafeBufferPointer { segs in
+                    // A job on the stack and a C task function: no allocation per layer.
+                    var job = StoreJob(model: .passUnretained(self), ws: .passUnretained(ws), segments: segs, layer: li)
+                    withUnsafeMutablePointer(to: &job) {
+                        pool.run(tasks: segs.count, context: $0) { ctx, task, _ in
+                            let j = ctx!.assumingMemoryBound(to: StoreJob.self).pointee
+                            j.model._withUnsafeGuaranteedRef { m in
+                                j.ws._withUnsafeGuaranteedRef { m.storeKV(j.segments[Int(task)], layer: j.layer, ws: $0) }
+                            }
+                        }
+                    }
+                }
             } else {
                 for seg in segments { storeKV(seg, layer: li, ws: ws) }
             }
@@ -312,9 +323,9 @@ extension LlamaModel {
                 layer.up.gemm(ffnIn, ldx: h, m: T, u, ldy: ffn, pool: pool)
                 if let b = layer.gateBias { addBias(g, b.pointer, T, ffn) }
                 if let b = layer.upBias { addBias(u, b.pointer, T, ffn) }
-                pool.parallelFor(T * ffn, minBlock: 8192) { r, _ in
-                    sq_silu_mul_f32(g + r.lowerBound, u + r.lowerBound, g + r.lowerBound, Int64(r.count))
-                }
+                let n = T * ffn, block = pool.blockLength(n, minBlock: 8192)
+                var job = sq_silu_mul_job(g: g, u: u, out: g, n: Int64(n), block: Int64(block))
+                withUnsafeMutablePointer(to: &job) { pool.run(tasks: (n + block - 1) / block, context: $0, sq_silu_mul_task) }
             } else {
                 layer.up.gemm(ffnIn, ldx: h, m: T, u, ldy: ffn, pool: pool)
                 if let b = layer.upBias { addBias(u, b.pointer, T, ffn) }
@@ -341,6 +352,14 @@ extension LlamaModel {
                 lmHead.gemm(ws.proj.pointer, ldx: c.embeddingWidth, m: T, ws.logits.pointer + logitRowOffset * V, ldy: V, pool: pool)
             }
         }
+    }
+
+    /// Where the parallel K/V appends of a batch find their inputs (on the caller's stack for the run).
+    struct StoreJob {
+        let model: Unmanaged<LlamaModel>
+        let ws: Unmanaged<Workspace>
+        let segments: UnsafeBufferPointer<Segment>
+        let layer: Int
     }
 
     /// Appends the keys and values of `seg`'s tokens (rows seg.start ..< seg.start + seg.count of

@@ -79,6 +79,17 @@ float sq_softmax_f32(float *x, int64_t n);
 float sq_softmax_scaled_f32(float *x, int64_t n, float scale);
 /// out[i] = g[i] * sigmoid(g[i]) * u[i] (SwiGLU).
 void sq_silu_mul_f32(const float *g, const float *u, float *out, int64_t n);
+/// sq_silu_mul_f32 over [0, n) cut into tasks of `block` elements for sq_pool_run (the job lives on
+/// the caller's stack: dispatch allocates nothing).
+typedef struct {
+    const float *g;
+    const float *u;
+    float *out;
+    int64_t n;
+    int64_t block;
+} sq_silu_mul_job;
+/// Task function for sq_pool_run over a sq_silu_mul_job.
+void sq_silu_mul_task(void *job, int64_t task, int thread);
 /// The backward of sq_silu_mul_f32: with dg holding da = dL/d(out) on entry, writes
 /// du[i] = da * silu(g[i]) and dg[i] = da * u[i] * s * (1 + g[i] (1 - s)), s = sigmoid(g[i]).
 void sq_silu_mul_backward_f32(const float *g, const float *u, float *dg, float *du, int64_t n);

@@ -68,6 +68,20 @@ void sq_lut_quantize_tables(int bits, const float *lut, int64_t r0, int64_t r1, 
 /// d (kpad / SQ_LUT_QBLOCK scales) and *sx = sum_b d[b] * sum_{i in b} xq[i].
 void sq_lut_quantize_x(const float *x, int64_t k, int64_t kpad, int8_t *xq, float *d, float *sx);
 
+/// sq_lut_quantize_x for tokens [0, m): task t quantizes token t (x + t * ldx into xq + t * kpad,
+/// d + t * (kpad / SQ_LUT_QBLOCK), sx + t). For sq_pool_run; the job lives on the caller's stack.
+typedef struct {
+    const float *x;
+    int64_t ldx;
+    int64_t k;
+    int64_t kpad;
+    int8_t *xq;
+    float *d;
+    float *sx;
+} sq_lut_quantize_job;
+/// Task function for sq_pool_run over a sq_lut_quantize_job.
+void sq_lut_quantize_task(void *job, int64_t task, int thread);
+
 /// Exact float path: y[r] = sum_i lut[r][idx[r,i]] * x[i], x padded to kpad with zeros.
 void sq_lut_gemv_f32(int bits, const uint8_t *w, const float *lut, const float *x, float *y, int64_t kpad,
                      int64_t r0, int64_t r1);
