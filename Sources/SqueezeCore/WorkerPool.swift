@@ -31,8 +31,10 @@ public final class WorkerPool: @unchecked Sendable {
 
     /// Calls `body(task, thread)` for every task in 0..<count, spread over up to `threads` threads.
     /// Tasks may run in any order and concurrently; `thread` is in 0..<threadCount.
-    /// Allocates nothing: the C pool gets the address of `body` itself, valid for the whole run
-    /// (the run is fork-join, so `body` never outlives the call).
+    /// The C pool gets the address of `body` itself, valid for the whole run (the run is fork-join,
+    /// so `body` never outlives the call); turning the non-escaping `body` into a value whose address
+    /// can be taken still costs a heap-allocated context per call, so hot loops use
+    /// `run(tasks:threads:context:_:)` instead.
     public func run(tasks count: Int, threads: Int? = nil, _ body: (Int, Int) -> Void) {
         if count <= 0 { return }
         let t = min(threads ?? defaultThreads, threadCount)
