@@ -413,6 +413,16 @@ void sq_gemv_f32(const float *w, int64_t ldw, const float *x, float *y, int64_t 
 void sq_gemv_f16(const uint16_t *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, int64_t r1) { DISPATCH_GEMV(gemv_f16) }
 void sq_gemv_bf16(const uint16_t *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, int64_t r1) { DISPATCH_GEMV(gemv_bf16) }
 
+void sq_gemv_task(void *job, int64_t task, int thread) {
+    (void)thread;
+    const sq_gemv_job *j = (const sq_gemv_job *)job;
+    int64_t r0 = task * j->block, r1 = r0 + j->block < j->rows ? r0 + j->block : j->rows;
+    if (r0 >= r1) return;
+    if (j->dtype == 0) sq_gemv_f32((const float *)j->w, j->k, j->x, j->y + r0, j->k, r0, r1);
+    else if (j->dtype == 1) sq_gemv_f16((const uint16_t *)j->w, j->k, j->x, j->y + r0, j->k, r0, r1);
+    else sq_gemv_bf16((const uint16_t *)j->w, j->k, j->x, j->y + r0, j->k, r0, r1);
+}
+
 // ---------------------------------------------------------------- GEMM
 // Blocking: W rows in groups of 4 (converted to F32 into a per-thread scratch when not F32),
 // tokens in blocks of MB (kept in L2), micro-tile 4 tokens x 4 outputs with 16 accumulators.

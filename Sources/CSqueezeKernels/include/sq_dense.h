@@ -53,6 +53,20 @@ void sq_axpy_f32(float a, const float *x, float *y, int64_t n);
 void sq_gemv_f32(const float *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, int64_t r1);
 void sq_gemv_f16(const uint16_t *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, int64_t r1);
 void sq_gemv_bf16(const uint16_t *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, int64_t r1);
+/// One dense GEMV (dtype 0 = F32, 1 = F16, 2 = BF16; row stride k) over rows [0, rows) cut into tasks of
+/// `block` rows for sq_pool_run; task rows [r0, r1) go to y + r0 as sq_gemv_* writes them. The job
+/// lives on the caller's stack: dispatch allocates nothing.
+typedef struct {
+    int dtype;
+    const void *w;
+    int64_t k;
+    const float *x;
+    float *y;
+    int64_t rows;
+    int64_t block;
+} sq_gemv_job;
+/// Task function for sq_pool_run over a sq_gemv_job.
+void sq_gemv_task(void *job, int64_t task, int thread);
 
 // ---- GEMM: Y[m, n] = dot(X[m, :k], W[n, :k]) for m in [0, M), n in [n0, n1).
 // X row stride ldx, W row stride ldw, Y row stride ldy (Y[m*ldy + n], n absolute). ----
