@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Counts heap allocations (libc malloc calls) made while decoding: single-sequence decoding per token
 # (the same bench at two decode lengths, differencing the malloc calls whose stack passes through
-# LlamaModel.forward), and batched decoding over `bench --batch 8`'s 96 steps (LlamaModel.forwardBatch).
+# DecoderModel.forward), and batched decoding over `bench --batch 8`'s 96 steps (DecoderModel.forwardBatch).
 # Needs root (a perf uprobe on malloc). Usage: bash scripts/alloc_count.sh BIN QUANTIZED_DIR
 set -euo pipefail
 BIN=${1:?usage: alloc_count.sh BIN QUANTIZED_DIR}
@@ -17,7 +17,7 @@ count() {  # decode-length batch-args... -> "forward forwardBatch" malloc counts
     perf record -q -e probe_libc:malloc -g -o "$TMP/p.data" "$BIN" bench --skip-kernels --weights "" \
         --quantized "w=$DIR" --head q8 --threads 2 --prompt 16 --decode "$n" "$@" >"$TMP/out.txt" 2>&1 \
         || { echo "alloc_count: the bench failed:" >&2; tail -5 "$TMP/out.txt" >&2; exit 1; }
-    perf script -i "$TMP/p.data" 2>/dev/null | awk 'BEGIN{RS=""} /LlamaModelC7forward/ {f++} /forwardBatch/ {b++} END{print f+0, b+0}'
+    perf script -i "$TMP/p.data" 2>/dev/null | awk 'BEGIN{RS=""} /DecoderModelC7forward/ {f++} /forwardBatch/ {b++} END{print f+0, b+0}'
 }
 count 100 >"$TMP/c1"; read -r f1 _ <"$TMP/c1"
 count 300 >"$TMP/c2"; read -r f2 _ <"$TMP/c2"

@@ -23,7 +23,7 @@ public enum ModelBenchmark {
     /// `repeats`). Decoding continues after the first `decodeContext` positions of the prompt (at
     /// most `promptTokens`), so the default short context compares with llama-bench's `tg`, which
     /// starts from an empty one, and a long one measures attention over a long cache.
-    public static func run(model: LlamaModel, label: String, threads: Int, promptTokens: Int = 512,
+    public static func run(model: DecoderModel, label: String, threads: Int, promptTokens: Int = 512,
                            decodeTokens: Int = 64, decodeContext: Int = 16, repeats: Int = 3) throws -> ModelBenchResult {
         try withThreads(model.pool, threads) {
             try measure(model: model, label: label, threads: threads, promptTokens: promptTokens,
@@ -39,7 +39,7 @@ public enum ModelBenchmark {
         return try body()
     }
 
-    static func measure(model: LlamaModel, label: String, threads: Int, promptTokens: Int,
+    static func measure(model: DecoderModel, label: String, threads: Int, promptTokens: Int,
                         decodeTokens: Int, decodeContext: Int, repeats: Int) throws -> ModelBenchResult {
         var rng = Xoshiro256(seed: 7)
         let prompt = (0..<promptTokens).map { _ in Int(rng.next() % UInt64(model.config.vocabSize)) }
@@ -76,7 +76,7 @@ public enum ModelBenchmark {
 public struct BatchBenchResult: Codable, Sendable {
     public var weights: String
     public var threads: Int
-    /// Sequences decoded together, one token each per step (`LlamaModel.forwardBatch`).
+    /// Sequences decoded together, one token each per step (`DecoderModel.forwardBatch`).
     public var batch: Int
     /// Steps per second and tokens per second over all sequences (batch x steps per second).
     public var stepsPerSecond: Double
@@ -87,7 +87,7 @@ extension ModelBenchmark {
     /// Times `steps` batched decode steps of `batch` sequences, each with its own cache holding a
     /// `context`-token prompt (prefilled before timing; best of `repeats`), as the server's scheduler
     /// runs them.
-    public static func runBatched(model: LlamaModel, label: String, threads: Int, batch: Int, context: Int = 64,
+    public static func runBatched(model: DecoderModel, label: String, threads: Int, batch: Int, context: Int = 64,
                                   steps: Int = 32, repeats: Int = 3) throws -> BatchBenchResult {
         try withThreads(model.pool, threads) {
             try measureBatched(model: model, label: label, threads: threads, batch: batch, context: context,
@@ -95,7 +95,7 @@ extension ModelBenchmark {
         }
     }
 
-    static func measureBatched(model: LlamaModel, label: String, threads: Int, batch: Int, context: Int,
+    static func measureBatched(model: DecoderModel, label: String, threads: Int, batch: Int, context: Int,
                                steps: Int, repeats: Int) throws -> BatchBenchResult {
         var rng = Xoshiro256(seed: 11)
         let V = model.config.vocabSize
@@ -146,7 +146,7 @@ extension ModelBenchmark {
     /// `run` (itself the best of `repeats`). `progress` is called before each measurement with the
     /// round (from 1), the label and the thread count. Returns one entry per configuration, in the
     /// order of `models` then `threads`.
-    public static func runRounds(models: [(label: String, model: LlamaModel)], threads: [Int], rounds: Int,
+    public static func runRounds(models: [(label: String, model: DecoderModel)], threads: [Int], rounds: Int,
                                  promptTokens: Int = 512, decodeTokens: Int = 64, decodeContext: Int = 16,
                                  repeats: Int = 3,
                                  progress: (Int, String, Int) -> Void = { _, _, _ in }) throws -> [ModelBenchRounds] {

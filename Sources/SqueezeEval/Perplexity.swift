@@ -58,7 +58,7 @@ public struct KLDivergenceSummary: Codable, Sendable {
 
 /// Perplexity over a token sequence, with optional saving of, or comparison with, base log-probabilities.
 public struct PerplexityEvaluator {
-    public let model: LlamaModel
+    public let model: DecoderModel
     public var proto: PerplexityProtocol = .gptq
     public var context: Int = 2048
     public var maxWindows: Int?
@@ -67,7 +67,7 @@ public struct PerplexityEvaluator {
     /// Progress callback: (windows done, windows, running PPL, seconds so far).
     public var progress: ((Int, Int, Double, Double) -> Void)?
 
-    public init(model: LlamaModel) { self.model = model }
+    public init(model: DecoderModel) { self.model = model }
 
     /// The windows' start offsets and the scored prediction positions within a window.
     public func plan(tokenCount: Int) throws -> (starts: [Int], first: Int) {

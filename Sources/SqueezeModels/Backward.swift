@@ -3,7 +3,7 @@ import CSqueezeKernels
 import SqueezeCore
 import SqueezeKernels
 
-/// The seven linear layers of a Llama block, in the order of `LlamaLayer.linears`.
+/// The seven linear layers of a Llama block, in the order of `DecoderLayer.linears`.
 public enum LinearKind: Int, CaseIterable, Sendable {
     case q, k, v, o, gate, up, down
 
@@ -24,12 +24,12 @@ public enum LinearKind: Int, CaseIterable, Sendable {
     public func weightName(layer: Int) -> String { "model.layers.\(layer).\(huggingFaceSuffix).weight" }
 
     /// The operator of this kind in `layer`, nil when the block has none (the gate of a ReLU/GELU MLP).
-    public func optionalOp(in layer: LlamaLayer) -> LinearOperator? {
+    public func optionalOp(in layer: DecoderLayer) -> LinearOperator? {
         self == .gate ? layer.gateOp : op(in: layer)
     }
 
     /// The operator of this kind in `layer` (the gate only in SwiGLU blocks).
-    public func op(in layer: LlamaLayer) -> LinearOperator {
+    public func op(in layer: DecoderLayer) -> LinearOperator {
         switch self {
         case .q: return layer.q
         case .k: return layer.k
@@ -86,7 +86,7 @@ public final class TrainingWorkspace: @unchecked Sendable {
     public var embeddingGradient: UnsafePointer<Float> { UnsafePointer(dx.pointer) }
 
     /// Allocates the buffers for windows of up to `maxTokens` tokens of `model`.
-    public init(model: LlamaModel, maxTokens: Int) {
+    public init(model: DecoderModel, maxTokens: Int) {
         let c = model.config
         let T = max(1, maxTokens)
         self.maxTokens = T
@@ -130,7 +130,7 @@ public final class TrainingWorkspace: @unchecked Sendable {
 /// forward pass (q, k and v share one input, as do gate and up; each kind is reported).
 public typealias LinearInputObserver = (_ layer: Int, _ kind: LinearKind, _ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int) -> Void
 
-extension LlamaModel {
+extension DecoderModel {
     /// The dense F32 weight of `kind` in block `layer`, as the backward pass needs it.
     func denseF32(_ layer: Int, _ kind: LinearKind) throws -> UnsafePointer<Float> {
         let op = kind.op(in: layers[layer])
@@ -254,7 +254,7 @@ extension LlamaModel {
                 }
             } else {
                 if let b = layer.upBias { addRowVector(u, b.pointer, T, ffn) }
-                LlamaModel.activate(c.activation, u, a, T * ffn)
+                DecoderModel.activate(c.activation, u, a, T * ffn)
             }
             observer?(li, .down, a, ffn, T)
             layer.down.gemm(a, ldx: ffn, m: T, tmp, ldy: h, pool: pool)
@@ -358,7 +358,7 @@ extension LlamaModel {
                     sq_silu_mul_f32(g + r.lowerBound, u + r.lowerBound, a + r.lowerBound, Int64(r.count))
                 }
             } else {
-                LlamaModel.activate(c.activation, u, a, T * ffn)
+                DecoderModel.activate(c.activation, u, a, T * ffn)
             }
             sink?.accept(layer: li, kind: .down, dY: dOut, lddy: h, x: a, ldx: ffn, tokens: T)
             BackwardKernels.inputGradient(dY: dOut, lddy: h, m: T, weight: try denseF32(li, .down), rows: h, columns: ffn,
@@ -375,7 +375,7 @@ extension LlamaModel {
                 BackwardKernels.inputGradient(dY: du, lddy: ffn, m: T, weight: try denseF32(li, .up), rows: ffn, columns: h,
                                               dX: dxn, lddx: h, mode: .add, pool: pool)
             } else {
-                LlamaModel.activationBackward(c.activation, u, dg, du, T * ffn)
+                DecoderModel.activationBackward(c.activation, u, dg, du, T * ffn)
                 sink?.accept(layer: li, kind: .up, dY: du, lddy: ffn, x: xn2, ldx: h, tokens: T)
                 BackwardKernels.inputGradient(dY: du, lddy: ffn, m: T, weight: try denseF32(li, .up), rows: ffn, columns: h,
                                               dX: dxn, lddx: h, pool: pool)

@@ -25,7 +25,7 @@ public enum GGUFConverter {
             throw ModelError.invalidArgument("--dtype must be f32, f16 or bf16, got \(dtype.rawValue)")
         }
         let g = try GGUFFile(path: path)
-        let config = try LlamaConfig(gguf: g)
+        let config = try ModelConfig(gguf: g)
         let src = GGUFTensorSource(g)
         var names: [String] = []
         for info in g.tensors {

@@ -37,7 +37,7 @@ public final class KVCache: @unchecked Sendable {
     let keyTiles: Int
 
     /// Allocates a cache for `capacity` positions of `config`'s model.
-    public init(config: LlamaConfig, capacity: Int, precision: KVCachePrecision = .f32) {
+    public init(config: ModelConfig, capacity: Int, precision: KVCachePrecision = .f32) {
         self.capacity = capacity
         self.precision = precision
         kvDim = config.numKVHeads * config.headDim
@@ -110,11 +110,11 @@ public final class Workspace: @unchecked Sendable {
     var keyScratch: [AlignedBuffer<Float>] = []
     var keyScratchCapacity = 0
     /// The current pass's sequences, reused from pass to pass.
-    var segments: [LlamaModel.Segment] = []
+    var segments: [DecoderModel.Segment] = []
     static let queryBlock = 64
 
     /// Allocates buffers for `model` and chunks of up to `maxTokens` tokens; `logitRows` rows of logits.
-    public init(model: LlamaModel, maxTokens: Int, logitRows: Int? = nil) {
+    public init(model: DecoderModel, maxTokens: Int, logitRows: Int? = nil) {
         let c = model.config
         self.maxTokens = maxTokens
         let qd = c.numHeads * c.headDim, kvd = c.numKVHeads * c.headDim
@@ -153,7 +153,7 @@ public final class Workspace: @unchecked Sendable {
     }
 }
 
-extension LlamaModel {
+extension DecoderModel {
     /// Runs `tokens` (positions cache.length ..< cache.length + count) through the model, appending
     /// their keys and values to `cache`. Logits land in `ws.logits` ([rows, vocab]): for `.last` the
     /// last token's in row 0, for `.all` one row per token. Inputs longer than the workspace are
@@ -329,7 +329,7 @@ extension LlamaModel {
             } else {
                 layer.up.gemm(ffnIn, ldx: h, m: T, u, ldy: ffn, pool: pool)
                 if let b = layer.upBias { addBias(u, b.pointer, T, ffn) }
-                LlamaModel.activate(c.activation, u, g, T * ffn)
+                DecoderModel.activate(c.activation, u, g, T * ffn)
             }
             layer.down.gemm(g, ldx: ffn, m: T, xn, ldy: h, pool: pool)
             if let b = layer.downBias { addBias(xn, b.pointer, T, h) }
@@ -356,7 +356,7 @@ extension LlamaModel {
 
     /// Where the parallel K/V appends of a batch find their inputs (on the caller's stack for the run).
     struct StoreJob {
-        let model: Unmanaged<LlamaModel>
+        let model: Unmanaged<DecoderModel>
         let ws: Unmanaged<Workspace>
         let segments: UnsafeBufferPointer<Segment>
         let layer: Int
@@ -531,7 +531,7 @@ extension LlamaModel {
 
     /// Where `attention`'s tasks find their inputs (kept on the caller's stack for the run).
     struct AttentionJob {
-        let model: Unmanaged<LlamaModel>
+        let model: Unmanaged<DecoderModel>
         let ws: Unmanaged<Workspace>
         let segments: UnsafeBufferPointer<Segment>
         let plan: AttentionPlan
@@ -566,7 +566,7 @@ extension LlamaModel {
         let chunk = rest % chunks
         let heads = (chunk * headsPerTask)..<min(nh, (chunk + 1) * headsPerTask)
         let t1 = min(seg.count, t0 + qb), m = t1 - t0
-        if seg.cache.precision != .f32 && m <= LlamaModel.groupedQueryLimit {
+        if seg.cache.precision != .f32 && m <= DecoderModel.groupedQueryLimit {
             groupedAttention(ws: ws, seg: seg, layer: li, heads: heads, t0: t0, t1: t1, window: window, thread: thread)
             return
         }

@@ -27,13 +27,13 @@ public struct GenerationStats: Sendable, Codable {
 /// A reusable single-sequence generator: holds the KV cache and workspaces, so generating
 /// allocates nothing per token.
 public final class Generator {
-    public let model: LlamaModel
+    public let model: DecoderModel
     public let cache: KVCache
     let prefillWS: Workspace
     let decodeWS: Workspace
 
     /// A generator for sequences of up to `context` tokens (prompt plus output).
-    public init(model: LlamaModel, context: Int, prefillChunk: Int = 256) {
+    public init(model: DecoderModel, context: Int, prefillChunk: Int = 256) {
         self.model = model
         cache = model.makeCache(capacity: context)
         prefillWS = Workspace(model: model, maxTokens: min(prefillChunk, context), logitRows: 1)

@@ -9,7 +9,7 @@ public enum RopeScaling: Sendable, Equatable {
     /// Dynamic NTK scaling (transformers' `dynamic` rope type): once a forward pass reaches a length
     /// L > `originalContext` (transformers: `max_position_embeddings`), the RoPE base becomes
     /// theta * (factor * L / originalContext - (factor - 1))^(d / (d - 2)); see
-    /// `LlamaModel.frequencies(forLength:)` for how this follows transformers call by call.
+    /// `DecoderModel.frequencies(forLength:)` for how this follows transformers call by call.
     case dynamic(factor: Double, originalContext: Int)
     /// Llama 3.1 wavelength-dependent scaling.
     case llama3(factor: Double, lowFreqFactor: Double, highFreqFactor: Double, originalContext: Int)
@@ -32,8 +32,8 @@ public enum RopeLayout: String, Sendable {
 }
 
 /// Hyper-parameters of a decoder of any supported family (`ModelFamily`: LLaMA, LLaMA-2, Vicuna,
-/// SmolLM, XGen, Mistral, Qwen2, OPT, GPT-2); the name stays from when Llama was the only one.
-public struct LlamaConfig: Sendable, Equatable {
+/// SmolLM, XGen, Mistral, Qwen2, OPT, GPT-2).
+public struct ModelConfig: Sendable, Equatable {
     public var modelType: String = "llama"
     /// The family (decides the block's pieces and the tensor names).
     public var family: ModelFamily = .llama
@@ -112,7 +112,7 @@ public struct LlamaConfig: Sendable, Equatable {
         let mt = try obj.string("model_type")
         let family = try ModelFamily.for(modelType: mt, file: path)
         if family == .gpt2 {
-            self = try LlamaConfig.gpt2(obj, path: path)
+            self = try ModelConfig.gpt2(obj, path: path)
             try readGenerationConfig(path)
             try validate(file: path)
             return

@@ -3,8 +3,8 @@ import SqueezeFormats
 
 /// The decoder families Squeeze runs, keyed by Hugging Face `model_type`.
 ///
-/// One decoder (`LlamaModel`) runs them all; a family only decides the block's pieces (see
-/// `LlamaConfig.normKind`, `activation`, `learnedPositionOffset`, `preNorm`, ...) and the tensor names.
+/// One decoder (`DecoderModel`) runs them all; a family only decides the block's pieces (see
+/// `ModelConfig.normKind`, `activation`, `learnedPositionOffset`, `preNorm`, ...) and the tensor names.
 /// LLaMA, LLaMA-2, Vicuna, SmolLM and XGen checkpoints all say `model_type: llama`.
 public enum ModelFamily: String, Sendable, CaseIterable, Equatable {
     /// LLaMA, LLaMA-2, Vicuna, SmolLM, XGen: RMSNorm, SwiGLU, RoPE (with `rope_scaling`).
@@ -106,7 +106,7 @@ public struct LinearTensor: Sendable, Equatable {
     public var storedShape: [Int] { transposed ? [columns, rows] : [rows, columns] }
 }
 
-extension LlamaConfig {
+extension ModelConfig {
     /// Prefix of block `layer`'s tensor names.
     public func layerPrefix(_ layer: Int) -> String {
         switch family {
@@ -269,10 +269,10 @@ extension LlamaConfig {
     }
 
     /// GPT-2's `config.json` (its own field names: n_embd, n_layer, n_head, n_positions, n_inner).
-    static func gpt2(_ obj: JSONConfig, path: String) throws -> LlamaConfig {
+    static func gpt2(_ obj: JSONConfig, path: String) throws -> ModelConfig {
         let h = try obj.int("n_embd")
         let heads = try obj.int("n_head")
-        var c = LlamaConfig(vocabSize: try obj.int("vocab_size"), hiddenSize: h,
+        var c = ModelConfig(vocabSize: try obj.int("vocab_size"), hiddenSize: h,
                             intermediateSize: try obj.optionalInt("n_inner") ?? 4 * h, numLayers: try obj.int("n_layer"),
                             numHeads: heads, numKVHeads: heads, headDim: nil,
                             rmsNormEps: try obj.optionalDouble("layer_norm_epsilon") ?? 1e-5,

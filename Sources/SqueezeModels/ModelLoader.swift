@@ -9,15 +9,15 @@ public enum ModelLoader {
     /// A hook that builds quantized linear operators for a checkpoint directory (set by the quantized engine).
     nonisolated(unsafe) public static var linearFactory: ((_ directory: String, _ tensors: SafeTensorsModel) throws -> LinearFactory?)?
 
-    public static func load(path: String, options: LoadOptions = LoadOptions(), pool: WorkerPool = .shared) throws -> LlamaModel {
+    public static func load(path: String, options: LoadOptions = LoadOptions(), pool: WorkerPool = .shared) throws -> DecoderModel {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw ModelError.notAModel(path: path, detail: "no such file or directory")
         }
         if !isDir.boolValue && path.hasSuffix(".gguf") || !isDir.boolValue && isGGUF(path) {
             let g = try GGUFFile(path: path)
-            let config = try LlamaConfig(gguf: g)
-            return try LlamaModel(config: config, source: GGUFTensorSource(g), options: options, pool: pool)
+            let config = try ModelConfig(gguf: g)
+            return try DecoderModel(config: config, source: GGUFTensorSource(g), options: options, pool: pool)
         }
         if !isDir.boolValue && isPyTorchCheckpoint(path) {
             // A SqueezeLLM checkpoint (.pt + quant_config.json; config.json and any missing tensors
@@ -29,11 +29,11 @@ public enum ModelLoader {
         guard FileManager.default.fileExists(atPath: configPath) else {
             throw ModelError.notAModel(path: path, detail: "expected a .gguf file or a directory with config.json")
         }
-        let config = try LlamaConfig(configFile: configPath)
+        let config = try ModelConfig(configFile: configPath)
         let st = try SafeTensorsModel(path: path)
         var factory = try linearFactory?(dir, st)
         if let q = try QuantizedCheckpoint(configPath: configPath, tensors: st, mode: options.lutMode) { factory = q.factory }
-        return try LlamaModel(config: config, source: SafeTensorsSource(st), options: options,
+        return try DecoderModel(config: config, source: SafeTensorsSource(st), options: options,
                               linearFactory: factory, pool: pool)
     }
 

@@ -57,7 +57,7 @@ public struct QuantizedCheckpoint {
         file = tensors.path
     }
 
-    /// The linear-layer factory for `LlamaModel`.
+    /// The linear-layer factory for `DecoderModel`.
     public var factory: LinearFactory {
         { slot in try self.layer(slot) }
     }

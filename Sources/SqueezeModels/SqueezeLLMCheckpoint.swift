@@ -50,7 +50,7 @@ public final class SqueezeLLMCheckpoint: TensorSource {
     /// 3 or 4.
     public let bits: Int
     /// The model config (config.json beside the checkpoint, else the base model's).
-    public let config: LlamaConfig
+    public let config: ModelConfig
     /// Where `config` came from.
     public let configPath: String
     /// Supplies the tensors the checkpoint lacks.
@@ -105,7 +105,7 @@ public final class SqueezeLLMCheckpoint: TensorSource {
 
         // Config and base.
         var baseSource: TensorSource?
-        var baseConfig: (LlamaConfig, String)?
+        var baseConfig: (ModelConfig, String)?
         var baseDir: String?
         let candidate = basePath ?? dir
         var isDir: ObjCBool = false
@@ -120,19 +120,19 @@ public final class SqueezeLLMCheckpoint: TensorSource {
                                                               hint: "the base model directory has no safetensors files")
                 }
                 if FileManager.default.fileExists(atPath: candidate + "/config.json") {
-                    baseConfig = (try LlamaConfig(configFile: candidate + "/config.json"), candidate + "/config.json")
+                    baseConfig = (try ModelConfig(configFile: candidate + "/config.json"), candidate + "/config.json")
                 }
             } else if basePath != nil {
                 let g = try GGUFFile(path: candidate)
                 baseSource = GGUFTensorSource(g)
-                baseConfig = (try LlamaConfig(gguf: g), candidate)
+                baseConfig = (try ModelConfig(gguf: g), candidate)
                 baseDir = nil
             }
         }
         base = baseSource
         baseDirectory = baseDir ?? (FileManager.default.fileExists(atPath: dir + "/config.json") ? dir : nil)
         if FileManager.default.fileExists(atPath: dir + "/config.json") {
-            config = try LlamaConfig(configFile: dir + "/config.json")
+            config = try ModelConfig(configFile: dir + "/config.json")
             configPath = dir + "/config.json"
         } else if let (c, p) = baseConfig {
             config = c
@@ -215,14 +215,14 @@ public final class SqueezeLLMCheckpoint: TensorSource {
         }
     }
 
-    /// The layers' quantized operators (the factory `LlamaModel` takes).
+    /// The layers' quantized operators (the factory `DecoderModel` takes).
     public func linearFactory(mode: LUTMode) throws -> LinearFactory {
         try QuantizedCheckpoint(bits: bits, source: self, mode: mode).factory
     }
 
     /// Loads the model (every shape checked; layers run from their packed form).
-    public func loadModel(options: LoadOptions = LoadOptions(), pool: WorkerPool = .shared) throws -> LlamaModel {
-        try LlamaModel(config: config, source: self, options: options, linearFactory: try linearFactory(mode: options.lutMode), pool: pool)
+    public func loadModel(options: LoadOptions = LoadOptions(), pool: WorkerPool = .shared) throws -> DecoderModel {
+        try DecoderModel(config: config, source: self, options: options, linearFactory: try linearFactory(mode: options.lutMode), pool: pool)
     }
 
     /// The whole sparse part of a layer: the CSR arrays with the hybrid dense rows added in, rows in

@@ -20,7 +20,7 @@ public enum ModelDequantizer {
         let st = try SafeTensorsModel(path: directory)
         // Linear weights the family stores [in, out] (GPT-2's Conv1D) are written back in that orientation.
         var transposed: Set<String> = []
-        if var c = try? LlamaConfig(configFile: cfgPath) {
+        if var c = try? ModelConfig(configFile: cfgPath) {
             c.resolveTensorPrefix(names: Set(st.tensorNames))
             transposed = Set(c.allLinearTensors.filter(\.transposed).map(\.prefix))
         }

@@ -13,7 +13,7 @@ struct WeightMatrix {
 /// A model to quantize: a GGUF file or a Hugging Face directory, read tensor by tensor.
 final class ModelInput {
     let path: String
-    let config: LlamaConfig
+    let config: ModelConfig
     let source: TensorSource
     /// Linear weights stored [in, out] (Conv1D), read transposed.
     let transposed: Set<String>
@@ -29,7 +29,7 @@ final class ModelInput {
         if !isDir.boolValue {
             let g = try GGUFFile(path: path)
             gguf = g
-            config = try LlamaConfig(gguf: g)
+            config = try ModelConfig(gguf: g)
             source = GGUFTensorSource(g)
             directory = nil
         } else {
@@ -38,7 +38,7 @@ final class ModelInput {
             if cfg.object("quantization_config") != nil {
                 throw ModelError.notAModel(path: path, detail: "it is already quantized (config.json has quantization_config); quantize the original model")
             }
-            var c = try LlamaConfig(configFile: cfgPath)
+            var c = try ModelConfig(configFile: cfgPath)
             let st = SafeTensorsSource(try SafeTensorsModel(path: path))
             c.resolveTensorPrefix(names: Set(st.tensorNames))
             config = c
@@ -99,7 +99,7 @@ final class ModelInput {
 
     /// Copies the tokenizer and generation config (HF inputs), or writes a vocabulary-only
     /// `tokenizer.gguf` and a generation_config.json (GGUF inputs).
-    func writeTokenizerAndGeneration(to dir: String, config: LlamaConfig) throws {
+    func writeTokenizerAndGeneration(to dir: String, config: ModelConfig) throws {
         let fm = FileManager.default
         if let g = gguf {
             try GGUFWriter.writeVocabulary(of: g, to: dir + "/tokenizer.gguf")
@@ -151,9 +151,9 @@ extension Optional where Wrapped == SensitivityValues {
 /// row order; per-column files are broadcast over rows.
 final class PipelineSensitivity {
     let file: SensitivityFile
-    let config: LlamaConfig
+    let config: ModelConfig
 
-    init(source: SensitivitySource, config: LlamaConfig) throws {
+    init(source: SensitivitySource, config: ModelConfig) throws {
         guard case let .file(p) = source else { throw QuantizePipelineError.badOption("no sensitivity file") }
         file = try SensitivityFile(path: p)
         self.config = config

@@ -109,7 +109,7 @@ public enum QuantizePipelineError: Error, CustomStringConvertible {
 /// streaming tensor by tensor from the mapped input: peak memory stays near the largest tensor.
 public enum ModelQuantizer {
     /// The linear layers quantized per block of Llama-family models (Hugging Face suffixes); other
-    /// families' lists come from `LlamaConfig.linearTensors(layer:)`.
+    /// families' lists come from `ModelConfig.linearTensors(layer:)`.
     public static let linearSuffixes = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                                         "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
 

@@ -74,7 +74,7 @@ public struct SensitivityProgress: Sendable {
 /// Accumulators are kept in the model's own row order; `tensor(layer:kind:)` returns Hugging Face
 /// order (for GGUF-loaded models the Q and K rows are permuted back to the rotate-half layout).
 public final class SensitivityAccumulator: GradientSink {
-    public let model: LlamaModel
+    public let model: DecoderModel
     public let mode: SensitivityMode
     /// accumulators[layer][kind.rawValue]
     let acc: [[AlignedBuffer<Float>]]
@@ -92,7 +92,7 @@ public final class SensitivityAccumulator: GradientSink {
 
     /// Allocates zeroed accumulators for `model` (rows x columns floats per linear weight for Fisher,
     /// columns for activations).
-    public init(model: LlamaModel, mode: SensitivityMode) {
+    public init(model: DecoderModel, mode: SensitivityMode) {
         self.model = model
         self.mode = mode
         acc = model.layers.map { layer in
@@ -105,7 +105,7 @@ public final class SensitivityAccumulator: GradientSink {
 
     /// An accumulator for `model` that takes over `lane`'s buffers and sums (not its losses): the
     /// result of a run in lanes, without allocating one more set of accumulators.
-    init(model: LlamaModel, adopting lane: SensitivityAccumulator) {
+    init(model: DecoderModel, adopting lane: SensitivityAccumulator) {
         self.model = model
         mode = lane.mode
         acc = lane.acc
@@ -268,13 +268,13 @@ public final class SensitivityAccumulator: GradientSink {
 /// The `squeeze sensitivity` computation.
 public enum Sensitivity {
     /// Loads a model for sensitivity: linear weights and LM head as dense F32 (the backward pass needs them).
-    public static func loadModel(path: String, pool: WorkerPool = .shared) throws -> LlamaModel {
+    public static func loadModel(path: String, pool: WorkerPool = .shared) throws -> DecoderModel {
         try ModelLoader.load(path: path, options: LoadOptions(weightDType: .f32), pool: pool)
     }
 
     /// Checks options against the model and the tokenized calibration text, and draws the windows'
     /// starts (Python-compatible sampler, see `WindowSampler`).
-    public static func plan(model: LlamaModel, tokenCount: Int, options: SensitivityOptions) throws -> [Int] {
+    public static func plan(model: DecoderModel, tokenCount: Int, options: SensitivityOptions) throws -> [Int] {
         guard options.seqlen >= 2 else { throw SensitivityError.invalidOption(name: "seqlen", detail: "must be at least 2, got \(options.seqlen)") }
         if let limit = model.config.contextLimit, options.seqlen > limit {
             throw SensitivityError.windowExceedsContext(seqlen: options.seqlen, context: limit)
@@ -285,7 +285,7 @@ public enum Sensitivity {
 
     /// Accumulates the sensitivity of `model` over `options.samples` windows of `options.seqlen`
     /// tokens drawn from `tokens`; calls `progress` after each window.
-    public static func compute(model: LlamaModel, tokens: [Int], options: SensitivityOptions,
+    public static func compute(model: DecoderModel, tokens: [Int], options: SensitivityOptions,
                                progress: ((SensitivityProgress) -> Void)? = nil) throws -> SensitivityAccumulator {
         let starts = try plan(model: model, tokenCount: tokens.count, options: options)
         return try compute(model: model, windows: starts.map { Array(tokens[$0..<($0 + options.seqlen)]) },
@@ -301,7 +301,7 @@ public enum Sensitivity {
     /// two cores) at the cost of an accumulator and a workspace per lane. nil chooses: as many lanes
     /// as the pool's threads (at most the windows) when their memory stays under a quarter of the
     /// machine's, else 1 (every kernel split over the pool's threads instead).
-    public static func compute(model: LlamaModel, windows: [[Int]], mode: SensitivityMode, lanes: Int? = nil,
+    public static func compute(model: DecoderModel, windows: [[Int]], mode: SensitivityMode, lanes: Int? = nil,
                                progress: ((SensitivityProgress) -> Void)? = nil) throws -> SensitivityAccumulator {
         let n = lanes.map { max(1, min($0, windows.count)) } ?? automaticLanes(model: model, windows: windows, mode: mode)
         let t0 = Date()
@@ -351,7 +351,7 @@ public enum Sensitivity {
 
     /// The lanes `compute` uses when none are given: the pool's threads (at most the windows) when
     /// the lanes' accumulators and workspaces need less than a quarter of the physical memory.
-    public static func automaticLanes(model: LlamaModel, windows: [[Int]], mode: SensitivityMode) -> Int {
+    public static func automaticLanes(model: DecoderModel, windows: [[Int]], mode: SensitivityMode) -> Int {
         let threads = min(model.pool.defaultThreads, model.pool.threadCount, windows.count)
         guard threads > 1 else { return 1 }
         let c = model.config

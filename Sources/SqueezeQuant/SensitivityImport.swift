@@ -92,7 +92,7 @@ public final class SensitivityFile: @unchecked Sendable {
 
     /// Checks that every linear weight of a model with `config` has a sensitivity of the right shape
     /// ([rows, columns], or [1, columns] / [columns] for a per-column file) and a float dtype.
-    public func validate(config c: LlamaConfig) throws {
+    public func validate(config c: ModelConfig) throws {
         if let g = tensors as? GradientChunks, g.layers.count != c.numLayers {
             throw SensitivityError.notASensitivityFile(path: path, detail: "gradient chunks for layers \(g.layers.map(String.init).joined(separator: ", ")), but the model has \(c.numLayers) layers (layer_0.pt to layer_\(c.numLayers - 1).pt expected)")
         }
@@ -142,7 +142,7 @@ public final class SensitivityFile: @unchecked Sendable {
     }
 
     /// [rows, columns] of a linear weight of `kind` in a model with config `c`.
-    public static func shape(_ kind: LinearKind, _ c: LlamaConfig) -> (Int, Int) {
+    public static func shape(_ kind: LinearKind, _ c: ModelConfig) -> (Int, Int) {
         let h = c.hiddenSize, qd = c.numHeads * c.headDim, kvd = c.numKVHeads * c.headDim, f = c.intermediateSize
         switch kind {
         case .q: return (qd, h)
@@ -163,7 +163,7 @@ public final class SensitivityFile: @unchecked Sendable {
     /// The sensitivity of every element of the weight, [rows * columns] F32 row-major (a per-column
     /// file is broadcast over the rows), with Q and K rows in `rowOrder` (`.interleaved` for
     /// GGUF-loaded models). Throws on a shape mismatch, NaN, infinite or negative values.
-    public func values(layer: Int, kind: LinearKind, config c: LlamaConfig, rowOrder: RopeLayout = .halves) throws -> [Float] {
+    public func values(layer: Int, kind: LinearKind, config c: ModelConfig, rowOrder: RopeLayout = .halves) throws -> [Float] {
         let name = kind.weightName(layer: layer)
         let (rows, cols) = Self.shape(kind, c)
         let t = try tensor(layer: layer, kind: kind)

@@ -78,10 +78,10 @@ final class CancelFlag: @unchecked Sendable {
 
 /// Continuous batching over one model on one dedicated thread. Each step admits waiting requests
 /// (up to `maxBatch` active), prefills new ones in chunks on their own KV cache, then runs one
-/// batched decode step (`LlamaModel.forwardBatch`) for every active sequence and samples each
+/// batched decode step (`DecoderModel.forwardBatch`) for every active sequence and samples each
 /// with its own sampler. Finished and cancelled sequences give their cache back to a pool.
 public final class BatchScheduler: @unchecked Sendable {
-    public let model: LlamaModel
+    public let model: DecoderModel
     public let tokenizer: Tokenizer
     /// Most sequences decoded together.
     public let maxBatch: Int
@@ -112,7 +112,7 @@ public final class BatchScheduler: @unchecked Sendable {
     private var scratch: [Float]
 
     /// Creates the scheduler and starts its thread.
-    public init(model: LlamaModel, tokenizer: Tokenizer, maxBatch: Int, context: Int, queueLimit: Int,
+    public init(model: DecoderModel, tokenizer: Tokenizer, maxBatch: Int, context: Int, queueLimit: Int,
                 prefillChunk: Int = 256, metrics: ServerMetrics? = nil) throws {
         guard maxBatch >= 1 else { throw ServerError.invalidConfiguration("max batch must be >= 1") }
         guard context >= 2 else { throw ServerError.invalidConfiguration("context must be >= 2") }

@@ -50,7 +50,7 @@ public final class SqueezeServer: Sendable {
     let created = Int(Date().timeIntervalSince1970)
 
     /// A server for an already loaded model and tokenizer; starts the scheduler thread.
-    public init(model: LlamaModel, tokenizer: Tokenizer, modelID: String, configuration: ServerConfiguration) throws {
+    public init(model: DecoderModel, tokenizer: Tokenizer, modelID: String, configuration: ServerConfiguration) throws {
         guard (0...65535).contains(configuration.port) else { throw ServerError.invalidConfiguration("port \(configuration.port) is out of range") }
         guard configuration.maxBodyBytes >= 1024 else { throw ServerError.invalidConfiguration("max body must be >= 1024 bytes") }
         var config = configuration
@@ -66,7 +66,7 @@ public final class SqueezeServer: Sendable {
     /// Loads the model and its tokenizer from `modelPath` (anything `ModelLoader.load` accepts).
     public static func load(modelPath: String, configuration: ServerConfiguration,
                             options: LoadOptions = LoadOptions()) throws -> SqueezeServer {
-        let model: LlamaModel, tok: Tokenizer
+        let model: DecoderModel, tok: Tokenizer
         do { model = try ModelLoader.load(path: modelPath, options: options) } catch { throw ServerError.loadFailed(path: modelPath, detail: "\(error)") }
         do { tok = try Tokenizer.load(path: ModelLoader.tokenizerPath(for: modelPath)) } catch { throw ServerError.loadFailed(path: modelPath, detail: "\(error)") }
         var name = URL(fileURLWithPath: modelPath).lastPathComponent

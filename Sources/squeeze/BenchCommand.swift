@@ -116,7 +116,7 @@ struct BenchCommand: ParsableCommand {
                 ? "| weights | threads | prefill tok/s (\(prompt)), median (range) of \(rounds) rounds | decode tok/s, median (range) | decode GB/s | % of bandwidth | weight MB/token |"
                 : "| weights | threads | prefill tok/s (\(prompt)) | decode tok/s | decode GB/s | % of bandwidth | weight MB/token |")
             lines.append("| --- | --- | --- | --- | --- | --- | --- |")
-            var runs: [(String, () throws -> LlamaModel)] = []
+            var runs: [(String, () throws -> DecoderModel)] = []
             for w in weights.split(separator: ",").map(String.init) where !w.isEmpty {
                 let dt: DType? = w == "native" ? nil : DType(userName: w)
                 if w != "native" && dt == nil { throw ValidationError("unknown weight type '\(w)'") }
@@ -141,7 +141,7 @@ struct BenchCommand: ParsableCommand {
                 return String(format: "| %@ | %d | %@ | %@ | %.1f | %.0f%% | %.1f |", r.weights, r.threads, prefill, decode,
                               r.decodeGBps, 100 * r.decodeGBps / bw, Double(r.weightBytesPerToken) / 1e6)
             }
-            func timeBatches(_ m: LlamaModel, _ label: String, _ t: Int) throws {
+            func timeBatches(_ m: DecoderModel, _ label: String, _ t: Int) throws {
                 var single: Double?
                 for b in batches {
                     let r = try ModelBenchmark.runBatched(model: m, label: label, threads: t, batch: b)
@@ -153,7 +153,7 @@ struct BenchCommand: ParsableCommand {
             }
             if rounds > 1 {
                 // Every model loaded at once, so that the rounds interleave configurations.
-                var loaded: [(label: String, model: LlamaModel)] = []
+                var loaded: [(label: String, model: DecoderModel)] = []
                 for (label, load) in runs {
                     let m = try load()
                     m.kvCachePrecision = precision

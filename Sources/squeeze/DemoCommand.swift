@@ -35,7 +35,7 @@ struct DemoCommand: ParsableCommand {
         let base = try ModelLoader.load(path: path)
         let tok = try Tokenizer.load(path: path)
         let tokens = try TextFile.tokens(path: textPath, tokenizer: tok)
-        func ppl(_ m: LlamaModel) throws -> Double {
+        func ppl(_ m: DecoderModel) throws -> Double {
             var ev = PerplexityEvaluator(model: m)
             ev.context = 512
             ev.maxWindows = windows
@@ -71,7 +71,7 @@ struct DemoCommand: ParsableCommand {
         print("\nNote: the original is already 4-bit (Q4_1); its dequantized F32 form is the baseline, so quantization looks better here than on true FP16 weights.")
     }
 
-    func generate(_ m: LlamaModel, _ tok: Tokenizer, label: String) throws {
+    func generate(_ m: DecoderModel, _ tok: Tokenizer, label: String) throws {
         let text = try tok.applyChatTemplate(messages: [ChatMessage(role: "user", content: prompt)], addGenerationPrompt: true)
         let ids = tok.encode(text, addSpecialTokens: false)
         let gen = Generator(model: m, context: 512)

@@ -23,7 +23,7 @@ enum ModelOpening {
 
     static let kvCacheHelp: ArgumentHelp = "KV cache storage: f16 (half the memory and attention reads), q8 (8-bit with a scale per position and head: about a quarter) or f32."
 
-    static func load(_ path: String, dtype: String?, kernels: String = "fast", head: String = "stored") throws -> LlamaModel {
+    static func load(_ path: String, dtype: String?, kernels: String = "fast", head: String = "stored") throws -> DecoderModel {
         var opts = LoadOptions()
         guard let h = HeadFormat(rawValue: head) else {
             throw ValidationError("--head must be stored (as in the file) or q8 (8-bit, quantized at load)")

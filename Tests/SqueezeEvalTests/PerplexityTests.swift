@@ -6,7 +6,7 @@ import SqueezeTokenizer
 
 @Suite(.serialized, .enabled(if: TestModel.available, TestModel.skipNote))
 struct PerplexityTests {
-    static let model: LlamaModel? = TestModel.path.flatMap { try? ModelLoader.load(path: $0) }
+    static let model: DecoderModel? = TestModel.path.flatMap { try? ModelLoader.load(path: $0) }
     static let tokenizer: Tokenizer? = TestModel.path.flatMap { try? Tokenizer.load(path: $0) }
 
     func tokens() throws -> [Int] {

@@ -34,15 +34,15 @@ import SqueezeModels
         mutating func normal() -> Double { (-2 * log(max(uniform(), 1e-300))).squareRoot() * cos(2 * .pi * uniform()) }
     }
 
-    static func tinyConfig(window: Int?) -> LlamaConfig {
-        var c = LlamaConfig(vocabSize: 23, hiddenSize: 16, intermediateSize: 24, numLayers: 2, numHeads: 4,
+    static func tinyConfig(window: Int?) -> ModelConfig {
+        var c = ModelConfig(vocabSize: 23, hiddenSize: 16, intermediateSize: 24, numLayers: 2, numHeads: 4,
                             numKVHeads: 2, headDim: 4, rmsNormEps: 1e-5, ropeTheta: 10000,
                             maxPositionEmbeddings: 64, tieWordEmbeddings: true)
         c.slidingWindow = window
         return c
     }
 
-    static func makeSource(_ c: LlamaConfig, layout: RopeLayout, bias: Bool, seed: UInt64) -> OwnedSource {
+    static func makeSource(_ c: ModelConfig, layout: RopeLayout, bias: Bool, seed: UInt64) -> OwnedSource {
         var rng = Rng(s: seed)
         let src = OwnedSource(layout: layout)
         func add(_ name: String, _ shape: [Int], scale: Double, offset: Double = 0) {
@@ -74,7 +74,7 @@ import SqueezeModels
 
     /// The forward pass in Float64, written from the model's definition (not from the Swift F32 code).
     struct Reference {
-        let c: LlamaConfig
+        let c: ModelConfig
         let layout: RopeLayout
         var w: [String: [Double]]
 
@@ -161,8 +161,8 @@ import SqueezeModels
     /// Stores each weight gradient dY^T X (the F32 kernels, store mode).
     final class GradientStore: GradientSink {
         var grads: [String: [Float]] = [:]
-        let model: LlamaModel
-        init(model: LlamaModel) { self.model = model }
+        let model: DecoderModel
+        init(model: DecoderModel) { self.model = model }
         func accept(layer: Int, kind: LinearKind, dY: UnsafePointer<Float>, lddy: Int, x: UnsafePointer<Float>, ldx: Int, tokens: Int) {
             let op = kind.op(in: model.layers[layer])
             var g = [Float](repeating: .nan, count: op.rows * op.columns)
@@ -187,7 +187,7 @@ import SqueezeModels
     func analyticGradientsMatchFiniteDifferences(layout: RopeLayout, window: Bool, bias: Bool) throws {
         let c = Self.tinyConfig(window: window ? 3 : nil)
         let src = Self.makeSource(c, layout: layout, bias: bias, seed: 7)
-        let model = try LlamaModel(config: c, source: src)
+        let model = try DecoderModel(config: c, source: src)
         let tokens = [3, 17, 5, 0, 22, 9, 9, 14]
         let ws = TrainingWorkspace(model: model, maxTokens: 16)
         let store = GradientStore(model: model)
@@ -243,7 +243,7 @@ import SqueezeModels
 
     @Test func trainingForwardMatchesInferenceForward() throws {
         let c = Self.tinyConfig(window: nil)
-        let model = try LlamaModel(config: c, source: Self.makeSource(c, layout: .halves, bias: false, seed: 3))
+        let model = try DecoderModel(config: c, source: Self.makeSource(c, layout: .halves, bias: false, seed: 3))
         let tokens = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
         let ws = TrainingWorkspace(model: model, maxTokens: 16)
         let lossT = try model.trainingLoss(tokens: tokens, workspace: ws)
@@ -260,7 +260,7 @@ import SqueezeModels
 
     @Test func badWindowsAreRejected() throws {
         let c = Self.tinyConfig(window: nil)
-        let model = try LlamaModel(config: c, source: Self.makeSource(c, layout: .halves, bias: false, seed: 1))
+        let model = try DecoderModel(config: c, source: Self.makeSource(c, layout: .halves, bias: false, seed: 1))
         let ws = TrainingWorkspace(model: model, maxTokens: 8)
         #expect(throws: ModelError.self) { try model.lossAndBackward(tokens: [1], workspace: ws, sink: nil) }
         #expect(throws: ModelError.self) { try model.lossAndBackward(tokens: Array(repeating: 1, count: 9), workspace: ws, sink: nil) }
@@ -272,7 +272,7 @@ import SqueezeModels
 
     @Test func nonF32WeightsAreRefusedByName() throws {
         let c = Self.tinyConfig(window: nil)
-        let model = try LlamaModel(config: c, source: Self.makeSource(c, layout: .halves, bias: false, seed: 1),
+        let model = try DecoderModel(config: c, source: Self.makeSource(c, layout: .halves, bias: false, seed: 1),
                                    options: LoadOptions(weightDType: .bf16))
         let ws = TrainingWorkspace(model: model, maxTokens: 8)
         let e = #expect(throws: ModelError.self) { try model.lossAndBackward(tokens: [1, 2, 3], workspace: ws, sink: nil) }

@@ -22,7 +22,7 @@ struct ConversionTests {
         let b = try ModelLoader.load(path: out)
         #expect(a.config == b.config)
         let ids = [504, 414, 46682, 18669, 314, 3807, 281, 260, 2240, 282]
-        func logits(_ m: LlamaModel) throws -> [Float] {
+        func logits(_ m: DecoderModel) throws -> [Float] {
             let c = KVCache(config: m.config, capacity: ids.count), w = Workspace(model: m, maxTokens: ids.count)
             try m.forward(tokens: ids, cache: c, workspace: w, logits: .all)
             return Array(w.logits.buffer.prefix(ids.count * m.config.vocabSize))

@@ -58,7 +58,7 @@ struct FamilyGGUFTests {
     static let families = ["qwen2", "gpt2"]
     static let relativeTolerance: Float = 2e-5
 
-    func prefill(_ m: LlamaModel, _ ids: [Int]) throws -> [Float] {
+    func prefill(_ m: DecoderModel, _ ids: [Int]) throws -> [Float] {
         let c = KVCache(config: m.config, capacity: ids.count), w = Workspace(model: m, maxTokens: ids.count)
         try m.forward(tokens: ids, cache: c, workspace: w, logits: .all)
         return Array(w.logits.buffer.prefix(ids.count * m.config.vocabSize))
@@ -101,7 +101,7 @@ struct FamilyGGUFTests {
     func configMatchesTransformers(_ family: String) throws {
         let fx = FamilyGGUFFixture(family)
         let g = try GGUFFile(path: fx.path)
-        let c = try LlamaConfig(gguf: g)
+        let c = try ModelConfig(gguf: g)
         let want = fx.config
         #expect(c.modelType == family)
         #expect(c.family == ModelFamily(rawValue: family))
@@ -198,7 +198,7 @@ struct FamilyGGUFTests {
         let noEps = try edited("gpt2", metadata: { $0.filter { $0.0 != "gpt2.attention.layer_norm_epsilon" } })
         defer { try? FileManager.default.removeItem(atPath: noEps) }
         #expect(throws: ModelError.missingConfigField(file: noEps, field: "gpt2.attention.layer_norm_epsilon")) {
-            try LlamaConfig(gguf: try GGUFFile(path: noEps))
+            try ModelConfig(gguf: try GGUFFile(path: noEps))
         }
         let noPos = try edited("gpt2", metadata: { $0 }, tensors: { $0.filter { $0.name != "position_embd.weight" } })
         defer { try? FileManager.default.removeItem(atPath: noPos) }

@@ -192,9 +192,9 @@ struct FamilyReferenceTests {
         let model = try ModelLoader.load(path: fx.dir, options: LoadOptions(weightDType: .f32))
         let c = model.config
         final class Collect: GradientSink {
-            let model: LlamaModel
+            let model: DecoderModel
             var grads: [String: [Float]] = [:]
-            init(_ m: LlamaModel) { model = m }
+            init(_ m: DecoderModel) { model = m }
             func accept(layer: Int, kind: LinearKind, dY: UnsafePointer<Float>, lddy: Int, x: UnsafePointer<Float>, ldx: Int, tokens: Int) {
                 let slot = model.config.linearSlot(layer: layer, kind: kind)!
                 var g = [Float](repeating: 0, count: slot.rows * slot.columns)
@@ -244,11 +244,11 @@ struct FamilyReferenceTests {
     /// (so the tests above do exercise it), with it they match.
     @Test func slidingWindowMatters() throws {
         let fx = try FamilyFixture("mistral")
-        var config = try LlamaConfig(configFile: fx.dir + "/config.json")
+        var config = try ModelConfig(configFile: fx.dir + "/config.json")
         #expect(config.slidingWindow == 5)
         #expect(fx.ids.count > 5)
         config.slidingWindow = nil
-        let model = try LlamaModel(config: config, source: SafeTensorsSource(try SafeTensorsModel(path: fx.dir)))
+        let model = try DecoderModel(config: config, source: SafeTensorsSource(try SafeTensorsModel(path: fx.dir)))
         let T = fx.ids.count, V = config.vocabSize
         let cache = KVCache(config: config, capacity: T)
         let ws = Workspace(model: model, maxTokens: T)
@@ -266,13 +266,13 @@ struct FamilyReferenceTests {
     /// gives other logits.
     @Test func qwen2PerLayerWindowMatters() throws {
         let fx = try FamilyFixture("qwen2sw")
-        let config = try LlamaConfig(configFile: fx.dir + "/config.json")
+        let config = try ModelConfig(configFile: fx.dir + "/config.json")
         #expect(config.slidingWindow == 4 && config.slidingWindowLayers == [false, true])
         #expect(config.slidingWindow(forLayer: 0) == nil && config.slidingWindow(forLayer: 1) == 4)
         #expect(fx.ids.count > 4)
         let T = fx.ids.count, V = config.vocabSize
-        func worst(_ c: LlamaConfig) throws -> Float {
-            let model = try LlamaModel(config: c, source: SafeTensorsSource(try SafeTensorsModel(path: fx.dir)))
+        func worst(_ c: ModelConfig) throws -> Float {
+            let model = try DecoderModel(config: c, source: SafeTensorsSource(try SafeTensorsModel(path: fx.dir)))
             let ws = Workspace(model: model, maxTokens: T)
             try model.forward(tokens: fx.ids, cache: KVCache(config: c, capacity: T), workspace: ws, logits: .all)
             return compareLogits(ws.logits.pointer, fx.logits, rows: T, vocab: V).0
@@ -296,13 +296,13 @@ struct FamilyReferenceTests {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let base = try JSONConfig(path: Fixtures.url("families/qwen2sw/config.json").path).object
-        func read(_ edit: (inout [String: Any]) -> Void) throws -> LlamaConfig {
+        func read(_ edit: (inout [String: Any]) -> Void) throws -> ModelConfig {
             var o = base
             o["num_hidden_layers"] = 4
             o["layer_types"] = nil
             edit(&o)
             try writeJSON(o, to: dir + "/config.json")
-            return try LlamaConfig(configFile: dir + "/config.json")
+            return try ModelConfig(configFile: dir + "/config.json")
         }
         let off = try read { $0["use_sliding_window"] = false }
         #expect(off.slidingWindow == nil && off.slidingWindow(forLayer: 3) == nil)
@@ -312,7 +312,7 @@ struct FamilyReferenceTests {
         #expect(lt.slidingWindowLayers == [true, false, true, false])
         #expect((0..<4).map { lt.slidingWindow(forLayer: $0) } == [4, nil, 4, nil])
         try writeJSON(lt.huggingFaceJSON(), to: dir + "/config.json")
-        let back = try LlamaConfig(configFile: dir + "/config.json")
+        let back = try ModelConfig(configFile: dir + "/config.json")
         #expect(back.slidingWindow == 4 && back.slidingWindowLayers == lt.slidingWindowLayers)
         for (field, value) in [("layer_types", ["full_attention"] as Any), ("layer_types", ["full_attention", "chunked_attention", "full_attention", "full_attention"]),
                                ("sliding_window", 0)] {
@@ -320,7 +320,7 @@ struct FamilyReferenceTests {
             do { _ = try read { $0[field] = value } } catch let e as ModelError { #expect(e.description.contains(field)) }
         }
         // Mistral keeps one window for every layer.
-        let m = try LlamaConfig(configFile: Fixtures.url("families/mistral/config.json").path)
+        let m = try ModelConfig(configFile: Fixtures.url("families/mistral/config.json").path)
         #expect(m.slidingWindowLayers == nil && m.slidingWindow(forLayer: 0) == 5 && m.slidingWindow(forLayer: 1) == 5)
     }
 
@@ -330,13 +330,13 @@ struct FamilyReferenceTests {
     /// transformers' token-by-token logits really differ from its whole-window ones after position 8.
     @Test func dynamicRopeMatters() throws {
         let fx = try FamilyFixture("llamadyn")
-        let config = try LlamaConfig(configFile: fx.dir + "/config.json")
+        let config = try ModelConfig(configFile: fx.dir + "/config.json")
         #expect(config.ropeScaling == .dynamic(factor: 2, originalContext: 8))
         #expect(config.maxPositionEmbeddings == 8 && fx.ids.count == 12)
-        let model = try LlamaModel(config: config, source: SafeTensorsSource(try SafeTensorsModel(path: fx.dir)))
+        let model = try DecoderModel(config: config, source: SafeTensorsSource(try SafeTensorsModel(path: fx.dir)))
         var plainConfig = config
         plainConfig.ropeScaling = .none
-        let plain = try LlamaModel(config: plainConfig, source: SafeTensorsSource(try SafeTensorsModel(path: fx.dir)))
+        let plain = try DecoderModel(config: plainConfig, source: SafeTensorsSource(try SafeTensorsModel(path: fx.dir)))
         #expect(model.frequencies(forLength: 8) == plain.frequencies(forLength: 8))
         #expect(model.frequencies(forLength: 12) != plain.frequencies(forLength: 12))
         // The rescaled base, in double precision: theta * (2 * 12 / 8 - 1)^(d / (d - 2)).
@@ -363,7 +363,7 @@ struct FamilyReferenceTests {
 
     /// Each family's config parses into the right pieces.
     @Test func familyConfigs() throws {
-        func cfg(_ n: String) throws -> LlamaConfig { try LlamaConfig(configFile: Fixtures.url("families/\(n)/config.json").path) }
+        func cfg(_ n: String) throws -> ModelConfig { try ModelConfig(configFile: Fixtures.url("families/\(n)/config.json").path) }
         let opt = try cfg("opt"), opt350 = try cfg("opt350m"), gpt2 = try cfg("gpt2"), qwen = try cfg("qwen2")
         let l3 = try cfg("llama3rope"), lb = try cfg("llamabias")
         #expect(l3.ropeTheta == 500000)

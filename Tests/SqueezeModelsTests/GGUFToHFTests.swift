@@ -19,7 +19,7 @@ import SqueezeTokenizer
         return out
     }
 
-    func logits(_ m: LlamaModel, _ ids: [Int]) throws -> [Float] {
+    func logits(_ m: DecoderModel, _ ids: [Int]) throws -> [Float] {
         let c = KVCache(config: m.config, capacity: ids.count), w = Workspace(model: m, maxTokens: ids.count)
         try m.forward(tokens: ids, cache: c, workspace: w, logits: .all)
         return Array(w.logits.buffer.prefix(ids.count * m.config.vocabSize))

@@ -7,7 +7,7 @@ import SqueezeModels
 /// ../shared/reference/, made with transformers 5.24 in float32 from the same GGUF).
 @Suite(.serialized, .enabled(if: TestModel.available, TestModel.skipNote))
 struct LlamaReferenceTests {
-    static let model: LlamaModel? = TestModel.path.flatMap { try? ModelLoader.load(path: $0) }
+    static let model: DecoderModel? = TestModel.path.flatMap { try? ModelLoader.load(path: $0) }
 
     /// Top-5 logits at every position of the 4 prompts. Tolerance: 2e-3 absolute on logits whose
     /// range is about 40: the reference dequantizes the same Q4_1 weights, so the only differences
@@ -195,7 +195,7 @@ struct LlamaReferenceTests {
         }
     }
 
-    func greedy(_ model: LlamaModel, _ prompt: [Int], maxNew: Int, eos: Int) throws -> [Int] {
+    func greedy(_ model: DecoderModel, _ prompt: [Int], maxNew: Int, eos: Int) throws -> [Int] {
         let cache = KVCache(config: model.config, capacity: prompt.count + maxNew)
         let ws = Workspace(model: model, maxTokens: prompt.count)
         var sampler = Sampler(SamplingParameters(temperature: 0))

@@ -21,13 +21,13 @@ import SqueezeModels
                 (j["vocab"] as! NSNumber).intValue)
     }
 
-    static func logits(_ m: LlamaModel, _ ids: [Int]) throws -> [Float] {
+    static func logits(_ m: DecoderModel, _ ids: [Int]) throws -> [Float] {
         let c = KVCache(config: m.config, capacity: ids.count), w = Workspace(model: m, maxTokens: ids.count)
         try m.forward(tokens: ids, cache: c, workspace: w, logits: .all)
         return Array(w.logits.buffer.prefix(ids.count * m.config.vocabSize))
     }
 
-    static func checkAgainstReference(_ m: LlamaModel, _ key: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    static func checkAgainstReference(_ m: DecoderModel, _ key: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let (ids, want, V) = try reference(key)
         let got = try logits(m, ids)
         #expect(got.count == want.count, sourceLocation: sourceLocation)

@@ -24,7 +24,7 @@ struct FamilyCommandLineTests {
     func tokenizerMatchesTransformers(_ family: String) throws {
         let ref = try FamilyFixtures.reference(family)
         let tok = try Tokenizer.load(path: ModelLoader.tokenizerPath(for: FamilyFixtures.dir(family)))
-        let config = try LlamaConfig(configFile: FamilyFixtures.dir(family) + "/config.json")
+        let config = try ModelConfig(configFile: FamilyFixtures.dir(family) + "/config.json")
         #expect(tok.vocabSize == config.vocabSize)
         #expect(tok.bosTokenId == 1 && tok.eosTokenIds.contains(2))
         let texts = try #require(try JSONSerialization.jsonObject(with: Data(Self.meta(ref, "tokenizer_texts").utf8)) as? [String])

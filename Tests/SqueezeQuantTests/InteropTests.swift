@@ -13,7 +13,7 @@ import SqueezeQuant
     /// exactly the values of the same gradients saved as safetensors under Hugging Face names; one
     /// layer_N.pt file means its directory.
     @Test func gradientChunksReadAsSensitivity() throws {
-        let config = try LlamaConfig(configFile: Self.gradients + "/model/config.json")
+        let config = try ModelConfig(configFile: Self.gradients + "/model/config.json")
         let chunks = try SensitivityFile(path: Self.gradients)
         #expect(chunks.origin == .squeezeLLMGradientChunks)
         try chunks.validate(config: config)
@@ -38,7 +38,7 @@ import SqueezeQuant
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         for f in ["layer_0.pt", "layer_1.pt"] { try FileManager.default.copyItem(atPath: Self.gradients + "/" + f, toPath: tmp + "/" + f) }
         try FileManager.default.copyItem(atPath: Self.gradients + "/layer_0.pt", toPath: tmp + "/layer_2.pt")
-        let config = try LlamaConfig(configFile: Self.gradients + "/model/config.json")
+        let config = try ModelConfig(configFile: Self.gradients + "/model/config.json")
         do {
             try SensitivityFile(path: tmp).validate(config: config)
             Issue.record("3 chunks accepted for a 2-layer model")
@@ -52,7 +52,7 @@ import SqueezeQuant
         try writeJSON(obj, to: tmp + "/config.json")
         try FileManager.default.removeItem(atPath: tmp + "/layer_2.pt")
         do {
-            try SensitivityFile(path: tmp).validate(config: try LlamaConfig(configFile: tmp + "/config.json"))
+            try SensitivityFile(path: tmp).validate(config: try ModelConfig(configFile: tmp + "/config.json"))
             Issue.record("wrong shapes accepted")
         } catch let SensitivityError.shapeMismatch(_, t, _, _) {
             #expect(t == "model.layers.0.self_attn.q_proj.weight")

@@ -35,7 +35,7 @@ enum TinyLlama {
         try SafeTensorsWriter.write(tensors: ts, to: dir + "/model.safetensors")
     }
 
-    static func logits(_ m: LlamaModel, _ ids: [Int]) throws -> [Float] {
+    static func logits(_ m: DecoderModel, _ ids: [Int]) throws -> [Float] {
         let c = KVCache(config: m.config, capacity: ids.count), w = Workspace(model: m, maxTokens: ids.count)
         try m.forward(tokens: ids, cache: c, workspace: w, logits: .all)
         return Array(w.logits.buffer.prefix(ids.count * m.config.vocabSize))

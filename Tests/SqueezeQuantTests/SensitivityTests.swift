@@ -21,7 +21,7 @@ final class OwnedSource: TensorSource {
 }
 
 enum TinyModel {
-    static let config = LlamaConfig(vocabSize: 29, hiddenSize: 32, intermediateSize: 48, numLayers: 2, numHeads: 4,
+    static let config = ModelConfig(vocabSize: 29, hiddenSize: 32, intermediateSize: 48, numLayers: 2, numHeads: 4,
                                     numKVHeads: 2, headDim: 8, rmsNormEps: 1e-5, ropeTheta: 10000,
                                     maxPositionEmbeddings: 40, tieWordEmbeddings: true)
 
@@ -65,8 +65,8 @@ enum TinyModel {
         return src
     }
 
-    static func model(layout: RopeLayout = .halves) throws -> LlamaModel {
-        try LlamaModel(config: config, source: source(layout: layout))
+    static func model(layout: RopeLayout = .halves) throws -> DecoderModel {
+        try DecoderModel(config: config, source: source(layout: layout))
     }
 
     static let tokens: [Int] = (0..<200).map { ($0 * 7 + $0 / 3) % 29 }
@@ -114,8 +114,8 @@ enum TinyModel {
         #expect(acc.windows == 2 && acc.tokens == 48 && acc.losses.count == 2)
         final class Store: GradientSink {
             var g: [String: [Float]] = [:]
-            let m: LlamaModel
-            init(_ m: LlamaModel) { self.m = m }
+            let m: DecoderModel
+            init(_ m: DecoderModel) { self.m = m }
             func accept(layer: Int, kind: LinearKind, dY: UnsafePointer<Float>, lddy: Int, x: UnsafePointer<Float>, ldx: Int, tokens: Int) {
                 let op = kind.op(in: m.layers[layer])
                 var out = [Float](repeating: 0, count: op.rows * op.columns)
@@ -277,7 +277,7 @@ enum TinyModel {
         let e3 = #expect(throws: ModelError.self) { try Sensitivity.loadModel(path: d) }
         #expect(e3?.description.contains("unsupported model architecture 'gpt_neox'") == true)
         // A quantized or half-precision model cannot be differentiated: named error.
-        let half = try LlamaModel(config: TinyModel.config, source: TinyModel.source(layout: .halves), options: LoadOptions(weightDType: .f16))
+        let half = try DecoderModel(config: TinyModel.config, source: TinyModel.source(layout: .halves), options: LoadOptions(weightDType: .f16))
         let e4 = #expect(throws: ModelError.self) {
             try Sensitivity.compute(model: half, tokens: TinyModel.tokens, options: SensitivityOptions(samples: 1, seqlen: 8))
         }
@@ -287,7 +287,7 @@ enum TinyModel {
 
 /// Importing other tools' outputs as `--sensitivity`.
 @Suite struct SensitivityImportTests {
-    func weights(_ c: LlamaConfig, dtype: DType, extra: Bool, skip: String? = nil, badShape: String? = nil) throws -> [Tensor] {
+    func weights(_ c: ModelConfig, dtype: DType, extra: Bool, skip: String? = nil, badShape: String? = nil) throws -> [Tensor] {
         var out: [Tensor] = []
         if extra { out.append(Tensor.f32(name: "model.embed_tokens.weight", shape: [c.vocabSize, c.hiddenSize], values: .init(repeating: 1, count: c.vocabSize * c.hiddenSize))) }
         for l in 0..<c.numLayers {

@@ -13,7 +13,7 @@ let skipNote: Comment = "the test model is not cached; fetch it with `bash scrip
 
 /// The model and tokenizer, loaded once for all tests.
 final class Loaded: Sendable {
-    let model: LlamaModel
+    let model: DecoderModel
     let tokenizer: Tokenizer
     init() throws {
         model = try ModelLoader.load(path: testModelPath)

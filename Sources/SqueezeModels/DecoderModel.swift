@@ -11,7 +11,7 @@ public struct LoadOptions: Sendable {
     public var lutMode: LUTMode
     /// Storage of a dense LM head (tied embeddings or an unquantized `lm_head`).
     public var head: HeadFormat
-    /// Storage of the KV caches made for this model (`LlamaModel.makeCache`).
+    /// Storage of the KV caches made for this model (`DecoderModel.makeCache`).
     public var kvCache: KVCachePrecision
     public init(weightDType: DType? = nil, lutMode: LUTMode = .int8, head: HeadFormat = .stored,
                 kvCache: KVCachePrecision = .f32) {
@@ -38,7 +38,7 @@ public enum HeadFormat: String, Sendable, CaseIterable {
 public typealias LinearFactory = (_ slot: LinearSlot) throws -> LinearOperator?
 
 /// One transformer block's weights (every family: absent pieces are nil).
-public struct LlamaLayer {
+public struct DecoderLayer {
     /// The norm before attention (post-LN: after the attention residual), its bias for LayerNorm.
     public let attnNorm: AlignedBuffer<Float>
     public let attnNormBias: AlignedBuffer<Float>?
@@ -71,8 +71,8 @@ public struct LlamaLayer {
 
 /// The decoder of every supported family (`ModelFamily`: LLaMA, LLaMA-2, Vicuna, SmolLM, XGen, Mistral,
 /// Qwen2, OPT, GPT-2) with F32 activations; the config says which pieces its blocks have.
-public final class LlamaModel: @unchecked Sendable {
-    public let config: LlamaConfig
+public final class DecoderModel: @unchecked Sendable {
+    public let config: ModelConfig
     public let ropeLayout: RopeLayout
     /// Token embeddings [vocab, embeddingWidth] (F32, F16 or BF16).
     public let embedding: Tensor
@@ -81,7 +81,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// OPT's project_in [hidden, embeddingWidth] and project_out [embeddingWidth, hidden].
     public let projectIn: LinearOperator?
     public let projectOut: LinearOperator?
-    public let layers: [LlamaLayer]
+    public let layers: [DecoderLayer]
     /// The final norm (weight all ones and `hasFinalNorm == false` when the family has none).
     public let norm: AlignedBuffer<Float>
     public let normBias: AlignedBuffer<Float>?
@@ -93,7 +93,7 @@ public final class LlamaModel: @unchecked Sendable {
     let invFreq: [Float]
 
     /// Loads the weights named by the config from `source`, checking every shape.
-    public init(config: LlamaConfig, source: TensorSource, options: LoadOptions = LoadOptions(),
+    public init(config: ModelConfig, source: TensorSource, options: LoadOptions = LoadOptions(),
                 linearFactory: LinearFactory? = nil, pool: WorkerPool = .shared) throws {
         var config = config
         if source is SafeTensorsSource { config.resolveTensorPrefix(names: Set(source.tensorNames)) }
@@ -184,11 +184,11 @@ public final class LlamaModel: @unchecked Sendable {
             projectIn = nil
             projectOut = nil
         }
-        var ls: [LlamaLayer] = []
+        var ls: [DecoderLayer] = []
         for i in 0..<config.numLayers {
             func slot(_ k: LinearKind) -> LinearSlot? { config.linearSlot(layer: i, kind: k) }
             let an = config.attentionNormName(layer: i), fn = config.mlpNormName(layer: i)
-            ls.append(LlamaLayer(
+            ls.append(DecoderLayer(
                 attnNorm: try vector(an + ".weight", h), attnNormBias: try normBiasVector(an),
                 q: try linear(slot(.q)!), k: try linear(slot(.k)!), v: try linear(slot(.v)!), o: try linear(slot(.o)!),
                 qBias: try bias(slot(.q)), kBias: try bias(slot(.k)), vBias: try bias(slot(.v)), oBias: try bias(slot(.o)),
@@ -217,7 +217,7 @@ public final class LlamaModel: @unchecked Sendable {
         }
         if options.head == .q8, let d = lm as? DenseMatrix { lm = try Q8Matrix(d.tensor, pool: pool) }
         lmHead = lm
-        invFreq = config.learnedPositionOffset == nil ? LlamaModel.inverseFrequencies(config) : []
+        invFreq = config.learnedPositionOffset == nil ? DecoderModel.inverseFrequencies(config) : []
         kvCachePrecision = options.kvCache
     }
 
@@ -226,7 +226,7 @@ public final class LlamaModel: @unchecked Sendable {
         KVCache(config: config, capacity: capacity, precision: kvCachePrecision)
     }
 
-    private init(sharing m: LlamaModel, pool: WorkerPool) {
+    private init(sharing m: DecoderModel, pool: WorkerPool) {
         config = m.config; ropeLayout = m.ropeLayout; embedding = m.embedding; positionEmbedding = m.positionEmbedding
         projectIn = m.projectIn; projectOut = m.projectOut; layers = m.layers; norm = m.norm; normBias = m.normBias
         lmHead = m.lmHead; invFreq = m.invFreq; kvCachePrecision = m.kvCachePrecision
@@ -235,15 +235,15 @@ public final class LlamaModel: @unchecked Sendable {
 
     /// The same model (its weights shared, not copied) running its kernels on `pool`: for example a
     /// one-thread pool per window when several windows run at once (`Sensitivity.compute`).
-    public func sharingWeights(pool: WorkerPool) -> LlamaModel {
-        LlamaModel(sharing: self, pool: pool)
+    public func sharingWeights(pool: WorkerPool) -> DecoderModel {
+        DecoderModel(sharing: self, pool: pool)
     }
 
     /// Whether positions are rotary (false: learned absolute positions).
     public var usesRope: Bool { config.learnedPositionOffset == nil }
 
     /// RoPE inverse frequencies (Float32, as Hugging Face computes them), with `rope_scaling` applied.
-    static func inverseFrequencies(_ c: LlamaConfig) -> [Float] {
+    static func inverseFrequencies(_ c: ModelConfig) -> [Float] {
         let d = c.headDim
         var inv = (0..<(d / 2)).map { i -> Float in 1.0 / Float(powf(Float(c.ropeTheta), Float(2 * i) / Float(d))) }
         switch c.ropeScaling {
