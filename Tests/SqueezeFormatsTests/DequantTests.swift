@@ -4,7 +4,7 @@ import SqueezeCore
 import SqueezeFormats
 
 /// Dequantization against the Python `gguf` package's `gguf.quants.dequantize` (the fixtures come
-/// from scripts/make_gguf_fixtures.py). Both compute in float32 with the same operation order, so
+/// from scripts/fixtures/make_gguf_fixtures.py). Both compute in float32 with the same operation order, so
 /// the comparison is exact (bit for bit); a mismatch is reported with the first differing index.
 @Suite struct DequantTests {
     static let typeNames = ["f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0",

@@ -4,7 +4,7 @@ import SqueezeCore
 import SqueezeFormats
 
 /// The restricted unpickler and zip reader against checkpoints written by torch.save
-/// (scripts/make_squeezellm_fixtures.py), and malicious or malformed inputs.
+/// (scripts/fixtures/make_squeezellm_fixtures.py), and malicious or malformed inputs.
 @Suite struct PyTorchCheckpointTests {
     static func fixture(_ name: String) -> String { Fixtures.path("pytorch/" + name) }
 

@@ -3,7 +3,7 @@ import Testing
 import SqueezeCore
 import SqueezeFormats
 
-/// Reading files written by the reference `safetensors` library (scripts/make_safetensors_fixtures.py),
+/// Reading files written by the reference `safetensors` library (scripts/fixtures/make_safetensors_fixtures.py),
 /// compared with the values torch reported (dtypes_expected.json, sharded_expected.json).
 @Suite struct SafeTensorsReadTests {
     static func check(_ t: Tensor, against e: [String: Any]) {

@@ -28,7 +28,7 @@ enum TestModel {
         let p = getenvString("SQUEEZE_MODEL") ?? (NSHomeDirectory() as NSString)
             .appendingPathComponent(".cache/squeeze/models/SmolLM2-135M-Instruct.Q4_1.gguf")
         if FileManager.default.fileExists(atPath: p) { return p }
-        print("test model not found at \(p); fetch it with: bash scripts/fetch-test-model.sh")
+        print("test model not found at \(p); fetch it with: bash scripts/ci/fetch-test-model.sh")
         return nil
     }
 }

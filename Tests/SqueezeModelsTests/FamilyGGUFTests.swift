@@ -5,7 +5,7 @@ import SqueezeFormats
 import SqueezeModels
 import SqueezeTokenizer
 
-/// One family's GGUF fixture (Fixtures/families_gguf/, made by scripts/make_family_gguf_fixtures.py):
+/// One family's GGUF fixture (Fixtures/families_gguf/, made by scripts/fixtures/make_family_gguf_fixtures.py):
 /// a tiny random Hugging Face model converted by llama.cpp's own convert_hf_to_gguf.py (F16 weights,
 /// F16-exact, so the GGUF holds exactly the reference's weights), and transformers' float32 logits
 /// and tokenizer ids.

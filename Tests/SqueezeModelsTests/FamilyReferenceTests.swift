@@ -6,7 +6,7 @@ import SqueezeKernels
 import SqueezeModels
 
 /// A tiny random model of one family and its transformers reference (Fixtures/families/<name>/, made
-/// by scripts/make_family_fixtures.py with transformers 5.24 in float32, eager attention).
+/// by scripts/fixtures/make_family_fixtures.py with transformers 5.24 in float32, eager attention).
 struct FamilyFixture {
     let name: String
     let dir: String

@@ -6,7 +6,7 @@ import SqueezeModels
 import SqueezeTokenizer
 
 /// GGUF → Hugging Face conversion against transformers' own GGUF loading, on a tiny random Llama
-/// (Fixtures/gguf_hf, made by scripts/make_gguf_hf_fixtures.py: llama.cpp's Q/K permutation,
+/// (Fixtures/gguf_hf, made by scripts/fixtures/make_gguf_hf_fixtures.py: llama.cpp's Q/K permutation,
 /// grouped-query attention, untied head, F16 weights, a byte-level BPE vocabulary with the
 /// llama-bpe pre-tokenizer and BOS).
 @Suite struct GGUFToHFTests {

@@ -4,7 +4,7 @@ import SqueezeCore
 import SqueezeFormats
 import SqueezeModels
 
-/// SqueezeLLM `.pt` checkpoints made with the reference's packing (scripts/make_squeezellm_fixtures.py)
+/// SqueezeLLM `.pt` checkpoints made with the reference's packing (scripts/fixtures/make_squeezellm_fixtures.py)
 /// load and reproduce the logits transformers computes with the dequantized weights
 /// W = lut[row, idx] + sparse (+ the hybrid kernel's dense rows).
 ///

@@ -5,7 +5,7 @@ import SqueezeFormats
 import SqueezeModels
 import SqueezeQuant
 
-/// The family fixtures of SqueezeModelsTests (scripts/make_family_fixtures.py), read from the source tree.
+/// The family fixtures of SqueezeModelsTests (scripts/fixtures/make_family_fixtures.py), read from the source tree.
 enum FamilyFixtures {
     static let names = ["llama", "llamabias", "llama3rope", "llamadyn", "mistral", "qwen2", "qwen2sw", "opt", "opt350m", "gpt2"]
     static func dir(_ name: String) -> String {

@@ -5,11 +5,11 @@ import SqueezeServer
 import SqueezeTokenizer
 import Testing
 
-/// The real test model: $SQUEEZE_MODEL or the cache that `bash scripts/fetch-test-model.sh` fills.
+/// The real test model: $SQUEEZE_MODEL or the cache that `bash scripts/ci/fetch-test-model.sh` fills.
 let testModelPath = ProcessInfo.processInfo.environment["SQUEEZE_MODEL"]
     ?? (NSHomeDirectory() + "/.cache/squeeze/models/SmolLM2-135M-Instruct.Q4_1.gguf")
 let haveTestModel = FileManager.default.fileExists(atPath: testModelPath)
-let skipNote: Comment = "the test model is not cached; fetch it with `bash scripts/fetch-test-model.sh`"
+let skipNote: Comment = "the test model is not cached; fetch it with `bash scripts/ci/fetch-test-model.sh`"
 
 /// The model and tokenizer, loaded once for all tests.
 final class Loaded: Sendable {

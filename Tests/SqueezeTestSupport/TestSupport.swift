@@ -3,7 +3,7 @@ import Testing
 
 /// Locates the real test model (SmolLM2-135M-Instruct Q4_1 GGUF) for the test targets.
 public enum TestModel {
-    /// `$SQUEEZE_MODEL`, else the cache that `bash scripts/fetch-test-model.sh` fills; nil when absent.
+    /// `$SQUEEZE_MODEL`, else the cache that `bash scripts/ci/fetch-test-model.sh` fills; nil when absent.
     public static let path: String? = {
         if let p = ProcessInfo.processInfo.environment["SQUEEZE_MODEL"], FileManager.default.fileExists(atPath: p) { return p }
         let cache = ProcessInfo.processInfo.environment["SQUEEZE_CACHE"]
@@ -14,7 +14,7 @@ public enum TestModel {
     /// Whether the real test model is cached.
     public static let available = path != nil
     /// Why a test that needs the real model was skipped, and how to fetch it.
-    public static let skipNote: Comment = "real test model absent: fetch it with `bash scripts/fetch-test-model.sh`"
+    public static let skipNote: Comment = "real test model absent: fetch it with `bash scripts/ci/fetch-test-model.sh`"
 }
 
 /// The `Fixtures` folder a test target copies into its bundle.

@@ -3,7 +3,7 @@ import Testing
 import SqueezeTokenizer
 
 /// tiktoken-format ranks (rank-based byte-level BPE) against tiktoken's own `Encoding`
-/// (fixtures from scripts/make_xgen_fixtures.py, tiktoken 0.14.0).
+/// (fixtures from scripts/fixtures/make_xgen_fixtures.py, tiktoken 0.14.0).
 @Suite struct TiktokenTests {
     static let fx = Fx.json("tiktoken_fixtures.json")
     static let xfx = Fx.json("xgen_fixtures.json")

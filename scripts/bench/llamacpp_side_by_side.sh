@@ -6,7 +6,7 @@
 #      directories given as LABEL=DIR;
 #   3. perplexity throughput, llama.cpp protocol, 512-token chunks, 32 chunks of wiki.test.txt, F32
 #      weights, 2 threads: llama-perplexity against `squeeze perplexity --protocol llamacpp`.
-# Usage: bash scripts/llamacpp_side_by_side.sh LLAMA_CPP_BUILD_BIN_DIR SQUEEZE_BIN [LABEL=DIR ...]
+# Usage: bash scripts/bench/llamacpp_side_by_side.sh LLAMA_CPP_BUILD_BIN_DIR SQUEEZE_BIN [LABEL=DIR ...]
 # llama.cpp: the copy vendored in the llama-cpp-python 0.3.36 source package (pip download
 #   --no-binary :all: llama-cpp-python==0.3.36), built with
 #   cmake -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF &&
@@ -14,7 +14,7 @@
 set -euo pipefail
 LB="$1"; BIN="$2"; shift 2
 MODEL="${SQUEEZE_MODEL:-$HOME/.cache/squeeze/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
-TEXT="${TEXT:-$(cd "$(dirname "$0")/.." && pwd)/../shared/data/wiki.test.txt}"
+TEXT="${TEXT:-$(cd "$(dirname "$0")/../.." && pwd)/../shared/data/wiki.test.txt}"
 WORK="${WORK:-$HOME/.cache/squeeze/llamacpp}"
 REPS="${REPS:-3}"
 mkdir -p "$WORK"

@@ -9,7 +9,7 @@
 // Values are transposed [kvDim, capacity] in all three. With HOT=1 every layer reads layer 0's cache
 // (it stays in cache: the kernels' compute cost); otherwise caches of 2048 positions (47 MB in all)
 // exceed L3 and keys come from memory as in decoding.
-// Build: S=Sources/CSqueezeKernels; clang -O2 -I$S/include scripts/attention_layout_harness.c $S/*.c \
+// Build: S=Sources/CSqueezeKernels; clang -O2 -I$S/include scripts/harness/attention_layout_harness.c $S/*.c \
 //          -o /tmp/attn -lpthread -lm && for m in 0 1 2; do /tmp/attn 2048 $m; done
 #include "sq_attention.h"
 #include "sq_dense.h"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Bounded load test of a running `squeeze serve` (loopback only; stops by itself).
 
-usage: python3 scripts/load_test.py http://127.0.0.1:PORT [--clients 8] [--requests 20] [--max-tokens 32]
+usage: python3 scripts/bench/load_test.py http://127.0.0.1:PORT [--clients 8] [--requests 20] [--max-tokens 32]
                                     [--compare] [--single-requests 4] [--rounds 1] [--ttft 5]
 
 Each client sends --requests streaming completions one after another (greedy, fixed length, EOS

@@ -2,7 +2,7 @@
 // with the scalar variants, so they can be checked on CPUs without AVX-512 (exit status 1 on a
 // difference above 1e-5 of sum|w x|). Needs libsimde-dev (apt). From the repository root:
 //   S=Sources/CSqueezeKernels
-//   gcc -O1 -DSQ_LUT_EMULATE -Iscripts/lut_emulation -I$S/include scripts/lut_emulation/harness.c $S/lut.c -o /tmp/lut_emu -lm
+//   gcc -O1 -DSQ_LUT_EMULATE -Iscripts/harness/lut_emulation -I$S/include scripts/harness/lut_emulation/harness.c $S/lut.c -o /tmp/lut_emu -lm
 //   /tmp/lut_emu
 #include "sq_lut.h"
 #include "sq_dense.h"

@@ -5,7 +5,7 @@
 //
 // Build and run from the repository root:
 //   S=Sources/CSqueezeKernels
-//   clang -O2 -I$S/include scripts/lut_kernel_harness.c $S/*.c -o /tmp/lut_harness -lpthread -lm
+//   clang -O2 -I$S/include scripts/harness/lut_kernel_harness.c $S/*.c -o /tmp/lut_harness -lpthread -lm
 //   /tmp/lut_harness 4 1536 576     # bits rows columns
 //   /tmp/lut_harness 3 1536 576
 #include "sq_lut.h"

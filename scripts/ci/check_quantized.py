@@ -2,7 +2,7 @@
 """Opens a directory written by `squeeze quantize` with the Python `safetensors` library (an
 independent reader) and checks SqueezeLLM's tensor names, dtypes and shapes against config.json.
 
-Usage: python3 scripts/check_quantized.py DIR
+Usage: python3 scripts/ci/check_quantized.py DIR
 Exit code 0 when every check passes; prints what it checked."""
 import json, os, sys
 from safetensors import safe_open

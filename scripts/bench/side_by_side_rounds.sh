@@ -2,8 +2,8 @@
 # Decode and prefill speed of llama.cpp and Squeeze on the test model, interleaved: ROUNDS rounds, each
 # running llama-bench on every GGUF type and `squeeze bench` on every weight type, so both see the same
 # machine load; prints every round (the README reports the median of the rounds).
-# Usage: bash scripts/side_by_side_rounds.sh LLAMA_CPP_BIN_DIR SQUEEZE_BIN ROUNDS LABEL=DIR ...
-# The GGUF types are made by scripts/llamacpp_side_by_side.sh (in $WORK).
+# Usage: bash scripts/bench/side_by_side_rounds.sh LLAMA_CPP_BIN_DIR SQUEEZE_BIN ROUNDS LABEL=DIR ...
+# The GGUF types are made by scripts/bench/llamacpp_side_by_side.sh (in $WORK).
 set -euo pipefail
 LB="$1"; BIN="$2"; ROUNDS="$3"; shift 3
 MODEL="${SQUEEZE_MODEL:-$HOME/.cache/squeeze/models/SmolLM2-135M-Instruct.Q4_1.gguf}"

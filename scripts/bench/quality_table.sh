@@ -2,7 +2,7 @@
 # Reproduces the README's quality table on the test model: quantizes SmolLM2-135M with several
 # configurations and measures perplexity (GPTQ protocol, first WINDOWS windows of 512 tokens of
 # wiki.test.txt) with the exact (float-table) kernels.
-# Usage: bash scripts/quality_table.sh FISHER.safetensors [WINDOWS]
+# Usage: bash scripts/bench/quality_table.sh FISHER.safetensors [WINDOWS]
 #   FISHER: made by `squeeze sensitivity --calibration ../shared/data/wiki.train.txt --samples 100 --seqlen 512 --seed 0`
 set -euo pipefail
 FISHER="$1"; WINDOWS="${2:-64}"

@@ -1,11 +1,11 @@
 // Sparse product orderings, timed with dense weights streamed between products as in decoding.
-// Build: clang -O2 scripts/sparse_order_harness.c -o /tmp/sparse_order && /tmp/sparse_order 1536 576 200 256
+// Build: clang -O2 scripts/harness/sparse_order_harness.c -o /tmp/sparse_order && /tmp/sparse_order 1536 576 200 256
 // Arguments: rows, columns, matrices (about 3 nonzeros per row, 0-6 at random), KiB of dense weights read
 // before each matrix (0: none). Prints ns per nonzero for: CSR row order with int32 indices and F32
 // values ("flat"), group order (rows interleaved in groups of 32) with the same types ("interleaved"),
 // blocks of 8 (row, column, half value) records in group order ("blocked"), and group order with
 // uint16 indices and half values, converted 8 at a time ("flat16", the layout of sq_sparse.h until e945286;
-// the sliced layout that replaced it is timed by scripts/sparse_layout/run.sh); the
+// the sliced layout that replaced it is timed by scripts/harness/sparse_layout/run.sh); the
 // "minus stream" line subtracts the time of the dense reads alone.
 #include <stdio.h>
 #include <stdlib.h>

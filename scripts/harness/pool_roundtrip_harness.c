@@ -1,7 +1,7 @@
 // Fork-join cost of the worker pool (Sources/CSqueezeKernels/pool.c): time of sq_pool_run with two
 // equal tasks on two threads against one task alone, for tasks of 0 to 20000 float additions
 // (best of 5 x 20000 runs). The difference is what a fork-join costs beyond the work.
-// Build: S=Sources/CSqueezeKernels; clang -O2 -I$S/include scripts/pool_roundtrip_harness.c $S/pool.c -o /tmp/pool_rt -lpthread && /tmp/pool_rt
+// Build: S=Sources/CSqueezeKernels; clang -O2 -I$S/include scripts/harness/pool_roundtrip_harness.c $S/pool.c -o /tmp/pool_rt -lpthread && /tmp/pool_rt
 #include "sq_pool.h"
 #include <stdio.h>
 #include <time.h>

@@ -4,7 +4,7 @@
 # (--head q8, 1 and 2 threads, 256 decoded tokens after 16). Prints one CSV line per measurement
 # (round, binary label, weights, threads, decode tokens/s), then for each binary, width and thread
 # count the sparse cost of each round (1 - sparse / dense of the same round) and its median.
-# Usage: bash scripts/sparse_cost_rounds.sh ROUNDS LABEL=SQUEEZE_BIN ...   (QUALITY=dir of the models)
+# Usage: bash scripts/bench/sparse_cost_rounds.sh ROUNDS LABEL=SQUEEZE_BIN ...   (QUALITY=dir of the models)
 set -euo pipefail
 ROUNDS=$1; shift
 Q="${QUALITY:-$HOME/.cache/squeeze/quality}"

@@ -2,7 +2,7 @@
 # Counts heap allocations (libc malloc calls) made while decoding: single-sequence decoding per token
 # (the same bench at two decode lengths, differencing the malloc calls whose stack passes through
 # DecoderModel.forward), and batched decoding over `bench --batch 8`'s 96 steps (DecoderModel.forwardBatch).
-# Needs root (a perf uprobe on malloc). Usage: bash scripts/alloc_count.sh BIN QUANTIZED_DIR
+# Needs root (a perf uprobe on malloc). Usage: bash scripts/bench/alloc_count.sh BIN QUANTIZED_DIR
 set -euo pipefail
 BIN=${1:?usage: alloc_count.sh BIN QUANTIZED_DIR}
 DIR=${2:?usage: alloc_count.sh BIN QUANTIZED_DIR}

@@ -2,7 +2,7 @@
 """Drives a running `squeeze serve` with the official `openai` Python client (pip install openai):
 chat and completions, streaming and not, plus an error case. Starts nothing itself.
 
-usage: python3 scripts/openai_client_check.py http://127.0.0.1:PORT [--api-key KEY]
+usage: python3 scripts/ci/openai_client_check.py http://127.0.0.1:PORT [--api-key KEY]
 Exits non-zero on the first failed check."""
 import argparse
 import sys

@@ -1,4 +1,4 @@
-// SIMDe emulation of the x86 intrinsics lut.c uses, for scripts/lut_emulation/harness.c only
+// SIMDe emulation of the x86 intrinsics lut.c uses, for scripts/harness/lut_emulation/harness.c only
 // (lut.c includes it when built with -DSQ_LUT_EMULATE; the package build never does).
 #define SIMDE_ENABLE_NATIVE_ALIASES
 #include <simde/x86/avx512.h>

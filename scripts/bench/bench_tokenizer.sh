@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Tokenizer encoding throughput, one thread: Python `tokenizers` and `squeeze tokenize --bench`
 # on the same file with the same tokenizer, in one run.
-# Usage: bash scripts/bench_tokenizer.sh [TOKENIZER (dir, tokenizer.json or .gguf)] [TEXT FILE]
+# Usage: bash scripts/bench/bench_tokenizer.sh [TOKENIZER (dir, tokenizer.json or .gguf)] [TEXT FILE]
 # Defaults: the SmolLM2 tokenizer.json of the test fixtures and ../shared/data/wiki.test.txt.
 # Python side: Tokenizer.from_file(tokenizer.json), encode(text, add_special_tokens=False),
 # RAYON_NUM_THREADS=1, median of 5 runs after a first one (needs pip package `tokenizers`;
 # for a .gguf the Python side is skipped). Swift side: the same protocol, release build.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 TOK="${1:-Tests/SqueezeTokenizerTests/Fixtures/smollm2}"
 TEXT="${2:-../shared/data/wiki.test.txt}"
 [ -f "$TEXT" ] || TEXT="/work/shared/data/wiki.test.txt"

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Starts `squeeze serve` on a free loopback port, waits for /health, runs the official `openai`
-# Python client against it (scripts/openai_client_check.py), then a bounded load test
-# (scripts/load_test.py: 8 clients x 20 requests, errors must be 0; LOAD=0 skips it), stops the
+# Python client against it (scripts/ci/openai_client_check.py), then a bounded load test
+# (scripts/bench/load_test.py: 8 clients x 20 requests, errors must be 0; LOAD=0 skips it), stops the
 # server with SIGTERM (it must exit 0 by itself) and exits non-zero if anything failed. Builds nothing.
-#   usage: bash scripts/serve_check.sh PATH/TO/squeeze [MODEL]
+#   usage: bash scripts/ci/serve_check.sh PATH/TO/squeeze [MODEL]
 #   env: LOAD=0 to skip the load test; LOAD_CLIENTS, LOAD_REQUESTS, LOAD_MAX_TOKENS (8, 20, 8).
 # Needs: python3 with `openai` installed (pip install openai); the test model (default: the cache).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 BIN=${1:?usage: serve_check.sh PATH/TO/squeeze [MODEL]}
 MODEL=${2:-${SQUEEZE_MODEL:-$HOME/.cache/squeeze/models/SmolLM2-135M-Instruct.Q4_1.gguf}}
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
@@ -33,12 +33,12 @@ for _ in $(seq 1 600); do
 done
 if [ "$ready" != 1 ]; then echo "serve_check: no /health after 120 s"; cat "$LOG"; exit 1; fi
 
-python3 scripts/openai_client_check.py "$BASE"
+python3 scripts/ci/openai_client_check.py "$BASE"
 status=$?
 
 if [ "$status" = 0 ] && [ "${LOAD:-1}" != 0 ]; then
     uptime
-    python3 scripts/load_test.py "$BASE" --clients "${LOAD_CLIENTS:-8}" --requests "${LOAD_REQUESTS:-20}" \
+    python3 scripts/bench/load_test.py "$BASE" --clients "${LOAD_CLIENTS:-8}" --requests "${LOAD_REQUESTS:-20}" \
         --max-tokens "${LOAD_MAX_TOKENS:-8}" --ttft 5 || status=1
 fi
 

@@ -8,7 +8,7 @@ input, one thread); Squeeze runs `squeeze bench-kmeans` on the same rows. Errors
 sum F (w - c[label])^2 in float64. Times are CPU times (process_time for scikit-learn with one thread, the thread's CPU clock for
 Squeeze), best of REPEATS runs per row.
 
-Usage: swift build -c release && python3 scripts/bench_kmeans.py [--rows 24] [--repeats 3]
+Usage: swift build -c release && python3 scripts/bench/bench_kmeans.py [--rows 24] [--repeats 3]
        [--binary .build/release/squeeze]
 """
 import argparse
@@ -50,7 +50,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=24)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--binary", default=os.path.join(os.path.dirname(__file__), "..", ".build", "release", "squeeze"))
+    ap.add_argument("--binary", default=os.path.join(os.path.dirname(__file__), "..", "..", ".build", "release", "squeeze"))
     ap.add_argument("--json", help="also write all per-row figures to this file")
     args = ap.parse_args()
 
