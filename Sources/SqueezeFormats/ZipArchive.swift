@@ -73,9 +73,8 @@ public struct ZipEntry: Sendable, Equatable {
 ///
 /// Only what `torch.save` writes is needed: stored entries, optional ZIP64 records, no encryption,
 /// a single disk. Compressed or encrypted entries are listed but their data is refused.
-/// (ZIPFoundation 0.9.20 was considered: it keeps an entry's data offset internal and reads through
-/// `FILE*` streams, so it cannot hand out views into the mapping; this reader is small and is checked
-/// against archives written by Python's `zipfile` and `torch.save`.)
+/// Not ZIPFoundation: its stream-based API cannot hand out views into the mapping.
+/// Checked against archives written by Python's `zipfile` and `torch.save`.
 public final class ZipArchive: @unchecked Sendable {
     /// The mapped file.
     public let file: MappedFile

@@ -297,8 +297,8 @@ public enum Sensitivity {
     /// `lanes` windows run at once, each on one thread of `model.pool` with its own workspace and
     /// accumulator (lane i takes windows i, i + lanes, ...; the lanes' sums are added in lane order at
     /// the end, so a run is deterministic for a given number of lanes). One window per thread avoids
-    /// the fork-join steps and load imbalance of splitting every matrix product (about 6% faster on
-    /// two cores) at the cost of an accumulator and a workspace per lane. nil chooses: as many lanes
+    /// the fork-join steps and load imbalance of splitting every matrix product (timings in
+    /// docs/performance.md), at the cost of an accumulator and a workspace per lane. nil chooses: as many lanes
     /// as the pool's threads (at most the windows) when their memory stays under a quarter of the
     /// machine's, else 1 (every kernel split over the pool's threads instead).
     public static func compute(model: DecoderModel, windows: [[Int]], mode: SensitivityMode, lanes: Int? = nil,
