@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the README's quality table on the test model: quantizes SmolLM2-135M with several
+# Reproduces the quality table (README, docs/quantization.md) on the test model: quantizes SmolLM2-135M with several
 # configurations and measures perplexity (GPTQ protocol, first WINDOWS windows of 512 tokens of
 # wiki.test.txt) with the exact (float-table) kernels.
 # Usage: bash scripts/bench/quality_table.sh FISHER.safetensors [WINDOWS]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Decode and prefill speed of llama.cpp and Squeeze on the test model, interleaved: ROUNDS rounds, each
 # running llama-bench on every GGUF type and `squeeze bench` on every weight type, so both see the same
-# machine load; prints every round (the README reports the median of the rounds).
+# machine load; prints every round (README and docs/performance.md report the median of the rounds).
 # Usage: bash scripts/bench/side_by_side_rounds.sh LLAMA_CPP_BIN_DIR SQUEEZE_BIN ROUNDS LABEL=DIR ...
 # The GGUF types are made by scripts/bench/llamacpp_side_by_side.sh (in $WORK).
 set -euo pipefail
