@@ -37,38 +37,6 @@ public enum HeadFormat: String, Sendable, CaseIterable {
 /// dense `.weight` tensor.
 public typealias LinearFactory = (_ slot: LinearSlot) throws -> LinearOperator?
 
-/// One transformer block's weights (every family: absent pieces are nil).
-public struct DecoderLayer {
-    /// The norm before attention (post-LN: after the attention residual), its bias for LayerNorm.
-    public let attnNorm: AlignedBuffer<Float>
-    public let attnNormBias: AlignedBuffer<Float>?
-    public let q: LinearOperator, k: LinearOperator, v: LinearOperator, o: LinearOperator
-    public let qBias: AlignedBuffer<Float>?, kBias: AlignedBuffer<Float>?, vBias: AlignedBuffer<Float>?
-    public let oBias: AlignedBuffer<Float>?
-    /// The norm before the MLP (post-LN: after the MLP residual), its bias for LayerNorm.
-    public let ffnNorm: AlignedBuffer<Float>
-    public let ffnNormBias: AlignedBuffer<Float>?
-    /// SwiGLU's gate (nil for ReLU/GELU MLPs, where `up` is fc1/c_fc and `down` fc2/c_proj).
-    public let gateOp: LinearOperator?
-    public let up: LinearOperator, down: LinearOperator
-    public let gateBias: AlignedBuffer<Float>?, upBias: AlignedBuffer<Float>?, downBias: AlignedBuffer<Float>?
-
-    /// The gate of a SwiGLU block (fatal for families without one; see `gateOp`).
-    public var gate: LinearOperator {
-        guard let g = gateOp else { fatalError("this family's MLP has no gate projection") }
-        return g
-    }
-
-    /// The linear operators with their Llama-style names (suffix after `model.layers.N.`).
-    public var linears: [(String, LinearOperator)] {
-        var out: [(String, LinearOperator)] = [("self_attn.q_proj", q), ("self_attn.k_proj", k), ("self_attn.v_proj", v),
-                                                ("self_attn.o_proj", o)]
-        if let g = gateOp { out.append(("mlp.gate_proj", g)) }
-        out += [("mlp.up_proj", up), ("mlp.down_proj", down)]
-        return out
-    }
-}
-
 /// The decoder of every supported family (`ModelFamily`: LLaMA, LLaMA-2, Vicuna, SmolLM, XGen, Mistral,
 /// Qwen2, OPT, GPT-2) with F32 activations; the config says which pieces its blocks have.
 public final class DecoderModel: @unchecked Sendable {
@@ -82,9 +50,8 @@ public final class DecoderModel: @unchecked Sendable {
     public let projectIn: LinearOperator?
     public let projectOut: LinearOperator?
     public let layers: [DecoderLayer]
-    /// The final norm (weight all ones and `hasFinalNorm == false` when the family has none).
-    public let norm: AlignedBuffer<Float>
-    public let normBias: AlignedBuffer<Float>?
+    /// The norm after the last block (nil when the family has none: OPT-350m).
+    public let finalNorm: Norm?
     public let lmHead: LinearOperator
     /// The pool all kernels run on.
     public let pool: WorkerPool
@@ -97,6 +64,7 @@ public final class DecoderModel: @unchecked Sendable {
                 linearFactory: LinearFactory? = nil, pool: WorkerPool = .shared) throws {
         var config = config
         if source is SafeTensorsSource { config.resolveTensorPrefix(names: Set(source.tensorNames)) }
+        try config.checkDecoderShapes(file: source.path)
         self.config = config
         self.ropeLayout = source.ropeLayout
         self.pool = pool
@@ -116,9 +84,6 @@ public final class DecoderModel: @unchecked Sendable {
             let b = AlignedBuffer<Float>(count: n)
             t.convertToFloat(into: b.pointer, offset: offset, count: n)
             return b
-        }
-        func optionalVector(_ name: String, _ n: Int) throws -> AlignedBuffer<Float>? {
-            source.contains(name) ? try vector(name, n) : nil
         }
         func dense(_ t: Tensor) throws -> DenseMatrix {
             var t = t
@@ -154,15 +119,25 @@ public final class DecoderModel: @unchecked Sendable {
                                data: full.data + s.rowOffset * s.columns * sz, owner: full.owner)
             return try dense(slice)
         }
-        func bias(_ s: LinearSlot?) throws -> AlignedBuffer<Float>? {
-            guard let s else { return nil }
+        func linearWithBias(_ s: LinearSlot) throws -> Linear {
             let name = s.prefix + ".bias"
-            guard source.contains(name) else { return nil }
-            return try vector(name, s.rows, offset: s.rowOffset, total: s.tensorRows)
+            let b = source.contains(name) ? try vector(name, s.rows, offset: s.rowOffset, total: s.tensorRows) : nil
+            return Linear(try linear(s), bias: b)
         }
-        let layerNorm = config.normKind == .layerNorm
-        func normBiasVector(_ prefix: String) throws -> AlignedBuffer<Float>? {
-            layerNorm ? try vector(prefix + ".bias", h) : nil
+        func blockLinear(_ layer: Int, _ kind: LinearKind) throws -> Linear {
+            guard let s = config.linearSlot(layer: layer, kind: kind) else {
+                throw ModelError.invalidConfig(file: file, field: "model_type",
+                                               detail: "family '\(config.family.rawValue)' has no \(kind) projection")
+            }
+            return try linearWithBias(s)
+        }
+        let eps = Float(config.rmsNormEps)
+        func normLayer(_ prefix: String) throws -> Norm {
+            let w = try vector(prefix + ".weight", h)
+            switch config.normKind {
+            case .rms: return .rms(weight: w, eps: eps)
+            case .layerNorm: return .layerNorm(weight: w, bias: try vector(prefix + ".bias", h), eps: eps)
+            }
         }
 
         let ew = config.embeddingWidth
@@ -186,26 +161,19 @@ public final class DecoderModel: @unchecked Sendable {
         }
         var ls: [DecoderLayer] = []
         for i in 0..<config.numLayers {
-            func slot(_ k: LinearKind) -> LinearSlot? { config.linearSlot(layer: i, kind: k) }
-            let an = config.attentionNormName(layer: i), fn = config.mlpNormName(layer: i)
-            ls.append(DecoderLayer(
-                attnNorm: try vector(an + ".weight", h), attnNormBias: try normBiasVector(an),
-                q: try linear(slot(.q)!), k: try linear(slot(.k)!), v: try linear(slot(.v)!), o: try linear(slot(.o)!),
-                qBias: try bias(slot(.q)), kBias: try bias(slot(.k)), vBias: try bias(slot(.v)), oBias: try bias(slot(.o)),
-                ffnNorm: try vector(fn + ".weight", h), ffnNormBias: try normBiasVector(fn),
-                gateOp: try slot(.gate).map { try linear($0) },
-                up: try linear(slot(.up)!), down: try linear(slot(.down)!),
-                gateBias: try bias(slot(.gate)), upBias: try bias(slot(.up)), downBias: try bias(slot(.down))))
+            let attention = Attention(q: try blockLinear(i, .q), k: try blockLinear(i, .k), v: try blockLinear(i, .v),
+                                      o: try blockLinear(i, .o), window: config.slidingWindow(forLayer: i))
+            let mlp: MLP
+            switch config.activation {
+            case .swiglu: mlp = .gated(gate: try blockLinear(i, .gate), up: try blockLinear(i, .up), down: try blockLinear(i, .down))
+            case .relu: mlp = .plain(up: try blockLinear(i, .up), down: try blockLinear(i, .down), activation: .relu)
+            case .geluTanh: mlp = .plain(up: try blockLinear(i, .up), down: try blockLinear(i, .down), activation: .geluTanh)
+            }
+            ls.append(DecoderLayer(attentionNorm: try normLayer(config.attentionNormName(layer: i)), attention: attention,
+                                   mlpNorm: try normLayer(config.mlpNormName(layer: i)), mlp: mlp))
         }
         layers = ls
-        if config.hasFinalNorm {
-            norm = try vector(config.finalNormName + ".weight", h)
-            normBias = try normBiasVector(config.finalNormName)
-        } else {
-            norm = AlignedBuffer<Float>(count: h)
-            for i in 0..<h { norm[i] = 1 }
-            normBias = nil
-        }
+        finalNorm = config.hasFinalNorm ? try normLayer(config.finalNormName) : nil
         let head = LinearSlot(kind: nil, prefix: "lm_head", rows: config.vocabSize, columns: ew)
         var lm: LinearOperator
         if source.contains("lm_head.weight") || linearFactory != nil && !config.tieWordEmbeddings {
@@ -228,7 +196,7 @@ public final class DecoderModel: @unchecked Sendable {
 
     private init(sharing m: DecoderModel, pool: WorkerPool) {
         config = m.config; ropeLayout = m.ropeLayout; embedding = m.embedding; positionEmbedding = m.positionEmbedding
-        projectIn = m.projectIn; projectOut = m.projectOut; layers = m.layers; norm = m.norm; normBias = m.normBias
+        projectIn = m.projectIn; projectOut = m.projectOut; layers = m.layers; finalNorm = m.finalNorm
         lmHead = m.lmHead; invFreq = m.invFreq; kvCachePrecision = m.kvCachePrecision
         self.pool = pool
     }
@@ -319,3 +287,38 @@ public final class DecoderModel: @unchecked Sendable {
     }
 }
 
+
+extension ModelConfig {
+    /// Checks the sizes the decoder divides by or indexes with, so that a bad config is a typed error
+    /// naming its field rather than a crash.
+    public func checkDecoderShapes(file: String) throws {
+        func positive(_ v: Int, _ field: String) throws {
+            guard v > 0 else { throw ModelError.invalidConfig(file: file, field: field, detail: "must be positive, got \(v)") }
+        }
+        try positive(vocabSize, "vocab_size")
+        try positive(hiddenSize, "hidden_size")
+        try positive(intermediateSize, "intermediate_size")
+        try positive(numLayers, "num_hidden_layers")
+        try positive(numHeads, "num_attention_heads")
+        try positive(numKVHeads, "num_key_value_heads")
+        try positive(headDim, "head_dim")
+        guard numHeads % numKVHeads == 0 else {
+            throw ModelError.invalidConfig(file: file, field: "num_key_value_heads",
+                                           detail: "\(numKVHeads) does not divide num_attention_heads (\(numHeads))")
+        }
+        if learnedPositionOffset == nil && headDim % 2 != 0 {
+            throw ModelError.invalidConfig(file: file, field: "head_dim", detail: "RoPE needs an even head dimension, got \(headDim)")
+        }
+        if let o = learnedPositionOffset {
+            guard o >= 0 else { throw ModelError.invalidConfig(file: file, field: "learned position offset", detail: "negative (\(o))") }
+            try positive(maxPositionEmbeddings, "max_position_embeddings")
+        }
+        if let e = embeddingDim { try positive(e, "word_embed_proj_dim") }
+        for layer in 0..<numLayers {
+            if let w = slidingWindow(forLayer: layer) { try positive(w, "sliding_window") }
+        }
+        guard rmsNormEps.isFinite && rmsNormEps >= 0 else {
+            throw ModelError.invalidConfig(file: file, field: "rms_norm_eps", detail: "must be finite and >= 0, got \(rmsNormEps)")
+        }
+    }
+}

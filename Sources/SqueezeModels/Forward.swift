@@ -15,46 +15,67 @@ import SqueezeKernels
 public final class KVCache: @unchecked Sendable {
     public let capacity: Int
     public let kvDim: Int
-    /// How keys and values are stored.
-    public let precision: KVCachePrecision
     /// Number of positions filled.
     public internal(set) var length = 0
-    /// F32 (empty otherwise): keys [kvHeads, capacity, headDim] and values transposed [kvDim,
-    /// capacity] per layer.
-    let k: [AlignedBuffer<Float>]
-    let vt: [AlignedBuffer<Float>]
-    /// F16 (IEEE half bits; empty otherwise): keys in tiles [kvHeads, keyTiles, headDim, SQ_KT] and
-    /// values transposed [kvDim, capacity].
-    let k16: [AlignedBuffer<UInt16>]
-    let vt16: [AlignedBuffer<UInt16>]
-    /// Q8 (empty otherwise): keys in tiles as `k16`, values transposed as `vt16`, and their scales
-    /// [kvHeads, keyTiles * SQ_KT] and [kvHeads, capacity].
-    let k8: [AlignedBuffer<Int8>]
-    let vt8: [AlignedBuffer<Int8>]
-    let ks: [AlignedBuffer<Float>]
-    let vs: [AlignedBuffer<Float>]
-    /// Tiles of `SQ_KT` positions per KV head in `k16` and `k8` (capacity rounded up).
+    /// The buffers of every layer, in the cache's precision.
+    let storage: Storage
+    /// Tiles of `SQ_KT` positions per KV head in F16 and Q8 keys (capacity rounded up).
     let keyTiles: Int
+
+    /// Keys and values of every layer (one buffer per layer in each array), stored as one precision.
+    enum Storage {
+        /// Keys [kvHeads, capacity, headDim] and values transposed [kvDim, capacity].
+        case f32(keys: [AlignedBuffer<Float>], values: [AlignedBuffer<Float>])
+        /// IEEE half bits: keys in tiles [kvHeads, keyTiles, headDim, SQ_KT], values transposed [kvDim, capacity].
+        case f16(keys: [AlignedBuffer<UInt16>], values: [AlignedBuffer<UInt16>])
+        /// Int8 keys in tiles and values transposed as F16's, with their scales [kvHeads, keyTiles * SQ_KT]
+        /// and [kvHeads, capacity].
+        case q8(keys: [AlignedBuffer<Int8>], keyScales: [AlignedBuffer<Float>], values: [AlignedBuffer<Int8>],
+                valueScales: [AlignedBuffer<Float>])
+    }
 
     /// Allocates a cache for `capacity` positions of `config`'s model.
     public init(config: ModelConfig, capacity: Int, precision: KVCachePrecision = .f32) {
         self.capacity = capacity
-        self.precision = precision
         kvDim = config.numKVHeads * config.headDim
         let n = capacity * kvDim, layers = config.numLayers
         keyTiles = (capacity + Int(SQ_KT) - 1) / Int(SQ_KT)
-        let tiled = config.numKVHeads * keyTiles * Int(SQ_KT) * config.headDim
-        func buffers<T>(_ count: Int, _ used: Bool) -> [AlignedBuffer<T>] {
-            used ? (0..<layers).map { _ in AlignedBuffer<T>(count: count) } : []
+        let tiledPositions = config.numKVHeads * keyTiles * Int(SQ_KT)
+        func buffers<T>(_ count: Int) -> [AlignedBuffer<T>] { (0..<layers).map { _ in AlignedBuffer<T>(count: count) } }
+        switch precision {
+        case .f32: storage = .f32(keys: buffers(n), values: buffers(n))
+        case .f16: storage = .f16(keys: buffers(tiledPositions * config.headDim), values: buffers(n))
+        case .q8:
+            storage = .q8(keys: buffers(tiledPositions * config.headDim), keyScales: buffers(tiledPositions), values: buffers(n),
+                          valueScales: buffers(config.numKVHeads * capacity))
         }
-        k = buffers(n, precision == .f32)
-        vt = buffers(n, precision == .f32)
-        k16 = buffers(tiled, precision == .f16)
-        vt16 = buffers(n, precision == .f16)
-        k8 = buffers(tiled, precision == .q8)
-        vt8 = buffers(n, precision == .q8)
-        ks = buffers(config.numKVHeads * keyTiles * Int(SQ_KT), precision == .q8)
-        vs = buffers(config.numKVHeads * capacity, precision == .q8)
+    }
+
+    /// How keys and values are stored.
+    public var precision: KVCachePrecision {
+        switch storage {
+        case .f32: return .f32
+        case .f16: return .f16
+        case .q8: return .q8
+        }
+    }
+
+    /// Layer `li`'s buffers as pointers, for the hot loops (no reference counting there).
+    enum LayerBuffers {
+        case f32(keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>)
+        case f16(keys: UnsafeMutablePointer<UInt16>, values: UnsafeMutablePointer<UInt16>)
+        case q8(keys: UnsafeMutablePointer<Int8>, keyScales: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Int8>,
+                valueScales: UnsafeMutablePointer<Float>)
+    }
+
+    @inline(__always)
+    func layer(_ li: Int) -> LayerBuffers {
+        switch storage {
+        case let .f32(k, v): return .f32(keys: k[li].pointer, values: v[li].pointer)
+        case let .f16(k, v): return .f16(keys: k[li].pointer, values: v[li].pointer)
+        case let .q8(k, ks, v, vs):
+            return .q8(keys: k[li].pointer, keyScales: ks[li].pointer, values: v[li].pointer, valueScales: vs[li].pointer)
+        }
     }
 
     /// Forgets all positions (the memory is kept).
@@ -63,8 +84,12 @@ public final class KVCache: @unchecked Sendable {
     public func truncate(to n: Int) { length = min(length, max(0, n)) }
     /// Bytes held.
     public var byteCount: Int {
-        (k + vt + ks + vs).reduce(0) { $0 + $1.count * 4 } + (k16 + vt16).reduce(0) { $0 + $1.count * 2 }
-            + (k8 + vt8).reduce(0) { $0 + $1.count }
+        func bytes<T>(_ b: [AlignedBuffer<T>]) -> Int { b.reduce(0) { $0 + $1.count * MemoryLayout<T>.stride } }
+        switch storage {
+        case let .f32(k, v): return bytes(k) + bytes(v)
+        case let .f16(k, v): return bytes(k) + bytes(v)
+        case let .q8(k, ks, v, vs): return bytes(k) + bytes(ks) + bytes(v) + bytes(vs)
+        }
     }
 }
 
@@ -212,7 +237,7 @@ extension DecoderModel {
         ws.segments.removeAll(keepingCapacity: true)
         for (i, c) in caches.enumerated() { ws.segments.append(Segment(cache: c, start: i, count: 1)) }
         let segs = ws.segments
-        run(tokens[...], segments: segs, ws: ws, logits: .all, logitRowOffset: 0)
+        run(tokens[...], segments: segs, ws: ws, logits: .all, logitsOut: ws.logits.pointer)
     }
 
     /// A run of consecutive tokens of one sequence inside a forward pass.
@@ -227,10 +252,14 @@ extension DecoderModel {
         ws.segments.removeAll(keepingCapacity: true)
         ws.segments.append(Segment(cache: cache, start: 0, count: tokens.count))
         run(tokens, segments: ws.segments, ws: ws, logits: mode,
-            logitRowOffset: logitRowOffset)
+            logitsOut: ws.logits.pointer + logitRowOffset * config.vocabSize)
     }
 
-    func run(_ tokens: ArraySlice<Int>, segments: [Segment], ws: Workspace, logits mode: LogitsMode, logitRowOffset: Int) {
+    /// The forward pass of every caller: inference (prefill, decode, batched decode) and, with
+    /// `record`, the training forward, which keeps the activations its backward needs. Logits land
+    /// in `logitsOut`: for `.last` the last token's, for `.all` one row per token.
+    func run(_ tokens: ArraySlice<Int>, segments: [Segment], ws: Workspace, logits mode: LogitsMode,
+             logitsOut: UnsafeMutablePointer<Float>, record: ForwardRecorder? = nil) {
         let c = config
         let T = tokens.count
         let h = c.hiddenSize, hd = c.headDim, nh = c.numHeads, nkv = c.numKVHeads
@@ -274,20 +303,37 @@ extension DecoderModel {
         }
         ws.ensureScores(context: maxContext, threads: pool.threadCount, headDim: c.headDim)
         let rope = usesRope, pre = c.preNorm
+        let cosT = UnsafePointer(ws.cosT.pointer), sinT = UnsafePointer(ws.sinT.pointer)
 
         for (li, layer) in layers.enumerated() {
+            let rec = record.map { $0.layer(li) }
+            rec?.res.update(from: x, count: T * h)
             // Attention block (pre-LN: x + attn(norm(x)); post-LN: norm(x + attn(x))).
             let attnIn: UnsafeMutablePointer<Float>
-            if pre { norm(x, layer.attnNorm.pointer, layer.attnNormBias?.pointer, xn, T, h); attnIn = xn } else { attnIn = x }
-            layer.q.gemm(attnIn, ldx: h, m: T, ws.q.pointer, ldy: qd, pool: pool)
-            layer.k.gemm(attnIn, ldx: h, m: T, ws.k.pointer, ldy: kvd, pool: pool)
-            layer.v.gemm(attnIn, ldx: h, m: T, ws.v.pointer, ldy: kvd, pool: pool)
-            if let b = layer.qBias { addBias(ws.q.pointer, b.pointer, T, qd) }
-            if let b = layer.kBias { addBias(ws.k.pointer, b.pointer, T, kvd) }
-            if let b = layer.vBias { addBias(ws.v.pointer, b.pointer, T, kvd) }
+            if pre {
+                layer.attentionNorm.apply(x, xn, rows: T, width: h, stats: rec?.stats1)
+                attnIn = xn
+                rec?.xn1.update(from: xn, count: T * h)
+            } else {
+                attnIn = x
+            }
+            if let rec, let observe = rec.observer {
+                let input = UnsafePointer(pre ? rec.xn1 : rec.res)
+                for kind in [LinearKind.q, .k, .v] { observe(li, kind, input, h, T) }
+            }
+            let a = layer.attention
+            a.q(attnIn, ldx: h, m: T, ws.q.pointer, ldy: qd, pool: pool)
+            a.k(attnIn, ldx: h, m: T, ws.k.pointer, ldy: kvd, pool: pool)
+            a.v(attnIn, ldx: h, m: T, ws.v.pointer, ldy: kvd, pool: pool)
             if rope {
-                applyRope(ws.q.pointer, T, nh, ws)
-                applyRope(ws.k.pointer, T, nkv, ws)
+                self.rope(ws.q.pointer, rows: T, heads: nh, cos: cosT, sin: sinT)
+                self.rope(ws.k.pointer, rows: T, heads: nkv, cos: cosT, sin: sinT)
+            }
+            if let rec {
+                // Attention scales the queries in place: the backward needs them unscaled.
+                rec.q.update(from: ws.q.pointer, count: T * qd)
+                rec.k.update(from: ws.k.pointer, count: T * kvd)
+                rec.v.update(from: ws.v.pointer, count: T * kvd)
             }
             // Append K and V (V transposed) to each sequence's cache: the sequences of a batch in
             // parallel (each has its own cache; the transposed value stores miss the cache at every
@@ -309,49 +355,74 @@ extension DecoderModel {
                 for seg in segments { storeKV(seg, layer: li, ws: ws) }
             }
             attention(ws: ws, segments: segments, layer: li)
-            layer.o.gemm(ws.att.pointer, ldx: qd, m: T, xn, ldy: h, pool: pool)
-            if let b = layer.oBias { addBias(xn, b.pointer, T, h) }
-            addInPlace(x, xn, T * h)
-            if !pre { norm(x, layer.attnNorm.pointer, layer.attnNormBias?.pointer, x, T, h) }
+            if let rec {
+                rec.att.update(from: ws.att.pointer, count: T * qd)
+                rec.observer?(li, .o, rec.att, qd, T)
+            }
+            a.o(ws.att.pointer, ldx: qd, m: T, xn, ldy: h, pool: pool)
+            for i in 0..<(T * h) { x[i] += xn[i] }
+            rec?.mid.update(from: x, count: T * h)
+            if !pre { layer.attentionNorm.apply(x, x, rows: T, width: h, stats: rec?.stats1) }
 
             // MLP block.
             let ffnIn: UnsafeMutablePointer<Float>
-            if pre { norm(x, layer.ffnNorm.pointer, layer.ffnNormBias?.pointer, xn, T, h); ffnIn = xn } else { ffnIn = x }
-            let g = ws.gate.pointer, u = ws.up.pointer
-            if let gate = layer.gateOp {
-                gate.gemm(ffnIn, ldx: h, m: T, g, ldy: ffn, pool: pool)
-                layer.up.gemm(ffnIn, ldx: h, m: T, u, ldy: ffn, pool: pool)
-                if let b = layer.gateBias { addBias(g, b.pointer, T, ffn) }
-                if let b = layer.upBias { addBias(u, b.pointer, T, ffn) }
-                let n = T * ffn, block = pool.blockLength(n, minBlock: 8192)
-                var job = sq_silu_mul_job(g: g, u: u, out: g, n: Int64(n), block: Int64(block))
-                withUnsafeMutablePointer(to: &job) { pool.run(tasks: (n + block - 1) / block, context: $0, sq_silu_mul_task) }
-            } else {
-                layer.up.gemm(ffnIn, ldx: h, m: T, u, ldy: ffn, pool: pool)
-                if let b = layer.upBias { addBias(u, b.pointer, T, ffn) }
-                DecoderModel.activate(c.activation, u, g, T * ffn)
+            if pre { layer.mlpNorm.apply(x, xn, rows: T, width: h, stats: rec?.stats2); ffnIn = xn } else { ffnIn = x }
+            if let rec {
+                rec.xn2.update(from: ffnIn, count: T * h)
+                if let observe = rec.observer {
+                    let input = rec.xn2
+                    if layer.mlp.gate != nil { observe(li, .gate, input, h, T) }
+                    observe(li, .up, input, h, T)
+                }
             }
-            layer.down.gemm(g, ldx: ffn, m: T, xn, ldy: h, pool: pool)
-            if let b = layer.downBias { addBias(xn, b.pointer, T, h) }
-            addInPlace(x, xn, T * h)
-            if !pre { norm(x, layer.ffnNorm.pointer, layer.ffnNormBias?.pointer, x, T, h) }
+            let g = ws.gate.pointer, u = ws.up.pointer
+            switch layer.mlp {
+            case let .gated(gate, up, _):
+                gate(ffnIn, ldx: h, m: T, g, ldy: ffn, pool: pool)
+                up(ffnIn, ldx: h, m: T, u, ldy: ffn, pool: pool)
+                rec?.gate.update(from: g, count: T * ffn)
+                rec?.up.update(from: u, count: T * ffn)
+                siluMul(g, u, g, T * ffn)
+            case let .plain(up, _, activation):
+                up(ffnIn, ldx: h, m: T, u, ldy: ffn, pool: pool)
+                rec?.up.update(from: u, count: T * ffn)
+                activation.apply(u, g, T * ffn)
+            }
+            rec?.observer?(li, .down, g, ffn, T)
+            layer.mlp.down(g, ldx: ffn, m: T, xn, ldy: h, pool: pool)
+            for i in 0..<(T * h) { x[i] += xn[i] }
+            if !pre {
+                rec?.post.update(from: x, count: T * h)
+                layer.mlpNorm.apply(x, x, rows: T, width: h, stats: rec?.stats2)
+            }
         }
         for seg in segments { seg.cache.length += seg.count }
+        if let record { record.ws.res[layers.count].pointer.update(from: x, count: T * h) }
 
-        let V = c.vocabSize
         switch mode {
         case .none: break
         case .last:
-            finalState(x + (T - 1) * h, xn, 1, ws)
-            lmHead.gemv(projectOut == nil ? xn : ws.proj.pointer, ws.logits.pointer, pool: pool)
+            let (input, _) = finalState(x + (T - 1) * h, xn, 1, ws, record: nil)
+            lmHead.gemv(input, logitsOut, pool: pool)
         case .all:
-            finalState(x, xn, T, ws)
-            if projectOut == nil {
-                lmHead.gemm(xn, ldx: h, m: T, ws.logits.pointer + logitRowOffset * V, ldy: V, pool: pool)
-            } else {
-                lmHead.gemm(ws.proj.pointer, ldx: c.embeddingWidth, m: T, ws.logits.pointer + logitRowOffset * V, ldy: V, pool: pool)
-            }
+            let (input, width) = finalState(x, xn, T, ws, record: record)
+            lmHead.gemm(input, ldx: width, m: T, logitsOut, ldy: c.vocabSize, pool: pool)
         }
+    }
+
+    /// The LM head's input for T rows of the last block's output `x`, and its width: the final norm
+    /// into `xn` (or a copy), then project_out into `ws.proj` when the model has one.
+    func finalState(_ x: UnsafeMutablePointer<Float>, _ xn: UnsafeMutablePointer<Float>, _ T: Int, _ ws: Workspace,
+                    record: ForwardRecorder?) -> (UnsafeMutablePointer<Float>, Int) {
+        let h = config.hiddenSize
+        if let n = finalNorm {
+            n.apply(x, xn, rows: T, width: h, stats: record.map { NormStats(scale: $0.ws.rmsF.pointer, mean: $0.ws.meanF.pointer) })
+        } else {
+            xn.update(from: x, count: T * h)
+        }
+        guard let po = projectOut else { return (xn, h) }
+        po.gemm(xn, ldx: h, m: T, ws.proj.pointer, ldy: config.embeddingWidth, pool: pool)
+        return (ws.proj.pointer, config.embeddingWidth)
     }
 
     /// Where the parallel K/V appends of a batch find their inputs (on the caller's stack for the run).
@@ -369,9 +440,8 @@ extension DecoderModel {
         let hd = c.headDim, nkv = c.numKVHeads, kvd = nkv * hd
         let p0 = seg.cache.length, cap = seg.cache.capacity
         let kSrc = ws.k.pointer + seg.start * kvd
-        switch seg.cache.precision {
-        case .f32:
-            let kc = seg.cache.k[li].pointer, vt = seg.cache.vt[li].pointer
+        switch seg.cache.layer(li) {
+        case let .f32(kc, vt):
             for i in 0..<seg.count {
                 for kvh in 0..<nkv {
                     (kc + (kvh * cap + p0 + i) * hd).update(from: kSrc + i * kvd + kvh * hd, count: hd)
@@ -381,8 +451,7 @@ extension DecoderModel {
                 let vrow = ws.v.pointer + (seg.start + i) * kvd
                 for d in 0..<kvd { vt[d * cap + p0 + i] = vrow[d] }
             }
-        case .f16:
-            let kc = seg.cache.k16[li].pointer, vt = seg.cache.vt16[li].pointer
+        case let .f16(kc, vt):
             let headStride = seg.cache.keyTiles * Int(SQ_KT) * hd
             for i in 0..<seg.count {
                 for kvh in 0..<nkv {
@@ -398,9 +467,7 @@ extension DecoderModel {
                     for d in 0..<kvd { vt[d * cap + p0 + i] = h[d] }
                 }
             }
-        case .q8:
-            let kc = seg.cache.k8[li].pointer, vt = seg.cache.vt8[li].pointer
-            let ks = seg.cache.ks[li].pointer, vs = seg.cache.vs[li].pointer
+        case let .q8(kc, ks, vt, vs):
             let tiledPositions = seg.cache.keyTiles * Int(SQ_KT)
             for i in 0..<seg.count {
                 for kvh in 0..<nkv {
@@ -413,96 +480,13 @@ extension DecoderModel {
         }
     }
 
-    /// The LM head's input for T rows of the last block's output: the final norm (or a copy), then
-    /// project_out into `ws.proj` when the model has one.
-    func finalState(_ x: UnsafeMutablePointer<Float>, _ xn: UnsafeMutablePointer<Float>, _ T: Int, _ ws: Workspace) {
-        let h = config.hiddenSize
-        if config.hasFinalNorm { norm(x, norm.pointer, normBias?.pointer, xn, T, h) } else { xn.update(from: x, count: T * h) }
-        if let po = projectOut { po.gemm(xn, ldx: h, m: T, ws.proj.pointer, ldy: config.embeddingWidth, pool: pool) }
-    }
-
-    /// out = act(u) elementwise for the non-gated MLPs.
-    static func activate(_ a: MLPActivation, _ u: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
-        switch a {
-        case .relu: for i in 0..<n { out[i] = max(u[i], 0) }
-        case .geluTanh:
-            let c: Float = 0.7978845608028654 // sqrt(2 / pi)
-            for i in 0..<n {
-                let x = u[i]
-                out[i] = 0.5 * x * (1 + tanhf(c * (x + 0.044715 * x * x * x)))
-            }
-        case .swiglu: fatalError("SwiGLU needs the gate")
-        }
-    }
-
-    /// The block's norm (RMSNorm or LayerNorm with `bias`) of T rows; `out` may be `x`.
-    @inline(__always)
-    func norm(_ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>?,
-              _ out: UnsafeMutablePointer<Float>, _ T: Int, _ n: Int) {
-        if config.normKind == .rms { rmsNorm(x, w, out, T, n); return }
-        let eps = Float(config.rmsNormEps)
-        for t in 0..<T {
-            let row = x + t * n, o = out + t * n
-            var mean: Float = 0
-            for i in 0..<n { mean += row[i] }
-            mean /= Float(n)
-            var v: Float = 0
-            for i in 0..<n { let d = row[i] - mean; v += d * d }
-            let r = 1 / (v / Float(n) + eps).squareRoot()
-            if let b { for i in 0..<n { o[i] = (row[i] - mean) * r * w[i] + b[i] } }
-            else { for i in 0..<n { o[i] = (row[i] - mean) * r * w[i] } }
-        }
-    }
-
-    func rmsNorm(_ x: UnsafeMutablePointer<Float>, _ w: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ T: Int, _ n: Int) {
-        let eps = Float(config.rmsNormEps)
-        for t in 0..<T {
-            let row = x + t * n, o = out + t * n
-            let ss = sq_dot_f32(row, row, Int64(n))
-            let scale = 1 / (ss / Float(n) + eps).squareRoot()
-            for i in 0..<n { o[i] = row[i] * scale * w[i] }
-        }
-    }
-
-    func addBias(_ y: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>, _ T: Int, _ n: Int) {
-        for t in 0..<T { let r = y + t * n; for i in 0..<n { r[i] += b[i] } }
-    }
-
-    func addInPlace(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-        for i in 0..<n { x[i] += y[i] }
-    }
-
-    func applyRope(_ v: UnsafeMutablePointer<Float>, _ T: Int, _ heads: Int, _ ws: Workspace) {
-        let hd = config.headDim, half = hd / 2
-        let interleaved = ropeLayout == .interleaved
-        for t in 0..<T {
-            let cs = ws.cosT.pointer + t * half, sn = ws.sinT.pointer + t * half
-            for hh in 0..<heads {
-                let p = v + (t * heads + hh) * hd
-                if interleaved {
-                    for i in 0..<half {
-                        let a = p[2 * i], b = p[2 * i + 1]
-                        p[2 * i] = a * cs[i] - b * sn[i]
-                        p[2 * i + 1] = a * sn[i] + b * cs[i]
-                    }
-                } else {
-                    for i in 0..<half {
-                        let a = p[i], b = p[i + half]
-                        p[i] = a * cs[i] - b * sn[i]
-                        p[i + half] = a * sn[i] + b * cs[i]
-                    }
-                }
-            }
-        }
-    }
-
     /// Causal grouped-query attention of each segment's new queries against its cache
     /// (positions 0..<length+count; the new keys are already appended).
     func attention(ws: Workspace, segments: [Segment], layer li: Int) {
         let c = config
         let nh = c.numHeads, group = c.numHeads / c.numKVHeads
         let qb = Workspace.queryBlock
-        let window = c.slidingWindow(forLayer: li)
+        let window = layers[li].attention.window
         // Tasks: (segment, chunk of query heads, query block), enumerated arithmetically (no allocation
         // per pass); blocks past a segment's end return at once. Prefill (several query blocks): one
         // head per task, many small tasks to balance. Decoding (one query per sequence): with a
@@ -574,7 +558,7 @@ extension DecoderModel {
             let task = (seg: si, head: head, t0: t0, t1: t1)
             let kvh = task.head / group
             let cap = seg.cache.capacity
-            let precision = seg.cache.precision
+            let buffers = seg.cache.layer(li)
             let p0 = seg.cache.length // not yet advanced for this pass
             let S = p0 + task.t1 // keys visible to the block's last query
             // With a sliding window, keys before the block's first query's window are never read:
@@ -591,21 +575,19 @@ extension DecoderModel {
             }
             let kf = ws.keyScratch[thread].pointer
             let tiledPositions = seg.cache.keyTiles * Int(SQ_KT)
-            switch precision {
-            case .f32:
-                sq_gemm_f32(qrow, Int64(qd), seg.cache.k[li].pointer + (kvh * cap + k0) * hd, Int64(hd), sc, Int64(n),
+            // Tiled F16/Q8 keys: converted once to F32, dimension-major ([hd, n]), the B operand of
+            // the packed product.
+            switch buffers {
+            case let .f32(keys, _):
+                sq_gemm_f32(qrow, Int64(qd), keys + (kvh * cap + k0) * hd, Int64(hd), sc, Int64(n),
                             Int64(m), Int64(hd), 0, Int64(n))
-            case .f16, .q8:
-                // Tiled keys: converted once to F32, dimension-major ([hd, n]), the B operand
-                // of the packed product.
-                if precision == .f16 {
-                    sq_attn_keys_kt16_to_f32(seg.cache.k16[li].pointer + kvh * tiledPositions * hd,
-                                             Int64(hd), Int64(k0), Int64(S), kf, Int64(n))
-                } else {
-                    sq_attn_keys_kt8_to_f32(seg.cache.k8[li].pointer + kvh * tiledPositions * hd,
-                                            seg.cache.ks[li].pointer + kvh * tiledPositions, Int64(hd), Int64(k0), Int64(S),
-                                            kf, Int64(n))
-                }
+            case let .f16(keys, _):
+                sq_attn_keys_kt16_to_f32(keys + kvh * tiledPositions * hd, Int64(hd), Int64(k0), Int64(S), kf, Int64(n))
+                sq_gemm_general_f32(qrow, Int64(qd), 1, kf, Int64(n), 1, sc, Int64(n), Int64(m), Int64(hd), 0,
+                                    Int64(n), Int32(SQ_BW_STORE))
+            case let .q8(keys, keyScales, _, _):
+                sq_attn_keys_kt8_to_f32(keys + kvh * tiledPositions * hd, keyScales + kvh * tiledPositions, Int64(hd), Int64(k0),
+                                        Int64(S), kf, Int64(n))
                 sq_gemm_general_f32(qrow, Int64(qd), 1, kf, Int64(n), 1, sc, Int64(n), Int64(m), Int64(hd), 0,
                                     Int64(n), Int32(SQ_BW_STORE))
             }
@@ -620,17 +602,17 @@ extension DecoderModel {
                 _ = sq_softmax_f32(row, Int64(n))
             }
             let out = ws.att.pointer + (seg.start + task.t0) * qd + task.head * hd
-            switch precision {
-            case .f32:
-                sq_gemm_f32(sc, Int64(n), seg.cache.vt[li].pointer + kvh * hd * cap + k0, Int64(cap), out, Int64(qd),
+            switch buffers {
+            case let .f32(_, values):
+                sq_gemm_f32(sc, Int64(n), values + kvh * hd * cap + k0, Int64(cap), out, Int64(qd),
                             Int64(m), Int64(n), 0, Int64(hd))
-            case .f16:
-                sq_gemm_f16(sc, Int64(n), seg.cache.vt16[li].pointer + kvh * hd * cap + k0, Int64(cap), out, Int64(qd),
+            case let .f16(_, values):
+                sq_gemm_f16(sc, Int64(n), values + kvh * hd * cap + k0, Int64(cap), out, Int64(qd),
                             Int64(m), Int64(n), 0, Int64(hd))
-            case .q8:
+            case let .q8(_, _, values, valueScales):
                 // The head's values [k0, S) dequantized once (the keys' scratch is free again).
-                sq_attn_values_q8_to_f32(seg.cache.vt8[li].pointer + kvh * hd * cap, Int64(cap),
-                                         seg.cache.vs[li].pointer + kvh * cap, Int64(hd), Int64(k0), Int64(S), kf, Int64(n))
+                sq_attn_values_q8_to_f32(values + kvh * hd * cap, Int64(cap),
+                                         valueScales + kvh * cap, Int64(hd), Int64(k0), Int64(S), kf, Int64(n))
                 sq_gemm_f32(sc, Int64(n), kf, Int64(n), out, Int64(qd), Int64(m), Int64(n), 0, Int64(hd))
             }
         }
@@ -650,7 +632,7 @@ extension DecoderModel {
         let hd = c.headDim, group = c.numHeads / c.numKVHeads, qd = c.numHeads * hd
         let scale = 1 / Float(hd).squareRoot()
         let p0 = seg.cache.length, cap = seg.cache.capacity
-        let q8 = seg.cache.precision == .q8
+        let buffers = seg.cache.layer(li)
         let tiledPositions = seg.cache.keyTiles * Int(SQ_KT), headStride = tiledPositions * hd
         let sc = ws.scores[thread].pointer
         for i in 0..<(t1 - t0) {
@@ -663,20 +645,22 @@ extension DecoderModel {
                 let kvh = h / group, g = min(heads.upperBound, (kvh + 1) * group) - h
                 let q = qrow + h * hd
                 for d in 0..<(g * hd) { q[d] *= scale }
-                if q8 {
-                    sq_attn_scores_kt8(q, Int64(hd), Int64(g), seg.cache.k8[li].pointer + kvh * headStride,
-                                       seg.cache.ks[li].pointer + kvh * tiledPositions, Int64(hd), Int64(lo), Int64(pos + 1), sc, Int64(n))
-                } else {
-                    sq_attn_scores_kt16(q, Int64(hd), Int64(g), seg.cache.k16[li].pointer + kvh * headStride, Int64(hd), Int64(lo),
+                switch buffers {
+                case let .q8(keys, keyScales, values, valueScales):
+                    sq_attn_scores_kt8(q, Int64(hd), Int64(g), keys + kvh * headStride, keyScales + kvh * tiledPositions,
+                                       Int64(hd), Int64(lo), Int64(pos + 1), sc, Int64(n))
+                    for r in 0..<g { _ = sq_softmax_f32(sc + r * n, Int64(n)) }
+                    sq_attn_pv8(sc, Int64(n), Int64(g), values + kvh * hd * cap + lo, Int64(cap),
+                                valueScales + kvh * cap + lo, Int64(hd), Int64(n), out + h * hd, Int64(hd))
+                case let .f16(keys, values):
+                    sq_attn_scores_kt16(q, Int64(hd), Int64(g), keys + kvh * headStride, Int64(hd), Int64(lo),
                                         Int64(pos + 1), sc, Int64(n))
-                }
-                for r in 0..<g { _ = sq_softmax_f32(sc + r * n, Int64(n)) }
-                if q8 {
-                    sq_attn_pv8(sc, Int64(n), Int64(g), seg.cache.vt8[li].pointer + kvh * hd * cap + lo, Int64(cap),
-                                seg.cache.vs[li].pointer + kvh * cap + lo, Int64(hd), Int64(n), out + h * hd, Int64(hd))
-                } else {
-                    sq_attn_pv16(sc, Int64(n), Int64(g), seg.cache.vt16[li].pointer + kvh * hd * cap + lo, Int64(cap), Int64(hd),
+                    for r in 0..<g { _ = sq_softmax_f32(sc + r * n, Int64(n)) }
+                    sq_attn_pv16(sc, Int64(n), Int64(g), values + kvh * hd * cap + lo, Int64(cap), Int64(hd),
                                  Int64(n), out + h * hd, Int64(hd))
+                case .f32:
+                    // F32 caches take attentionTask's blocked path.
+                    return
                 }
                 h += g
             }

@@ -108,61 +108,42 @@ public struct LinearTensor: Sendable, Equatable {
 
 extension ModelConfig {
     /// Prefix of block `layer`'s tensor names.
-    public func layerPrefix(_ layer: Int) -> String {
-        switch family {
-        case .llama, .mistral, .qwen2: return "\(tensorPrefix)layers.\(layer)."
-        case .opt: return "\(tensorPrefix)layers.\(layer)."
-        case .gpt2: return "\(tensorPrefix)h.\(layer)."
-        }
-    }
+    public func layerPrefix(_ layer: Int) -> String { family.layerPrefix(layer, tensorPrefix: tensorPrefix) }
 
     /// The linear kinds a block of this family has (no gate outside SwiGLU families), in backward order.
     public var linearKinds: [LinearKind] {
         activation == .swiglu ? LinearKind.allCases : [.q, .k, .v, .o, .up, .down]
     }
 
-    /// Where the weight of `kind` in block `layer` is stored; nil when the family has no such layer.
+    /// Where the weight of `kind` in block `layer` is stored (named by `ModelFamily.linearSuffix`);
+    /// nil when the family has no such layer.
     public func linearSlot(layer: Int, kind: LinearKind) -> LinearSlot? {
-        let p = layerPrefix(layer)
+        guard let suffix = family.linearSuffix(kind) else { return nil }
+        let prefix = layerPrefix(layer) + suffix
         let h = hiddenSize, qd = numHeads * headDim, kvd = numKVHeads * headDim, f = intermediateSize
-        switch family {
-        case .llama, .mistral, .qwen2:
-            let (r, c): (Int, Int)
-            switch kind {
-            case .q: (r, c) = (qd, h)
-            case .k, .v: (r, c) = (kvd, h)
-            case .o: (r, c) = (h, qd)
-            case .gate, .up: (r, c) = (f, h)
-            case .down: (r, c) = (h, f)
-            }
-            return LinearSlot(kind: kind, prefix: p + kind.huggingFaceSuffix, rows: r, columns: c)
-        case .opt:
-            switch kind {
-            case .q: return LinearSlot(kind: kind, prefix: p + "self_attn.q_proj", rows: qd, columns: h)
-            case .k: return LinearSlot(kind: kind, prefix: p + "self_attn.k_proj", rows: kvd, columns: h)
-            case .v: return LinearSlot(kind: kind, prefix: p + "self_attn.v_proj", rows: kvd, columns: h)
-            case .o: return LinearSlot(kind: kind, prefix: p + "self_attn.out_proj", rows: h, columns: qd)
-            case .gate: return nil
-            case .up: return LinearSlot(kind: kind, prefix: p + "fc1", rows: f, columns: h)
-            case .down: return LinearSlot(kind: kind, prefix: p + "fc2", rows: h, columns: f)
-            }
-        case .gpt2:
-            let all = qd + 2 * kvd
-            switch kind {
-            case .q: return LinearSlot(kind: kind, prefix: p + "attn.c_attn", rowOffset: 0, rows: qd, columns: h, tensorRows: all, transposed: true)
-            case .k: return LinearSlot(kind: kind, prefix: p + "attn.c_attn", rowOffset: qd, rows: kvd, columns: h, tensorRows: all, transposed: true)
-            case .v: return LinearSlot(kind: kind, prefix: p + "attn.c_attn", rowOffset: qd + kvd, rows: kvd, columns: h, tensorRows: all, transposed: true)
-            case .o: return LinearSlot(kind: kind, prefix: p + "attn.c_proj", rows: h, columns: qd, transposed: true)
-            case .gate: return nil
-            case .up: return LinearSlot(kind: kind, prefix: p + "mlp.c_fc", rows: f, columns: h, transposed: true)
-            case .down: return LinearSlot(kind: kind, prefix: p + "mlp.c_proj", rows: h, columns: f, transposed: true)
-            }
+        let (r, c): (Int, Int)
+        switch kind {
+        case .q: (r, c) = (qd, h)
+        case .k, .v: (r, c) = (kvd, h)
+        case .o: (r, c) = (h, qd)
+        case .gate, .up: (r, c) = (f, h)
+        case .down: (r, c) = (h, f)
+        }
+        guard family == .gpt2 else { return LinearSlot(kind: kind, prefix: prefix, rows: r, columns: c) }
+        // Conv1D weights [in, out]; q, k and v are row ranges of the fused c_attn.
+        switch kind {
+        case .q, .k, .v:
+            let offset = kind == .q ? 0 : (kind == .k ? qd : qd + kvd)
+            return LinearSlot(kind: kind, prefix: prefix, rowOffset: offset, rows: r, columns: c, tensorRows: qd + 2 * kvd,
+                              transposed: true)
+        default:
+            return LinearSlot(kind: kind, prefix: prefix, rows: r, columns: c, transposed: true)
         }
     }
 
     /// The full weight name of `kind` in block `layer` (the stored tensor; GPT-2's q, k and v share `c_attn`).
     public func weightName(layer: Int, kind: LinearKind) -> String? {
-        linearSlot(layer: layer, kind: kind).map { $0.prefix + ".weight" }
+        family.weightName(layer: layer, kind: kind, tensorPrefix: tensorPrefix)
     }
 
     /// The stored linear weights of block `layer` (what the quantizer quantizes and sensitivity files hold),

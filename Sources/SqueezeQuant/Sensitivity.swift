@@ -97,7 +97,7 @@ public final class SensitivityAccumulator: GradientSink {
         self.mode = mode
         acc = model.layers.map { layer in
             LinearKind.allCases.map { kind in
-                guard let op = kind.optionalOp(in: layer) else { return AlignedBuffer<Float>(count: 1) }
+                guard let op = layer.op(kind) else { return AlignedBuffer<Float>(count: 1) }
                 return AlignedBuffer<Float>(count: mode == .fisher ? op.rows * op.columns : op.columns)
             }
         }
@@ -134,7 +134,7 @@ public final class SensitivityAccumulator: GradientSink {
 
     public func accept(layer: Int, kind: LinearKind, dY: UnsafePointer<Float>, lddy: Int,
                        x: UnsafePointer<Float>, ldx: Int, tokens: Int) {
-        let op = kind.op(in: model.layers[layer])
+        guard let op = model.layers[layer].op(kind) else { return }
         BackwardKernels.weightGradient(dY: dY, lddy: lddy, x: x, ldx: ldx, tokens: tokens, rows: op.rows,
                                        columns: op.columns, out: acc[layer][kind.rawValue].pointer, mode: .addSquare,
                                        pool: model.pool)
@@ -142,7 +142,7 @@ public final class SensitivityAccumulator: GradientSink {
 
     func observe(layer: Int, kind: LinearKind, x: UnsafePointer<Float>, ldx: Int, tokens: Int) {
         let out = acc[layer][kind.rawValue].pointer
-        let n = kind.op(in: model.layers[layer]).columns
+        guard let n = model.layers[layer].op(kind)?.columns else { return }
         for t in 0..<tokens { sq_add_square_f32(x + t * ldx, out, Int64(n)) }
     }
 
@@ -164,7 +164,7 @@ public final class SensitivityAccumulator: GradientSink {
         case .activations:
             let t0 = Date()
             defer { forwardSeconds += Date().timeIntervalSince(t0) }
-            try model.trainingForward(tokens: window, workspace: ws) { l, k, x, ldx, t in
+            try model.trainingForward(tokens: window, workspace: ws, computeLogits: false) { l, k, x, ldx, t in
                 self.observe(layer: l, kind: k, x: x, ldx: ldx, tokens: t)
             }
         }
@@ -175,7 +175,7 @@ public final class SensitivityAccumulator: GradientSink {
 
     /// The shape a tensor of this mode has in the file: [rows, columns] or [1, columns].
     public func shape(layer: Int, kind: LinearKind) -> [Int] {
-        let op = kind.op(in: model.layers[layer])
+        guard let op = model.layers[layer].op(kind) else { return [0, 0] }
         return mode == .fisher ? [op.rows, op.columns] : [1, op.columns]
     }
 
@@ -359,7 +359,7 @@ public enum Sensitivity {
         var accFloats = 0
         for l in model.layers {
             for kind in LinearKind.allCases {
-                guard let op = kind.optionalOp(in: l) else { continue }
+                guard let op = l.op(kind) else { continue }
                 accFloats += mode == .fisher ? op.rows * op.columns : op.columns
             }
         }

@@ -69,7 +69,7 @@ public final class SensitivityFile: @unchecked Sendable {
             metadata = st.metadata
             origin = Self.origin(path: path, isDir: isDir.boolValue, metadata: metadata)
         }
-        let probes = [LinearKind.q.weightName(layer: 0), "model.decoder.layers.0.self_attn.q_proj.weight",
+        let probes = [ModelFamily.llama.weightName(layer: 0, kind: .q)!, "model.decoder.layers.0.self_attn.q_proj.weight",
                       "decoder.layers.0.self_attn.q_proj.weight", "transformer.h.0.attn.c_attn.weight", "h.0.attn.c_attn.weight"]
         let st = tensors
         guard let info = probes.lazy.compactMap({ st.sensitivityInfo($0) }).first else {
@@ -154,8 +154,10 @@ public final class SensitivityFile: @unchecked Sendable {
     }
 
     /// The tensor as stored (F32, F16, BF16 or F64).
-    public func tensor(layer: Int, kind: LinearKind) throws -> Tensor {
-        let name = kind.weightName(layer: layer)
+    public func tensor(layer: Int, kind: LinearKind, config c: ModelConfig) throws -> Tensor {
+        guard let name = c.weightName(layer: layer, kind: kind) else {
+            throw SensitivityError.missingTensor(file: path, tensor: "\(kind) of block \(layer) (the model has none)")
+        }
         guard tensors.contains(name) else { throw SensitivityError.missingTensor(file: path, tensor: name) }
         return try tensors.tensor(name)
     }
@@ -164,9 +166,9 @@ public final class SensitivityFile: @unchecked Sendable {
     /// file is broadcast over the rows), with Q and K rows in `rowOrder` (`.interleaved` for
     /// GGUF-loaded models). Throws on a shape mismatch, NaN, infinite or negative values.
     public func values(layer: Int, kind: LinearKind, config c: ModelConfig, rowOrder: RopeLayout = .halves) throws -> [Float] {
-        let name = kind.weightName(layer: layer)
+        let name = c.weightName(layer: layer, kind: kind) ?? "\(kind)"
         let (rows, cols) = Self.shape(kind, c)
-        let t = try tensor(layer: layer, kind: kind)
+        let t = try tensor(layer: layer, kind: kind, config: c)
         let ok = isPerColumn ? (t.shape == [1, cols] || t.shape == [cols]) : t.shape == [rows, cols]
         guard ok else {
             throw SensitivityError.shapeMismatch(file: path, tensor: name, expected: isPerColumn ? [1, cols] : [rows, cols], got: t.shape)
@@ -254,7 +256,7 @@ final class GradientChunks: SensitivityTensors {
                 throw SensitivityError.notASensitivityFile(path: p, detail: "unexpected key '\(odd)'; SqueezeLLM gradient chunks hold q, k, v, o, gate, up, down")
             }
             for (k, kind) in Self.keys where !ck.contains(k) {
-                throw SensitivityError.missingTensor(file: p, tensor: "\(k) (\(kind.weightName(layer: i)))")
+                throw SensitivityError.missingTensor(file: p, tensor: "\(k) (\(ModelFamily.llama.weightName(layer: i, kind: kind) ?? "\(kind)"))")
             }
             files[i] = ck
         }
@@ -269,7 +271,7 @@ final class GradientChunks: SensitivityTensors {
     func locate(_ name: String) -> (PyTorchCheckpoint, String)? {
         let parts = name.split(separator: ".", maxSplits: 3).map(String.init)
         guard parts.count == 4, parts[0] == "model", parts[1] == "layers", let l = Int(parts[2]), let f = files[l] else { return nil }
-        guard let (key, _) = Self.keys.first(where: { $0.1.huggingFaceSuffix + ".weight" == parts[3] }) else { return nil }
+        guard let (key, _) = Self.keys.first(where: { ModelFamily.llama.linearSuffix($0.1).map { $0 + ".weight" } == parts[3] }) else { return nil }
         return (f, key)
     }
 

@@ -164,13 +164,13 @@ import SqueezeModels
         let model: DecoderModel
         init(model: DecoderModel) { self.model = model }
         func accept(layer: Int, kind: LinearKind, dY: UnsafePointer<Float>, lddy: Int, x: UnsafePointer<Float>, ldx: Int, tokens: Int) {
-            let op = kind.op(in: model.layers[layer])
+            let op = model.layers[layer].op(kind)!
             var g = [Float](repeating: .nan, count: op.rows * op.columns)
             g.withUnsafeMutableBufferPointer { gb in
                 BackwardKernels.weightGradient(dY: dY, lddy: lddy, x: x, ldx: ldx, tokens: tokens, rows: op.rows,
                                                columns: op.columns, out: gb.baseAddress!, mode: .store, pool: model.pool)
             }
-            grads[kind.weightName(layer: layer)] = g
+            grads[ModelFamily.llama.weightName(layer: layer, kind: kind)!] = g
         }
     }
 
@@ -203,7 +203,7 @@ import SqueezeModels
         var worst = 0.0
         for l in 0..<c.numLayers {
             for kind in LinearKind.allCases {
-                let name = kind.weightName(layer: l)
+                let name = ModelFamily.llama.weightName(layer: l, kind: kind)!
                 let analytic = try #require(store.grads[name]).map(Double.init)
                 let base = ref.w[name]!
                 var fd = [Double](repeating: 0, count: base.count)

@@ -381,9 +381,9 @@ struct FamilyReferenceTests {
         #expect(g[0].parts.count == 3 && g[0].storedShape == [32, 96] && g[0].transposed)
         // Qwen2's q/k/v biases are loaded.
         let m = try ModelLoader.load(path: Fixtures.url("families/qwen2").path)
-        #expect(m.layers.allSatisfy { $0.qBias != nil && $0.kBias != nil && $0.vBias != nil && $0.oBias == nil })
+        #expect(m.layers.allSatisfy { $0.attention.q.bias != nil && $0.attention.k.bias != nil && $0.attention.v.bias != nil && $0.attention.o.bias == nil })
         let b = try ModelLoader.load(path: Fixtures.url("families/llamabias").path)
-        #expect(b.layers.allSatisfy { $0.oBias != nil && $0.gateBias != nil && $0.upBias != nil && $0.downBias != nil })
+        #expect(b.layers.allSatisfy { $0.attention.o.bias != nil && $0.mlp.gate?.bias != nil && $0.mlp.up.bias != nil && $0.mlp.down.bias != nil })
     }
 
     /// Checkpoints saved from the base model class (the original GPT-2 files: `h.0.attn.c_attn.weight`,

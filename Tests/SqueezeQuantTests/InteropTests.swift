@@ -28,7 +28,7 @@ import SqueezeQuant
                 #expect(a.contains { $0 > 0 })
             }
         }
-        #expect(try chunks.tensor(layer: 1, kind: .down).dtype == .bf16)
+        #expect(try chunks.tensor(layer: 1, kind: .down, config: config).dtype == .bf16)
     }
 
     /// Name and shape checks: a model with another layer count, a chunk with an unknown key.

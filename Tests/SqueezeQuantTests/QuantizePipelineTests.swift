@@ -83,10 +83,10 @@ func tempPath(_ tag: String) -> String { NSTemporaryDirectory() + "squeeze-\(tag
         #expect((qc["wbits"] as? NSNumber)?.intValue == bits)
 
         let qm = try ModelLoader.load(path: out, options: LoadOptions(lutMode: .float))
-        #expect(qm.layers[0].q.kind.hasPrefix("lut\(bits)"))
+        #expect(qm.layers[0].op(.q)!.kind.hasPrefix("lut\(bits)"))
         try ModelDequantizer.dequantize(directory: out, output: deq, dtype: .f32)
         let dm = try ModelLoader.load(path: deq)
-        #expect(dm.layers[0].q.kind == "f32")
+        #expect(dm.layers[0].op(.q)!.kind == "f32")
         let ids = [1, 7, 22, 3, 49, 0, 12]
         let a = try TinyLlama.logits(qm, ids), b = try TinyLlama.logits(dm, ids)
         var worst: Float = 0

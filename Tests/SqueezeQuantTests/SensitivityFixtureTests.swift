@@ -33,7 +33,7 @@ import SqueezeQuant
         var worst = (0.0, "")
         for l in 0..<model.config.numLayers {
             for kind in LinearKind.allCases {
-                let name = kind.weightName(layer: l)
+                let name = ModelFamily.llama.weightName(layer: l, kind: kind)!
                 let want = try #require(totals[name], "fixture lacks \(name)")
                 let got = acc.values(layer: l, kind: kind).reduce(0.0) { $0 + Double($1) }
                 let rel = abs(got - want) / want
@@ -44,7 +44,7 @@ import SqueezeQuant
         let rows = try SafeTensorsFile(path: Fixtures.url("fisher_fixture_rows.safetensors").path)
         var worstRow = 0.0
         for (layer, kind) in [(0, LinearKind.v), (15, .gate), (29, .down)] {
-            let name = kind.weightName(layer: layer)
+            let name = ModelFamily.llama.weightName(layer: layer, kind: kind)!
             let ref = try rows.tensor(name + ".rows0_3").toFloatArray()
             let cols = ref.count / 4
             let got = acc.values(layer: layer, kind: kind)

@@ -117,13 +117,13 @@ enum TinyModel {
             let m: DecoderModel
             init(_ m: DecoderModel) { self.m = m }
             func accept(layer: Int, kind: LinearKind, dY: UnsafePointer<Float>, lddy: Int, x: UnsafePointer<Float>, ldx: Int, tokens: Int) {
-                let op = kind.op(in: m.layers[layer])
+                let op = m.layers[layer].op(kind)!
                 var out = [Float](repeating: 0, count: op.rows * op.columns)
                 out.withUnsafeMutableBufferPointer {
                     BackwardKernels.weightGradient(dY: dY, lddy: lddy, x: x, ldx: ldx, tokens: tokens, rows: op.rows,
                                                    columns: op.columns, out: $0.baseAddress!, mode: .store, pool: nil)
                 }
-                g[kind.weightName(layer: layer)] = out
+                g[ModelFamily.llama.weightName(layer: layer, kind: kind)!] = out
             }
         }
         let ws = TrainingWorkspace(model: model, maxTokens: 24)
@@ -132,7 +132,7 @@ enum TinyModel {
         try model.lossAndBackward(tokens: w2, workspace: ws, sink: s2)
         for l in 0..<2 {
             for kind in LinearKind.allCases {
-                let name = kind.weightName(layer: l)
+                let name = ModelFamily.llama.weightName(layer: l, kind: kind)!
                 let a = s1.g[name]!, b = s2.g[name]!
                 var want = [Double](repeating: 0, count: a.count)
                 for i in a.indices { let x = Double(a[i]), y = Double(b[i]); want[i] = x * x + y * y }
@@ -181,7 +181,7 @@ enum TinyModel {
             for kind in LinearKind.allCases {
                 let x = a.values(layer: l, kind: kind), y = b.values(layer: l, kind: kind)
                 let scale = Double(x.max()!)
-                #expect(zip(x, y).allSatisfy { abs(Double($0) - Double($1)) <= 1e-4 * scale }, "\(kind.weightName(layer: l))")
+                #expect(zip(x, y).allSatisfy { abs(Double($0) - Double($1)) <= 1e-4 * scale }, "\(ModelFamily.llama.weightName(layer: l, kind: kind)!)")
             }
         }
         // The import turns HF order back into the GGUF order of the model's own rows.
@@ -210,10 +210,10 @@ enum TinyModel {
             #expect(st.tensorNames.count == 14)
             for l in 0..<2 {
                 for kind in LinearKind.allCases {
-                    let op = kind.op(in: model.layers[l])
-                    let info = try #require(st.info(kind.weightName(layer: l)))
+                    let op = model.layers[l].op(kind)!
+                    let info = try #require(st.info(ModelFamily.llama.weightName(layer: l, kind: kind)!))
                     #expect(info.shape == [op.rows, op.columns] && info.dtype == dtype)
-                    let got = try st.tensor(kind.weightName(layer: l)).toFloatArray()
+                    let got = try st.tensor(ModelFamily.llama.weightName(layer: l, kind: kind)!).toFloatArray()
                     let want = acc.values(layer: l, kind: kind)
                     let tol: Float = dtype == .f32 ? 0 : 1.0 / 128
                     #expect(zip(got, want).allSatisfy { abs($0 - $1) <= tol * abs($1) })
@@ -292,7 +292,7 @@ enum TinyModel {
         if extra { out.append(Tensor.f32(name: "model.embed_tokens.weight", shape: [c.vocabSize, c.hiddenSize], values: .init(repeating: 1, count: c.vocabSize * c.hiddenSize))) }
         for l in 0..<c.numLayers {
             for kind in LinearKind.allCases {
-                let name = kind.weightName(layer: l)
+                let name = ModelFamily.llama.weightName(layer: l, kind: kind)!
                 if name == skip { continue }
                 var (r, cols) = SensitivityFile.shape(kind, c)
                 if name == badShape { r += 1 }
