@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Makes Tests/SqueezeModelsTests/Fixtures/gguf_hf/: a tiny random Llama GGUF and what Hugging Face
+"""Makes Tests/SqueezeConvertTests/Fixtures/gguf_hf/: a tiny random Llama GGUF and what Hugging Face
 transformers' own GGUF loading makes of it, the reference for `squeeze convert --to safetensors`.
 
     python3 scripts/make_gguf_hf_fixtures.py [--squeeze .build/release/squeeze] [--real MODEL.gguf]
@@ -34,7 +34,7 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.path.join(ROOT, "Tests/SqueezeModelsTests/Fixtures/gguf_hf")
+OUT = os.path.join(ROOT, "Tests/SqueezeConvertTests/Fixtures/gguf_hf")
 GPT2_MERGES = os.path.join(ROOT, "Tests/SqueezeTokenizerTests/Fixtures/gpt2/merges.txt")
 NMERGES = 700
 SPECIAL = ["<|begin_of_text|>", "<|end_of_text|>", "<|im_start|>", "<|im_end|>"]

@@ -11,7 +11,7 @@ Outputs:
     complex_dtype.pt                             a ComplexFloatStorage tensor (unsupported dtype)
     short_storage.pt                             data/0 shorter than the storage's element count
     deflated.pt                                  tensor entry compressed with deflate
-  Tests/SqueezeModelsTests/Fixtures/squeezellm/
+  Tests/SqueezeConvertTests/Fixtures/squeezellm/
     base/ (config.json, model.safetensors)      a tiny random Llama (hidden 64, 2 layers, vocab 128), F32
     w3/, w4/, w4s/ (sq-tiny-*.pt, quant_config.json, config.json)
                                                  full-state-dict SqueezeLLM checkpoints: 3-bit dense,
@@ -47,7 +47,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PT_DIR = os.path.join(ROOT, "Tests/SqueezeFormatsTests/Fixtures/pytorch")
-SQ_DIR = os.path.join(ROOT, "Tests/SqueezeModelsTests/Fixtures/squeezellm")
+SQ_DIR = os.path.join(ROOT, "Tests/SqueezeConvertTests/Fixtures/squeezellm")
 GR_DIR = os.path.join(ROOT, "Tests/SqueezeQuantTests/Fixtures/gradients")
 NAMES = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
          "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj"}
