@@ -8,7 +8,7 @@ let package = Package(
     products: [
         .library(name: "Squeeze", targets: [
             "SqueezeCore", "SqueezeKernels", "SqueezeFormats", "SqueezeTokenizer",
-            "SqueezeModels", "SqueezeQuant", "SqueezeEval", "SqueezeServer",
+            "SqueezeModels", "SqueezeQuant", "SqueezeConvert", "SqueezeEval", "SqueezeServer",
         ]),
         .executable(name: "squeeze", targets: ["squeeze"]),
     ],
@@ -32,11 +32,15 @@ let package = Package(
         .target(name: "SqueezeTokenizer", dependencies: ["SqueezeFormats"]),
         // Model families, forward pass, KV cache, sampling, generation.
         .target(name: "SqueezeModels", dependencies: [
-            "SqueezeCore", "SqueezeKernels", "SqueezeFormats", "SqueezeTokenizer",
+            "SqueezeCore", "SqueezeKernels", "SqueezeFormats",
         ]),
         // Sensitivity, k-means, outliers, packing, the quantize pipeline.
         .target(name: "SqueezeQuant", dependencies: [
             "SqueezeCore", "SqueezeKernels", "SqueezeFormats", "SqueezeModels",
+        ]),
+        // Converters: GGUF -> Hugging Face, SqueezeLLM .pt -> Squeeze, vLLM export, dequantize.
+        .target(name: "SqueezeConvert", dependencies: [
+            "SqueezeCore", "SqueezeKernels", "SqueezeFormats", "SqueezeModels", "SqueezeTokenizer",
         ]),
         // Perplexity and KL divergence.
         .target(name: "SqueezeEval", dependencies: ["SqueezeModels", "SqueezeTokenizer"]),
@@ -50,7 +54,7 @@ let package = Package(
         // The command line tool: parses arguments, calls the library.
         .executableTarget(name: "squeeze", dependencies: [
             "SqueezeCore", "SqueezeKernels", "SqueezeFormats", "SqueezeTokenizer",
-            "SqueezeModels", "SqueezeQuant", "SqueezeEval", "SqueezeServer",
+            "SqueezeModels", "SqueezeQuant", "SqueezeConvert", "SqueezeEval", "SqueezeServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Helpers shared by the test targets (the real test model's location, fixture folders).
@@ -61,9 +65,11 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "SqueezeTokenizerTests", dependencies: ["SqueezeTokenizer", "SqueezeFormats"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "SqueezeModelsTests", dependencies: ["SqueezeTestSupport", "SqueezeModels", "SqueezeFormats", "SqueezeTokenizer"],
+        .testTarget(name: "SqueezeModelsTests", dependencies: ["SqueezeTestSupport", "SqueezeModels", "SqueezeFormats", "SqueezeTokenizer", "SqueezeConvert"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "SqueezeQuantTests", dependencies: ["SqueezeTestSupport", "SqueezeQuant", "SqueezeFormats", "SqueezeModels", "SqueezeTokenizer"],
+        .testTarget(name: "SqueezeQuantTests", dependencies: ["SqueezeTestSupport", "SqueezeQuant", "SqueezeFormats", "SqueezeModels", "SqueezeTokenizer", "SqueezeConvert"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "SqueezeConvertTests", dependencies: ["SqueezeTestSupport", "SqueezeConvert", "SqueezeFormats", "SqueezeModels", "SqueezeTokenizer"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "SqueezeEvalTests", dependencies: ["SqueezeTestSupport", "SqueezeEval", "SqueezeModels", "SqueezeTokenizer"],
                     resources: [.copy("Fixtures")]),

@@ -1,8 +1,8 @@
 import Foundation
 import SqueezeCore
 
-/// Writes GGUF v3 files: metadata and plain (F32/F16/BF16/integer) tensors. Written to a temporary
-/// file and renamed on success. Used for vocabulary-only files (`tokenizer.gguf`) beside converted models.
+/// Writes GGUF v3 files: metadata and plain (F32/F16/BF16/integer) tensors, through `AtomicFile`
+/// (temporary file beside, fsynced, renamed over the destination). Used for vocabulary-only files (`tokenizer.gguf`) beside converted models.
 public enum GGUFWriter {
     /// Writes `metadata` (in the given order) and `tensors` to `path`.
     public static func write(metadata: [(String, GGUFValue)], tensors: [Tensor] = [], to path: String, alignment: Int = 32) throws {
@@ -81,15 +81,8 @@ public enum GGUFWriter {
             out.append(Data(bytes: t.data, count: t.byteCount))
             while out.count % alignment != 0 { out.append(0) }
         }
-        let tmp = path + ".tmp-\(getpid())"
-        do {
-            try out.write(to: URL(fileURLWithPath: tmp))
-            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
-            try FileManager.default.moveItem(atPath: tmp, toPath: path)
-        } catch {
-            try? FileManager.default.removeItem(atPath: tmp)
-            throw FormatError.writeFailed(path: path, reason: "\(error)")
-        }
+        // An existing file at `path` is replaced only by the final rename.
+        try AtomicFile.write(out, to: path)
     }
 
     /// Writes the `tokenizer.*` metadata of `source` (plus `general.architecture`) as a vocabulary-only GGUF.

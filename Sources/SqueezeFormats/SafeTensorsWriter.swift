@@ -7,8 +7,9 @@ import Darwin
 #endif
 
 /// Writes a `.safetensors` file: the header first (all entries are declared up front), then each
-/// tensor's data streamed in declared order, into `path + ".tmp-<pid>"`; `finish()` syncs and
-/// renames it onto `path`. Dropping the writer without `finish()` removes the temporary file.
+/// tensor's data streamed in declared order, into `AtomicFile.temporaryPath(for: path)` beside it;
+/// `finish()` syncs and renames it onto `path` (replacing a file there only then). Dropping the
+/// writer without `finish()`, or SIGINT/SIGTERM (`InterruptCleanup`), removes the temporary file.
 public final class SafeTensorsWriter {
     /// A tensor to be written: name, dtype and shape.
     public struct Entry: Sendable, Equatable {
@@ -40,7 +41,7 @@ public final class SafeTensorsWriter {
     public init(path: String, entries: [Entry], metadata: [String: String] = [:]) throws {
         self.path = path
         self.entries = entries
-        temporaryPath = path + ".tmp-\(getpid())"
+        temporaryPath = AtomicFile.temporaryPath(for: path)
         var seen = Set<String>()
         for e in entries {
             guard e.name != "__metadata__", seen.insert(e.name).inserted else {
@@ -51,8 +52,10 @@ public final class SafeTensorsWriter {
             }
         }
         let header = Self.header(entries: entries, metadata: metadata)
+        removeStaleTemporaries(of: path, marker: ".tmp-")
         fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         if fd < 0 { throw FormatError.writeFailed(path: temporaryPath, reason: String(cString: strerror(errno))) }
+        InterruptCleanup.register(temporaryPath)
         var prefix = [UInt8](repeating: 0, count: 8)
         var n = UInt64(header.count).littleEndian
         withUnsafeBytes(of: &n) { for i in 0..<8 { prefix[i] = $0[i] } }
@@ -153,13 +156,18 @@ public final class SafeTensorsWriter {
     /// Checks every tensor was written, syncs, and renames the file onto `path`.
     public func finish() throws {
         try finishData()
-        try renameSynced(from: temporaryPath, to: path)
+        defer { InterruptCleanup.unregister(temporaryPath) }
+        try AtomicFile.commit(temporary: temporaryPath, to: path)
     }
 
     /// Stops writing and removes the temporary file (nothing if already finished).
     public func abort() {
         if fd >= 0 { close(fd); fd = -1 }
-        if !done { unlink(temporaryPath); done = true }
+        if !done {
+            unlink(temporaryPath)
+            done = true
+            InterruptCleanup.unregister(temporaryPath)
+        }
     }
 
     /// Writes `tensors` (in order) and `metadata` to `path`.
@@ -173,18 +181,6 @@ public final class SafeTensorsWriter {
 
 @inline(__always) private func Glibc_write(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
     write(fd, p, n)
-}
-
-/// Renames `from` onto `to` and syncs the directory so the rename survives a crash.
-func renameSynced(from: String, to: String) throws {
-    if rename(from, to) != 0 {
-        let r = String(cString: strerror(errno))
-        unlink(from)
-        throw FormatError.writeFailed(path: to, reason: "rename: \(r)")
-    }
-    let dir = (to as NSString).deletingLastPathComponent
-    let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY)
-    if dfd >= 0 { _ = fsync(dfd); close(dfd) }
 }
 
 /// A JSON string literal.
@@ -299,14 +295,20 @@ public final class ShardedSafeTensorsWriter {
             s += pairs.map { "    \(jsonString($0.0)): \(jsonString($0.1))" }.joined(separator: ",\n")
             s += "\n  }\n}\n"
             let idx = (directory as NSString).appendingPathComponent(SafeTensorsModel.indexFileName)
-            let tmp = idx + ".tmp-\(getpid())"
-            do { try Data(s.utf8).write(to: URL(fileURLWithPath: tmp)) } catch {
+            let tmp = AtomicFile.temporaryPath(for: idx)
+            InterruptCleanup.register(tmp)
+            do { try AtomicFile.writeSynced(Data(s.utf8), temporary: tmp, reportAs: idx) } catch {
+                InterruptCleanup.unregister(tmp)
                 abort()
-                throw FormatError.writeFailed(path: idx, reason: "\(error)")
+                throw error
             }
             finishedTemps.append((tmp, idx))
         }
-        for (t, f) in finishedTemps { try renameSynced(from: t, to: f) }
+        // Each temporary (registered for cleanup when it was created) is released once renamed.
+        for (t, f) in finishedTemps {
+            try AtomicFile.commit(temporary: t, to: f)
+            InterruptCleanup.unregister(t)
+        }
         finishedTemps = []
         done = true
     }
@@ -315,7 +317,7 @@ public final class ShardedSafeTensorsWriter {
     public func abort() {
         current?.abort()
         current = nil
-        if !done { for (t, _) in finishedTemps { unlink(t) } }
+        if !done { for (t, _) in finishedTemps { unlink(t); InterruptCleanup.unregister(t) } }
         finishedTemps = []
         done = true
     }

@@ -118,8 +118,8 @@ public enum ModelQuantizer {
 
     public static func quantize(model path: String, output: String, options: QuantizeOptions,
                                 progress: Progress? = nil) throws -> QuantizeReport {
-        guard [2, 3, 4].contains(options.bits) else { throw QuantizePipelineError.badOption("--bits must be 2, 3 or 4, got \(options.bits)") }
-        guard [.f16, .f32].contains(options.sparseDType) else { throw QuantizePipelineError.badOption("--sparse-dtype must be f16 or f32") }
+        guard [2, 3, 4].contains(options.bits) else { throw QuantizePipelineError.badOption("bits per weight must be 2, 3 or 4, got \(options.bits)") }
+        guard [.f16, .f32].contains(options.sparseDType) else { throw QuantizePipelineError.badOption("the sparse values' dtype must be f16 or f32, got \(options.sparseDType.rawValue)") }
         let fm = FileManager.default
         if fm.fileExists(atPath: output) { throw QuantizePipelineError.outputExists(output) }
         let t0 = DispatchTime.now().uptimeNanoseconds
@@ -174,15 +174,9 @@ public enum ModelQuantizer {
             }
         }
 
-        // Temporary directory, renamed on success; leftovers of killed runs are removed.
-        let tmp = temporaryDirectory(for: output)
-        removeStalePartials(of: output)
-        try? fm.removeItem(atPath: tmp)
-        do { try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true) } catch {
-            throw QuantizePipelineError.unwritable(path: output, reason: "\(error.localizedDescription)")
-        }
-        var finished = false
-        defer { if !finished { try? fm.removeItem(atPath: tmp) } }
+        // Written beside the output and renamed onto it on success (leftovers of killed runs are removed).
+        let dir = try AtomicDirectory(destination: output)
+        let tmp = dir.temporaryPath
 
         let sparsityDesc: String
         if let sel = options.outliers {
@@ -273,14 +267,11 @@ public enum ModelQuantizer {
             if case let .range(r) = sel.threshold { qc["outlier_range"] = r }
         }
         cfg["quantization_config"] = qc
-        try writeJSON(cfg, to: tmp + "/config.json")
+        try dir.writeJSON(cfg, to: "config.json")
         try input.writeTokenizerAndGeneration(to: tmp, config: config)
 
         let outBytes = directorySize(tmp)
-        do { try fm.moveItem(atPath: tmp, toPath: output) } catch {
-            throw QuantizePipelineError.unwritable(path: output, reason: "\(error.localizedDescription)")
-        }
-        finished = true
+        try dir.commit()
         return QuantizeReport(model: path, output: output, bits: options.bits, method: options.method.rawValue,
                               kmeans: options.kmeans.engine.rawValue, sensitivity: options.sensitivityLabel ?? options.sensitivity.description,
                               sparsity: sparsityDesc, tensors: reports,
@@ -346,19 +337,9 @@ public enum ModelQuantizer {
         }
     }
 
-    /// Where a run writes before renaming onto `output` (removed on failure or on SIGINT/SIGTERM by the command).
-    public static func temporaryDirectory(for output: String) -> String { output + ".partial-\(getpid())" }
-
-    /// Removes `output.partial-PID` directories left by runs whose process no longer exists.
-    static func removeStalePartials(of output: String) {
-        let url = URL(fileURLWithPath: output)
-        let dir = url.deletingLastPathComponent().path, base = url.lastPathComponent + ".partial-"
-        for f in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where f.hasPrefix(base) {
-            if let pid = Int32(f.dropFirst(base.count)), pid != getpid(), kill(pid, 0) != 0 {
-                try? FileManager.default.removeItem(atPath: dir + "/" + f)
-            }
-        }
-    }
+    /// Where a run writes before renaming onto `output` (`AtomicDirectory`'s temporary: removed on
+    /// failure and on SIGINT/SIGTERM).
+    public static func temporaryDirectory(for output: String) -> String { AtomicDirectory.temporaryPath(for: output) }
 
     static func elapsed(_ t0: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
 

@@ -1,22 +1,11 @@
 import SqueezeCore
+import SqueezeKernels
 
-/// SqueezeLLM's `qweight` layout: int32 words of shape [cols * bits / 32, rows], column = output row.
-///
-/// 4-bit: word r of output row o holds the index of input 8r + t in bits 4t..4t+3.
-/// 3-bit (the reference's `pack2`): each group of 32 inputs fills 3 words as one little-endian
-/// 96-bit stream, input 32g + i at stream bit 3i, so inputs 10 and 21 straddle words.
-/// 2-bit and 8-bit (not in the reference): 32/bits inputs per word, input at bit bits*t.
+/// SqueezeLLM's `qweight` packing with the quantizer's errors (`QuantError`, naming the tensor): the
+/// bit layout itself is `SqueezeLLMLayout`'s (see there), shared with the loader and the converters.
 public enum SqueezePacking {
     /// Inputs per packing group, and words per group, for a bit width.
-    static func group(_ bits: Int) -> (inputs: Int, words: Int)? {
-        switch bits {
-        case 2: return (16, 1)
-        case 3: return (32, 3)
-        case 4: return (8, 1)
-        case 8: return (4, 1)
-        default: return nil
-        }
-    }
+    static func group(_ bits: Int) -> (inputs: Int, words: Int)? { SqueezeLLMLayout.group(bits: bits) }
 
     /// Words per output row for `cols` inputs (throws unless cols is a multiple of the group size).
     public static func wordRows(cols: Int, bits: Int, tensorName: String = "") throws(QuantError) -> Int {
@@ -30,48 +19,13 @@ public enum SqueezePacking {
     /// Packs row-major indices [rows, cols] into qweight [cols * bits / 32, rows].
     public static func pack(indices: [UInt8], rows: Int, cols: Int, bits: Int,
                             tensorName: String = "") throws(QuantError) -> [Int32] {
-        let wr = try wordRows(cols: cols, bits: bits, tensorName: tensorName)
+        _ = try wordRows(cols: cols, bits: bits, tensorName: tensorName)
         guard indices.count == rows * cols else {
             throw .shapeMismatch(tensor: tensorName, detail: "\(indices.count) indices for \(rows) x \(cols)")
         }
-        let maxIndex = UInt8((1 << bits) - 1)
-        var out = [UInt32](repeating: 0, count: wr * rows)
-        indices.withUnsafeBufferPointer { ib in
-            out.withUnsafeMutableBufferPointer { ob in
-                let ip = ib.baseAddress!, op = ob.baseAddress!
-                WorkerPool.shared.parallelFor(rows, minBlock: 64) { range, _ in
-                    for o in range {
-                        let src = ip + o * cols
-                        if bits == 3 {
-                            for g in 0..<(cols / 32) {
-                                var lo: UInt64 = 0, hi: UInt32 = 0  // the 96-bit stream
-                                for i in 0..<32 {
-                                    let v = UInt64(src[32 * g + i] & maxIndex)
-                                    let bit = 3 * i
-                                    if bit < 64 {
-                                        lo |= v << UInt64(bit)
-                                        if bit > 61 { hi |= UInt32(truncatingIfNeeded: v >> UInt64(64 - bit)) }
-                                    } else {
-                                        hi |= UInt32(truncatingIfNeeded: v << UInt64(bit - 64))
-                                    }
-                                }
-                                op[(3 * g) * rows + o] = UInt32(truncatingIfNeeded: lo)
-                                op[(3 * g + 1) * rows + o] = UInt32(truncatingIfNeeded: lo >> 32)
-                                op[(3 * g + 2) * rows + o] = hi
-                            }
-                        } else {
-                            let per = 32 / bits
-                            for w in 0..<wr {
-                                var word: UInt32 = 0
-                                for t in 0..<per { word |= UInt32(src[per * w + t] & maxIndex) << UInt32(bits * t) }
-                                op[w * rows + o] = word
-                            }
-                        }
-                    }
-                }
-            }
+        do { return try SqueezeLLMLayout.pack(indices: indices, bits: bits, rows: rows, cols: cols) } catch {
+            throw .shapeMismatch(tensor: tensorName, detail: "\(error)")
         }
-        return out.map { Int32(bitPattern: $0) }
     }
 
     /// Unpacks qweight [cols * bits / 32, rows] into row-major indices [rows, cols].
@@ -81,33 +35,9 @@ public enum SqueezePacking {
         guard qweight.count == wr * rows else {
             throw .shapeMismatch(tensor: tensorName, detail: "qweight has \(qweight.count) words, expected \(wr * rows)")
         }
-        var out = [UInt8](repeating: 0, count: rows * cols)
-        let mask = UInt32((1 << bits) - 1)
-        for o in 0..<rows {
-            if bits == 3 {
-                for g in 0..<(cols / 32) {
-                    let w0 = UInt64(UInt32(bitPattern: qweight[(3 * g) * rows + o]))
-                    let w1 = UInt64(UInt32(bitPattern: qweight[(3 * g + 1) * rows + o]))
-                    let w2 = UInt64(UInt32(bitPattern: qweight[(3 * g + 2) * rows + o]))
-                    let lo = w0 | (w1 << 32)
-                    for i in 0..<32 {
-                        let bit = 3 * i
-                        var v: UInt64
-                        if bit + 3 <= 64 { v = lo >> UInt64(bit) }
-                        else if bit < 64 { v = (lo >> UInt64(bit)) | (w2 << UInt64(64 - bit)) }
-                        else { v = w2 >> UInt64(bit - 64) }
-                        out[o * cols + 32 * g + i] = UInt8(truncatingIfNeeded: UInt32(truncatingIfNeeded: v) & mask)
-                    }
-                }
-            } else {
-                let per = 32 / bits
-                for w in 0..<wr {
-                    let word = UInt32(bitPattern: qweight[w * rows + o])
-                    for t in 0..<per { out[o * cols + per * w + t] = UInt8((word >> UInt32(bits * t)) & mask) }
-                }
-            }
+        do { return try SqueezeLLMLayout.unpack(qweight: qweight, bits: bits, rows: rows, cols: cols) } catch {
+            throw .shapeMismatch(tensor: tensorName, detail: "\(error)")
         }
-        return out
     }
 
     /// 4-bit packing (see the type's description).

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
+import SqueezeConvert
 import SqueezeCore
-import SqueezeModels
 
 struct ConvertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -51,7 +51,6 @@ struct DemoCommand: ParsableCommand {
                 o.bits = bits
                 o.outliers = OutlierSelector.sparsity(percent: 0.45)
                 Progress.eprint("quantizing to \(bits) bits -> \(out)")
-                InterruptCleanup.install(removing: ModelQuantizer.temporaryDirectory(for: out))
                 let rep = try ModelQuantizer.quantize(model: path, output: out, options: o) { d, t, n, _, e in
                     Progress.line(String(format: "[%d/%d] %@ %.0fs", d, t, n, e))
                 }

@@ -1,6 +1,6 @@
 import ArgumentParser
+import SqueezeConvert
 import SqueezeCore
-import SqueezeQuant
 
 struct DequantizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

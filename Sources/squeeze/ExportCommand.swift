@@ -1,5 +1,5 @@
 import ArgumentParser
-import SqueezeQuant
+import SqueezeConvert
 
 /// `squeeze export --format vllm DIR --output DIR2`: a quantized directory in another engine's layout.
 struct ExportCommand: ParsableCommand {

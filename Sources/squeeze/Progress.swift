@@ -29,22 +29,3 @@ enum Progress {
         return rest >= 60 ? String(format: "%dm%02ds", Int(rest) / 60, Int(rest) % 60) : String(format: "%.0fs", rest)
     }
 }
-
-/// Removes a temporary output when the process is interrupted (SIGINT/SIGTERM), then exits.
-enum InterruptCleanup {
-    nonisolated(unsafe) static var sources: [DispatchSourceSignal] = []
-
-    static func install(removing path: String) {
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler {
-                try? FileManager.default.removeItem(atPath: path)
-                FileHandle.standardError.write(Data("\ninterrupted: removed \(path)\n".utf8))
-                exit(128 + sig)
-            }
-            s.resume()
-            sources.append(s)
-        }
-    }
-}

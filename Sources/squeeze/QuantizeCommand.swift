@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SqueezeCore
+import SqueezeFormats
 import SqueezeQuant
 import SqueezeTokenizer
 
@@ -71,7 +72,7 @@ struct QuantizeCommand: ParsableCommand {
         case "activations":
             guard let cal = calibration else { throw ValidationError("--sensitivity activations needs --calibration FILE") }
             let file = output + ".activations-\(getpid()).safetensors"
-            InterruptCleanup.install(removing: file)
+            InterruptCleanup.register(file)
             try ActivationSensitivity.make(model: model, calibration: cal, samples: calibrationSamples, output: file)
             o.sensitivity = .file(file)
             o.sensitivityLabel = "activations (\(calibrationSamples) windows of 512 tokens of \(URL(fileURLWithPath: cal).lastPathComponent))"
@@ -96,18 +97,17 @@ struct QuantizeCommand: ParsableCommand {
         if o.outliers != nil && o.sensitivity == .none && (o.outliers!.sensitiveFraction > 0) {
             Progress.eprint("note: no sensitivity file: the sparse part holds only outliers (no sensitive weights)")
         }
-        InterruptCleanup.install(removing: ModelQuantizer.temporaryDirectory(for: output))
         let rep = try ModelQuantizer.quantize(model: model, output: output, options: o) { done, total, name, rps, elapsed in
             Progress.line(String(format: "[%d/%d] %@  %.0f rows/s  %.0fs elapsed  ETA %@", done, total, name, rps, elapsed,
                                  Progress.eta(done: done, total: total, elapsed: elapsed)))
         }
         Progress.done()
         print(rep.textSummary(perTensor: verbose), terminator: "")
-        if let r = report { try rep.html().write(toFile: r, atomically: true, encoding: .utf8); print("report: \(r)") }
+        if let r = report { try AtomicFile.write(rep.html(), to: r); print("report: \(r)") }
         if let j = jsonReport {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try enc.encode(rep).write(to: URL(fileURLWithPath: j))
+            try AtomicFile.write(enc.encode(rep), to: j)
         }
         print("wrote \(output)")
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SqueezeConvert
 import SqueezeCore
 import SqueezeFormats
 import SqueezeModels

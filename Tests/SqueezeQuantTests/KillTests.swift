@@ -41,6 +41,34 @@ struct QuantizeKillTests {
         #expect(FileManager.default.fileExists(atPath: out + "/config.json"))
         #expect(!FileManager.default.fileExists(atPath: partial))
     }
+
+    /// SIGTERM or SIGINT mid-way: the run removes its temporary directory, leaves no output, and
+    /// ends by the signal (the conventional status), as every command writing through
+    /// `AtomicDirectory` does.
+    @Test(arguments: [SIGTERM, SIGINT])
+    func interruptedRunRemovesItsTemporary(signal: Int32) throws {
+        let bin = try #require(SqueezeBinary.path), model = try #require(TestModel.path)
+        let out = NSTemporaryDirectory() + "squeeze-signal-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: bin)
+        p.arguments = ["quantize", "--model", model, "--output", out, "--bits", "3", "--threads", "1"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let partial = out + ".partial-\(p.processIdentifier)"
+        let deadline = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: partial) && Date() < deadline && p.isRunning { usleep(20_000) }
+        usleep(300_000)
+        let wasWriting = p.isRunning && FileManager.default.fileExists(atPath: partial)
+        kill(p.processIdentifier, signal)
+        p.waitUntilExit()
+        #expect(wasWriting, "the run had not started writing, or had finished, when signalled")
+        #expect(p.terminationReason == .uncaughtSignal && p.terminationStatus == signal,
+                "ended with \(p.terminationReason == .exit ? "exit status" : "signal") \(p.terminationStatus)")
+        #expect(!FileManager.default.fileExists(atPath: partial))
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
 }
 
 enum SqueezeBinary {

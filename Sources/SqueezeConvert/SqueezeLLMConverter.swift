@@ -1,14 +1,14 @@
 import Foundation
 import SqueezeCore
 import SqueezeFormats
+import SqueezeModels
 
 /// `squeeze convert --from-squeezellm X.pt [--base DIR] --output DIR`: writes a SqueezeLLM checkpoint
 /// as a Squeeze model directory (the layout `squeeze quantize` writes): config.json with
 /// `quantization_config` (`quant_method: squeezellm`, `wbits`), model.safetensors with every tensor
 /// the model needs (quantized layers as `qweight`/`lookup_table` and the whole sparse part, hybrid
 /// dense rows folded in, as `rows`/`cols`/`vals`; values kept in F32 as the reference stores them),
-/// and the base model's tokenizer and generation config. Written to `DIR.partial-PID`, renamed on
-/// success.
+/// and the base model's tokenizer and generation config. Written through `AtomicDirectory`.
 public enum SqueezeLLMConverter {
     /// Files copied from the base model's directory.
     public static let tokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
@@ -37,16 +37,10 @@ public enum SqueezeLLMConverter {
             tensors[n] = t
             entries.append(.init(name: n, dtype: t.dtype, shape: t.shape))
         }
-        let tmp = output + ".partial-\(getpid())"
-        try? fm.removeItem(atPath: tmp)
-        do { try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true) } catch {
-            throw FormatError.writeFailed(path: tmp, reason: error.localizedDescription)
-        }
-        var done = false
-        defer { if !done { try? fm.removeItem(atPath: tmp) } }
+        let dir = try AtomicDirectory(destination: output)
         let meta = ["format": "pt", "quant_method": "squeezellm", "wbits": "\(ck.bits)",
                     "converted_from": URL(fileURLWithPath: path).lastPathComponent]
-        let writer = try ShardedSafeTensorsWriter(directory: tmp, entries: entries, metadata: meta, maxShardBytes: 4 << 30)
+        let writer = try ShardedSafeTensorsWriter(directory: dir.temporaryPath, entries: entries, metadata: meta, maxShardBytes: 4 << 30)
         for e in writer.plan.flatMap({ $0.entries }) { try writer.write(tensors[e.name]!) }
         try writer.finish()
         progress?("wrote \(entries.count) tensors")
@@ -58,16 +52,13 @@ public enum SqueezeLLMConverter {
             "quant_method": "squeezellm", "wbits": ck.bits, "sparse_dtype": "f32", "lookup_table_dtype": "f32",
             "sparsity": sparse ? "from checkpoint" : "dense", "source": URL(fileURLWithPath: path).lastPathComponent,
         ] as [String: Any]
-        try writeJSON(cfg, to: tmp + "/config.json")
+        try dir.writeJSON(cfg, to: "config.json")
         if let bd = ck.baseDirectory {
             for f in tokenizerFiles where fm.fileExists(atPath: bd + "/" + f) {
-                try fm.copyItem(atPath: bd + "/" + f, toPath: tmp + "/" + f)
+                try dir.copyFile(from: bd + "/" + f, to: f)
             }
         }
-        do { try fm.moveItem(atPath: tmp, toPath: output) } catch {
-            throw FormatError.writeFailed(path: output, reason: error.localizedDescription)
-        }
-        done = true
+        try dir.commit()
         return ck
     }
 }

@@ -1,20 +1,41 @@
 import Foundation
 import SqueezeCore
 import SqueezeFormats
+import SqueezeKernels
 import SqueezeModels
+
+/// Errors of dequantization, naming the file and the tensor.
+public enum DequantizeError: Error, CustomStringConvertible {
+    case outputExists(String)
+    /// The requested output dtype is not a float type a checkpoint stores.
+    case unsupportedDType(DType)
+    /// The input has no `quantization_config`.
+    case notQuantized(path: String)
+    /// A quantized layer's tensors do not fit together.
+    case badTensor(file: String, tensor: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case let .outputExists(p): return "output '\(p)' already exists; remove it or choose another path"
+        case let .unsupportedDType(d): return "the dequantized weights' dtype must be f16, bf16 or f32, got \(d.rawValue)"
+        case let .notQuantized(p): return "\(p): no quantization_config; nothing to dequantize"
+        case let .badTensor(f, t, d): return "\(f): tensor '\(t)': \(d)"
+        }
+    }
+}
 
 /// Expands a SqueezeLLM-layout directory back to a plain Hugging Face checkpoint (F16 by default),
 /// so any engine can check the quantized model's quality: each linear weight is
 /// `lookup_table[row][index] + sparse` at every position.
 public enum ModelDequantizer {
     public static func dequantize(directory: String, output: String, dtype: DType = .f16) throws {
-        guard [.f16, .f32, .bf16].contains(dtype) else { throw QuantizePipelineError.badOption("--dtype must be f16, bf16 or f32") }
+        guard [.f16, .f32, .bf16].contains(dtype) else { throw DequantizeError.unsupportedDType(dtype) }
         let fm = FileManager.default
-        if fm.fileExists(atPath: output) { throw QuantizePipelineError.outputExists(output) }
+        if fm.fileExists(atPath: output) { throw DequantizeError.outputExists(output) }
         let cfgPath = directory + "/config.json"
         let cfgObj = try JSONConfig(path: cfgPath)
         guard let qc = cfgObj.object("quantization_config") else {
-            throw QuantizePipelineError.badOption("\(cfgPath): no quantization_config; nothing to dequantize")
+            throw DequantizeError.notQuantized(path: cfgPath)
         }
         let bits = try JSONConfig(path: cfgPath, object: qc, prefix: "quantization_config.").int("wbits")
         let st = try SafeTensorsModel(path: directory)
@@ -40,12 +61,8 @@ public enum ModelDequantizer {
                 entries.append(.init(name: n, dtype: t.dtype, shape: t.shape))
             }
         }
-        let tmp = output + ".partial-\(getpid())"
-        try? fm.removeItem(atPath: tmp)
-        try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
-        var done = false
-        defer { if !done { try? fm.removeItem(atPath: tmp) } }
-        let writer = try ShardedSafeTensorsWriter(directory: tmp, entries: entries, metadata: ["format": "pt", "dequantized_from": "squeezellm"],
+        let dir = try AtomicDirectory(destination: output)
+        let writer = try ShardedSafeTensorsWriter(directory: dir.temporaryPath, entries: entries, metadata: ["format": "pt", "dequantized_from": "squeezellm"],
                                                   maxShardBytes: 4 << 30)
         for e in writer.plan.flatMap({ $0.entries }) {
             if e.name.hasSuffix(".weight"), layers.contains(String(e.name.dropLast(".weight".count))) {
@@ -54,7 +71,10 @@ public enum ModelDequantizer {
                 let rows = t ? e.shape[1] : e.shape[0], cols = t ? e.shape[0] : e.shape[1]
                 let qw = try st.tensor(p + ".qweight").toIntArray().map { Int32(truncatingIfNeeded: $0) }
                 let lut = try st.tensor(p + ".lookup_table").toFloatArray()
-                let idx = try SqueezePacking.unpack(qweight: qw, rows: rows, cols: cols, bits: bits, tensorName: p)
+                let idx: [UInt8]
+                do { idx = try SqueezeLLMLayout.unpack(qweight: qw, bits: bits, rows: rows, cols: cols) } catch {
+                    throw DequantizeError.badTensor(file: directory, tensor: p + ".qweight", detail: "\(error)")
+                }
                 let k: Int = 1 << bits
                 var w = [Float](repeating: 0, count: rows * cols)
                 for r in 0..<rows {
@@ -85,11 +105,10 @@ public enum ModelDequantizer {
         var cfg = cfgObj.object
         cfg.removeValue(forKey: "quantization_config")
         cfg["torch_dtype"] = dtype == .f32 ? "float32" : (dtype == .f16 ? "float16" : "bfloat16")
-        try writeJSON(cfg, to: tmp + "/config.json")
+        try dir.writeJSON(cfg, to: "config.json")
         for f in (try fm.contentsOfDirectory(atPath: directory)) where !f.hasSuffix(".safetensors") && f != "config.json" && !f.hasSuffix(".index.json") {
-            try fm.copyItem(atPath: directory + "/" + f, toPath: tmp + "/" + f)
+            try dir.copyFile(from: directory + "/" + f, to: f)
         }
-        try fm.moveItem(atPath: tmp, toPath: output)
-        done = true
+        try dir.commit()
     }
 }

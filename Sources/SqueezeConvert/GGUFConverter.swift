@@ -1,13 +1,13 @@
 import Foundation
 import SqueezeCore
 import SqueezeFormats
+import SqueezeModels
 import SqueezeTokenizer
 
 /// Converts a llama.cpp GGUF model (llama, mistral, qwen2, gpt2) into a Hugging Face directory:
 /// `config.json`, `generation_config.json` and `model.safetensors` with Hugging Face names, Llama
 /// Q/K rows un-permuted to the rotate-half layout, GPT-2's Conv1D weights back to [in, out], weights
-/// in F32, F16 or BF16. Written to a temporary directory and
-/// renamed on success.
+/// in F32, F16 or BF16. Written through `AtomicDirectory`.
 public enum GGUFConverter {
     /// Extra files to write into the output directory (e.g. tokenizer.json), name to contents.
     public typealias ExtraFiles = [String: Data]
@@ -22,7 +22,7 @@ public enum GGUFConverter {
     public static func convert(gguf path: String, to output: String, dtype: DType,
                                extraFiles: ExtraFiles = [:], progress: ((String) -> Void)? = nil) throws {
         guard [.f32, .f16, .bf16].contains(dtype) else {
-            throw ModelError.invalidArgument("--dtype must be f32, f16 or bf16, got \(dtype.rawValue)")
+            throw ModelError.invalidArgument("the converted weights' dtype must be f32, f16 or bf16, got \(dtype.rawValue)")
         }
         let g = try GGUFFile(path: path)
         let config = try ModelConfig(gguf: g)
@@ -44,12 +44,8 @@ public enum GGUFConverter {
         if fm.fileExists(atPath: output) {
             throw ModelError.invalidArgument("output '\(output)' already exists; remove it or choose another path")
         }
-        let tmp = output + ".tmp-\(getpid())"
-        try? fm.removeItem(atPath: tmp)
-        try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
-        var done = false
-        defer { if !done { try? fm.removeItem(atPath: tmp) } }
-        let writer = try SafeTensorsWriter(path: tmp + "/model.safetensors", entries: entries,
+        let dir = try AtomicDirectory(destination: output)
+        let writer = try SafeTensorsWriter(path: dir.path("model.safetensors"), entries: entries,
                                            metadata: ["format": "pt", "converted_from": URL(fileURLWithPath: path).lastPathComponent])
         for (i, e) in entries.enumerated() {
             var t = try src.tensor(e.name)
@@ -64,19 +60,12 @@ public enum GGUFConverter {
         try writer.finish()
         var cfg = config.huggingFaceJSON()
         cfg["torch_dtype"] = dtype == .f32 ? "float32" : (dtype == .f16 ? "float16" : "bfloat16")
-        try writeJSON(cfg, to: tmp + "/config.json")
+        try dir.writeJSON(cfg, to: "config.json")
         var gen: [String: Any] = [:]
         if let b = config.bosTokenId { gen["bos_token_id"] = b }
         if let e = config.eosTokenIds.first { gen["eos_token_id"] = e }
-        try writeJSON(gen, to: tmp + "/generation_config.json")
-        for (name, data) in extraFiles { try data.write(to: URL(fileURLWithPath: tmp + "/" + name)) }
-        try fm.moveItem(atPath: tmp, toPath: output)
-        done = true
+        try dir.writeJSON(gen, to: "generation_config.json")
+        for (name, data) in extraFiles { try dir.write(data, to: name) }
+        try dir.commit()
     }
-}
-
-/// Writes a JSON object with sorted keys, pretty-printed.
-public func writeJSON(_ obj: Any, to path: String) throws {
-    let data = try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
-    try data.write(to: URL(fileURLWithPath: path), options: .atomic)
 }

@@ -3,7 +3,7 @@ import SqueezeCore
 import SqueezeFormats
 import SqueezeModels
 
-/// Errors of `squeeze export --format vllm`, naming the file and the layer.
+/// Errors of the vLLM export, naming the file and the layer.
 public enum VLLMExportError: Error, CustomStringConvertible {
     case outputExists(String)
     /// The input is not a Squeeze/SqueezeLLM quantized directory.
@@ -40,14 +40,14 @@ public struct VLLMExportReport: Sendable {
 ///
 /// vLLM's loader allocates nothing else, so 3-bit models, models with a sparse part and models with
 /// a quantized lm_head are refused with that explanation (a sparse layer with no values is exported
-/// without it). The output goes to `DIR2.partial-PID` and is renamed on success.
+/// without it). Written through `AtomicDirectory`.
 public enum VLLMExporter {
     public static func export(directory: String, output: String) throws -> VLLMExportReport {
         let fm = FileManager.default
         if fm.fileExists(atPath: output) { throw VLLMExportError.outputExists(output) }
         let cfgPath = directory + "/config.json"
         guard fm.fileExists(atPath: cfgPath) else {
-            throw VLLMExportError.notQuantized(path: directory, detail: "no config.json: give a directory written by squeeze quantize or squeeze convert --from-squeezellm")
+            throw VLLMExportError.notQuantized(path: directory, detail: "no config.json: not a directory written by the quantizer or the SqueezeLLM converter")
         }
         let cfgObj = try JSONConfig(path: cfgPath)
         guard let qc = cfgObj.object("quantization_config") else {
@@ -66,7 +66,7 @@ public enum VLLMExporter {
         let st = try SafeTensorsModel(path: directory)
         if st.contains("lm_head.qweight") {
             throw VLLMExportError.unsupported(path: directory,
-                                              detail: "lm_head is quantized (--quantize-head); vLLM keeps lm_head dense (it is not a linear layer there): quantize without --quantize-head")
+                                              detail: "lm_head is quantized; vLLM keeps lm_head dense (it is not a linear layer there): quantize without the head")
         }
         var layers: [String] = []
         var warnings: [String] = []
@@ -77,7 +77,7 @@ public enum VLLMExporter {
                 let nnz = try st.tensor(p + ".vals").elementCount
                 if nnz > 0 {
                     throw VLLMExportError.unsupported(path: directory,
-                                                      detail: "layer '\(p)' has a sparse part (\(nnz) values); vLLM's squeezellm method has no sparse kernel and its loader allocates only qweight and lookup_table: quantize dense (without --sparsity or outlier options) to export")
+                                                      detail: "layer '\(p)' has a sparse part (\(nnz) values); vLLM's squeezellm method has no sparse kernel and its loader allocates only qweight and lookup_table: quantize dense (no sparse part) to export")
                 }
             }
         }
@@ -107,14 +107,8 @@ public enum VLLMExporter {
             warnings.append("\(ls.count) layer(s) of \(shape[0]) inputs x \(shape[1]) outputs (first: \(ls[0])): vLLM's kernel reads blocks of 128 inputs and 128 outputs without bounds checks, so shapes that are not multiples of 128 may not run correctly there")
         }
 
-        let tmp = output + ".partial-\(getpid())"
-        try? fm.removeItem(atPath: tmp)
-        do { try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true) } catch {
-            throw QuantizePipelineError.unwritable(path: output, reason: error.localizedDescription)
-        }
-        var done = false
-        defer { if !done { try? fm.removeItem(atPath: tmp) } }
-        let writer = try ShardedSafeTensorsWriter(directory: tmp, entries: entries, metadata: ["format": "pt"], maxShardBytes: 4 << 30)
+        let dir = try AtomicDirectory(destination: output)
+        let writer = try ShardedSafeTensorsWriter(directory: dir.temporaryPath, entries: entries, metadata: ["format": "pt"], maxShardBytes: 4 << 30)
         for e in writer.plan.flatMap({ $0.entries }) {
             let t = try st.tensor(e.name)
             try writer.write(e.dtype == t.dtype ? t : try t.converted(to: e.dtype))
@@ -123,19 +117,16 @@ public enum VLLMExporter {
 
         var cfg = cfgObj.object
         cfg["quantization_config"] = ["quant_method": "squeezellm", "wbits": 4] as [String: Any]
-        try writeJSON(cfg, to: tmp + "/config.json")
-        try writeJSON(["wbits": 4], to: tmp + "/quant_config.json")
+        try dir.writeJSON(cfg, to: "config.json")
+        try dir.writeJSON(["wbits": 4], to: "quant_config.json")
         for f in try fm.contentsOfDirectory(atPath: directory)
         where !f.hasSuffix(".safetensors") && !f.hasSuffix(".index.json") && f != "config.json" && f != "quant_config.json" {
             var isDir: ObjCBool = false
             if fm.fileExists(atPath: directory + "/" + f, isDirectory: &isDir), !isDir.boolValue {
-                try fm.copyItem(atPath: directory + "/" + f, toPath: tmp + "/" + f)
+                try dir.copyFile(from: directory + "/" + f, to: f)
             }
         }
-        do { try fm.moveItem(atPath: tmp, toPath: output) } catch {
-            throw QuantizePipelineError.unwritable(path: output, reason: error.localizedDescription)
-        }
-        done = true
+        try dir.commit()
         return VLLMExportReport(quantizedLayers: layers.count, tensors: entries.count, warnings: warnings)
     }
 }
