@@ -1,14 +1,9 @@
 // Activation kernels: softmax, SwiGLU, log-sum-exp, argmax, with a vectorised exp
 // (Cephes-style: exp(x) = 2^n * p(r), r = x - n ln2, degree-6 polynomial, max rel. error ~2 ulp).
 #include "sq_dense.h"
+#include "sq_isa.h"
 #include <math.h>
 #include <float.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define SQ_X86 1
-#define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c,avx2")))
-#define T_AVX2 __attribute__((target("avx2,fma,f16c")))
-#endif
 
 #ifdef SQ_X86
 T_AVX512 static inline __m512 exp512(__m512 x) {
@@ -111,12 +106,6 @@ T_AVX2 static inline float hmax256(__m256 v) {
     m = _mm_max_ss(m, _mm_movehdup_ps(m));
     return _mm_cvtss_f32(m);
 }
-T_AVX2 static inline float hadd256(__m256 v) {
-    __m128 m = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_add_ss(m, _mm_movehdup_ps(m));
-    return _mm_cvtss_f32(m);
-}
 
 T_AVX2 static float softmax_avx2(float *x, int64_t n, float scale) {
     __m256 vmax = _mm256_set1_ps(-INFINITY);
@@ -131,7 +120,7 @@ T_AVX2 static float softmax_avx2(float *x, int64_t n, float scale) {
         _mm256_storeu_ps(x + i, e);
         vs = _mm256_add_ps(vs, e);
     }
-    float s = hadd256(vs);
+    float s = sq_hsum8(vs);
     for (; i < n; i++) { x[i] = expf(x[i] - mx); s += x[i]; }
     __m256 inv = _mm256_set1_ps(scale / s);
     for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
@@ -148,7 +137,7 @@ T_AVX2 static float lse_avx2(const float *x, int64_t n) {
     if (mx == -INFINITY) return -INFINITY;
     __m256 vm = _mm256_set1_ps(mx), vs = _mm256_setzero_ps();
     for (i = 0; i + 8 <= n; i += 8) vs = _mm256_add_ps(vs, exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)));
-    float s = hadd256(vs);
+    float s = sq_hsum8(vs);
     for (; i < n; i++) s += expf(x[i] - mx);
     return logf(s) + mx;
 }

@@ -3,51 +3,15 @@
 // run time on sq_isa(); scalar code otherwise (and as the reference the tests compare against).
 #include "sq_attention.h"
 #include "sq_dense.h"
+#include "sq_isa.h"
 #include <math.h>
 #include <string.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define SQ_X86 1
-#define T_AVX2 __attribute__((target("avx2,fma,f16c")))
-#define INL __attribute__((always_inline)) inline
-#endif
 
 #define KT SQ_KT
-
 
 static inline const uint16_t *tile_row(const uint16_t *kt, int64_t hd, int64_t tile, int64_t d) {
     return kt + (tile * hd + d) * KT;
 }
-
-// The kernels exist for two element types: F16 (half bits; "16" functions) and int8 with per-position
-// scales ("8" functions). ELEM_F32(p, i) reads one element as a float; the AVX2 LOAD8_* macros read
-// eight adjacent elements as a float vector.
-#define ELEM_F16(p, i) sq_f16_to_f32_1((p)[i])
-#define ELEM_I8(p, i) ((float)(p)[i])
-
-// ---------------------------------------------------------------- scalar
-// Scores (scaled by ks[j] when ks is not NULL) and weighted sums over values that are already scaled.
-#define DEF_SCALAR(SUF, T, ELEM)                                                                          \
-    static void scores##SUF##_scalar(const float *q, int64_t ldq, int64_t g, const T *kt, const float *ks,     \
-                                     int64_t hd, int64_t j0, int64_t j1, float *s, int64_t lds) {          \
-        for (int64_t r = 0; r < g; r++)                                                                   \
-            for (int64_t j = j0; j < j1; j++) {                                                           \
-                float acc = 0;                                                                            \
-                for (int64_t d = 0; d < hd; d++) acc += q[r * ldq + d] * ELEM(kt, ((j / KT) * hd + d) * KT + j % KT); \
-                s[r * lds + (j - j0)] = ks ? acc * ks[j] : acc;                                           \
-            }                                                                                             \
-    }                                                                                                     \
-    static void pv##SUF##_scalar(const float *p, int64_t ldp, int64_t g, const T *vt, int64_t ldv, int64_t hd, \
-                                 int64_t n, float *out, int64_t ldo) {                                    \
-        for (int64_t r = 0; r < g; r++)                                                                   \
-            for (int64_t d = 0; d < hd; d++) {                                                            \
-                float acc = 0;                                                                            \
-                for (int64_t j = 0; j < n; j++) acc += p[r * ldp + j] * ELEM(vt, d * ldv + j);            \
-                out[r * ldo + d] = acc;                                                                   \
-            }                                                                                             \
-    }
-DEF_SCALAR(16, uint16_t, ELEM_F16)
-DEF_SCALAR(8, int8_t, ELEM_I8)
 
 // 8-bit: q = round(x / scale), scale = max|x| / 127 (0 and all-zero q for an all-zero vector).
 static float quantize_q8(const float *x, int64_t n, int64_t stride, int8_t *q, int64_t qstride) {
@@ -63,96 +27,27 @@ static float quantize_q8(const float *x, int64_t n, int64_t stride, int8_t *q, i
 
 // ---------------------------------------------------------------- AVX2
 #ifdef SQ_X86
-T_AVX2 static INL float hsum8(__m256 v) {
-    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
-#define LOAD8_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
-// One half-precision element with the F16C instruction (the same exact conversion as sq_f16_to_f32_1,
-// which is a call and branches: in the products' tails it took about 1% of decoding).
-#define ELEM_F16C(p, i) _cvtsh_ss((p)[i])
 #define LOAD8_I8(p) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
+#endif
 
-// Scores: one tile (KT = 32 keys) against NT query rows at a time, acc[r][u] holding keys 8u..8u+7 of
-// row r; the 4 key vectors of each dimension are converted once and used by every row (12
-// accumulators at NT = 3); the tile's key scales (8-bit) applied once at the end. Partial tiles go
-// through a buffer, so only [j0, j1) is written.
-// Weighted sums: one value row (dimension d) against NT probability rows, 16 positions per step.
-// While decoding the cache comes from memory (the weights have evicted it): software prefetches of
-// the tile two ahead and of the next value row took about 15% and 12% off these kernels' time
-// (their share of decoding at 2048 positions, `perf`, two runs each; prefetches never fault).
-#define DEF_AVX2(SUF, T, LOAD8, ELEM)                                                                     \
-    T_AVX2 static INL void tile_scores##SUF(const float *q, int64_t ldq, const T *tile, const float *ks,      \
-                                            int64_t hd, float out[3][KT], const int NT) {                 \
-        __m256 acc[3][4];                                                                                 \
-        for (int r = 0; r < 3; r++)                                                                       \
-            for (int u = 0; u < 4; u++) acc[r][u] = _mm256_setzero_ps();                                  \
-        for (int64_t d = 0; d < hd; d++) {                                                                \
-            const T *k = tile + d * KT;                                                                   \
-            _mm_prefetch((const char *)(k + 2 * hd * KT), _MM_HINT_T0); /* two tiles ahead */          \
-            __m256 kv[4];                                                                                 \
-            for (int u = 0; u < 4; u++) kv[u] = LOAD8(k + 8 * u);                                         \
-            for (int r = 0; r < NT; r++) {                                                                \
-                __m256 qb = _mm256_broadcast_ss(q + r * ldq + d);                                         \
-                for (int u = 0; u < 4; u++) acc[r][u] = _mm256_fmadd_ps(qb, kv[u], acc[r][u]);           \
-            }                                                                                             \
-        }                                                                                                 \
-        for (int r = 0; r < NT; r++)                                                                      \
-            for (int u = 0; u < 4; u++)                                                                   \
-                _mm256_storeu_ps(out[r] + 8 * u, ks ? _mm256_mul_ps(acc[r][u], _mm256_loadu_ps(ks + 8 * u)) : acc[r][u]); \
-    }                                                                                                     \
-    T_AVX2 static INL void scores##SUF##_rows_avx2(const float *q, int64_t ldq, const T *kt, const float *ks,  \
-                                                   int64_t hd, int64_t j0, int64_t j1, float *s, int64_t lds, \
-                                                   const int NT) {                                        \
-        float buf[3][KT];                                                                                 \
-        for (int64_t t = j0 / KT; t * KT < j1; t++) {                                                     \
-            int64_t a = t * KT < j0 ? j0 : t * KT, b = (t + 1) * KT > j1 ? j1 : (t + 1) * KT;             \
-            tile_scores##SUF(q, ldq, kt + t * hd * KT, ks ? ks + t * KT : NULL, hd, buf, NT);             \
-            for (int r = 0; r < NT; r++)                                                                  \
-                memcpy(s + r * lds + (a - j0), buf[r] + (a - t * KT), (size_t)(b - a) * sizeof(float));   \
-        }                                                                                                 \
-    }                                                                                                     \
-    T_AVX2 static void scores##SUF##_avx2(const float *q, int64_t ldq, int64_t g, const T *kt, const float *ks, \
-                                          int64_t hd, int64_t j0, int64_t j1, float *s, int64_t lds) {    \
-        int64_t r = 0;                                                                                    \
-        for (; r + 3 <= g; r += 3) scores##SUF##_rows_avx2(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 3); \
-        if (g - r == 2) scores##SUF##_rows_avx2(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 2);   \
-        else if (g - r == 1) scores##SUF##_rows_avx2(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 1); \
-    }                                                                                                     \
-    T_AVX2 static INL void pv##SUF##_rows_avx2(const float *p, int64_t ldp, const T *vt, int64_t ldv, int64_t hd, \
-                                               int64_t n, float *out, int64_t ldo, const int NT) {        \
-        for (int64_t d = 0; d < hd; d++) {                                                                \
-            const T *v = vt + d * ldv;                                                                    \
-            __m256 a[3], b[3];                                                                            \
-            for (int r = 0; r < 3; r++) a[r] = b[r] = _mm256_setzero_ps();                                \
-            int64_t j = 0;                                                                                \
-            for (; j + 16 <= n; j += 16) {                                                                \
-                __m256 v0 = LOAD8(v + j), v1 = LOAD8(v + j + 8);                                          \
-                _mm_prefetch((const char *)(v + ldv + j), _MM_HINT_T0); /* the next row, same place */     \
-                for (int r = 0; r < NT; r++) {                                                            \
-                    a[r] = _mm256_fmadd_ps(v0, _mm256_loadu_ps(p + r * ldp + j), a[r]);                   \
-                    b[r] = _mm256_fmadd_ps(v1, _mm256_loadu_ps(p + r * ldp + j + 8), b[r]);               \
-                }                                                                                         \
-            }                                                                                             \
-            float acc[3];                                                                                 \
-            for (int r = 0; r < NT; r++) acc[r] = hsum8(_mm256_add_ps(a[r], b[r]));                       \
-            for (; j < n; j++)                                                                            \
-                for (int r = 0; r < NT; r++) acc[r] += ELEM(v, j) * p[r * ldp + j];                       \
-            for (int r = 0; r < NT; r++) out[r * ldo + d] = acc[r];                                       \
-        }                                                                                                 \
-    }                                                                                                     \
-    T_AVX2 static void pv##SUF##_avx2(const float *p, int64_t ldp, int64_t g, const T *vt, int64_t ldv,       \
-                                      int64_t hd, int64_t n, float *out, int64_t ldo) {                   \
-        int64_t r = 0;                                                                                    \
-        for (; r + 3 <= g; r += 3) pv##SUF##_rows_avx2(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 3); \
-        if (g - r == 2) pv##SUF##_rows_avx2(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 2);     \
-        else if (g - r == 1) pv##SUF##_rows_avx2(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 1); \
-    }
-DEF_AVX2(16, uint16_t, LOAD8_F16, ELEM_F16C)
-DEF_AVX2(8, int8_t, LOAD8_I8, ELEM_I8)
+// The kernels of the two cache element types: F16 ("16" functions) and int8 with per-position
+// scales ("8" functions).
+#define ATT_SUF 16
+#define ATT_T uint16_t
+#define ATT_ELEM(p, i) sq_f16_to_f32_1((p)[i])
+// F16C's exact one-element conversion: sq_f16_to_f32_1 is a call with branches.
+#define ATT_ELEM_AVX2(p, i) _cvtsh_ss((p)[i])
+#define ATT_LOAD8(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#include "attention_kernels.h"
 
+#define ATT_SUF 8
+#define ATT_T int8_t
+#define ATT_ELEM(p, i) ((float)(p)[i])
+#define ATT_ELEM_AVX2(p, i) ((float)(p)[i])
+#define ATT_LOAD8(p) LOAD8_I8(p)
+#include "attention_kernels.h"
+
+#ifdef SQ_X86
 // dst[i] = scale[i] * q[i] for n values.
 T_AVX2 static void dequant8_avx2(const int8_t *q, const float *scale, float *dst, int64_t n) {
     int64_t i = 0;

@@ -4,12 +4,8 @@
 // and a scalar path. AVX-512 machines use the AVX2 path (the lead may add a wider tile).
 #include "sq_backward.h"
 #include "sq_dense.h"
+#include "sq_isa.h"
 #include <stdlib.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define SQ_X86 1
-#define T_AVX2 __attribute__((target("avx2,fma,f16c")))
-#endif
 
 enum { MR = 6, NR = 16 };
 

@@ -1,179 +1,12 @@
-// Dense kernels: conversions, dot/axpy, GEMV and GEMM over F32/F16/BF16 weights.
-// Each entry point dispatches at run time on sq_isa(); the AVX-512 and AVX2 variants are
+// Dense kernels: dot/axpy, GEMV and GEMM over F32/F16/BF16 weights.
+// Each entry point dispatches at run time on sq_isa_fast(); the AVX-512 and AVX2 variants are
 // compiled with per-function target attributes so the library builds for baseline x86-64.
 #include "sq_dense.h"
 #include "sq_backward.h"
+#include "sq_isa.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#include <cpuid.h>
-#define SQ_X86 1
-#define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c,avx2")))
-#define T_AVX2 __attribute__((target("avx2,fma,f16c")))
-#endif
-
-// ---------------------------------------------------------------- CPU features
-static uint32_t g_features = 0xffffffffu;
-static int g_isa = -1;
-
-static uint32_t detect_features(void) {
-    uint32_t f = 0;
-#ifdef SQ_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) f |= SQ_CPU_AVX2;
-    if (__builtin_cpu_supports("fma")) f |= SQ_CPU_FMA;
-    unsigned a, b, c, d;
-    if (__get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29))) f |= SQ_CPU_F16C;
-    if (__builtin_cpu_supports("avx512f")) f |= SQ_CPU_AVX512F;
-    if (__builtin_cpu_supports("avx512bw")) f |= SQ_CPU_AVX512BW;
-    if (__builtin_cpu_supports("avx512vl")) f |= SQ_CPU_AVX512VL;
-    if (__builtin_cpu_supports("avx512vbmi")) f |= SQ_CPU_AVX512VBMI;
-    if (__builtin_cpu_supports("avx512vnni")) f |= SQ_CPU_AVX512VNNI;
-    if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) {
-        if (a & (1u << 5)) f |= SQ_CPU_AVX512BF16;
-        if (a & (1u << 4)) f |= SQ_CPU_AVXVNNI;
-    }
-#endif
-    return f;
-}
-
-uint32_t sq_cpu_features(void) {
-    if (g_features == 0xffffffffu) g_features = detect_features();
-    return g_features;
-}
-
-int sq_isa_supported(void) {
-    uint32_t f = sq_cpu_features();
-    uint32_t need512 = SQ_CPU_AVX512F | SQ_CPU_AVX512BW | SQ_CPU_AVX512VL | SQ_CPU_FMA | SQ_CPU_F16C;
-    if ((f & need512) == need512) return SQ_ISA_AVX512;
-    uint32_t need2 = SQ_CPU_AVX2 | SQ_CPU_FMA | SQ_CPU_F16C;
-    if ((f & need2) == need2) return SQ_ISA_AVX2;
-    return SQ_ISA_SCALAR;
-}
-
-int sq_isa(void) {
-    if (g_isa < 0) {
-        g_isa = sq_isa_supported();
-        const char *env = getenv("SQUEEZE_ISA");
-        if (env) {
-            if (!strcmp(env, "scalar")) g_isa = SQ_ISA_SCALAR;
-            else if (!strcmp(env, "avx2") && g_isa >= SQ_ISA_AVX2) g_isa = SQ_ISA_AVX2;
-        }
-    }
-    return g_isa;
-}
-
-int sq_set_isa(int level) {
-    int s = sq_isa_supported();
-    g_isa = level < 0 ? s : (level > s ? s : level);
-    return g_isa;
-}
-
-// ---------------------------------------------------------------- scalar conversions
-float sq_f16_to_f32_1(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f;
-    uint32_t mant = h & 0x3ff;
-    uint32_t bits;
-    if (exp == 0) {
-        if (mant == 0) bits = sign;
-        else {
-            // subnormal: normalise
-            int e = -1;
-            do { mant <<= 1; e++; } while (!(mant & 0x400));
-            mant &= 0x3ff;
-            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | (mant << 13);
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | (mant << 13);
-    } else {
-        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-uint16_t sq_f32_to_f16_1(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000;
-    uint32_t absx = x & 0x7fffffffu;
-    if (absx > 0x7f800000u) return (uint16_t)(sign | 0x7e00 | ((absx >> 13) & 0x3ff)); // NaN
-    if (absx >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); // overflow -> inf (round-to-nearest)
-    if (absx < 0x38800000u) {
-        // subnormal or zero in f16
-        if (absx < 0x33000000u) return (uint16_t)sign; // rounds to 0
-        uint32_t e = absx >> 23;
-        uint32_t m = (absx & 0x7fffff) | 0x800000;
-        int s = 126 - (int)e; // value = m * 2^(e-150); f16 subnormal unit is 2^-24
-        uint32_t r = m >> s;
-        uint32_t rem = m & ((1u << s) - 1);
-        uint32_t half = 1u << (s - 1);
-        if (rem > half || (rem == half && (r & 1))) r++;
-        return (uint16_t)(sign | r);
-    }
-    uint32_t r = absx - 0x38000000u; // rebias exponent by (127-15) << 23
-    uint32_t m = r >> 13;
-    uint32_t rem = r & 0x1fff;
-    if (rem > 0x1000 || (rem == 0x1000 && (m & 1))) m++;
-    return (uint16_t)(sign | m);
-}
-
-static inline float bf16_1(uint16_t h) {
-    uint32_t b = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &b, 4);
-    return f;
-}
-
-static inline uint16_t to_bf16_1(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40);
-    uint32_t lsb = (x >> 16) & 1;
-    x += 0x7fff + lsb;
-    return (uint16_t)(x >> 16);
-}
-
-// ---------------------------------------------------------------- vector conversions
-#ifdef SQ_X86
-T_AVX2 static void f16_to_f32_avx2(const uint16_t *s, float *d, int64_t n) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
-    for (; i < n; i++) d[i] = sq_f16_to_f32_1(s[i]);
-}
-T_AVX2 static void f32_to_f16_avx2(const float *s, uint16_t *d, int64_t n) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm_storeu_si128((__m128i *)(d + i), _mm256_cvtps_ph(_mm256_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; i++) d[i] = sq_f32_to_f16_1(s[i]);
-}
-#endif
-
-void sq_f16_to_f32(const uint16_t *src, float *dst, int64_t n) {
-#ifdef SQ_X86
-    if (sq_isa() >= SQ_ISA_AVX2) { f16_to_f32_avx2(src, dst, n); return; }
-#endif
-    for (int64_t i = 0; i < n; i++) dst[i] = sq_f16_to_f32_1(src[i]);
-}
-
-void sq_f32_to_f16(const float *src, uint16_t *dst, int64_t n) {
-#ifdef SQ_X86
-    if (sq_isa() >= SQ_ISA_AVX2) { f32_to_f16_avx2(src, dst, n); return; }
-#endif
-    for (int64_t i = 0; i < n; i++) dst[i] = sq_f32_to_f16_1(src[i]);
-}
-
-void sq_bf16_to_f32(const uint16_t *src, float *dst, int64_t n) {
-    for (int64_t i = 0; i < n; i++) dst[i] = bf16_1(src[i]);
-}
-
-void sq_f32_to_bf16(const float *src, uint16_t *dst, int64_t n) {
-    for (int64_t i = 0; i < n; i++) dst[i] = to_bf16_1(src[i]);
-}
 
 // ---------------------------------------------------------------- dot / axpy
 #ifdef SQ_X86
@@ -200,13 +33,6 @@ T_AVX512 static void axpy_avx512(float a, const float *x, float *y, int64_t n) {
         _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
     }
 }
-T_AVX2 static inline float hsum256(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
 T_AVX2 static float dot_avx2(const float *a, const float *b, int64_t n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     int64_t i = 0;
@@ -215,7 +41,7 @@ T_AVX2 static float dot_avx2(const float *a, const float *b, int64_t n) {
         s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
     }
     for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-    float s = hsum256(_mm256_add_ps(s0, s1));
+    float s = sq_hsum8(_mm256_add_ps(s0, s1));
     for (; i < n; i++) s += a[i] * b[i];
     return s;
 }
@@ -229,7 +55,7 @@ T_AVX2 static void axpy_avx2(float a, const float *x, float *y, int64_t n) {
 
 float sq_dot_f32(const float *a, const float *b, int64_t n) {
 #ifdef SQ_X86
-    int isa = sq_isa();
+    int isa = sq_isa_fast();
     if (isa >= SQ_ISA_AVX512) return dot_avx512(a, b, n);
     if (isa >= SQ_ISA_AVX2) return dot_avx2(a, b, n);
 #endif
@@ -254,7 +80,7 @@ T_AVX2 static float read_sum_avx2(const float *p, int64_t n) {
     }
     __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s0, t0), _mm256_add_ps(s1, t1)),
                              _mm256_add_ps(_mm256_add_ps(s2, t2), _mm256_add_ps(s3, t3)));
-    float r = hsum256(s);
+    float r = sq_hsum8(s);
     for (int64_t i = 4 * q; i < n; i++) r += p[i];
     return r;
 }
@@ -262,7 +88,7 @@ T_AVX2 static float read_sum_avx2(const float *p, int64_t n) {
 
 float sq_read_sum_f32(const float *p, int64_t n) {
 #ifdef SQ_X86
-    if (sq_isa() >= SQ_ISA_AVX2 && ((uintptr_t)p & 31) == 0) return read_sum_avx2(p, n);
+    if (sq_isa_fast() >= SQ_ISA_AVX2 && ((uintptr_t)p & 31) == 0) return read_sum_avx2(p, n);
 #endif
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     int64_t i = 0;
@@ -273,7 +99,7 @@ float sq_read_sum_f32(const float *p, int64_t n) {
 
 void sq_axpy_f32(float a, const float *x, float *y, int64_t n) {
 #ifdef SQ_X86
-    int isa = sq_isa();
+    int isa = sq_isa_fast();
     if (isa >= SQ_ISA_AVX512) { axpy_avx512(a, x, y, n); return; }
     if (isa >= SQ_ISA_AVX2) { axpy_avx2(a, x, y, n); return; }
 #endif
@@ -281,137 +107,32 @@ void sq_axpy_f32(float a, const float *x, float *y, int64_t n) {
 }
 
 // ---------------------------------------------------------------- GEMV
-// Weight loaders: 16 lanes of row data as floats.
-#ifdef SQ_X86
-#define LOAD_F32(p) _mm512_loadu_ps(p)
-#define LOAD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
-#define LOAD_BF16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
-#define MLOAD_F32(m, p) _mm512_maskz_loadu_ps(m, p)
-#define MLOAD_F16(m, p) _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p))
-#define MLOAD_BF16(m, p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16))
-
-#define DEF_GEMV_AVX512(NAME, WT, LOAD, MLOAD)                                                          \
-    T_AVX512 static void NAME(const WT *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, \
-                              int64_t r1) {                                                             \
-        int64_t kk = k & ~(int64_t)15;                                                                  \
-        __mmask16 tail = (__mmask16)((1u << (k - kk)) - 1);                                             \
-        int64_t r = r0;                                                                                 \
-        for (; r + 4 <= r1; r += 4) {                                                                   \
-            const WT *w0 = w + r * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;                 \
-            __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();                                  \
-            __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();                                  \
-            for (int64_t i = 0; i < kk; i += 16) {                                                      \
-                __m512 xv = _mm512_loadu_ps(x + i);                                                     \
-                a0 = _mm512_fmadd_ps(LOAD(w0 + i), xv, a0);                                             \
-                a1 = _mm512_fmadd_ps(LOAD(w1 + i), xv, a1);                                             \
-                a2 = _mm512_fmadd_ps(LOAD(w2 + i), xv, a2);                                             \
-                a3 = _mm512_fmadd_ps(LOAD(w3 + i), xv, a3);                                             \
-            }                                                                                           \
-            if (tail) {                                                                                 \
-                __m512 xv = _mm512_maskz_loadu_ps(tail, x + kk);                                        \
-                a0 = _mm512_fmadd_ps(MLOAD(tail, w0 + kk), xv, a0);                                     \
-                a1 = _mm512_fmadd_ps(MLOAD(tail, w1 + kk), xv, a1);                                     \
-                a2 = _mm512_fmadd_ps(MLOAD(tail, w2 + kk), xv, a2);                                     \
-                a3 = _mm512_fmadd_ps(MLOAD(tail, w3 + kk), xv, a3);                                     \
-            }                                                                                           \
-            y[r - r0] = _mm512_reduce_add_ps(a0);                                                       \
-            y[r - r0 + 1] = _mm512_reduce_add_ps(a1);                                                   \
-            y[r - r0 + 2] = _mm512_reduce_add_ps(a2);                                                   \
-            y[r - r0 + 3] = _mm512_reduce_add_ps(a3);                                                   \
-        }                                                                                               \
-        for (; r < r1; r++) {                                                                           \
-            const WT *w0 = w + r * ldw;                                                                 \
-            __m512 a0 = _mm512_setzero_ps();                                                            \
-            for (int64_t i = 0; i < kk; i += 16) a0 = _mm512_fmadd_ps(LOAD(w0 + i), _mm512_loadu_ps(x + i), a0); \
-            if (tail) a0 = _mm512_fmadd_ps(MLOAD(tail, w0 + kk), _mm512_maskz_loadu_ps(tail, x + kk), a0); \
-            y[r - r0] = _mm512_reduce_add_ps(a0);                                                       \
-        }                                                                                               \
-    }
-DEF_GEMV_AVX512(gemv_f32_avx512, float, LOAD_F32, MLOAD_F32)
-DEF_GEMV_AVX512(gemv_f16_avx512, uint16_t, LOAD_F16, MLOAD_F16)
-DEF_GEMV_AVX512(gemv_bf16_avx512, uint16_t, LOAD_BF16, MLOAD_BF16)
-
-#define L2_F32(p) _mm256_loadu_ps(p)
-#define L2_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
-#define L2_BF16(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
-// Four rows at a time, taken from the four quarters of [r0, r1): four sequential streams far apart,
-// which the hardware prefetchers follow. (Rows r..r+3 together make one interleaved stream that they
-// follow badly when rows are short: 14 GB/s instead of 23 on this machine for the test model's F16
-// matrices read from DRAM, `squeeze bench --skip-models`.) Each stream is also prefetched 512 bytes ahead;
-// prefetches never fault, so running past the end of the matrix is harmless.
+// Prefetch distance of the AVX2 GEMV's four row streams (prefetches never fault past the end).
 #define GEMV_PF 512
-#define DEF_GEMV_AVX2(NAME, WT, LOAD, SCALAR)                                                           \
-    T_AVX2 static void NAME(const WT *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0,  \
-                            int64_t r1) {                                                               \
-        const int64_t kk = k & ~(int64_t)15, q = (r1 - r0) / 4;                                         \
-        for (int64_t j = 0; j < q; j++) {                                                               \
-            const WT *w0 = w + (r0 + j) * ldw, *w1 = w0 + q * ldw, *w2 = w1 + q * ldw, *w3 = w2 + q * ldw; \
-            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                                  \
-            __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();                                  \
-            __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();                                  \
-            __m256 b2 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();                                  \
-            for (int64_t i = 0; i < kk; i += 16) {                                                      \
-                _mm_prefetch((const char *)(w0 + i) + GEMV_PF, _MM_HINT_T0);                            \
-                _mm_prefetch((const char *)(w1 + i) + GEMV_PF, _MM_HINT_T0);                            \
-                _mm_prefetch((const char *)(w2 + i) + GEMV_PF, _MM_HINT_T0);                            \
-                _mm_prefetch((const char *)(w3 + i) + GEMV_PF, _MM_HINT_T0);                            \
-                __m256 xv = _mm256_loadu_ps(x + i), xw = _mm256_loadu_ps(x + i + 8);                    \
-                a0 = _mm256_fmadd_ps(LOAD(w0 + i), xv, a0); b0 = _mm256_fmadd_ps(LOAD(w0 + i + 8), xw, b0); \
-                a1 = _mm256_fmadd_ps(LOAD(w1 + i), xv, a1); b1 = _mm256_fmadd_ps(LOAD(w1 + i + 8), xw, b1); \
-                a2 = _mm256_fmadd_ps(LOAD(w2 + i), xv, a2); b2 = _mm256_fmadd_ps(LOAD(w2 + i + 8), xw, b2); \
-                a3 = _mm256_fmadd_ps(LOAD(w3 + i), xv, a3); b3 = _mm256_fmadd_ps(LOAD(w3 + i + 8), xw, b3); \
-            }                                                                                           \
-            float s0 = hsum256(_mm256_add_ps(a0, b0)), s1 = hsum256(_mm256_add_ps(a1, b1));             \
-            float s2 = hsum256(_mm256_add_ps(a2, b2)), s3 = hsum256(_mm256_add_ps(a3, b3));             \
-            for (int64_t i = kk; i < k; i++) {                                                          \
-                s0 += SCALAR(w0[i]) * x[i]; s1 += SCALAR(w1[i]) * x[i];                                 \
-                s2 += SCALAR(w2[i]) * x[i]; s3 += SCALAR(w3[i]) * x[i];                                 \
-            }                                                                                           \
-            y[j] = s0; y[j + q] = s1; y[j + 2 * q] = s2; y[j + 3 * q] = s3;                             \
-        }                                                                                               \
-        for (int64_t r = r0 + 4 * q; r < r1; r++) {                                                     \
-            const WT *w0 = w + r * ldw;                                                                 \
-            __m256 a0 = _mm256_setzero_ps();                                                            \
-            int64_t k8 = k & ~(int64_t)7;                                                               \
-            for (int64_t i = 0; i < k8; i += 8) a0 = _mm256_fmadd_ps(LOAD(w0 + i), _mm256_loadu_ps(x + i), a0); \
-            float s = hsum256(a0);                                                                      \
-            for (int64_t i = k8; i < k; i++) s += SCALAR(w0[i]) * x[i];                                 \
-            y[r - r0] = s;                                                                              \
-        }                                                                                               \
-    }
-#define ID_F(v) (v)
-DEF_GEMV_AVX2(gemv_f32_avx2, float, L2_F32, ID_F)
-DEF_GEMV_AVX2(gemv_f16_avx2, uint16_t, L2_F16, sq_f16_to_f32_1)
-DEF_GEMV_AVX2(gemv_bf16_avx2, uint16_t, L2_BF16, bf16_1)
-#endif
 
-#define DEF_GEMV_SCALAR(NAME, WT, SCALAR)                                                               \
-    static void NAME(const WT *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, int64_t r1) { \
-        for (int64_t r = r0; r < r1; r++) {                                                             \
-            const WT *w0 = w + r * ldw;                                                                 \
-            float s = 0;                                                                                \
-            for (int64_t i = 0; i < k; i++) s += SCALAR(w0[i]) * x[i];                                  \
-            y[r - r0] = s;                                                                              \
-        }                                                                                               \
-    }
-#define ID_S(v) (v)
-DEF_GEMV_SCALAR(gemv_f32_scalar, float, ID_S)
-DEF_GEMV_SCALAR(gemv_f16_scalar, uint16_t, sq_f16_to_f32_1)
-DEF_GEMV_SCALAR(gemv_bf16_scalar, uint16_t, bf16_1)
+#define GEMV_TYPE f32
+#define GEMV_WT float
+#define GEMV_LOAD16(p) _mm512_loadu_ps(p)
+#define GEMV_MLOAD16(m, p) _mm512_maskz_loadu_ps(m, p)
+#define GEMV_LOAD8(p) _mm256_loadu_ps(p)
+#define GEMV_SCALAR(v) (v)
+#include "dense_gemv.h"
 
-#ifdef SQ_X86
-#define DISPATCH_GEMV(BASE)                                                                             \
-    int isa = sq_isa();                                                                                 \
-    if (isa >= SQ_ISA_AVX512) { BASE##_avx512(w, ldw, x, y, k, r0, r1); return; }                      \
-    if (isa >= SQ_ISA_AVX2) { BASE##_avx2(w, ldw, x, y, k, r0, r1); return; }                          \
-    BASE##_scalar(w, ldw, x, y, k, r0, r1);
-#else
-#define DISPATCH_GEMV(BASE) BASE##_scalar(w, ldw, x, y, k, r0, r1);
-#endif
+#define GEMV_TYPE f16
+#define GEMV_WT uint16_t
+#define GEMV_LOAD16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define GEMV_MLOAD16(m, p) _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p))
+#define GEMV_LOAD8(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define GEMV_SCALAR(v) sq_f16_to_f32_inl(v)
+#include "dense_gemv.h"
 
-void sq_gemv_f32(const float *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, int64_t r1) { DISPATCH_GEMV(gemv_f32) }
-void sq_gemv_f16(const uint16_t *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, int64_t r1) { DISPATCH_GEMV(gemv_f16) }
-void sq_gemv_bf16(const uint16_t *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, int64_t r1) { DISPATCH_GEMV(gemv_bf16) }
+#define GEMV_TYPE bf16
+#define GEMV_WT uint16_t
+#define GEMV_LOAD16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
+#define GEMV_MLOAD16(m, p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16))
+#define GEMV_LOAD8(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
+#define GEMV_SCALAR(v) sq_bf16_to_f32_inl(v)
+#include "dense_gemv.h"
 
 void sq_gemv_task(void *job, int64_t task, int thread) {
     (void)thread;
@@ -545,7 +266,7 @@ static void gemm_rows_f32(const float *x, int64_t ldx, const float *w, int64_t l
                           int64_t m, int64_t k, int64_t nr) {
     int64_t t = 0;
 #ifdef SQ_X86
-    int isa = sq_isa();
+    int isa = sq_isa_fast();
     if (isa >= SQ_ISA_AVX512 && nr == 4) {
         for (; t + 4 <= m; t += 4) tile4x4_avx512(x + t * ldx, ldx, w, ldw, y + t * ldy, ldy, k);
     } else if (isa == SQ_ISA_AVX2) {
@@ -566,7 +287,7 @@ static void gemm_rows_f32(const float *x, int64_t ldx, const float *w, int64_t l
 }
 
 // Rows of W per group: 4 (AVX-512 tile) or 3 (AVX2 tile); tokens per L2 block from k.
-static int64_t group_rows(void) { return sq_isa() == SQ_ISA_AVX2 ? 3 : 4; }
+static int64_t group_rows(void) { return sq_isa_fast() == SQ_ISA_AVX2 ? 3 : 4; }
 static int64_t token_block(int64_t k) {
     int64_t mb = (192 * 1024) / (k * 4);
     mb = mb < 8 ? 8 : (mb > 64 ? 64 : mb);
@@ -583,8 +304,8 @@ void sq_gemm_f32(const float *x, int64_t ldx, const float *w, int64_t ldw, float
     }
 #ifdef SQ_X86
     // AVX2, from 32 tokens: the packed GEMM of sq_backward.h with W read transposed (B(p, j) = W[j, p]).
-    // With fewer tokens, packing W costs more than it saves (measured: 8 tokens ~20% slower, 16-32 even).
-    if (sq_isa() == SQ_ISA_AVX2 && m >= 32) { sq_gemm_general_f32(x, ldx, 1, w, 1, ldw, y, ldy, m, k, n0, n1, SQ_BW_STORE); return; }
+    // With fewer tokens, packing W costs more than it saves (docs/kernels.md).
+    if (sq_isa_fast() == SQ_ISA_AVX2 && m >= 32) { sq_gemm_general_f32(x, ldx, 1, w, 1, ldw, y, ldy, m, k, n0, n1, SQ_BW_STORE); return; }
 #endif
     int64_t g = group_rows(), MBk = token_block(k);
     for (int64_t mb = 0; mb < m; mb += MBk) {
@@ -606,7 +327,7 @@ static void gemm_converted(const float *x, int64_t ldx, const uint16_t *w, int64
         return;
     }
 #ifdef SQ_X86
-    if (sq_isa() == SQ_ISA_AVX2 && m >= 32) {
+    if (sq_isa_fast() == SQ_ISA_AVX2 && m >= 32) {
         // As sq_gemm_f32 from 32 tokens: blocks of up to 128 rows converted to F32, then the packed
         // 6x16 GEMM over them (Y = X W^T, W read transposed from the converted rows).
         const int64_t G = 128;

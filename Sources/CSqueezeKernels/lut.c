@@ -6,37 +6,17 @@
 // Variants are chosen at run time on sq_isa(); AVX2 variants carry per-function target attributes.
 #include "sq_lut.h"
 #include "sq_dense.h"
+#include "sq_isa.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(SQ_LUT_EMULATE)
-// Validation build only (never defined in the package build): a harness header that emulates the
-// x86 intrinsics in portable C (SIMDe) and defines SQ_X86, T_AVX2, T_AVX512, T_VNNI and INL, so
-// that the AVX-512 variants can be checked on CPUs without AVX-512 (scripts/lut_emulation).
-#include "sq_lut_emulate.h"
-#elif defined(__x86_64__)
-#include <immintrin.h>
-#define SQ_X86 1
-#define T_AVX2 __attribute__((target("avx2,fma,f16c")))
-#define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c,avx2")))
-#define T_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c,avx2")))
-#define INL __attribute__((always_inline)) inline
-#endif
 
 #define QB SQ_LUT_QBLOCK
 
-// GEMM cache blocking: rows in blocks of SQ_RB (their packed weights stay in L2) times tokens in
-// blocks of SQ_TB (their activations stay in L2); within, each row is used for 4 tokens at a time.
+// GEMM cache blocking (the tile templates): rows in blocks of SQ_RB (their packed weights stay in L2)
+// times tokens in blocks of SQ_TB (their activations stay in L2).
 #define SQ_RB 64
 #define SQ_TB 32
-#define SQ_BLOCKED_LOOPS                                                                                 \
-    for (int64_t rb0 = r0; rb0 < r1; rb0 += SQ_RB) {                                                     \
-        int64_t rb1 = r1 - rb0 < SQ_RB ? r1 : rb0 + SQ_RB;                                               \
-        for (int64_t tb = 0; tb < m; tb += SQ_TB) {                                                      \
-            int64_t te = m - tb < SQ_TB ? m : tb + SQ_TB;                                                \
-            for (int64_t r = rb0; r < rb1; r++) {
-#define SQ_BLOCKED_LOOPS_END }}}
-
 // ---------------------------------------------------------------- layout
 int64_t sq_lut_col_multiple(int bits) { return bits == 4 ? 64 : (bits == 3 ? 128 : 0); }
 
@@ -96,14 +76,6 @@ void sq_lut_unpack_row(int bits, const uint8_t *packed, int64_t kpad, int64_t r,
     for (int64_t i = 0; i < cols; i++) out[i] = (uint8_t)(bits == 4 ? get_idx4(row, i) : get_idx3(row, i));
 }
 
-#ifdef SQ_X86
-T_AVX2 static INL float hsum8(__m256 v) {
-    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
-#endif
 
 // Squared error of the entries t[0..n) (n = 8 or 16) coded as scale * q + offset with
 // q = round((t - offset) / scale) clamped to 127 (t >= offset, so q >= 0).
@@ -148,9 +120,7 @@ static void table_refit(const float *t, int n, float mn, float mx, float *bs, fl
 // [max - 127 scale, min], stepped by fractions of one scale below min, as shifting the offset by a
 // whole scale only shifts the codes), the pair with the least squared error; then a least-squares
 // refit of scale and offset to the chosen codes, kept when it lowers the error within those bounds.
-// The grid is fine because the result is sensitive to it: in a one-off experiment (code not kept)
-// that replaced the test model's 4-bit float tables by their codes, 16 scales x 8 offsets raised
-// perplexity by 0.84%, 100 x 8 by none (-0.03%, 4 windows). Time per row: scripts/lut_kernel_harness.c.
+// The grid is this fine because perplexity is sensitive to it (docs/kernels.md).
 static void table_search_scalar(const float *t, int n, float mn, float mx, float *scale, float *offset) {
     float base = (mx - mn) / 127;
     float bs = base, bo = mn, be = table_error_scalar(t, n, base, mn);
@@ -426,7 +396,7 @@ T_AVX2 static INL void f32_row4(const uint8_t *w, const float *lut, const float 
         acc[0][0] = _mm256_add_ps(acc[0][0], extra0);
         acc[0][1] = _mm256_add_ps(acc[0][1], extra1);
     }
-    for (int t = 0; t < NT; t++) y[t * ldy] = hsum8(_mm256_add_ps(acc[t][0], acc[t][1]));
+    for (int t = 0; t < NT; t++) y[t * ldy] = sq_hsum8(_mm256_add_ps(acc[t][0], acc[t][1]));
 }
 
 // Float path, 3 bits.
@@ -453,7 +423,7 @@ T_AVX2 static INL void f32_row3(const uint8_t *w, const float *lut, const float 
             }
         }
     }
-    for (int t = 0; t < NT; t++) y[t * ldy] = hsum8(_mm256_add_ps(acc[t][0], acc[t][1]));
+    for (int t = 0; t < NT; t++) y[t * ldy] = sq_hsum8(_mm256_add_ps(acc[t][0], acc[t][1]));
 }
 
 // int8 dot of 32 table codes (unsigned, at most 127) with 32 signed activations: 8 int32 partial
@@ -471,278 +441,26 @@ T_AVX2 static INL __m256i setbit_avx2(__m256i lo, __m256i hb, __m256i M) {
     return _mm256_sub_epi8(lo, _mm256_cmpeq_epi8(_mm256_and_si256(hb, M), M));
 }
 
-// Block B of a 4-bit row into the accumulators acc[t][S] of NT tokens. A macro, so that S is a
-// constant: an index of b & 1 (or an accumulator array passed to a helper) put the accumulators on
-// the stack, a store-forwarding chain. Expects w, tab, m0f, xq, d, nb, kpad, acc and NT in scope.
-#define I8_BLOCK4(DOT64, B, S)                                                                           \
-    do {                                                                                                 \
-        __m256i v = _mm256_load_si256((const __m256i *)(w + 32 * (B)));                                \
-        __m256i tv0 = _mm256_shuffle_epi8(tab, _mm256_and_si256(v, m0f));                              \
-        __m256i tv1 = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f));        \
-        for (int t = 0; t < NT; t++)                                                                     \
-            acc[t][S] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT64(tv0, tv1, xq + t * kpad + 64 * (B))),   \
-                                        _mm256_set1_ps(d[t * nb + (B)]), acc[t][S]);                     \
-    } while (0)
-
 // Rows of at most this many (padded) inputs use the chain order below, longer rows the pair order.
 #define SQ_I8_CHAIN_MAX_K 2048
 
-// The int8 kernels of one instruction set (ATTR, suffix SFX), from its block dot product
-// DOT64(tv0, tv1, xs), its 3-bit index merge SETBIT(lo, hb, M) and horizontal sum HSUM.
-//
-// A matrix computes every (row, token) sum in one order whatever the number of tokens, so a token's
-// result does not depend on the batch it is decoded in (batched decoding gives the same logits as
-// decoding alone), with y = hsum(acc) * scale + offset * sx and acc = fma(float(dot), d[block], acc):
-// - chain order (rows of at most SQ_I8_CHAIN_MAX_K inputs): one accumulator, blocks in order. One
-//   token runs two rows at once (two chains of FMA latency), one from each half of the row range
-//   (two far-apart sequential streams, as the F16 GEMV reads); several tokens share each row's
-//   decoded codes, up to 8 per pass.
-// - pair order (longer rows): even blocks into one accumulator, odd blocks into another, so one row
-//   alone has two chains; up to 4 tokens per pass (8 would need 16 accumulators: they spill, 8
-//   tokens then ran at 8-11 products per cycle instead of 18-20).
-// Measured in cache (scripts/lut_kernel_harness.c, 4 bits, products per cycle, chain / pair): rows
-// of 576 inputs, 1 token 12.3 / 10.4, 8 tokens 20.7 / 17.9; 4096 inputs, 1 token 13.3 / 14.0. From
-// DRAM, `squeeze bench` times of the 4096-wide GEMV moved by 10-20% with code layout alone (the same
-// kernel after an unrelated function was added), so only the in-cache figures decided.
-//
-// 4 bits: a 64-weight chunk (32 bytes, low nibbles then high nibbles) is one activation block.
-// 3 bits: a 128-weight chunk (48 bytes) is two activation blocks.
-#define DEF_I8_KERNELS(ATTR, SFX, DOT64, SETBIT, HSUM)                                                   \
-    ATTR static INL void i8_row4_##SFX(const uint8_t *w, const uint8_t *qt, float sc, float off,         \
-                                       const int8_t *xq, const float *d, const float *sx, float *y,      \
-                                       int64_t ldy, int64_t kpad, const int NT) {                        \
-        const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt));         \
-        const __m256i m0f = _mm256_set1_epi8(15);                                                        \
-        const int64_t nb = kpad / QB;                                                                    \
-        __m256 acc[8];                                                                                   \
-        for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();                                       \
-        for (int64_t b = 0; b < nb; b++) {                                                               \
-            __m256i v = _mm256_load_si256((const __m256i *)(w + 32 * b));                              \
-            __m256i tv0 = _mm256_shuffle_epi8(tab, _mm256_and_si256(v, m0f));                          \
-            __m256i tv1 = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f));    \
-            for (int t = 0; t < NT; t++)                                                                 \
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT64(tv0, tv1, xq + t * kpad + 64 * b)),    \
-                                         _mm256_set1_ps(d[t * nb + b]), acc[t]);                         \
-        }                                                                                                \
-        for (int t = 0; t < NT; t++) y[t * ldy] = HSUM(acc[t]) * sc + off * sx[t];                       \
-    }                                                                                                    \
-    /* One token, rows r and r + dr (packed rows rb bytes apart, tables dq bytes apart). */             \
-    ATTR static INL void i8_rows4x2_##SFX(const uint8_t *w, int64_t rb, const uint8_t *qt, int64_t dq,  \
-                                          const float *sc, const float *off, int64_t dr, const int8_t *xq, \
-                                          const float *d, float sx, float *y, int64_t kpad) {            \
-        const __m256i tab0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt));        \
-        const __m256i tab1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(qt + dq))); \
-        const __m256i m0f = _mm256_set1_epi8(15);                                                        \
-        const int64_t nb = kpad / QB;                                                                    \
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                                       \
-        for (int64_t b = 0; b < nb; b++) {                                                               \
-            __m256i v0 = _mm256_load_si256((const __m256i *)(w + 32 * b));                             \
-            __m256i v1 = _mm256_loadu_si256((const __m256i *)(w + rb + 32 * b));                       \
-            __m256 db = _mm256_set1_ps(d[b]);                                                            \
-            __m256i p0 = DOT64(_mm256_shuffle_epi8(tab0, _mm256_and_si256(v0, m0f)),                     \
-                               _mm256_shuffle_epi8(tab0, _mm256_and_si256(_mm256_srli_epi16(v0, 4), m0f)), xq + 64 * b); \
-            __m256i p1 = DOT64(_mm256_shuffle_epi8(tab1, _mm256_and_si256(v1, m0f)),                     \
-                               _mm256_shuffle_epi8(tab1, _mm256_and_si256(_mm256_srli_epi16(v1, 4), m0f)), xq + 64 * b); \
-            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), db, a0);                                        \
-            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), db, a1);                                        \
-        }                                                                                                \
-        y[0] = HSUM(a0) * sc[0] + off[0] * sx;                                                           \
-        y[dr] = HSUM(a1) * sc[dr] + off[dr] * sx;                                                        \
-    }                                                                                                    \
-    /* The 3-bit codes of one 128-weight chunk at wc: tv[s] for weights 32s..32s+31. */                 \
-    ATTR static INL void i8_codes3_##SFX(const uint8_t *wc, __m256i tab, __m256i tv[4]) {                 \
-        const __m256i m06 = _mm256_set1_epi8(6);                                                         \
-        __m256i v = _mm256_loadu_si256((const __m256i *)wc);                                           \
-        __m256i hb = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(wc + 32)));         \
-        for (int s = 0; s < 4; s++) {                                                                    \
-            __m256i M = _mm256_set_m128i(_mm_set1_epi8((char)(1 << (4 + s))), _mm_set1_epi8((char)(1 << s))); \
-            __m256i lo = _mm256_and_si256(s == 0 ? _mm256_slli_epi16(v, 1) : _mm256_srli_epi16(v, 2 * s - 1), m06); \
-            tv[s] = _mm256_shuffle_epi8(tab, SETBIT(lo, hb, M));                                         \
-        }                                                                                                \
-    }                                                                                                    \
-    ATTR static INL void i8_row3_##SFX(const uint8_t *w, const uint8_t *qt, float sc, float off,         \
-                                       const int8_t *xq, const float *d, const float *sx, float *y,      \
-                                       int64_t ldy, int64_t kpad, const int NT) {                        \
-        const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt));         \
-        const int64_t nb = kpad / QB;                                                                    \
-        __m256 acc[8];                                                                                   \
-        for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();                                       \
-        for (int64_t c = 0; c < kpad / 128; c++) {                                                       \
-            __m256i tv[4];                                                                               \
-            i8_codes3_##SFX(w + 48 * c, tab, tv);                                                        \
-            for (int t = 0; t < NT; t++) {                                                               \
-                const int8_t *xs = xq + t * kpad + 128 * c;                                              \
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT64(tv[0], tv[1], xs)),                     \
-                                         _mm256_set1_ps(d[t * nb + 2 * c]), acc[t]);                     \
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT64(tv[2], tv[3], xs + 64)),                \
-                                         _mm256_set1_ps(d[t * nb + 2 * c + 1]), acc[t]);                 \
-            }                                                                                            \
-        }                                                                                                \
-        for (int t = 0; t < NT; t++) y[t * ldy] = HSUM(acc[t]) * sc + off * sx[t];                       \
-    }                                                                                                    \
-    ATTR static INL void i8_rows3x2_##SFX(const uint8_t *w, int64_t rb, const uint8_t *qt, int64_t dq,  \
-                                          const float *sc, const float *off, int64_t dr, const int8_t *xq, \
-                                          const float *d, float sx, float *y, int64_t kpad) {            \
-        const __m256i tab0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt));        \
-        const __m256i tab1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(qt + dq))); \
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                                       \
-        for (int64_t c = 0; c < kpad / 128; c++) {                                                       \
-            __m256i t0[4], t1[4];                                                                        \
-            i8_codes3_##SFX(w + 48 * c, tab0, t0);                                                       \
-            i8_codes3_##SFX(w + rb + 48 * c, tab1, t1);                                                  \
-            const int8_t *xs = xq + 128 * c;                                                             \
-            __m256 d0 = _mm256_set1_ps(d[2 * c]), d1 = _mm256_set1_ps(d[2 * c + 1]);                     \
-            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT64(t0[0], t0[1], xs)), d0, a0);                   \
-            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT64(t1[0], t1[1], xs)), d0, a1);                   \
-            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT64(t0[2], t0[3], xs + 64)), d1, a0);              \
-            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT64(t1[2], t1[3], xs + 64)), d1, a1);              \
-        }                                                                                                \
-        y[0] = HSUM(a0) * sc[0] + off[0] * sx;                                                           \
-        y[dr] = HSUM(a1) * sc[dr] + off[dr] * sx;                                                        \
-    }                                                                                                    \
-    /* Pair order, 4 bits. */                                                                           \
-    ATTR static INL void i8_row4p_##SFX(const uint8_t *w, const uint8_t *qt, float sc, float off,        \
-                                        const int8_t *xq, const float *d, const float *sx, float *y,     \
-                                        int64_t ldy, int64_t kpad, const int NT) {                       \
-        const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt));         \
-        const __m256i m0f = _mm256_set1_epi8(15);                                                        \
-        const int64_t nb = kpad / QB;                                                                    \
-        __m256 acc[4][2];                                                                                \
-        for (int t = 0; t < NT; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();                       \
-        int64_t b = 0;                                                                                   \
-        for (; b + 2 <= nb; b += 2) {                                                                    \
-            I8_BLOCK4(DOT64, b, 0);                                                                      \
-            I8_BLOCK4(DOT64, b + 1, 1);                                                                  \
-        }                                                                                                \
-        if (b < nb) I8_BLOCK4(DOT64, b, 0);                                                              \
-        for (int t = 0; t < NT; t++) y[t * ldy] = HSUM(_mm256_add_ps(acc[t][0], acc[t][1])) * sc + off * sx[t]; \
-    }                                                                                                    \
-    /* Pair order, 3 bits: a chunk's first block into acc[t][0], its second into acc[t][1]. */        \
-    ATTR static INL void i8_row3p_##SFX(const uint8_t *w, const uint8_t *qt, float sc, float off,        \
-                                        const int8_t *xq, const float *d, const float *sx, float *y,     \
-                                        int64_t ldy, int64_t kpad, const int NT) {                       \
-        const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt));         \
-        const int64_t nb = kpad / QB;                                                                    \
-        __m256 acc[4][2];                                                                                \
-        for (int t = 0; t < NT; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();                       \
-        for (int64_t c = 0; c < kpad / 128; c++) {                                                       \
-            __m256i tv[4];                                                                               \
-            i8_codes3_##SFX(w + 48 * c, tab, tv);                                                        \
-            for (int t = 0; t < NT; t++) {                                                               \
-                const int8_t *xs = xq + t * kpad + 128 * c;                                              \
-                acc[t][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT64(tv[0], tv[1], xs)),                  \
-                                            _mm256_set1_ps(d[t * nb + 2 * c]), acc[t][0]);               \
-                acc[t][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT64(tv[2], tv[3], xs + 64)),             \
-                                            _mm256_set1_ps(d[t * nb + 2 * c + 1]), acc[t][1]);           \
-            }                                                                                            \
-        }                                                                                                \
-        for (int t = 0; t < NT; t++) y[t * ldy] = HSUM(_mm256_add_ps(acc[t][0], acc[t][1])) * sc + off * sx[t]; \
-    }                                                                                                    \
-    DEF_I8_TILE(ATTR, gemm_i8_4_##SFX, i8_row4_##SFX, i8_rows4x2_##SFX, i8_row4p_##SFX, 0)               \
-    DEF_I8_TILE(ATTR, gemm_i8_3_##SFX, i8_row3_##SFX, i8_rows3x2_##SFX, i8_row3p_##SFX, 1)
+#define I8_ATTR T_AVX2
+#define I8_SFX avx2
+#define I8_DOT64 dot64_avx2
+#define I8_SETBIT setbit_avx2
+#define I8_HSUM sq_hsum8
+#include "lut_i8_kernels.h"
 
-// Pair-order rows [r0, r1) for m tokens: row blocks x token blocks (SQ_BLOCKED_LOOPS), each row for
-// 4 tokens at a time, then the rest. PF: prefetch the row 4 ahead in software. These rows are long
-// (2 KB and more at 4 bits), and the hardware prefetchers follow them: with the software prefetch the
-// 4-bit 4096x4096 GEMV from DRAM took 668-709 us, without 508-534 us; 3 bits gained 2-4% with it
-// (11008x4096), so only they keep it.
-#define DEF_I8_TILE_PAIR(ATTR, NAME, ROWP, PF)                                                           \
-    ATTR static void NAME(const uint8_t *w, const uint8_t *qt, const float *scale, const float *offset,  \
-                          const int8_t *xq, const float *d, const float *sx, int64_t m, float *y,        \
-                          int64_t ldy, int64_t kpad, int64_t rb, int64_t r0, int64_t r1) {               \
-        const int64_t nb = kpad / QB;                                                                    \
-        SQ_BLOCKED_LOOPS                                                                                 \
-            const uint8_t *wr = w + r * rb;                                                              \
-            const uint8_t *tr = qt + r * 16;                                                             \
-            if (PF && tb == 0)                                                                           \
-                for (int64_t o = 0; o < rb; o += 64) _mm_prefetch((const char *)(wr + 4 * rb + o), _MM_HINT_T0); \
-            int64_t t = tb;                                                                              \
-            for (; t + 4 <= te; t += 4)                                                                  \
-                ROWP(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 4); \
-            switch (te - t) {                                                                            \
-            case 3: ROWP(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 3); break; \
-            case 2: ROWP(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 2); break; \
-            case 1: ROWP(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 1); break; \
-            default: break;                                                                              \
-            }                                                                                            \
-        SQ_BLOCKED_LOOPS_END                                                                             \
-    }
 
-// Rows [r0, r1) for m tokens, in the matrix's order (above): longer rows go to the pair-order tile;
-// in chain order one token takes rows in pairs (ROW2), one from each half of the range, several
-// tokens go by row blocks x token blocks, each row for 8 tokens at a time, then the rest.
-#define DEF_I8_TILE(ATTR, NAME, ROW, ROW2, ROWP, PF)                                                     \
-    DEF_I8_TILE_PAIR(ATTR, NAME##_pair, ROWP, PF)                                                        \
-    ATTR static void NAME(const uint8_t *w, const uint8_t *qt, const float *scale, const float *offset,  \
-                          const int8_t *xq, const float *d, const float *sx, int64_t m, float *y,        \
-                          int64_t ldy, int64_t kpad, int64_t rb, int64_t r0, int64_t r1) {               \
-        if (kpad > SQ_I8_CHAIN_MAX_K) {                                                                  \
-            NAME##_pair(w, qt, scale, offset, xq, d, sx, m, y, ldy, kpad, rb, r0, r1);                    \
-            return;                                                                                      \
-        }                                                                                                \
-        const int64_t nb = kpad / QB;                                                                    \
-        if (m == 1) {                                                                                    \
-            /* Rows j and j + h from the two halves of the range: two far-apart sequential streams */  \
-            /* (adjacent rows were 25% slower from DRAM on 4096-wide rows). */                          \
-            const int64_t h = (r1 - r0) / 2;                                                             \
-            for (int64_t r = r0; r < r0 + h; r++) {                                                      \
-                const uint8_t *wr = w + r * rb;                                                          \
-                /* Rows are short (a few hundred bytes): fetch the ones 4 rows ahead. No faults. */     \
-                for (int64_t o = 0; o < rb; o += 64) {                                                   \
-                    _mm_prefetch((const char *)(wr + 4 * rb + o), _MM_HINT_T0);                          \
-                    _mm_prefetch((const char *)(wr + (h + 4) * rb + o), _MM_HINT_T0);                    \
-                }                                                                                        \
-                ROW2(wr, h * rb, qt + r * 16, h * 16, scale + r, offset + r, h, xq, d, sx[0], y + r, kpad); \
-            }                                                                                            \
-            if ((r1 - r0) & 1) {                                                                         \
-                int64_t r = r1 - 1;                                                                      \
-                ROW(w + r * rb, qt + r * 16, scale[r], offset[r], xq, d, sx, y + r, ldy, kpad, 1);       \
-            }                                                                                            \
-            return;                                                                                      \
-        }                                                                                                \
-        SQ_BLOCKED_LOOPS                                                                                 \
-            const uint8_t *wr = w + r * rb;                                                              \
-            const uint8_t *tr = qt + r * 16;                                                             \
-            if (tb == 0)                                                                                 \
-                for (int64_t o = 0; o < rb; o += 64) _mm_prefetch((const char *)(wr + 4 * rb + o), _MM_HINT_T0); \
-            int64_t t = tb;                                                                              \
-            for (; t + 8 <= te; t += 8)                                                                  \
-                ROW(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 8); \
-            switch (te - t) {                                                                            \
-            case 7: ROW(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 7); break; \
-            case 6: ROW(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 6); break; \
-            case 5: ROW(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 5); break; \
-            case 4: ROW(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 4); break; \
-            case 3: ROW(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 3); break; \
-            case 2: ROW(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 2); break; \
-            case 1: ROW(wr, tr, scale[r], offset[r], xq + t * kpad, d + t * nb, sx + t, y + t * ldy + r, ldy, kpad, 1); break; \
-            default: break;                                                                              \
-            }                                                                                            \
-        SQ_BLOCKED_LOOPS_END                                                                             \
-    }
-
-DEF_I8_KERNELS(T_AVX2, avx2, dot64_avx2, setbit_avx2, hsum8)
-
-// Float-table GEMM tile over blocked rows and tokens, 4 tokens per row pass; ATTR is the variant's
-// target attribute (the AVX-512 variants below use it too).
-#define DEF_TILE_F32(NAME, ATTR, ROW)                                                                    \
-    ATTR static void NAME(const uint8_t *w, const float *lut, const float *x, int64_t ldx, int64_t m,    \
-                          float *y, int64_t ldy, int64_t kpad, int64_t rb, int64_t r0, int64_t r1) {     \
-        SQ_BLOCKED_LOOPS                                                                                 \
-            const uint8_t *wr = w + r * rb;                                                              \
-            const float *tr = lut + r * 16;                                                              \
-            int64_t t = tb;                                                                              \
-            for (; t + 4 <= te; t += 4) ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 4);   \
-            switch (te - t) {                                                                            \
-            case 3: ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 3); break;                 \
-            case 2: ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 2); break;                 \
-            case 1: ROW(wr, tr, x + t * ldx, ldx, y + t * ldy + r, ldy, kpad, 1); break;                 \
-            default: break;                                                                              \
-            }                                                                                            \
-        SQ_BLOCKED_LOOPS_END                                                                             \
-    }
-DEF_TILE_F32(gemm_f32_4_avx2, T_AVX2, f32_row4)
-DEF_TILE_F32(gemm_f32_3_avx2, T_AVX2, f32_row3)
+// The float-table GEMM tiles (row blocks x token blocks, 4 tokens per row pass).
+#define F32_TILE_NAME gemm_f32_4_avx2
+#define F32_TILE_ATTR T_AVX2
+#define F32_TILE_ROW f32_row4
+#include "lut_f32_tile.h"
+#define F32_TILE_NAME gemm_f32_3_avx2
+#define F32_TILE_ATTR T_AVX2
+#define F32_TILE_ROW f32_row3
+#include "lut_f32_tile.h"
 
 #endif
 
@@ -801,12 +519,6 @@ T_AVX512 static INL void f32_row3_512(const uint8_t *w, const float *lut, const 
 
 // int8 path with VNNI: vpdpbusd multiplies the unsigned table codes by the signed activations and
 // accumulates in int32, one instruction per 32 products.
-T_VNNI static INL float hsum8_512(__m256 v) {
-    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
 T_VNNI static INL __m256i dot64_vnni(__m256i tv0, __m256i tv1, const int8_t *xs) {
     __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), tv0, _mm256_load_si256((const __m256i *)xs));
     return _mm256_dpbusd_epi32(p, tv1, _mm256_load_si256((const __m256i *)(xs + 32)));
@@ -814,10 +526,21 @@ T_VNNI static INL __m256i dot64_vnni(__m256i tv0, __m256i tv1, const int8_t *xs)
 T_VNNI static INL __m256i setbit_vnni(__m256i lo, __m256i hb, __m256i M) {
     return _mm256_mask_add_epi8(lo, _mm256_test_epi8_mask(hb, M), lo, _mm256_set1_epi8(1));
 }
-DEF_I8_KERNELS(T_VNNI, vnni, dot64_vnni, setbit_vnni, hsum8_512)
+#define I8_ATTR T_VNNI
+#define I8_SFX vnni
+#define I8_DOT64 dot64_vnni
+#define I8_SETBIT setbit_vnni
+#define I8_HSUM sq_hsum8
+#include "lut_i8_kernels.h"
 
-DEF_TILE_F32(gemm_f32_4_avx512, T_AVX512, f32_row4_512)
-DEF_TILE_F32(gemm_f32_3_avx512, T_AVX512, f32_row3_512)
+#define F32_TILE_NAME gemm_f32_4_avx512
+#define F32_TILE_ATTR T_AVX512
+#define F32_TILE_ROW f32_row4_512
+#include "lut_f32_tile.h"
+#define F32_TILE_NAME gemm_f32_3_avx512
+#define F32_TILE_ATTR T_AVX512
+#define F32_TILE_ROW f32_row3_512
+#include "lut_f32_tile.h"
 
 #endif
 

@@ -3,13 +3,9 @@
 // AVX2 variant with run-time dispatch and a portable scalar variant computing the same integer sums.
 #include "sq_q8.h"
 #include "sq_dense.h"
+#include "sq_isa.h"
 #include <math.h>
 #include <stdlib.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define SQ_X86 1
-#define T_AVX2 __attribute__((target("avx2,fma,f16c")))
-#endif
 
 static void quantize_block(const float *v, int64_t n, int8_t *q, float *d) {
     float amax = 0;
@@ -73,12 +69,6 @@ T_AVX2 static inline __m256 block_dot(__m256i w, __m256i ax, __m256i sx, __m256i
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
 }
 
-T_AVX2 static inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 T_AVX2 static void gemm_avx2(const int8_t *wq, const float *wd, int64_t kpad, const int8_t *xq, const float *xd,
                              int64_t m, float *y, int64_t ldy, int64_t r0, int64_t r1) {
@@ -112,7 +102,7 @@ T_AVX2 static void gemm_avx2(const int8_t *wq, const float *wd, int64_t kpad, co
                 a3 = _mm256_fmadd_ps(block_dot(_mm256_load_si256((const __m256i *)(w3 + b * SQ_Q8_BLOCK)), ax, xv, ones), _mm256_mul_ps(_mm256_set1_ps(d3[b]), s), a3);
             }
             float *yt = y + t * ldy + r;
-            yt[0] = hsum(a0); yt[q] = hsum(a1); yt[2 * q] = hsum(a2); yt[3 * q] = hsum(a3);
+            yt[0] = sq_hsum8(a0); yt[q] = sq_hsum8(a1); yt[2 * q] = sq_hsum8(a2); yt[3 * q] = sq_hsum8(a3);
         }
     }
     for (int64_t r = r0 + 4 * q; r < r1; r++) {
@@ -128,7 +118,7 @@ T_AVX2 static void gemm_avx2(const int8_t *wq, const float *wd, int64_t kpad, co
                 a0 = _mm256_fmadd_ps(block_dot(_mm256_load_si256((const __m256i *)(w0 + b * SQ_Q8_BLOCK)), ax, xv, ones),
                                      _mm256_set1_ps(d0[b] * dx[b]), a0);
             }
-            y[t * ldy + r] = hsum(a0);
+            y[t * ldy + r] = sq_hsum8(a0);
         }
     }
 }

@@ -1,28 +1,12 @@
 // Sparse products (y += S x) in sliced ELL form with rows sorted inside windows (see sq_sparse.h).
-//
-// Why slices: the sparse part of a SqueezeLLM layer has about 3 nonzeros per row, with counts that
-// vary from 0 to over 100. One nonzero at a time (y[row] += v * x[col], the previous layout, with the
-// rows of a group interleaved so that neighbouring sums wrote different rows) costs a load of the
-// row, a load, add and store of y, and a scalar product per nonzero: about 1.0 ns per nonzero in cache
-// on the model's own matrices (Zen 3). A slice of 8 lanes sums 8 nonzeros with one multiply-add and
-// writes y once per chunk: 0.47-0.52 ns per nonzero in cache, padding included
-// (scripts/sparse_layout/run.sh; with dense weights streamed between products, as in decoding, both
-// layouts' figures varied too much between runs to compare).
-//
-// Why the columns are loaded one by one: with `vgatherdps` the same product took 0.66-0.87 ns per
-// nonzero on the model's matrices and 0.53-0.62 on uniform ones, with eight `vmovss`/`vinsertps` pairs
-// 0.47-0.63 and 0.33-0.43 (run.sh above; Zen 3 gathers are slow). The compact path reads its eight 16-bit
-// columns with two 64-bit loads and shifts (fewer loads: the loop is load-bound).
+// Slices of 8 lanes sum 8 nonzeros per multiply-add and write y once per chunk; columns are loaded one
+// by one, not gathered (gathers are slow on AMD Zen). Why and figures: docs/sparse-layout.md.
 #include "sq_sparse.h"
 #include "sq_dense.h"
+#include "sq_isa.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define SQ_X86 1
-#define T_AVX2 __attribute__((target("avx2,fma,f16c")))
-#endif
 
 #define L SQ_SELL_LANES
 
@@ -175,30 +159,19 @@ T_AVX2 static inline void slice_wide_avx2(const sq_csr *s, int64_t j0, int64_t j
 // One token over windows [r0 / W, ceil(r1 / W)) for rows [r0, r1), with SLICE inlined (one body per
 // variant). Several tokens run one after another (the slices stay in cache), so a token's sums never
 // depend on the others.
-#define DEF_SPMV(NAME, ATTR, SLICE)                                                                       \
-    ATTR static void NAME(const sq_csr *s, const float *x, float *y, int64_t r0, int64_t r1) {              \
-        const int64_t W = s->window, wa = r0 / W, wb = (r1 + W - 1) / W;                                    \
-        const int32_t *ws = s->window_slices, *sl = s->slice_levels;                                        \
-        float acc[L];                                                                                       \
-        for (int64_t w = wa; w < wb; w++) {                                                                 \
-            float *yw = y + w * W;                                                                          \
-            /* lanes whose row offset o has o - lo < n (unsigned) are written: empty lanes (0xFFFF) never */ \
-            const int64_t lo = r0 > w * W ? r0 - w * W : 0, hi = r1 - w * W < W ? r1 - w * W : W;           \
-            const uint64_t n = (uint64_t)(hi - lo);                                                         \
-            for (int64_t k = ws[w]; k < ws[w + 1]; k++) {                                                   \
-                SLICE(s, sl[k], sl[k + 1], x, acc);                                                         \
-                const uint16_t *lanes = s->lane_rows + k * L;                                               \
-                for (int l = 0; l < L; l++) {                                                               \
-                    const int64_t o = lanes[l];                                                             \
-                    if ((uint64_t)(o - lo) < n) yw[o] += acc[l];                                            \
-                }                                                                                           \
-            }                                                                                               \
-        }                                                                                                   \
-    }
-DEF_SPMV(spmv_plain, , slice_plain)
+#define SPMV_NAME spmv_plain
+#define SPMV_ATTR
+#define SPMV_SLICE slice_plain
+#include "sparse_spmv.h"
 #ifdef SQ_X86
-DEF_SPMV(spmv_compact_avx2, T_AVX2, slice_compact_avx2)
-DEF_SPMV(spmv_wide_avx2, T_AVX2, slice_wide_avx2)
+#define SPMV_NAME spmv_compact_avx2
+#define SPMV_ATTR T_AVX2
+#define SPMV_SLICE slice_compact_avx2
+#include "sparse_spmv.h"
+#define SPMV_NAME spmv_wide_avx2
+#define SPMV_ATTR T_AVX2
+#define SPMV_SLICE slice_wide_avx2
+#include "sparse_spmv.h"
 #endif
 
 void sq_csr_spmm_range(const sq_csr *s, const float *x, int64_t ldx, int64_t m, float *y, int64_t ldy, int64_t r0,

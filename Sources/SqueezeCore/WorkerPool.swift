@@ -31,10 +31,8 @@ public final class WorkerPool: @unchecked Sendable {
 
     /// Calls `body(task, thread)` for every task in 0..<count, spread over up to `threads` threads.
     /// Tasks may run in any order and concurrently; `thread` is in 0..<threadCount.
-    /// The C pool gets the address of `body` itself, valid for the whole run (the run is fork-join,
-    /// so `body` never outlives the call); turning the non-escaping `body` into a value whose address
-    /// can be taken still costs a heap-allocated context per call, so hot loops use
-    /// `run(tasks:threads:context:_:)` instead.
+    /// Handing a closure to the C pool costs a heap-allocated context per call, so hot loops put their
+    /// state in a `PoolJob` and call `run(tasks:threads:job:)` instead.
     public func run(tasks count: Int, threads: Int? = nil, _ body: (Int, Int) -> Void) {
         if count <= 0 { return }
         let t = min(threads ?? defaultThreads, threadCount)
@@ -51,10 +49,30 @@ public final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    /// Calls the C function `fn(context, task, thread)` for every task in 0..<count, spread over up
-    /// to `threads` threads, as `run(tasks:threads:_:)` does. For the hottest loops: a Swift closure
-    /// handed to the C pool needs a heap-allocated context (`withoutActuallyEscaping`), this needs
-    /// none; `context` (usually a struct on the caller's stack) must stay valid for the call.
+    /// Calls `job.run(task:thread:)` for every task in 0..<count, spread over up to `threads` threads,
+    /// as `run(tasks:threads:_:)` does, without allocating: the pool reads the job in place (`inout`
+    /// only pins its address; tasks must not mutate it). The way to hand hot loops to the pool.
+    public func run<Job: PoolJob>(tasks count: Int, threads: Int? = nil, job: inout Job) {
+        if count <= 0 { return }
+        let t = min(threads ?? defaultThreads, threadCount)
+        if count == 1 || t <= 1 {
+            for i in 0..<count { job.run(task: i, thread: 0) }
+            return
+        }
+        withUnsafeMutablePointer(to: &job) { p in
+            var ref = PoolJobRef(job: UnsafeMutableRawPointer(p), type: Job.self)
+            withUnsafeMutablePointer(to: &ref) {
+                sq_pool_run(pool, { ctx, task, thread in
+                    let ref = ctx!.assumingMemoryBound(to: PoolJobRef.self)
+                    runPoolJob(ref.pointee.type, ref.pointee.job, Int(task), Int(thread))
+                }, $0, Int64(count), Int32(t))
+            }
+        }
+    }
+
+    /// Calls the C function `fn(context, task, thread)` for every task in 0..<count. Superseded by
+    /// `run(tasks:threads:job:)`, which keeps C function pointers out of the API.
+    @available(*, deprecated, message: "put the state in a PoolJob and call run(tasks:threads:job:)")
     public func run(tasks count: Int, threads: Int? = nil, context: UnsafeMutableRawPointer, _ fn: sq_task_fn) {
         if count <= 0 { return }
         let t = min(threads ?? defaultThreads, threadCount)
@@ -89,6 +107,27 @@ public final class WorkerPool: @unchecked Sendable {
             body(lo..<min(count, lo + per), thread)
         }
     }
+}
+
+/// The state of a parallel loop and its body: `WorkerPool.run(tasks:threads:job:)` calls
+/// `run(task:thread:)` once per task, concurrently, on the job in place.
+///
+/// Keep the inputs in stored properties (pointers, counts, class references); the pool never copies
+/// or allocates, so a job on the caller's stack makes a dispatch allocation-free.
+public protocol PoolJob {
+    /// Runs task `task` (0..<count) on worker `thread` (0..<threadCount).
+    func run(task: Int, thread: Int)
+}
+
+/// What the C pool's context points to while a `PoolJob` runs: the job and its type.
+private struct PoolJobRef {
+    let job: UnsafeMutableRawPointer
+    let type: any PoolJob.Type
+}
+
+/// Runs task `task` of the job at `job`, of type J (opened from the `PoolJobRef`'s metatype).
+private func runPoolJob<J: PoolJob>(_: J.Type, _ job: UnsafeMutableRawPointer, _ task: Int, _ thread: Int) {
+    job.assumingMemoryBound(to: J.self).pointee.run(task: task, thread: thread)
 }
 
 #if canImport(Glibc)

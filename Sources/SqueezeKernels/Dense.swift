@@ -57,13 +57,12 @@ public final class DenseMatrix: LinearOperator, @unchecked Sendable {
     }
 
     public func gemv(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, pool: WorkerPool) {
-        // Row blocks dispatched through a job on the stack and a C task function (no allocation per
-        // product), each computed as gemvRows does.
+        // Row blocks through a job on the stack (no allocation per product), each as gemvRows does.
         let block = pool.blockLength(rows, minBlock: 64, blocksPerThread: 4)
         let dtype: Int32 = tensor.dtype == .f32 ? 0 : (tensor.dtype == .f16 ? 1 : 2)
-        var job = sq_gemv_job(dtype: dtype, w: UnsafeRawPointer(tensor.data), k: Int64(columns), x: x, y: y,
-                              rows: Int64(rows), block: Int64(block))
-        withUnsafeMutablePointer(to: &job) { pool.run(tasks: (rows + block - 1) / block, context: $0, sq_gemv_task) }
+        var job = GEMVJob(c: sq_gemv_job(dtype: dtype, w: UnsafeRawPointer(tensor.data), k: Int64(columns), x: x, y: y,
+                                         rows: Int64(rows), block: Int64(block)))
+        pool.run(tasks: (rows + block - 1) / block, job: &job)
     }
 
     public func gemm(_ x: UnsafePointer<Float>, ldx: Int, m: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int, pool: WorkerPool) {

@@ -18,9 +18,8 @@ public enum LUTMode: String, Sendable, CaseIterable, CustomStringConvertible {
 /// How the sparse part of a `LUTMatrix` is scheduled.
 public enum SparseSchedule: String, Sendable, CaseIterable {
     /// Each thread adds the sparse rows of the dense row blocks it computed (no second parallel
-    /// section). Decode products give each thread one contiguous block of rows; cutting the blocks so
-    /// that dense rows plus nonzeros cost the same was measured and made no difference (the nonzeros
-    /// of the test model's halves differ by 14% on average, about 2% of a product).
+    /// section). Decode products give each thread one contiguous block of rows (balancing the blocks
+    /// by nonzeros made no difference: docs/sparse-layout.md).
     case fused
     /// A second parallel section split by nonzeros (`SparseCSRMatrix.addMultiply`). Decode products
     /// only: prefill adds the sparse values to the decoded row blocks in either schedule.
@@ -55,9 +54,8 @@ public final class LUTMatrix: @unchecked Sendable {
     public var sparseSchedule: SparseSchedule = .fused
 
     // The buffers' base addresses, read on every product: kept beside the sizes so that a product
-    // touches this object's first lines only, not each buffer object in turn (all of them are cold
-    // once a token's weights have streamed through the caches: about 1.6% of decoding went to these
-    // loads). Invariant: equal to packed/table/qtable/qscale/qoffset.pointer and, after `reserve`, to
+    // touches this object's first lines only, not each (cold) buffer object in turn (docs/kernels.md).
+    // Invariant: equal to packed/table/qtable/qscale/qoffset.pointer and, after `reserve`, to
     // xpad/xq/xd/xs.pointer.
     private let packedBase: UnsafeMutablePointer<UInt8>
     private let tableBase: UnsafeMutablePointer<Float>
@@ -275,19 +273,18 @@ public final class LUTMatrix: @unchecked Sendable {
             let q = xqBase, d = xdBase, sx = xsBase, nb = kpad / LUTMatrix.activationBlock
             if m >= 8 {
                 // One task per token, through a job on the stack (no allocation per product).
-                var job = sq_lut_quantize_job(x: x, ldx: Int64(ldx), k: Int64(k), kpad: Int64(kpad), xq: q, d: d, sx: sx)
-                withUnsafeMutablePointer(to: &job) { pool.run(tasks: m, threads: nt, context: $0, sq_lut_quantize_task) }
+                var job = LUTQuantizeJob(c: sq_lut_quantize_job(x: x, ldx: Int64(ldx), k: Int64(k), kpad: Int64(kpad), xq: q, d: d, sx: sx))
+                pool.run(tasks: m, threads: nt, job: &job)
             } else {
                 for t in 0..<m { sq_lut_quantize_x(x + t * ldx, Int64(k), Int64(kpad), q + t * kpad, d + t * nb, sx + t) }
             }
-            // One block of rows per thread, dispatched through a job on the stack (no allocation
-            // per product; a closure handed to the pool would need a heap context).
+            // One block of rows per thread, through a job on the stack (no allocation per product).
             let block = pool.blockLength(rows, minBlock: 16, blocksPerThread: 1, threads: nt)
             func dispatch(_ sp: UnsafePointer<sq_csr>?) {
-                var job = sq_lut_i8_job(bits: b, w: w, qt: qtableBase, scale: qscaleBase, offset: qoffsetBase,
-                                        xq: q, d: d, sx: sx, m: Int64(m), y: y, ldy: Int64(ldy), kpad: Int64(kpad),
-                                        sparse: sp, x: x, ldx: Int64(ldx), rows: Int64(rows), block: Int64(block))
-                withUnsafeMutablePointer(to: &job) { pool.run(tasks: (rows + block - 1) / block, threads: nt, context: $0, sq_lut_i8_task) }
+                var job = LUTInt8Job(c: sq_lut_i8_job(bits: b, w: w, qt: qtableBase, scale: qscaleBase, offset: qoffsetBase,
+                                                      xq: q, d: d, sx: sx, m: Int64(m), y: y, ldy: Int64(ldy), kpad: Int64(kpad),
+                                                      sparse: sp, x: x, ldx: Int64(ldx), rows: Int64(rows), block: Int64(block)))
+                pool.run(tasks: (rows + block - 1) / block, threads: nt, job: &job)
             }
             if let f = fused { f.withDescriptor { dispatch($0) } } else { dispatch(nil) }
         }

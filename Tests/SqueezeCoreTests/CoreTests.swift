@@ -2,6 +2,17 @@ import Foundation
 import Testing
 import SqueezeCore
 
+/// Marks each task it runs, and whether its thread index was in range.
+private struct MarkJob: PoolJob {
+    let marks: UnsafeMutablePointer<Int32>
+    let threadOK: UnsafeMutablePointer<Int32>
+    let threads: Int
+    func run(task: Int, thread: Int) {
+        marks[task] += 1
+        threadOK[task] = thread >= 0 && thread < threads ? 1 : 0
+    }
+}
+
 @Suite struct CoreTests {
     @Test func alignedBuffersAre64ByteAlignedAndZeroed() {
         for n in [0, 1, 3, 17, 1000, 4097] {
@@ -36,12 +47,13 @@ import SqueezeCore
                 #expect(lengths.count == (count + block - 1) / block)
                 #expect(lengths.filter { $0 != block }.count <= 1)
             }
-            // The allocation-free run with a C task function and a context pointer.
+            // The allocation-free run of a PoolJob.
             let marks = AlignedBuffer<Int32>(count: max(count, 1))
-            pool.run(tasks: count, context: UnsafeMutableRawPointer(marks.pointer)) { ctx, task, thread in
-                ctx!.assumingMemoryBound(to: Int32.self)[Int(task)] += 1
-            }
+            let threadOK = AlignedBuffer<Int32>(count: max(count, 1))
+            var job = MarkJob(marks: marks.pointer, threadOK: threadOK.pointer, threads: pool.threadCount)
+            pool.run(tasks: count, job: &job)
             #expect(marks.toArray().prefix(count).allSatisfy { $0 == 1 })
+            #expect(threadOK.toArray().prefix(count).allSatisfy { $0 == 1 })
         }
     }
 

@@ -53,6 +53,30 @@ import SqueezeKernels
     }
 
     /// exp-based kernels: relative error 1e-6 (polynomial exp is within a few ulp).
+    /// The pooled SiLU product (a PoolJob over blocks of `blockLength`) equals the kernel run block by
+    /// block (a vector tail takes the scalar path), in place too.
+    @Test func pooledSiluMulMatchesKernel() {
+        var rng = Rng(s: 11)
+        let pool = WorkerPool(threads: 3)
+        for n in [1, 100, 8192, 8193, 40_000] {
+            let g = (0..<n).map { _ in rng.next() * 8 }, u = (0..<n).map { _ in rng.next() }
+            var want = [Float](repeating: 0, count: n)
+            let block = pool.blockLength(n, minBlock: 8192)
+            want.withUnsafeMutableBufferPointer { w in
+                g.withUnsafeBufferPointer { gb in
+                    u.withUnsafeBufferPointer { ub in
+                        for lo in stride(from: 0, to: n, by: block) {
+                            sq_silu_mul_f32(gb.baseAddress! + lo, ub.baseAddress! + lo, w.baseAddress! + lo, Int64(min(block, n - lo)))
+                        }
+                    }
+                }
+            }
+            var got = g
+            got.withUnsafeMutableBufferPointer { VectorOps.siluMul($0.baseAddress!, u, $0.baseAddress!, n, pool: pool) }
+            #expect(got == want, "n=\(n)")
+        }
+    }
+
     @Test func softmaxAndSiluMatchReference() {
         var rng = Rng(s: 7)
         for level in ISALevel.available {

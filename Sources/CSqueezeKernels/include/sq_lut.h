@@ -24,9 +24,7 @@ extern "C" {
 // with a float scale and offset per row: lut ~ scale * q + offset. Seven bits keep the pairwise
 // int16 sums of AVX2's vpmaddubsw exact (2 * 127 * 127 < 32768) against signed 8-bit activations, so
 // no sign trick is needed; the scale and offset are searched per row (least squared error of the
-// 2^bits entries). Measured on the test model's Fisher quantizations (`squeeze perplexity --kernels
-// fast`, 8 windows): the fast path costs +0.67% perplexity at 4 bits and +0.43% at 3 bits over exact
-// float tables, against +0.82% and +1.04% with the symmetric 8-bit codes (max|lut| / 127) it replaced.
+// 2^bits entries; its cost in perplexity: docs/kernels.md).
 //
 // Activations for the int8 path are quantized in blocks of SQ_LUT_QBLOCK: xq = round(x / d) with
 // d = max|x| / 127 per block. The padded tail must be zero. sx = sum_b d[b] * sum_{i in b} xq[i]

@@ -17,8 +17,7 @@ extern "C" {
 // or padding (column 0, value 0) when the chunk is shorter. One slice is then 8 independent sums
 // computed together (8 column loads, one 8-wide multiply-add per level) and added to their rows at the
 // end. SqueezeLLM's outliers have 0 to over 100 nonzeros per row; sorting keeps the padding small and
-// chunking keeps a long row from padding its slice (slots per nonzero on a 4-bit 0.45% model: 1.48
-// with whole rows, 1.05 with chunks of 8).
+// chunking keeps a long row from padding its slice (docs/sparse-layout.md).
 //
 // Every row's sum is formed the same way whatever the number of tokens or the row range asked for:
 // for each of its chunks in layout order, acc = 0, then acc = fma(value_j, x[col_j], acc) for j = 0,

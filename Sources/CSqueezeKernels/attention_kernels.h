@@ -1,0 +1,110 @@
+// Include template (no include guard): the attention kernels of one cache element type, scalar and
+// AVX2. attention.c includes it once per type after defining
+//   ATT_SUF            the name suffix (16: F16 caches, 8: int8 caches): scores16_scalar, pv16_avx2...;
+//   ATT_T              the element type;
+//   ATT_ELEM(p, i)     one element as a float (scalar variants);
+//   ATT_ELEM_AVX2(p, i) the same in AVX2 code; ATT_LOAD8(p) eight adjacent elements as a __m256,
+// and this file undefines them at its end.
+#define ATT_FN(name, variant) SQ_CAT(SQ_GLUE(name, ATT_SUF), variant)
+
+// Scores (scaled by ks[j] when ks is not NULL) and weighted sums over values that are already scaled.
+static void ATT_FN(scores, scalar)(const float *q, int64_t ldq, int64_t g, const ATT_T *kt, const float *ks,
+                   int64_t hd, int64_t j0, int64_t j1, float *s, int64_t lds) {
+    for (int64_t r = 0; r < g; r++)
+        for (int64_t j = j0; j < j1; j++) {
+            float acc = 0;
+            for (int64_t d = 0; d < hd; d++) acc += q[r * ldq + d] * ATT_ELEM(kt, ((j / KT) * hd + d) * KT + j % KT);
+            s[r * lds + (j - j0)] = ks ? acc * ks[j] : acc;
+        }
+}
+static void ATT_FN(pv, scalar)(const float *p, int64_t ldp, int64_t g, const ATT_T *vt, int64_t ldv, int64_t hd,
+                   int64_t n, float *out, int64_t ldo) {
+    for (int64_t r = 0; r < g; r++)
+        for (int64_t d = 0; d < hd; d++) {
+            float acc = 0;
+            for (int64_t j = 0; j < n; j++) acc += p[r * ldp + j] * ATT_ELEM(vt, d * ldv + j);
+            out[r * ldo + d] = acc;
+        }
+}
+
+#ifdef SQ_X86
+// Scores: one tile (KT = 32 keys) against NT query rows at a time, acc[r][u] holding keys 8u..8u+7 of
+// row r; the 4 key vectors of each dimension are converted once and used by every row (12
+// accumulators at NT = 3); the tile's key scales (8-bit) applied once at the end. Partial tiles go
+// through a buffer, so only [j0, j1) is written.
+// Weighted sums: one value row (dimension d) against NT probability rows, 16 positions per step.
+// The cache comes from memory while decoding: the next tiles and value rows are prefetched.
+T_AVX2 static INL void SQ_GLUE(tile_scores, ATT_SUF)(const float *q, int64_t ldq, const ATT_T *tile, const float *ks,
+                               int64_t hd, float out[3][KT], const int NT) {
+    __m256 acc[3][4];
+    for (int r = 0; r < 3; r++)
+        for (int u = 0; u < 4; u++) acc[r][u] = _mm256_setzero_ps();
+    for (int64_t d = 0; d < hd; d++) {
+        const ATT_T *k = tile + d * KT;
+        _mm_prefetch((const char *)(k + 2 * hd * KT), _MM_HINT_T0); // two tiles ahead
+        __m256 kv[4];
+        for (int u = 0; u < 4; u++) kv[u] = ATT_LOAD8(k + 8 * u);
+        for (int r = 0; r < NT; r++) {
+            __m256 qb = _mm256_broadcast_ss(q + r * ldq + d);
+            for (int u = 0; u < 4; u++) acc[r][u] = _mm256_fmadd_ps(qb, kv[u], acc[r][u]);
+        }
+    }
+    for (int r = 0; r < NT; r++)
+        for (int u = 0; u < 4; u++)
+            _mm256_storeu_ps(out[r] + 8 * u, ks ? _mm256_mul_ps(acc[r][u], _mm256_loadu_ps(ks + 8 * u)) : acc[r][u]);
+}
+T_AVX2 static INL void ATT_FN(scores, rows_avx2)(const float *q, int64_t ldq, const ATT_T *kt, const float *ks,
+                              int64_t hd, int64_t j0, int64_t j1, float *s, int64_t lds,
+                              const int NT) {
+    float buf[3][KT];
+    for (int64_t t = j0 / KT; t * KT < j1; t++) {
+        int64_t a = t * KT < j0 ? j0 : t * KT, b = (t + 1) * KT > j1 ? j1 : (t + 1) * KT;
+        SQ_GLUE(tile_scores, ATT_SUF)(q, ldq, kt + t * hd * KT, ks ? ks + t * KT : NULL, hd, buf, NT);
+        for (int r = 0; r < NT; r++)
+            memcpy(s + r * lds + (a - j0), buf[r] + (a - t * KT), (size_t)(b - a) * sizeof(float));
+    }
+}
+T_AVX2 static void ATT_FN(scores, avx2)(const float *q, int64_t ldq, int64_t g, const ATT_T *kt, const float *ks,
+                          int64_t hd, int64_t j0, int64_t j1, float *s, int64_t lds) {
+    int64_t r = 0;
+    for (; r + 3 <= g; r += 3) ATT_FN(scores, rows_avx2)(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 3);
+    if (g - r == 2) ATT_FN(scores, rows_avx2)(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 2);
+    else if (g - r == 1) ATT_FN(scores, rows_avx2)(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 1);
+}
+T_AVX2 static INL void ATT_FN(pv, rows_avx2)(const float *p, int64_t ldp, const ATT_T *vt, int64_t ldv, int64_t hd,
+                              int64_t n, float *out, int64_t ldo, const int NT) {
+    for (int64_t d = 0; d < hd; d++) {
+        const ATT_T *v = vt + d * ldv;
+        __m256 a[3], b[3];
+        for (int r = 0; r < 3; r++) a[r] = b[r] = _mm256_setzero_ps();
+        int64_t j = 0;
+        for (; j + 16 <= n; j += 16) {
+            __m256 v0 = ATT_LOAD8(v + j), v1 = ATT_LOAD8(v + j + 8);
+            _mm_prefetch((const char *)(v + ldv + j), _MM_HINT_T0); // the next row, same place
+            for (int r = 0; r < NT; r++) {
+                a[r] = _mm256_fmadd_ps(v0, _mm256_loadu_ps(p + r * ldp + j), a[r]);
+                b[r] = _mm256_fmadd_ps(v1, _mm256_loadu_ps(p + r * ldp + j + 8), b[r]);
+            }
+        }
+        float acc[3];
+        for (int r = 0; r < NT; r++) acc[r] = sq_hsum8(_mm256_add_ps(a[r], b[r]));
+        for (; j < n; j++)
+            for (int r = 0; r < NT; r++) acc[r] += ATT_ELEM_AVX2(v, j) * p[r * ldp + j];
+        for (int r = 0; r < NT; r++) out[r * ldo + d] = acc[r];
+    }
+}
+T_AVX2 static void ATT_FN(pv, avx2)(const float *p, int64_t ldp, int64_t g, const ATT_T *vt, int64_t ldv,
+                          int64_t hd, int64_t n, float *out, int64_t ldo) {
+    int64_t r = 0;
+    for (; r + 3 <= g; r += 3) ATT_FN(pv, rows_avx2)(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 3);
+    if (g - r == 2) ATT_FN(pv, rows_avx2)(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 2);
+    else if (g - r == 1) ATT_FN(pv, rows_avx2)(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 1);
+}
+#endif
+
+#undef ATT_FN
+#undef ATT_SUF
+#undef ATT_T
+#undef ATT_ELEM
+#undef ATT_ELEM_AVX2
+#undef ATT_LOAD8
