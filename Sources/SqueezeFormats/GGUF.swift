@@ -122,7 +122,10 @@ public indirect enum GGUFValue: Sendable, Equatable, CustomStringConvertible {
         case let .float32(v): return "\(v)"
         case let .float64(v): return "\(v)"
         case let .bool(v): return "\(v)"
-        default: return "\(int!)"
+        // Printed from the stored value: a u64 at or above 2^63 has no Int.
+        case let .uint64(v): return "\(v)"
+        case let .int64(v): return "\(v)"
+        default: return int.map { "\($0)" } ?? "?"
         }
     }
 }
@@ -178,7 +181,7 @@ public final class GGUFFile: @unchecked Sendable {
         for _ in 0..<nKV {
             let key = try r.string()
             let t = try r.u32()
-            let value = try r.value(type: t, key: key)
+            let value = try r.value(type: t, key: key, depth: 0)
             keys.append(key)
             md[key] = value
         }
@@ -217,8 +220,9 @@ public final class GGUFFile: @unchecked Sendable {
         }
         tensors = infos
         tensorIndex = index
-        alignment = md["general.alignment"]?.int ?? 32
-        guard alignment > 0 && alignment & (alignment - 1) == 0 else {
+        alignment = md["general.alignment"].map { $0.int ?? -1 } ?? 32
+        // Bounded so the data offset below cannot overflow.
+        guard alignment > 0 && alignment <= 1 << 30 && alignment & (alignment - 1) == 0 else {
             throw FormatError.invalidField(file: path, field: "general.alignment", detail: "\(alignment) is not a power of two")
         }
         dataOffset = (r.offset + alignment - 1) / alignment * alignment
@@ -292,7 +296,21 @@ struct ByteReader {
         let p = try take(Int(n))
         return String(decoding: UnsafeRawBufferPointer(start: p, count: Int(n)), as: UTF8.self)
     }
-    mutating func value(type: UInt32, key: String) throws -> GGUFValue {
+    /// Deepest nesting of arrays of arrays accepted (llama.cpp writes at most one level).
+    static let maxArrayDepth = 8
+
+    /// The smallest number of bytes one value of a type takes in the file (an array: its type and count).
+    static func minimumBytes(type: UInt32) -> Int {
+        switch type {
+        case 0, 1, 7: return 1
+        case 2, 3: return 2
+        case 4, 5, 6: return 4
+        case 9: return 12
+        default: return 8
+        }
+    }
+
+    mutating func value(type: UInt32, key: String, depth: Int) throws -> GGUFValue {
         switch type {
         case 0: return .uint8(try u8())
         case 1: return .int8(Int8(bitPattern: try u8()))
@@ -310,9 +328,17 @@ struct ByteReader {
             let et = try u32()
             let n = try u64()
             guard n < (1 << 32), et != 9 || n < 1 << 20 else { throw FormatError.corrupt(file: path, detail: "metadata '\(key)': array of \(n) items") }
+            guard et != 9 || depth < Self.maxArrayDepth else {
+                throw FormatError.corrupt(file: path, detail: "metadata '\(key)': arrays nested deeper than \(Self.maxArrayDepth)")
+            }
+            // Refused before allocating when the rest of the file cannot hold n items.
+            let (need, o) = Int(n).multipliedReportingOverflow(by: Self.minimumBytes(type: et))
+            guard !o, need <= file.size - offset else {
+                throw FormatError.truncated(file: path, detail: "metadata '\(key)': array of \(n) items needs at least \(o ? Int.max : need) bytes at offset \(offset), file has \(file.size)")
+            }
             var items: [GGUFValue] = []
-            items.reserveCapacity(min(Int(n), file.size - offset))
-            for _ in 0..<n { items.append(try value(type: et, key: key)) }
+            items.reserveCapacity(min(Int(n), 1 << 20))
+            for _ in 0..<n { items.append(try value(type: et, key: key, depth: depth + 1)) }
             return .array(items)
         case 10: return .uint64(try u64())
         case 11: return .int64(Int64(bitPattern: try u64()))

@@ -86,15 +86,29 @@ public final class PyTorchCheckpoint: @unchecked Sendable {
             if storages[s.key] == nil {
                 let entryName = prefix + "data/" + s.key
                 guard let e = archive.entry(entryName) else { throw PyTorchError.missingEntry(file: path, entry: entryName) }
-                let data = try archive.data(e)
-                let (need, o) = s.count.multipliedReportingOverflow(by: s.dtype.byteSize)
-                guard !o, data.count >= need else {
-                    throw PyTorchError.storageOutOfRange(file: path, tensor: name,
-                                                         detail: "storage \(s.key) claims \(s.count) \(s.typeName) elements but its entry holds \(data.count) bytes")
-                }
-                storages[s.key] = data
+                storages[s.key] = try archive.data(e)
+            }
+            // Every reference is checked against the entry: a key referenced again with a larger
+            // dtype or count must not reach past it.
+            let data = storages[s.key]!
+            let (need, o) = s.count.multipliedReportingOverflow(by: s.dtype.byteSize)
+            guard !o, data.count >= need else {
+                throw PyTorchError.storageOutOfRange(file: path, tensor: name,
+                                                     detail: "storage \(s.key) claims \(s.count) \(s.typeName) elements but its entry holds \(data.count) bytes")
             }
             try Self.checkReach(t, name: name, file: path)
+            // A strided view (stride 0 repeats elements) is copied out when read: bounded by the
+            // checkpoint's own size so a huge size cannot allocate terabytes.
+            if !t.isContiguous {
+                let (count, o1) = t.shape.reduce((1, false)) { acc, d in
+                    let (p, ov) = acc.0.multipliedReportingOverflow(by: d); return (p, acc.1 || ov)
+                }
+                let (bytes, o2) = count.multipliedReportingOverflow(by: s.dtype.byteSize)
+                guard !o1, !o2, bytes <= max(file.size, 1 << 20) else {
+                    throw PyTorchError.badTensorLayout(file: path, tensor: name,
+                                                       detail: "size \(t.shape) with stride \(t.stride) would copy \(o1 || o2 ? "more than \(Int.max)" : "\(bytes)") bytes out of a \(file.size)-byte file")
+                }
+            }
         }
         storageData = storages
     }

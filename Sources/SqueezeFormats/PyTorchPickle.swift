@@ -3,6 +3,10 @@ import SqueezeCore
 /// A mutable Python list (APPEND may reach it through the memo after it was stored).
 public final class PickleList {
     public var items: [PickleValue] = []
+    /// Nesting depth while unpickling (1 + the deepest item).
+    var depth = 1
+    /// Set once the list is placed in another container; it may not change after that.
+    var nested = false
     init(_ items: [PickleValue] = []) { self.items = items }
 }
 
@@ -11,6 +15,10 @@ public final class PickleDict {
     public private(set) var keys: [PickleValue] = []
     public private(set) var values: [PickleValue] = []
     private var index: [PickleKey: Int] = [:]
+    /// Nesting depth while unpickling (1 + the deepest key or value).
+    var depth = 1
+    /// Set once the dict is placed in another container; it may not change after that.
+    var nested = false
     init() {}
 
     /// Sets `key` (replacing an existing value, as Python does).
@@ -68,7 +76,10 @@ public struct PyTorchTensorRef: Sendable, Equatable {
         var expected = 1
         for d in stride.indices.reversed() {
             if shape[d] != 1 && stride[d] != expected { return false }
-            expected *= shape[d]
+            // Sizes come from the file: an overflowing product is not a layout this reads as contiguous.
+            let (p, o) = expected.multipliedReportingOverflow(by: shape[d])
+            if o { return false }
+            expected = p
         }
         return true
     }
@@ -135,6 +146,9 @@ public struct RestrictedUnpickler {
 
     /// Largest memo index and stack depth accepted (a state dict of a 70B model uses a few thousand).
     static let maxMemo = 50_000_000
+    /// Deepest nesting of containers accepted (a state dict nests a few levels): deeper values
+    /// would overflow the stack when they are freed.
+    static let maxNesting = 256
 
     let file: String
     let bytes: UnsafeRawBufferPointer
@@ -145,8 +159,9 @@ public struct RestrictedUnpickler {
         self.file = file
     }
 
+    /// A stack or memo entry; a value carries its nesting depth (0 for scalars).
     private enum Item {
-        case value(PickleValue)
+        case value(PickleValue, depth: Int)
         case callable(Callable)
         case mark
     }
@@ -187,25 +202,69 @@ public struct RestrictedUnpickler {
             guard let top = stack.popLast() else { throw fail("stack underflow", at: at) }
             return top
         }
-        func popValue(_ at: Int) throws -> PickleValue {
+        // Nesting is tracked so a pickle cannot build values deep enough to overflow the stack:
+        // lists and dicts are sealed once placed in a container (torch.save fills each container
+        // before nesting it), so a container's depth is final when it is nested.
+        func depthOf(_ v: PickleValue, _ stored: Int) -> Int {
+            switch v {
+            case let .list(l): return l.depth
+            case let .dict(d): return d.depth
+            default: return stored
+            }
+        }
+        func seal(_ v: PickleValue) {
+            if case let .list(l) = v { l.nested = true }
+            if case let .dict(d) = v { d.nested = true }
+        }
+        func checkDepth(_ d: Int, _ at: Int) throws -> Int {
+            guard d <= Self.maxNesting else { throw fail("containers nested deeper than \(Self.maxNesting)", at: at) }
+            return d
+        }
+        func push(_ v: PickleValue) { stack.append(.value(v, depth: 0)) }
+        /// Pushes a new container holding items whose deepest has depth `inner`.
+        func pushContainer(_ v: PickleValue, inner: Int, _ at: Int) throws {
+            let d = try checkDepth(inner + 1, at)
+            if case let .list(l) = v { l.depth = d }
+            if case let .dict(x) = v { x.depth = d }
+            stack.append(.value(v, depth: d))
+        }
+        func popValueD(_ at: Int) throws -> (PickleValue, Int) {
             switch try pop(at) {
-            case let .value(v): return v
+            case let .value(v, d): return (v, depthOf(v, d))
             case .mark: throw fail("unexpected MARK on the stack", at: at)
             case .callable: throw fail("a callable used as a value", at: at)
             }
         }
-        func popMark(_ at: Int) throws -> [PickleValue] {
+        func popValue(_ at: Int) throws -> PickleValue { try popValueD(at).0 }
+        /// Pops a value that goes into a container: sealed, with its depth.
+        func popItem(_ at: Int) throws -> (PickleValue, Int) {
+            let (v, d) = try popValueD(at)
+            seal(v)
+            return (v, d)
+        }
+        /// Pops the values above the topmost MARK (sealed, as they go into a container) and their deepest depth.
+        func popMark(_ at: Int) throws -> ([PickleValue], Int) {
             guard let m = stack.lastIndex(where: { if case .mark = $0 { return true } else { return false } }) else {
                 throw fail("no MARK on the stack", at: at)
             }
             var out: [PickleValue] = []
+            var deepest = 0
             out.reserveCapacity(stack.count - m - 1)
             for item in stack[(m + 1)...] {
-                guard case let .value(v) = item else { throw fail("a callable used as a value", at: at) }
+                guard case let .value(v, d) = item else { throw fail("a callable used as a value", at: at) }
+                seal(v)
+                deepest = max(deepest, depthOf(v, d))
                 out.append(v)
             }
             stack.removeSubrange(m...)
-            return out
+            return (out, deepest)
+        }
+        /// The list or dict on top of the stack, to be filled: refused once sealed.
+        func fillable(_ at: Int, _ what: String) throws -> PickleValue {
+            guard case let .value(v, _) = try top(at) else { throw fail("\(what) on a callable", at: at) }
+            if case let .list(l) = v, l.nested { throw fail("\(what) on a list already placed in another container", at: at) }
+            if case let .dict(d) = v, d.nested { throw fail("\(what) on a dict already placed in another container", at: at) }
+            return v
         }
         func top(_ at: Int) throws -> Item {
             guard let t = stack.last else { throw fail("stack underflow", at: at) }
@@ -220,6 +279,7 @@ public struct RestrictedUnpickler {
             stack.append(v)
         }
         func resolve(_ module: String, _ name: String) throws -> Item {
+            func value(_ v: PickleValue) -> Item { .value(v, depth: 0) }
             switch (module, name) {
             case ("collections", "OrderedDict"): return .callable(.orderedDict)
             case ("torch._utils", "_rebuild_tensor_v2"): return .callable(.rebuildTensor)
@@ -230,12 +290,12 @@ public struct RestrictedUnpickler {
             // Storage classes are inert markers here (never called): one of an unsupported dtype
             // (ComplexFloatStorage, QInt8Storage, ...) is named as such when a tensor uses it.
             if module == "torch" && name.hasSuffix("Storage") && name.allSatisfy({ $0.isLetter || $0.isNumber }) {
-                return .value(.global(module: module, name: name))
+                return value(.global(module: module, name: name))
             }
             if module == "torch.storage" && (name == "UntypedStorage" || name == "TypedStorage") {
-                return .value(.global(module: module, name: name))
+                return value(.global(module: module, name: name))
             }
-            if module == "torch" && Self.dtypeNames.contains(name) { return .value(.global(module: module, name: name)) }
+            if module == "torch" && Self.dtypeNames.contains(name) { return value(.global(module: module, name: name)) }
             throw PyTorchError.forbiddenGlobal(file: file, module: module, name: name)
         }
         func int(_ v: PickleValue, _ what: String, _ at: Int) throws -> Int {
@@ -300,24 +360,30 @@ public struct RestrictedUnpickler {
             case 0x30: _ = try pop(at)                                      // POP
             case 0x31: _ = try popMark(at)                                  // POP_MARK
             case 0x32: stack.append(try top(at))                            // DUP
-            case 0x7D: stack.append(.value(.dict(PickleDict())))            // EMPTY_DICT
-            case 0x5D: stack.append(.value(.list(PickleList())))            // EMPTY_LIST
-            case 0x29: stack.append(.value(.tuple([])))                     // EMPTY_TUPLE
-            case 0x74: stack.append(.value(.tuple(try popMark(at))))        // TUPLE
-            case 0x85: stack.append(.value(.tuple([try popValue(at)])))     // TUPLE1
+            case 0x7D: try pushContainer(.dict(PickleDict()), inner: 0, at)  // EMPTY_DICT
+            case 0x5D: try pushContainer(.list(PickleList()), inner: 0, at)  // EMPTY_LIST
+            case 0x29: try pushContainer(.tuple([]), inner: 0, at)          // EMPTY_TUPLE
+            case 0x74:                                                      // TUPLE
+                let (items, d) = try popMark(at)
+                try pushContainer(.tuple(items), inner: d, at)
+            case 0x85:                                                      // TUPLE1
+                let (a, da) = try popItem(at)
+                try pushContainer(.tuple([a]), inner: da, at)
             case 0x86:                                                      // TUPLE2
-                let b = try popValue(at), a = try popValue(at)
-                stack.append(.value(.tuple([a, b])))
+                let (b, db) = try popItem(at), (a, da) = try popItem(at)
+                try pushContainer(.tuple([a, b]), inner: max(da, db), at)
             case 0x87:                                                      // TUPLE3
-                let c = try popValue(at), b = try popValue(at), a = try popValue(at)
-                stack.append(.value(.tuple([a, b, c])))
-            case 0x6C: stack.append(.value(.list(PickleList(try popMark(at)))))  // LIST
+                let (c, dc) = try popItem(at), (b, db) = try popItem(at), (a, da) = try popItem(at)
+                try pushContainer(.tuple([a, b, c]), inner: max(da, db, dc), at)
+            case 0x6C:                                                      // LIST
+                let (items, d) = try popMark(at)
+                try pushContainer(.list(PickleList(items)), inner: d, at)
             case 0x64:                                                      // DICT
-                let items = try popMark(at)
+                let (items, depth) = try popMark(at)
                 guard items.count % 2 == 0 else { throw fail("DICT with an odd number of items", at: at) }
                 let d = PickleDict()
                 for i in stride(from: 0, to: items.count, by: 2) { d.set(items[i], items[i + 1]) }
-                stack.append(.value(.dict(d)))
+                try pushContainer(.dict(d), inner: depth, at)
             case 0x71: try put(try readU8(at), at)                          // BINPUT
             case 0x72: try put(Int(try readLE(4, at)), at)                  // LONG_BINPUT
             case 0x94: try put(memo.count, at)                              // MEMOIZE
@@ -329,9 +395,9 @@ public struct RestrictedUnpickler {
             case 0x67:                                                      // GET
                 guard let i = Int(try readLine(at)) else { throw fail("GET with a non-integer index", at: at) }
                 try get(i, at)
-            case 0x4A: stack.append(.value(.int(Int(Int32(truncatingIfNeeded: try readLE(4, at))))))  // BININT
-            case 0x4B: stack.append(.value(.int(try readU8(at))))           // BININT1
-            case 0x4D: stack.append(.value(.int(Int(try readLE(2, at)))))   // BININT2
+            case 0x4A: push(.int(Int(Int32(truncatingIfNeeded: try readLE(4, at)))))  // BININT
+            case 0x4B: push(.int(try readU8(at)))                           // BININT1
+            case 0x4D: push(.int(Int(try readLE(2, at))))                   // BININT2
             case 0x8A, 0x8B:                                                // LONG1, LONG4
                 let len = op == 0x8A ? try readU8(at) : Int(Int32(truncatingIfNeeded: try readLE(4, at)))
                 guard len >= 0, len <= 8 else { throw fail("integer of \(len) bytes is too large", at: at) }
@@ -339,31 +405,31 @@ public struct RestrictedUnpickler {
                 var v: UInt64 = 0
                 for i in 0..<len { v |= UInt64(b[i]) << UInt64(8 * i) }
                 if len > 0 && len < 8 && b[len - 1] & 0x80 != 0 { v |= ~UInt64(0) << UInt64(8 * len) }  // sign-extend
-                stack.append(.value(.int(Int(Int64(bitPattern: v)))))
+                push(.int(Int(Int64(bitPattern: v))))
             case 0x49:                                                      // INT (text)
                 let s = try readLine(at)
-                if s == "00" { stack.append(.value(.bool(false))) } else if s == "01" { stack.append(.value(.bool(true))) }
-                else if let i = Int(s) { stack.append(.value(.int(i))) } else { throw fail("INT '\(s)' is not an integer", at: at) }
+                if s == "00" { push(.bool(false)) } else if s == "01" { push(.bool(true)) }
+                else if let i = Int(s) { push(.int(i)) } else { throw fail("INT '\(s)' is not an integer", at: at) }
             case 0x47:                                                      // BINFLOAT (big-endian)
                 let b = try readBytes(8, at)
                 var v: UInt64 = 0
                 for i in 0..<8 { v = v << 8 | UInt64(b[i]) }
-                stack.append(.value(.float(Double(bitPattern: v))))
-            case 0x4E: stack.append(.value(.none))                          // NONE
-            case 0x88: stack.append(.value(.bool(true)))                    // NEWTRUE
-            case 0x89: stack.append(.value(.bool(false)))                   // NEWFALSE
+                push(.float(Double(bitPattern: v)))
+            case 0x4E: push(.none)                                          // NONE
+            case 0x88: push(.bool(true))                                    // NEWTRUE
+            case 0x89: push(.bool(false))                                   // NEWFALSE
             case 0x58, 0x8C, 0x8D:                                          // BINUNICODE, SHORT_BINUNICODE, BINUNICODE8
                 let len = op == 0x8C ? try readU8(at) : Int(clamping: try readLE(op == 0x58 ? 4 : 8, at))
                 let b = try readBytes(len, at)
                 guard let s = String(validating: b, as: UTF8.self) else { throw fail("string is not valid UTF-8", at: at) }
-                stack.append(.value(.string(s)))
+                push(.string(s))
             case 0x55, 0x54:                                                // SHORT_BINSTRING, BINSTRING
                 let len = op == 0x55 ? try readU8(at) : Int(Int32(truncatingIfNeeded: try readLE(4, at)))
                 let b = try readBytes(len, at)
-                stack.append(.value(.string(String(decoding: b, as: UTF8.self))))
+                push(.string(String(decoding: b, as: UTF8.self)))
             case 0x43, 0x42, 0x8E:                                          // SHORT_BINBYTES, BINBYTES, BINBYTES8
                 let len = op == 0x43 ? try readU8(at) : Int(clamping: try readLE(op == 0x42 ? 4 : 8, at))
-                stack.append(.value(.bytes(Array(try readBytes(len, at)))))
+                push(.bytes(Array(try readBytes(len, at))))
             case 0x63:                                                      // GLOBAL
                 let module = try readLine(at), name = try readLine(at)
                 stack.append(try resolve(module, name))
@@ -377,28 +443,34 @@ public struct RestrictedUnpickler {
                 let argsV = try popValue(at)
                 guard case let .callable(c) = try pop(at) else { throw fail("REDUCE on something that is not an allowed callable", at: at) }
                 guard case let .tuple(args) = argsV else { throw fail("REDUCE arguments are not a tuple", at: at) }
-                stack.append(.value(try apply(c, args, at)))
+                // The result holds no containers of the pickle (a dict, a tensor, or the tensor argument).
+                let r = try apply(c, args, at)
+                if case .dict = r { try pushContainer(r, inner: 0, at) } else { push(r) }
             case 0x62:                                                      // BUILD: object state is not needed; dropped
                 _ = try popValue(at)
                 guard case .value = try top(at) else { throw fail("BUILD on a callable", at: at) }
             case 0x51:                                                      // BINPERSID
-                stack.append(.value(try persistentLoad(try popValue(at), at)))
+                push(try persistentLoad(try popValue(at), at))
             case 0x73:                                                      // SETITEM
-                let v = try popValue(at), k = try popValue(at)
-                guard case let .value(.dict(d)) = try top(at) else { throw fail("SETITEM on a non-dict", at: at) }
+                let (v, dv) = try popItem(at), (k, dk) = try popItem(at)
+                guard case let .dict(d) = try fillable(at, "SETITEM") else { throw fail("SETITEM on a non-dict", at: at) }
+                d.depth = max(d.depth, try checkDepth(max(dv, dk) + 1, at))
                 d.set(k, v)
             case 0x75:                                                      // SETITEMS
-                let items = try popMark(at)
+                let (items, depth) = try popMark(at)
                 guard items.count % 2 == 0 else { throw fail("SETITEMS with an odd number of items", at: at) }
-                guard case let .value(.dict(d)) = try top(at) else { throw fail("SETITEMS on a non-dict", at: at) }
+                guard case let .dict(d) = try fillable(at, "SETITEMS") else { throw fail("SETITEMS on a non-dict", at: at) }
+                d.depth = max(d.depth, try checkDepth(depth + 1, at))
                 for i in stride(from: 0, to: items.count, by: 2) { d.set(items[i], items[i + 1]) }
             case 0x61:                                                      // APPEND
-                let v = try popValue(at)
-                guard case let .value(.list(l)) = try top(at) else { throw fail("APPEND on a non-list", at: at) }
+                let (v, dv) = try popItem(at)
+                guard case let .list(l) = try fillable(at, "APPEND") else { throw fail("APPEND on a non-list", at: at) }
+                l.depth = max(l.depth, try checkDepth(dv + 1, at))
                 l.items.append(v)
             case 0x65:                                                      // APPENDS
-                let items = try popMark(at)
-                guard case let .value(.list(l)) = try top(at) else { throw fail("APPENDS on a non-list", at: at) }
+                let (items, depth) = try popMark(at)
+                guard case let .list(l) = try fillable(at, "APPENDS") else { throw fail("APPENDS on a non-list", at: at) }
+                l.depth = max(l.depth, try checkDepth(depth + 1, at))
                 l.items.append(contentsOf: items)
             default:
                 throw PyTorchError.unsupportedOpcode(file: file, opcode: op, offset: at)

@@ -223,7 +223,8 @@ public final class SafeTensorsModel: @unchecked Sendable {
             let (map, indexMD) = try Self.readIndex(idx)
             weightMap = map
             md = indexMD
-            filePaths = Array(Set(map.values)).sorted().map { (dir as NSString).appendingPathComponent($0) }
+            // One shard may be named two ways ("a.safetensors", "./a.safetensors"): open each file once.
+            filePaths = Array(Set(map.values.map { Self.shardPath(dir, $0) })).sorted()
             for (tensor, shard) in map.sorted(by: { $0.key < $1.key }) {
                 let sp = (dir as NSString).appendingPathComponent(shard)
                 if !FileManager.default.fileExists(atPath: sp) {
@@ -243,9 +244,9 @@ public final class SafeTensorsModel: @unchecked Sendable {
         var own: [String: Int] = [:]
         var names: [String] = []
         if let map = weightMap {
-            let fileIndex = Dictionary(uniqueKeysWithValues: filePaths.enumerated().map { (($0.element as NSString).lastPathComponent, $0.offset) })
+            let fileIndex = Dictionary(filePaths.enumerated().map { ($0.element, $0.offset) }, uniquingKeysWith: { a, _ in a })
             for (tensor, shard) in map {
-                let fi = fileIndex[(shard as NSString).lastPathComponent]!
+                guard let fi = fileIndex[Self.shardPath(dir, shard)] else { throw FormatError.missingShard(index: idx ?? path, shard: shard, tensor: tensor) }
                 guard files[fi].contains(tensor) else {
                     throw FormatError.missingTensor(file: files[fi].path, tensor: tensor)
                 }
@@ -263,6 +264,11 @@ public final class SafeTensorsModel: @unchecked Sendable {
         owner = own
         tensorNames = names
         metadata = md
+    }
+
+    /// The path of a shard named by the index, normalized so that two spellings of one file agree.
+    private static func shardPath(_ dir: String, _ shard: String) -> String {
+        ((dir as NSString).appendingPathComponent(shard) as NSString).standardizingPath
     }
 
     private static func readIndex(_ idx: String) throws -> ([String: String], [String: String]) {

@@ -31,7 +31,7 @@ extension Tokenizer {
     /// Renders the model's chat template for `messages`, with the tokenizer's special token
     /// strings (`bos_token`, `eos_token`, `unk_token`, `pad_token`) available to the template.
     public func applyChatTemplate(messages: [ChatMessage], addGenerationPrompt: Bool) throws -> String {
-        guard let src = chatTemplate else { throw TokenizerError.noChatTemplate(file: source) }
-        return try ChatTemplate(src).render(messages: messages, addGenerationPrompt: addGenerationPrompt, extra: specialTokenStrings)
+        guard let t = compiledChatTemplate else { throw TokenizerError.noChatTemplate(file: source) }
+        return try t.render(messages: messages, addGenerationPrompt: addGenerationPrompt, extra: specialTokenStrings)
     }
 }

@@ -31,14 +31,18 @@ struct GGUFTokenizerMetadata {
         guard let t = md["tokenizer.ggml.tokens"]?.stringArray, !t.isEmpty else {
             throw TokenizerError.malformed(file: file, reason: "no tokenizer.ggml.tokens")
         }
+        // Ids are stored as Int32 in the vocabulary.
+        guard t.count < Int(Int32.max) else { throw TokenizerError.malformed(file: file, reason: "tokenizer.ggml.tokens has \(t.count) entries") }
         kind = k
         tokens = t
         types = md["tokenizer.ggml.token_type"]?.array?.map { $0.int ?? 1 } ?? Array(repeating: 1, count: t.count)
-        bos = md["tokenizer.ggml.bos_token_id"]?.int
-        eos = md["tokenizer.ggml.eos_token_id"]?.int
-        pad = md["tokenizer.ggml.padding_token_id"]?.int
-        unk = md["tokenizer.ggml.unknown_token_id"]?.int ?? (k == "llama" ? t.firstIndex(of: "<unk>") : nil)
-        endTokens = Set([md["tokenizer.ggml.eot_token_id"]?.int, md["tokenizer.ggml.eom_token_id"]?.int].compactMap { $0 })
+        // A special id outside the vocabulary is ignored, as llama.cpp does (it warns and uses none).
+        func id(_ key: String) -> Int? { md[key]?.int.flatMap { $0 >= 0 && $0 < t.count ? $0 : nil } }
+        bos = id("tokenizer.ggml.bos_token_id")
+        eos = id("tokenizer.ggml.eos_token_id")
+        pad = id("tokenizer.ggml.padding_token_id")
+        unk = id("tokenizer.ggml.unknown_token_id") ?? (k == "llama" ? t.firstIndex(of: "<unk>") : nil)
+        endTokens = Set([id("tokenizer.ggml.eot_token_id"), id("tokenizer.ggml.eom_token_id")].compactMap { $0 })
         preTokenizer = md["tokenizer.ggml.pre"]?.string ?? "default"
         addSpacePrefix = md["tokenizer.ggml.add_space_prefix"]?.bool ?? true
         addBOS = md["tokenizer.ggml.add_bos_token"]?.bool

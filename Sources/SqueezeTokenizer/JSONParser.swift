@@ -32,6 +32,11 @@ final class OrderedObject: ExpressibleByDictionaryLiteral {
 struct JSONParser {
     let b: [UInt8]
     var i = 0
+    /// Arrays and objects currently open; bounded so a deeply nested file cannot overflow the stack.
+    var depth = 0
+
+    /// Deepest nesting of arrays and objects accepted (real tokenizers and configs nest under 10).
+    static let maxDepth = 512
 
     struct Failure: Error { let offset: Int; let what: String }
 
@@ -48,8 +53,13 @@ struct JSONParser {
 
     mutating func value() throws -> Any {
         guard i < b.count else { throw Failure(offset: i, what: "unexpected end") }
+        if b[i] == UInt8(ascii: "{") || b[i] == UInt8(ascii: "[") {
+            guard depth < Self.maxDepth else { throw Failure(offset: i, what: "arrays and objects nested deeper than \(Self.maxDepth)") }
+            depth += 1
+        }
         switch b[i] {
         case UInt8(ascii: "{"):
+            defer { depth -= 1 }
             i += 1; ws()
             var pairs = [(String, Any)]()
             if i < b.count && b[i] == UInt8(ascii: "}") { i += 1; return OrderedObject(pairs: pairs) }
@@ -68,6 +78,7 @@ struct JSONParser {
                 throw Failure(offset: i, what: "expected ',' or '}'")
             }
         case UInt8(ascii: "["):
+            defer { depth -= 1 }
             i += 1; ws()
             var arr = [Any]()
             if i < b.count && b[i] == UInt8(ascii: "]") { i += 1; return arr }
@@ -143,10 +154,11 @@ struct JSONParser {
                 case UInt8(ascii: "f"): out.append(12)
                 case UInt8(ascii: "u"):
                     var v = try hex4()
-                    if v >= 0xD800 && v < 0xDC00, i + 6 <= b.count, b[i] == UInt8(ascii: "\\"), b[i + 1] == UInt8(ascii: "u") {
-                        i += 2
-                        let lo = try hex4()
-                        v = 0x10000 + ((v - 0xD800) << 10) + (lo &- 0xDC00)
+                    if v >= 0xD800 && v < 0xDC00, i + 6 <= b.count, b[i] == UInt8(ascii: "\\"), b[i + 1] == UInt8(ascii: "u"),
+                       let lo = UInt32(String(decoding: b[(i + 2)..<(i + 6)], as: UTF8.self), radix: 16), lo >= 0xDC00 && lo < 0xE000 {
+                        // Only a low surrogate completes the pair; "\uD800\u0041" leaves U+FFFD then "A".
+                        i += 6
+                        v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00)
                     }
                     out.append(contentsOf: Array(String(Unicode.Scalar(v) ?? "\u{FFFD}").utf8))
                 default: out.append(e)
@@ -162,6 +174,7 @@ struct JSONParser {
 /// An integer from a parsed JSON number.
 func jsonInt(_ v: Any?) -> Int? {
     if let i = v as? Int { return i }
-    if let d = v as? Double, d == d.rounded() { return Int(d) }
+    // Int(exactly:) rather than Int(_:): 1e19 or 1e300 from a file is nil, not a trap.
+    if let d = v as? Double { return Int(exactly: d) }
     return nil
 }

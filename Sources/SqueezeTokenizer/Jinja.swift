@@ -145,7 +145,11 @@ final class JinjaTemplate {
                 }
                 var v = String.UnicodeScalarView(); v.append(contentsOf: s[i..<j])
                 let str = String(v).replacingOccurrences(of: "_", with: "")
-                out.append(isFloat ? .num(Double(str)!) : .int(Int(str)!)); i = j; continue
+                // Python integers are unbounded; a literal beyond Int64 is refused rather than trapping.
+                if isFloat { out.append(.num(Double(str) ?? .infinity)) }
+                else if let n = Int(str) { out.append(.int(n)) }
+                else { throw TokenizerError.template("integer literal \(str) is too large") }
+                i = j; continue
             }
             if c == "'" || c == "\"" {
                 var j = i + 1; var v = ""
@@ -175,9 +179,15 @@ final class JinjaTemplate {
 
     // MARK: Parsing
 
+    /// Deepest nesting of blocks (`if`, `for`, `macro`, ...) and of expressions (parentheses,
+    /// operators) accepted: bounded so a crafted template cannot overflow the stack.
+    static let maxParseDepth = 64
+
     struct Parser {
         var toks: [Tok]
         var pos = 0
+        /// Blocks currently open.
+        var depth = 0
         var macros: [(params: [(String, Expr?)], body: [Node])] = []
 
         init(toks: [Tok]) { self.toks = toks }
@@ -209,6 +219,9 @@ final class JinjaTemplate {
         }
 
         mutating func parseStatement(_ word: String, _ rest: String) throws -> Node {
+            guard depth < JinjaTemplate.maxParseDepth else { throw TokenizerError.template("blocks nested deeper than \(JinjaTemplate.maxParseDepth)") }
+            depth += 1
+            defer { depth -= 1 }
             switch word {
             case "if":
                 var branches = [(Expr, [Node])]()
@@ -282,6 +295,8 @@ final class JinjaTemplate {
     struct ExprParser {
         var t: [ETok]
         var p = 0
+        /// Nested sub-expressions currently being parsed.
+        var depth = 0
         init(_ t: [ETok]) { self.t = t }
         var peek: ETok { t[p] }
         mutating func next() -> ETok { let x = t[p]; if p < t.count - 1 { p += 1 }; return x }
@@ -294,7 +309,16 @@ final class JinjaTemplate {
             guard peek == .end else { throw TokenizerError.template("unexpected \(peek) in expression") }
             return e
         }
+        /// Counts one level of nesting; every recursive path of the parser passes here or through
+        /// `parseNot`/`parseUnary`, which count their own.
+        mutating func enter() throws {
+            // One level of parentheses passes three counting functions.
+            guard depth < 3 * JinjaTemplate.maxParseDepth else { throw TokenizerError.template("expression nested deeper than \(JinjaTemplate.maxParseDepth)") }
+            depth += 1
+        }
         mutating func parseTernary() throws -> Expr {
+            try enter()
+            defer { depth -= 1 }
             let a = try parseOr()
             if accept(.name("if")) {
                 let c = try parseOr()
@@ -315,6 +339,8 @@ final class JinjaTemplate {
             return a
         }
         mutating func parseNot() throws -> Expr {
+            try enter()
+            defer { depth -= 1 }
             if accept(.name("not")) { return .unary("not", try parseNot()) }
             return try parseCompare()
         }
@@ -348,6 +374,8 @@ final class JinjaTemplate {
             }
         }
         mutating func parseUnary() throws -> Expr {
+            try enter()
+            defer { depth -= 1 }
             if accept(.op("-")) { return .unary("-", try parseUnary()) }
             if accept(.op("+")) { return try parseUnary() }
             var a = try parsePostfix()

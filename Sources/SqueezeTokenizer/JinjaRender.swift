@@ -1,5 +1,27 @@
 import Foundation
 
+/// What one render of a template may use: a template from a model file must not loop, allocate or
+/// recurse without bound. Exceeding one throws `TokenizerError.template` naming the budget.
+struct JinjaBudget {
+    /// Loop iterations over the whole render (including `for ... if` filtering).
+    static let maxLoopIterations = 100_000
+    /// Length of one `range(...)`.
+    static let maxRangeLength = 100_000
+    /// Bytes of output (and of any one string the template builds).
+    static let maxOutputBytes = 16 << 20
+    /// Bytes of strings and array slots built over the whole render (string doubling, repeated concatenation).
+    static let maxWorkBytes = 1 << 30
+    /// Macro calls active at once.
+    static let maxCallDepth = 16
+    /// Nesting of blocks, expressions and macro calls while rendering (bounds the native stack).
+    static let maxRenderDepth = 256
+    /// Nesting of lists and dicts a template may build.
+    static let maxValueDepth = 64
+    /// List and dict items visited over the whole render to check that nesting (lists that share
+    /// one another, `[x, x]` in a loop, would otherwise make the checks exponential).
+    static let maxWalkedItems = 4_000_000
+}
+
 extension JinjaTemplate {
     /// Renders the template with the given global variables.
     func render(_ globals: [String: JValue]) throws -> String {
@@ -14,6 +36,62 @@ extension JinjaTemplate {
     struct Context {
         let template: JinjaTemplate
         var scopes: [[String: JValue]]
+        /// Budget use so far (see `JinjaBudget`).
+        var iterations = 0, work = 0, callDepth = 0, renderDepth = 0, walked = 0
+
+        init(template: JinjaTemplate, scopes: [[String: JValue]]) { self.template = template; self.scopes = scopes }
+
+        mutating func enter() throws {
+            guard renderDepth < JinjaBudget.maxRenderDepth else { throw TokenizerError.template("rendering nested deeper than \(JinjaBudget.maxRenderDepth) (blocks, expressions and macro calls)") }
+            renderDepth += 1
+        }
+
+        mutating func iterate() throws {
+            iterations += 1
+            guard iterations <= JinjaBudget.maxLoopIterations else { throw TokenizerError.template("more than \(JinjaBudget.maxLoopIterations) loop iterations") }
+        }
+
+        /// Charges `bytes` of building to the render's work budget.
+        mutating func charge(_ bytes: Int) throws {
+            work += bytes
+            guard work <= JinjaBudget.maxWorkBytes else { throw TokenizerError.template("the template builds more than \(JinjaBudget.maxWorkBytes) bytes of values") }
+        }
+
+        /// Charges a value the template built and checks its size: a string or list at most the
+        /// output budget; lists and dicts nested at most `maxValueDepth` deep (walked, charged).
+        mutating func built(_ v: JValue) throws -> JValue {
+            switch v {
+            case let .string(x):
+                let n = x.utf8.count
+                guard n <= JinjaBudget.maxOutputBytes else { throw TokenizerError.template("a string of \(n) bytes exceeds \(JinjaBudget.maxOutputBytes)") }
+                try charge(n)
+            case let .array(a):
+                guard a.count <= JinjaBudget.maxOutputBytes else { throw TokenizerError.template("a list of \(a.count) items exceeds \(JinjaBudget.maxOutputBytes)") }
+                try charge(8 * a.count)
+            default: break
+            }
+            return v
+        }
+
+        /// Checks the nesting of a list or dict the template assembled from other values; the items
+        /// visited count against `maxWalkedItems`.
+        mutating func nested(_ v: JValue) throws -> JValue {
+            var nodes = 0
+            let left = JinjaBudget.maxWalkedItems - walked
+            func depth(_ x: JValue, _ d: Int) throws {
+                nodes += 1
+                guard nodes <= left else { throw TokenizerError.template("checking the nesting of lists and dicts visits more than \(JinjaBudget.maxWalkedItems) items") }
+                guard d <= JinjaBudget.maxValueDepth else { throw TokenizerError.template("lists and dicts nested deeper than \(JinjaBudget.maxValueDepth)") }
+                switch x {
+                case let .array(a): for e in a { if case .array = e { try depth(e, d + 1) } else if case .dict = e { try depth(e, d + 1) } else { nodes += 1 } }
+                case let .dict(m): for k in m.keys { if let e = m.values[k] { if case .array = e { try depth(e, d + 1) } else if case .dict = e { try depth(e, d + 1) } else { nodes += 1 } } }
+                default: break
+                }
+            }
+            try depth(v, 1)
+            walked += nodes
+            return v
+        }
 
         func lookup(_ n: String) -> JValue {
             for s in scopes.reversed() { if let v = s[n] { return v } }
@@ -29,7 +107,8 @@ extension JinjaTemplate {
             for i in stride(from: scopes.count - 1, through: 0, by: -1) {
                 if case var .dict(d)? = scopes[i][target[0]] {
                     d[target[1]] = v
-                    scopes[i][target[0]] = .dict(d)
+                    // `set ns.a = ns` in a loop would nest without bound.
+                    scopes[i][target[0]] = try nested(.dict(d))
                     return
                 }
             }
@@ -37,7 +116,10 @@ extension JinjaTemplate {
         }
 
         mutating func run(_ nodes: [Node], _ out: inout String) throws -> Flow {
+            try enter()
+            defer { renderDepth -= 1 }
             for n in nodes {
+                if out.utf8.count > JinjaBudget.maxOutputBytes { throw TokenizerError.template("output exceeds \(JinjaBudget.maxOutputBytes) bytes") }
                 switch n {
                 case let .text(t): out += t
                 case let .output(e): out += try eval(e).rendered
@@ -58,6 +140,7 @@ extension JinjaTemplate {
                     if let cond {
                         var kept = [JValue]()
                         for it in items {
+                            try iterate()
                             scopes.append([:]); try bind(targets, it)
                             let ok = try eval(cond).truthy
                             scopes.removeLast()
@@ -67,6 +150,7 @@ extension JinjaTemplate {
                     }
                     if items.isEmpty { if let e = elseBody { let f = try run(e, &out); if f != .normal { return f } }; continue }
                     for (i, it) in items.enumerated() {
+                        try iterate()
                         var loop = JDict()
                         loop["index"] = .int(i + 1); loop["index0"] = .int(i)
                         loop["revindex"] = .int(items.count - i); loop["revindex0"] = .int(items.count - i - 1)
@@ -82,12 +166,13 @@ extension JinjaTemplate {
                     }
                 case let .set(target, e): try assign(target, try eval(e))
                 case let .setBlock(name, body):
-                    var s = ""; _ = try run(body, &s); try assign([name], .string(s))
+                    var s = ""; _ = try run(body, &s); try assign([name], try built(.string(s)))
                 case .macro: break
                 case .brk: return .brk
                 case .cont: return .cont
                 }
             }
+            if out.utf8.count > JinjaBudget.maxOutputBytes { throw TokenizerError.template("output exceeds \(JinjaBudget.maxOutputBytes) bytes") }
             return .normal
         }
 
@@ -98,14 +183,16 @@ extension JinjaTemplate {
         }
 
         mutating func eval(_ e: Expr) throws -> JValue {
+            try enter()
+            defer { renderDepth -= 1 }
             switch e {
             case let .literal(v): return v
             case let .name(n): return lookup(n)
-            case let .list(items): return .array(try items.map { try eval($0) })
+            case let .list(items): return try nested(.array(try items.map { try eval($0) }))
             case let .dict(items):
                 var d = JDict()
                 for (k, v) in items { d[try eval(k).rendered] = try eval(v) }
-                return .dict(d)
+                return try nested(.dict(d))
             case let .attr(o, name):
                 let v = try eval(o)
                 if case let .dict(d) = v { return d[name] ?? .undefined }
@@ -122,16 +209,16 @@ extension JinjaTemplate {
                 for (n, x) in kw { k[n] = try eval(x) }
                 if case let .attr(obj, method) = f {
                     let o = try eval(obj)
-                    if case let .dict(d) = o, let m = d[method], case .macro = m { return try call(m, a, k) }
-                    return try JinjaTemplate.method(o, method, a, k)
+                    if case let .dict(d) = o, let m = d[method], case .macro = m { return try built(try call(m, a, k)) }
+                    return try built(try JinjaTemplate.method(o, method, a, k))
                 }
-                return try call(try eval(f), a, k)
+                return try built(try call(try eval(f), a, k))
             case let .filter(x, name, args, kw):
                 let v = try eval(x)
                 let a = try args.map { try eval($0) }
                 var k = [String: JValue]()
                 for (n, y) in kw { k[n] = try eval(y) }
-                return try JinjaTemplate.filter(v, name, a, k)
+                return try built(try JinjaTemplate.filter(v, name, a, k))
             case let .test(x, name, args, neg):
                 let v = try eval(x)
                 let a = try args.map { try eval($0) }
@@ -140,13 +227,17 @@ extension JinjaTemplate {
             case let .unary(op, x):
                 let v = try eval(x)
                 if op == "not" { return .bool(!v.truthy) }
-                if case let .int(i) = v { return .int(-i) }
+                if case let .int(i) = v {
+                    let (r, o) = (0).subtractingReportingOverflow(i)
+                    guard !o else { throw TokenizerError.template("integer overflow in -\(i)") }
+                    return .int(r)
+                }
                 if let d = v.number { return .double(-d) }
                 throw TokenizerError.template("bad operand for unary -: \(v.repr)")
             case let .binary(op, x, y):
                 if op == "and" { let a = try eval(x); return a.truthy ? try eval(y) : a }
                 if op == "or" { let a = try eval(x); return a.truthy ? a : try eval(y) }
-                return try JinjaTemplate.binary(op, try eval(x), try eval(y))
+                return try built(try JinjaTemplate.binary(op, try eval(x), try eval(y)))
             case let .ternary(c, a, b):
                 if try eval(c).truthy { return try eval(a) }
                 return try b.map { try eval($0) } ?? .undefined
@@ -160,15 +251,27 @@ extension JinjaTemplate {
                 case "raise_exception":
                     throw TokenizerError.templateException(a.first?.rendered ?? "")
                 case "range":
-                    let n = a.compactMap { $0.number.map { Int($0) } }
+                    guard (1...3).contains(a.count) else { throw TokenizerError.template("range expects 1 to 3 arguments, got \(a.count)") }
+                    var n = [Int]()
+                    for x in a {
+                        guard let i = JinjaTemplate.integer(x) else { throw TokenizerError.template("range argument \(x.repr) is not an integer") }
+                        n.append(i)
+                    }
                     let (lo, hi, st) = n.count == 1 ? (0, n[0], 1) : (n[0], n[1], n.count > 2 ? n[2] : 1)
                     guard st != 0 else { throw TokenizerError.template("range step 0") }
+                    // The length is checked before anything is allocated (range(10**12) is refused).
+                    let (span, o) = st > 0 ? hi.subtractingReportingOverflow(lo) : lo.subtractingReportingOverflow(hi)
+                    let length = o ? Int.max : (span <= 0 ? 0 : (span - 1) / (st == Int.min ? Int.max : abs(st)) + 1)
+                    guard length <= JinjaBudget.maxRangeLength else {
+                        throw TokenizerError.template("range of \(o ? "more than \(Int.max)" : "\(length)") items exceeds \(JinjaBudget.maxRangeLength)")
+                    }
+                    try charge(8 * length)
                     return .array(Array(stride(from: lo, to: hi, by: st)).map { .int($0) })
                 case "namespace", "dict":
                     var d = JDict()
                     if case let .dict(x)? = a.first { d = x }
                     for key in k.keys.sorted() { d[key] = k[key] }
-                    return .dict(d)
+                    return try nested(.dict(d))
                 case "strftime_now":
                     let fmt = DateFormatter()
                     fmt.dateFormat = "dd MMM yyyy"
@@ -176,6 +279,9 @@ extension JinjaTemplate {
                 default: throw TokenizerError.template("unsupported function \(name)()")
                 }
             case let .macro(idx):
+                guard callDepth < JinjaBudget.maxCallDepth else { throw TokenizerError.template("macro calls nested deeper than \(JinjaBudget.maxCallDepth)") }
+                callDepth += 1
+                defer { callDepth -= 1 }
                 let m = template.macros[idx]
                 var scope = [String: JValue]()
                 for (i, (pname, dflt)) in m.params.enumerated() {
@@ -192,6 +298,20 @@ extension JinjaTemplate {
             default:
                 throw TokenizerError.template("\(f.repr) is not callable")
             }
+        }
+    }
+
+    /// Largest indent width (`indent`, `tojson(indent=...)`) accepted.
+    static let maxIndent = 256
+
+    /// An integer value: an int, a bool, or a float with an exact integer value in range (NaN,
+    /// 1e300 and 2.5 give nil rather than trapping).
+    static func integer(_ v: JValue) -> Int? {
+        switch v {
+        case let .int(i): return i
+        case let .bool(b): return b ? 1 : 0
+        case let .double(d): return Int(exactly: d)
+        default: return nil
         }
     }
 
@@ -228,10 +348,20 @@ extension JinjaTemplate {
         var out = [JValue]()
         if step > 0 {
             var i = norm(idx(a), 0); let e = norm(idx(b), n)
-            while i < e { out.append(items[i]); i += step }
+            while i < e {
+                out.append(items[i])
+                let (next, o) = i.addingReportingOverflow(step)
+                if o { break }
+                i = next
+            }
         } else {
             var i = norm(idx(a), n - 1); let e = norm(idx(b), -1)
-            while i > e { out.append(items[i]); i += step }
+            while i > e {
+                out.append(items[i])
+                let (next, o) = i.addingReportingOverflow(step)
+                if o { break }
+                i = next
+            }
         }
         return isString ? .string(out.map { $0.rendered }.joined()) : .array(out)
     }
@@ -260,23 +390,47 @@ extension JinjaTemplate {
             switch (a, b) {
             case let (.string(x), .string(y)): return .string(x + y)
             case let (.array(x), .array(y)): return .array(x + y)
-            case let (.int(x), .int(y)): return .int(x + y)
+            case let (.int(x), .int(y)):
+                let (r, o) = x.addingReportingOverflow(y)
+                guard !o else { throw TokenizerError.template("integer overflow in \(x) + \(y)") }
+                return .int(r)
             default:
                 if let x = a.number, let y = b.number { return .double(x + y) }
                 throw TokenizerError.template("cannot add \(a.repr) and \(b.repr)")
             }
         case "-", "*", "/", "//", "%", "**":
-            if op == "*", case let .string(s) = a, case let .int(n) = b { return .string(String(repeating: s, count: max(n, 0))) }
+            if op == "*", case let .string(s) = a, case let .int(n) = b {
+                // Checked before the string is built: "x" * 10**12 is refused, not allocated.
+                let (bytes, o) = s.utf8.count.multipliedReportingOverflow(by: max(n, 0))
+                guard !o, bytes <= JinjaBudget.maxOutputBytes else { throw TokenizerError.template("string repetition of \(n) exceeds \(JinjaBudget.maxOutputBytes) bytes") }
+                return .string(String(repeating: s, count: max(n, 0)))
+            }
             if case let .int(x) = a, case let .int(y) = b {
+                func exact(_ r: (partialValue: Int, overflow: Bool)) throws -> JValue {
+                    guard !r.overflow else { throw TokenizerError.template("integer overflow in \(x) \(op) \(y)") }
+                    return .int(r.partialValue)
+                }
                 switch op {
-                case "-": return .int(x - y)
-                case "*": return .int(x * y)
+                case "-": return try exact(x.subtractingReportingOverflow(y))
+                case "*": return try exact(x.multipliedReportingOverflow(by: y))
                 case "/": guard y != 0 else { throw TokenizerError.template("division by zero") }; return .double(Double(x) / Double(y))
                 case "//": guard y != 0 else { throw TokenizerError.template("division by zero") }
-                    return .int(Int((Double(x) / Double(y)).rounded(.down)))
+                    // Python floors; Int.min // -1 overflows.
+                    let (q, o) = x.dividedReportingOverflow(by: y)
+                    guard !o else { return try exact((0, true)) }
+                    return .int(q * y != x && (x < 0) != (y < 0) ? q - 1 : q)
                 case "%": guard y != 0 else { throw TokenizerError.template("modulo by zero") }
+                    if y == -1 { return .int(0) }
                     let m = x % y; return .int(m != 0 && (m < 0) != (y < 0) ? m + y : m)
-                default: return .int(Int(pow(Double(x), Double(y))))
+                default:
+                    if y < 0 { return .double(pow(Double(x), Double(y))) }
+                    var r = 1, base = x, e = y
+                    while e > 0 {
+                        if e & 1 == 1 { let m = r.multipliedReportingOverflow(by: base); guard !m.overflow else { return try exact(m) }; r = m.partialValue }
+                        e >>= 1
+                        if e > 0 { let m = base.multipliedReportingOverflow(by: base); guard !m.overflow else { return try exact(m) }; base = m.partialValue }
+                    }
+                    return .int(r)
                 }
             }
             guard let x = a.number, let y = b.number else { throw TokenizerError.template("bad operands for \(op): \(a.repr), \(b.repr)") }
@@ -351,7 +505,7 @@ extension JinjaTemplate {
             if c == "%", let f = it.next() {
                 if f == "%" { out += "%"; continue }
                 let v = i < a.count ? a[i] : .undefined; i += 1
-                out += (f == "d" ? (v.number.map { String(Int($0)) } ?? v.rendered) : v.rendered)
+                out += (f == "d" ? (v.number.flatMap { integer(.double($0.rounded(.towardZero))) }.map { String($0) } ?? v.rendered) : v.rendered)
             } else { out.append(c) }
         }
         return out
@@ -368,7 +522,12 @@ extension JinjaTemplate {
             default: return .int(0)
             }
         case "tojson":
-            let indent = (k["indent"] ?? a.first).flatMap { $0.number.map { Int($0) } }
+            let indent = try (k["indent"] ?? a.first).flatMap { x -> Int? in
+                if case .none = x { return nil }
+                if x.isUndefined { return nil }
+                guard let i = integer(x), (0...maxIndent).contains(i) else { throw TokenizerError.template("tojson indent \(x.repr) is not in 0...\(maxIndent)") }
+                return i
+            }
             return .string(v.json(indent: indent))
         case "upper", "lower", "title", "capitalize": return try method(.string(v.rendered), name, [], [:])
         case "string": return .string(v.rendered)
@@ -388,7 +547,10 @@ extension JinjaTemplate {
             }
             return .string(out)
         case "int":
-            if let n = v.number { return .int(Int(n)) }
+            if let n = v.number {
+                guard let i = integer(.double(n.rounded(.towardZero))) else { throw TokenizerError.template("int of \(v.repr) is out of range") }
+                return .int(i)
+            }
             return .int(Int(v.rendered.trimmingCharacters(in: .whitespaces)) ?? 0)
         case "float": return .double(v.number ?? Double(v.rendered) ?? 0)
         case "list": return .array(v.items ?? [])
@@ -439,7 +601,10 @@ extension JinjaTemplate {
         case "format": return .string(pyFormat(v.rendered, a))
         case "abs": if case let .int(i) = v { return .int(abs(i)) }; return .double(abs(v.number ?? 0))
         case "indent":
-            let width = a.first.flatMap { $0.number.map { Int($0) } } ?? 4
+            let width = try a.first.map { x -> Int in
+                guard let i = integer(x), (0...maxIndent).contains(i) else { throw TokenizerError.template("indent width \(x.repr) is not in 0...\(maxIndent)") }
+                return i
+            } ?? 4
             let pad = String(repeating: " ", count: width)
             let lines = v.rendered.components(separatedBy: "\n")
             let first = (k["first"] ?? (a.count > 1 ? a[1] : .bool(false))).truthy
@@ -467,8 +632,8 @@ extension JinjaTemplate {
         case "callable": switch v { case .function, .macro: return true; default: return false }
         case "equalto", "eq", "==": return v == (a.first ?? .undefined)
         case "ne", "!=": return !(v == (a.first ?? .undefined))
-        case "even": return Int(v.number ?? 1) % 2 == 0
-        case "odd": return Int(v.number ?? 0) % 2 != 0
+        case "even": return (integer(v) ?? 1) % 2 == 0
+        case "odd": return (integer(v) ?? 0) % 2 != 0
         case "in": return try binary("in", v, a.first ?? .undefined).truthy
         case "lower": return v.rendered == v.rendered.lowercased()
         case "upper": return v.rendered == v.rendered.uppercased()

@@ -6,6 +6,8 @@ typealias JSONObject = OrderedObject
 /// Reads the parts of a tokenizer.json pipeline, with errors naming the file and component.
 struct JSONPipelineReader {
     let file: String
+    /// Bound on ids the file names (its size in bytes; see `checkedTokenId`).
+    var idLimit = Int(Int32.max)
 
     func fail(_ reason: String) -> TokenizerError { .malformed(file: file, reason: reason) }
 
@@ -88,7 +90,10 @@ struct JSONPipelineReader {
                 splitters.append(.punctuation(SplitBehavior(rawValue: o["behavior"] as? String ?? "Isolated") ?? .isolated))
             case "Metaspace":
                 guard idx == 0 else { throw TokenizerError.unsupportedComponent(file: file, component: "pre_tokenizer", name: "Metaspace after another pre-tokenizer") }
-                let rep = (o["replacement"] as? String ?? "\u{2581}").unicodeScalars.first!.value
+                let repString = o["replacement"] as? String ?? "\u{2581}"
+                guard repString.unicodeScalars.count == 1, let rep = repString.unicodeScalars.first?.value else {
+                    throw fail("Metaspace pre_tokenizer: replacement '\(repString)' is not one character")
+                }
                 transform.metaspace = rep
                 if let scheme = o["prepend_scheme"] as? String {
                     guard let s = SegmentTransform.PrependScheme(rawValue: scheme) else { throw fail("Metaspace: unknown prepend_scheme \(scheme)") }
@@ -116,6 +121,7 @@ struct JSONPipelineReader {
         case "Fuse": return .fuse
         case "Metaspace":
             let rep = o["replacement"] as? String ?? "\u{2581}"
+            guard rep.unicodeScalars.count == 1 else { throw fail("Metaspace decoder: replacement '\(rep)' is not one character") }
             let scheme = o["prepend_scheme"] as? String ?? ((o["add_prefix_space"] as? Bool ?? true) ? "always" : "never")
             return .metaspace(replacement: rep, stripFirst: scheme != "never")
         case "Strip":
@@ -149,7 +155,9 @@ struct JSONPipelineReader {
                 guard let it = item as? JSONObject else { throw fail("TemplateProcessing: bad item") }
                 if it["Sequence"] != nil { out.append(.sequence) }
                 else if let sp = it["SpecialToken"] as? JSONObject, let name = sp["id"] as? String {
-                    if let st = specials[name] as? JSONObject, let ids = (st["ids"] as? [Any])?.compactMap(jsonInt) { out.append(.special(ids)) }
+                    if let st = specials[name] as? JSONObject, let idList = st["ids"] as? [Any] {
+                        out.append(.special(try idList.map { try checkedTokenId($0, limit: idLimit, file: file, field: "post_processor \(name) ids") }))
+                    }
                     else if let id = tokenId(name) { out.append(.special([id])) }
                     else { throw fail("TemplateProcessing: unknown special token \(name)") }
                 } else { throw fail("TemplateProcessing: bad item") }
@@ -157,7 +165,9 @@ struct JSONPipelineReader {
             return out
         case "RobertaProcessing", "BertProcessing":
             guard let cls = o["cls"] as? [Any], let sep = o["sep"] as? [Any],
-                  let clsId = jsonInt(cls.last), let sepId = jsonInt(sep.last) else { throw fail("\(type) without cls/sep") }
+                  cls.last != nil, sep.last != nil else { throw fail("\(type) without cls/sep") }
+            let clsId = try checkedTokenId(cls.last, limit: idLimit, file: file, field: "post_processor cls")
+            let sepId = try checkedTokenId(sep.last, limit: idLimit, file: file, field: "post_processor sep")
             return [.special([clsId]), .sequence, .special([sepId])]
         default:
             throw TokenizerError.unsupportedComponent(file: file, component: "post_processor", name: type)
@@ -165,7 +175,10 @@ struct JSONPipelineReader {
     }
 }
 
-func readJSON(_ path: String) throws -> JSONObject {
+func readJSON(_ path: String) throws -> JSONObject { try readJSONSized(path).object }
+
+/// Reads a JSON object file and its size in bytes (the bound for ids read from it).
+func readJSONSized(_ path: String) throws -> (object: JSONObject, bytes: Int) {
     let data: Data
     do { data = try Data(contentsOf: URL(fileURLWithPath: path)) }
     catch { throw TokenizerError.unreadable(file: path, reason: error.localizedDescription) }
@@ -173,7 +186,17 @@ func readJSON(_ path: String) throws -> JSONObject {
     do { obj = try JSONParser.parse([UInt8](data)) }
     catch let f as JSONParser.Failure { throw TokenizerError.malformed(file: path, reason: "invalid JSON (\(f.what) at byte \(f.offset))") }
     guard let o = obj as? JSONObject else { throw TokenizerError.malformed(file: path, reason: "top level is not a JSON object") }
-    return o
+    return (o, data.count)
+}
+
+/// A token id read from a file: an integer in 0..<min(`limit`, Int32.max). `limit` is the file's
+/// size in bytes, so an id of 2e9 in a small file cannot make the id-to-token table huge.
+func checkedTokenId(_ v: Any?, limit: Int, file: String, field: String) throws -> Int {
+    guard let id = jsonInt(v) else { throw TokenizerError.malformed(file: file, reason: "\(field) is not an integer") }
+    guard id >= 0, id < min(limit, Int(Int32.max)) else {
+        throw TokenizerError.malformed(file: file, reason: "\(field) = \(id) is out of range (0..<\(min(limit, Int(Int32.max))))")
+    }
+    return id
 }
 
 /// A special token field of tokenizer_config.json: a string or an object with `content`.
@@ -186,8 +209,8 @@ private func tokenContent(_ x: Any?) -> String? {
 extension Tokenizer {
     /// Loads tokenizer.json; reads tokenizer_config.json and generation_config.json next to it if present.
     public convenience init(jsonPath: String) throws {
-        let root = try readJSON(jsonPath)
-        let r = JSONPipelineReader(file: jsonPath)
+        let (root, fileBytes) = try readJSONSized(jsonPath)
+        let r = JSONPipelineReader(file: jsonPath, idLimit: fileBytes)
         guard let m = root["model"] as? JSONObject else { throw r.fail("missing 'model'") }
         let mtype = m["type"] as? String ?? (m["merges"] != nil ? "BPE" : "unknown")
         guard mtype == "BPE" else { throw TokenizerError.unsupportedComponent(file: jsonPath, component: "model", name: mtype) }
@@ -199,7 +222,7 @@ extension Tokenizer {
         var vocab = Vocab(minimumCapacity: vocabObj.count)
         var maxId = -1
         for (k, v) in vocabObj.pairs {
-            guard let id = jsonInt(v) else { throw r.fail("model.vocab[\(k)] is not an integer") }
+            let id = try checkedTokenId(v, limit: fileBytes, file: jsonPath, field: "model.vocab[\(k)]")
             vocab[k] = Int32(id); maxId = max(maxId, id)
         }
         var idToToken = [String](repeating: "", count: maxId + 1)
@@ -208,9 +231,10 @@ extension Tokenizer {
         var addedTokens = [AddedToken]()
         if let list = root["added_tokens"] as? [Any] {
             for x in list {
-                guard let o = x as? JSONObject, let content = o["content"] as? String, let id = jsonInt(o["id"]) else {
+                guard let o = x as? JSONObject, let content = o["content"] as? String, o["id"] != nil else {
                     throw r.fail("added_tokens: entry without content/id")
                 }
+                let id = try checkedTokenId(o["id"], limit: fileBytes, file: jsonPath, field: "added_tokens[\(content)].id")
                 addedTokens.append(AddedToken(content: content, bytes: Array(content.utf8), id: id,
                                               special: o["special"] as? Bool ?? false, lstrip: o["lstrip"] as? Bool ?? false,
                                               rstrip: o["rstrip"] as? Bool ?? false, singleWord: o["single_word"] as? Bool ?? false,
@@ -263,13 +287,14 @@ extension Tokenizer {
         let unk = strings["unk_token"].flatMap(idOf) ?? unkId.map(Int.init)
         let pad = strings["pad_token"].flatMap(idOf)
         var chat: String? = nil
+        var chatPlace = "\(cfgPath) chat_template"
         if let s = cfg["chat_template"] as? String { chat = s }
         else if let list = cfg["chat_template"] as? [Any] {
             for x in list { if let o = x as? JSONObject, o["name"] as? String == "default" { chat = o["template"] as? String } }
         }
         if chat == nil {
             let jinja = dir.appendingPathComponent("chat_template.jinja").path
-            if let s = try? String(contentsOfFile: jinja, encoding: .utf8) { chat = s }
+            if let s = try? String(contentsOfFile: jinja, encoding: .utf8) { chat = s; chatPlace = jinja }
         }
         // Without a post-processor, tokenizer_config's add_bos_token/add_eos_token decide.
         let cfgBOS = cfg["add_bos_token"] as? Bool ?? false
@@ -292,9 +317,10 @@ extension Tokenizer {
             if let one = jsonInt(g["eos_token_id"]) { eosIds.insert(one) }
             if let many = g["eos_token_id"] as? [Any] { eosIds.formUnion(many.compactMap(jsonInt)) }
         }
-        self.init(source: jsonPath, model: model, normalizer: normalizer, transform: transform, splitters: splitters,
+        try self.init(source: jsonPath, model: model, normalizer: normalizer, transform: transform, splitters: splitters,
                   added: addedTokens, template: template, decoder: decoder, bos: bos, eos: eos, unk: unk, pad: pad,
-                  eosIds: eosIds, addBOS: addBOS, addEOS: addEOS, chatTemplate: chat, specialTokenStrings: strings)
+                  eosIds: eosIds, addBOS: addBOS, addEOS: addEOS, chatTemplate: chat, specialTokenStrings: strings,
+                      chatTemplatePlace: chatPlace)
     }
 
     /// The pre-tokenizer that llama.cpp uses for a GGUF `tokenizer.ggml.pre` name, as splitters,
@@ -394,10 +420,10 @@ extension Tokenizer {
         strings["bos_token"] = g.name(bos); strings["eos_token"] = g.name(eos)
         strings["unk_token"] = g.name(unk); strings["pad_token"] = g.name(pad)
         let eosIds = g.endTokens
-        self.init(source: file, model: model, normalizer: nil, transform: transform, splitters: splitters,
+        try self.init(source: file, model: model, normalizer: nil, transform: transform, splitters: splitters,
                   added: added, template: nil, decoder: decoder, bos: bos, eos: eos, unk: unk, pad: pad,
                   eosIds: eosIds, addBOS: addBOS && bos != nil, addEOS: addEOS && eos != nil,
-                  chatTemplate: g.chatTemplate, specialTokenStrings: strings)
+                  chatTemplate: g.chatTemplate, specialTokenStrings: strings, chatTemplatePlace: "tokenizer.chat_template")
     }
 }
 
@@ -405,11 +431,11 @@ extension Tokenizer {
     /// Loads a GPT-2 style tokenizer from `vocab.json` and `merges.txt` (byte-level BPE, the GPT-2
     /// regex, `<|endoftext|>` as the special token when the vocabulary has it).
     public convenience init(vocabPath: String, mergesPath: String) throws {
-        let vj = try readJSON(vocabPath)
+        let (vj, fileBytes) = try readJSONSized(vocabPath)
         var vocab = Vocab(minimumCapacity: vj.count)
         var maxId = -1
         for (k, v) in vj.pairs {
-            guard let id = jsonInt(v) else { throw TokenizerError.malformed(file: vocabPath, reason: "vocab[\(k)] is not an integer") }
+            let id = try checkedTokenId(v, limit: fileBytes, file: vocabPath, field: "vocab[\(k)]")
             vocab[k] = Int32(id); maxId = max(maxId, id)
         }
         var idToToken = [String](repeating: "", count: maxId + 1)
@@ -441,7 +467,7 @@ extension Tokenizer {
             eot = Int(id)
             for k in ["bos_token", "eos_token", "unk_token"] { strings[k] = "<|endoftext|>" }
         }
-        self.init(source: vocabPath, model: model, normalizer: nil, transform: SegmentTransform(),
+        try self.init(source: vocabPath, model: model, normalizer: nil, transform: SegmentTransform(),
                   splitters: [.split(.scanner(.gpt2), .isolated, invert: false)], added: added, template: nil,
                   decoder: .byteLevel, bos: eot, eos: eot, unk: eot, pad: nil, eosIds: [], addBOS: false, addEOS: false,
                   chatTemplate: nil, specialTokenStrings: strings)

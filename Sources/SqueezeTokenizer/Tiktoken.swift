@@ -54,8 +54,13 @@ public struct TiktokenRanks: Sendable {
             guard let tok = Data(base64Encoded: Data(parts[0])) else {
                 throw TokenizerError.malformed(file: path, reason: "line \(lineNo): invalid base64 token")
             }
-            guard let rank = Int(String(decoding: parts[1], as: UTF8.self)), rank >= 0, rank < Int(Int32.max) else {
+            guard let rank = Int(String(decoding: parts[1], as: UTF8.self)), rank >= 0 else {
                 throw TokenizerError.malformed(file: path, reason: "line \(lineNo): rank is not a non-negative integer")
+            }
+            // Ranks index a table of one entry per rank: bounded by the file's size, a rank near
+            // 2^31 in a small file is refused instead of allocating tens of GB.
+            guard rank < min(data.count, Int(Int32.max)) else {
+                throw TokenizerError.malformed(file: path, reason: "line \(lineNo): rank \(rank) is out of range (0..<\(min(data.count, Int(Int32.max))))")
             }
             guard !tok.isEmpty else { throw TokenizerError.malformed(file: path, reason: "line \(lineNo): empty token") }
             ranks[[UInt8](tok)] = rank
@@ -67,10 +72,10 @@ public struct TiktokenRanks: Sendable {
     /// Ranks from a GPT-2 `vocab.json` (= OpenAI's `encoder.json`): the id of each byte-level
     /// token is its rank (`<|endoftext|>` and other non-byte-level entries are left out).
     public init(gpt2VocabJSON path: String) throws {
-        let vj = try readJSON(path)
+        let (vj, fileBytes) = try readJSONSized(path)
         var ranks = [[UInt8]: Int](minimumCapacity: vj.count)
         for (k, v) in vj.pairs {
-            guard let id = jsonInt(v) else { throw TokenizerError.malformed(file: path, reason: "vocab[\(k)] is not an integer") }
+            let id = try checkedTokenId(v, limit: fileBytes, file: path, field: "vocab[\(k)]")
             if k == "<|endoftext|>" { continue }
             guard let bytes = ByteLevelMap.decode(k) else { continue }
             ranks[bytes] = id
@@ -90,6 +95,10 @@ extension Tokenizer {
         let n = tiktoken.count
         for b in 0..<256 where tiktoken.ranks[[UInt8(b)]] == nil {
             throw TokenizerError.malformed(file: file, reason: String(format: "no rank for the single byte 0x%02X", b))
+        }
+        // Ranks are Int32 ids; one out of range would trap below.
+        if let bad = tiktoken.ranks.values.first(where: { $0 < 0 || $0 >= Int(Int32.max) }) {
+            throw TokenizerError.malformed(file: file, reason: "rank \(bad) is out of range")
         }
         var vocab = Vocab(minimumCapacity: tiktoken.ranks.count)
         var idToToken = [String](repeating: "", count: n)
@@ -121,7 +130,7 @@ extension Tokenizer {
         var strings: [String: String] = [:]
         if let e = eosToken, eos != nil { strings["eos_token"] = e }
         if let p = padToken, pad != nil { strings["pad_token"] = p }
-        self.init(source: file, model: model, normalizer: nil, transform: SegmentTransform(), splitters: [pattern.splitter],
+        try self.init(source: file, model: model, normalizer: nil, transform: SegmentTransform(), splitters: [pattern.splitter],
                   added: added, template: nil, decoder: .byteLevel, bos: nil, eos: eos, unk: nil, pad: pad,
                   eosIds: [], addBOS: false, addEOS: false, chatTemplate: nil, specialTokenStrings: strings)
     }

@@ -36,6 +36,8 @@ public final class Tokenizer: @unchecked Sendable {
     public let addEOS: Bool
     /// The Jinja chat template, if the model has one.
     public let chatTemplate: String?
+    /// `chatTemplate` parsed once, when the tokenizer loads.
+    let compiledChatTemplate: ChatTemplate?
     /// Named special token strings (`bos_token`, `eos_token`, ...) passed to chat templates.
     public let specialTokenStrings: [String: String]
 
@@ -45,7 +47,7 @@ public final class Tokenizer: @unchecked Sendable {
     init(source: String, model: BPEModel, normalizer: Normalizer?, transform: SegmentTransform,
          splitters: [Splitter], added: [AddedToken], template: [TemplatePiece]?, decoder: Decoder?,
          bos: Int?, eos: Int?, unk: Int?, pad: Int?, eosIds: Set<Int>, addBOS: Bool, addEOS: Bool,
-         chatTemplate: String?, specialTokenStrings: [String: String]) {
+         chatTemplate: String?, specialTokenStrings: [String: String], chatTemplatePlace: String = "chat_template") throws {
         self.source = source
         self.model = model
         self.normalizer = normalizer
@@ -61,6 +63,11 @@ public final class Tokenizer: @unchecked Sendable {
         self.eosTokenIds = eosIds.union(eos.map { [$0] } ?? [])
         self.addBOS = addBOS; self.addEOS = addEOS
         self.chatTemplate = chatTemplate
+        // Parsed here so a broken template is refused when the model loads, naming where it is.
+        do { self.compiledChatTemplate = try chatTemplate.map { try ChatTemplate($0) } }
+        catch let TokenizerError.template(reason) {
+            throw TokenizerError.badChatTemplate(file: source, where: chatTemplatePlace, reason: reason)
+        }
         self.specialTokenStrings = specialTokenStrings
     }
 

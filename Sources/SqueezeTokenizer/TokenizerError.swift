@@ -19,6 +19,9 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     case templateException(String)
     /// The tokenizer has no chat template.
     case noChatTemplate(file: String)
+    /// The chat template stored in `file` (`where`: the field or file that holds it) does not parse;
+    /// raised when the tokenizer loads, not on the first chat request.
+    case badChatTemplate(file: String, where: String, reason: String)
 
     public var description: String {
         switch self {
@@ -32,6 +35,7 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
         case let .template(msg): return "chat template: \(msg)"
         case let .templateException(msg): return "chat template raised: \(msg)"
         case let .noChatTemplate(file): return "\(file): the tokenizer has no chat template"
+        case let .badChatTemplate(file, place, reason): return "\(file): chat template (\(place)) refused: \(reason)"
         }
     }
 }
