@@ -78,7 +78,8 @@ public struct QuantizeReport: Codable, Sendable {
     public var sensitivity: String
     public var sparsity: String
     public var tensors: [TensorReport]
-    /// Bits per quantized weight, tables and sparse part included.
+    /// Bits per linear weight as `LinearWeightStorage` defines it: codes, tables and the sparse
+    /// part as written, over the quantized layers' weights.
     public var bitsPerWeight: Double
     public var quantizedWeights: Int
     public var outputBytes: Int
@@ -118,8 +119,8 @@ public enum ModelQuantizer {
 
     public static func quantize(model path: String, output: String, options: QuantizeOptions,
                                 progress: Progress? = nil) throws -> QuantizeReport {
-        guard [2, 3, 4].contains(options.bits) else { throw QuantizePipelineError.badOption("--bits must be 2, 3 or 4, got \(options.bits)") }
-        guard [.f16, .f32].contains(options.sparseDType) else { throw QuantizePipelineError.badOption("--sparse-dtype must be f16 or f32") }
+        guard [2, 3, 4].contains(options.bits) else { throw QuantizePipelineError.badOption("bits must be 2, 3 or 4, got \(options.bits)") }
+        guard [.f16, .f32].contains(options.sparseDType) else { throw QuantizePipelineError.badOption("the sparse values' dtype must be f16 or f32, got \(options.sparseDType.rawValue)") }
         let fm = FileManager.default
         if fm.fileExists(atPath: output) { throw QuantizePipelineError.outputExists(output) }
         let t0 = DispatchTime.now().uptimeNanoseconds
@@ -284,7 +285,7 @@ public enum ModelQuantizer {
         return QuantizeReport(model: path, output: output, bits: options.bits, method: options.method.rawValue,
                               kmeans: options.kmeans.engine.rawValue, sensitivity: options.sensitivityLabel ?? options.sensitivity.description,
                               sparsity: sparsityDesc, tensors: reports,
-                              bitsPerWeight: Double(quantBytes * 8) / Double(max(quantWeights, 1)),
+                              bitsPerWeight: LinearWeightStorage(bytes: quantBytes, weights: quantWeights).bitsPerWeight,
                               quantizedWeights: quantWeights, outputBytes: outBytes, wallSeconds: elapsed(t0))
     }
 
