@@ -22,7 +22,7 @@ public enum GGUFConverter {
     public static func convert(gguf path: String, to output: String, dtype: DType,
                                extraFiles: ExtraFiles = [:], progress: ((String) -> Void)? = nil) throws {
         guard [.f32, .f16, .bf16].contains(dtype) else {
-            throw ModelError.invalidArgument("--dtype must be f32, f16 or bf16, got \(dtype.rawValue)")
+            throw ModelError.invalidArgument("the output dtype must be f32, f16 or bf16, got \(dtype.rawValue)")
         }
         let g = try GGUFFile(path: path)
         let config = try ModelConfig(gguf: g)

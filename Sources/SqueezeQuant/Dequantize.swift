@@ -8,7 +8,7 @@ import SqueezeModels
 /// `lookup_table[row][index] + sparse` at every position.
 public enum ModelDequantizer {
     public static func dequantize(directory: String, output: String, dtype: DType = .f16) throws {
-        guard [.f16, .f32, .bf16].contains(dtype) else { throw QuantizePipelineError.badOption("--dtype must be f16, bf16 or f32") }
+        guard [.f16, .f32, .bf16].contains(dtype) else { throw QuantizePipelineError.badOption("the output dtype must be f16, bf16 or f32, got \(dtype.rawValue)") }
         let fm = FileManager.default
         if fm.fileExists(atPath: output) { throw QuantizePipelineError.outputExists(output) }
         let cfgPath = directory + "/config.json"
