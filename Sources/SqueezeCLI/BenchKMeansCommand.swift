@@ -3,46 +3,49 @@ import Foundation
 import SqueezeQuant
 
 /// `squeeze bench-kmeans`: times the k-means engines on rows from raw float32 files (see scripts/bench_kmeans.py).
-struct BenchKMeansCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct BenchKMeansCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "bench-kmeans",
         abstract: "Time the per-row k-means engines on raw float32 rows and print per-row times and weighted errors as JSON.")
 
     @Option(help: "Raw little-endian float32 file of rows x cols weights.")
-    var values: String
+    public var values: String
     @Option(help: "Raw little-endian float32 file of rows x cols sensitivities.")
-    var weights: String
+    public var weights: String
     @Option(help: "Number of rows.")
-    var rows: Int
+    public var rows: PositiveInt
     @Option(help: "Values per row.")
-    var cols: Int
-    @Option(help: "Bits per index (clusters = 2^bits).")
-    var bits: Int = 4
-    @Option(help: "Comma-separated engines: optimal, lloyd.")
-    var engines: String = "optimal,lloyd"
+    public var cols: PositiveInt
+    @Option(help: "Bits per index (clusters = 2^bits), 1 to 8.")
+    public var bits: PositiveInt = PositiveInt(4)
+    @Option(help: "Engines, comma-separated.")
+    public var engines = CommaSeparated<KMeansEngine>([.optimal, .lloyd])
     @Option(help: "Repeats per row (the best is reported).")
-    var repeats: Int = 1
+    public var repeats = PositiveInt(1)
 
-    func run() throws {
+    public init() {}
+
+    public func validate() throws {
+        if engines.values.isEmpty { throw ValidationError("--engines needs at least one engine (optimal, lloyd)") }
+    }
+
+    public func run() throws {
         let v = try Data(contentsOf: URL(fileURLWithPath: values))
         let w = try Data(contentsOf: URL(fileURLWithPath: weights))
-        let need = rows * cols * 4
+        let need = rows.value * cols.value * 4
         guard v.count == need, w.count == need else {
-            throw ValidationError("expected \(need) bytes in each file, got \(v.count) and \(w.count)")
-        }
-        var list: [KMeansEngine] = []
-        for name in engines.split(separator: ",") {
-            guard let e = KMeansEngine(rawValue: String(name)) else { throw ValidationError("unknown engine \(name)") }
-            list.append(e)
+            throw ValidationError("--rows \(rows) x --cols \(cols) float32 values need \(need) bytes in each file; --values has \(v.count), --weights \(w.count)")
         }
         let vf = v.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
         let wf = w.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-        let json = try vf.withUnsafeBufferPointer { vp in
+        let report = try vf.withUnsafeBufferPointer { vp in
             try wf.withUnsafeBufferPointer { wp in
-                try KMeansBenchmark.run(values: vp.baseAddress!, weights: wp.baseAddress!, rows: rows, cols: cols,
-                                        bits: bits, engines: list, repeats: repeats)
+                try KMeansBenchmark.run(values: vp.baseAddress!, weights: wp.baseAddress!, rows: rows.value, cols: cols.value,
+                                        bits: bits.value, engines: engines.values, repeats: repeats.value)
             }
         }
-        print(json)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        print(String(decoding: try enc.encode(report), as: UTF8.self))
     }
 }
