@@ -6,9 +6,23 @@ let package = Package(
     name: "Squeeze",
     platforms: [.macOS(.v14)],
     products: [
+        // Quantization only: no tokenizer, evaluation or HTTP dependencies.
+        .library(name: "SqueezeQuantization", targets: [
+            "SqueezeCore", "SqueezeKernels", "SqueezeFormats", "SqueezeModels", "SqueezeQuant",
+        ]),
+        // Loading, generating and evaluating models.
+        .library(name: "SqueezeInference", targets: [
+            "SqueezeCore", "SqueezeKernels", "SqueezeFormats", "SqueezeTokenizer", "SqueezeModels", "SqueezeEval",
+        ]),
+        // Inference plus the OpenAI-compatible server (pulls in Hummingbird and Prometheus).
+        .library(name: "SqueezeServer", targets: [
+            "SqueezeCore", "SqueezeKernels", "SqueezeFormats", "SqueezeTokenizer", "SqueezeModels", "SqueezeEval",
+            "SqueezeServer",
+        ]),
+        // Everything, the command line's commands included.
         .library(name: "Squeeze", targets: [
             "SqueezeCore", "SqueezeKernels", "SqueezeFormats", "SqueezeTokenizer",
-            "SqueezeModels", "SqueezeQuant", "SqueezeConvert", "SqueezeEval", "SqueezeServer",
+            "SqueezeModels", "SqueezeQuant", "SqueezeConvert", "SqueezeEval", "SqueezeServer", "SqueezeCLI",
         ]),
         .executable(name: "squeeze", targets: ["squeeze"]),
     ],
@@ -51,12 +65,14 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
-        // The command line tool: parses arguments, calls the library.
-        .executableTarget(name: "squeeze", dependencies: [
+        // The commands: parse and check arguments, call the library, print its results.
+        .target(name: "SqueezeCLI", dependencies: [
             "SqueezeCore", "SqueezeKernels", "SqueezeFormats", "SqueezeTokenizer",
             "SqueezeModels", "SqueezeQuant", "SqueezeConvert", "SqueezeEval", "SqueezeServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        ], resources: [.copy("DemoText")]),
+        // The executable: only runs the root command.
+        .executableTarget(name: "squeeze", dependencies: ["SqueezeCLI"]),
         // Helpers shared by the test targets (the real test model's location, fixture folders).
         .target(name: "SqueezeTestSupport", path: "Tests/SqueezeTestSupport"),
         .testTarget(name: "SqueezeCoreTests", dependencies: ["SqueezeCore"]),
@@ -73,6 +89,10 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "SqueezeEvalTests", dependencies: ["SqueezeTestSupport", "SqueezeEval", "SqueezeModels", "SqueezeTokenizer"],
                     resources: [.copy("Fixtures")]),
+        .testTarget(name: "SqueezeCLITests", dependencies: [
+            "SqueezeCLI", "SqueezeTestSupport", "SqueezeCore", "SqueezeModels", "SqueezeQuant", "SqueezeEval", "SqueezeTokenizer", "SqueezeServer",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .testTarget(name: "SqueezeServerTests", dependencies: [
             "SqueezeServer", "SqueezeModels", "SqueezeTokenizer",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -72,7 +72,7 @@ public struct PerplexityEvaluator {
     /// The windows' start offsets and the scored prediction positions within a window.
     public func plan(tokenCount: Int) throws -> (starts: [Int], first: Int) {
         let n = context
-        guard n >= 2 else { throw EvalError.badArgument("--context must be at least 2") }
+        guard n >= 2 else { throw EvalError.badArgument("the window length (context) must be at least 2, got \(n)") }
         if let limit = model.config.contextLimit, n > limit {
             throw EvalError.contextTooLong(requested: n, modelContext: limit)
         }

@@ -8,7 +8,7 @@ import Darwin
 #endif
 
 /// One measured kernel: best time per product over several passes.
-public struct KernelBenchRow: Sendable, CustomStringConvertible {
+public struct KernelBenchRow: Sendable {
     /// "f16", "lut4-float", "lut4-int8", "lut3-float", "lut3-int8", "sparse", "lut4-int8+sparse",
     /// "lut4-int8 gemm/8" (GEMM rows report the time per token), ...
     public let kernel: String
@@ -26,11 +26,6 @@ public struct KernelBenchRow: Sendable, CustomStringConvertible {
 
     /// Weight bytes per second, in GB/s (10^9).
     public var gbPerSecond: Double { Double(bytes) / seconds / 1e9 }
-
-    public var description: String {
-        let sp = speedupOverF16.map { String(format: "%.2fx", $0) } ?? "-"
-        return "\(kernel) \(rows)x\(columns) t\(threads): \(String(format: "%.1f us, %.1f GB/s", seconds * 1e6, gbPerSecond)) \(sp) \(note)"
-    }
 }
 
 /// Times the LUT, sparse and F16 kernels on random data. Each kernel cycles over enough copies of

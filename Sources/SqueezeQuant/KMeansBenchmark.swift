@@ -16,10 +16,18 @@ public enum KMeansBenchmark {
         public var weightedError: Double
     }
 
-    /// Runs every engine on every row on the calling thread (one core) and returns the figures as
-    /// JSON: `{"bits": b, "cols": n, "engines": {"optimal": [{"row", "milliseconds", "weightedError"}]}}`.
+    /// Every engine's figures on every row (encodes as `{"bits", "cols", "rows", "engines": {"optimal": [RowResult]}}`).
+    public struct Report: Codable, Sendable {
+        public var bits: Int
+        public var cols: Int
+        public var rows: Int
+        /// Per engine (its raw value), one result per row.
+        public var engines: [String: [RowResult]]
+    }
+
+    /// Runs every engine on every row on the calling thread (one core).
     public static func run(values: UnsafePointer<Float>, weights: UnsafePointer<Float>, rows: Int, cols: Int,
-                           bits: Int, engines: [KMeansEngine], repeats: Int = 1) throws -> String {
+                           bits: Int, engines: [KMeansEngine], repeats: Int = 1) throws -> Report {
         guard (1...8).contains(bits) else { throw QuantError.unsupportedBits(tensor: "", bits: bits, supported: Array(1...8)) }
         let k = 1 << bits
         let ws = KMeansWorkspace(capacity: cols, k: k)
@@ -46,11 +54,7 @@ public enum KMeansBenchmark {
             }
             out[engine.rawValue] = results
         }
-        struct Report: Codable { var bits: Int; var cols: Int; var rows: Int; var engines: [String: [RowResult]] }
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys]
-        let data = try enc.encode(Report(bits: bits, cols: cols, rows: rows, engines: out))
-        return String(decoding: data, as: UTF8.self)
+        return Report(bits: bits, cols: cols, rows: rows, engines: out)
     }
 }
 

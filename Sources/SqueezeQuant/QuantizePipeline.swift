@@ -78,7 +78,8 @@ public struct QuantizeReport: Codable, Sendable {
     public var sensitivity: String
     public var sparsity: String
     public var tensors: [TensorReport]
-    /// Bits per quantized weight, tables and sparse part included.
+    /// Bits per linear weight as `LinearWeightStorage` defines it: codes, tables and the sparse
+    /// part as written, over the quantized layers' weights.
     public var bitsPerWeight: Double
     public var quantizedWeights: Int
     public var outputBytes: Int
@@ -275,7 +276,7 @@ public enum ModelQuantizer {
         return QuantizeReport(model: path, output: output, bits: options.bits, method: options.method.rawValue,
                               kmeans: options.kmeans.engine.rawValue, sensitivity: options.sensitivityLabel ?? options.sensitivity.description,
                               sparsity: sparsityDesc, tensors: reports,
-                              bitsPerWeight: Double(quantBytes * 8) / Double(max(quantWeights, 1)),
+                              bitsPerWeight: LinearWeightStorage(bytes: quantBytes, weights: quantWeights).bitsPerWeight,
                               quantizedWeights: quantWeights, outputBytes: outBytes, wallSeconds: elapsed(t0))
     }
 

@@ -21,10 +21,10 @@ public enum SensitivityError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .calibrationTooShort(t, s):
-            return "the calibration text has \(t) tokens, fewer than one window of \(s) + 1; give a longer text or a smaller --seqlen"
+            return "the calibration text has \(t) tokens, fewer than one window of \(s) + 1; give a longer text or a shorter window"
         case let .windowExceedsContext(s, c):
-            return "--seqlen \(s) exceeds the model's context of \(c) tokens (max_position_embeddings)"
-        case let .invalidOption(n, d): return "--\(n): \(d)"
+            return "the window length \(s) exceeds the model's context of \(c) tokens (max_position_embeddings)"
+        case let .invalidOption(n, d): return "\(n) \(d)"
         case let .unsupportedOutputDType(d): return "sensitivity files are written as F32 or BF16, not \(d.rawValue)"
         case let .missingTensor(f, t): return "\(f): sensitivity for '\(t)' is missing"
         case let .shapeMismatch(f, t, e, g): return "\(f): sensitivity '\(t)' has shape \(g) but the model's weight is \(e)"

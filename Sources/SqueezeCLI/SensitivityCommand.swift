@@ -5,8 +5,9 @@ import SqueezeModels
 import SqueezeQuant
 import SqueezeTokenizer
 
-struct SensitivityCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+/// `squeeze sensitivity`: per-weight sensitivity of a model on a calibration text.
+public struct SensitivityCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "sensitivity",
         abstract: "Compute per-weight sensitivity (Fisher: summed squared gradients) for `squeeze quantize --sensitivity`.",
         discussion: """
@@ -19,33 +20,56 @@ struct SensitivityCommand: ParsableCommand {
         """)
 
     @Option(help: "Model (GGUF file or Hugging Face directory). Default: the cached test model.")
-    var model: String?
+    public var model: String?
     @Option(help: "Calibration text file (UTF-8).")
-    var calibration: String
+    public var calibration: String
     @Option(help: "Number of random windows.")
-    var samples: Int = 100
-    @Option(help: "Tokens per window.")
-    var seqlen: Int = 512
+    public var samples = PositiveInt(100)
+    @Option(help: "Tokens per window (at least 2, at most the model's context).")
+    public var seqlen = PositiveInt(512)
     @Option(help: "Seed of the window sampler.")
-    var seed: UInt64 = 0
+    public var seed: UInt64 = 0
     @Option(help: "fisher (gradients squared) or activations (mean x^2 per input column, forward only).")
-    var mode: String = "fisher"
-    @Option(help: "Output dtype: f32 or bf16.")
-    var dtype: String = "f32"
+    public var mode: SensitivityMode = .fisher
+    @Option(help: "Output dtype.")
+    public var dtype: SensitivityValueType = .f32
     @Option(help: "Threads (default: all).")
-    var threads: Int?
+    public var threads: PositiveInt?
     @Option(help: "Windows computed at once, each on one thread (default: one per thread when memory allows, else 1 with every kernel split over the threads).")
-    var lanes: Int?
+    public var lanes: PositiveInt?
     @Option(help: "Output safetensors file.")
-    var output: String
+    public var output: String
 
-    func run() throws {
-        guard let m = SensitivityMode(rawValue: mode) else { throw ValidationError("--mode must be fisher or activations, got '\(mode)'") }
-        guard let dt = DType(userName: dtype), dt == .f32 || dt == .bf16 else { throw ValidationError("--dtype must be f32 or bf16, got '\(dtype)'") }
-        if let t = threads { WorkerPool.shared.defaultThreads = max(1, min(t, WorkerPool.shared.threadCount)) }
+    public init() {}
+
+    public func run() throws {
+        do {
+            try compute()
+        } catch let e as SensitivityError {
+            throw Self.flagged(e)
+        }
+    }
+
+    /// The library's error with its option named as the flag that sets it.
+    static func flagged(_ e: SensitivityError) -> Error {
+        switch e {
+        case let .windowExceedsContext(s, c):
+            return ValidationError("--seqlen \(s) exceeds the model's context of \(c) tokens (max_position_embeddings)")
+        case let .calibrationTooShort(t, s):
+            return ValidationError("the calibration text has \(t) tokens, fewer than one window of \(s) + 1; give a longer --calibration text or a smaller --seqlen")
+        case let .invalidOption(n, d):
+            return ValidationError("--\(n) \(d)")
+        default:
+            return e
+        }
+    }
+
+    func compute() throws {
+        let m = mode, dt = dtype.dtype, samples = samples.value, seqlen = seqlen.value
+        if let t = threads { WorkerPool.shared.defaultThreads = min(t.value, WorkerPool.shared.threadCount) }
         let modelPath = try model ?? DefaultModel.requirePath()
         guard let bytes = FileManager.default.contents(atPath: calibration) else {
-            throw ValidationError("cannot read the calibration file \(calibration)")
+            throw ValidationError("--calibration: cannot read '\(calibration)'")
         }
         let sha = SHA256Digest.hex(bytes)
         let tokenizer = try Tokenizer.load(path: modelPath)
@@ -55,8 +79,7 @@ struct SensitivityCommand: ParsableCommand {
         let starts = try Sensitivity.plan(model: net, tokenCount: tokens.count, options: options)
         Progress.eprint("\(tokens.count) calibration tokens; \(samples) windows of \(seqlen); mode \(m.rawValue); \(WorkerPool.shared.defaultThreads) threads")
         let windows = starts.map { Array(tokens[$0..<($0 + seqlen)]) }
-        if let l = lanes, l < 1 { throw ValidationError("--lanes must be at least 1, got \(l)") }
-        let laneCount = min(lanes ?? Sensitivity.automaticLanes(model: net, windows: windows, mode: m), windows.count)
+        let laneCount = min(lanes?.value ?? Sensitivity.automaticLanes(model: net, windows: windows, mode: m), windows.count)
         Progress.eprint("\(laneCount) window(s) at once")
         let acc = try Sensitivity.compute(model: net, windows: windows, mode: m, lanes: laneCount) { p in
             let loss = p.loss.map { String(format: ", loss %.4f", $0) } ?? ""

@@ -3,11 +3,11 @@ import Foundation
 import SqueezeCore
 
 /// The default model: SmolLM2-135M-Instruct (Q4_1 GGUF) in the cache that scripts/fetch-test-model.sh fills.
-enum DefaultModel {
-    static var cacheDirectory: String {
+public enum DefaultModel {
+    public static var cacheDirectory: String {
         getenvString("SQUEEZE_CACHE") ?? (NSHomeDirectory() + "/.cache/squeeze")
     }
-    static var path: String { getenvString("SQUEEZE_MODEL") ?? cacheDirectory + "/models/SmolLM2-135M-Instruct.Q4_1.gguf" }
+    public static var path: String { getenvString("SQUEEZE_MODEL") ?? cacheDirectory + "/models/SmolLM2-135M-Instruct.Q4_1.gguf" }
 
     static func requirePath() throws -> String {
         guard FileManager.default.fileExists(atPath: path) else {

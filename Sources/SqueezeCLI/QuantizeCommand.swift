@@ -5,8 +5,9 @@ import SqueezeFormats
 import SqueezeQuant
 import SqueezeTokenizer
 
-struct QuantizeCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+/// `squeeze quantize`: SqueezeLLM quantization of a model into a directory.
+public struct QuantizeCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "quantize",
         abstract: "Quantize a model to 3 or 4 bits with per-row look-up tables (SqueezeLLM), optionally dense-and-sparse.",
         discussion: """
@@ -16,83 +17,122 @@ struct QuantizeCommand: ParsableCommand {
         and renamed on success.
         """)
 
-    @Option(help: "Input model (GGUF file or Hugging Face directory).")
-    var model: String
-    @Option(help: "Output directory (must not exist).")
-    var output: String
-    @Option(help: "Bits per weight: 3 or 4 (2 also works).")
-    var bits: Int = 4
-    @Option(help: "Sensitivity: a safetensors file of squared gradients (see `squeeze sensitivity`), a directory of SqueezeLLM layer_N.pt gradient chunks, activations (needs --calibration), or none.")
-    var sensitivity: String = "none"
-    @Option(help: "Calibration text for --sensitivity activations.")
-    var calibration: String?
-    @Option(help: "Windows of 512 tokens drawn from the calibration text for --sensitivity activations.")
-    var calibrationSamples: Int = 100
-    @Option(help: "Dense-and-sparse: percent of weights kept exactly (0.45 = 0.05% most sensitive + 0.40% outliers).")
-    var sparsity: Double?
-    @Option(help: "Percent of weights kept for sensitivity (default 0.05 when sparse).")
-    var sensitiveFraction: Double?
-    @Option(help: "Percent of weights kept as outliers, threshold solved per tensor.")
-    var outlierFraction: Double?
-    @Option(help: "Outliers beyond the interquartile fences: T = max(|q1 - r IQR|, |q3 + r IQR|).")
-    var outlierRange: Double?
-    @Option(help: "k-means engine: optimal (exact) or lloyd (fast).")
-    var kmeans: String = "optimal"
-    @Option(help: "Method: squeezellm, rtn (GPTQ's per-row asymmetric grid) or rtn-minmax.")
-    var method: String = "squeezellm"
-    @Option(help: "Sparse values dtype: f16 or f32.")
-    var sparseDtype: String = "f16"
-    @Flag(help: "Quantize the LM head too.")
-    var quantizeHead = false
-    @Option(help: "Threads (default: all cores).")
-    var threads: Int?
-    @Option(help: "Write an HTML report with per-layer charts.")
-    var report: String?
-    @Option(help: "Write the report as JSON.")
-    var jsonReport: String?
-    @Flag(help: "Print the per-tensor table.")
-    var verbose = false
+    /// `--bits`: the index width.
+    public enum Bits: Int, CaseIterable, Sendable, ExpressibleByArgument {
+        case two = 2, three = 3, four = 4
+    }
 
-    func run() throws {
+    /// `--sensitivity`: where the per-weight sensitivity comes from.
+    public enum SensitivityArgument: ExpressibleByArgument, Equatable, Sendable {
+        /// Uniform weights.
+        case none
+        /// Mean squared input activations over calibration windows (needs --calibration).
+        case activations
+        /// A safetensors file of squared gradients, or a directory of SqueezeLLM gradient chunks.
+        case file(String)
+
+        public init?(argument: String) {
+            switch argument {
+            case "": return nil
+            case "none": self = .none
+            case "activations": self = .activations
+            default: self = .file(argument)
+            }
+        }
+
+        public var defaultValueDescription: String {
+            switch self {
+            case .none: return "none"
+            case .activations: return "activations"
+            case let .file(p): return p
+            }
+        }
+    }
+
+    @Option(help: "Input model (GGUF file or Hugging Face directory).")
+    public var model: String
+    @Option(help: "Output directory (must not exist).")
+    public var output: String
+    @Option(help: "Bits per weight: 3 or 4 (2 also works).")
+    public var bits: Bits = .four
+    @Option(help: "Sensitivity: a safetensors file of squared gradients (see `squeeze sensitivity`), a directory of SqueezeLLM layer_N.pt gradient chunks, activations (needs --calibration), or none.")
+    public var sensitivity: SensitivityArgument = .none
+    @Option(help: "Calibration text for --sensitivity activations.")
+    public var calibration: String?
+    @Option(help: "Windows of 512 tokens drawn from the calibration text for --sensitivity activations.")
+    public var calibrationSamples = PositiveInt(100)
+    @Option(help: "Dense-and-sparse: percent of weights kept exactly (0.45 = 0.05% most sensitive + 0.40% outliers).")
+    public var sparsity: Percentage?
+    @Option(help: "Percent of weights kept for sensitivity (default 0.05 when sparse).")
+    public var sensitiveFraction: Percentage?
+    @Option(help: "Percent of weights kept as outliers, threshold solved per tensor.")
+    public var outlierFraction: Percentage?
+    @Option(help: "Outliers beyond the interquartile fences: T = max(|q1 - r IQR|, |q3 + r IQR|).")
+    public var outlierRange: PositiveDouble?
+    @Option(help: "k-means engine: optimal (exact) or lloyd (fast).")
+    public var kmeans: KMeansEngine = .optimal
+    @Option(help: "Method: squeezellm, rtn (GPTQ's per-row asymmetric grid) or rtn-minmax.")
+    public var method: QuantMethod = .squeezellm
+    @Option(help: "Sparse values dtype.")
+    public var sparseDtype: SparseValueType = .f16
+    @Flag(help: "Quantize the LM head too.")
+    public var quantizeHead = false
+    @Option(help: "Threads (default: all cores).")
+    public var threads: PositiveInt?
+    @Option(help: "Write an HTML report with per-layer charts.")
+    public var report: String?
+    @Option(help: "Write the report as JSON.")
+    public var jsonReport: String?
+    @Flag(help: "Print the per-tensor table.")
+    public var verbose = false
+
+    public init() {}
+
+    public func validate() throws {
+        if sensitivity == .activations && calibration == nil { throw ValidationError("--sensitivity activations needs --calibration FILE") }
+        if outlierFraction != nil && outlierRange != nil { throw ValidationError("give --outlier-fraction or --outlier-range, not both") }
+        if sparsity != nil && (outlierFraction != nil || outlierRange != nil) {
+            throw ValidationError("--sparsity is shorthand; do not combine it with --outlier-fraction/--outlier-range")
+        }
+    }
+
+    /// The library's options for these flags (the sensitivity source as given; `run` makes the activations file).
+    public var options: QuantizeOptions {
+        var o = QuantizeOptions()
+        o.bits = bits.rawValue
+        o.method = method
+        o.kmeans.engine = kmeans
+        o.sparseDType = sparseDtype.dtype
+        o.quantizeHead = quantizeHead
+        o.threads = threads?.value
+        if case let .file(f) = sensitivity { o.sensitivity = .file(f) }
+        if let s = sparsity {
+            o.outliers = s.value > 0 ? OutlierSelector.sparsity(percent: s.value) : nil
+        } else if sensitiveFraction != nil || outlierFraction != nil || outlierRange != nil {
+            let sens = (sensitiveFraction?.value ?? 0.05) / 100
+            let thr: OutlierThreshold = outlierFraction.map { .fraction($0.value / 100) } ?? outlierRange.map { .range($0.value) } ?? .none
+            o.outliers = OutlierSelector(sensitiveFraction: sens, threshold: thr)
+        }
+        return o
+    }
+
+    public func run() throws {
         var temporaries: [String] = []
         defer { for t in temporaries { try? FileManager.default.removeItem(atPath: t) } }
-        var o = QuantizeOptions()
-        o.bits = bits
-        guard let m = QuantMethod(rawValue: method) else { throw ValidationError("--method must be squeezellm, rtn or rtn-minmax") }
-        o.method = m
-        guard let e = KMeansEngine(rawValue: kmeans) else { throw ValidationError("--kmeans must be optimal or lloyd") }
-        o.kmeans.engine = e
-        guard let sd = DType(userName: sparseDtype), [.f16, .f32].contains(sd) else { throw ValidationError("--sparse-dtype must be f16 or f32") }
-        o.sparseDType = sd
-        o.quantizeHead = quantizeHead
-        o.threads = threads
-        if let t = threads { guard t > 0 else { throw ValidationError("--threads must be positive") }; WorkerPool.shared.defaultThreads = min(t, WorkerPool.shared.threadCount) }
+        var o = options
+        if let t = threads { WorkerPool.shared.defaultThreads = min(t.value, WorkerPool.shared.threadCount) }
         switch sensitivity {
-        case "none": o.sensitivity = .none
-        case "activations":
+        case .none: break
+        case .activations:
             guard let cal = calibration else { throw ValidationError("--sensitivity activations needs --calibration FILE") }
             let file = output + ".activations-\(getpid()).safetensors"
             InterruptCleanup.register(file)
-            try ActivationSensitivity.make(model: model, calibration: cal, samples: calibrationSamples, output: file)
+            try ActivationSensitivity.make(model: model, calibration: cal, samples: calibrationSamples.value, output: file)
             o.sensitivity = .file(file)
-            o.sensitivityLabel = "activations (\(calibrationSamples) windows of 512 tokens of \(URL(fileURLWithPath: cal).lastPathComponent))"
+            o.sensitivityLabel = "activations (\(calibrationSamples.value) windows of 512 tokens of \(URL(fileURLWithPath: cal).lastPathComponent))"
             temporaries.append(file)
-        default:
-            guard FileManager.default.fileExists(atPath: sensitivity) else { throw ValidationError("--sensitivity: no such file '\(sensitivity)'") }
-            o.sensitivity = .file(sensitivity)
-        }
-        for (name, v) in [("--sparsity", sparsity), ("--sensitive-fraction", sensitiveFraction), ("--outlier-fraction", outlierFraction)] {
-            if let v = v, !(v >= 0 && v <= 100) { throw ValidationError("\(name) is a percentage in [0, 100], got \(v)") }
-        }
-        if let r = outlierRange, !(r > 0) { throw ValidationError("--outlier-range must be positive") }
-        if outlierFraction != nil && outlierRange != nil { throw ValidationError("give --outlier-fraction or --outlier-range, not both") }
-        if let s = sparsity {
-            if outlierFraction != nil || outlierRange != nil { throw ValidationError("--sparsity is shorthand; do not combine it with --outlier-fraction/--outlier-range") }
-            o.outliers = s > 0 ? OutlierSelector.sparsity(percent: s) : nil
-        } else if sensitiveFraction != nil || outlierFraction != nil || outlierRange != nil {
-            let sens = (sensitiveFraction ?? 0.05) / 100
-            let thr: OutlierThreshold = outlierFraction.map { .fraction($0 / 100) } ?? outlierRange.map { .range($0) } ?? .none
-            o.outliers = OutlierSelector(sensitiveFraction: sens, threshold: thr)
+        case let .file(f):
+            guard FileManager.default.fileExists(atPath: f) else { throw ValidationError("--sensitivity: no such file '\(f)'") }
         }
         if o.outliers != nil && o.sensitivity == .none && (o.outliers!.sensitiveFraction > 0) {
             Progress.eprint("note: no sensitivity file: the sparse part holds only outliers (no sensitive weights)")
@@ -118,7 +158,7 @@ struct QuantizeCommand: ParsableCommand {
 enum ActivationSensitivity {
     static func make(model: String, calibration: String, samples: Int, output: String) throws {
         guard let bytes = FileManager.default.contents(atPath: calibration) else {
-            throw ValidationError("cannot read the calibration file \(calibration)")
+            throw ValidationError("--calibration: cannot read '\(calibration)'")
         }
         let tokenizer = try Tokenizer.load(path: model)
         let tokens = try tokenizer.encode(fileBytes: [UInt8](bytes), file: calibration, addSpecialTokens: false)

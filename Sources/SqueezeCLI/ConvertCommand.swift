@@ -3,8 +3,9 @@ import Foundation
 import SqueezeConvert
 import SqueezeCore
 
-struct ConvertCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+/// `squeeze convert`: GGUF to a Hugging Face directory, or a SqueezeLLM checkpoint to a Squeeze directory.
+public struct ConvertCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "convert",
         abstract: "Convert a GGUF model to a Hugging Face safetensors directory, or a SqueezeLLM .pt checkpoint to a Squeeze model directory.",
         discussion: """
@@ -13,36 +14,41 @@ struct ConvertCommand: ParsableCommand {
             """)
 
     @Argument(help: "The input .gguf file.")
-    var input: String?
+    public var input: String?
     @Option(name: .customLong("from-squeezellm"), help: "A SqueezeLLM checkpoint (.pt) to convert to a Squeeze model directory.")
-    var fromSqueezeLLM: String?
+    public var fromSqueezeLLM: String?
     @Option(help: "With --from-squeezellm: the original model (Hugging Face directory or GGUF) supplying config, tokenizer and the tensors the checkpoint lacks.")
-    var base: String?
-    @Option(help: "Output format (safetensors).")
-    var to: String = "safetensors"
-    @Option(help: "Weight dtype: f32, f16 or bf16.")
-    var dtype: String = "f16"
+    public var base: String?
+    @Option(help: "Output format.")
+    public var to: ConvertFormat = .safetensors
+    @Option(help: "Weight dtype of a GGUF conversion.")
+    public var dtype: FloatType = .f16
     @Option(help: "Output directory (must not exist).")
-    var output: String
+    public var output: String
 
-    func run() throws {
-        if let pt = fromSqueezeLLM {
-            guard input == nil else { throw ValidationError("give either an input .gguf file or --from-squeezellm, not both") }
-            try SqueezeLLMConverter.convert(checkpoint: pt, base: base, output: output) { Progress.eprint($0) }
-            print("wrote \(output)")
+    public init() {}
+
+    public func validate() throws {
+        if fromSqueezeLLM != nil {
+            if input != nil { throw ValidationError("give either an input .gguf file or --from-squeezellm, not both") }
             return
         }
-        guard base == nil else { throw ValidationError("--base is only used with --from-squeezellm") }
+        if base != nil { throw ValidationError("--base is only used with --from-squeezellm") }
         guard let input else { throw ValidationError("give the input .gguf file, or --from-squeezellm X.pt") }
         if ["pt", "pth", "bin"].contains(URL(fileURLWithPath: input).pathExtension) {
             throw ValidationError("'\(input)' is a PyTorch checkpoint: convert a SqueezeLLM checkpoint with --from-squeezellm \(input)")
         }
-        guard to == "safetensors" else { throw ValidationError("--to: only 'safetensors' is supported") }
-        guard let dt = DType(userName: dtype), [.f32, .f16, .bf16].contains(dt) else {
-            throw ValidationError("--dtype must be f32, f16 or bf16")
+    }
+
+    public func run() throws {
+        if let pt = fromSqueezeLLM {
+            try SqueezeLLMConverter.convert(checkpoint: pt, base: base, output: output) { Progress.eprint($0) }
+            print("wrote \(output)")
+            return
         }
+        guard let input else { throw ValidationError("give the input .gguf file, or --from-squeezellm X.pt") }
         let extra = try GGUFConverter.tokenizerFiles(forGGUF: input)
-        try GGUFConverter.convert(gguf: input, to: output, dtype: dt, extraFiles: extra) { line in
+        try GGUFConverter.convert(gguf: input, to: output, dtype: dtype.dtype, extraFiles: extra) { line in
             Progress.line(line)
         }
         print("wrote \(output)")
