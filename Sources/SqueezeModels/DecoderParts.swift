@@ -218,9 +218,7 @@ extension DecoderModel {
     /// out = silu(g) * u over n values, spread over the pool through a job on the stack (no allocation).
     func siluMul(_ g: UnsafeMutablePointer<Float>, _ u: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>,
                  _ n: Int) {
-        let block = pool.blockLength(n, minBlock: 8192)
-        var job = sq_silu_mul_job(g: g, u: u, out: out, n: Int64(n), block: Int64(block))
-        withUnsafeMutablePointer(to: &job) { pool.run(tasks: (n + block - 1) / block, context: $0, sq_silu_mul_task) }
+        VectorOps.siluMul(g, u, out, n, pool: pool)
     }
 
     /// Rotates each head's pairs of `v` (T rows of `heads` heads) by the angles of `cosT`/`sinT`

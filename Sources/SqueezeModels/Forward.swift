@@ -340,16 +340,8 @@ extension DecoderModel {
             // dimension, about 2% of a batched step when serial).
             if segments.count > 1 {
                 segments.withUnsafeBufferPointer { segs in
-                    // A job on the stack and a C task function: no allocation per layer.
-                    var job = StoreJob(model: .passUnretained(self), ws: .passUnretained(ws), segments: segs, layer: li)
-                    withUnsafeMutablePointer(to: &job) {
-                        pool.run(tasks: segs.count, context: $0) { ctx, task, _ in
-                            let j = ctx!.assumingMemoryBound(to: StoreJob.self).pointee
-                            j.model._withUnsafeGuaranteedRef { m in
-                                j.ws._withUnsafeGuaranteedRef { m.storeKV(j.segments[Int(task)], layer: j.layer, ws: $0) }
-                            }
-                        }
-                    }
+                    var job = StoreJob(model: self, ws: ws, segments: segs, layer: li)
+                    pool.run(tasks: segs.count, job: &job)
                 }
             } else {
                 for seg in segments { storeKV(seg, layer: li, ws: ws) }
@@ -426,11 +418,13 @@ extension DecoderModel {
     }
 
     /// Where the parallel K/V appends of a batch find their inputs (on the caller's stack for the run).
-    struct StoreJob {
-        let model: Unmanaged<DecoderModel>
-        let ws: Unmanaged<Workspace>
+    struct StoreJob: PoolJob {
+        let model: DecoderModel
+        let ws: Workspace
         let segments: UnsafeBufferPointer<Segment>
         let layer: Int
+
+        func run(task: Int, thread: Int) { model.storeKV(segments[task], layer: layer, ws: ws) }
     }
 
     /// Appends the keys and values of `seg`'s tokens (rows seg.start ..< seg.start + seg.count of
@@ -500,25 +494,21 @@ extension DecoderModel {
         let perSegment = chunks * maxBlocks
         let plan = AttentionPlan(layer: li, window: window, maxBlocks: maxBlocks, headsPerTask: headsPerTask,
                                  chunks: chunks, perSegment: perSegment)
-        // Dispatched through a job on the stack and a C task function: a Swift closure handed to the
-        // pool would need a heap-allocated context on every call (30 per token).
+        // A job on the stack: a Swift closure handed to the pool would need a heap context per call.
         segments.withUnsafeBufferPointer { segs in
-            var job = AttentionJob(model: .passUnretained(self), ws: .passUnretained(ws), segments: segs, plan: plan)
-            withUnsafeMutablePointer(to: &job) {
-                pool.run(tasks: segs.count * perSegment, context: $0) { ctx, task, thread in
-                    let j = ctx!.assumingMemoryBound(to: AttentionJob.self)
-                    j.pointee.model._withUnsafeGuaranteedRef { $0.attentionTask(Int(task), thread: Int(thread), job: j.pointee) }
-                }
-            }
+            var job = AttentionJob(model: self, ws: ws, segments: segs, plan: plan)
+            pool.run(tasks: segs.count * perSegment, job: &job)
         }
     }
 
     /// Where `attention`'s tasks find their inputs (kept on the caller's stack for the run).
-    struct AttentionJob {
-        let model: Unmanaged<DecoderModel>
-        let ws: Unmanaged<Workspace>
+    struct AttentionJob: PoolJob {
+        let model: DecoderModel
+        let ws: Workspace
         let segments: UnsafeBufferPointer<Segment>
         let plan: AttentionPlan
+
+        func run(task: Int, thread: Int) { model.attentionTask(task, thread: thread, job: self) }
     }
 
     /// How `attention` cuts a layer's work into tasks (see there).
@@ -533,7 +523,8 @@ extension DecoderModel {
 
     /// Attention task `ti` of `attention`: one segment, one chunk of query heads, one query block.
     func attentionTask(_ ti: Int, thread: Int, job: AttentionJob) {
-        job.ws._withUnsafeGuaranteedRef { ws in
+        do {
+            let ws = job.ws
             let c = config
             let hd = c.headDim, nh = c.numHeads, group = c.numHeads / c.numKVHeads
             let qd = nh * hd
