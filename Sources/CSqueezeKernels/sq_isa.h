@@ -7,7 +7,7 @@
 #include <string.h>
 
 #if defined(SQ_LUT_EMULATE)
-// Validation build of lut.c only (scripts/lut_emulation): SIMDe stands in for the intrinsics and
+// Validation build of lut.c only (scripts/harness/lut_emulation): SIMDe stands in for the intrinsics and
 // defines SQ_X86, T_AVX2, T_AVX512, T_VNNI and INL without target attributes.
 #include "sq_lut_emulate.h"
 #elif defined(__x86_64__)

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import SqueezeQuant
 
-/// `squeeze bench-kmeans`: times the k-means engines on rows from raw float32 files (see scripts/bench_kmeans.py).
+/// `squeeze bench-kmeans`: times the k-means engines on rows from raw float32 files (see scripts/bench/bench_kmeans.py).
 public struct BenchKMeansCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "bench-kmeans",

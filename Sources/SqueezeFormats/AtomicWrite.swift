@@ -111,7 +111,7 @@ public enum AtomicFile {
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         if fd < 0 { throw FormatError.writeFailed(path: path, reason: "cannot create \(temporary): \(lastError())") }
         do {
-            try data.withUnsafeBytes { try writeAll(fd, $0, path: path) }
+            try data.withUnsafeBytes { try writeFully(fd, $0, path: path) }
             if fsync(fd) != 0 { throw FormatError.writeFailed(path: path, reason: "fsync: \(lastError())") }
             close(fd)
         } catch {
@@ -255,7 +255,8 @@ private func jsonData(_ object: Any, path: String) throws -> Data {
     }
 }
 
-private func writeAll(_ fd: Int32, _ buf: UnsafeRawBufferPointer, path: String) throws {
+/// Writes all of `buf` to `fd`, retrying short writes and EINTR; errors name `path`.
+func writeFully(_ fd: Int32, _ buf: UnsafeRawBufferPointer, path: String) throws {
     var p = buf.baseAddress
     var left = buf.count
     while left > 0, let q = p {

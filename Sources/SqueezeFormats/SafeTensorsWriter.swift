@@ -94,19 +94,7 @@ public final class SafeTensorsWriter {
         return bytes
     }
 
-    private func writeAll(_ buf: UnsafeRawBufferPointer) throws {
-        var p = buf.baseAddress
-        var left = buf.count
-        while left > 0, let q = p {
-            let w = Glibc_write(fd, q, left)
-            if w < 0 {
-                if errno == EINTR { continue }
-                throw FormatError.writeFailed(path: temporaryPath, reason: String(cString: strerror(errno)))
-            }
-            left -= w
-            p = q + w
-        }
-    }
+    private func writeAll(_ buf: UnsafeRawBufferPointer) throws { try writeFully(fd, buf, path: temporaryPath) }
 
     /// The name of the next tensor to write, or nil when all are written.
     public var nextName: String? { next < entries.count ? entries[next].name : nil }
@@ -177,10 +165,6 @@ public final class SafeTensorsWriter {
         for t in tensors { try w.write(t) }
         try w.finish()
     }
-}
-
-@inline(__always) private func Glibc_write(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
-    write(fd, p, n)
 }
 
 /// A JSON string literal.

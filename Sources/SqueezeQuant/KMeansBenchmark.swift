@@ -4,7 +4,7 @@ import SqueezeCore
 import Glibc
 #endif
 
-/// Per-row timing and error of the k-means engines, for `scripts/bench_kmeans.py`.
+/// Per-row timing and error of the k-means engines, for `scripts/bench/bench_kmeans.py`.
 public enum KMeansBenchmark {
     /// One engine's figures on one row.
     public struct RowResult: Codable, Sendable {

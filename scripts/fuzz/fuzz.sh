@@ -18,6 +18,7 @@ mkdir -p "$pkg/Sources"
 # The library targets the harnesses need, as links to the real sources.
 libs=(CSqueezeKernels SqueezeCore SqueezeFormats SqueezeTokenizer)
 for t in "${libs[@]}"; do ln -sfn "$root/Sources/$t" "$pkg/Sources/$t"; done
+ln -sfn "$root/scripts/fuzz/FuzzSupport" "$pkg/Sources/FuzzSupport"
 harnesses=()
 for h in "$root"/scripts/fuzz/harnesses/*/; do
     n=$(basename "$h")
@@ -34,8 +35,9 @@ done
     echo '    .target(name: "SqueezeCore", dependencies: ["CSqueezeKernels"]),'
     echo '    .target(name: "SqueezeFormats", dependencies: ["SqueezeCore"]),'
     echo '    .target(name: "SqueezeTokenizer", dependencies: ["SqueezeFormats"]),'
+    echo '    .target(name: "FuzzSupport"),'
     for n in "${harnesses[@]}"; do
-        echo "    .executableTarget(name: \"$n\", dependencies: [\"SqueezeFormats\", \"SqueezeTokenizer\"]),"
+        echo "    .executableTarget(name: \"$n\", dependencies: [\"FuzzSupport\", \"SqueezeFormats\", \"SqueezeTokenizer\"]),"
     done
     echo '])'
 } > "$pkg/Package.swift.new"

@@ -1,4 +1,5 @@
 import Foundation
+import FuzzSupport
 import SqueezeTokenizer
 
 /// libFuzzer entry: a chat template parsed and rendered for a short conversation.
@@ -12,16 +13,8 @@ public func fuzzJinja(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-/// SwiftPM links an executable's entry point as `FuzzJinja_main` (--defsym main=...), which hides
-/// libFuzzer's own main: this one hands the arguments to libFuzzer's driver.
+/// The entry point SwiftPM links for this target; it runs libFuzzer's driver.
 @_cdecl("FuzzJinja_main")
 public func fuzzerMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt {
-    var c = argc
-    var v: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = argv
-    return LLVMFuzzerRunDriver(&c, &v, fuzzJinja)
+    runFuzzDriver(argc, argv, fuzzJinja)
 }
-
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt) -> CInt

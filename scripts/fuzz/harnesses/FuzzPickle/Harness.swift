@@ -1,4 +1,5 @@
 import Foundation
+import FuzzSupport
 import SqueezeFormats
 
 /// libFuzzer entry: a pickle run through the restricted unpickler.
@@ -8,16 +9,8 @@ public func fuzzPickle(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-/// SwiftPM links an executable's entry point as `FuzzPickle_main` (--defsym main=...), which hides
-/// libFuzzer's own main: this one hands the arguments to libFuzzer's driver.
+/// The entry point SwiftPM links for this target; it runs libFuzzer's driver.
 @_cdecl("FuzzPickle_main")
 public func fuzzerMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt {
-    var c = argc
-    var v: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = argv
-    return LLVMFuzzerRunDriver(&c, &v, fuzzPickle)
+    runFuzzDriver(argc, argv, fuzzPickle)
 }
-
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt) -> CInt
