@@ -143,7 +143,8 @@ public struct MatrixShape: ExpressibleByArgument, Equatable, Sendable, CustomStr
     }
 
     public init?(argument: String) {
-        let parts = argument.trimmingCharacters(in: .whitespaces).split(separator: "x", omittingEmptySubsequences: false)
+        let parts = argument.trimmingCharacters(in: .whitespaces).split(
+            separator: "x", omittingEmptySubsequences: false)
         guard parts.count == 2, let r = Int(parts[0]), let c = Int(parts[1]), r > 0, c > 0 else { return nil }
         rows = r
         columns = c

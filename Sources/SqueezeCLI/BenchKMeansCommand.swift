@@ -6,7 +6,8 @@ import SqueezeQuant
 public struct BenchKMeansCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "bench-kmeans",
-        abstract: "Time the per-row k-means engines on raw float32 rows and print per-row times and weighted errors as JSON.")
+        abstract:
+            "Time the per-row k-means engines on raw float32 rows and print per-row times and weighted errors as JSON.")
 
     @Option(help: "Raw little-endian float32 file of rows x cols weights.")
     public var values: String
@@ -34,14 +35,17 @@ public struct BenchKMeansCommand: ParsableCommand {
         let w = try Data(contentsOf: URL(fileURLWithPath: weights))
         let need = rows.value * cols.value * 4
         guard v.count == need, w.count == need else {
-            throw ValidationError("--rows \(rows) x --cols \(cols) float32 values need \(need) bytes in each file; --values has \(v.count), --weights \(w.count)")
+            throw ValidationError(
+                "--rows \(rows) x --cols \(cols) float32 values need \(need) bytes in each file; --values has \(v.count), --weights \(w.count)"
+            )
         }
         let vf = v.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
         let wf = w.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
         let report = try vf.withUnsafeBufferPointer { vp in
             try wf.withUnsafeBufferPointer { wp in
-                try KMeansBenchmark.run(values: vp.baseAddress!, weights: wp.baseAddress!, rows: rows.value, cols: cols.value,
-                                        bits: bits.value, engines: engines.values, repeats: repeats.value)
+                try KMeansBenchmark.run(
+                    values: vp.baseAddress!, weights: wp.baseAddress!, rows: rows.value, cols: cols.value,
+                    bits: bits.value, engines: engines.values, repeats: repeats.value)
             }
         }
         let enc = JSONEncoder()

@@ -11,7 +11,8 @@ public struct BenchKernelsCommand: ParsableCommand {
 
     @Option(help: "Shapes as ROWSxCOLS, comma-separated.")
     public var shapes = CommaSeparated<MatrixShape>([
-        MatrixShape(rows: 4096, columns: 4096), MatrixShape(rows: 11008, columns: 4096), MatrixShape(rows: 4096, columns: 11008),
+        MatrixShape(rows: 4096, columns: 4096), MatrixShape(rows: 11008, columns: 4096),
+        MatrixShape(rows: 4096, columns: 11008),
     ])
     @Option(help: "Thread counts, comma-separated.")
     public var threads = CommaSeparated<PositiveInt>([PositiveInt(1), PositiveInt(2)])
@@ -19,7 +20,10 @@ public struct BenchKernelsCommand: ParsableCommand {
     public var repeats = PositiveInt(20)
     @Option(help: "Tokens for the GEMM rows (0: none).")
     public var gemmTokens = NonNegativeInt(8)
-    @Option(help: "Each kernel cycles over matrix copies totalling at least this many MiB (0: one copy, cache-resident when small).")
+    @Option(
+        help:
+            "Each kernel cycles over matrix copies totalling at least this many MiB (0: one copy, cache-resident when small)."
+    )
     public var minMB = NonNegativeInt(128)
     @Flag(help: "Time 1-thread rows with the thread's CPU time (leaves out time taken by other processes).")
     public var cpuTime = false
@@ -36,23 +40,35 @@ public struct BenchKernelsCommand: ParsableCommand {
     public func run() throws {
         let th = threads.values.map(\.value)
         if cpuTime { print("1-thread rows: thread CPU time; other rows: wall time") }
-        print("ISA \(ISALevel.current), LUT variant \(LUTMatrix.variant), features \(cpuFeatureNames.joined(separator: " "))")
+        print(
+            "ISA \(ISALevel.current), LUT variant \(LUTMatrix.variant), features \(cpuFeatureNames.joined(separator: " "))"
+        )
         if bandwidth {
-            for t in th { print(String(format: "read bandwidth, %d thread(s): %.1f GB/s", t, KernelBenchmark.measureBandwidth(threads: t))) }
+            for t in th {
+                print(
+                    String(
+                        format: "read bandwidth, %d thread(s): %.1f GB/s", t,
+                        KernelBenchmark.measureBandwidth(threads: t)))
+            }
         }
-        let rows = try KernelBenchmark.run(shapes: shapes.values.map { ($0.rows, $0.columns) }, threads: th, repeats: repeats.value,
-                                           minBytes: minMB.value << 20, gemmTokens: gemmTokens.value, cpuTime: cpuTime)
+        let rows = try KernelBenchmark.run(
+            shapes: shapes.values.map { ($0.rows, $0.columns) }, threads: th, repeats: repeats.value,
+            minBytes: minMB.value << 20, gemmTokens: gemmTokens.value, cpuTime: cpuTime)
         print(Self.table(rows))
     }
 
     /// The kernel rows as aligned columns.
     public static func table(_ rows: [KernelBenchRow]) -> String {
         func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
-        var lines = [pad("kernel", 22) + pad("shape", 12) + pad("thr", 4) + pad("time us", 10) + pad("GB/s", 8) + pad("vs f16", 8) + "note"]
+        var lines = [
+            pad("kernel", 22) + pad("shape", 12) + pad("thr", 4) + pad("time us", 10) + pad("GB/s", 8)
+                + pad("vs f16", 8) + "note"
+        ]
         for r in rows {
-            lines.append(pad(r.kernel, 22) + pad("\(r.rows)x\(r.columns)", 12) + pad("\(r.threads)", 4)
-                         + pad(String(format: "%.1f", r.seconds * 1e6), 10) + pad(String(format: "%.1f", r.gbPerSecond), 8)
-                         + pad(r.speedupOverF16.map { String(format: "%.2fx", $0) } ?? "-", 8) + r.note)
+            lines.append(
+                pad(r.kernel, 22) + pad("\(r.rows)x\(r.columns)", 12) + pad("\(r.threads)", 4)
+                    + pad(String(format: "%.1f", r.seconds * 1e6), 10) + pad(String(format: "%.1f", r.gbPerSecond), 8)
+                    + pad(r.speedupOverF16.map { String(format: "%.2fx", $0) } ?? "-", 8) + r.note)
         }
         return lines.joined(separator: "\n")
     }

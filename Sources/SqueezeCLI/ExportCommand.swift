@@ -5,7 +5,8 @@ import SqueezeConvert
 public struct ExportCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "export",
-        abstract: "Write a quantized directory in another engine's layout (vllm: vLLM's squeezellm quantization, vLLM 0.2.2 to 0.6.0).",
+        abstract:
+            "Write a quantized directory in another engine's layout (vllm: vLLM's squeezellm quantization, vLLM 0.2.2 to 0.6.0).",
         discussion: """
             vllm: quant_config.json {"wbits": 4}, qweight int32 [in/8, out], lookup_table F16 [out, 16], every other tensor, \
             config and tokenizer. vLLM's squeezellm method loads only 4-bit dense models with a dense lm_head: \

@@ -26,8 +26,9 @@ public struct SamplingOptions: ParsableArguments {
 
     /// The library's parameters; `--greedy` only sets the temperature to 0, so it decodes exactly as `--temperature 0`.
     public var parameters: SamplingParameters {
-        SamplingParameters(temperature: greedy ? 0 : temperature, topK: topK, topP: topP, minP: minP,
-                           repetitionPenalty: repetitionPenalty, seed: seed)
+        SamplingParameters(
+            temperature: greedy ? 0 : temperature, topK: topK, topP: topP, minP: minP,
+            repetitionPenalty: repetitionPenalty, seed: seed)
     }
 
     public func validate() throws {
@@ -64,7 +65,10 @@ public struct GenerateCommand: ParsableCommand {
     public var dtype: WeightType = .native
     @Option(help: "Quantized layers' kernels: fast (7-bit table codes, int8 activations) or exact (float tables).")
     public var kernels: KernelsMode = .fast
-    @Option(help: "LM head storage: stored (as in the file) or q8 (8-bit with a scale per 32, quantized at load; about half the bytes of F16).")
+    @Option(
+        help:
+            "LM head storage: stored (as in the file) or q8 (8-bit with a scale per 32, quantized at load; about half the bytes of F16)."
+    )
     public var head: HeadFormat = .stored
     @Option(help: ModelOpening.kvCacheHelp)
     public var kvCache: KVCachePrecision = .f16
@@ -89,14 +93,18 @@ public struct GenerateCommand: ParsableCommand {
         }
         let ids = tok.encode(text, addSpecialTokens: !chat)
         let ctx = min(context.value, m.config.contextLimit ?? context.value)
-        guard ids.count < ctx else { throw ValidationError("the prompt has \(ids.count) tokens; --context \(ctx) leaves no room to generate") }
+        guard ids.count < ctx else {
+            throw ValidationError("the prompt has \(ids.count) tokens; --context \(ctx) leaves no room to generate")
+        }
         let gen = Generator(model: m, context: ctx)
         let decoder = StreamingDecoder(tokenizer: tok, skipSpecialTokens: true)
         var out = ""
         var printed = 0
         let holdBack = stop.map { $0.count }.max() ?? 0
         var stopped = false
-        let stats = try gen.generate(prompt: ids, maxTokens: maxTokens.value, sampling: sampling.parameters, stopTokens: tok.eosTokenIds) { id in
+        let stats = try gen.generate(
+            prompt: ids, maxTokens: maxTokens.value, sampling: sampling.parameters, stopTokens: tok.eosTokenIds
+        ) { id in
             if tok.eosTokenIds.contains(id) { return .stop }
             out += decoder.push(id)
             if let s = stop.first(where: { out.contains($0) }) {
@@ -117,8 +125,11 @@ public struct GenerateCommand: ParsableCommand {
             FileHandle.standardOutput.write(Data(out.dropFirst(printed).utf8))
         }
         FileHandle.standardOutput.write(Data("\n".utf8))
-        Progress.eprint(String(format: "prompt %d tokens, %.1f tok/s prefill; generated %d tokens, %.1f tok/s decode; finish: %@; peak memory %.0f MiB",
-                               stats.promptTokens, stats.prefillTokensPerSecond, stats.generatedTokens, stats.decodeTokensPerSecond,
-                               stats.finishReason.rawValue, Double(peakResidentBytes()) / 1048576))
+        Progress.eprint(
+            String(
+                format:
+                    "prompt %d tokens, %.1f tok/s prefill; generated %d tokens, %.1f tok/s decode; finish: %@; peak memory %.0f MiB",
+                stats.promptTokens, stats.prefillTokensPerSecond, stats.generatedTokens, stats.decodeTokensPerSecond,
+                stats.finishReason.rawValue, Double(peakResidentBytes()) / 1048576))
     }
 }

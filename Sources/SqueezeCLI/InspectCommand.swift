@@ -5,7 +5,8 @@ import SqueezeFormats
 public struct InspectCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "inspect",
-        abstract: "List the metadata, config and every tensor of a safetensors file, a sharded directory or a GGUF file.")
+        abstract:
+            "List the metadata, config and every tensor of a safetensors file, a sharded directory or a GGUF file.")
 
     @Argument(help: "A .safetensors file, a model directory or a .gguf file.")
     public var path: String

@@ -10,13 +10,17 @@ import SqueezeTokenizer
 public struct PerplexityCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "perplexity",
-        abstract: "Perplexity of a model on a text file (GPTQ/SqueezeLLM or llama.cpp protocol), and KL divergence against a base.")
+        abstract:
+            "Perplexity of a model on a text file (GPTQ/SqueezeLLM or llama.cpp protocol), and KL divergence against a base."
+    )
 
     @Option(help: "Model: GGUF file, Hugging Face directory or quantized directory. Default: the cached test model.")
     public var model: String?
     @Option(help: "UTF-8 text file.")
     public var text: String
-    @Option(name: .customLong("protocol"), help: "gptq (non-overlapping windows, all predictions) or llamacpp (second half of each chunk).")
+    @Option(
+        name: .customLong("protocol"),
+        help: "gptq (non-overlapping windows, all predictions) or llamacpp (second half of each chunk).")
     public var proto: PerplexityProtocol = .gptq
     @Option(help: "Window length in tokens (default 2048, capped at the model's context).")
     public var context: PositiveInt?
@@ -30,11 +34,15 @@ public struct PerplexityCommand: ParsableCommand {
     public var topK = PositiveInt(32)
     @Option(help: "Weight dtype for full-precision models.")
     public var dtype: WeightType = .native
-    @Option(help: "Quantized layers' kernels: exact (float tables, default here) or fast (7-bit table codes and int8 activations; every token then goes through the decoding kernels, to measure what decoding computes).")
+    @Option(
+        help:
+            "Quantized layers' kernels: exact (float tables, default here) or fast (7-bit table codes and int8 activations; every token then goes through the decoding kernels, to measure what decoding computes)."
+    )
     public var kernels: KernelsMode = .exact
     @Option(help: "LM head storage: stored (as in the file) or q8 (8-bit, quantized at load).")
     public var head: HeadFormat = .stored
-    @Option(help: "KV cache storage: f32 (default here: the activations as computed), f16 or q8 (to measure their cost).")
+    @Option(
+        help: "KV cache storage: f32 (default here: the activations as computed), f16 or q8 (to measure their cost).")
     public var kvCache: KVCachePrecision = .f32
     @Option(help: "Threads (default: all cores).")
     public var threads: PositiveInt?
@@ -46,10 +54,15 @@ public struct PerplexityCommand: ParsableCommand {
     public func run() throws {
         if let t = threads { WorkerPool.shared.defaultThreads = min(t.value, WorkerPool.shared.threadCount) }
         let path = try ModelOpening.resolve(model)
-        let result = try PerplexityRunner.run(modelPath: path, textPath: text, proto: proto, context: context?.value, windows: windows?.value,
-                                              dtype: dtype, kernels: kernels, head: head, kvCache: kvCache,
-                                              saveLogits: saveLogits, klBase: klBase, topK: topK.value) { done, total, ppl, secs in
-            Progress.line(String(format: "[%d/%d] PPL %.4f  %.0fs  ETA %@", done, total, ppl, secs, Progress.eta(done: done, total: total, elapsed: secs)))
+        let result = try PerplexityRunner.run(
+            modelPath: path, textPath: text, proto: proto, context: context?.value, windows: windows?.value,
+            dtype: dtype, kernels: kernels, head: head, kvCache: kvCache,
+            saveLogits: saveLogits, klBase: klBase, topK: topK.value
+        ) { done, total, ppl, secs in
+            Progress.line(
+                String(
+                    format: "[%d/%d] PPL %.4f  %.0fs  ETA %@", done, total, ppl, secs,
+                    Progress.eta(done: done, total: total, elapsed: secs)))
         }
         Progress.done()
         if json {
@@ -64,9 +77,12 @@ public struct PerplexityCommand: ParsableCommand {
 
 /// Shared by `perplexity` and `compare`: loads, tokenizes and evaluates.
 enum PerplexityRunner {
-    static func run(modelPath: String, textPath: String, proto: PerplexityProtocol, context: Int?, windows: Int?, dtype: WeightType,
-                    kernels: KernelsMode, head: HeadFormat = .stored, kvCache: KVCachePrecision = .f32, saveLogits: String?, klBase: String?,
-                    topK: Int, progress: ((Int, Int, Double, Double) -> Void)?) throws -> PerplexityResult {
+    static func run(
+        modelPath: String, textPath: String, proto: PerplexityProtocol, context: Int?, windows: Int?, dtype: WeightType,
+        kernels: KernelsMode, head: HeadFormat = .stored, kvCache: KVCachePrecision = .f32, saveLogits: String?,
+        klBase: String?,
+        topK: Int, progress: ((Int, Int, Double, Double) -> Void)?
+    ) throws -> PerplexityResult {
         let m = try ModelOpening.load(modelPath, dtype: dtype, kernels: kernels, head: head)
         m.kvCachePrecision = kvCache
         if kernels == .fast {

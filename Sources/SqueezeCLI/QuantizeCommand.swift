@@ -9,13 +9,14 @@ import SqueezeTokenizer
 public struct QuantizeCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "quantize",
-        abstract: "Quantize a model to 3 or 4 bits with per-row look-up tables (SqueezeLLM), optionally dense-and-sparse.",
+        abstract:
+            "Quantize a model to 3 or 4 bits with per-row look-up tables (SqueezeLLM), optionally dense-and-sparse.",
         discussion: """
-        Reads a GGUF file or a Hugging Face directory and writes a directory with config.json \
-        (quantization_config), the tokenizer, and model.safetensors holding per linear layer SqueezeLLM's \
-        qweight/lookup_table (and rows/cols/vals for the sparse part). Written to a temporary directory \
-        and renamed on success.
-        """)
+            Reads a GGUF file or a Hugging Face directory and writes a directory with config.json \
+            (quantization_config), the tokenizer, and model.safetensors holding per linear layer SqueezeLLM's \
+            qweight/lookup_table (and rows/cols/vals for the sparse part). Written to a temporary directory \
+            and renamed on success.
+            """)
 
     /// `--bits`: the index width.
     public enum Bits: Int, CaseIterable, Sendable, ExpressibleByArgument {
@@ -55,7 +56,10 @@ public struct QuantizeCommand: ParsableCommand {
     public var output: String
     @Option(help: "Bits per weight: 3 or 4 (2 also works).")
     public var bits: Bits = .four
-    @Option(help: "Sensitivity: a safetensors file of squared gradients (see `squeeze sensitivity`), a directory of SqueezeLLM layer_N.pt gradient chunks, activations (needs --calibration), or none.")
+    @Option(
+        help:
+            "Sensitivity: a safetensors file of squared gradients (see `squeeze sensitivity`), a directory of SqueezeLLM layer_N.pt gradient chunks, activations (needs --calibration), or none."
+    )
     public var sensitivity: SensitivityArgument = .none
     @Option(help: "Calibration text for --sensitivity activations.")
     public var calibration: String?
@@ -89,8 +93,12 @@ public struct QuantizeCommand: ParsableCommand {
     public init() {}
 
     public func validate() throws {
-        if sensitivity == .activations && calibration == nil { throw ValidationError("--sensitivity activations needs --calibration FILE") }
-        if outlierFraction != nil && outlierRange != nil { throw ValidationError("give --outlier-fraction or --outlier-range, not both") }
+        if sensitivity == .activations && calibration == nil {
+            throw ValidationError("--sensitivity activations needs --calibration FILE")
+        }
+        if outlierFraction != nil && outlierRange != nil {
+            throw ValidationError("give --outlier-fraction or --outlier-range, not both")
+        }
         if sparsity != nil && (outlierFraction != nil || outlierRange != nil) {
             throw ValidationError("--sparsity is shorthand; do not combine it with --outlier-fraction/--outlier-range")
         }
@@ -110,7 +118,8 @@ public struct QuantizeCommand: ParsableCommand {
             o.outliers = s.value > 0 ? OutlierSelector.sparsity(percent: s.value) : nil
         } else if sensitiveFraction != nil || outlierFraction != nil || outlierRange != nil {
             let sens = (sensitiveFraction?.value ?? 0.05) / 100
-            let thr: OutlierThreshold = outlierFraction.map { .fraction($0.value / 100) } ?? outlierRange.map { .range($0.value) } ?? .none
+            let thr: OutlierThreshold =
+                outlierFraction.map { .fraction($0.value / 100) } ?? outlierRange.map { .range($0.value) } ?? .none
             o.outliers = OutlierSelector(sensitiveFraction: sens, threshold: thr)
         }
         return o
@@ -124,22 +133,31 @@ public struct QuantizeCommand: ParsableCommand {
         switch sensitivity {
         case .none: break
         case .activations:
-            guard let cal = calibration else { throw ValidationError("--sensitivity activations needs --calibration FILE") }
+            guard let cal = calibration else {
+                throw ValidationError("--sensitivity activations needs --calibration FILE")
+            }
             let file = output + ".activations-\(getpid()).safetensors"
             InterruptCleanup.register(file)
-            try ActivationSensitivity.make(model: model, calibration: cal, samples: calibrationSamples.value, output: file)
+            try ActivationSensitivity.make(
+                model: model, calibration: cal, samples: calibrationSamples.value, output: file)
             o.sensitivity = .file(file)
-            o.sensitivityLabel = "activations (\(calibrationSamples.value) windows of 512 tokens of \(URL(fileURLWithPath: cal).lastPathComponent))"
+            o.sensitivityLabel =
+                "activations (\(calibrationSamples.value) windows of 512 tokens of \(URL(fileURLWithPath: cal).lastPathComponent))"
             temporaries.append(file)
         case let .file(f):
-            guard FileManager.default.fileExists(atPath: f) else { throw ValidationError("--sensitivity: no such file '\(f)'") }
+            guard FileManager.default.fileExists(atPath: f) else {
+                throw ValidationError("--sensitivity: no such file '\(f)'")
+            }
         }
         if o.outliers != nil && o.sensitivity == .none && (o.outliers!.sensitiveFraction > 0) {
             Progress.eprint("note: no sensitivity file: the sparse part holds only outliers (no sensitive weights)")
         }
-        let rep = try ModelQuantizer.quantize(model: model, output: output, options: o) { done, total, name, rps, elapsed in
-            Progress.line(String(format: "[%d/%d] %@  %.0f rows/s  %.0fs elapsed  ETA %@", done, total, name, rps, elapsed,
-                                 Progress.eta(done: done, total: total, elapsed: elapsed)))
+        let rep = try ModelQuantizer.quantize(model: model, output: output, options: o) {
+            done, total, name, rps, elapsed in
+            Progress.line(
+                String(
+                    format: "[%d/%d] %@  %.0f rows/s  %.0fs elapsed  ETA %@", done, total, name, rps, elapsed,
+                    Progress.eta(done: done, total: total, elapsed: elapsed)))
         }
         Progress.done()
         print(rep.textSummary(perTensor: verbose), terminator: "")
@@ -167,12 +185,15 @@ enum ActivationSensitivity {
         let starts = try Sensitivity.plan(model: net, tokenCount: tokens.count, options: options)
         let windows = starts.map { Array(tokens[$0..<($0 + 512)]) }
         let acc = try Sensitivity.compute(model: net, windows: windows, mode: .activations) { p in
-            Progress.line(String(format: "activations %d/%d windows, %.0f tok/s, ETA %@", p.done, p.total, p.tokensPerSecond,
-                                 Progress.eta(done: p.done, total: p.total, elapsed: p.elapsed)))
+            Progress.line(
+                String(
+                    format: "activations %d/%d windows, %.0f tok/s, ETA %@", p.done, p.total, p.tokensPerSecond,
+                    Progress.eta(done: p.done, total: p.total, elapsed: p.elapsed)))
         }
         Progress.done()
-        let meta = Sensitivity.metadata(options: options, calibrationPath: calibration, calibrationSHA256: SHA256Digest.hex(bytes),
-                                        tokenCount: tokens.count, modelPath: model)
+        let meta = Sensitivity.metadata(
+            options: options, calibrationPath: calibration, calibrationSHA256: SHA256Digest.hex(bytes),
+            tokenCount: tokens.count, modelPath: model)
         try acc.write(to: output, dtype: .f32, metadata: meta)
     }
 }

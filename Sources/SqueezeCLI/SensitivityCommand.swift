@@ -9,15 +9,16 @@ import SqueezeTokenizer
 public struct SensitivityCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "sensitivity",
-        abstract: "Compute per-weight sensitivity (Fisher: summed squared gradients) for `squeeze quantize --sensitivity`.",
+        abstract:
+            "Compute per-weight sensitivity (Fisher: summed squared gradients) for `squeeze quantize --sensitivity`.",
         discussion: """
-        Draws --samples random windows of --seqlen tokens from the tokenized calibration text (Python \
-        random.seed(seed); start = randint(0, N - seqlen - 1), as SqueezeLLM's reference), and for each \
-        window adds the squared gradient of the mean next-token cross-entropy of every linear weight \
-        (q, k, v, o, gate, up, down of every block), in F32. --mode activations instead averages x^2 per \
-        input column over the windows (forward only). The output has the model's Hugging Face tensor \
-        names, shapes and row order (also for GGUF models).
-        """)
+            Draws --samples random windows of --seqlen tokens from the tokenized calibration text (Python \
+            random.seed(seed); start = randint(0, N - seqlen - 1), as SqueezeLLM's reference), and for each \
+            window adds the squared gradient of the mean next-token cross-entropy of every linear weight \
+            (q, k, v, o, gate, up, down of every block), in F32. --mode activations instead averages x^2 per \
+            input column over the windows (forward only). The output has the model's Hugging Face tensor \
+            names, shapes and row order (also for GGUF models).
+            """)
 
     @Option(help: "Model (GGUF file or Hugging Face directory). Default: the cached test model.")
     public var model: String?
@@ -35,7 +36,10 @@ public struct SensitivityCommand: ParsableCommand {
     public var dtype: SensitivityValueType = .f32
     @Option(help: "Threads (default: all).")
     public var threads: PositiveInt?
-    @Option(help: "Windows computed at once, each on one thread (default: one per thread when memory allows, else 1 with every kernel split over the threads).")
+    @Option(
+        help:
+            "Windows computed at once, each on one thread (default: one per thread when memory allows, else 1 with every kernel split over the threads)."
+    )
     public var lanes: PositiveInt?
     @Option(help: "Output safetensors file.")
     public var output: String
@@ -56,7 +60,9 @@ public struct SensitivityCommand: ParsableCommand {
         case let .windowExceedsContext(s, c):
             return ValidationError("--seqlen \(s) exceeds the model's context of \(c) tokens (max_position_embeddings)")
         case let .calibrationTooShort(t, s):
-            return ValidationError("the calibration text has \(t) tokens, fewer than one window of \(s) + 1; give a longer --calibration text or a smaller --seqlen")
+            return ValidationError(
+                "the calibration text has \(t) tokens, fewer than one window of \(s) + 1; give a longer --calibration text or a smaller --seqlen"
+            )
         case let .invalidOption(n, d):
             return ValidationError("--\(n) \(d)")
         default:
@@ -77,28 +83,40 @@ public struct SensitivityCommand: ParsableCommand {
         let net = try Sensitivity.loadModel(path: modelPath)
         let options = SensitivityOptions(samples: samples, seqlen: seqlen, seed: seed, mode: m)
         let starts = try Sensitivity.plan(model: net, tokenCount: tokens.count, options: options)
-        Progress.eprint("\(tokens.count) calibration tokens; \(samples) windows of \(seqlen); mode \(m.rawValue); \(WorkerPool.shared.defaultThreads) threads")
+        Progress.eprint(
+            "\(tokens.count) calibration tokens; \(samples) windows of \(seqlen); mode \(m.rawValue); \(WorkerPool.shared.defaultThreads) threads"
+        )
         let windows = starts.map { Array(tokens[$0..<($0 + seqlen)]) }
-        let laneCount = min(lanes?.value ?? Sensitivity.automaticLanes(model: net, windows: windows, mode: m), windows.count)
+        let laneCount = min(
+            lanes?.value ?? Sensitivity.automaticLanes(model: net, windows: windows, mode: m), windows.count)
         Progress.eprint("\(laneCount) window(s) at once")
         let acc = try Sensitivity.compute(model: net, windows: windows, mode: m, lanes: laneCount) { p in
             let loss = p.loss.map { String(format: ", loss %.4f", $0) } ?? ""
-            Progress.line(String(format: "sensitivity %d/%d windows, %.0f tok/s, ETA %@%@", p.done, p.total,
-                                 p.tokensPerSecond, Progress.eta(done: p.done, total: p.total, elapsed: p.elapsed), loss))
+            Progress.line(
+                String(
+                    format: "sensitivity %d/%d windows, %.0f tok/s, ETA %@%@", p.done, p.total,
+                    p.tokensPerSecond, Progress.eta(done: p.done, total: p.total, elapsed: p.elapsed), loss))
         }
         Progress.done()
-        let meta = Sensitivity.metadata(options: options, calibrationPath: calibration, calibrationSHA256: sha,
-                                        tokenCount: tokens.count, modelPath: modelPath)
+        let meta = Sensitivity.metadata(
+            options: options, calibrationPath: calibration, calibrationSHA256: sha,
+            tokenCount: tokens.count, modelPath: modelPath)
         try acc.write(to: output, dtype: dt, metadata: meta)
         let fwd = Double(acc.tokens) / max(acc.forwardSeconds, 1e-9)
         if m == .fisher {
             let bwd = Double(acc.tokens) / max(acc.backwardSeconds, 1e-9)
             let all = Double(acc.tokens) / max(acc.forwardSeconds + acc.backwardSeconds, 1e-9)
-            print(String(format: "wrote %@: %d windows, mean loss %.5f; forward %.0f tok/s, backward %.0f tok/s, forward+backward %.0f tok/s (%.1f s)",
-                         output, acc.windows, acc.losses.reduce(0, +) / Double(max(1, acc.losses.count)), fwd, bwd, all,
-                         acc.forwardSeconds + acc.backwardSeconds))
+            print(
+                String(
+                    format:
+                        "wrote %@: %d windows, mean loss %.5f; forward %.0f tok/s, backward %.0f tok/s, forward+backward %.0f tok/s (%.1f s)",
+                    output, acc.windows, acc.losses.reduce(0, +) / Double(max(1, acc.losses.count)), fwd, bwd, all,
+                    acc.forwardSeconds + acc.backwardSeconds))
         } else {
-            print(String(format: "wrote %@: %d windows; forward %.0f tok/s (%.1f s)", output, acc.windows, fwd, acc.forwardSeconds))
+            print(
+                String(
+                    format: "wrote %@: %d windows; forward %.0f tok/s (%.1f s)", output, acc.windows, fwd,
+                    acc.forwardSeconds))
         }
     }
 }

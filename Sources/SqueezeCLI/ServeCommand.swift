@@ -40,28 +40,34 @@ public struct ServeCommand: ParsableCommand {
     public func validate() throws {
         // The server needs room for a prompt and an answer in each sequence.
         if context.value < 16 { throw ValidationError("--context must be at least 16, got \(context.value)") }
-        if !(shutdownGrace >= 0) { throw ValidationError("--shutdown-grace must be 0 or more seconds, got \(shutdownGrace)") }
+        if !(shutdownGrace >= 0) {
+            throw ValidationError("--shutdown-grace must be 0 or more seconds, got \(shutdownGrace)")
+        }
     }
 
     /// The server's configuration for these options.
     public func serverConfiguration(apiKey key: String?) -> ServerConfiguration {
-        ServerConfiguration(host: host, port: Int(port), apiKey: key, maxBatch: maxBatch.value, context: context.value,
-                            queueLimit: queue.value, maxBodyBytes: maxBody.value, modelName: name, shutdownGrace: shutdownGrace)
+        ServerConfiguration(
+            host: host, port: Int(port), apiKey: key, maxBatch: maxBatch.value, context: context.value,
+            queueLimit: queue.value, maxBodyBytes: maxBody.value, modelName: name, shutdownGrace: shutdownGrace)
     }
 
     public func run() throws {
         let path = try model ?? DefaultModel.requirePath()
         let key = apiKey ?? ProcessInfo.processInfo.environment["SQUEEZE_API_KEY"]
         let config = serverConfiguration(apiKey: key)
-        let server = try SqueezeServer.load(modelPath: path, configuration: config,
-                                           options: LoadOptions(head: head, kvCache: kvCache))
+        let server = try SqueezeServer.load(
+            modelPath: path, configuration: config,
+            options: LoadOptions(head: head, kvCache: kvCache))
         let host = self.host
         let result = ResultBox()
         let done = DispatchSemaphore(value: 0)
         Task {
             do {
                 try await server.run { port in
-                    print("squeeze serve: \(server.modelID) on http://\(host):\(port) (max batch \(config.maxBatch), context \(server.configuration.context), queue \(config.queueLimit))")
+                    print(
+                        "squeeze serve: \(server.modelID) on http://\(host):\(port) (max batch \(config.maxBatch), context \(server.configuration.context), queue \(config.queueLimit))"
+                    )
                     fflush(stdout)
                 }
             } catch {

@@ -8,7 +8,10 @@ public struct TokenizeCommand: ParsableCommand {
         commandName: "tokenize",
         abstract: "Tokenize text with a model's tokenizer (tokenizer.json, model directory or GGUF).")
 
-    @Option(help: "Tokenizer: a .gguf file, a tokenizer.json, or a directory. Default: $SQUEEZE_MODEL or the cached test model.")
+    @Option(
+        help:
+            "Tokenizer: a .gguf file, a tokenizer.json, or a directory. Default: $SQUEEZE_MODEL or the cached test model."
+    )
     public var model: String?
     @Option(help: "Text to tokenize.")
     public var text: String?
@@ -39,6 +42,8 @@ public struct TokenizeCommand: ParsableCommand {
             print(TokenizeOutput.describe(TokenizerBenchmark.run(tokenizer: tok, text: input, repeats: repeats.value)))
             return
         }
-        print(TokenizeOutput.report(tokenizer: tok, text: input, idsOnly: ids, addSpecialTokens: !noSpecial, countOnly: countOnly))
+        print(
+            TokenizeOutput.report(
+                tokenizer: tok, text: input, idsOnly: ids, addSpecialTokens: !noSpecial, countOnly: countOnly))
     }
 }

@@ -14,7 +14,11 @@ public enum TokenizeOutput {
             case "'": out += "\\'"
             case "\\": out += "\\\\"
             default:
-                if u.value < 0x20 || u.value == 0x7F { out += String(format: "\\x%02x", u.value) } else { out.unicodeScalars.append(u) }
+                if u.value < 0x20 || u.value == 0x7F {
+                    out += String(format: "\\x%02x", u.value)
+                } else {
+                    out.unicodeScalars.append(u)
+                }
             }
         }
         return out + "'"
@@ -22,7 +26,9 @@ public enum TokenizeOutput {
 
     /// Ids on one line (`idsOnly`), or one line per token with its id, vocabulary string and
     /// decoded text; then the counts.
-    public static func report(tokenizer: Tokenizer, text: String, idsOnly: Bool, addSpecialTokens: Bool, countOnly: Bool = false) -> String {
+    public static func report(
+        tokenizer: Tokenizer, text: String, idsOnly: Bool, addSpecialTokens: Bool, countOnly: Bool = false
+    ) -> String {
         let ids = tokenizer.encode(text, addSpecialTokens: addSpecialTokens)
         var lines = [String]()
         if !countOnly {
@@ -40,8 +46,11 @@ public enum TokenizeOutput {
 
     /// One line of encoding speed.
     public static func describe(_ r: TokenizerBenchmark.Result) -> String {
-        String(format: "swift squeeze: %d bytes, %d tokens; first run %.3f s (%.2f MB/s); median %.3f s: %.2f MB/s, %.0f tokens/s (1 thread)",
-               r.bytes, r.tokens, r.firstSeconds, Double(r.bytes) / r.firstSeconds / 1e6, r.medianSeconds, r.megabytesPerSecond,
-               r.tokensPerSecond)
+        String(
+            format:
+                "swift squeeze: %d bytes, %d tokens; first run %.3f s (%.2f MB/s); median %.3f s: %.2f MB/s, %.0f tokens/s (1 thread)",
+            r.bytes, r.tokens, r.firstSeconds, Double(r.bytes) / r.firstSeconds / 1e6, r.medianSeconds,
+            r.megabytesPerSecond,
+            r.tokensPerSecond)
     }
 }

@@ -17,7 +17,8 @@ public enum DequantizeError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .outputExists(p): return "output '\(p)' already exists; remove it or choose another path"
-        case let .unsupportedDType(d): return "the dequantized weights' dtype must be f16, bf16 or f32, got \(d.rawValue)"
+        case let .unsupportedDType(d):
+            return "the dequantized weights' dtype must be f16, bf16 or f32, got \(d.rawValue)"
         case let .notQuantized(p): return "\(p): no quantization_config; nothing to dequantize"
         case let .badTensor(f, t, d): return "\(f): tensor '\(t)': \(d)"
         }
@@ -55,15 +56,18 @@ public enum ModelDequantizer {
                 let lt = try st.tensor(p + ".lookup_table")
                 let qw = try st.tensor(n)
                 let shape = [lt.shape[0], qw.shape[0] * 32 / bits]
-                entries.append(.init(name: p + ".weight", dtype: dtype, shape: transposed.contains(p) ? shape.reversed() : shape))
+                entries.append(
+                    .init(name: p + ".weight", dtype: dtype, shape: transposed.contains(p) ? shape.reversed() : shape))
             } else if !quantSuffixes.contains(where: { n.hasSuffix($0) }) {
                 let t = try st.tensor(n)
                 entries.append(.init(name: n, dtype: t.dtype, shape: t.shape))
             }
         }
         let dir = try AtomicDirectory(destination: output)
-        let writer = try ShardedSafeTensorsWriter(directory: dir.temporaryPath, entries: entries, metadata: ["format": "pt", "dequantized_from": "squeezellm"],
-                                                  maxShardBytes: 4 << 30)
+        let writer = try ShardedSafeTensorsWriter(
+            directory: dir.temporaryPath, entries: entries,
+            metadata: ["format": "pt", "dequantized_from": "squeezellm"],
+            maxShardBytes: 4 << 30)
         for e in writer.plan.flatMap({ $0.entries }) {
             if e.name.hasSuffix(".weight"), layers.contains(String(e.name.dropLast(".weight".count))) {
                 let p = String(e.name.dropLast(".weight".count))
@@ -106,7 +110,8 @@ public enum ModelDequantizer {
         cfg.removeValue(forKey: "quantization_config")
         cfg["torch_dtype"] = dtype == .f32 ? "float32" : (dtype == .f16 ? "float16" : "bfloat16")
         try dir.writeJSON(cfg, to: "config.json")
-        for f in (try fm.contentsOfDirectory(atPath: directory)) where !f.hasSuffix(".safetensors") && f != "config.json" && !f.hasSuffix(".index.json") {
+        for f in (try fm.contentsOfDirectory(atPath: directory))
+        where !f.hasSuffix(".safetensors") && f != "config.json" && !f.hasSuffix(".index.json") {
             try dir.copyFile(from: directory + "/" + f, to: f)
         }
         try dir.commit()

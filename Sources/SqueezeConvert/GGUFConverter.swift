@@ -19,10 +19,13 @@ public enum GGUFConverter {
     }
 
     /// Converts the GGUF at `path` into a new directory `output` (which must not exist).
-    public static func convert(gguf path: String, to output: String, dtype: DType,
-                               extraFiles: ExtraFiles = [:], progress: ((String) -> Void)? = nil) throws {
+    public static func convert(
+        gguf path: String, to output: String, dtype: DType,
+        extraFiles: ExtraFiles = [:], progress: ((String) -> Void)? = nil
+    ) throws {
         guard [.f32, .f16, .bf16].contains(dtype) else {
-            throw ModelError.invalidArgument("the converted weights' dtype must be f32, f16 or bf16, got \(dtype.rawValue)")
+            throw ModelError.invalidArgument(
+                "the converted weights' dtype must be f32, f16 or bf16, got \(dtype.rawValue)")
         }
         let g = try GGUFFile(path: path)
         let config = try ModelConfig(gguf: g)
@@ -31,7 +34,8 @@ public enum GGUFConverter {
         for info in g.tensors {
             guard let hf = GGUFNames.hf(fromGGUF: info.name, architecture: src.architecture) else {
                 if info.name == "rope_freqs.weight" { continue }
-                throw ModelError.unsupportedWeight(file: path, tensor: info.name, detail: "no Hugging Face name for this tensor")
+                throw ModelError.unsupportedWeight(
+                    file: path, tensor: info.name, detail: "no Hugging Face name for this tensor")
             }
             names.append(hf)
         }
@@ -45,8 +49,9 @@ public enum GGUFConverter {
             throw ModelError.invalidArgument("output '\(output)' already exists; remove it or choose another path")
         }
         let dir = try AtomicDirectory(destination: output)
-        let writer = try SafeTensorsWriter(path: dir.path("model.safetensors"), entries: entries,
-                                           metadata: ["format": "pt", "converted_from": URL(fileURLWithPath: path).lastPathComponent])
+        let writer = try SafeTensorsWriter(
+            path: dir.path("model.safetensors"), entries: entries,
+            metadata: ["format": "pt", "converted_from": URL(fileURLWithPath: path).lastPathComponent])
         for (i, e) in entries.enumerated() {
             var t = try src.tensor(e.name)
             if src.ropeLayout == .interleaved {

@@ -47,7 +47,9 @@ public enum VLLMExporter {
         if fm.fileExists(atPath: output) { throw VLLMExportError.outputExists(output) }
         let cfgPath = directory + "/config.json"
         guard fm.fileExists(atPath: cfgPath) else {
-            throw VLLMExportError.notQuantized(path: directory, detail: "no config.json: not a directory written by the quantizer or the SqueezeLLM converter")
+            throw VLLMExportError.notQuantized(
+                path: directory,
+                detail: "no config.json: not a directory written by the quantizer or the SqueezeLLM converter")
         }
         let cfgObj = try JSONConfig(path: cfgPath)
         guard let qc = cfgObj.object("quantization_config") else {
@@ -56,17 +58,24 @@ public enum VLLMExporter {
         let sub = JSONConfig(path: cfgPath, object: qc, prefix: "quantization_config.")
         let method = try sub.optionalString("quant_method") ?? "squeezellm"
         guard method == "squeezellm" else {
-            throw VLLMExportError.notQuantized(path: cfgPath, detail: "quantization method '\(method)' is not squeezellm")
+            throw VLLMExportError.notQuantized(
+                path: cfgPath, detail: "quantization method '\(method)' is not squeezellm")
         }
         let bits = try sub.int("wbits")
         guard bits == 4 else {
-            throw VLLMExportError.unsupported(path: cfgPath,
-                                              detail: "the model is \(bits)-bit; vLLM's squeezellm method (0.2.2 to 0.6.0) loads only 4-bit models (SqueezeLLMConfig raises for any other wbits)")
+            throw VLLMExportError.unsupported(
+                path: cfgPath,
+                detail:
+                    "the model is \(bits)-bit; vLLM's squeezellm method (0.2.2 to 0.6.0) loads only 4-bit models (SqueezeLLMConfig raises for any other wbits)"
+            )
         }
         let st = try SafeTensorsModel(path: directory)
         if st.contains("lm_head.qweight") {
-            throw VLLMExportError.unsupported(path: directory,
-                                              detail: "lm_head is quantized; vLLM keeps lm_head dense (it is not a linear layer there): quantize without the head")
+            throw VLLMExportError.unsupported(
+                path: directory,
+                detail:
+                    "lm_head is quantized; vLLM keeps lm_head dense (it is not a linear layer there): quantize without the head"
+            )
         }
         var layers: [String] = []
         var warnings: [String] = []
@@ -76,12 +85,17 @@ public enum VLLMExporter {
             if st.contains(p + ".vals") {
                 let nnz = try st.tensor(p + ".vals").elementCount
                 if nnz > 0 {
-                    throw VLLMExportError.unsupported(path: directory,
-                                                      detail: "layer '\(p)' has a sparse part (\(nnz) values); vLLM's squeezellm method has no sparse kernel and its loader allocates only qweight and lookup_table: quantize dense (no sparse part) to export")
+                    throw VLLMExportError.unsupported(
+                        path: directory,
+                        detail:
+                            "layer '\(p)' has a sparse part (\(nnz) values); vLLM's squeezellm method has no sparse kernel and its loader allocates only qweight and lookup_table: quantize dense (no sparse part) to export"
+                    )
                 }
             }
         }
-        guard !layers.isEmpty else { throw VLLMExportError.notQuantized(path: directory, detail: "no '*.qweight' tensors") }
+        guard !layers.isEmpty else {
+            throw VLLMExportError.notQuantized(path: directory, detail: "no '*.qweight' tensors")
+        }
         let skip = Set(layers.flatMap { p in [".rows", ".cols", ".vals"].map { p + $0 } })
         var entries: [SafeTensorsWriter.Entry] = []
         var oddShapes: [[Int]: [String]] = [:]
@@ -91,24 +105,33 @@ public enum VLLMExporter {
                 let p = String(n.dropLast(".lookup_table".count))
                 let qw = st.info(p + ".qweight")!
                 guard qw.dtype == .i32, qw.shape.count == 2 else {
-                    throw VLLMExportError.badTensor(file: directory, tensor: p + ".qweight", detail: "expected I32 [in/8, out], got \(qw.dtype.rawValue) \(qw.shape)")
+                    throw VLLMExportError.badTensor(
+                        file: directory, tensor: p + ".qweight",
+                        detail: "expected I32 [in/8, out], got \(qw.dtype.rawValue) \(qw.shape)")
                 }
                 guard info.dtype.isFloatingPoint, info.shape == [qw.shape[1], 16] else {
-                    throw VLLMExportError.badTensor(file: directory, tensor: n, detail: "expected a float [\(qw.shape[1]), 16], got \(info.dtype.rawValue) \(info.shape)")
+                    throw VLLMExportError.badTensor(
+                        file: directory, tensor: n,
+                        detail: "expected a float [\(qw.shape[1]), 16], got \(info.dtype.rawValue) \(info.shape)")
                 }
                 let inputs = qw.shape[0] * 8
-                if inputs % 128 != 0 || qw.shape[1] % 128 != 0 { oddShapes[[inputs, qw.shape[1]], default: []].append(p) }
+                if inputs % 128 != 0 || qw.shape[1] % 128 != 0 {
+                    oddShapes[[inputs, qw.shape[1]], default: []].append(p)
+                }
                 entries.append(.init(name: n, dtype: .f16, shape: info.shape))
             } else {
                 entries.append(.init(name: n, dtype: info.dtype, shape: info.shape))
             }
         }
         for (shape, ls) in oddShapes.sorted(by: { $0.value[0] < $1.value[0] }) {
-            warnings.append("\(ls.count) layer(s) of \(shape[0]) inputs x \(shape[1]) outputs (first: \(ls[0])): vLLM's kernel reads blocks of 128 inputs and 128 outputs without bounds checks, so shapes that are not multiples of 128 may not run correctly there")
+            warnings.append(
+                "\(ls.count) layer(s) of \(shape[0]) inputs x \(shape[1]) outputs (first: \(ls[0])): vLLM's kernel reads blocks of 128 inputs and 128 outputs without bounds checks, so shapes that are not multiples of 128 may not run correctly there"
+            )
         }
 
         let dir = try AtomicDirectory(destination: output)
-        let writer = try ShardedSafeTensorsWriter(directory: dir.temporaryPath, entries: entries, metadata: ["format": "pt"], maxShardBytes: 4 << 30)
+        let writer = try ShardedSafeTensorsWriter(
+            directory: dir.temporaryPath, entries: entries, metadata: ["format": "pt"], maxShardBytes: 4 << 30)
         for e in writer.plan.flatMap({ $0.entries }) {
             let t = try st.tensor(e.name)
             try writer.write(e.dtype == t.dtype ? t : try t.converted(to: e.dtype))
@@ -120,7 +143,9 @@ public enum VLLMExporter {
         try dir.writeJSON(cfg, to: "config.json")
         try dir.writeJSON(["wbits": 4], to: "quant_config.json")
         for f in try fm.contentsOfDirectory(atPath: directory)
-        where !f.hasSuffix(".safetensors") && !f.hasSuffix(".index.json") && f != "config.json" && f != "quant_config.json" {
+        where !f.hasSuffix(".safetensors") && !f.hasSuffix(".index.json") && f != "config.json"
+            && f != "quant_config.json"
+        {
             var isDir: ObjCBool = false
             if fm.fileExists(atPath: directory + "/" + f, isDirectory: &isDir), !isDir.boolValue {
                 try dir.copyFile(from: directory + "/" + f, to: f)

@@ -20,8 +20,9 @@ public final class AlignedBuffer<Element>: @unchecked Sendable {
         precondition(count >= 0, "negative buffer size")
         self.count = count
         let bytes = max(count * MemoryLayout<Element>.stride, 1)
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: (bytes + simdAlignment - 1) / simdAlignment * simdAlignment,
-                                                   alignment: simdAlignment)
+        let raw = UnsafeMutableRawPointer.allocate(
+            byteCount: (bytes + simdAlignment - 1) / simdAlignment * simdAlignment,
+            alignment: simdAlignment)
         memset(raw, 0, bytes)
         pointer = raw.bindMemory(to: Element.self, capacity: max(count, 1))
     }

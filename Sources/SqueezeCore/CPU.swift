@@ -36,7 +36,8 @@ public var cpuFeatureNames: [String] {
     let f = sq_cpu_features()
     let names: [(UInt32, String)] = [
         (UInt32(SQ_CPU_AVX2), "avx2"), (UInt32(SQ_CPU_FMA), "fma"), (UInt32(SQ_CPU_F16C), "f16c"),
-        (UInt32(SQ_CPU_AVX512F), "avx512f"), (UInt32(SQ_CPU_AVX512BW), "avx512bw"), (UInt32(SQ_CPU_AVX512VL), "avx512vl"),
+        (UInt32(SQ_CPU_AVX512F), "avx512f"), (UInt32(SQ_CPU_AVX512BW), "avx512bw"),
+        (UInt32(SQ_CPU_AVX512VL), "avx512vl"),
         (UInt32(SQ_CPU_AVX512VBMI), "avx512vbmi"), (UInt32(SQ_CPU_AVX512VNNI), "avx512vnni"),
         (UInt32(SQ_CPU_AVX512BF16), "avx512bf16"), (UInt32(SQ_CPU_AVXVNNI), "avxvnni"),
     ]

@@ -25,7 +25,9 @@ public final class MappedFile: @unchecked Sendable {
         size = Int(st.st_size)
         if size == 0 { base = nil; return }
         let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
-        if p == MAP_FAILED || p == nil { throw CoreError.cannotMap(path: path, reason: String(cString: strerror(errno))) }
+        if p == MAP_FAILED || p == nil {
+            throw CoreError.cannotMap(path: path, reason: String(cString: strerror(errno)))
+        }
         base = UnsafeRawPointer(p!)
     }
 

@@ -103,9 +103,14 @@ public struct Tensor: @unchecked Sendable {
     public func toIntArray() -> [Int] {
         let n = elementCount
         switch dtype {
-        case .i64: return Array(UnsafeBufferPointer(start: data.assumingMemoryBound(to: Int64.self), count: n)).map { Int($0) }
-        case .i32: return Array(UnsafeBufferPointer(start: data.assumingMemoryBound(to: Int32.self), count: n)).map { Int($0) }
-        case .u32: return Array(UnsafeBufferPointer(start: data.assumingMemoryBound(to: UInt32.self), count: n)).map { Int($0) }
+        case .i64:
+            return Array(UnsafeBufferPointer(start: data.assumingMemoryBound(to: Int64.self), count: n)).map { Int($0) }
+        case .i32:
+            return Array(UnsafeBufferPointer(start: data.assumingMemoryBound(to: Int32.self), count: n)).map { Int($0) }
+        case .u32:
+            return Array(UnsafeBufferPointer(start: data.assumingMemoryBound(to: UInt32.self), count: n)).map {
+                Int($0)
+            }
         default: return toFloatArray().map { Int($0) }
         }
     }
@@ -123,8 +128,11 @@ public struct Tensor: @unchecked Sendable {
             let chunk = 1 << 16
             WorkerPool.shared.run(tasks: (n + chunk - 1) / chunk) { c, _ in
                 let lo = c * chunk, cnt = min(chunk, n - lo)
-                if target == .f16 { HalfConversion.toHalf(src + lo, buf.pointer + lo, count: cnt) }
-                else { HalfConversion.toBF16(src + lo, buf.pointer + lo, count: cnt) }
+                if target == .f16 {
+                    HalfConversion.toHalf(src + lo, buf.pointer + lo, count: cnt)
+                } else {
+                    HalfConversion.toBF16(src + lo, buf.pointer + lo, count: cnt)
+                }
             }
             return .owning(buf, name: name, dtype: target, shape: shape)
         default:

@@ -42,9 +42,11 @@ public final class WorkerPool: @unchecked Sendable {
         }
         withoutActuallyEscaping(body) { escaping in
             withUnsafePointer(to: escaping) { fn in
-                sq_pool_run(pool, { ctx, task, thread in
-                    ctx!.assumingMemoryBound(to: ((Int, Int) -> Void).self).pointee(Int(task), Int(thread))
-                }, UnsafeMutableRawPointer(mutating: fn), Int64(count), Int32(t))
+                sq_pool_run(
+                    pool,
+                    { ctx, task, thread in
+                        ctx!.assumingMemoryBound(to: ((Int, Int) -> Void).self).pointee(Int(task), Int(thread))
+                    }, UnsafeMutableRawPointer(mutating: fn), Int64(count), Int32(t))
             }
         }
     }
@@ -62,10 +64,12 @@ public final class WorkerPool: @unchecked Sendable {
         withUnsafeMutablePointer(to: &job) { p in
             var ref = PoolJobRef(job: UnsafeMutableRawPointer(p), type: Job.self)
             withUnsafeMutablePointer(to: &ref) {
-                sq_pool_run(pool, { ctx, task, thread in
-                    let ref = ctx!.assumingMemoryBound(to: PoolJobRef.self)
-                    runPoolJob(ref.pointee.type, ref.pointee.job, Int(task), Int(thread))
-                }, $0, Int64(count), Int32(t))
+                sq_pool_run(
+                    pool,
+                    { ctx, task, thread in
+                        let ref = ctx!.assumingMemoryBound(to: PoolJobRef.self)
+                        runPoolJob(ref.pointee.type, ref.pointee.job, Int(task), Int(thread))
+                    }, $0, Int64(count), Int32(t))
             }
         }
     }
@@ -95,8 +99,10 @@ public final class WorkerPool: @unchecked Sendable {
 
     /// Splits 0..<count into contiguous blocks (at least `minBlock` long, about `blocksPerThread`
     /// per thread) and calls `body(range, thread)` for each.
-    public func parallelFor(_ count: Int, minBlock: Int = 1, blocksPerThread: Int = 1, threads: Int? = nil,
-                            _ body: (Range<Int>, Int) -> Void) {
+    public func parallelFor(
+        _ count: Int, minBlock: Int = 1, blocksPerThread: Int = 1, threads: Int? = nil,
+        _ body: (Range<Int>, Int) -> Void
+    ) {
         if count <= 0 { return }
         let t = min(threads ?? defaultThreads, threadCount)
         let per = blockLength(count, minBlock: minBlock, blocksPerThread: blocksPerThread, threads: t)

@@ -1,5 +1,5 @@
-import Foundation
 import CSqueezeKernels
+import Foundation
 import SqueezeCore
 
 /// Peak resident memory of this process in bytes (getrusage's maximum resident set size).

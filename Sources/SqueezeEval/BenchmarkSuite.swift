@@ -85,13 +85,19 @@ public enum BenchmarkSuite {
 
     /// The variants for full-precision weight types (nil: as stored, labelled "native") and for
     /// quantized directories at each LM head format (labelled "LABEL" and "LABEL+q8 head").
-    public static func variants(modelPath: String, weightTypes: [DType?], quantized: [(label: String, path: String)],
-                                heads: [HeadFormat]) -> [Variant] {
-        var out = weightTypes.map { Variant(label: $0?.rawValue ?? "native", path: modelPath, options: LoadOptions(weightDType: $0)) }
+    public static func variants(
+        modelPath: String, weightTypes: [DType?], quantized: [(label: String, path: String)],
+        heads: [HeadFormat]
+    ) -> [Variant] {
+        var out = weightTypes.map {
+            Variant(label: $0?.rawValue ?? "native", path: modelPath, options: LoadOptions(weightDType: $0))
+        }
         for q in quantized {
             for h in heads {
-                out.append(Variant(label: h == .stored ? q.label : "\(q.label)+\(h.rawValue) head", path: q.path,
-                                   options: LoadOptions(head: h)))
+                out.append(
+                    Variant(
+                        label: h == .stored ? q.label : "\(q.label)+\(h.rawValue) head", path: q.path,
+                        options: LoadOptions(head: h)))
             }
         }
         return out
@@ -103,19 +109,24 @@ public enum BenchmarkSuite {
         let threads = c.threads.filter { $0 > 0 }
         guard !threads.isEmpty else { throw EvalError.badArgument("at least one positive thread count is needed") }
         guard c.rounds >= 1 else { throw EvalError.badArgument("rounds must be at least 1, got \(c.rounds)") }
-        var report = Report(isa: ISALevel.current.description, cpuCount: WorkerPool.cpuCount, features: cpuFeatureNames,
-                            lutVariant: LUTMatrix.variant)
+        var report = Report(
+            isa: ISALevel.current.description, cpuCount: WorkerPool.cpuCount, features: cpuFeatureNames,
+            lutVariant: LUTMatrix.variant)
         for t in threads {
-            report.bandwidthGBps["\(t)"] = KernelBenchmark.measureBandwidth(threads: min(t, WorkerPool.shared.threadCount))
+            report.bandwidthGBps["\(t)"] = KernelBenchmark.measureBandwidth(
+                threads: min(t, WorkerPool.shared.threadCount))
         }
         let base = try ModelLoader.load(path: c.modelPath)
         if c.measureKernels {
-            let rows = try KernelBenchmark.run(shapes: kernelShapes(c.kernelShapes, config: base.config).map { ($0.rows, $0.columns) },
-                                               threads: threads, repeats: 20, minBytes: 128 << 20, gemmTokens: 0, cpuTime: false)
+            let rows = try KernelBenchmark.run(
+                shapes: kernelShapes(c.kernelShapes, config: base.config).map { ($0.rows, $0.columns) },
+                threads: threads, repeats: 20, minBytes: 128 << 20, gemmTokens: 0, cpuTime: false)
             report.kernels = rows.map { r in
-                KernelRow(kernel: r.kernel, rows: r.rows, columns: r.columns, threads: r.threads, microseconds: r.seconds * 1e6,
-                          gbPerSecond: r.gbPerSecond, speedupOverF16: r.speedupOverF16,
-                          percentOfBandwidth: 100 * r.gbPerSecond / report.bandwidth(threads: r.threads), note: r.note)
+                KernelRow(
+                    kernel: r.kernel, rows: r.rows, columns: r.columns, threads: r.threads,
+                    microseconds: r.seconds * 1e6,
+                    gbPerSecond: r.gbPerSecond, speedupOverF16: r.speedupOverF16,
+                    percentOfBandwidth: 100 * r.gbPerSecond / report.bandwidth(threads: r.threads), note: r.note)
             }
         }
         guard c.measureModels else { return report }
@@ -132,9 +143,10 @@ public enum BenchmarkSuite {
         if c.rounds > 1 {
             // Every model loaded at once, so that the rounds interleave configurations.
             let loaded = try c.variants.map { (label: $0.label, model: try load($0)) }
-            let results = try ModelBenchmark.runRounds(models: loaded, threads: threads, rounds: c.rounds,
-                                                       promptTokens: c.promptTokens, decodeTokens: c.decodeTokens,
-                                                       decodeContext: c.decodeContext, progress: progress)
+            let results = try ModelBenchmark.runRounds(
+                models: loaded, threads: threads, rounds: c.rounds,
+                promptTokens: c.promptTokens, decodeTokens: c.decodeTokens,
+                decodeContext: c.decodeContext, progress: progress)
             report.rounds = results
             report.models = results.map(\.median)
             for (label, m) in loaded { for t in threads { try timeBatches(m, label, t) } }
@@ -142,8 +154,10 @@ public enum BenchmarkSuite {
             for v in c.variants {
                 let m = try load(v)
                 for t in threads {
-                    report.models.append(try ModelBenchmark.run(model: m, label: v.label, threads: t, promptTokens: c.promptTokens,
-                                                                decodeTokens: c.decodeTokens, decodeContext: c.decodeContext))
+                    report.models.append(
+                        try ModelBenchmark.run(
+                            model: m, label: v.label, threads: t, promptTokens: c.promptTokens,
+                            decodeTokens: c.decodeTokens, decodeContext: c.decodeContext))
                     try timeBatches(m, v.label, t)
                 }
             }
@@ -156,9 +170,11 @@ public enum BenchmarkSuite {
     public static func kernelShapes(_ given: [Shape]?, config: ModelConfig) -> [Shape] {
         if let given { return given }
         var shapes = [Shape(rows: 4096, columns: 4096), Shape(rows: 11008, columns: 4096)]
-        for s in [Shape(rows: config.intermediateSize, columns: config.hiddenSize),
-                  Shape(rows: config.hiddenSize, columns: config.intermediateSize),
-                  Shape(rows: config.numHeads * config.headDim, columns: config.hiddenSize)] where !shapes.contains(s) {
+        for s in [
+            Shape(rows: config.intermediateSize, columns: config.hiddenSize),
+            Shape(rows: config.hiddenSize, columns: config.intermediateSize),
+            Shape(rows: config.numHeads * config.headDim, columns: config.hiddenSize),
+        ] where !shapes.contains(s) {
             shapes.append(s)
         }
         return shapes

@@ -23,11 +23,14 @@ public enum ModelBenchmark {
     /// `repeats`). Decoding continues after the first `decodeContext` positions of the prompt (at
     /// most `promptTokens`), so the default short context compares with llama-bench's `tg`, which
     /// starts from an empty one, and a long one measures attention over a long cache.
-    public static func run(model: DecoderModel, label: String, threads: Int, promptTokens: Int = 512,
-                           decodeTokens: Int = 64, decodeContext: Int = 16, repeats: Int = 3) throws -> ModelBenchResult {
+    public static func run(
+        model: DecoderModel, label: String, threads: Int, promptTokens: Int = 512,
+        decodeTokens: Int = 64, decodeContext: Int = 16, repeats: Int = 3
+    ) throws -> ModelBenchResult {
         try withThreads(model.pool, threads) {
-            try measure(model: model, label: label, threads: threads, promptTokens: promptTokens,
-                        decodeTokens: decodeTokens, decodeContext: min(max(0, decodeContext), promptTokens), repeats: repeats)
+            try measure(
+                model: model, label: label, threads: threads, promptTokens: promptTokens,
+                decodeTokens: decodeTokens, decodeContext: min(max(0, decodeContext), promptTokens), repeats: repeats)
         }
     }
 
@@ -39,8 +42,10 @@ public enum ModelBenchmark {
         return try body()
     }
 
-    static func measure(model: DecoderModel, label: String, threads: Int, promptTokens: Int,
-                        decodeTokens: Int, decodeContext: Int, repeats: Int) throws -> ModelBenchResult {
+    static func measure(
+        model: DecoderModel, label: String, threads: Int, promptTokens: Int,
+        decodeTokens: Int, decodeContext: Int, repeats: Int
+    ) throws -> ModelBenchResult {
         var rng = Xoshiro256(seed: 7)
         let prompt = (0..<promptTokens).map { _ in Int(rng.next() % UInt64(model.config.vocabSize)) }
         let cache = model.makeCache(capacity: promptTokens + decodeTokens + 1)
@@ -64,11 +69,12 @@ public enum ModelBenchmark {
             bestDecode = min(bestDecode, Double(t3 - t2) / 1e9)
         }
         let dtps = Double(decodeTokens) / bestDecode
-        return ModelBenchResult(weights: label, threads: threads, promptTokens: promptTokens,
-                                prefillTokensPerSecond: Double(promptTokens) / bestPrefill, decodeTokens: decodeTokens,
-                                decodeContext: decodeContext,
-                                decodeTokensPerSecond: dtps, decodeGBps: dtps * Double(model.weightBytesPerToken) / 1e9,
-                                weightBytesPerToken: model.weightBytesPerToken)
+        return ModelBenchResult(
+            weights: label, threads: threads, promptTokens: promptTokens,
+            prefillTokensPerSecond: Double(promptTokens) / bestPrefill, decodeTokens: decodeTokens,
+            decodeContext: decodeContext,
+            decodeTokensPerSecond: dtps, decodeGBps: dtps * Double(model.weightBytesPerToken) / 1e9,
+            weightBytesPerToken: model.weightBytesPerToken)
     }
 }
 
@@ -87,16 +93,21 @@ extension ModelBenchmark {
     /// Times `steps` batched decode steps of `batch` sequences, each with its own cache holding a
     /// `context`-token prompt (prefilled before timing; best of `repeats`), as the server's scheduler
     /// runs them.
-    public static func runBatched(model: DecoderModel, label: String, threads: Int, batch: Int, context: Int = 64,
-                                  steps: Int = 32, repeats: Int = 3) throws -> BatchBenchResult {
+    public static func runBatched(
+        model: DecoderModel, label: String, threads: Int, batch: Int, context: Int = 64,
+        steps: Int = 32, repeats: Int = 3
+    ) throws -> BatchBenchResult {
         try withThreads(model.pool, threads) {
-            try measureBatched(model: model, label: label, threads: threads, batch: batch, context: context,
-                               steps: steps, repeats: repeats)
+            try measureBatched(
+                model: model, label: label, threads: threads, batch: batch, context: context,
+                steps: steps, repeats: repeats)
         }
     }
 
-    static func measureBatched(model: DecoderModel, label: String, threads: Int, batch: Int, context: Int,
-                               steps: Int, repeats: Int) throws -> BatchBenchResult {
+    static func measureBatched(
+        model: DecoderModel, label: String, threads: Int, batch: Int, context: Int,
+        steps: Int, repeats: Int
+    ) throws -> BatchBenchResult {
         var rng = Xoshiro256(seed: 11)
         let V = model.config.vocabSize
         let caches = (0..<batch).map { _ in model.makeCache(capacity: context + steps + 1) }
@@ -118,8 +129,9 @@ extension ModelBenchmark {
             best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
         }
         let sps = Double(steps) / best
-        return BatchBenchResult(weights: label, threads: threads, batch: batch, stepsPerSecond: sps,
-                                tokensPerSecond: sps * Double(batch))
+        return BatchBenchResult(
+            weights: label, threads: threads, batch: batch, stepsPerSecond: sps,
+            tokensPerSecond: sps * Double(batch))
     }
 }
 
@@ -146,18 +158,21 @@ extension ModelBenchmark {
     /// `run` (itself the best of `repeats`). `progress` is called before each measurement with the
     /// round (from 1), the label and the thread count. Returns one entry per configuration, in the
     /// order of `models` then `threads`.
-    public static func runRounds(models: [(label: String, model: DecoderModel)], threads: [Int], rounds: Int,
-                                 promptTokens: Int = 512, decodeTokens: Int = 64, decodeContext: Int = 16,
-                                 repeats: Int = 3,
-                                 progress: (Int, String, Int) -> Void = { _, _, _ in }) throws -> [ModelBenchRounds] {
+    public static func runRounds(
+        models: [(label: String, model: DecoderModel)], threads: [Int], rounds: Int,
+        promptTokens: Int = 512, decodeTokens: Int = 64, decodeContext: Int = 16,
+        repeats: Int = 3,
+        progress: (Int, String, Int) -> Void = { _, _, _ in }
+    ) throws -> [ModelBenchRounds] {
         var results: [[ModelBenchResult]] = Array(repeating: [], count: models.count * threads.count)
         for round in 1...max(1, rounds) {
             for (i, entry) in models.enumerated() {
                 for (j, t) in threads.enumerated() {
                     progress(round, entry.label, t)
                     results[i * threads.count + j].append(
-                        try run(model: entry.model, label: entry.label, threads: t, promptTokens: promptTokens,
-                                decodeTokens: decodeTokens, decodeContext: decodeContext, repeats: repeats))
+                        try run(
+                            model: entry.model, label: entry.label, threads: t, promptTokens: promptTokens,
+                            decodeTokens: decodeTokens, decodeContext: decodeContext, repeats: repeats))
                 }
             }
         }

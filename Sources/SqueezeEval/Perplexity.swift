@@ -1,5 +1,5 @@
-import Foundation
 import CSqueezeKernels
+import Foundation
 import SqueezeCore
 import SqueezeFormats
 import SqueezeModels
@@ -84,9 +84,13 @@ public struct PerplexityEvaluator {
 
     /// Runs the evaluation. `textName` names the input in errors. With `saveBase`, base log-probabilities
     /// are collected; with `klBase`, KL divergence against them is reported.
-    public func run(tokens: [Int], textName: String, saveBase: BaseLogProbs? = nil, klBase: BaseLogProbs? = nil) throws -> PerplexityResult {
+    public func run(
+        tokens: [Int], textName: String, saveBase: BaseLogProbs? = nil, klBase: BaseLogProbs? = nil
+    ) throws -> PerplexityResult {
         let (starts, first) = try plan(tokenCount: tokens.count)
-        guard !starts.isEmpty else { throw EvalError.textTooShort(file: textName, tokens: tokens.count, needed: context) }
+        guard !starts.isEmpty else {
+            throw EvalError.textTooShort(file: textName, tokens: tokens.count, needed: context)
+        }
         let n = context, V = model.config.vocabSize
         if let kb = klBase {
             try kb.check(proto: proto, context: n, windows: starts.count, tokens: tokens, file: textName)
@@ -126,15 +130,17 @@ public struct PerplexityEvaluator {
         let varSum = nlls.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }
         let se = nlls.count > 1 ? (varSum / Double(nlls.count - 1) / Double(nlls.count)).squareRoot() : 0
         let ppl = exp(mean)
-        var result = PerplexityResult(protocolName: proto.rawValue, context: n, windows: starts.count, tokensScored: nlls.count,
-                                      perplexity: ppl, perplexityStdError: ppl * se, meanNLL: mean, seconds: secs,
-                                      tokensPerSecond: Double(starts.count * n) / secs, kl: nil)
+        var result = PerplexityResult(
+            protocolName: proto.rawValue, context: n, windows: starts.count, tokensScored: nlls.count,
+            perplexity: ppl, perplexityStdError: ppl * se, meanNLL: mean, seconds: secs,
+            tokensPerSecond: Double(starts.count * n) / secs, kl: nil)
         if let kb = klBase, !kls.isEmpty {
             let sorted = kls.sorted()
-            result.kl = KLDivergenceSummary(mean: kls.reduce(0, +) / Double(kls.count), median: sorted[sorted.count / 2],
-                                            p99: sorted[min(sorted.count - 1, Int(Double(sorted.count) * 0.99))],
-                                            topTokenAgreement: Double(agree) / Double(kls.count), positions: kls.count,
-                                            storage: kb.storageDescription)
+            result.kl = KLDivergenceSummary(
+                mean: kls.reduce(0, +) / Double(kls.count), median: sorted[sorted.count / 2],
+                p99: sorted[min(sorted.count - 1, Int(Double(sorted.count) * 0.99))],
+                topTokenAgreement: Double(agree) / Double(kls.count), positions: kls.count,
+                storage: kb.storageDescription)
         }
         return result
     }
@@ -156,7 +162,9 @@ public final class BaseLogProbs {
 
     public init(k: Int = 32) { self.k = k }
 
-    public var storageDescription: String { "top-\(k) log-probabilities plus the rest mass per position (KL over \(k + 1) bins)" }
+    public var storageDescription: String {
+        "top-\(k) log-probabilities plus the rest mass per position (KL over \(k + 1) bins)"
+    }
     public var positions: Int { restLogMass.count }
 
     func begin(proto: PerplexityProtocol, context: Int, windows: Int, tokens: [Int]) {
@@ -221,24 +229,39 @@ public final class BaseLogProbs {
 
     func check(proto: PerplexityProtocol, context: Int, windows: Int, tokens: [Int], file: String) throws {
         if proto != self.proto || context != self.context {
-            throw EvalError.logitsFileMismatch(file: file, detail: "saved with \(self.proto.rawValue) at context \(self.context), now \(proto.rawValue) at \(context)")
+            throw EvalError.logitsFileMismatch(
+                file: file,
+                detail:
+                    "saved with \(self.proto.rawValue) at context \(self.context), now \(proto.rawValue) at \(context)")
         }
-        if windows != self.windows { throw EvalError.logitsFileMismatch(file: file, detail: "saved \(self.windows) windows, now \(windows)") }
-        if Self.hash(tokens) != tokenHash { throw EvalError.logitsFileMismatch(file: file, detail: "the text's tokens differ") }
+        if windows != self.windows {
+            throw EvalError.logitsFileMismatch(file: file, detail: "saved \(self.windows) windows, now \(windows)")
+        }
+        if Self.hash(tokens) != tokenHash {
+            throw EvalError.logitsFileMismatch(file: file, detail: "the text's tokens differ")
+        }
     }
 
     /// Writes the log-probabilities as safetensors (`ids` I32 [positions, K], `logprobs` F32 [positions, K],
     /// `rest_logmass` F32 [positions]) with the protocol in the metadata.
     public func save(to path: String) throws {
         let n = positions
-        let t1 = ids.withUnsafeBufferPointer { Tensor(name: "ids", dtype: .i32, shape: [n, k], data: UnsafeRawPointer($0.baseAddress!), owner: nil) }
-        let t2 = logprobs.withUnsafeBufferPointer { Tensor(name: "logprobs", dtype: .f32, shape: [n, k], data: UnsafeRawPointer($0.baseAddress!), owner: nil) }
-        let t3 = restLogMass.withUnsafeBufferPointer { Tensor(name: "rest_logmass", dtype: .f32, shape: [n], data: UnsafeRawPointer($0.baseAddress!), owner: nil) }
+        let t1 = ids.withUnsafeBufferPointer {
+            Tensor(name: "ids", dtype: .i32, shape: [n, k], data: UnsafeRawPointer($0.baseAddress!), owner: nil)
+        }
+        let t2 = logprobs.withUnsafeBufferPointer {
+            Tensor(name: "logprobs", dtype: .f32, shape: [n, k], data: UnsafeRawPointer($0.baseAddress!), owner: nil)
+        }
+        let t3 = restLogMass.withUnsafeBufferPointer {
+            Tensor(name: "rest_logmass", dtype: .f32, shape: [n], data: UnsafeRawPointer($0.baseAddress!), owner: nil)
+        }
         try withExtendedLifetime((ids, logprobs, restLogMass)) {
-            try SafeTensorsWriter.write(tensors: [t1, t2, t3], metadata: [
-                "format": "squeeze-base-logprobs", "protocol": proto.rawValue, "context": "\(context)",
-                "windows": "\(windows)", "k": "\(k)", "tokens_fnv1a": tokenHash, "storage": storageDescription,
-            ], to: path)
+            try SafeTensorsWriter.write(
+                tensors: [t1, t2, t3],
+                metadata: [
+                    "format": "squeeze-base-logprobs", "protocol": proto.rawValue, "context": "\(context)",
+                    "windows": "\(windows)", "k": "\(k)", "tokens_fnv1a": tokenHash, "storage": storageDescription,
+                ], to: path)
         }
     }
 
@@ -246,9 +269,11 @@ public final class BaseLogProbs {
     public static func load(path: String) throws -> BaseLogProbs {
         let f = try SafeTensorsFile(path: path)
         guard f.metadata["format"] == "squeeze-base-logprobs", let ks = f.metadata["k"], let k = Int(ks),
-              let p = f.metadata["protocol"].flatMap(PerplexityProtocol.init(rawValue:)),
-              let c = f.metadata["context"].flatMap(Int.init), let w = f.metadata["windows"].flatMap(Int.init) else {
-            throw EvalError.logitsFileMismatch(file: path, detail: "not a file written by `squeeze perplexity --save-logits`")
+            let p = f.metadata["protocol"].flatMap(PerplexityProtocol.init(rawValue:)),
+            let c = f.metadata["context"].flatMap(Int.init), let w = f.metadata["windows"].flatMap(Int.init)
+        else {
+            throw EvalError.logitsFileMismatch(
+                file: path, detail: "not a file written by `squeeze perplexity --save-logits`")
         }
         let b = BaseLogProbs(k: k)
         b.proto = p

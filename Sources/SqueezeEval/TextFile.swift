@@ -16,11 +16,14 @@ public enum TextFile {
 extension PerplexityResult {
     /// Human-readable summary.
     public var summary: String {
-        var s = String(format: "PPL = %.4f +/- %.4f  (%@ protocol, context %d, %d windows, %d tokens scored, %.1f tokens/s, %.1f s)",
-                       perplexity, perplexityStdError, protocolName, context, windows, tokensScored, tokensPerSecond, seconds)
+        var s = String(
+            format:
+                "PPL = %.4f +/- %.4f  (%@ protocol, context %d, %d windows, %d tokens scored, %.1f tokens/s, %.1f s)",
+            perplexity, perplexityStdError, protocolName, context, windows, tokensScored, tokensPerSecond, seconds)
         if let k = kl {
-            s += String(format: "\nKL divergence: mean %.6f, median %.6f, p99 %.6f; same top token %.2f%% (%d positions; %@)",
-                        k.mean, k.median, k.p99, 100 * k.topTokenAgreement, k.positions, k.storage)
+            s += String(
+                format: "\nKL divergence: mean %.6f, median %.6f, p99 %.6f; same top token %.2f%% (%d positions; %@)",
+                k.mean, k.median, k.p99, 100 * k.topTokenAgreement, k.positions, k.storage)
         }
         return s
     }

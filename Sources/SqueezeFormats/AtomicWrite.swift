@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -37,7 +38,8 @@ public final class AtomicDirectory {
         try? fm.removeItem(atPath: temporaryPath)
         do { try fm.createDirectory(atPath: temporaryPath, withIntermediateDirectories: true) } catch {
             InterruptCleanup.unregister(temporaryPath)
-            throw FormatError.writeFailed(path: self.destination, reason: "cannot create \(temporaryPath): \(error.localizedDescription)")
+            throw FormatError.writeFailed(
+                path: self.destination, reason: "cannot create \(temporaryPath): \(error.localizedDescription)")
         }
     }
 
@@ -61,14 +63,17 @@ public final class AtomicDirectory {
     /// Copies the file at `source` as the file `name`.
     public func copyFile(from source: String, to name: String) throws {
         do { try FileManager.default.copyItem(atPath: source, toPath: path(name)) } catch {
-            throw FormatError.writeFailed(path: destination + "/" + name, reason: "copying \(source): \(error.localizedDescription)")
+            throw FormatError.writeFailed(
+                path: destination + "/" + name, reason: "copying \(source): \(error.localizedDescription)")
         }
     }
 
     /// Syncs every file and directory written, then moves the directory onto `destination` in one
     /// rename and syncs the parent directory.
     public func commit() throws {
-        guard !finished else { throw FormatError.writeFailed(path: destination, reason: "the directory was already committed or aborted") }
+        guard !finished else {
+            throw FormatError.writeFailed(path: destination, reason: "the directory was already committed or aborted")
+        }
         do {
             try syncTree(temporaryPath)
             try moveIntoPlace(temporaryPath, destination)
@@ -125,7 +130,9 @@ public enum AtomicFile {
     public static func write(_ text: String, to path: String) throws { try write(Data(text.utf8), to: path) }
 
     /// Writes a JSON object (sorted keys, pretty-printed) to `path`.
-    public static func writeJSON(_ object: Any, to path: String) throws { try write(try jsonData(object, path: path), to: path) }
+    public static func writeJSON(_ object: Any, to path: String) throws {
+        try write(try jsonData(object, path: path), to: path)
+    }
 
     /// Renames a finished (fsynced) temporary file onto `path` and syncs the directory so the rename
     /// survives a crash; the temporary is removed if the rename fails.
@@ -299,7 +306,9 @@ private func syncTree(_ root: String) throws {
 private func moveIntoPlace(_ source: String, _ destination: String) throws {
     var st = stat()
     guard lstat(destination, &st) == 0 else {
-        if rename(source, destination) != 0 { throw FormatError.writeFailed(path: destination, reason: "rename: \(lastError())") }
+        if rename(source, destination) != 0 {
+            throw FormatError.writeFailed(path: destination, reason: "rename: \(lastError())")
+        }
         return
     }
     if exchangePaths(source, destination) {
@@ -309,7 +318,9 @@ private func moveIntoPlace(_ source: String, _ destination: String) throws {
     // No atomic exchange on this file system: the old destination is set aside (not deleted) until
     // the new one is in place, and put back if that rename fails.
     let aside = destination + ".old-\(getpid())"
-    if rename(destination, aside) != 0 { throw FormatError.writeFailed(path: destination, reason: "rename aside: \(lastError())") }
+    if rename(destination, aside) != 0 {
+        throw FormatError.writeFailed(path: destination, reason: "rename aside: \(lastError())")
+    }
     if rename(source, destination) != 0 {
         let r = lastError()
         _ = rename(aside, destination)

@@ -4,19 +4,25 @@ import SqueezeCore
 public enum GGMLDequantizer {
     /// Types this build can dequantize.
     public static var supportedTypes: Set<GGMLType> {
-        [.f32, .f16, .bf16, .f64, .i8, .i16, .i32, .i64, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0,
-         .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_nl, .iq4_xs]
+        [
+            .f32, .f16, .bf16, .f64, .i8, .i16, .i32, .i64, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0,
+            .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .iq4_nl, .iq4_xs,
+        ]
     }
 
     /// Dequantizes `count` elements (a multiple of the block size) from `source` into `out`.
     /// Large inputs are split over the shared worker pool by blocks.
-    public static func dequantize(type: GGMLType, source: UnsafeRawPointer, count: Int,
-                                  into out: UnsafeMutablePointer<Float>, file: String, tensor: String) throws {
+    public static func dequantize(
+        type: GGMLType, source: UnsafeRawPointer, count: Int,
+        into out: UnsafeMutablePointer<Float>, file: String, tensor: String
+    ) throws {
         guard supportedTypes.contains(type) else {
             throw FormatError.unsupportedDType(file: file, tensor: tensor, dtype: type.name)
         }
         guard count % type.blockSize == 0 else {
-            throw FormatError.corrupt(file: file, detail: "tensor '\(tensor)': \(count) elements is not a multiple of the \(type.name) block size")
+            throw FormatError.corrupt(
+                file: file,
+                detail: "tensor '\(tensor)': \(count) elements is not a multiple of the \(type.name) block size")
         }
         let nBlocks = count / type.blockSize
         let chunk = max(1, 65536 / type.blockSize)
@@ -24,8 +30,9 @@ public enum GGMLDequantizer {
         WorkerPool.shared.run(tasks: nChunks) { c, _ in
             let b0 = c * chunk
             let b1 = min(nBlocks, b0 + chunk)
-            dequantizeBlocks(type: type, source: source + b0 * type.blockBytes, blocks: b1 - b0,
-                             into: out + b0 * type.blockSize)
+            dequantizeBlocks(
+                type: type, source: source + b0 * type.blockBytes, blocks: b1 - b0,
+                into: out + b0 * type.blockSize)
         }
     }
 
@@ -37,7 +44,9 @@ public enum GGMLDequantizer {
     }
 
     /// Dequantizes whole blocks (no checks).
-    static func dequantizeBlocks(type: GGMLType, source: UnsafeRawPointer, blocks: Int, into y: UnsafeMutablePointer<Float>) {
+    static func dequantizeBlocks(
+        type: GGMLType, source: UnsafeRawPointer, blocks: Int, into y: UnsafeMutablePointer<Float>
+    ) {
         let bb = type.blockBytes
         switch type {
         case .f32:

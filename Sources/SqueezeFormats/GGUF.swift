@@ -165,7 +165,7 @@ public final class GGUFFile: @unchecked Sendable {
         file = try MappedFile(path: path)
         var r = ByteReader(file: file, path: path)
         let magic = try r.u32()
-        guard magic == 0x4655_4747 else { // "GGUF" little-endian
+        guard magic == 0x4655_4747 else {  // "GGUF" little-endian
             throw FormatError.corrupt(file: path, detail: "not a GGUF file (magic bytes are not 'GGUF')")
         }
         let v = Int(try r.u32())
@@ -174,7 +174,8 @@ public final class GGUFFile: @unchecked Sendable {
         let nTensors = try r.u64()
         let nKV = try r.u64()
         guard nTensors < 1_000_000, nKV < 1_000_000 else {
-            throw FormatError.corrupt(file: path, detail: "implausible counts: \(nTensors) tensors, \(nKV) metadata entries")
+            throw FormatError.corrupt(
+                file: path, detail: "implausible counts: \(nTensors) tensors, \(nKV) metadata entries")
         }
         var keys: [String] = []
         var md: [String: GGUFValue] = [:]
@@ -192,11 +193,15 @@ public final class GGUFFile: @unchecked Sendable {
         for _ in 0..<nTensors {
             let name = try r.string()
             let nd = Int(try r.u32())
-            guard nd >= 1 && nd <= 4 else { throw FormatError.corrupt(file: path, detail: "tensor '\(name)': \(nd) dimensions") }
+            guard nd >= 1 && nd <= 4 else {
+                throw FormatError.corrupt(file: path, detail: "tensor '\(name)': \(nd) dimensions")
+            }
             var dims: [Int] = []
             for _ in 0..<nd {
                 let d = try r.u64()
-                guard d > 0 && d < (1 << 40) else { throw FormatError.corrupt(file: path, detail: "tensor '\(name)': dimension \(d)") }
+                guard d > 0 && d < (1 << 40) else {
+                    throw FormatError.corrupt(file: path, detail: "tensor '\(name)': dimension \(d)")
+                }
                 dims.append(Int(d))
             }
             let traw = try r.u32()
@@ -204,17 +209,27 @@ public final class GGUFFile: @unchecked Sendable {
                 throw FormatError.unsupportedDType(file: path, tensor: name, dtype: "GGML type \(traw)")
             }
             let off = try r.u64()
-            guard off < (1 << 52) else { throw FormatError.corrupt(file: path, detail: "tensor '\(name)': offset \(off)") }
+            guard off < (1 << 52) else {
+                throw FormatError.corrupt(file: path, detail: "tensor '\(name)': offset \(off)")
+            }
             var count = 1
             for d in dims {
                 let (p, o) = count.multipliedReportingOverflow(by: d)
-                guard !o, p < (1 << 52) else { throw FormatError.corrupt(file: path, detail: "tensor '\(name)': \(dims) has too many elements") }
+                guard !o, p < (1 << 52) else {
+                    throw FormatError.corrupt(file: path, detail: "tensor '\(name)': \(dims) has too many elements")
+                }
                 count = p
             }
             guard dims[0] % t.blockSize == 0 else {
-                throw FormatError.corrupt(file: path, detail: "tensor '\(name)': row length \(dims[0]) is not a multiple of the \(t.name) block size \(t.blockSize)")
+                throw FormatError.corrupt(
+                    file: path,
+                    detail:
+                        "tensor '\(name)': row length \(dims[0]) is not a multiple of the \(t.name) block size \(t.blockSize)"
+                )
             }
-            guard index[name] == nil else { throw FormatError.corrupt(file: path, detail: "tensor '\(name)' appears twice") }
+            guard index[name] == nil else {
+                throw FormatError.corrupt(file: path, detail: "tensor '\(name)' appears twice")
+            }
             index[name] = infos.count
             infos.append(GGUFTensorInfo(name: name, dims: dims, type: t, offset: Int(off)))
         }
@@ -223,16 +238,19 @@ public final class GGUFFile: @unchecked Sendable {
         alignment = md["general.alignment"].map { $0.int ?? -1 } ?? 32
         // Bounded so the data offset below cannot overflow.
         guard alignment > 0 && alignment <= 1 << 30 && alignment & (alignment - 1) == 0 else {
-            throw FormatError.invalidField(file: path, field: "general.alignment", detail: "\(alignment) is not a power of two")
+            throw FormatError.invalidField(
+                file: path, field: "general.alignment", detail: "\(alignment) is not a power of two")
         }
         dataOffset = (r.offset + alignment - 1) / alignment * alignment
         for info in infos {
             guard info.offset % alignment == 0 else {
-                throw FormatError.corrupt(file: path, detail: "tensor '\(info.name)': offset \(info.offset) not aligned to \(alignment)")
+                throw FormatError.corrupt(
+                    file: path, detail: "tensor '\(info.name)': offset \(info.offset) not aligned to \(alignment)")
             }
             let end = dataOffset + info.offset + info.byteCount
             guard end <= file.size else {
-                throw FormatError.truncated(file: path, detail: "tensor '\(info.name)' ends at byte \(end) but the file has \(file.size)")
+                throw FormatError.truncated(
+                    file: path, detail: "tensor '\(info.name)' ends at byte \(end) but the file has \(file.size)")
             }
         }
     }
@@ -259,8 +277,9 @@ public final class GGUFFile: @unchecked Sendable {
     public func dequantized(_ name: String) throws -> Tensor {
         guard let info = info(name) else { throw FormatError.missingTensor(file: path, tensor: name) }
         let buf = AlignedBuffer<Float>(count: info.elementCount)
-        try GGMLDequantizer.dequantize(type: info.type, source: rawData(info), count: info.elementCount,
-                                       into: buf.pointer, file: path, tensor: name)
+        try GGMLDequantizer.dequantize(
+            type: info.type, source: rawData(info), count: info.elementCount,
+            into: buf.pointer, file: path, tensor: name)
         return .owning(buf, name: name, dtype: .f32, shape: info.shape)
     }
 
@@ -281,7 +300,8 @@ struct ByteReader {
 
     mutating func take(_ n: Int) throws -> UnsafeRawPointer {
         guard n >= 0, offset <= file.size, n <= file.size - offset, let b = file.base else {
-            throw FormatError.truncated(file: path, detail: "needed \(n) bytes at offset \(offset), file has \(file.size)")
+            throw FormatError.truncated(
+                file: path, detail: "needed \(n) bytes at offset \(offset), file has \(file.size)")
         }
         defer { offset += n }
         return b + offset
@@ -292,7 +312,9 @@ struct ByteReader {
     mutating func u64() throws -> UInt64 { try take(8).loadUnaligned(as: UInt64.self) }
     mutating func string() throws -> String {
         let n = try u64()
-        guard n < (1 << 31) else { throw FormatError.corrupt(file: path, detail: "string of length \(n) at offset \(offset - 8)") }
+        guard n < (1 << 31) else {
+            throw FormatError.corrupt(file: path, detail: "string of length \(n) at offset \(offset - 8)")
+        }
         let p = try take(Int(n))
         return String(decoding: UnsafeRawBufferPointer(start: p, count: Int(n)), as: UTF8.self)
     }
@@ -327,14 +349,21 @@ struct ByteReader {
         case 9:
             let et = try u32()
             let n = try u64()
-            guard n < (1 << 32), et != 9 || n < 1 << 20 else { throw FormatError.corrupt(file: path, detail: "metadata '\(key)': array of \(n) items") }
+            guard n < (1 << 32), et != 9 || n < 1 << 20 else {
+                throw FormatError.corrupt(file: path, detail: "metadata '\(key)': array of \(n) items")
+            }
             guard et != 9 || depth < Self.maxArrayDepth else {
-                throw FormatError.corrupt(file: path, detail: "metadata '\(key)': arrays nested deeper than \(Self.maxArrayDepth)")
+                throw FormatError.corrupt(
+                    file: path, detail: "metadata '\(key)': arrays nested deeper than \(Self.maxArrayDepth)")
             }
             // Refused before allocating when the rest of the file cannot hold n items.
             let (need, o) = Int(n).multipliedReportingOverflow(by: Self.minimumBytes(type: et))
             guard !o, need <= file.size - offset else {
-                throw FormatError.truncated(file: path, detail: "metadata '\(key)': array of \(n) items needs at least \(o ? Int.max : need) bytes at offset \(offset), file has \(file.size)")
+                throw FormatError.truncated(
+                    file: path,
+                    detail:
+                        "metadata '\(key)': array of \(n) items needs at least \(o ? Int.max : need) bytes at offset \(offset), file has \(file.size)"
+                )
             }
             var items: [GGUFValue] = []
             items.reserveCapacity(min(Int(n), 1 << 20))

@@ -5,7 +5,9 @@ import SqueezeCore
 /// (temporary file beside, fsynced, renamed over the destination). Used for vocabulary-only files (`tokenizer.gguf`) beside converted models.
 public enum GGUFWriter {
     /// Writes `metadata` (in the given order) and `tensors` to `path`.
-    public static func write(metadata: [(String, GGUFValue)], tensors: [Tensor] = [], to path: String, alignment: Int = 32) throws {
+    public static func write(
+        metadata: [(String, GGUFValue)], tensors: [Tensor] = [], to path: String, alignment: Int = 32
+    ) throws {
         var out = Data()
         func u32(_ v: UInt32) { var x = v.littleEndian; withUnsafeBytes(of: &x) { out.append(contentsOf: $0) } }
         func u64(_ v: UInt64) { var x = v.littleEndian; withUnsafeBytes(of: &x) { out.append(contentsOf: $0) } }

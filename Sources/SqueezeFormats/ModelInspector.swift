@@ -68,13 +68,17 @@ public enum ModelInspector {
         obj["metadata"] = md
         if let c = r.config { obj["config"] = c }
         obj["tensors"] = r.tensors.map { t -> [String: Any] in
-            var d: [String: Any] = ["name": t.name, "type": t.type, "shape": t.shape, "bytes": t.bytes, "parameters": t.parameters]
+            var d: [String: Any] = [
+                "name": t.name, "type": t.type, "shape": t.shape, "bytes": t.bytes, "parameters": t.parameters,
+            ]
             if let f = t.file { d["file"] = f }
             return d
         }
-        obj["totals"] = ["tensors": r.tensors.count,
-                         "parameters": r.tensors.reduce(0) { $0 + $1.parameters },
-                         "bytes": r.tensors.reduce(0) { $0 + $1.bytes }]
+        obj["totals"] = [
+            "tensors": r.tensors.count,
+            "parameters": r.tensors.reduce(0) { $0 + $1.parameters },
+            "bytes": r.tensors.reduce(0) { $0 + $1.bytes },
+        ]
         let data = try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
         return String(decoding: data, as: UTF8.self)
     }
@@ -92,18 +96,23 @@ public enum ModelInspector {
                 let v = g.metadata[k]!
                 r.metadata.append((k, v.description, jsonValue(v)))
             }
-            r.tensors = g.tensors.map { TensorRow(name: $0.name, type: $0.type.name, shape: $0.shape, bytes: $0.byteCount, file: nil) }
+            r.tensors = g.tensors.map {
+                TensorRow(name: $0.name, type: $0.type.name, shape: $0.shape, bytes: $0.byteCount, file: nil)
+            }
         } else {
             let m = try SafeTensorsModel(path: path)
-            r = Report(path: path, format: m.indexPath != nil ? "safetensors (sharded)" : "safetensors", version: nil,
-                       files: m.files.map { ($0.path as NSString).lastPathComponent })
+            r = Report(
+                path: path, format: m.indexPath != nil ? "safetensors (sharded)" : "safetensors", version: nil,
+                files: m.files.map { ($0.path as NSString).lastPathComponent })
             if let idx = m.indexPath { r.files.insert((idx as NSString).lastPathComponent, at: 0) }
             for k in m.metadata.keys.sorted() { r.metadata.append((k, m.metadata[k]!, m.metadata[k]!)) }
             for n in m.tensorNames {
                 let f = m.file(for: n)!
                 let i = f.info(n)!
-                r.tensors.append(TensorRow(name: n, type: i.dtype.safetensorsName, shape: i.shape, bytes: i.byteCount,
-                                           file: (f.path as NSString).lastPathComponent))
+                r.tensors.append(
+                    TensorRow(
+                        name: n, type: i.dtype.safetensorsName, shape: i.shape, bytes: i.byteCount,
+                        file: (f.path as NSString).lastPathComponent))
             }
         }
         let dir = isDir.boolValue ? path : (path as NSString).deletingLastPathComponent
@@ -144,7 +153,8 @@ public enum ModelInspector {
     static func compact(_ v: Any, limit: Int) -> String {
         let s: String
         if v is [Any] || v is [String: Any],
-           let d = try? JSONSerialization.data(withJSONObject: v, options: [.sortedKeys]) {
+            let d = try? JSONSerialization.data(withJSONObject: v, options: [.sortedKeys])
+        {
             s = String(decoding: d, as: UTF8.self)
         } else if let str = v as? String {
             s = str

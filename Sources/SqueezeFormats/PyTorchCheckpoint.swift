@@ -34,23 +34,33 @@ public final class PyTorchCheckpoint: @unchecked Sendable {
         self.path = path
         let file = try MappedFile(path: path)
         if file.size >= 2, let b = file.base, b.load(as: UInt8.self) == 0x80 {
-            throw PyTorchError.unsupportedFormat(file: path, detail: "legacy (pre-1.6, non-zip) torch.save format; load it with torch and save it again with a current torch.save")
+            throw PyTorchError.unsupportedFormat(
+                file: path,
+                detail:
+                    "legacy (pre-1.6, non-zip) torch.save format; load it with torch and save it again with a current torch.save"
+            )
         }
         archive = try ZipArchive(file: file)
-        guard let pkl = archive.entries.first(where: { $0.name == "data.pkl" || $0.name.hasSuffix("/data.pkl") && !$0.name.dropLast(9).contains("/") }) else {
+        guard
+            let pkl = archive.entries.first(where: {
+                $0.name == "data.pkl" || $0.name.hasSuffix("/data.pkl") && !$0.name.dropLast(9).contains("/")
+            })
+        else {
             throw PyTorchError.missingEntry(file: path, entry: "<prefix>/data.pkl")
         }
         prefix = String(pkl.name.dropLast("data.pkl".count))
         if let bo = archive.entry(prefix + "byteorder") {
             let text = String(decoding: try archive.data(bo), as: UTF8.self)
             guard text == "little" else {
-                throw PyTorchError.unsupportedFormat(file: path, detail: "byte order '\(text)': only little-endian checkpoints are read")
+                throw PyTorchError.unsupportedFormat(
+                    file: path, detail: "byte order '\(text)': only little-endian checkpoints are read")
             }
         }
         try archive.verifyCRC(pkl)
         root = try RestrictedUnpickler(bytes: try archive.data(pkl), file: path).load()
         guard case let .dict(top) = root else {
-            throw PyTorchError.unsupportedFormat(file: path, detail: "the checkpoint holds a \(root.kind), not a dict of tensors")
+            throw PyTorchError.unsupportedFormat(
+                file: path, detail: "the checkpoint holds a \(root.kind), not a dict of tensors")
         }
         var names: [String] = [], refs: [String: PyTorchTensorRef] = [:], scalars: [String: PickleValue] = [:]
         var stack: [(String, PickleDict)] = [("", top)]
@@ -85,7 +95,9 @@ public final class PyTorchCheckpoint: @unchecked Sendable {
             let s = t.storage
             if storages[s.key] == nil {
                 let entryName = prefix + "data/" + s.key
-                guard let e = archive.entry(entryName) else { throw PyTorchError.missingEntry(file: path, entry: entryName) }
+                guard let e = archive.entry(entryName) else {
+                    throw PyTorchError.missingEntry(file: path, entry: entryName)
+                }
                 storages[s.key] = try archive.data(e)
             }
             // Every reference is checked against the entry: a key referenced again with a larger
@@ -93,8 +105,11 @@ public final class PyTorchCheckpoint: @unchecked Sendable {
             let data = storages[s.key]!
             let (need, o) = s.count.multipliedReportingOverflow(by: s.dtype.byteSize)
             guard !o, data.count >= need else {
-                throw PyTorchError.storageOutOfRange(file: path, tensor: name,
-                                                     detail: "storage \(s.key) claims \(s.count) \(s.typeName) elements but its entry holds \(data.count) bytes")
+                throw PyTorchError.storageOutOfRange(
+                    file: path, tensor: name,
+                    detail:
+                        "storage \(s.key) claims \(s.count) \(s.typeName) elements but its entry holds \(data.count) bytes"
+                )
             }
             try Self.checkReach(t, name: name, file: path)
             // A strided view (stride 0 repeats elements) is copied out when read: bounded by the
@@ -105,8 +120,11 @@ public final class PyTorchCheckpoint: @unchecked Sendable {
                 }
                 let (bytes, o2) = count.multipliedReportingOverflow(by: s.dtype.byteSize)
                 guard !o1, !o2, bytes <= max(file.size, 1 << 20) else {
-                    throw PyTorchError.badTensorLayout(file: path, tensor: name,
-                                                       detail: "size \(t.shape) with stride \(t.stride) would copy \(o1 || o2 ? "more than \(Int.max)" : "\(bytes)") bytes out of a \(file.size)-byte file")
+                    throw PyTorchError.badTensorLayout(
+                        file: path, tensor: name,
+                        detail:
+                            "size \(t.shape) with stride \(t.stride) would copy \(o1 || o2 ? "more than \(Int.max)" : "\(bytes)") bytes out of a \(file.size)-byte file"
+                    )
                 }
             }
         }
@@ -116,28 +134,37 @@ public final class PyTorchCheckpoint: @unchecked Sendable {
     /// Checks that sizes and strides are non-negative and the furthest element lies inside the storage.
     static func checkReach(_ t: PyTorchTensorRef, name: String, file: String) throws {
         guard t.storageOffset >= 0 else {
-            throw PyTorchError.storageOutOfRange(file: file, tensor: name, detail: "negative storage offset \(t.storageOffset)")
+            throw PyTorchError.storageOutOfRange(
+                file: file, tensor: name, detail: "negative storage offset \(t.storageOffset)")
         }
         guard t.shape.allSatisfy({ $0 >= 0 }), t.stride.allSatisfy({ $0 >= 0 }) else {
-            throw PyTorchError.badTensorLayout(file: file, tensor: name, detail: "size \(t.shape), stride \(t.stride) must be non-negative")
+            throw PyTorchError.badTensorLayout(
+                file: file, tensor: name, detail: "size \(t.shape), stride \(t.stride) must be non-negative")
         }
         var count = 1, last = 0
         for (d, st) in zip(t.shape, t.stride) {
             let (c, o1) = count.multipliedReportingOverflow(by: d)
-            guard !o1 else { throw PyTorchError.badTensorLayout(file: file, tensor: name, detail: "size \(t.shape) overflows") }
+            guard !o1 else {
+                throw PyTorchError.badTensorLayout(file: file, tensor: name, detail: "size \(t.shape) overflows")
+            }
             count = c
             if d > 0 {
                 let (r, o2) = (d - 1).multipliedReportingOverflow(by: st)
                 let (l, o3) = last.addingReportingOverflow(r)
-                guard !o2, !o3 else { throw PyTorchError.badTensorLayout(file: file, tensor: name, detail: "stride \(t.stride) overflows") }
+                guard !o2, !o3 else {
+                    throw PyTorchError.badTensorLayout(file: file, tensor: name, detail: "stride \(t.stride) overflows")
+                }
                 last = l
             }
         }
         if count == 0 { return }
         let (end, o) = t.storageOffset.addingReportingOverflow(last)
         guard !o, end < t.storage.count else {
-            throw PyTorchError.storageOutOfRange(file: file, tensor: name,
-                                                 detail: "offset \(t.storageOffset) with size \(t.shape) and stride \(t.stride) reaches element \(o ? Int.max : end), but storage \(t.storage.key) has \(t.storage.count)")
+            throw PyTorchError.storageOutOfRange(
+                file: file, tensor: name,
+                detail:
+                    "offset \(t.storageOffset) with size \(t.shape) and stride \(t.stride) reaches element \(o ? Int.max : end), but storage \(t.storage.key) has \(t.storage.count)"
+            )
         }
     }
 
@@ -159,7 +186,8 @@ public final class PyTorchCheckpoint: @unchecked Sendable {
         }
         let base = data.baseAddress!
         if t.isContiguous {
-            return Tensor(name: name, dtype: dt, shape: t.shape, data: base + t.storageOffset * dt.byteSize, owner: archive.file)
+            return Tensor(
+                name: name, dtype: dt, shape: t.shape, data: base + t.storageOffset * dt.byteSize, owner: archive.file)
         }
         // Gather a strided view into a row-major buffer.
         let es = dt.byteSize

@@ -176,7 +176,9 @@ public struct RestrictedUnpickler {
 
         func fail(_ d: String, at o: Int) -> PyTorchError { .malformedPickle(file: file, offset: o, detail: d) }
         func need(_ k: Int, _ at: Int) throws {
-            guard k >= 0, pos <= n, k <= n - pos else { throw fail("argument of \(k) bytes runs past the end of the pickle (\(n) bytes)", at: at) }
+            guard k >= 0, pos <= n, k <= n - pos else {
+                throw fail("argument of \(k) bytes runs past the end of the pickle (\(n) bytes)", at: at)
+            }
         }
         func readU8(_ at: Int) throws -> Int { try need(1, at); defer { pos += 1 }; return Int(bytes[pos]) }
         func readLE(_ k: Int, _ at: Int) throws -> UInt64 {
@@ -262,8 +264,12 @@ public struct RestrictedUnpickler {
         /// The list or dict on top of the stack, to be filled: refused once sealed.
         func fillable(_ at: Int, _ what: String) throws -> PickleValue {
             guard case let .value(v, _) = try top(at) else { throw fail("\(what) on a callable", at: at) }
-            if case let .list(l) = v, l.nested { throw fail("\(what) on a list already placed in another container", at: at) }
-            if case let .dict(d) = v, d.nested { throw fail("\(what) on a dict already placed in another container", at: at) }
+            if case let .list(l) = v, l.nested {
+                throw fail("\(what) on a list already placed in another container", at: at)
+            }
+            if case let .dict(d) = v, d.nested {
+                throw fail("\(what) on a dict already placed in another container", at: at)
+            }
             return v
         }
         func top(_ at: Int) throws -> Item {
@@ -316,7 +322,9 @@ public struct RestrictedUnpickler {
             guard case let .tuple(t) = pid, t.count >= 5, case .string("storage") = t[0] else {
                 throw fail("persistent id is not a ('storage', type, key, location, numel) tuple", at: at)
             }
-            guard case let .global(_, typeName) = t[1] else { throw fail("persistent id names no storage type", at: at) }
+            guard case let .global(_, typeName) = t[1] else {
+                throw fail("persistent id names no storage type", at: at)
+            }
             guard case let .string(key) = t[2] else { throw fail("persistent id key is not a string", at: at) }
             let count = try int(t[4], "storage size", at)
             guard count >= 0 else { throw fail("negative storage size \(count)", at: at) }
@@ -337,10 +345,14 @@ public struct RestrictedUnpickler {
                 let off = try int(args[1], "storage offset", at)
                 let size = try ints(args[2], "tensor size", at)
                 let stride = try ints(args[3], "tensor stride", at)
-                guard size.count == stride.count else { throw fail("size \(size) and stride \(stride) differ in rank", at: at) }
+                guard size.count == stride.count else {
+                    throw fail("size \(size) and stride \(stride) differ in rank", at: at)
+                }
                 return .tensor(PyTorchTensorRef(storage: s, storageOffset: off, shape: size, stride: stride))
             case .rebuildParameter:
-                guard let first = args.first, case .tensor = first else { throw fail("_rebuild_parameter needs a tensor", at: at) }
+                guard let first = args.first, case .tensor = first else {
+                    throw fail("_rebuild_parameter needs a tensor", at: at)
+                }
                 return first
             }
         }
@@ -351,54 +363,54 @@ public struct RestrictedUnpickler {
             let op = bytes[pos]
             pos += 1
             switch op {
-            case 0x80: _ = try readU8(at)                                   // PROTO
-            case 0x95: _ = try readLE(8, at)                                // FRAME
-            case 0x2E:                                                      // STOP
+            case 0x80: _ = try readU8(at)  // PROTO
+            case 0x95: _ = try readLE(8, at)  // FRAME
+            case 0x2E:  // STOP
                 let v = try popValue(at)
                 return v
-            case 0x28: stack.append(.mark)                                  // MARK
-            case 0x30: _ = try pop(at)                                      // POP
-            case 0x31: _ = try popMark(at)                                  // POP_MARK
-            case 0x32: stack.append(try top(at))                            // DUP
+            case 0x28: stack.append(.mark)  // MARK
+            case 0x30: _ = try pop(at)  // POP
+            case 0x31: _ = try popMark(at)  // POP_MARK
+            case 0x32: stack.append(try top(at))  // DUP
             case 0x7D: try pushContainer(.dict(PickleDict()), inner: 0, at)  // EMPTY_DICT
             case 0x5D: try pushContainer(.list(PickleList()), inner: 0, at)  // EMPTY_LIST
-            case 0x29: try pushContainer(.tuple([]), inner: 0, at)          // EMPTY_TUPLE
-            case 0x74:                                                      // TUPLE
+            case 0x29: try pushContainer(.tuple([]), inner: 0, at)  // EMPTY_TUPLE
+            case 0x74:  // TUPLE
                 let (items, d) = try popMark(at)
                 try pushContainer(.tuple(items), inner: d, at)
-            case 0x85:                                                      // TUPLE1
+            case 0x85:  // TUPLE1
                 let (a, da) = try popItem(at)
                 try pushContainer(.tuple([a]), inner: da, at)
-            case 0x86:                                                      // TUPLE2
+            case 0x86:  // TUPLE2
                 let (b, db) = try popItem(at), (a, da) = try popItem(at)
                 try pushContainer(.tuple([a, b]), inner: max(da, db), at)
-            case 0x87:                                                      // TUPLE3
+            case 0x87:  // TUPLE3
                 let (c, dc) = try popItem(at), (b, db) = try popItem(at), (a, da) = try popItem(at)
                 try pushContainer(.tuple([a, b, c]), inner: max(da, db, dc), at)
-            case 0x6C:                                                      // LIST
+            case 0x6C:  // LIST
                 let (items, d) = try popMark(at)
                 try pushContainer(.list(PickleList(items)), inner: d, at)
-            case 0x64:                                                      // DICT
+            case 0x64:  // DICT
                 let (items, depth) = try popMark(at)
                 guard items.count % 2 == 0 else { throw fail("DICT with an odd number of items", at: at) }
                 let d = PickleDict()
                 for i in stride(from: 0, to: items.count, by: 2) { d.set(items[i], items[i + 1]) }
                 try pushContainer(.dict(d), inner: depth, at)
-            case 0x71: try put(try readU8(at), at)                          // BINPUT
-            case 0x72: try put(Int(try readLE(4, at)), at)                  // LONG_BINPUT
-            case 0x94: try put(memo.count, at)                              // MEMOIZE
-            case 0x70:                                                      // PUT
+            case 0x71: try put(try readU8(at), at)  // BINPUT
+            case 0x72: try put(Int(try readLE(4, at)), at)  // LONG_BINPUT
+            case 0x94: try put(memo.count, at)  // MEMOIZE
+            case 0x70:  // PUT
                 guard let i = Int(try readLine(at)) else { throw fail("PUT with a non-integer index", at: at) }
                 try put(i, at)
-            case 0x68: try get(try readU8(at), at)                          // BINGET
-            case 0x6A: try get(Int(try readLE(4, at)), at)                  // LONG_BINGET
-            case 0x67:                                                      // GET
+            case 0x68: try get(try readU8(at), at)  // BINGET
+            case 0x6A: try get(Int(try readLE(4, at)), at)  // LONG_BINGET
+            case 0x67:  // GET
                 guard let i = Int(try readLine(at)) else { throw fail("GET with a non-integer index", at: at) }
                 try get(i, at)
             case 0x4A: push(.int(Int(Int32(truncatingIfNeeded: try readLE(4, at)))))  // BININT
-            case 0x4B: push(.int(try readU8(at)))                           // BININT1
-            case 0x4D: push(.int(Int(try readLE(2, at))))                   // BININT2
-            case 0x8A, 0x8B:                                                // LONG1, LONG4
+            case 0x4B: push(.int(try readU8(at)))  // BININT1
+            case 0x4D: push(.int(Int(try readLE(2, at))))  // BININT2
+            case 0x8A, 0x8B:  // LONG1, LONG4
                 let len = op == 0x8A ? try readU8(at) : Int(Int32(truncatingIfNeeded: try readLE(4, at)))
                 guard len >= 0, len <= 8 else { throw fail("integer of \(len) bytes is too large", at: at) }
                 let b = try readBytes(len, at)
@@ -406,70 +418,87 @@ public struct RestrictedUnpickler {
                 for i in 0..<len { v |= UInt64(b[i]) << UInt64(8 * i) }
                 if len > 0 && len < 8 && b[len - 1] & 0x80 != 0 { v |= ~UInt64(0) << UInt64(8 * len) }  // sign-extend
                 push(.int(Int(Int64(bitPattern: v))))
-            case 0x49:                                                      // INT (text)
+            case 0x49:  // INT (text)
                 let s = try readLine(at)
-                if s == "00" { push(.bool(false)) } else if s == "01" { push(.bool(true)) }
-                else if let i = Int(s) { push(.int(i)) } else { throw fail("INT '\(s)' is not an integer", at: at) }
-            case 0x47:                                                      // BINFLOAT (big-endian)
+                if s == "00" {
+                    push(.bool(false))
+                } else if s == "01" {
+                    push(.bool(true))
+                } else if let i = Int(s) {
+                    push(.int(i))
+                } else {
+                    throw fail("INT '\(s)' is not an integer", at: at)
+                }
+            case 0x47:  // BINFLOAT (big-endian)
                 let b = try readBytes(8, at)
                 var v: UInt64 = 0
                 for i in 0..<8 { v = v << 8 | UInt64(b[i]) }
                 push(.float(Double(bitPattern: v)))
-            case 0x4E: push(.none)                                          // NONE
-            case 0x88: push(.bool(true))                                    // NEWTRUE
-            case 0x89: push(.bool(false))                                   // NEWFALSE
-            case 0x58, 0x8C, 0x8D:                                          // BINUNICODE, SHORT_BINUNICODE, BINUNICODE8
+            case 0x4E: push(.none)  // NONE
+            case 0x88: push(.bool(true))  // NEWTRUE
+            case 0x89: push(.bool(false))  // NEWFALSE
+            case 0x58, 0x8C, 0x8D:  // BINUNICODE, SHORT_BINUNICODE, BINUNICODE8
                 let len = op == 0x8C ? try readU8(at) : Int(clamping: try readLE(op == 0x58 ? 4 : 8, at))
                 let b = try readBytes(len, at)
-                guard let s = String(validating: b, as: UTF8.self) else { throw fail("string is not valid UTF-8", at: at) }
+                guard let s = String(validating: b, as: UTF8.self) else {
+                    throw fail("string is not valid UTF-8", at: at)
+                }
                 push(.string(s))
-            case 0x55, 0x54:                                                // SHORT_BINSTRING, BINSTRING
+            case 0x55, 0x54:  // SHORT_BINSTRING, BINSTRING
                 let len = op == 0x55 ? try readU8(at) : Int(Int32(truncatingIfNeeded: try readLE(4, at)))
                 let b = try readBytes(len, at)
                 push(.string(String(decoding: b, as: UTF8.self)))
-            case 0x43, 0x42, 0x8E:                                          // SHORT_BINBYTES, BINBYTES, BINBYTES8
+            case 0x43, 0x42, 0x8E:  // SHORT_BINBYTES, BINBYTES, BINBYTES8
                 let len = op == 0x43 ? try readU8(at) : Int(clamping: try readLE(op == 0x42 ? 4 : 8, at))
                 push(.bytes(Array(try readBytes(len, at))))
-            case 0x63:                                                      // GLOBAL
+            case 0x63:  // GLOBAL
                 let module = try readLine(at), name = try readLine(at)
                 stack.append(try resolve(module, name))
-            case 0x93:                                                      // STACK_GLOBAL
+            case 0x93:  // STACK_GLOBAL
                 let nameV = try popValue(at), moduleV = try popValue(at)
                 guard case let .string(module) = moduleV, case let .string(name) = nameV else {
                     throw fail("STACK_GLOBAL needs two strings", at: at)
                 }
                 stack.append(try resolve(module, name))
-            case 0x52:                                                      // REDUCE
+            case 0x52:  // REDUCE
                 let argsV = try popValue(at)
-                guard case let .callable(c) = try pop(at) else { throw fail("REDUCE on something that is not an allowed callable", at: at) }
+                guard case let .callable(c) = try pop(at) else {
+                    throw fail("REDUCE on something that is not an allowed callable", at: at)
+                }
                 guard case let .tuple(args) = argsV else { throw fail("REDUCE arguments are not a tuple", at: at) }
                 // The result holds no containers of the pickle (a dict, a tensor, or the tensor argument).
                 let r = try apply(c, args, at)
                 if case .dict = r { try pushContainer(r, inner: 0, at) } else { push(r) }
-            case 0x62:                                                      // BUILD: object state is not needed; dropped
+            case 0x62:  // BUILD: object state is not needed; dropped
                 _ = try popValue(at)
                 guard case .value = try top(at) else { throw fail("BUILD on a callable", at: at) }
-            case 0x51:                                                      // BINPERSID
+            case 0x51:  // BINPERSID
                 push(try persistentLoad(try popValue(at), at))
-            case 0x73:                                                      // SETITEM
+            case 0x73:  // SETITEM
                 let (v, dv) = try popItem(at), (k, dk) = try popItem(at)
-                guard case let .dict(d) = try fillable(at, "SETITEM") else { throw fail("SETITEM on a non-dict", at: at) }
+                guard case let .dict(d) = try fillable(at, "SETITEM") else {
+                    throw fail("SETITEM on a non-dict", at: at)
+                }
                 d.depth = max(d.depth, try checkDepth(max(dv, dk) + 1, at))
                 d.set(k, v)
-            case 0x75:                                                      // SETITEMS
+            case 0x75:  // SETITEMS
                 let (items, depth) = try popMark(at)
                 guard items.count % 2 == 0 else { throw fail("SETITEMS with an odd number of items", at: at) }
-                guard case let .dict(d) = try fillable(at, "SETITEMS") else { throw fail("SETITEMS on a non-dict", at: at) }
+                guard case let .dict(d) = try fillable(at, "SETITEMS") else {
+                    throw fail("SETITEMS on a non-dict", at: at)
+                }
                 d.depth = max(d.depth, try checkDepth(depth + 1, at))
                 for i in stride(from: 0, to: items.count, by: 2) { d.set(items[i], items[i + 1]) }
-            case 0x61:                                                      // APPEND
+            case 0x61:  // APPEND
                 let (v, dv) = try popItem(at)
                 guard case let .list(l) = try fillable(at, "APPEND") else { throw fail("APPEND on a non-list", at: at) }
                 l.depth = max(l.depth, try checkDepth(dv + 1, at))
                 l.items.append(v)
-            case 0x65:                                                      // APPENDS
+            case 0x65:  // APPENDS
                 let (items, depth) = try popMark(at)
-                guard case let .list(l) = try fillable(at, "APPENDS") else { throw fail("APPENDS on a non-list", at: at) }
+                guard case let .list(l) = try fillable(at, "APPENDS") else {
+                    throw fail("APPENDS on a non-list", at: at)
+                }
                 l.depth = max(l.depth, try checkDepth(depth + 1, at))
                 l.items.append(contentsOf: items)
             default:

@@ -46,11 +46,13 @@ public final class SafeTensorsFile: @unchecked Sendable {
         }
         let n64 = base.loadUnaligned(as: UInt64.self).littleEndian
         guard n64 <= UInt64(file.size - 8) else {
-            throw FormatError.truncated(file: path, detail: "header length \(n64) goes beyond the end of the \(file.size)-byte file")
+            throw FormatError.truncated(
+                file: path, detail: "header length \(n64) goes beyond the end of the \(file.size)-byte file")
         }
         let n = Int(n64)
         guard n <= Self.maxHeaderBytes else {
-            throw FormatError.corrupt(file: path, detail: "header length \(n) exceeds the \(Self.maxHeaderBytes)-byte limit")
+            throw FormatError.corrupt(
+                file: path, detail: "header length \(n) exceeds the \(Self.maxHeaderBytes)-byte limit")
         }
         dataOffset = 8 + n
         let dataSize = file.size - dataOffset
@@ -73,16 +75,22 @@ public final class SafeTensorsFile: @unchecked Sendable {
                 }
                 for (k, v) in m {
                     guard let s = v as? String else {
-                        throw FormatError.invalidField(file: path, field: "__metadata__.\(k)", detail: "value is not a string")
+                        throw FormatError.invalidField(
+                            file: path, field: "__metadata__.\(k)", detail: "value is not a string")
                     }
                     md[k] = s
                 }
                 continue
             }
-            entries.append(try Self.parseEntry(name: key, value: value, path: path, dataOffset: dataOffset, dataSize: dataSize))
+            entries.append(
+                try Self.parseEntry(name: key, value: value, path: path, dataOffset: dataOffset, dataSize: dataSize))
         }
         // File order is data order; empty tensors sort before a non-empty one at the same offset.
-        entries.sort { ($0.dataOffsets.lowerBound, $0.dataOffsets.count, $0.name) < ($1.dataOffsets.lowerBound, $1.dataOffsets.count, $1.name) }
+        entries.sort {
+            ($0.dataOffsets.lowerBound, $0.dataOffsets.count, $0.name) < (
+                $1.dataOffsets.lowerBound, $1.dataOffsets.count, $1.name
+            )
+        }
         var lastEnd = 0
         var lastName = ""
         for e in entries where !e.dataOffsets.isEmpty {
@@ -97,7 +105,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
         infos = Dictionary(entries.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
-    private static func parseEntry(name: String, value: Any, path: String, dataOffset: Int, dataSize: Int) throws -> SafeTensorsInfo {
+    private static func parseEntry(
+        name: String, value: Any, path: String, dataOffset: Int, dataSize: Int
+    ) throws -> SafeTensorsInfo {
         guard let obj = value as? [String: Any] else {
             throw FormatError.invalidField(file: path, field: name, detail: "tensor entry is not a JSON object")
         }
@@ -114,11 +124,13 @@ public final class SafeTensorsFile: @unchecked Sendable {
         var count = 1
         for d in shapeAny {
             guard let v = jsonInt(d), v >= 0 else {
-                throw FormatError.invalidField(file: path, field: "\(name).shape", detail: "\(shapeAny) is not a list of non-negative integers")
+                throw FormatError.invalidField(
+                    file: path, field: "\(name).shape", detail: "\(shapeAny) is not a list of non-negative integers")
             }
             let (p, overflow) = count.multipliedReportingOverflow(by: v)
             guard !overflow else {
-                throw FormatError.invalidField(file: path, field: "\(name).shape", detail: "\(shapeAny) has too many elements")
+                throw FormatError.invalidField(
+                    file: path, field: "\(name).shape", detail: "\(shapeAny) has too many elements")
             }
             count = p
             shape.append(v)
@@ -126,18 +138,25 @@ public final class SafeTensorsFile: @unchecked Sendable {
         guard let offAny = obj["data_offsets"] as? [Any] else {
             throw FormatError.missingField(file: path, field: "\(name).data_offsets")
         }
-        guard offAny.count == 2, let begin = jsonInt(offAny[0]), let end = jsonInt(offAny[1]), begin >= 0, end >= begin else {
-            throw FormatError.invalidField(file: path, field: "\(name).data_offsets", detail: "\(offAny) is not [begin, end] with 0 <= begin <= end")
+        guard offAny.count == 2, let begin = jsonInt(offAny[0]), let end = jsonInt(offAny[1]), begin >= 0, end >= begin
+        else {
+            throw FormatError.invalidField(
+                file: path, field: "\(name).data_offsets",
+                detail: "\(offAny) is not [begin, end] with 0 <= begin <= end")
         }
         let (need, overflow) = count.multipliedReportingOverflow(by: dtype.byteSize)
         guard !overflow, end - begin == need else {
-            throw FormatError.sizeMismatch(file: path, tensor: name, expectedBytes: overflow ? Int.max : need, gotBytes: end - begin)
+            throw FormatError.sizeMismatch(
+                file: path, tensor: name, expectedBytes: overflow ? Int.max : need, gotBytes: end - begin)
         }
         guard end <= dataSize else {
-            throw FormatError.outOfBounds(file: path, tensor: name, detail: "data_offsets [\(begin), \(end)] but the data section has \(dataSize) bytes")
+            throw FormatError.outOfBounds(
+                file: path, tensor: name,
+                detail: "data_offsets [\(begin), \(end)] but the data section has \(dataSize) bytes")
         }
-        return SafeTensorsInfo(name: name, dtype: dtype, shape: shape, dataOffsets: begin..<end,
-                               fileRange: (dataOffset + begin)..<(dataOffset + end))
+        return SafeTensorsInfo(
+            name: name, dtype: dtype, shape: shape, dataOffsets: begin..<end,
+            fileRange: (dataOffset + begin)..<(dataOffset + end))
     }
 
     /// Whether the file holds a tensor of this name.
@@ -215,8 +234,10 @@ public final class SafeTensorsModel: @unchecked Sendable {
         var weightMap: [String: String]? = nil
         var md: [String: String] = [:]
         let dir = isDir.boolValue ? path : (path as NSString).deletingLastPathComponent
-        let idx = isDir.boolValue ? (path as NSString).appendingPathComponent(Self.indexFileName)
-                                  : (path.hasSuffix(".index.json") ? path : nil)
+        let idx =
+            isDir.boolValue
+            ? (path as NSString).appendingPathComponent(Self.indexFileName)
+            : (path.hasSuffix(".index.json") ? path : nil)
         let single = (path as NSString).appendingPathComponent(Self.singleFileName)
         if let idx = idx, FileManager.default.fileExists(atPath: idx) {
             indexPath = idx
@@ -238,15 +259,19 @@ public final class SafeTensorsModel: @unchecked Sendable {
             indexPath = nil
             filePaths = [single]
         } else {
-            throw FormatError.corrupt(file: path, detail: "directory has neither \(Self.singleFileName) nor \(Self.indexFileName)")
+            throw FormatError.corrupt(
+                file: path, detail: "directory has neither \(Self.singleFileName) nor \(Self.indexFileName)")
         }
         files = try filePaths.map { try SafeTensorsFile(path: $0) }
         var own: [String: Int] = [:]
         var names: [String] = []
         if let map = weightMap {
-            let fileIndex = Dictionary(filePaths.enumerated().map { ($0.element, $0.offset) }, uniquingKeysWith: { a, _ in a })
+            let fileIndex = Dictionary(
+                filePaths.enumerated().map { ($0.element, $0.offset) }, uniquingKeysWith: { a, _ in a })
             for (tensor, shard) in map {
-                guard let fi = fileIndex[Self.shardPath(dir, shard)] else { throw FormatError.missingShard(index: idx ?? path, shard: shard, tensor: tensor) }
+                guard let fi = fileIndex[Self.shardPath(dir, shard)] else {
+                    throw FormatError.missingShard(index: idx ?? path, shard: shard, tensor: tensor)
+                }
                 guard files[fi].contains(tensor) else {
                     throw FormatError.missingTensor(file: files[fi].path, tensor: tensor)
                 }
@@ -285,7 +310,8 @@ public final class SafeTensorsModel: @unchecked Sendable {
         var map: [String: String] = [:]
         for (k, v) in wm {
             guard let s = v as? String, !s.isEmpty, !s.hasPrefix("/"), !s.split(separator: "/").contains("..") else {
-                throw FormatError.invalidField(file: idx, field: "weight_map.\(k)", detail: "not a shard file name inside the directory")
+                throw FormatError.invalidField(
+                    file: idx, field: "weight_map.\(k)", detail: "not a shard file name inside the directory")
             }
             map[k] = s
         }

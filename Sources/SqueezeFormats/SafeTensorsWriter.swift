@@ -1,5 +1,6 @@
 import Foundation
 import SqueezeCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -48,7 +49,8 @@ public final class SafeTensorsWriter {
                 throw FormatError.invalidField(file: path, field: e.name, detail: "duplicate or reserved tensor name")
             }
             guard e.shape.allSatisfy({ $0 >= 0 }) else {
-                throw FormatError.invalidField(file: path, field: "\(e.name).shape", detail: "negative dimension in \(e.shape)")
+                throw FormatError.invalidField(
+                    file: path, field: "\(e.name).shape", detail: "negative dimension in \(e.shape)")
             }
         }
         let header = Self.header(entries: entries, metadata: metadata)
@@ -76,7 +78,8 @@ public final class SafeTensorsWriter {
         var first = true
         if !metadata.isEmpty {
             s += "\"__metadata__\":{"
-            s += metadata.sorted(by: { $0.key < $1.key }).map { "\(jsonString($0.key)):\(jsonString($0.value))" }.joined(separator: ",")
+            s += metadata.sorted(by: { $0.key < $1.key }).map { "\(jsonString($0.key)):\(jsonString($0.value))" }
+                .joined(separator: ",")
             s += "}"
             first = false
         }
@@ -85,7 +88,8 @@ public final class SafeTensorsWriter {
             if !first { s += "," }
             first = false
             let end = offset + e.byteCount
-            s += "\(jsonString(e.name)):{\"dtype\":\"\(e.dtype.safetensorsName)\",\"shape\":[\(e.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(end)]}"
+            s +=
+                "\(jsonString(e.name)):{\"dtype\":\"\(e.dtype.safetensorsName)\",\"shape\":[\(e.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(end)]}"
             offset = end
         }
         s += "}"
@@ -119,8 +123,10 @@ public final class SafeTensorsWriter {
     /// Writes a tensor's data; its name, dtype and shape must match the next declared entry.
     public func write(_ tensor: Tensor) throws {
         if next < entries.count, entries[next].name == tensor.name,
-           entries[next].dtype != tensor.dtype || entries[next].shape != tensor.shape {
-            throw FormatError.shapeMismatch(file: path, tensor: tensor.name, expected: entries[next].shape, got: tensor.shape)
+            entries[next].dtype != tensor.dtype || entries[next].shape != tensor.shape
+        {
+            throw FormatError.shapeMismatch(
+                file: path, tensor: tensor.name, expected: entries[next].shape, got: tensor.shape)
         }
         try write(name: tensor.name, bytes: UnsafeRawBufferPointer(start: tensor.data, count: tensor.byteCount))
     }
@@ -129,7 +135,8 @@ public final class SafeTensorsWriter {
     func finishData() throws {
         guard !done, fd >= 0 else { throw FormatError.writeFailed(path: path, reason: "writer is finished or aborted") }
         guard next == entries.count else {
-            throw FormatError.writeFailed(path: path, reason: "finish() before tensor '\(entries[next].name)' was written")
+            throw FormatError.writeFailed(
+                path: path, reason: "finish() before tensor '\(entries[next].name)' was written")
         }
         if fsync(fd) != 0 {
             let r = String(cString: strerror(errno))
@@ -160,8 +167,9 @@ public final class SafeTensorsWriter {
 
     /// Writes `tensors` (in order) and `metadata` to `path`.
     public static func write(tensors: [Tensor], metadata: [String: String] = [:], to path: String) throws {
-        let w = try SafeTensorsWriter(path: path, entries: tensors.map { Entry(name: $0.name, dtype: $0.dtype, shape: $0.shape) },
-                                      metadata: metadata)
+        let w = try SafeTensorsWriter(
+            path: path, entries: tensors.map { Entry(name: $0.name, dtype: $0.dtype, shape: $0.shape) },
+            metadata: metadata)
         for t in tensors { try w.write(t) }
         try w.finish()
     }
@@ -205,10 +213,13 @@ public final class ShardedSafeTensorsWriter {
 
     /// Plans the shards. Entries are kept in order; a new shard starts when the next entry would
     /// push the current one past `maxShardBytes`.
-    public init(directory: String, entries: [SafeTensorsWriter.Entry], metadata: [String: String] = [:],
-                maxShardBytes: Int) throws {
+    public init(
+        directory: String, entries: [SafeTensorsWriter.Entry], metadata: [String: String] = [:],
+        maxShardBytes: Int
+    ) throws {
         guard maxShardBytes > 0 else {
-            throw FormatError.invalidField(file: directory, field: "maxShardBytes", detail: "\(maxShardBytes) is not positive")
+            throw FormatError.invalidField(
+                file: directory, field: "maxShardBytes", detail: "\(maxShardBytes) is not positive")
         }
         self.directory = directory
         self.metadata = metadata
@@ -239,8 +250,9 @@ public final class ShardedSafeTensorsWriter {
     private func openNext() throws {
         shard += 1
         guard shard < plan.count else { current = nil; return }
-        current = try SafeTensorsWriter(path: (directory as NSString).appendingPathComponent(plan[shard].file),
-                                        entries: plan[shard].entries, metadata: metadata)
+        current = try SafeTensorsWriter(
+            path: (directory as NSString).appendingPathComponent(plan[shard].file),
+            entries: plan[shard].entries, metadata: metadata)
     }
 
     /// Writes the data of the next declared tensor (same rules as `SafeTensorsWriter.write`).
@@ -251,7 +263,8 @@ public final class ShardedSafeTensorsWriter {
             try openNext()
         }
         guard let w = current else {
-            throw FormatError.writeFailed(path: directory, reason: "tensor '\(name)' written after all declared tensors")
+            throw FormatError.writeFailed(
+                path: directory, reason: "tensor '\(name)' written after all declared tensors")
         }
         try w.write(name: name, bytes: bytes)
     }

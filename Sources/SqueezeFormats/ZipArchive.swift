@@ -35,9 +35,11 @@ public enum PyTorchError: Error, CustomStringConvertible, Equatable {
         case let .unsupportedEntry(f, e, d): return "\(f): archive entry '\(e)': \(d)"
         case let .missingEntry(f, e): return "\(f): archive entry '\(e)' is missing"
         case let .forbiddenGlobal(f, m, n):
-            return "\(f): refusing to load: the pickle references the global '\(m).\(n)', which is not a tensor, storage or container type (a checkpoint that names it could run code when loaded by torch.load)"
+            return
+                "\(f): refusing to load: the pickle references the global '\(m).\(n)', which is not a tensor, storage or container type (a checkpoint that names it could run code when loaded by torch.load)"
         case let .unsupportedOpcode(f, op, o):
-            return "\(f): pickle opcode 0x\(String(op, radix: 16)) at byte \(o) is not supported by the restricted unpickler"
+            return
+                "\(f): pickle opcode 0x\(String(op, radix: 16)) at byte \(o) is not supported by the restricted unpickler"
         case let .malformedPickle(f, o, d): return "\(f): malformed pickle at byte \(o): \(d)"
         case let .unsupportedDType(f, t, s): return "\(f): tensor '\(t)': unsupported storage type \(s)"
         case let .storageOutOfRange(f, t, d): return "\(f): tensor '\(t)': storage out of range: \(d)"
@@ -102,7 +104,9 @@ public final class ZipArchive: @unchecked Sendable {
         func u32(_ o: Int) -> Int { Int(base.loadUnaligned(fromByteOffset: o, as: UInt32.self).littleEndian) }
         func u64(_ o: Int) throws -> Int {
             let v = base.loadUnaligned(fromByteOffset: o, as: UInt64.self).littleEndian
-            guard v <= UInt64(Int.max) else { throw PyTorchError.corruptArchive(file: path, detail: "64-bit field at byte \(o) is too large") }
+            guard v <= UInt64(Int.max) else {
+                throw PyTorchError.corruptArchive(file: path, detail: "64-bit field at byte \(o) is too large")
+            }
             return Int(v)
         }
         // End of central directory: the last signature within the final 64 KiB + 22 bytes.
@@ -114,7 +118,8 @@ public final class ZipArchive: @unchecked Sendable {
             o -= 1
         }
         guard eocd >= 0 else {
-            throw PyTorchError.notAZipArchive(file: path, detail: "no end-of-central-directory record (truncated or not a zip file)")
+            throw PyTorchError.notAZipArchive(
+                file: path, detail: "no end-of-central-directory record (truncated or not a zip file)")
         }
         var count = u16(eocd + 10)
         var cdSize = u32(eocd + 12)
@@ -122,21 +127,26 @@ public final class ZipArchive: @unchecked Sendable {
         if count == 0xFFFF || cdSize == 0xFFFF_FFFF || cdOffset == 0xFFFF_FFFF {
             let loc = eocd - 20
             guard loc >= 0, u32(loc) == 0x0706_4b50 else {
-                throw PyTorchError.corruptArchive(file: path, detail: "ZIP64 fields without a ZIP64 end-of-central-directory locator")
+                throw PyTorchError.corruptArchive(
+                    file: path, detail: "ZIP64 fields without a ZIP64 end-of-central-directory locator")
             }
             let rec = try u64(loc + 8)
             guard rec >= 0, rec <= size - 56, u32(rec) == 0x0606_4b50 else {
-                throw PyTorchError.corruptArchive(file: path, detail: "ZIP64 end-of-central-directory record missing at byte \(rec)")
+                throw PyTorchError.corruptArchive(
+                    file: path, detail: "ZIP64 end-of-central-directory record missing at byte \(rec)")
             }
             count = try u64(rec + 32)
             cdSize = try u64(rec + 40)
             cdOffset = try u64(rec + 48)
         }
         guard cdOffset <= size, cdSize <= size - cdOffset else {
-            throw PyTorchError.corruptArchive(file: path, detail: "central directory \(cdOffset)..<\(cdOffset + cdSize) lies outside the \(size)-byte file")
+            throw PyTorchError.corruptArchive(
+                file: path,
+                detail: "central directory \(cdOffset)..<\(cdOffset + cdSize) lies outside the \(size)-byte file")
         }
         guard count <= cdSize / 46 else {
-            throw PyTorchError.corruptArchive(file: path, detail: "\(count) entries cannot fit a \(cdSize)-byte central directory")
+            throw PyTorchError.corruptArchive(
+                file: path, detail: "\(count) entries cannot fit a \(cdSize)-byte central directory")
         }
         var list: [ZipEntry] = []
         list.reserveCapacity(count)
@@ -145,7 +155,8 @@ public final class ZipArchive: @unchecked Sendable {
         let cdEnd = cdOffset + cdSize
         for i in 0..<count {
             guard p + 46 <= cdEnd, u32(p) == 0x0201_4b50 else {
-                throw PyTorchError.corruptArchive(file: path, detail: "central directory entry \(i) at byte \(p) has a bad signature")
+                throw PyTorchError.corruptArchive(
+                    file: path, detail: "central directory entry \(i) at byte \(p) has a bad signature")
             }
             let flags = u16(p + 8), method = u16(p + 10)
             let crc = UInt32(u32(p + 16))
@@ -154,7 +165,8 @@ public final class ZipArchive: @unchecked Sendable {
             var lho = u32(p + 42)
             let next = p + 46 + nameLen + extraLen + commentLen
             guard next <= cdEnd else {
-                throw PyTorchError.corruptArchive(file: path, detail: "central directory entry \(i) runs past the directory")
+                throw PyTorchError.corruptArchive(
+                    file: path, detail: "central directory entry \(i) runs past the directory")
             }
             let name = String(decoding: UnsafeRawBufferPointer(start: base + p + 46, count: nameLen), as: UTF8.self)
             // ZIP64 extended information: the fields that overflowed, in this order.
@@ -169,7 +181,8 @@ public final class ZipArchive: @unchecked Sendable {
                         var f = e + 4
                         func take() throws -> Int {
                             guard f + 8 <= e + 4 + len else {
-                                throw PyTorchError.corruptArchive(file: path, detail: "entry '\(name)': short ZIP64 extra field")
+                                throw PyTorchError.corruptArchive(
+                                    file: path, detail: "entry '\(name)': short ZIP64 extra field")
                             }
                             defer { f += 8 }
                             return try u64(f)
@@ -183,20 +196,27 @@ public final class ZipArchive: @unchecked Sendable {
                     e += 4 + len
                 }
                 guard found else {
-                    throw PyTorchError.corruptArchive(file: path, detail: "entry '\(name)': 32-bit fields overflow but there is no ZIP64 extra field")
+                    throw PyTorchError.corruptArchive(
+                        file: path, detail: "entry '\(name)': 32-bit fields overflow but there is no ZIP64 extra field")
                 }
             }
             guard lho <= size - 30, u32(lho) == 0x0403_4b50 else {
-                throw PyTorchError.corruptArchive(file: path, detail: "entry '\(name)': no local file header at byte \(lho)")
+                throw PyTorchError.corruptArchive(
+                    file: path, detail: "entry '\(name)': no local file header at byte \(lho)")
             }
             let dataOffset = lho + 30 + u16(lho + 26) + u16(lho + 28)
             guard dataOffset <= size, csize <= size - dataOffset else {
-                throw PyTorchError.corruptArchive(file: path,
-                                                  detail: "entry '\(name)': data \(dataOffset)..<\(dataOffset + csize) lies outside the \(size)-byte file (truncated archive?)")
+                throw PyTorchError.corruptArchive(
+                    file: path,
+                    detail:
+                        "entry '\(name)': data \(dataOffset)..<\(dataOffset + csize) lies outside the \(size)-byte file (truncated archive?)"
+                )
             }
             names[name] = list.count
-            list.append(ZipEntry(name: name, method: method, flags: flags, crc32: crc, compressedSize: csize,
-                                 uncompressedSize: usize, localHeaderOffset: lho, dataOffset: dataOffset))
+            list.append(
+                ZipEntry(
+                    name: name, method: method, flags: flags, crc32: crc, compressedSize: csize,
+                    uncompressedSize: usize, localHeaderOffset: lho, dataOffset: dataOffset))
             p = next
         }
         entries = list
@@ -209,14 +229,20 @@ public final class ZipArchive: @unchecked Sendable {
     /// A view of a STORED entry's bytes inside the mapping (throws for compressed or encrypted entries).
     public func data(_ entry: ZipEntry) throws -> UnsafeRawBufferPointer {
         guard entry.flags & 1 == 0 else {
-            throw PyTorchError.unsupportedEntry(file: path, entry: entry.name, detail: "encrypted entries are not supported")
+            throw PyTorchError.unsupportedEntry(
+                file: path, entry: entry.name, detail: "encrypted entries are not supported")
         }
         guard entry.method == 0 else {
-            throw PyTorchError.unsupportedEntry(file: path, entry: entry.name,
-                                                detail: "compressed with method \(entry.method); torch.save stores entries uncompressed, so re-save the checkpoint with torch.save")
+            throw PyTorchError.unsupportedEntry(
+                file: path, entry: entry.name,
+                detail:
+                    "compressed with method \(entry.method); torch.save stores entries uncompressed, so re-save the checkpoint with torch.save"
+            )
         }
         guard entry.compressedSize == entry.uncompressedSize else {
-            throw PyTorchError.corruptArchive(file: path, detail: "stored entry '\(entry.name)' has sizes \(entry.compressedSize) and \(entry.uncompressedSize)")
+            throw PyTorchError.corruptArchive(
+                file: path,
+                detail: "stored entry '\(entry.name)' has sizes \(entry.compressedSize) and \(entry.uncompressedSize)")
         }
         return try file.bytes(at: entry.dataOffset, count: entry.uncompressedSize)
     }
@@ -225,8 +251,11 @@ public final class ZipArchive: @unchecked Sendable {
     public func verifyCRC(_ entry: ZipEntry) throws {
         let got = CRC32.checksum(try data(entry))
         guard got == entry.crc32 else {
-            throw PyTorchError.corruptArchive(file: path,
-                                              detail: "entry '\(entry.name)': CRC-32 is \(String(got, radix: 16)), the directory records \(String(entry.crc32, radix: 16))")
+            throw PyTorchError.corruptArchive(
+                file: path,
+                detail:
+                    "entry '\(entry.name)': CRC-32 is \(String(got, radix: 16)), the directory records \(String(entry.crc32, radix: 16))"
+            )
         }
     }
 }

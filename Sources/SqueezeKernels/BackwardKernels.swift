@@ -17,9 +17,11 @@ public enum BackwardKernels {
 
     /// out[i * ldo + j] (mode) sum_{p < k} a[i * sai + p * sap] * b[p * ldb + j], for i < m, j < n.
     /// With a pool, the work is split over its threads (see `general`); without, it runs on the caller.
-    public static func gemm(_ a: UnsafePointer<Float>, sai: Int, sap: Int, _ b: UnsafePointer<Float>, ldb: Int,
-                            _ out: UnsafeMutablePointer<Float>, ldo: Int, m: Int, k: Int, n: Int, mode: Mode,
-                            pool: WorkerPool?) {
+    public static func gemm(
+        _ a: UnsafePointer<Float>, sai: Int, sap: Int, _ b: UnsafePointer<Float>, ldb: Int,
+        _ out: UnsafeMutablePointer<Float>, ldo: Int, m: Int, k: Int, n: Int, mode: Mode,
+        pool: WorkerPool?
+    ) {
         general(a, sai: sai, sap: sap, b, sbp: ldb, sbj: 1, out, ldo: ldo, m: m, k: k, n: n, mode: mode, pool: pool)
     }
 
@@ -27,26 +29,31 @@ public enum BackwardKernels {
     /// B may be row-major (sbj = 1) or a row-major [n, k] matrix read transposed (sbp = 1).
     /// With a pool, one contiguous share per thread: rows in multiples of 6 when n < m (each thread
     /// then packs all of B, the smaller operand), else columns in multiples of 16 (each packs all of A).
-    public static func general(_ a: UnsafePointer<Float>, sai: Int, sap: Int, _ b: UnsafePointer<Float>, sbp: Int, sbj: Int,
-                               _ out: UnsafeMutablePointer<Float>, ldo: Int, m: Int, k: Int, n: Int, mode: Mode,
-                               pool: WorkerPool?) {
+    public static func general(
+        _ a: UnsafePointer<Float>, sai: Int, sap: Int, _ b: UnsafePointer<Float>, sbp: Int, sbj: Int,
+        _ out: UnsafeMutablePointer<Float>, ldo: Int, m: Int, k: Int, n: Int, mode: Mode,
+        pool: WorkerPool?
+    ) {
         guard m > 0, n > 0 else { return }
         let threads = pool.map { min($0.defaultThreads, $0.threadCount) } ?? 1
         let split = split(m: m, n: n, threads: threads)
         guard let pool, split.parts > 1 else {
-            sq_gemm_general_f32(a, Int64(sai), Int64(sap), b, Int64(sbp), Int64(sbj), out, Int64(ldo), Int64(m), Int64(k),
-                                0, Int64(n), mode.rawValue)
+            sq_gemm_general_f32(
+                a, Int64(sai), Int64(sap), b, Int64(sbp), Int64(sbj), out, Int64(ldo), Int64(m), Int64(k),
+                0, Int64(n), mode.rawValue)
             return
         }
         pool.run(tasks: split.parts) { t, _ in
             let lo = t * split.per, hi = min(split.rows ? m : n, lo + split.per)
             guard lo < hi else { return }
             if split.rows {
-                sq_gemm_general_f32(a + lo * sai, Int64(sai), Int64(sap), b, Int64(sbp), Int64(sbj), out + lo * ldo, Int64(ldo),
-                                    Int64(hi - lo), Int64(k), 0, Int64(n), mode.rawValue)
+                sq_gemm_general_f32(
+                    a + lo * sai, Int64(sai), Int64(sap), b, Int64(sbp), Int64(sbj), out + lo * ldo, Int64(ldo),
+                    Int64(hi - lo), Int64(k), 0, Int64(n), mode.rawValue)
             } else {
-                sq_gemm_general_f32(a, Int64(sai), Int64(sap), b, Int64(sbp), Int64(sbj), out, Int64(ldo), Int64(m), Int64(k),
-                                    Int64(lo), Int64(hi), mode.rawValue)
+                sq_gemm_general_f32(
+                    a, Int64(sai), Int64(sap), b, Int64(sbp), Int64(sbj), out, Int64(ldo), Int64(m), Int64(k),
+                    Int64(lo), Int64(hi), mode.rawValue)
             }
         }
     }
@@ -62,18 +69,24 @@ public enum BackwardKernels {
     }
 
     /// dX (mode) dY W: dX[t, c] = sum_r dY[t, r] W[r, c] for t < m; W is [rows, columns] row-major F32.
-    public static func inputGradient(dY: UnsafePointer<Float>, lddy: Int, m: Int, weight w: UnsafePointer<Float>,
-                                     rows: Int, columns: Int, dX: UnsafeMutablePointer<Float>, lddx: Int,
-                                     mode: Mode = .store, pool: WorkerPool?) {
+    public static func inputGradient(
+        dY: UnsafePointer<Float>, lddy: Int, m: Int, weight w: UnsafePointer<Float>,
+        rows: Int, columns: Int, dX: UnsafeMutablePointer<Float>, lddx: Int,
+        mode: Mode = .store, pool: WorkerPool?
+    ) {
         gemm(dY, sai: lddy, sap: 1, w, ldb: columns, dX, ldo: lddx, m: m, k: rows, n: columns, mode: mode, pool: pool)
     }
 
     /// out (mode) dY^T X: C[r, c] = sum_t dY[t, r] X[t, c] for t < tokens; out is [rows, columns], row stride `columns`.
     /// With `.addSquare` this adds the squared weight gradient into a Fisher accumulator.
-    public static func weightGradient(dY: UnsafePointer<Float>, lddy: Int, x: UnsafePointer<Float>, ldx: Int,
-                                      tokens: Int, rows: Int, columns: Int, out: UnsafeMutablePointer<Float>,
-                                      mode: Mode, pool: WorkerPool?) {
-        gemm(dY, sai: 1, sap: lddy, x, ldb: ldx, out, ldo: columns, m: rows, k: tokens, n: columns, mode: mode, pool: pool)
+    public static func weightGradient(
+        dY: UnsafePointer<Float>, lddy: Int, x: UnsafePointer<Float>, ldx: Int,
+        tokens: Int, rows: Int, columns: Int, out: UnsafeMutablePointer<Float>,
+        mode: Mode, pool: WorkerPool?
+    ) {
+        gemm(
+            dY, sai: 1, sap: lddy, x, ldb: ldx, out, ldo: columns, m: rows, k: tokens, n: columns, mode: mode,
+            pool: pool)
     }
 
     /// out[i] += x[i]^2.

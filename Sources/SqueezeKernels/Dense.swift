@@ -8,7 +8,8 @@ public enum KernelError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case let .unsupportedDType(t, d): return "tensor '\(t)': dtype \(d.rawValue) is not supported by the dense kernels (F32, F16, BF16)"
+        case let .unsupportedDType(t, d):
+            return "tensor '\(t)': dtype \(d.rawValue) is not supported by the dense kernels (F32, F16, BF16)"
         case let .badShape(t, s): return "tensor '\(t)': expected a 2-D weight, got shape \(s)"
         }
     }
@@ -44,15 +45,23 @@ public final class DenseMatrix: LinearOperator, @unchecked Sendable {
     }
 
     /// Output columns [n0, n1) of Y = X W^T, on the calling thread.
-    public func gemmRows(_ x: UnsafePointer<Float>, ldx: Int, m: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int, _ n0: Int, _ n1: Int) {
+    public func gemmRows(
+        _ x: UnsafePointer<Float>, ldx: Int, m: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int, _ n0: Int, _ n1: Int
+    ) {
         let k = Int64(columns)
         switch tensor.dtype {
         case .f32:
-            sq_gemm_f32(x, Int64(ldx), tensor.data.assumingMemoryBound(to: Float.self), k, y, Int64(ldy), Int64(m), k, Int64(n0), Int64(n1))
+            sq_gemm_f32(
+                x, Int64(ldx), tensor.data.assumingMemoryBound(to: Float.self), k, y, Int64(ldy), Int64(m), k,
+                Int64(n0), Int64(n1))
         case .f16:
-            sq_gemm_f16(x, Int64(ldx), tensor.data.assumingMemoryBound(to: UInt16.self), k, y, Int64(ldy), Int64(m), k, Int64(n0), Int64(n1))
+            sq_gemm_f16(
+                x, Int64(ldx), tensor.data.assumingMemoryBound(to: UInt16.self), k, y, Int64(ldy), Int64(m), k,
+                Int64(n0), Int64(n1))
         default:
-            sq_gemm_bf16(x, Int64(ldx), tensor.data.assumingMemoryBound(to: UInt16.self), k, y, Int64(ldy), Int64(m), k, Int64(n0), Int64(n1))
+            sq_gemm_bf16(
+                x, Int64(ldx), tensor.data.assumingMemoryBound(to: UInt16.self), k, y, Int64(ldy), Int64(m), k,
+                Int64(n0), Int64(n1))
         }
     }
 
@@ -60,12 +69,16 @@ public final class DenseMatrix: LinearOperator, @unchecked Sendable {
         // Row blocks through a job on the stack (no allocation per product), each as gemvRows does.
         let block = pool.blockLength(rows, minBlock: 64, blocksPerThread: 4)
         let dtype: Int32 = tensor.dtype == .f32 ? 0 : (tensor.dtype == .f16 ? 1 : 2)
-        var job = GEMVJob(c: sq_gemv_job(dtype: dtype, w: UnsafeRawPointer(tensor.data), k: Int64(columns), x: x, y: y,
-                                         rows: Int64(rows), block: Int64(block)))
+        var job = GEMVJob(
+            c: sq_gemv_job(
+                dtype: dtype, w: UnsafeRawPointer(tensor.data), k: Int64(columns), x: x, y: y,
+                rows: Int64(rows), block: Int64(block)))
         pool.run(tasks: (rows + block - 1) / block, job: &job)
     }
 
-    public func gemm(_ x: UnsafePointer<Float>, ldx: Int, m: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int, pool: WorkerPool) {
+    public func gemm(
+        _ x: UnsafePointer<Float>, ldx: Int, m: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int, pool: WorkerPool
+    ) {
         if m == 1 { gemv(x, y, pool: pool); return }
         if tensor.dtype == .f32 && m >= 32 {
             // The packed GEMM (`sq_gemm_f32` from 32 tokens): one share per thread, so that each packs its operands once.
@@ -75,7 +88,9 @@ public final class DenseMatrix: LinearOperator, @unchecked Sendable {
                 let lo = t * split.per, hi = min(split.rows ? m : self.rows, lo + split.per)
                 guard lo < hi else { return }
                 if split.rows {
-                    sq_gemm_f32(x + lo * ldx, Int64(ldx), w, k, y + lo * ldy, Int64(ldy), Int64(hi - lo), k, 0, Int64(self.rows))
+                    sq_gemm_f32(
+                        x + lo * ldx, Int64(ldx), w, k, y + lo * ldy, Int64(ldy), Int64(hi - lo), k, 0, Int64(self.rows)
+                    )
                 } else {
                     sq_gemm_f32(x, Int64(ldx), w, k, y, Int64(ldy), Int64(m), k, Int64(lo), Int64(hi))
                 }
@@ -95,7 +110,9 @@ public enum VectorOps {
         sq_dot_f32(a, b, Int64(n))
     }
     /// y += a * x.
-    @inlinable public static func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    @inlinable public static func axpy(
+        _ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int
+    ) {
         sq_axpy_f32(a, x, y, Int64(n))
     }
 }

@@ -1,6 +1,7 @@
 import CSqueezeKernels
 import Foundation
 import SqueezeCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -53,7 +54,7 @@ public enum KernelBenchmark {
     /// call finds its matrix out of cache when the copies exceed the cache). Best-of single calls
     /// filters out the time slices lost to other processes on a shared machine.
     static func time(copies: Int, repeats: Int, _ call: (Int) -> Void) -> Double {
-        for i in 0..<copies { call(i) } // warm-up
+        for i in 0..<copies { call(i) }  // warm-up
         var best = Double.infinity
         for _ in 0..<repeats {
             for i in 0..<copies {
@@ -116,9 +117,11 @@ public enum KernelBenchmark {
     /// bytes; `sparsity`: fraction of nonzeros of the sparse part; `gemmTokens`: m of the GEMM rows
     /// (0: none).
     /// `cpuTime`: time single-thread rows with the thread's CPU time instead of wall time.
-    public static func run(shapes: [(Int, Int)], threads: [Int], repeats: Int = 20, minBytes: Int = 128 << 20,
-                           sparsity: Double = 0.0045, gemmTokens: Int = 8, cpuTime: Bool = false,
-                           pool: WorkerPool = .shared) throws -> [KernelBenchRow] {
+    public static func run(
+        shapes: [(Int, Int)], threads: [Int], repeats: Int = 20, minBytes: Int = 128 << 20,
+        sparsity: Double = 0.0045, gemmTokens: Int = 8, cpuTime: Bool = false,
+        pool: WorkerPool = .shared
+    ) throws -> [KernelBenchRow] {
         var out: [KernelBenchRow] = []
         for (rows, cols) in shapes {
             let xv = randomFloats(max(cols, 1) * max(gemmTokens, 1), seed: 7)
@@ -152,10 +155,17 @@ public enum KernelBenchmark {
                 let one = try LUTMatrix(indices: idx, lut: lut, rows: rows, columns: cols, bits: bits, pool: pool)
                 let copies = max(1, (minBytes + one.packedByteCount - 1) / one.packedByteCount)
                 var list = [one], slist: [LUTMatrix] = []
-                for _ in 1..<copies { list.append(try LUTMatrix(indices: idx, lut: lut, rows: rows, columns: cols, bits: bits, pool: pool)) }
+                for _ in 1..<copies {
+                    list.append(
+                        try LUTMatrix(indices: idx, lut: lut, rows: rows, columns: cols, bits: bits, pool: pool))
+                }
                 for i in 0..<copies {
-                    let own = i == 0 ? sparse : try randomSparse(rows: rows, cols: cols, density: sparsity, seed: 99 + UInt64(i))
-                    slist.append(try LUTMatrix(indices: idx, lut: lut, rows: rows, columns: cols, bits: bits, sparse: own, pool: pool))
+                    let own =
+                        i == 0
+                        ? sparse : try randomSparse(rows: rows, cols: cols, density: sparsity, seed: 99 + UInt64(i))
+                    slist.append(
+                        try LUTMatrix(
+                            indices: idx, lut: lut, rows: rows, columns: cols, bits: bits, sparse: own, pool: pool))
                 }
                 luts[bits] = list
                 lutsSparse[bits] = slist
@@ -168,17 +178,23 @@ public enum KernelBenchmark {
                 let tf16 = time(copies: f16.count, repeats: repeats) { i in
                     let w = f16[i].pointer
                     pool.parallelFor(rows, minBlock: 16, blocksPerThread: 4, threads: t) { r, _ in
-                        sq_gemv_f16(w, Int64(cols), xp, yp + r.lowerBound, Int64(cols), Int64(r.lowerBound), Int64(r.upperBound))
+                        sq_gemv_f16(
+                            w, Int64(cols), xp, yp + r.lowerBound, Int64(cols), Int64(r.lowerBound), Int64(r.upperBound)
+                        )
                     }
                 }
-                out.append(KernelBenchRow(kernel: "f16", rows: rows, columns: cols, threads: t, seconds: tf16, bytes: f16Bytes,
-                                          speedupOverF16: 1, note: ""))
+                out.append(
+                    KernelBenchRow(
+                        kernel: "f16", rows: rows, columns: cols, threads: t, seconds: tf16, bytes: f16Bytes,
+                        speedupOverF16: 1, note: ""))
                 for bits in [4, 3] {
                     let list = luts[bits]!
                     var tInt8 = 0.0
                     for mode in [LUTMode.float, .int8] {
                         for m in list { m.mode = mode }
-                        let s = time(copies: list.count, repeats: repeats) { i in list[i].gemv(xp, yp, pool: pool, threads: t) }
+                        let s = time(copies: list.count, repeats: repeats) { i in
+                            list[i].gemv(xp, yp, pool: pool, threads: t)
+                        }
                         var note = ""
                         if mode == .int8 {
                             tInt8 = s
@@ -194,42 +210,56 @@ public enum KernelBenchmark {
                             }
                             note = String(format: "rel. error vs float %.2e", (num / max(den, 1e-300)).squareRoot())
                         }
-                        out.append(KernelBenchRow(kernel: "lut\(bits)-\(mode)", rows: rows, columns: cols, threads: t, seconds: s,
-                                                  bytes: list[0].weightBytes, speedupOverF16: tf16 / s, note: note))
+                        out.append(
+                            KernelBenchRow(
+                                kernel: "lut\(bits)-\(mode)", rows: rows, columns: cols, threads: t, seconds: s,
+                                bytes: list[0].weightBytes, speedupOverF16: tf16 / s, note: note))
                     }
                     let ls = lutsSparse[bits]!
                     for schedule in SparseSchedule.allCases {
                         for m in ls { m.mode = .int8; m.sparseSchedule = schedule }
-                        let s2 = time(copies: ls.count, repeats: repeats) { i in ls[i].gemv(xp, yp, pool: pool, threads: t) }
+                        let s2 = time(copies: ls.count, repeats: repeats) { i in
+                            ls[i].gemv(xp, yp, pool: pool, threads: t)
+                        }
                         let overhead: Double = (s2 / tInt8 - 1) * 100
-                        let sparseNote = String(format: "sparse %.2f%%: %+.1f%% over dense int8", sparsity * 100, overhead)
-                        out.append(KernelBenchRow(kernel: "lut\(bits)-int8+sparse-\(schedule.rawValue)", rows: rows, columns: cols,
-                                                  threads: t, seconds: s2, bytes: ls[0].weightBytes, speedupOverF16: tf16 / s2,
-                                                  note: sparseNote))
+                        let sparseNote = String(
+                            format: "sparse %.2f%%: %+.1f%% over dense int8", sparsity * 100, overhead)
+                        out.append(
+                            KernelBenchRow(
+                                kernel: "lut\(bits)-int8+sparse-\(schedule.rawValue)", rows: rows, columns: cols,
+                                threads: t, seconds: s2, bytes: ls[0].weightBytes, speedupOverF16: tf16 / s2,
+                                note: sparseNote))
                     }
                     if gemmTokens > 0 {
                         let g = time(copies: list.count, repeats: max(3, repeats / 4)) { i in
                             list[i].gemm(xp, ldx: cols, m: gemmTokens, yp, ldy: rows, pool: pool, threads: t)
                         }
-                        out.append(KernelBenchRow(kernel: "lut\(bits)-int8 gemm/\(gemmTokens)", rows: rows, columns: cols, threads: t,
-                                                  seconds: g / Double(gemmTokens), bytes: list[0].weightBytes / gemmTokens,
-                                                  speedupOverF16: tf16 / (g / Double(gemmTokens)), note: "time per token"))
+                        out.append(
+                            KernelBenchRow(
+                                kernel: "lut\(bits)-int8 gemm/\(gemmTokens)", rows: rows, columns: cols, threads: t,
+                                seconds: g / Double(gemmTokens), bytes: list[0].weightBytes / gemmTokens,
+                                speedupOverF16: tf16 / (g / Double(gemmTokens)), note: "time per token"))
                     }
                 }
                 let ss = time(copies: 1, repeats: repeats) { _ in sparse.addMultiply(xp, yp, pool: pool, threads: t) }
-                out.append(KernelBenchRow(kernel: "sparse", rows: rows, columns: cols, threads: t, seconds: ss, bytes: sparse.byteCount,
-                                          speedupOverF16: nil, note: "\(sparse.nonzeroCount) nonzeros, cache-warm"))
+                out.append(
+                    KernelBenchRow(
+                        kernel: "sparse", rows: rows, columns: cols, threads: t, seconds: ss, bytes: sparse.byteCount,
+                        speedupOverF16: nil, note: "\(sparse.nonzeroCount) nonzeros, cache-warm"))
                 if gemmTokens > 0 {
                     let g = time(copies: f16.count, repeats: max(3, repeats / 4)) { i in
                         let w = f16[i].pointer
                         pool.parallelFor(rows, minBlock: 16, blocksPerThread: 4, threads: t) { r, _ in
-                            sq_gemm_f16(xp, Int64(cols), w, Int64(cols), yp, Int64(rows), Int64(gemmTokens), Int64(cols),
-                                        Int64(r.lowerBound), Int64(r.upperBound))
+                            sq_gemm_f16(
+                                xp, Int64(cols), w, Int64(cols), yp, Int64(rows), Int64(gemmTokens), Int64(cols),
+                                Int64(r.lowerBound), Int64(r.upperBound))
                         }
                     }
-                    out.append(KernelBenchRow(kernel: "f16 gemm/\(gemmTokens)", rows: rows, columns: cols, threads: t,
-                                              seconds: g / Double(gemmTokens), bytes: f16Bytes / gemmTokens,
-                                              speedupOverF16: tf16 / (g / Double(gemmTokens)), note: "time per token"))
+                    out.append(
+                        KernelBenchRow(
+                            kernel: "f16 gemm/\(gemmTokens)", rows: rows, columns: cols, threads: t,
+                            seconds: g / Double(gemmTokens), bytes: f16Bytes / gemmTokens,
+                            speedupOverF16: tf16 / (g / Double(gemmTokens)), note: "time per token"))
                 }
             }
         }

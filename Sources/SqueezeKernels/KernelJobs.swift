@@ -24,7 +24,9 @@ struct SiluMulJob: PoolJob {
 struct LUTQuantizeJob: PoolJob {
     var c: sq_lut_quantize_job
     func run(task: Int, thread: Int) {
-        withUnsafePointer(to: c) { sq_lut_quantize_task(UnsafeMutableRawPointer(mutating: $0), Int64(task), Int32(thread)) }
+        withUnsafePointer(to: c) {
+            sq_lut_quantize_task(UnsafeMutableRawPointer(mutating: $0), Int64(task), Int32(thread))
+        }
     }
 }
 
@@ -47,8 +49,10 @@ struct Q8Job: PoolJob {
 extension VectorOps {
     /// out[i] = silu(g[i]) * u[i] for i in 0..<n, in blocks over the pool (`out` may be `g`);
     /// allocates nothing.
-    public static func siluMul(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-                               _ n: Int, pool: WorkerPool) {
+    public static func siluMul(
+        _ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+        _ n: Int, pool: WorkerPool
+    ) {
         if n <= 0 { return }
         let block = pool.blockLength(n, minBlock: 8192)
         var job = SiluMulJob(c: sq_silu_mul_job(g: g, u: u, out: out, n: Int64(n), block: Int64(block)))

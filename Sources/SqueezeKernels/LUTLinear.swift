@@ -5,7 +5,9 @@ extension LUTMatrix: LinearOperator {
     public func gemv(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, pool: WorkerPool) {
         gemv(x, y, pool: pool, threads: nil)
     }
-    public func gemm(_ x: UnsafePointer<Float>, ldx: Int, m: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int, pool: WorkerPool) {
+    public func gemm(
+        _ x: UnsafePointer<Float>, ldx: Int, m: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int, pool: WorkerPool
+    ) {
         gemm(x, ldx: ldx, m: m, y, ldy: ldy, pool: pool, threads: nil)
     }
 }

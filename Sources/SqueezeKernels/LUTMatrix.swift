@@ -71,10 +71,10 @@ public final class LUTMatrix: @unchecked Sendable {
     public static let activationBlock = Int(SQ_LUT_QBLOCK)
 
     let packed: AlignedBuffer<UInt8>
-    let table: AlignedBuffer<Float>     // rows * 16
-    let qtable: AlignedBuffer<UInt8>    // rows * 16 codes (0...127)
-    let qscale: AlignedBuffer<Float>    // rows
-    let qoffset: AlignedBuffer<Float>   // rows
+    let table: AlignedBuffer<Float>  // rows * 16
+    let qtable: AlignedBuffer<UInt8>  // rows * 16 codes (0...127)
+    let qscale: AlignedBuffer<Float>  // rows
+    let qoffset: AlignedBuffer<Float>  // rows
 
     // Scratch, grown to the largest token count seen.
     private var capacity = 0
@@ -89,8 +89,10 @@ public final class LUTMatrix: @unchecked Sendable {
         let qtable: AlignedBuffer<UInt8>, qscale: AlignedBuffer<Float>, qoffset: AlignedBuffer<Float>
     }
 
-    private static func build(indices: UnsafeBufferPointer<UInt8>, lut: UnsafeBufferPointer<Float>, rows: Int,
-                              columns: Int, bits: Int, sparse: SparseCSRMatrix?, pool: WorkerPool) throws -> Storage {
+    private static func build(
+        indices: UnsafeBufferPointer<UInt8>, lut: UnsafeBufferPointer<Float>, rows: Int,
+        columns: Int, bits: Int, sparse: SparseCSRMatrix?, pool: WorkerPool
+    ) throws -> Storage {
         guard bits == 3 || bits == 4 else { throw LUTError.unsupportedBits(bits) }
         guard rows > 0 else { throw LUTError.badDimension(what: "rows", value: rows, requirement: "positive") }
         guard columns > 0 else { throw LUTError.badDimension(what: "columns", value: columns, requirement: "positive") }
@@ -98,9 +100,12 @@ public final class LUTMatrix: @unchecked Sendable {
             throw LUTError.badCount(what: "indices", expected: rows * columns, got: indices.count)
         }
         let n = 1 << bits
-        guard lut.count == rows * n else { throw LUTError.badCount(what: "lookup table", expected: rows * n, got: lut.count) }
+        guard lut.count == rows * n else {
+            throw LUTError.badCount(what: "lookup table", expected: rows * n, got: lut.count)
+        }
         if let s = sparse, s.rows != rows || s.columns != columns {
-            throw LUTError.badSparse("shape [\(s.rows), \(s.columns)] does not match the dense part [\(rows), \(columns)]")
+            throw LUTError.badSparse(
+                "shape [\(s.rows), \(s.columns)] does not match the dense part [\(rows), \(columns)]")
         }
         let base = indices.baseAddress!
         for i in 0..<indices.count where Int(base[i]) >= n {
@@ -124,8 +129,9 @@ public final class LUTMatrix: @unchecked Sendable {
             sq_lut_pack(Int32(bits), base, Int64(columns), Int64(columns), kpad, out, r0, r1)
             sq_lut_quantize_tables(Int32(bits), tp, r0, r1, qt, qs, qo)
         }
-        return Storage(paddedColumns: paddedColumns, rowBytes: rowBytes, packed: packed, table: table, qtable: qtable,
-                       qscale: qscale, qoffset: qoffset)
+        return Storage(
+            paddedColumns: paddedColumns, rowBytes: rowBytes, packed: packed, table: table, qtable: qtable,
+            qscale: qscale, qoffset: qoffset)
     }
 
     private init(storage s: Storage, rows: Int, columns: Int, bits: Int, sparse: SparseCSRMatrix?, mode: LUTMode) {
@@ -154,18 +160,24 @@ public final class LUTMatrix: @unchecked Sendable {
 
     /// Builds the matrix from unpacked indices (row-major [rows, columns], one byte each, values
     /// below 2^bits) and tables (row-major [rows, 2^bits]).
-    public convenience init(indices: UnsafeBufferPointer<UInt8>, lut: UnsafeBufferPointer<Float>, rows: Int, columns: Int,
-                            bits: Int, sparse: SparseCSRMatrix? = nil, mode: LUTMode = .int8, pool: WorkerPool = .shared) throws {
-        let s = try LUTMatrix.build(indices: indices, lut: lut, rows: rows, columns: columns, bits: bits, sparse: sparse, pool: pool)
+    public convenience init(
+        indices: UnsafeBufferPointer<UInt8>, lut: UnsafeBufferPointer<Float>, rows: Int, columns: Int,
+        bits: Int, sparse: SparseCSRMatrix? = nil, mode: LUTMode = .int8, pool: WorkerPool = .shared
+    ) throws {
+        let s = try LUTMatrix.build(
+            indices: indices, lut: lut, rows: rows, columns: columns, bits: bits, sparse: sparse, pool: pool)
         self.init(storage: s, rows: rows, columns: columns, bits: bits, sparse: sparse, mode: mode)
     }
 
     /// Builds the matrix from arrays (see the pointer initializer).
-    public convenience init(indices: [UInt8], lut: [Float], rows: Int, columns: Int, bits: Int,
-                            sparse: SparseCSRMatrix? = nil, mode: LUTMode = .int8, pool: WorkerPool = .shared) throws {
+    public convenience init(
+        indices: [UInt8], lut: [Float], rows: Int, columns: Int, bits: Int,
+        sparse: SparseCSRMatrix? = nil, mode: LUTMode = .int8, pool: WorkerPool = .shared
+    ) throws {
         let s = try indices.withUnsafeBufferPointer { ip in
             try lut.withUnsafeBufferPointer { lp in
-                try LUTMatrix.build(indices: ip, lut: lp, rows: rows, columns: columns, bits: bits, sparse: sparse, pool: pool)
+                try LUTMatrix.build(
+                    indices: ip, lut: lp, rows: rows, columns: columns, bits: bits, sparse: sparse, pool: pool)
             }
         }
         self.init(storage: s, rows: rows, columns: columns, bits: bits, sparse: sparse, mode: mode)
@@ -173,8 +185,10 @@ public final class LUTMatrix: @unchecked Sendable {
 
     /// Builds the matrix from SqueezeLLM's packed `qweight` (int32 [columns * bits / 32, rows]) and
     /// `lookup_table` ([rows, 2^bits], converted to Float).
-    public convenience init(squeezeLLMQWeight qweight: [Int32], lut: [Float], rows: Int, columns: Int, bits: Int,
-                            sparse: SparseCSRMatrix? = nil, mode: LUTMode = .int8) throws {
+    public convenience init(
+        squeezeLLMQWeight qweight: [Int32], lut: [Float], rows: Int, columns: Int, bits: Int,
+        sparse: SparseCSRMatrix? = nil, mode: LUTMode = .int8
+    ) throws {
         let idx = try SqueezeLLMLayout.unpack(qweight: qweight, bits: bits, rows: rows, cols: columns)
         try self.init(indices: idx, lut: lut, rows: rows, columns: columns, bits: bits, sparse: sparse, mode: mode)
     }
@@ -198,7 +212,8 @@ public final class LUTMatrix: @unchecked Sendable {
         precondition(r >= 0 && r < rows)
         var out = [UInt8](repeating: 0, count: columns)
         out.withUnsafeMutableBufferPointer { o in
-            sq_lut_unpack_row(Int32(bits), packed.pointer, Int64(paddedColumns), Int64(r), Int64(columns), o.baseAddress!)
+            sq_lut_unpack_row(
+                Int32(bits), packed.pointer, Int64(paddedColumns), Int64(r), Int64(columns), o.baseAddress!)
         }
         return out
     }
@@ -226,15 +241,19 @@ public final class LUTMatrix: @unchecked Sendable {
 
     /// y[0..<rows] = (W + S) x[0..<columns], spread over `threads` threads of `pool` (default: the
     /// pool's default).
-    public func gemv(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, pool: WorkerPool = .shared,
-                     threads: Int? = nil) {
+    public func gemv(
+        _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, pool: WorkerPool = .shared,
+        threads: Int? = nil
+    ) {
         gemm(x, ldx: columns, m: 1, y, ldy: rows, pool: pool, threads: threads)
     }
 
     /// Y[t * ldy + r] = sum_c X[t * ldx + c] (W + S)[r, c] for tokens t in 0..<m. Each decoded weight
     /// tile is used for up to 4 tokens at once.
-    public func gemm(_ x: UnsafePointer<Float>, ldx: Int, m: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int,
-                     pool: WorkerPool = .shared, threads: Int? = nil) {
+    public func gemm(
+        _ x: UnsafePointer<Float>, ldx: Int, m: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int,
+        pool: WorkerPool = .shared, threads: Int? = nil
+    ) {
         if m <= 0 { return }
         reserve(tokens: m)
         let kpad = paddedColumns, k = columns, b = Int32(bits)
@@ -247,8 +266,9 @@ public final class LUTMatrix: @unchecked Sendable {
             let lut = tableBase
             func run(_ sp: UnsafePointer<sq_csr>?) {
                 pool.parallelFor(rows, minBlock: 16, blocksPerThread: 4, threads: nt) { range, _ in
-                    sq_lut_gemm_dequant(b, w, lut, sp, Int64(kpad), Int64(k), x, Int64(ldx), Int64(m), y, Int64(ldy),
-                                        Int64(range.lowerBound), Int64(range.upperBound))
+                    sq_lut_gemm_dequant(
+                        b, w, lut, sp, Int64(kpad), Int64(k), x, Int64(ldx), Int64(m), y, Int64(ldy),
+                        Int64(range.lowerBound), Int64(range.upperBound))
                 }
             }
             if let s = sparse { s.withDescriptor { run($0) } } else { run(nil) }
@@ -265,25 +285,31 @@ public final class LUTMatrix: @unchecked Sendable {
             }
             let lut = tableBase
             pool.parallelFor(rows, minBlock: 16, blocksPerThread: 4, threads: nt) { range, _ in
-                sq_lut_gemm_f32(b, w, lut, xp, Int64(ldp), Int64(m), y, Int64(ldy), Int64(kpad),
-                                Int64(range.lowerBound), Int64(range.upperBound))
+                sq_lut_gemm_f32(
+                    b, w, lut, xp, Int64(ldp), Int64(m), y, Int64(ldy), Int64(kpad),
+                    Int64(range.lowerBound), Int64(range.upperBound))
                 fused?.addMultiply(rows: range, x, ldx: ldx, m: m, y, ldy: ldy)
             }
         case .int8:
             let q = xqBase, d = xdBase, sx = xsBase, nb = kpad / LUTMatrix.activationBlock
             if m >= 8 {
                 // One task per token, through a job on the stack (no allocation per product).
-                var job = LUTQuantizeJob(c: sq_lut_quantize_job(x: x, ldx: Int64(ldx), k: Int64(k), kpad: Int64(kpad), xq: q, d: d, sx: sx))
+                var job = LUTQuantizeJob(
+                    c: sq_lut_quantize_job(x: x, ldx: Int64(ldx), k: Int64(k), kpad: Int64(kpad), xq: q, d: d, sx: sx))
                 pool.run(tasks: m, threads: nt, job: &job)
             } else {
-                for t in 0..<m { sq_lut_quantize_x(x + t * ldx, Int64(k), Int64(kpad), q + t * kpad, d + t * nb, sx + t) }
+                for t in 0..<m {
+                    sq_lut_quantize_x(x + t * ldx, Int64(k), Int64(kpad), q + t * kpad, d + t * nb, sx + t)
+                }
             }
             // One block of rows per thread, through a job on the stack (no allocation per product).
             let block = pool.blockLength(rows, minBlock: 16, blocksPerThread: 1, threads: nt)
             func dispatch(_ sp: UnsafePointer<sq_csr>?) {
-                var job = LUTInt8Job(c: sq_lut_i8_job(bits: b, w: w, qt: qtableBase, scale: qscaleBase, offset: qoffsetBase,
-                                                      xq: q, d: d, sx: sx, m: Int64(m), y: y, ldy: Int64(ldy), kpad: Int64(kpad),
-                                                      sparse: sp, x: x, ldx: Int64(ldx), rows: Int64(rows), block: Int64(block)))
+                var job = LUTInt8Job(
+                    c: sq_lut_i8_job(
+                        bits: b, w: w, qt: qtableBase, scale: qscaleBase, offset: qoffsetBase,
+                        xq: q, d: d, sx: sx, m: Int64(m), y: y, ldy: Int64(ldy), kpad: Int64(kpad),
+                        sparse: sp, x: x, ldx: Int64(ldx), rows: Int64(rows), block: Int64(block)))
                 pool.run(tasks: (rows + block - 1) / block, threads: nt, job: &job)
             }
             if let f = fused { f.withDescriptor { dispatch($0) } } else { dispatch(nil) }

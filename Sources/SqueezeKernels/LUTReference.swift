@@ -24,8 +24,10 @@ public enum LUTReference {
     /// (twice the largest error of a 7-bit code, see `LUTMode.int8`) and activation steps
     /// d_b = max|x_b| / 127 (blocks of `LUTMatrix.activationBlock`), each term's error is at most
     /// |w| d_b / 2 + s_r |x| / 2 + s_r d_b / 4 (rounding to nearest on both factors).
-    public static func int8ErrorBound(indices: [UInt8], lut: [Float], rows: Int, cols: Int, bits: Int,
-                                      x: [Float]) -> [Float] {
+    public static func int8ErrorBound(
+        indices: [UInt8], lut: [Float], rows: Int, cols: Int, bits: Int,
+        x: [Float]
+    ) -> [Float] {
         let n = 1 << bits, qb = LUTMatrix.activationBlock
         let nb = (cols + qb - 1) / qb
         let d: [Double] = (0..<nb).map { b in
@@ -47,11 +49,15 @@ public enum LUTReference {
 /// Plain Swift reference for sparse products.
 public enum SparseReference {
     /// y[r] + sum over row r of vals[p] * x[cols[p]], in Double.
-    public static func addMultiply(rowPointers: [Int32], columnIndices: [Int32], values: [Float], x: [Float],
-                                   y: [Float]) -> [Float] {
+    public static func addMultiply(
+        rowPointers: [Int32], columnIndices: [Int32], values: [Float], x: [Float],
+        y: [Float]
+    ) -> [Float] {
         (0..<(rowPointers.count - 1)).map { r in
             var s = Double(y[r])
-            for p in Int(rowPointers[r])..<Int(rowPointers[r + 1]) { s += Double(values[p]) * Double(x[Int(columnIndices[p])]) }
+            for p in Int(rowPointers[r])..<Int(rowPointers[r + 1]) {
+                s += Double(values[p]) * Double(x[Int(columnIndices[p])])
+            }
             return Float(s)
         }
     }

@@ -54,7 +54,9 @@ public final class Q8Matrix: LinearOperator, @unchecked Sendable {
     public func row(_ r: Int) -> [Float] {
         precondition(r >= 0 && r < rows)
         return [Float](unsafeUninitializedCapacity: columns) { b, n in
-            sq_q8_dequantize_rows(packed.pointer, scales.pointer, Int64(paddedColumns), Int64(columns), Int64(r), Int64(r + 1), b.baseAddress!)
+            sq_q8_dequantize_rows(
+                packed.pointer, scales.pointer, Int64(paddedColumns), Int64(columns), Int64(r), Int64(r + 1),
+                b.baseAddress!)
             n = columns
         }
     }
@@ -73,13 +75,16 @@ public final class Q8Matrix: LinearOperator, @unchecked Sendable {
 
     /// Y[t * ldy + r] = sum_c X[t * ldx + c] W[r, c] for t in 0..<m. Not reentrant: one call at a time
     /// per matrix (the activation buffers are the matrix's own), as for every operator of a model.
-    public func gemm(_ x: UnsafePointer<Float>, ldx: Int, m: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int, pool: WorkerPool) {
+    public func gemm(
+        _ x: UnsafePointer<Float>, ldx: Int, m: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int, pool: WorkerPool
+    ) {
         if m <= 0 { return }
         let k = columns, kpad = paddedColumns, w = packed.pointer, d = scales.pointer
         if m >= Q8Matrix.prefillThreshold {
             pool.parallelFor(rows, minBlock: 16, blocksPerThread: 4) { range, _ in
-                sq_q8_gemm_dequant(w, d, Int64(kpad), Int64(k), x, Int64(ldx), Int64(m), y, Int64(ldy),
-                                   Int64(range.lowerBound), Int64(range.upperBound))
+                sq_q8_gemm_dequant(
+                    w, d, Int64(kpad), Int64(k), x, Int64(ldx), Int64(m), y, Int64(ldy),
+                    Int64(range.lowerBound), Int64(range.upperBound))
             }
             return
         }
@@ -88,8 +93,10 @@ public final class Q8Matrix: LinearOperator, @unchecked Sendable {
         for t in 0..<m { sq_q8_quantize_x(x + t * ldx, Int64(k), Int64(kpad), q + t * kpad, xs + t * nb) }
         // One block of rows per thread, dispatched through a job on the stack (no allocation per product).
         let block = pool.blockLength(rows, minBlock: 64, blocksPerThread: 1)
-        var job = Q8Job(c: sq_q8_job(wq: w, wd: d, kpad: Int64(kpad), xq: q, xd: xs, m: Int64(m), y: y, ldy: Int64(ldy),
-                                     rows: Int64(rows), block: Int64(block)))
+        var job = Q8Job(
+            c: sq_q8_job(
+                wq: w, wd: d, kpad: Int64(kpad), xq: q, xd: xs, m: Int64(m), y: y, ldy: Int64(ldy),
+                rows: Int64(rows), block: Int64(block)))
         pool.run(tasks: (rows + block - 1) / block, job: &job)
     }
 

@@ -44,8 +44,10 @@ public final class SparseCSRMatrix: @unchecked Sendable {
 
     /// Builds and validates the matrix (row pointers non-decreasing from 0 to nnz, columns in range).
     /// `compact: false` keeps 32-bit columns and float values even when the compact form would be exact.
-    public init(rows: Int, columns: Int, rowPointers: [Int32], columnIndices: [Int32], values: [Float],
-                compact: Bool = true) throws {
+    public init(
+        rows: Int, columns: Int, rowPointers: [Int32], columnIndices: [Int32], values: [Float],
+        compact: Bool = true
+    ) throws {
         guard rows > 0, columns > 0 else {
             throw LUTError.badSparse("dimensions [\(rows), \(columns)] must be positive")
         }
@@ -70,7 +72,8 @@ public final class SparseCSRMatrix: @unchecked Sendable {
         let rp = AlignedBuffer(rowPointers)
         rowPtr = rp
         // Compact when asked for, when indices fit 16 bits and every value survives half precision exactly.
-        isCompact = compact && rows <= 65536 && columns <= 65536
+        isCompact =
+            compact && rows <= 65536 && columns <= 65536
             && values.allSatisfy { sq_f16_to_f32_1(sq_f32_to_f16_1($0)).bitPattern == $0.bitPattern }
         let w = Int(sq_sell_window(Int64(rows)))
         window = w
@@ -81,18 +84,23 @@ public final class SparseCSRMatrix: @unchecked Sendable {
         let windows = (rows + w - 1) / w, slots = Int(nl) * 8
         slotCount = slots
         let ws = AlignedBuffer<Int32>(count: windows + 1), sls = AlignedBuffer<Int32>(count: Int(ns) + 1)
-        let lr = AlignedBuffer<UInt16>(count: max(Int(ns) * 8, 1)), lc = AlignedBuffer<UInt8>(count: max(Int(ns) * 8, 1))
+        let lr = AlignedBuffer<UInt16>(count: max(Int(ns) * 8, 1)),
+            lc = AlignedBuffer<UInt8>(count: max(Int(ns) * 8, 1))
         var source = [Int32](repeating: -1, count: max(slots, 1))
         let built = source.withUnsafeMutableBufferPointer {
-            sq_sell_build(rp.pointer, Int64(rows), Int64(w), ws.pointer, sls.pointer, lr.pointer, lc.pointer, $0.baseAddress!)
+            sq_sell_build(
+                rp.pointer, Int64(rows), Int64(w), ws.pointer, sls.pointer, lr.pointer, lc.pointer, $0.baseAddress!)
         }
-        guard built != 0 else { throw LUTError.badSparse("out of memory sorting the nonzeros of [\(rows), \(columns)]") }
+        guard built != 0 else {
+            throw LUTError.badSparse("out of memory sorting the nonzeros of [\(rows), \(columns)]")
+        }
         windowSlices = ws
         sliceLevels = sls
         laneRows = lr
         laneCounts = lc
         let width = isCompact ? 2 : 4
-        let c0 = AlignedBuffer<UInt8>(count: max(slots, 8) * width), v0 = AlignedBuffer<UInt8>(count: max(slots, 8) * width)
+        let c0 = AlignedBuffer<UInt8>(count: max(slots, 8) * width),
+            v0 = AlignedBuffer<UInt8>(count: max(slots, 8) * width)
         cols = c0
         vals = v0
         if isCompact {
@@ -112,9 +120,11 @@ public final class SparseCSRMatrix: @unchecked Sendable {
                 vi[q] = p < 0 ? 0 : values[p]
             }
         }
-        descriptor = sq_csr(rowptr: rp.pointer, window_slices: ws.pointer, slice_levels: sls.pointer,
-                            lane_rows: lr.pointer, lane_counts: lc.pointer, cols: UnsafeRawPointer(c0.pointer), vals: UnsafeRawPointer(v0.pointer),
-                            rows: Int64(rows), columns: Int64(columns), window: Int64(w), compact: isCompact ? 1 : 0)
+        descriptor = sq_csr(
+            rowptr: rp.pointer, window_slices: ws.pointer, slice_levels: sls.pointer,
+            lane_rows: lr.pointer, lane_counts: lc.pointer, cols: UnsafeRawPointer(c0.pointer),
+            vals: UnsafeRawPointer(v0.pointer),
+            rows: Int64(rows), columns: Int64(columns), window: Int64(w), compact: isCompact ? 1 : 0)
     }
 
     /// Builds the matrix from (row, column, value) triples, in any order; duplicates are summed.
@@ -153,8 +163,10 @@ public final class SparseCSRMatrix: @unchecked Sendable {
     /// nonzeros of its chunk.
     public var layout: (windowSlices: [Int32], sliceLevels: [Int32], laneRows: [UInt16], laneCounts: [UInt8]) {
         let slices = sliceLevels.count - 1
-        return (windowSlices.toArray(), sliceLevels.toArray(), Array(laneRows.toArray().prefix(slices * 8)),
-                Array(laneCounts.toArray().prefix(slices * 8)))
+        return (
+            windowSlices.toArray(), sliceLevels.toArray(), Array(laneRows.toArray().prefix(slices * 8)),
+            Array(laneCounts.toArray().prefix(slices * 8))
+        )
     }
 
     /// The CSR arrays in row order, copied.
@@ -187,11 +199,14 @@ public final class SparseCSRMatrix: @unchecked Sendable {
 
     /// Y[t * ldy + r] += sum_c S[r, c] X[t * ldx + c] for rows r in `rows` only, on the calling thread
     /// (for callers that already split rows over threads, such as a fused dense-and-sparse product).
-    public func addMultiply(rows range: Range<Int>, _ x: UnsafePointer<Float>, ldx: Int, m: Int,
-                            _ y: UnsafeMutablePointer<Float>, ldy: Int) {
+    public func addMultiply(
+        rows range: Range<Int>, _ x: UnsafePointer<Float>, ldx: Int, m: Int,
+        _ y: UnsafeMutablePointer<Float>, ldy: Int
+    ) {
         precondition(range.lowerBound >= 0 && range.upperBound <= rows)
         withUnsafePointer(to: descriptor) {
-            sq_csr_spmm_range($0, x, Int64(ldx), Int64(m), y, Int64(ldy), Int64(range.lowerBound), Int64(range.upperBound))
+            sq_csr_spmm_range(
+                $0, x, Int64(ldx), Int64(m), y, Int64(ldy), Int64(range.lowerBound), Int64(range.upperBound))
         }
     }
 
@@ -201,14 +216,18 @@ public final class SparseCSRMatrix: @unchecked Sendable {
     }
 
     /// y += S x, spread over `threads` threads of `pool`.
-    public func addMultiply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, pool: WorkerPool = .shared,
-                            threads: Int? = nil) {
+    public func addMultiply(
+        _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, pool: WorkerPool = .shared,
+        threads: Int? = nil
+    ) {
         addMultiply(x, ldx: columns, m: 1, y, ldy: rows, pool: pool, threads: threads)
     }
 
     /// Y[t * ldy + r] += sum_c S[r, c] X[t * ldx + c] for tokens t in 0..<m.
-    public func addMultiply(_ x: UnsafePointer<Float>, ldx: Int, m: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int,
-                            pool: WorkerPool = .shared, threads: Int? = nil) {
+    public func addMultiply(
+        _ x: UnsafePointer<Float>, ldx: Int, m: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int,
+        pool: WorkerPool = .shared, threads: Int? = nil
+    ) {
         let nnz = nonzeroCount
         if nnz == 0 || m <= 0 { return }
         var parts = min(threads ?? pool.defaultThreads, pool.threadCount)

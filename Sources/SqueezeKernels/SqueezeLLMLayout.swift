@@ -28,8 +28,9 @@ public enum SqueezeLLMLayout {
         guard let g = group(bits: bits) else { throw LUTError.unsupportedBits(bits) }
         guard rows > 0 else { throw LUTError.badDimension(what: "rows", value: rows, requirement: "positive") }
         guard cols > 0, cols % g.inputs == 0 else {
-            throw LUTError.badDimension(what: "columns", value: cols,
-                                        requirement: "a positive multiple of \(g.inputs) for SqueezeLLM \(bits)-bit packing")
+            throw LUTError.badDimension(
+                what: "columns", value: cols,
+                requirement: "a positive multiple of \(g.inputs) for SqueezeLLM \(bits)-bit packing")
         }
         return cols / g.inputs * g.words
     }
@@ -48,7 +49,9 @@ public enum SqueezeLLMLayout {
     /// row-major [rows, cols] (one byte each).
     public static func unpack(qweight: [Int32], bits: Int, rows: Int, cols: Int) throws -> [UInt8] {
         let words = try wordRows(rows: rows, cols: cols, bits: bits)
-        guard qweight.count == words * rows else { throw LUTError.badCount(what: "qweight", expected: words * rows, got: qweight.count) }
+        guard qweight.count == words * rows else {
+            throw LUTError.badCount(what: "qweight", expected: words * rows, got: qweight.count)
+        }
         var out = [UInt8](repeating: 0, count: rows * cols)
         let mask = UInt32((1 << bits) - 1)
         qweight.withUnsafeBufferPointer { q in
@@ -83,9 +86,13 @@ public enum SqueezeLLMLayout {
     }
 
     /// Packs row-major indices [rows, cols] (2, 3, 4 or 8 bits each) into `qweight` [cols * bits / 32, rows].
-    public static func pack(indices: [UInt8], bits: Int, rows: Int, cols: Int, pool: WorkerPool = .shared) throws -> [Int32] {
+    public static func pack(
+        indices: [UInt8], bits: Int, rows: Int, cols: Int, pool: WorkerPool = .shared
+    ) throws -> [Int32] {
         let wr = try wordRows(rows: rows, cols: cols, bits: bits)
-        guard indices.count == rows * cols else { throw LUTError.badCount(what: "indices", expected: rows * cols, got: indices.count) }
+        guard indices.count == rows * cols else {
+            throw LUTError.badCount(what: "indices", expected: rows * cols, got: indices.count)
+        }
         let maxIndex = UInt8((1 << bits) - 1)
         var out = [UInt32](repeating: 0, count: wr * rows)
         indices.withUnsafeBufferPointer { ib in

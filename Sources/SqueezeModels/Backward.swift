@@ -1,5 +1,5 @@
-import Foundation
 import CSqueezeKernels
+import Foundation
 import SqueezeCore
 import SqueezeKernels
 
@@ -8,8 +8,9 @@ import SqueezeKernels
 /// forms them. Rows are in the model's own order (for GGUF-loaded models, Q and K rows are in the
 /// interleaved layout). The pointers are valid only during the call.
 public protocol GradientSink: AnyObject {
-    func accept(layer: Int, kind: LinearKind, dY: UnsafePointer<Float>, lddy: Int,
-                x: UnsafePointer<Float>, ldx: Int, tokens: Int)
+    func accept(
+        layer: Int, kind: LinearKind, dY: UnsafePointer<Float>, lddy: Int,
+        x: UnsafePointer<Float>, ldx: Int, tokens: Int)
 }
 
 /// Activations of one window kept by the training forward (the inference forward run with a
@@ -21,7 +22,7 @@ public final class TrainingWorkspace: @unchecked Sendable {
     public let maxTokens: Int
     // Per layer: residual input, its norm output, Q and K after RoPE, V, attention output, residual
     // after attention, the MLP's input, gate and up projections, and the norms' statistics.
-    let res: [AlignedBuffer<Float>]      // numLayers + 1: res[l] is the input of block l; res[L] the final state
+    let res: [AlignedBuffer<Float>]  // numLayers + 1: res[l] is the input of block l; res[L] the final state
     let xn1, q, k, v, att, mid, xn2, gate, up: [AlignedBuffer<Float>]
     let rms1, rms2: [AlignedBuffer<Float>]
     /// LayerNorm means (unused for RMSNorm) and, for post-LN blocks, the sum before the MLP norm.
@@ -37,7 +38,7 @@ public final class TrainingWorkspace: @unchecked Sendable {
     // Backward scratch.
     let dx, dxn, dAtt, dq, dk, dv, act, dg, du, tmp: AlignedBuffer<Float>
     let dKh, dVh: AlignedBuffer<Float>  // [numHeads, maxTokens, headDim]
-    var attScratch: [AlignedBuffer<Float>] = [] // per thread: P and dP for one query block
+    var attScratch: [AlignedBuffer<Float>] = []  // per thread: P and dP for one query block
     static let queryBlock = 64
 
     /// Seconds of the last `lossAndBackward`'s forward part (training forward, logits and loss).
@@ -79,7 +80,8 @@ public final class TrainingWorkspace: @unchecked Sendable {
 
     func ensureAttentionScratch(threads: Int) {
         if attScratch.count >= threads { return }
-        attScratch = (0..<threads).map { _ in AlignedBuffer<Float>(count: 2 * TrainingWorkspace.queryBlock * maxTokens) }
+        attScratch = (0..<threads).map { _ in AlignedBuffer<Float>(count: 2 * TrainingWorkspace.queryBlock * maxTokens)
+        }
     }
 
     /// Bytes held.
@@ -87,10 +89,12 @@ public final class TrainingWorkspace: @unchecked Sendable {
         let lists = [res, xn1, q, k, v, att, mid, xn2, gate, up, rms1, rms2, mean1, mean2, post]
         let singles = [rmsF, meanF, dProj, logits, dx, dxn, dAtt, dq, dk, dv, act, dg, du, tmp, dKh, dVh] + attScratch
         let ws = inference
-        let inferenceBuffers = [ws.x, ws.xn, ws.q, ws.k, ws.v, ws.att, ws.gate, ws.up, ws.proj, ws.logits, ws.cosT, ws.sinT]
+        let inferenceBuffers =
+            [ws.x, ws.xn, ws.q, ws.k, ws.v, ws.att, ws.gate, ws.up, ws.proj, ws.logits, ws.cosT, ws.sinT]
             + ws.scores + ws.keyScratch
-        return 4 * (lists.reduce(0) { $0 + $1.reduce(0) { $0 + $1.count } } + singles.reduce(0) { $0 + $1.count }
-            + inferenceBuffers.reduce(0) { $0 + $1.count }) + cache.byteCount
+        return 4
+            * (lists.reduce(0) { $0 + $1.reduce(0) { $0 + $1.count } } + singles.reduce(0) { $0 + $1.count }
+                + inferenceBuffers.reduce(0) { $0 + $1.count }) + cache.byteCount
     }
 }
 
@@ -102,11 +106,12 @@ struct ForwardRecorder {
 
     /// Where block `li`'s activations go.
     func layer(_ li: Int) -> LayerRecord {
-        LayerRecord(res: ws.res[li].pointer, xn1: ws.xn1[li].pointer, q: ws.q[li].pointer, k: ws.k[li].pointer,
-                    v: ws.v[li].pointer, att: ws.att[li].pointer, mid: ws.mid[li].pointer, xn2: ws.xn2[li].pointer,
-                    gate: ws.gate[li].pointer, up: ws.up[li].pointer, post: ws.post[li].pointer,
-                    stats1: NormStats(scale: ws.rms1[li].pointer, mean: ws.mean1[li].pointer),
-                    stats2: NormStats(scale: ws.rms2[li].pointer, mean: ws.mean2[li].pointer), observer: observer)
+        LayerRecord(
+            res: ws.res[li].pointer, xn1: ws.xn1[li].pointer, q: ws.q[li].pointer, k: ws.k[li].pointer,
+            v: ws.v[li].pointer, att: ws.att[li].pointer, mid: ws.mid[li].pointer, xn2: ws.xn2[li].pointer,
+            gate: ws.gate[li].pointer, up: ws.up[li].pointer, post: ws.post[li].pointer,
+            stats1: NormStats(scale: ws.rms1[li].pointer, mean: ws.mean1[li].pointer),
+            stats2: NormStats(scale: ws.rms2[li].pointer, mean: ws.mean2[li].pointer), observer: observer)
     }
 }
 
@@ -119,7 +124,9 @@ struct LayerRecord {
 
 /// Observes each linear layer's input X [tokens, columns] (row stride `ldx`) during a training-mode
 /// forward pass (q, k and v share one input, as do gate and up; each kind is reported).
-public typealias LinearInputObserver = (_ layer: Int, _ kind: LinearKind, _ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int) -> Void
+public typealias LinearInputObserver = (
+    _ layer: Int, _ kind: LinearKind, _ x: UnsafePointer<Float>, _ ldx: Int, _ tokens: Int
+) -> Void
 
 extension DecoderModel {
     /// The dense F32 weight of `kind` in block `layer`, as the backward pass needs it.
@@ -134,8 +141,11 @@ extension DecoderModel {
     /// The weight of `op` when it is dense F32; throws naming `name` otherwise.
     static func denseF32(_ op: LinearOperator, name: String) throws -> UnsafePointer<Float> {
         guard let d = op as? DenseMatrix, d.tensor.dtype == .f32 else {
-            throw ModelError.unsupportedWeight(file: "(loaded model)", tensor: name,
-                                               detail: "the backward pass needs dense F32 weights, this one is '\(op.kind)'; load the model with LoadOptions(weightDType: .f32)")
+            throw ModelError.unsupportedWeight(
+                file: "(loaded model)", tensor: name,
+                detail:
+                    "the backward pass needs dense F32 weights, this one is '\(op.kind)'; load the model with LoadOptions(weightDType: .f32)"
+            )
         }
         return UnsafePointer(d.tensor.data.assumingMemoryBound(to: Float.self))
     }
@@ -152,7 +162,8 @@ extension DecoderModel {
             throw ModelError.invalidArgument("a training window needs at least 2 tokens, got \(tokens.count)")
         }
         guard tokens.count <= ws.maxTokens else {
-            throw ModelError.invalidArgument("window of \(tokens.count) tokens exceeds the training workspace (\(ws.maxTokens))")
+            throw ModelError.invalidArgument(
+                "window of \(tokens.count) tokens exceeds the training workspace (\(ws.maxTokens))")
         }
         // Dynamic NTK RoPE is made to run past max_position_embeddings (its original context).
         guard tokens.count <= config.contextLimit ?? Int.max else {
@@ -167,14 +178,18 @@ extension DecoderModel {
     /// to `forward`'s) with every activation the backward pass needs kept in `ws`; `observer`, when
     /// given, sees each linear layer's input. With `computeLogits`, the logits of every position land
     /// in `ws.logits` ([tokens, vocab]).
-    public func trainingForward(tokens: [Int], workspace ws: TrainingWorkspace, computeLogits: Bool = true,
-                                observer: LinearInputObserver? = nil) throws {
+    public func trainingForward(
+        tokens: [Int], workspace ws: TrainingWorkspace, computeLogits: Bool = true,
+        observer: LinearInputObserver? = nil
+    ) throws {
         try validateWindow(tokens, ws)
         ws.cache.reset()
         let iw = ws.inference
         iw.segments.removeAll(keepingCapacity: true)
         iw.segments.append(Segment(cache: ws.cache, start: 0, count: tokens.count))
-        run(tokens[...], segments: iw.segments, ws: iw, logits: computeLogits ? .all : .none, logitsOut: ws.logits.pointer,
+        run(
+            tokens[...], segments: iw.segments, ws: iw, logits: computeLogits ? .all : .none,
+            logitsOut: ws.logits.pointer,
             record: ForwardRecorder(ws: ws, observer: observer))
     }
 
@@ -219,16 +234,20 @@ extension DecoderModel {
         if let po = projectOut {
             let ew = c.embeddingWidth
             let w = try Self.denseF32(po, name: c.tensorPrefix + "project_out.weight")
-            BackwardKernels.inputGradient(dY: logits, lddy: V, m: P, weight: lm, rows: V, columns: ew, dX: ws.dProj.pointer, lddx: ew, pool: pool)
-            BackwardKernels.inputGradient(dY: ws.dProj.pointer, lddy: ew, m: P, weight: w, rows: ew, columns: h, dX: dxn, lddx: h, pool: pool)
+            BackwardKernels.inputGradient(
+                dY: logits, lddy: V, m: P, weight: lm, rows: V, columns: ew, dX: ws.dProj.pointer, lddx: ew, pool: pool)
+            BackwardKernels.inputGradient(
+                dY: ws.dProj.pointer, lddy: ew, m: P, weight: w, rows: ew, columns: h, dX: dxn, lddx: h, pool: pool)
         } else {
-            BackwardKernels.inputGradient(dY: logits, lddy: V, m: P, weight: lm, rows: V, columns: h, dX: dxn, lddx: h, pool: pool)
+            BackwardKernels.inputGradient(
+                dY: logits, lddy: V, m: P, weight: lm, rows: V, columns: h, dX: dxn, lddx: h, pool: pool)
         }
         for i in 0..<h { dxn[P * h + i] = 0 }
         if let finalNorm {
             dx.update(repeating: 0, count: T * h)
-            finalNorm.backward(ws.res[layers.count].pointer, stats: NormStats(scale: ws.rmsF.pointer, mean: ws.meanF.pointer),
-                               dxn, dx, rows: T, width: h, pool: pool)
+            finalNorm.backward(
+                ws.res[layers.count].pointer, stats: NormStats(scale: ws.rmsF.pointer, mean: ws.meanF.pointer),
+                dxn, dx, rows: T, width: h, pool: pool)
         } else {
             dx.update(from: dxn, count: T * h)
         }
@@ -256,8 +275,9 @@ extension DecoderModel {
             case let .plain(_, _, activation): activation.apply(u, a, T * ffn)
             }
             sink?.accept(layer: li, kind: .down, dY: dOut, lddy: h, x: a, ldx: ffn, tokens: T)
-            BackwardKernels.inputGradient(dY: dOut, lddy: h, m: T, weight: try denseF32(li, .down), rows: h, columns: ffn,
-                                          dX: dg, lddx: ffn, pool: pool)
+            BackwardKernels.inputGradient(
+                dY: dOut, lddy: h, m: T, weight: try denseF32(li, .down), rows: h, columns: ffn,
+                dX: dg, lddx: ffn, pool: pool)
             switch layer.mlp {
             case .gated:
                 pool.parallelFor(T * ffn, minBlock: 8192) { r, _ in
@@ -266,15 +286,18 @@ extension DecoderModel {
                 }
                 sink?.accept(layer: li, kind: .gate, dY: dg, lddy: ffn, x: xn2, ldx: h, tokens: T)
                 sink?.accept(layer: li, kind: .up, dY: du, lddy: ffn, x: xn2, ldx: h, tokens: T)
-                BackwardKernels.inputGradient(dY: dg, lddy: ffn, m: T, weight: try denseF32(li, .gate), rows: ffn, columns: h,
-                                              dX: dxn, lddx: h, pool: pool)
-                BackwardKernels.inputGradient(dY: du, lddy: ffn, m: T, weight: try denseF32(li, .up), rows: ffn, columns: h,
-                                              dX: dxn, lddx: h, mode: .add, pool: pool)
+                BackwardKernels.inputGradient(
+                    dY: dg, lddy: ffn, m: T, weight: try denseF32(li, .gate), rows: ffn, columns: h,
+                    dX: dxn, lddx: h, pool: pool)
+                BackwardKernels.inputGradient(
+                    dY: du, lddy: ffn, m: T, weight: try denseF32(li, .up), rows: ffn, columns: h,
+                    dX: dxn, lddx: h, mode: .add, pool: pool)
             case let .plain(_, _, activation):
                 activation.backward(u, dg, du, T * ffn)
                 sink?.accept(layer: li, kind: .up, dY: du, lddy: ffn, x: xn2, ldx: h, tokens: T)
-                BackwardKernels.inputGradient(dY: du, lddy: ffn, m: T, weight: try denseF32(li, .up), rows: ffn, columns: h,
-                                              dX: dxn, lddx: h, pool: pool)
+                BackwardKernels.inputGradient(
+                    dY: du, lddy: ffn, m: T, weight: try denseF32(li, .up), rows: ffn, columns: h,
+                    dX: dxn, lddx: h, pool: pool)
             }
             if pre {
                 layer.mlpNorm.backward(ws.mid[li].pointer, stats: stats2, dxn, dx, rows: T, width: h, pool: pool)
@@ -289,8 +312,9 @@ extension DecoderModel {
             let att = ws.att[li].pointer
             let attnIn = pre ? ws.xn1[li].pointer : ws.res[li].pointer
             sink?.accept(layer: li, kind: .o, dY: dx, lddy: h, x: att, ldx: qd, tokens: T)
-            BackwardKernels.inputGradient(dY: dx, lddy: h, m: T, weight: try denseF32(li, .o), rows: h, columns: qd,
-                                          dX: ws.dAtt.pointer, lddx: qd, pool: pool)
+            BackwardKernels.inputGradient(
+                dY: dx, lddy: h, m: T, weight: try denseF32(li, .o), rows: h, columns: qd,
+                dX: ws.dAtt.pointer, lddx: qd, pool: pool)
             attentionBackward(ws, li, T)
             let dq = ws.dq.pointer, dk = ws.dk.pointer, dv = ws.dv.pointer
             sink?.accept(layer: li, kind: .v, dY: dv, lddy: kvd, x: attnIn, ldx: h, tokens: T)
@@ -301,12 +325,15 @@ extension DecoderModel {
             }
             sink?.accept(layer: li, kind: .q, dY: dq, lddy: qd, x: attnIn, ldx: h, tokens: T)
             sink?.accept(layer: li, kind: .k, dY: dk, lddy: kvd, x: attnIn, ldx: h, tokens: T)
-            BackwardKernels.inputGradient(dY: dq, lddy: qd, m: T, weight: try denseF32(li, .q), rows: qd, columns: h,
-                                          dX: dxn, lddx: h, pool: pool)
-            BackwardKernels.inputGradient(dY: dk, lddy: kvd, m: T, weight: try denseF32(li, .k), rows: kvd, columns: h,
-                                          dX: dxn, lddx: h, mode: .add, pool: pool)
-            BackwardKernels.inputGradient(dY: dv, lddy: kvd, m: T, weight: try denseF32(li, .v), rows: kvd, columns: h,
-                                          dX: dxn, lddx: h, mode: .add, pool: pool)
+            BackwardKernels.inputGradient(
+                dY: dq, lddy: qd, m: T, weight: try denseF32(li, .q), rows: qd, columns: h,
+                dX: dxn, lddx: h, pool: pool)
+            BackwardKernels.inputGradient(
+                dY: dk, lddy: kvd, m: T, weight: try denseF32(li, .k), rows: kvd, columns: h,
+                dX: dxn, lddx: h, mode: .add, pool: pool)
+            BackwardKernels.inputGradient(
+                dY: dv, lddy: kvd, m: T, weight: try denseF32(li, .v), rows: kvd, columns: h,
+                dX: dxn, lddx: h, mode: .add, pool: pool)
             if pre {
                 layer.attentionNorm.backward(ws.res[li].pointer, stats: stats1, dxn, dx, rows: T, width: h, pool: pool)
             } else {
@@ -335,14 +362,17 @@ extension DecoderModel {
 
     /// Scaled, masked (causal, sliding window) and softmaxed scores of queries [t0, t0+m) of `head`
     /// against keys [0, S) into `p` [m, S].
-    func attentionProbabilities(_ ws: TrainingWorkspace, _ li: Int, head: Int, t0: Int, m: Int, S: Int,
-                                _ p: UnsafeMutablePointer<Float>) {
+    func attentionProbabilities(
+        _ ws: TrainingWorkspace, _ li: Int, head: Int, t0: Int, m: Int, S: Int,
+        _ p: UnsafeMutablePointer<Float>
+    ) {
         let c = config
         let hd = c.headDim, qd = c.numHeads * hd, kvd = c.numKVHeads * hd
         let kvh = head / (c.numHeads / c.numKVHeads)
         let scale = 1 / Float(hd).squareRoot()
-        sq_gemm_f32(ws.q[li].pointer + t0 * qd + head * hd, Int64(qd), ws.k[li].pointer + kvh * hd, Int64(kvd),
-                    p, Int64(S), Int64(m), Int64(hd), 0, Int64(S))
+        sq_gemm_f32(
+            ws.q[li].pointer + t0 * qd + head * hd, Int64(qd), ws.k[li].pointer + kvh * hd, Int64(kvd),
+            p, Int64(S), Int64(m), Int64(hd), 0, Int64(S))
         let window = layers[li].attention.window
         for i in 0..<m {
             let row = p + i * S
@@ -383,12 +413,15 @@ extension DecoderModel {
                     for j in 0..<S { dr[j] = pr[j] * (dr[j] - d) * scale }
                 }
                 // dQ = dS K ; dK += dS^T Q ; dV += P^T dO
-                BackwardKernels.gemm(dp, sai: S, sap: 1, k + kvh * hd, ldb: kvd, dq + t0 * qd + head * hd, ldo: qd,
-                                     m: m, k: S, n: hd, mode: .store, pool: nil)
-                BackwardKernels.gemm(dp, sai: 1, sap: S, q + t0 * qd + head * hd, ldb: qd, dKp, ldo: hd,
-                                     m: S, k: m, n: hd, mode: .add, pool: nil)
-                BackwardKernels.gemm(p, sai: 1, sap: S, dO, ldb: qd, dVp, ldo: hd,
-                                     m: S, k: m, n: hd, mode: .add, pool: nil)
+                BackwardKernels.gemm(
+                    dp, sai: S, sap: 1, k + kvh * hd, ldb: kvd, dq + t0 * qd + head * hd, ldo: qd,
+                    m: m, k: S, n: hd, mode: .store, pool: nil)
+                BackwardKernels.gemm(
+                    dp, sai: 1, sap: S, q + t0 * qd + head * hd, ldb: qd, dKp, ldo: hd,
+                    m: S, k: m, n: hd, mode: .add, pool: nil)
+                BackwardKernels.gemm(
+                    p, sai: 1, sap: S, dO, ldb: qd, dVp, ldo: hd,
+                    m: S, k: m, n: hd, mode: .add, pool: nil)
             }
         }
         // Sum the heads of each group into dk, dv.

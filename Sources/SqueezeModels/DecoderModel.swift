@@ -13,8 +13,10 @@ public struct LoadOptions: Sendable {
     public var head: HeadFormat
     /// Storage of the KV caches made for this model (`DecoderModel.makeCache`).
     public var kvCache: KVCachePrecision
-    public init(weightDType: DType? = nil, lutMode: LUTMode = .int8, head: HeadFormat = .stored,
-                kvCache: KVCachePrecision = .f32) {
+    public init(
+        weightDType: DType? = nil, lutMode: LUTMode = .int8, head: HeadFormat = .stored,
+        kvCache: KVCachePrecision = .f32
+    ) {
         self.weightDType = weightDType
         self.lutMode = lutMode
         self.head = head
@@ -60,8 +62,10 @@ public final class DecoderModel: @unchecked Sendable {
     let invFreq: [Float]
 
     /// Loads the weights named by the config from `source`, checking every shape.
-    public init(config: ModelConfig, source: TensorSource, options: LoadOptions = LoadOptions(),
-                linearFactory: LinearFactory? = nil, pool: WorkerPool = .shared) throws {
+    public init(
+        config: ModelConfig, source: TensorSource, options: LoadOptions = LoadOptions(),
+        linearFactory: LinearFactory? = nil, pool: WorkerPool = .shared
+    ) throws {
         var config = config
         if source is SafeTensorsSource { config.resolveTensorPrefix(names: Set(source.tensorNames)) }
         try config.checkDecoderShapes(file: source.path)
@@ -87,8 +91,11 @@ public final class DecoderModel: @unchecked Sendable {
         }
         func dense(_ t: Tensor) throws -> DenseMatrix {
             var t = t
-            if let want = options.weightDType, want != t.dtype { t = try t.converted(to: want) }
-            else if ![.f32, .f16, .bf16].contains(t.dtype) { t = t.toF32() }
+            if let want = options.weightDType, want != t.dtype {
+                t = try t.converted(to: want)
+            } else if ![.f32, .f16, .bf16].contains(t.dtype) {
+                t = t.toF32()
+            }
             return try DenseMatrix(t)
         }
         // Conv1D ([in, out]) weights transposed once to [out, in] F32, shared by the slices of a fused QKV.
@@ -108,15 +115,17 @@ public final class DecoderModel: @unchecked Sendable {
         func linear(_ s: LinearSlot) throws -> LinearOperator {
             if let f = linearFactory, let op = try f(s) {
                 guard op.rows == s.rows, op.columns == s.columns else {
-                    throw ModelError.shapeMismatch(file: file, tensor: s.prefix, expected: [s.rows, s.columns], got: [op.rows, op.columns])
+                    throw ModelError.shapeMismatch(
+                        file: file, tensor: s.prefix, expected: [s.rows, s.columns], got: [op.rows, op.columns])
                 }
                 return op
             }
             let full = try storedWeight(s)
             if s.isWhole { return try dense(full) }
             let sz = full.dtype.byteSize
-            let slice = Tensor(name: full.name, dtype: full.dtype, shape: [s.rows, s.columns],
-                               data: full.data + s.rowOffset * s.columns * sz, owner: full.owner)
+            let slice = Tensor(
+                name: full.name, dtype: full.dtype, shape: [s.rows, s.columns],
+                data: full.data + s.rowOffset * s.columns * sz, owner: full.owner)
             return try dense(slice)
         }
         func linearWithBias(_ s: LinearSlot) throws -> Linear {
@@ -126,8 +135,9 @@ public final class DecoderModel: @unchecked Sendable {
         }
         func blockLinear(_ layer: Int, _ kind: LinearKind) throws -> Linear {
             guard let s = config.linearSlot(layer: layer, kind: kind) else {
-                throw ModelError.invalidConfig(file: file, field: "model_type",
-                                               detail: "family '\(config.family.rawValue)' has no \(kind) projection")
+                throw ModelError.invalidConfig(
+                    file: file, field: "model_type",
+                    detail: "family '\(config.family.rawValue)' has no \(kind) projection")
             }
             return try linearWithBias(s)
         }
@@ -161,16 +171,22 @@ public final class DecoderModel: @unchecked Sendable {
         }
         var ls: [DecoderLayer] = []
         for i in 0..<config.numLayers {
-            let attention = Attention(q: try blockLinear(i, .q), k: try blockLinear(i, .k), v: try blockLinear(i, .v),
-                                      o: try blockLinear(i, .o), window: config.slidingWindow(forLayer: i))
+            let attention = Attention(
+                q: try blockLinear(i, .q), k: try blockLinear(i, .k), v: try blockLinear(i, .v),
+                o: try blockLinear(i, .o), window: config.slidingWindow(forLayer: i))
             let mlp: MLP
             switch config.activation {
-            case .swiglu: mlp = .gated(gate: try blockLinear(i, .gate), up: try blockLinear(i, .up), down: try blockLinear(i, .down))
+            case .swiglu:
+                mlp = .gated(
+                    gate: try blockLinear(i, .gate), up: try blockLinear(i, .up), down: try blockLinear(i, .down))
             case .relu: mlp = .plain(up: try blockLinear(i, .up), down: try blockLinear(i, .down), activation: .relu)
-            case .geluTanh: mlp = .plain(up: try blockLinear(i, .up), down: try blockLinear(i, .down), activation: .geluTanh)
+            case .geluTanh:
+                mlp = .plain(up: try blockLinear(i, .up), down: try blockLinear(i, .down), activation: .geluTanh)
             }
-            ls.append(DecoderLayer(attentionNorm: try normLayer(config.attentionNormName(layer: i)), attention: attention,
-                                   mlpNorm: try normLayer(config.mlpNormName(layer: i)), mlp: mlp))
+            ls.append(
+                DecoderLayer(
+                    attentionNorm: try normLayer(config.attentionNormName(layer: i)), attention: attention,
+                    mlpNorm: try normLayer(config.mlpNormName(layer: i)), mlp: mlp))
         }
         layers = ls
         finalNorm = config.hasFinalNorm ? try normLayer(config.finalNormName) : nil
@@ -254,7 +270,9 @@ public final class DecoderModel: @unchecked Sendable {
     /// maximum's frequencies, where Squeeze uses L's. Batched decoding rescales each sequence for its
     /// own length (transformers: the batch's longest).
     public func frequencies(forLength length: Int) -> [Float] {
-        guard case .dynamic = config.ropeScaling, length > config.ropeScaling.dynamicOriginalContext else { return invFreq }
+        guard case .dynamic = config.ropeScaling, length > config.ropeScaling.dynamicOriginalContext else {
+            return invFreq
+        }
         var out = [Float](repeating: 0, count: config.headDim / 2)
         out.withUnsafeMutableBufferPointer { frequencies(forLength: length, into: $0.baseAddress!) }
         return out
@@ -283,17 +301,19 @@ public final class DecoderModel: @unchecked Sendable {
     public var parameterCount: Int {
         let c = config
         let lin = layers.reduce(0) { acc, l in acc + l.linears.reduce(0) { $0 + $1.1.rows * $1.1.columns } }
-        return lin + c.vocabSize * c.embeddingWidth * (c.tieWordEmbeddings ? 1 : 2) + c.hiddenSize * (2 * c.numLayers + 1)
+        return lin + c.vocabSize * c.embeddingWidth * (c.tieWordEmbeddings ? 1 : 2) + c.hiddenSize
+            * (2 * c.numLayers + 1)
     }
 }
-
 
 extension ModelConfig {
     /// Checks the sizes the decoder divides by or indexes with, so that a bad config is a typed error
     /// naming its field rather than a crash.
     public func checkDecoderShapes(file: String) throws {
         func positive(_ v: Int, _ field: String) throws {
-            guard v > 0 else { throw ModelError.invalidConfig(file: file, field: field, detail: "must be positive, got \(v)") }
+            guard v > 0 else {
+                throw ModelError.invalidConfig(file: file, field: field, detail: "must be positive, got \(v)")
+            }
         }
         try positive(vocabSize, "vocab_size")
         try positive(hiddenSize, "hidden_size")
@@ -303,14 +323,18 @@ extension ModelConfig {
         try positive(numKVHeads, "num_key_value_heads")
         try positive(headDim, "head_dim")
         guard numHeads % numKVHeads == 0 else {
-            throw ModelError.invalidConfig(file: file, field: "num_key_value_heads",
-                                           detail: "\(numKVHeads) does not divide num_attention_heads (\(numHeads))")
+            throw ModelError.invalidConfig(
+                file: file, field: "num_key_value_heads",
+                detail: "\(numKVHeads) does not divide num_attention_heads (\(numHeads))")
         }
         if learnedPositionOffset == nil && headDim % 2 != 0 {
-            throw ModelError.invalidConfig(file: file, field: "head_dim", detail: "RoPE needs an even head dimension, got \(headDim)")
+            throw ModelError.invalidConfig(
+                file: file, field: "head_dim", detail: "RoPE needs an even head dimension, got \(headDim)")
         }
         if let o = learnedPositionOffset {
-            guard o >= 0 else { throw ModelError.invalidConfig(file: file, field: "learned position offset", detail: "negative (\(o))") }
+            guard o >= 0 else {
+                throw ModelError.invalidConfig(file: file, field: "learned position offset", detail: "negative (\(o))")
+            }
             try positive(maxPositionEmbeddings, "max_position_embeddings")
         }
         if let e = embeddingDim { try positive(e, "word_embed_proj_dim") }
@@ -318,7 +342,8 @@ extension ModelConfig {
             if let w = slidingWindow(forLayer: layer) { try positive(w, "sliding_window") }
         }
         guard rmsNormEps.isFinite && rmsNormEps >= 0 else {
-            throw ModelError.invalidConfig(file: file, field: "rms_norm_eps", detail: "must be finite and >= 0, got \(rmsNormEps)")
+            throw ModelError.invalidConfig(
+                file: file, field: "rms_norm_eps", detail: "must be finite and >= 0, got \(rmsNormEps)")
         }
     }
 }

@@ -1,5 +1,5 @@
-import Foundation
 import CSqueezeKernels
+import Foundation
 import SqueezeCore
 import SqueezeKernels
 
@@ -15,8 +15,10 @@ public struct Linear {
 
     /// Y[t] = W X[t] + b for the m rows of X (row strides `ldx`, `ldy`).
     @inline(__always)
-    func callAsFunction(_ x: UnsafePointer<Float>, ldx: Int, m: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int,
-                        pool: WorkerPool) {
+    func callAsFunction(
+        _ x: UnsafePointer<Float>, ldx: Int, m: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int,
+        pool: WorkerPool
+    ) {
         op.gemm(x, ldx: ldx, m: m, y, ldy: ldy, pool: pool)
         if let b = bias { addRowVector(y, ldy: ldy, b.pointer, rows: m, count: op.rows) }
     }
@@ -54,8 +56,10 @@ public enum Norm {
 
     /// Normalises T rows of width n from `x` into `out` (which may be `x`); records each row's
     /// statistics into `stats` when given.
-    func apply(_ x: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>, rows T: Int, width n: Int,
-               stats: NormStats? = nil) {
+    func apply(
+        _ x: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>, rows T: Int, width n: Int,
+        stats: NormStats? = nil
+    ) {
         switch self {
         case let .rms(weight, eps):
             let w = weight.pointer
@@ -85,8 +89,10 @@ public enum Norm {
     /// dx += (d norm(x) / dx)^T dy for T rows of width n, with the statistics `apply` recorded.
     /// RMSNorm: dx_i += r w_i dy_i - x_i r^3 / n * sum_j dy_j w_j x_j. LayerNorm (xh = (x - mu) r,
     /// g = dy w): dx_i += r (g_i - mean(g) - xh_i mean(g xh)).
-    func backward(_ x: UnsafeMutablePointer<Float>, stats: NormStats, _ dy: UnsafeMutablePointer<Float>,
-                  _ dx: UnsafeMutablePointer<Float>, rows T: Int, width n: Int, pool: WorkerPool) {
+    func backward(
+        _ x: UnsafeMutablePointer<Float>, stats: NormStats, _ dy: UnsafeMutablePointer<Float>,
+        _ dx: UnsafeMutablePointer<Float>, rows T: Int, width n: Int, pool: WorkerPool
+    ) {
         let w = weight.pointer
         let layerNorm: Bool
         if case .layerNorm = self { layerNorm = true } else { layerNorm = false }
@@ -135,7 +141,8 @@ public enum Activation: Sendable, Equatable {
     }
 
     /// du = dact * act'(u) over n values.
-    func backward(_ u: UnsafePointer<Float>, _ dact: UnsafePointer<Float>, _ du: UnsafeMutablePointer<Float>, _ n: Int) {
+    func backward(_ u: UnsafePointer<Float>, _ dact: UnsafePointer<Float>, _ du: UnsafeMutablePointer<Float>, _ n: Int)
+    {
         switch self {
         case .relu: for i in 0..<n { du[i] = u[i] > 0 ? dact[i] : 0 }
         case .geluTanh:
@@ -216,15 +223,19 @@ public struct DecoderLayer {
 
 extension DecoderModel {
     /// out = silu(g) * u over n values, spread over the pool through a job on the stack (no allocation).
-    func siluMul(_ g: UnsafeMutablePointer<Float>, _ u: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-                 _ n: Int) {
+    func siluMul(
+        _ g: UnsafeMutablePointer<Float>, _ u: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+        _ n: Int
+    ) {
         VectorOps.siluMul(g, u, out, n, pool: pool)
     }
 
     /// Rotates each head's pairs of `v` (T rows of `heads` heads) by the angles of `cosT`/`sinT`
     /// ([T, headDim / 2]): by +angle, or by -angle for `inverse` (the backward of the rotation).
-    func rope(_ v: UnsafeMutablePointer<Float>, rows T: Int, heads: Int, cos cosT: UnsafePointer<Float>,
-              sin sinT: UnsafePointer<Float>, inverse: Bool = false) {
+    func rope(
+        _ v: UnsafeMutablePointer<Float>, rows T: Int, heads: Int, cos cosT: UnsafePointer<Float>,
+        sin sinT: UnsafePointer<Float>, inverse: Bool = false
+    ) {
         let hd = config.headDim, half = hd / 2
         let interleaved = ropeLayout == .interleaved
         let sign: Float = inverse ? -1 : 1

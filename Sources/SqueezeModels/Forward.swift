@@ -1,5 +1,5 @@
-import Foundation
 import CSqueezeKernels
+import Foundation
 import SqueezeCore
 import SqueezeKernels
 
@@ -30,8 +30,9 @@ public final class KVCache: @unchecked Sendable {
         case f16(keys: [AlignedBuffer<UInt16>], values: [AlignedBuffer<UInt16>])
         /// Int8 keys in tiles and values transposed as F16's, with their scales [kvHeads, keyTiles * SQ_KT]
         /// and [kvHeads, capacity].
-        case q8(keys: [AlignedBuffer<Int8>], keyScales: [AlignedBuffer<Float>], values: [AlignedBuffer<Int8>],
-                valueScales: [AlignedBuffer<Float>])
+        case q8(
+            keys: [AlignedBuffer<Int8>], keyScales: [AlignedBuffer<Float>], values: [AlignedBuffer<Int8>],
+            valueScales: [AlignedBuffer<Float>])
     }
 
     /// Allocates a cache for `capacity` positions of `config`'s model.
@@ -46,8 +47,9 @@ public final class KVCache: @unchecked Sendable {
         case .f32: storage = .f32(keys: buffers(n), values: buffers(n))
         case .f16: storage = .f16(keys: buffers(tiledPositions * config.headDim), values: buffers(n))
         case .q8:
-            storage = .q8(keys: buffers(tiledPositions * config.headDim), keyScales: buffers(tiledPositions), values: buffers(n),
-                          valueScales: buffers(config.numKVHeads * capacity))
+            storage = .q8(
+                keys: buffers(tiledPositions * config.headDim), keyScales: buffers(tiledPositions), values: buffers(n),
+                valueScales: buffers(config.numKVHeads * capacity))
         }
     }
 
@@ -64,8 +66,10 @@ public final class KVCache: @unchecked Sendable {
     enum LayerBuffers {
         case f32(keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>)
         case f16(keys: UnsafeMutablePointer<UInt16>, values: UnsafeMutablePointer<UInt16>)
-        case q8(keys: UnsafeMutablePointer<Int8>, keyScales: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Int8>,
-                valueScales: UnsafeMutablePointer<Float>)
+        case q8(
+            keys: UnsafeMutablePointer<Int8>, keyScales: UnsafeMutablePointer<Float>,
+            values: UnsafeMutablePointer<Int8>,
+            valueScales: UnsafeMutablePointer<Float>)
     }
 
     @inline(__always)
@@ -74,7 +78,8 @@ public final class KVCache: @unchecked Sendable {
         case let .f32(k, v): return .f32(keys: k[li].pointer, values: v[li].pointer)
         case let .f16(k, v): return .f16(keys: k[li].pointer, values: v[li].pointer)
         case let .q8(k, ks, v, vs):
-            return .q8(keys: k[li].pointer, keyScales: ks[li].pointer, values: v[li].pointer, valueScales: vs[li].pointer)
+            return .q8(
+                keys: k[li].pointer, keyScales: ks[li].pointer, values: v[li].pointer, valueScales: vs[li].pointer)
         }
     }
 
@@ -190,10 +195,12 @@ extension DecoderModel {
         }
         if config.learnedPositionOffset != nil && cache.length + tokens.count > config.maxPositionEmbeddings {
             // Learned position tables end there.
-            throw ModelError.contextOverflow(requested: cache.length + tokens.count, limit: config.maxPositionEmbeddings)
+            throw ModelError.contextOverflow(
+                requested: cache.length + tokens.count, limit: config.maxPositionEmbeddings)
         }
         if mode == .all && tokens.count > ws.maxLogitRows {
-            throw ModelError.invalidArgument("workspace holds \(ws.maxLogitRows) rows of logits, \(tokens.count) requested")
+            throw ModelError.invalidArgument(
+                "workspace holds \(ws.maxLogitRows) rows of logits, \(tokens.count) requested")
         }
         for t in tokens where t < 0 || t >= config.vocabSize {
             throw ModelError.invalidArgument("token id \(t) is outside the vocabulary (0..<\(config.vocabSize))")
@@ -228,7 +235,9 @@ extension DecoderModel {
             guard t >= 0 && t < config.vocabSize else {
                 throw ModelError.invalidArgument("token id \(t) is outside the vocabulary (0..<\(config.vocabSize))")
             }
-            guard c.length < c.capacity else { throw ModelError.contextOverflow(requested: c.length + 1, limit: c.capacity) }
+            guard c.length < c.capacity else {
+                throw ModelError.contextOverflow(requested: c.length + 1, limit: c.capacity)
+            }
             if config.learnedPositionOffset != nil && c.length >= config.maxPositionEmbeddings {
                 throw ModelError.contextOverflow(requested: c.length + 1, limit: config.maxPositionEmbeddings)
             }
@@ -248,18 +257,23 @@ extension DecoderModel {
         let count: Int
     }
 
-    func forwardChunk(_ tokens: ArraySlice<Int>, cache: KVCache, ws: Workspace, logits mode: LogitsMode, logitRowOffset: Int) {
+    func forwardChunk(
+        _ tokens: ArraySlice<Int>, cache: KVCache, ws: Workspace, logits mode: LogitsMode, logitRowOffset: Int
+    ) {
         ws.segments.removeAll(keepingCapacity: true)
         ws.segments.append(Segment(cache: cache, start: 0, count: tokens.count))
-        run(tokens, segments: ws.segments, ws: ws, logits: mode,
+        run(
+            tokens, segments: ws.segments, ws: ws, logits: mode,
             logitsOut: ws.logits.pointer + logitRowOffset * config.vocabSize)
     }
 
     /// The forward pass of every caller: inference (prefill, decode, batched decode) and, with
     /// `record`, the training forward, which keeps the activations its backward needs. Logits land
     /// in `logitsOut`: for `.last` the last token's, for `.all` one row per token.
-    func run(_ tokens: ArraySlice<Int>, segments: [Segment], ws: Workspace, logits mode: LogitsMode,
-             logitsOut: UnsafeMutablePointer<Float>, record: ForwardRecorder? = nil) {
+    func run(
+        _ tokens: ArraySlice<Int>, segments: [Segment], ws: Workspace, logits mode: LogitsMode,
+        logitsOut: UnsafeMutablePointer<Float>, record: ForwardRecorder? = nil
+    ) {
         let c = config
         let T = tokens.count
         let h = c.hiddenSize, hd = c.headDim, nh = c.numHeads, nkv = c.numKVHeads
@@ -269,7 +283,9 @@ extension DecoderModel {
         // Embeddings (through project_in when narrower), plus learned positions.
         if let pin = projectIn {
             let ew = c.embeddingWidth
-            for (t, id) in tokens.enumerated() { embedding.convertToFloat(into: ws.proj.pointer + t * ew, offset: id * ew, count: ew) }
+            for (t, id) in tokens.enumerated() {
+                embedding.convertToFloat(into: ws.proj.pointer + t * ew, offset: id * ew, count: ew)
+            }
             pin.gemm(ws.proj.pointer, ldx: ew, m: T, x, ldy: h, pool: pool)
         } else {
             for (t, id) in tokens.enumerated() { embedding.convertToFloat(into: x + t * h, offset: id * h, count: h) }
@@ -404,11 +420,15 @@ extension DecoderModel {
 
     /// The LM head's input for T rows of the last block's output `x`, and its width: the final norm
     /// into `xn` (or a copy), then project_out into `ws.proj` when the model has one.
-    func finalState(_ x: UnsafeMutablePointer<Float>, _ xn: UnsafeMutablePointer<Float>, _ T: Int, _ ws: Workspace,
-                    record: ForwardRecorder?) -> (UnsafeMutablePointer<Float>, Int) {
+    func finalState(
+        _ x: UnsafeMutablePointer<Float>, _ xn: UnsafeMutablePointer<Float>, _ T: Int, _ ws: Workspace,
+        record: ForwardRecorder?
+    ) -> (UnsafeMutablePointer<Float>, Int) {
         let h = config.hiddenSize
         if let n = finalNorm {
-            n.apply(x, xn, rows: T, width: h, stats: record.map { NormStats(scale: $0.ws.rmsF.pointer, mean: $0.ws.meanF.pointer) })
+            n.apply(
+                x, xn, rows: T, width: h,
+                stats: record.map { NormStats(scale: $0.ws.rmsF.pointer, mean: $0.ws.meanF.pointer) })
         } else {
             xn.update(from: x, count: T * h)
         }
@@ -465,10 +485,12 @@ extension DecoderModel {
             let tiledPositions = seg.cache.keyTiles * Int(SQ_KT)
             for i in 0..<seg.count {
                 for kvh in 0..<nkv {
-                    sq_attn_store_key_kt8(kSrc + i * kvd + kvh * hd, Int64(hd), Int64(p0 + i), kc + kvh * tiledPositions * hd,
-                                          ks + kvh * tiledPositions)
-                    sq_attn_store_value_q8(ws.v.pointer + (seg.start + i) * kvd + kvh * hd, Int64(hd), Int64(p0 + i),
-                                           vt + kvh * hd * cap, Int64(cap), vs + kvh * cap)
+                    sq_attn_store_key_kt8(
+                        kSrc + i * kvd + kvh * hd, Int64(hd), Int64(p0 + i), kc + kvh * tiledPositions * hd,
+                        ks + kvh * tiledPositions)
+                    sq_attn_store_value_q8(
+                        ws.v.pointer + (seg.start + i) * kvd + kvh * hd, Int64(hd), Int64(p0 + i),
+                        vt + kvh * hd * cap, Int64(cap), vs + kvh * cap)
                 }
             }
         }
@@ -492,8 +514,9 @@ extension DecoderModel {
         let headsPerTask = maxBlocks > 1 ? 1 : (segments.count >= threads ? group : (nh + threads - 1) / threads)
         let chunks = (nh + headsPerTask - 1) / headsPerTask
         let perSegment = chunks * maxBlocks
-        let plan = AttentionPlan(layer: li, window: window, maxBlocks: maxBlocks, headsPerTask: headsPerTask,
-                                 chunks: chunks, perSegment: perSegment)
+        let plan = AttentionPlan(
+            layer: li, window: window, maxBlocks: maxBlocks, headsPerTask: headsPerTask,
+            chunks: chunks, perSegment: perSegment)
         // A job on the stack: a Swift closure handed to the pool would need a heap context per call.
         segments.withUnsafeBufferPointer { segs in
             var job = AttentionJob(model: self, ws: ws, segments: segs, plan: plan)
@@ -533,80 +556,89 @@ extension DecoderModel {
             let segments = job.segments, plan = job.plan, li = plan.layer, window = plan.window
             let perSegment = plan.perSegment, chunks = plan.chunks, maxBlocks = plan.maxBlocks
             let headsPerTask = plan.headsPerTask
-        let si = ti / perSegment, rest = ti % perSegment
-        let seg = segments[si]
-        // Later query blocks see more keys: they go first, so the short tasks fill in at the end.
-        let t0 = (maxBlocks - 1 - rest / chunks) * qb
-        if t0 >= seg.count { return }
-        let chunk = rest % chunks
-        let heads = (chunk * headsPerTask)..<min(nh, (chunk + 1) * headsPerTask)
-        let t1 = min(seg.count, t0 + qb), m = t1 - t0
-        if seg.cache.precision != .f32 && m <= DecoderModel.groupedQueryLimit {
-            groupedAttention(ws: ws, seg: seg, layer: li, heads: heads, t0: t0, t1: t1, window: window, thread: thread)
-            return
-        }
-        for head in heads {
-            let task = (seg: si, head: head, t0: t0, t1: t1)
-            let kvh = task.head / group
-            let cap = seg.cache.capacity
-            let buffers = seg.cache.layer(li)
-            let p0 = seg.cache.length // not yet advanced for this pass
-            let S = p0 + task.t1 // keys visible to the block's last query
-            // With a sliding window, keys before the block's first query's window are never read:
-            // keys [k0, S), so a decode step costs O(window), not O(context).
-            let k0 = window.map { max(0, p0 + task.t0 - $0 + 1) } ?? 0
-            let n = S - k0
-            let sc = ws.scores[thread].pointer
-            let qrow = ws.q.pointer + (seg.start + task.t0) * qd + task.head * hd
-            // Scale the queries instead of the scores (n per query): each task owns its
-            // query rows of its head, and nothing reads ws.q after attention.
-            for i in 0..<m {
-                let qi = qrow + i * qd
-                for d in 0..<hd { qi[d] *= scale }
+            let si = ti / perSegment, rest = ti % perSegment
+            let seg = segments[si]
+            // Later query blocks see more keys: they go first, so the short tasks fill in at the end.
+            let t0 = (maxBlocks - 1 - rest / chunks) * qb
+            if t0 >= seg.count { return }
+            let chunk = rest % chunks
+            let heads = (chunk * headsPerTask)..<min(nh, (chunk + 1) * headsPerTask)
+            let t1 = min(seg.count, t0 + qb), m = t1 - t0
+            if seg.cache.precision != .f32 && m <= DecoderModel.groupedQueryLimit {
+                groupedAttention(
+                    ws: ws, seg: seg, layer: li, heads: heads, t0: t0, t1: t1, window: window, thread: thread)
+                return
             }
-            let kf = ws.keyScratch[thread].pointer
-            let tiledPositions = seg.cache.keyTiles * Int(SQ_KT)
-            // Tiled F16/Q8 keys: converted once to F32, dimension-major ([hd, n]), the B operand of
-            // the packed product.
-            switch buffers {
-            case let .f32(keys, _):
-                sq_gemm_f32(qrow, Int64(qd), keys + (kvh * cap + k0) * hd, Int64(hd), sc, Int64(n),
-                            Int64(m), Int64(hd), 0, Int64(n))
-            case let .f16(keys, _):
-                sq_attn_keys_kt16_to_f32(keys + kvh * tiledPositions * hd, Int64(hd), Int64(k0), Int64(S), kf, Int64(n))
-                sq_gemm_general_f32(qrow, Int64(qd), 1, kf, Int64(n), 1, sc, Int64(n), Int64(m), Int64(hd), 0,
-                                    Int64(n), Int32(SQ_BW_STORE))
-            case let .q8(keys, keyScales, _, _):
-                sq_attn_keys_kt8_to_f32(keys + kvh * tiledPositions * hd, keyScales + kvh * tiledPositions, Int64(hd), Int64(k0),
-                                        Int64(S), kf, Int64(n))
-                sq_gemm_general_f32(qrow, Int64(qd), 1, kf, Int64(n), 1, sc, Int64(n), Int64(m), Int64(hd), 0,
-                                    Int64(n), Int32(SQ_BW_STORE))
+            for head in heads {
+                let task = (seg: si, head: head, t0: t0, t1: t1)
+                let kvh = task.head / group
+                let cap = seg.cache.capacity
+                let buffers = seg.cache.layer(li)
+                let p0 = seg.cache.length  // not yet advanced for this pass
+                let S = p0 + task.t1  // keys visible to the block's last query
+                // With a sliding window, keys before the block's first query's window are never read:
+                // keys [k0, S), so a decode step costs O(window), not O(context).
+                let k0 = window.map { max(0, p0 + task.t0 - $0 + 1) } ?? 0
+                let n = S - k0
+                let sc = ws.scores[thread].pointer
+                let qrow = ws.q.pointer + (seg.start + task.t0) * qd + task.head * hd
+                // Scale the queries instead of the scores (n per query): each task owns its
+                // query rows of its head, and nothing reads ws.q after attention.
+                for i in 0..<m {
+                    let qi = qrow + i * qd
+                    for d in 0..<hd { qi[d] *= scale }
+                }
+                let kf = ws.keyScratch[thread].pointer
+                let tiledPositions = seg.cache.keyTiles * Int(SQ_KT)
+                // Tiled F16/Q8 keys: converted once to F32, dimension-major ([hd, n]), the B operand of
+                // the packed product.
+                switch buffers {
+                case let .f32(keys, _):
+                    sq_gemm_f32(
+                        qrow, Int64(qd), keys + (kvh * cap + k0) * hd, Int64(hd), sc, Int64(n),
+                        Int64(m), Int64(hd), 0, Int64(n))
+                case let .f16(keys, _):
+                    sq_attn_keys_kt16_to_f32(
+                        keys + kvh * tiledPositions * hd, Int64(hd), Int64(k0), Int64(S), kf, Int64(n))
+                    sq_gemm_general_f32(
+                        qrow, Int64(qd), 1, kf, Int64(n), 1, sc, Int64(n), Int64(m), Int64(hd), 0,
+                        Int64(n), Int32(SQ_BW_STORE))
+                case let .q8(keys, keyScales, _, _):
+                    sq_attn_keys_kt8_to_f32(
+                        keys + kvh * tiledPositions * hd, keyScales + kvh * tiledPositions, Int64(hd), Int64(k0),
+                        Int64(S), kf, Int64(n))
+                    sq_gemm_general_f32(
+                        qrow, Int64(qd), 1, kf, Int64(n), 1, sc, Int64(n), Int64(m), Int64(hd), 0,
+                        Int64(n), Int32(SQ_BW_STORE))
+                }
+                for i in 0..<m {
+                    // Query i sees keys [lo, pos]: scores [a, b) of its row (all of them when decoding).
+                    let row = sc + i * n
+                    let pos = p0 + task.t0 + i
+                    let lo = window.map { max(0, pos - $0 + 1) } ?? 0
+                    let a = max(0, lo - k0), b = min(n, pos - k0 + 1)
+                    if a > 0 { row.update(repeating: -Float.infinity, count: a) }
+                    if b < n { (row + b).update(repeating: -Float.infinity, count: n - b) }
+                    _ = sq_softmax_f32(row, Int64(n))
+                }
+                let out = ws.att.pointer + (seg.start + task.t0) * qd + task.head * hd
+                switch buffers {
+                case let .f32(_, values):
+                    sq_gemm_f32(
+                        sc, Int64(n), values + kvh * hd * cap + k0, Int64(cap), out, Int64(qd),
+                        Int64(m), Int64(n), 0, Int64(hd))
+                case let .f16(_, values):
+                    sq_gemm_f16(
+                        sc, Int64(n), values + kvh * hd * cap + k0, Int64(cap), out, Int64(qd),
+                        Int64(m), Int64(n), 0, Int64(hd))
+                case let .q8(_, _, values, valueScales):
+                    // The head's values [k0, S) dequantized once (the keys' scratch is free again).
+                    sq_attn_values_q8_to_f32(
+                        values + kvh * hd * cap, Int64(cap),
+                        valueScales + kvh * cap, Int64(hd), Int64(k0), Int64(S), kf, Int64(n))
+                    sq_gemm_f32(sc, Int64(n), kf, Int64(n), out, Int64(qd), Int64(m), Int64(n), 0, Int64(hd))
+                }
             }
-            for i in 0..<m {
-                // Query i sees keys [lo, pos]: scores [a, b) of its row (all of them when decoding).
-                let row = sc + i * n
-                let pos = p0 + task.t0 + i
-                let lo = window.map { max(0, pos - $0 + 1) } ?? 0
-                let a = max(0, lo - k0), b = min(n, pos - k0 + 1)
-                if a > 0 { row.update(repeating: -Float.infinity, count: a) }
-                if b < n { (row + b).update(repeating: -Float.infinity, count: n - b) }
-                _ = sq_softmax_f32(row, Int64(n))
-            }
-            let out = ws.att.pointer + (seg.start + task.t0) * qd + task.head * hd
-            switch buffers {
-            case let .f32(_, values):
-                sq_gemm_f32(sc, Int64(n), values + kvh * hd * cap + k0, Int64(cap), out, Int64(qd),
-                            Int64(m), Int64(n), 0, Int64(hd))
-            case let .f16(_, values):
-                sq_gemm_f16(sc, Int64(n), values + kvh * hd * cap + k0, Int64(cap), out, Int64(qd),
-                            Int64(m), Int64(n), 0, Int64(hd))
-            case let .q8(_, _, values, valueScales):
-                // The head's values [k0, S) dequantized once (the keys' scratch is free again).
-                sq_attn_values_q8_to_f32(values + kvh * hd * cap, Int64(cap),
-                                         valueScales + kvh * cap, Int64(hd), Int64(k0), Int64(S), kf, Int64(n))
-                sq_gemm_f32(sc, Int64(n), kf, Int64(n), out, Int64(qd), Int64(m), Int64(n), 0, Int64(hd))
-            }
-        }
         }
     }
 
@@ -617,8 +649,10 @@ extension DecoderModel {
     /// time, the query heads that share a KV head together: their scores (`sq_attn_scores_kt16/kt8`)
     /// and weighted sums (`sq_attn_pv16/pv8`) read each key and value once, and each query scores
     /// only the keys it sees (no masking).
-    func groupedAttention(ws: Workspace, seg: Segment, layer li: Int, heads: Range<Int>, t0: Int, t1: Int,
-                          window: Int?, thread: Int) {
+    func groupedAttention(
+        ws: Workspace, seg: Segment, layer li: Int, heads: Range<Int>, t0: Int, t1: Int,
+        window: Int?, thread: Int
+    ) {
         let c = config
         let hd = c.headDim, group = c.numHeads / c.numKVHeads, qd = c.numHeads * hd
         let scale = 1 / Float(hd).squareRoot()
@@ -638,17 +672,21 @@ extension DecoderModel {
                 for d in 0..<(g * hd) { q[d] *= scale }
                 switch buffers {
                 case let .q8(keys, keyScales, values, valueScales):
-                    sq_attn_scores_kt8(q, Int64(hd), Int64(g), keys + kvh * headStride, keyScales + kvh * tiledPositions,
-                                       Int64(hd), Int64(lo), Int64(pos + 1), sc, Int64(n))
+                    sq_attn_scores_kt8(
+                        q, Int64(hd), Int64(g), keys + kvh * headStride, keyScales + kvh * tiledPositions,
+                        Int64(hd), Int64(lo), Int64(pos + 1), sc, Int64(n))
                     for r in 0..<g { _ = sq_softmax_f32(sc + r * n, Int64(n)) }
-                    sq_attn_pv8(sc, Int64(n), Int64(g), values + kvh * hd * cap + lo, Int64(cap),
-                                valueScales + kvh * cap + lo, Int64(hd), Int64(n), out + h * hd, Int64(hd))
+                    sq_attn_pv8(
+                        sc, Int64(n), Int64(g), values + kvh * hd * cap + lo, Int64(cap),
+                        valueScales + kvh * cap + lo, Int64(hd), Int64(n), out + h * hd, Int64(hd))
                 case let .f16(keys, values):
-                    sq_attn_scores_kt16(q, Int64(hd), Int64(g), keys + kvh * headStride, Int64(hd), Int64(lo),
-                                        Int64(pos + 1), sc, Int64(n))
+                    sq_attn_scores_kt16(
+                        q, Int64(hd), Int64(g), keys + kvh * headStride, Int64(hd), Int64(lo),
+                        Int64(pos + 1), sc, Int64(n))
                     for r in 0..<g { _ = sq_softmax_f32(sc + r * n, Int64(n)) }
-                    sq_attn_pv16(sc, Int64(n), Int64(g), values + kvh * hd * cap + lo, Int64(cap), Int64(hd),
-                                 Int64(n), out + h * hd, Int64(hd))
+                    sq_attn_pv16(
+                        sc, Int64(n), Int64(g), values + kvh * hd * cap + lo, Int64(cap), Int64(hd),
+                        Int64(n), out + h * hd, Int64(hd))
                 case .f32:
                     // F32 caches take attentionTask's blocked path.
                     return

@@ -43,12 +43,16 @@ public final class Generator {
     /// Generates after `prompt`. `onToken` receives each new token and returns false to stop
     /// (then the reason is `.stop` if `stopped` was set by the caller, else `.cancelled`).
     /// Stops at any of `stopTokens` (the token is reported, not counted as text by callers) or `maxTokens`.
-    public func generate(prompt: [Int], maxTokens: Int, sampling: SamplingParameters, stopTokens: Set<Int>,
-                         onToken: (Int) -> TokenDecision) throws -> GenerationStats {
+    public func generate(
+        prompt: [Int], maxTokens: Int, sampling: SamplingParameters, stopTokens: Set<Int>,
+        onToken: (Int) -> TokenDecision
+    ) throws -> GenerationStats {
         try sampling.validate()
         guard !prompt.isEmpty else { throw ModelError.invalidArgument("the prompt is empty") }
         let limit = min(maxTokens, cache.capacity - prompt.count)
-        guard limit > 0 else { throw ModelError.contextOverflow(requested: prompt.count + max(1, maxTokens), limit: cache.capacity) }
+        guard limit > 0 else {
+            throw ModelError.contextOverflow(requested: prompt.count + max(1, maxTokens), limit: cache.capacity)
+        }
         var stats = GenerationStats()
         stats.promptTokens = prompt.count
         var sampler = Sampler(sampling)

@@ -87,9 +87,11 @@ public struct ModelConfig: Sendable, Equatable {
         return w
     }
 
-    public init(vocabSize: Int, hiddenSize: Int, intermediateSize: Int, numLayers: Int, numHeads: Int,
-                numKVHeads: Int, headDim: Int? = nil, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000,
-                maxPositionEmbeddings: Int = 2048, tieWordEmbeddings: Bool = false) {
+    public init(
+        vocabSize: Int, hiddenSize: Int, intermediateSize: Int, numLayers: Int, numHeads: Int,
+        numKVHeads: Int, headDim: Int? = nil, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000,
+        maxPositionEmbeddings: Int = 2048, tieWordEmbeddings: Bool = false
+    ) {
         self.vocabSize = vocabSize
         self.hiddenSize = hiddenSize
         self.intermediateSize = intermediateSize
@@ -119,16 +121,19 @@ public struct ModelConfig: Sendable, Equatable {
         }
         let hidden = try obj.int("hidden_size")
         let heads = try obj.int("num_attention_heads")
-        self.init(vocabSize: try obj.int("vocab_size"), hiddenSize: hidden,
-                  intermediateSize: try obj.int(family == .opt ? "ffn_dim" : "intermediate_size"), numLayers: try obj.int("num_hidden_layers"),
-                  numHeads: heads, numKVHeads: try obj.optionalInt("num_key_value_heads") ?? heads,
-                  headDim: try obj.optionalInt("head_dim"),
-                  rmsNormEps: try obj.optionalDouble("rms_norm_eps") ?? 1e-6,
-                  ropeTheta: try obj.optionalDouble("rope_theta")
-                      ?? JSONConfig(path: path, object: obj.object("rope_parameters") ?? [:], prefix: "rope_parameters.").optionalDouble("rope_theta")
-                      ?? 10000,
-                  maxPositionEmbeddings: try obj.optionalInt("max_position_embeddings") ?? 2048,
-                  tieWordEmbeddings: try obj.optionalBool("tie_word_embeddings") ?? (family == .opt))
+        self.init(
+            vocabSize: try obj.int("vocab_size"), hiddenSize: hidden,
+            intermediateSize: try obj.int(family == .opt ? "ffn_dim" : "intermediate_size"),
+            numLayers: try obj.int("num_hidden_layers"),
+            numHeads: heads, numKVHeads: try obj.optionalInt("num_key_value_heads") ?? heads,
+            headDim: try obj.optionalInt("head_dim"),
+            rmsNormEps: try obj.optionalDouble("rms_norm_eps") ?? 1e-6,
+            ropeTheta: try obj.optionalDouble("rope_theta")
+                ?? JSONConfig(path: path, object: obj.object("rope_parameters") ?? [:], prefix: "rope_parameters.")
+                .optionalDouble("rope_theta")
+                ?? 10000,
+            maxPositionEmbeddings: try obj.optionalInt("max_position_embeddings") ?? 2048,
+            tieWordEmbeddings: try obj.optionalBool("tie_word_embeddings") ?? (family == .opt))
         modelType = mt
         self.family = family
         tensorPrefix = family.defaultTensorPrefix
@@ -152,11 +157,13 @@ public struct ModelConfig: Sendable, Equatable {
                 // here is not read by its dynamic NTK code, so it is not read here either).
                 ropeScaling = .dynamic(factor: try sub.double("factor"), originalContext: maxPositionEmbeddings)
             case "llama3":
-                ropeScaling = .llama3(factor: try sub.double("factor"), lowFreqFactor: try sub.double("low_freq_factor"),
-                                      highFreqFactor: try sub.double("high_freq_factor"),
-                                      originalContext: try sub.int("original_max_position_embeddings"))
+                ropeScaling = .llama3(
+                    factor: try sub.double("factor"), lowFreqFactor: try sub.double("low_freq_factor"),
+                    highFreqFactor: try sub.double("high_freq_factor"),
+                    originalContext: try sub.int("original_max_position_embeddings"))
             default:
-                throw ModelError.invalidConfig(file: path, field: ropeKey + ".rope_type", detail: "unsupported RoPE scaling '\(type)'")
+                throw ModelError.invalidConfig(
+                    file: path, field: ropeKey + ".rope_type", detail: "unsupported RoPE scaling '\(type)'")
             }
         }
         try readGenerationConfig(path)
@@ -167,30 +174,39 @@ public struct ModelConfig: Sendable, Equatable {
     /// `layer_types` names each layer's attention, or (when absent) layers with index >=
     /// `max_window_layers` slide.
     mutating func readQwen2SlidingWindow(_ obj: JSONConfig, path: String) throws {
-        guard try obj.optionalBool("use_sliding_window") == true, let w = try obj.optionalInt("sliding_window") else { return }
-        guard w > 0 else { throw ModelError.invalidConfig(file: path, field: "sliding_window", detail: "must be positive, got \(w)") }
+        guard try obj.optionalBool("use_sliding_window") == true, let w = try obj.optionalInt("sliding_window") else {
+            return
+        }
+        guard w > 0 else {
+            throw ModelError.invalidConfig(file: path, field: "sliding_window", detail: "must be positive, got \(w)")
+        }
         slidingWindow = w
         if let types = obj.object["layer_types"], !(types is NSNull) {
             guard let names = types as? [String], names.count == numLayers else {
-                throw ModelError.invalidConfig(file: path, field: "layer_types",
-                                               detail: "expected \(numLayers) strings (one per layer), got \(String(describing: types))")
+                throw ModelError.invalidConfig(
+                    file: path, field: "layer_types",
+                    detail: "expected \(numLayers) strings (one per layer), got \(String(describing: types))")
             }
             slidingWindowLayers = try names.map { n in
                 switch n {
                 case "sliding_attention": return true
                 case "full_attention": return false
-                default: throw ModelError.invalidConfig(file: path, field: "layer_types", detail: "unsupported layer type '\(n)'")
+                default:
+                    throw ModelError.invalidConfig(
+                        file: path, field: "layer_types", detail: "unsupported layer type '\(n)'")
                 }
             }
         } else {
-            let first = try obj.optionalInt("max_window_layers") ?? 28 // Qwen2Config's default
+            let first = try obj.optionalInt("max_window_layers") ?? 28  // Qwen2Config's default
             slidingWindowLayers = (0..<numLayers).map { $0 >= first }
         }
     }
 
     /// Takes BOS and EOS from `generation_config.json` beside `configPath`, when present.
     mutating func readGenerationConfig(_ configPath: String) throws {
-        let genPath = URL(fileURLWithPath: configPath).deletingLastPathComponent().appendingPathComponent("generation_config.json").path
+        let genPath = URL(fileURLWithPath: configPath).deletingLastPathComponent().appendingPathComponent(
+            "generation_config.json"
+        ).path
         if FileManager.default.fileExists(atPath: genPath) {
             let gen = try JSONConfig(path: genPath)
             if let b = try gen.optionalInt("bos_token_id") { bosTokenId = b }
@@ -205,10 +221,16 @@ public struct ModelConfig: Sendable, Equatable {
     public init(gguf: GGUFFile) throws {
         let path = gguf.path
         let arch = try gguf.require("general.architecture").string ?? ""
-        guard GGUFNames.architectures.contains(arch) else { throw ModelError.unsupportedArchitecture(file: path, name: arch) }
+        guard GGUFNames.architectures.contains(arch) else {
+            throw ModelError.unsupportedArchitecture(file: path, name: arch)
+        }
         func int(_ k: String) throws -> Int {
-            guard let v = gguf.metadata["\(arch).\(k)"] else { throw ModelError.missingConfigField(file: path, field: "\(arch).\(k)") }
-            guard let i = v.int else { throw ModelError.invalidConfig(file: path, field: "\(arch).\(k)", detail: "not an integer: \(v)") }
+            guard let v = gguf.metadata["\(arch).\(k)"] else {
+                throw ModelError.missingConfigField(file: path, field: "\(arch).\(k)")
+            }
+            guard let i = v.int else {
+                throw ModelError.invalidConfig(file: path, field: "\(arch).\(k)", detail: "not an integer: \(v)")
+            }
             return i
         }
         func dbl(_ k: String) -> Double? { gguf.metadata["\(arch).\(k)"]?.double }
@@ -218,7 +240,9 @@ public struct ModelConfig: Sendable, Equatable {
         var vocab = gguf.metadata["\(arch).vocab_size"]?.int
         if vocab == nil { vocab = gguf.metadata["tokenizer.ggml.tokens"]?.array?.count }
         if vocab == nil, let emb = gguf.info("token_embd.weight") { vocab = emb.shape[0] }
-        guard let vocabSize = vocab else { throw ModelError.missingConfigField(file: path, field: "\(arch).vocab_size") }
+        guard let vocabSize = vocab else {
+            throw ModelError.missingConfigField(file: path, field: "\(arch).vocab_size")
+        }
         let eps: Double
         if arch == "gpt2" {
             guard let e = dbl("attention.layer_norm_epsilon") else {
@@ -228,13 +252,14 @@ public struct ModelConfig: Sendable, Equatable {
         } else {
             eps = dbl("attention.layer_norm_rms_epsilon") ?? 1e-5
         }
-        self.init(vocabSize: vocabSize, hiddenSize: hidden, intermediateSize: try int("feed_forward_length"),
-                  numLayers: try int("block_count"), numHeads: heads, numKVHeads: kvHeads,
-                  headDim: gguf.metadata["\(arch).attention.key_length"]?.int,
-                  rmsNormEps: eps,
-                  ropeTheta: dbl("rope.freq_base") ?? 10000,
-                  maxPositionEmbeddings: (try? int("context_length")) ?? 2048,
-                  tieWordEmbeddings: gguf.info("output.weight") == nil)
+        self.init(
+            vocabSize: vocabSize, hiddenSize: hidden, intermediateSize: try int("feed_forward_length"),
+            numLayers: try int("block_count"), numHeads: heads, numKVHeads: kvHeads,
+            headDim: gguf.metadata["\(arch).attention.key_length"]?.int,
+            rmsNormEps: eps,
+            ropeTheta: dbl("rope.freq_base") ?? 10000,
+            maxPositionEmbeddings: (try? int("context_length")) ?? 2048,
+            tieWordEmbeddings: gguf.info("output.weight") == nil)
         modelType = arch
         family = ModelFamily(rawValue: arch)!
         tensorPrefix = family.defaultTensorPrefix
@@ -245,19 +270,23 @@ public struct ModelConfig: Sendable, Equatable {
         } else {
             // Squeeze reads separate q/k/v (convert_hf_to_gguf.py's default; --fuse-qkv writes attn_qkv).
             if gguf.info("blk.0.attn_qkv.weight") != nil {
-                throw ModelError.unsupportedWeight(file: path, tensor: "blk.0.attn_qkv.weight",
-                                                   detail: "fused QKV in a '\(arch)' GGUF is not supported (convert without --fuse-qkv)")
+                throw ModelError.unsupportedWeight(
+                    file: path, tensor: "blk.0.attn_qkv.weight",
+                    detail: "fused QKV in a '\(arch)' GGUF is not supported (convert without --fuse-qkv)")
             }
             if let rd = gguf.metadata["\(arch).rope.dimension_count"]?.int, rd != headDim {
-                throw ModelError.invalidConfig(file: path, field: "\(arch).rope.dimension_count",
-                                               detail: "partial RoPE (\(rd) of \(headDim) dimensions) is not supported")
+                throw ModelError.invalidConfig(
+                    file: path, field: "\(arch).rope.dimension_count",
+                    detail: "partial RoPE (\(rd) of \(headDim) dimensions) is not supported")
             }
         }
         if let st = gguf.metadata["\(arch).rope.scaling.type"]?.string, st != "none" {
             let f = dbl("rope.scaling.factor") ?? 1
             switch st {
             case "linear": ropeScaling = .linear(factor: f)
-            default: throw ModelError.invalidConfig(file: path, field: "\(arch).rope.scaling.type", detail: "unsupported '\(st)'")
+            default:
+                throw ModelError.invalidConfig(
+                    file: path, field: "\(arch).rope.scaling.type", detail: "unsupported '\(st)'")
             }
         }
         if let sw = gguf.metadata["\(arch).attention.sliding_window"]?.int { slidingWindow = sw }
@@ -271,8 +300,9 @@ public struct ModelConfig: Sendable, Equatable {
         activation = .geluTanh
         learnedPositionOffset = 0
         guard numKVHeads == numHeads else {
-            throw ModelError.invalidConfig(file: gguf.path, field: "gpt2.attention.head_count_kv",
-                                           detail: "\(numKVHeads) differs from head_count \(numHeads); GPT-2 has no grouped-query attention")
+            throw ModelError.invalidConfig(
+                file: gguf.path, field: "gpt2.attention.head_count_kv",
+                detail: "\(numKVHeads) differs from head_count \(numHeads); GPT-2 has no grouped-query attention")
         }
         guard gguf.info("position_embd.weight") != nil else {
             throw ModelError.missingTensor(file: gguf.path, tensor: "position_embd.weight")
@@ -285,9 +315,12 @@ public struct ModelConfig: Sendable, Equatable {
         }
         try check(hiddenSize > 0, "hidden_size", "must be positive")
         try check(numHeads > 0, "num_attention_heads", "must be positive")
-        try check(numKVHeads > 0 && numHeads % numKVHeads == 0, "num_key_value_heads",
-                  "\(numKVHeads) does not divide num_attention_heads \(numHeads)")
-        try check(headDim > 0 && (headDim % 2 == 0 || learnedPositionOffset != nil), "head_dim", "must be even and positive, got \(headDim)")
+        try check(
+            numKVHeads > 0 && numHeads % numKVHeads == 0, "num_key_value_heads",
+            "\(numKVHeads) does not divide num_attention_heads \(numHeads)")
+        try check(
+            headDim > 0 && (headDim % 2 == 0 || learnedPositionOffset != nil), "head_dim",
+            "must be even and positive, got \(headDim)")
         try check(numLayers > 0, "num_hidden_layers", "must be positive")
         try check(vocabSize > 0, "vocab_size", "must be positive")
         try check(intermediateSize > 0, "intermediate_size", "must be positive")
@@ -299,7 +332,10 @@ public struct ModelConfig: Sendable, Equatable {
     public func huggingFaceJSON() -> [String: Any] {
         if !family.isLlamaLike { return familyJSON() }
         var d: [String: Any] = [
-            "architectures": [modelType == "mistral" ? "MistralForCausalLM" : modelType == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM"],
+            "architectures": [
+                modelType == "mistral"
+                    ? "MistralForCausalLM" : modelType == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM"
+            ],
             "model_type": modelType, "vocab_size": vocabSize, "hidden_size": hiddenSize,
             "intermediate_size": intermediateSize, "num_hidden_layers": numLayers,
             "num_attention_heads": numHeads, "num_key_value_heads": numKVHeads, "head_dim": headDim,
@@ -307,7 +343,11 @@ public struct ModelConfig: Sendable, Equatable {
             "tie_word_embeddings": tieWordEmbeddings, "hidden_act": "silu",
         ]
         if let b = bosTokenId { d["bos_token_id"] = b }
-        if eosTokenIds.count == 1 { d["eos_token_id"] = eosTokenIds[0] } else if !eosTokenIds.isEmpty { d["eos_token_id"] = eosTokenIds }
+        if eosTokenIds.count == 1 {
+            d["eos_token_id"] = eosTokenIds[0]
+        } else if !eosTokenIds.isEmpty {
+            d["eos_token_id"] = eosTokenIds
+        }
         if let s = slidingWindow {
             d["sliding_window"] = s
             if let l = slidingWindowLayers {
@@ -319,10 +359,13 @@ public struct ModelConfig: Sendable, Equatable {
         switch ropeScaling {
         case .none: break
         case let .linear(f): d["rope_scaling"] = ["rope_type": "linear", "factor": f]
-        case let .dynamic(f, o): d["rope_scaling"] = ["rope_type": "dynamic", "factor": f, "original_max_position_embeddings": o]
+        case let .dynamic(f, o):
+            d["rope_scaling"] = ["rope_type": "dynamic", "factor": f, "original_max_position_embeddings": o]
         case let .llama3(f, l, h, o):
-            d["rope_scaling"] = ["rope_type": "llama3", "factor": f, "low_freq_factor": l, "high_freq_factor": h,
-                                 "original_max_position_embeddings": o]
+            d["rope_scaling"] = [
+                "rope_type": "llama3", "factor": f, "low_freq_factor": l, "high_freq_factor": h,
+                "original_max_position_embeddings": o,
+            ]
         }
         return d
     }
@@ -370,7 +413,9 @@ public struct JSONConfig {
         if let n = v as? NSNumber { return n.doubleValue }
         throw wrong(k, "a number")
     }
-    public func double(_ k: String) throws -> Double { guard let v = try optionalDouble(k) else { throw missing(k) }; return v }
+    public func double(_ k: String) throws -> Double {
+        guard let v = try optionalDouble(k) else { throw missing(k) }; return v
+    }
     public func optionalBool(_ k: String) throws -> Bool? {
         guard let v = object[k], !(v is NSNull) else { return nil }
         if isJSONBool(v), let b = v as? Bool { return b }
@@ -381,7 +426,9 @@ public struct JSONConfig {
         if let s = v as? String { return s }
         throw wrong(k, "a string")
     }
-    public func string(_ k: String) throws -> String { guard let v = try optionalString(k) else { throw missing(k) }; return v }
+    public func string(_ k: String) throws -> String {
+        guard let v = try optionalString(k) else { throw missing(k) }; return v
+    }
     public func object(_ k: String) -> [String: Any]? { object[k] as? [String: Any] }
     /// An integer or an array of integers (as `eos_token_id` may be); empty when absent.
     public func intOrIntArray(_ k: String) throws -> [Int] {

@@ -78,8 +78,10 @@ public struct LinearSlot: Sendable, Equatable {
     /// The stored tensor is [in, out] (GPT-2's Conv1D) rather than [out, in].
     public let transposed: Bool
 
-    public init(kind: LinearKind?, prefix: String, rowOffset: Int = 0, rows: Int, columns: Int, tensorRows: Int? = nil,
-                transposed: Bool = false) {
+    public init(
+        kind: LinearKind?, prefix: String, rowOffset: Int = 0, rows: Int, columns: Int, tensorRows: Int? = nil,
+        transposed: Bool = false
+    ) {
         self.kind = kind; self.prefix = prefix; self.rowOffset = rowOffset; self.rows = rows; self.columns = columns
         self.tensorRows = tensorRows ?? rows; self.transposed = transposed
     }
@@ -134,8 +136,9 @@ extension ModelConfig {
         switch kind {
         case .q, .k, .v:
             let offset = kind == .q ? 0 : (kind == .k ? qd : qd + kvd)
-            return LinearSlot(kind: kind, prefix: prefix, rowOffset: offset, rows: r, columns: c, tensorRows: qd + 2 * kvd,
-                              transposed: true)
+            return LinearSlot(
+                kind: kind, prefix: prefix, rowOffset: offset, rows: r, columns: c, tensorRows: qd + 2 * kvd,
+                transposed: true)
         default:
             return LinearSlot(kind: kind, prefix: prefix, rows: r, columns: c, transposed: true)
         }
@@ -154,9 +157,12 @@ extension ModelConfig {
             guard let s = linearSlot(layer: layer, kind: kind) else { continue }
             if let i = out.firstIndex(where: { $0.prefix == s.prefix }) {
                 let t = out[i]
-                out[i] = LinearTensor(prefix: t.prefix, rows: t.rows, columns: t.columns, transposed: t.transposed, parts: t.parts + [s])
+                out[i] = LinearTensor(
+                    prefix: t.prefix, rows: t.rows, columns: t.columns, transposed: t.transposed, parts: t.parts + [s])
             } else {
-                out.append(LinearTensor(prefix: s.prefix, rows: s.tensorRows, columns: s.columns, transposed: s.transposed, parts: [s]))
+                out.append(
+                    LinearTensor(
+                        prefix: s.prefix, rows: s.tensorRows, columns: s.columns, transposed: s.transposed, parts: [s]))
             }
         }
         return out
@@ -235,15 +241,19 @@ extension ModelConfig {
         rmsNormEps = 1e-5
         let act = try obj.optionalString("activation_function") ?? "relu"
         guard act == "relu" else {
-            throw ModelError.invalidConfig(file: path, field: "activation_function", detail: "unsupported '\(act)' for OPT (relu)")
+            throw ModelError.invalidConfig(
+                file: path, field: "activation_function", detail: "unsupported '\(act)' for OPT (relu)")
         }
         activation = .relu
         learnedPositionOffset = 2
         if try obj.optionalBool("enable_bias") == false {
-            throw ModelError.invalidConfig(file: path, field: "enable_bias", detail: "OPT without biases is not supported")
+            throw ModelError.invalidConfig(
+                file: path, field: "enable_bias", detail: "OPT without biases is not supported")
         }
         if try obj.optionalBool("layer_norm_elementwise_affine") == false {
-            throw ModelError.invalidConfig(file: path, field: "layer_norm_elementwise_affine", detail: "LayerNorm without weights is not supported")
+            throw ModelError.invalidConfig(
+                file: path, field: "layer_norm_elementwise_affine", detail: "LayerNorm without weights is not supported"
+            )
         }
         let wepd = try obj.optionalInt("word_embed_proj_dim") ?? hiddenSize
         embeddingDim = wepd == hiddenSize ? nil : wepd
@@ -253,12 +263,13 @@ extension ModelConfig {
     static func gpt2(_ obj: JSONConfig, path: String) throws -> ModelConfig {
         let h = try obj.int("n_embd")
         let heads = try obj.int("n_head")
-        var c = ModelConfig(vocabSize: try obj.int("vocab_size"), hiddenSize: h,
-                            intermediateSize: try obj.optionalInt("n_inner") ?? 4 * h, numLayers: try obj.int("n_layer"),
-                            numHeads: heads, numKVHeads: heads, headDim: nil,
-                            rmsNormEps: try obj.optionalDouble("layer_norm_epsilon") ?? 1e-5,
-                            maxPositionEmbeddings: try obj.optionalInt("n_positions") ?? 1024,
-                            tieWordEmbeddings: try obj.optionalBool("tie_word_embeddings") ?? true)
+        var c = ModelConfig(
+            vocabSize: try obj.int("vocab_size"), hiddenSize: h,
+            intermediateSize: try obj.optionalInt("n_inner") ?? 4 * h, numLayers: try obj.int("n_layer"),
+            numHeads: heads, numKVHeads: heads, headDim: nil,
+            rmsNormEps: try obj.optionalDouble("layer_norm_epsilon") ?? 1e-5,
+            maxPositionEmbeddings: try obj.optionalInt("n_positions") ?? 1024,
+            tieWordEmbeddings: try obj.optionalBool("tie_word_embeddings") ?? true)
         c.modelType = "gpt2"
         c.family = .gpt2
         c.tensorPrefix = ModelFamily.gpt2.defaultTensorPrefix
@@ -266,22 +277,27 @@ extension ModelConfig {
         c.learnedPositionOffset = 0
         let act = try obj.optionalString("activation_function") ?? "gelu_new"
         guard ["gelu_new", "gelu_pytorch_tanh"].contains(act) else {
-            throw ModelError.invalidConfig(file: path, field: "activation_function", detail: "unsupported '\(act)' for GPT-2 (gelu_new)")
+            throw ModelError.invalidConfig(
+                file: path, field: "activation_function", detail: "unsupported '\(act)' for GPT-2 (gelu_new)")
         }
         c.activation = .geluTanh
         if try obj.optionalBool("scale_attn_by_inverse_layer_idx") == true {
-            throw ModelError.invalidConfig(file: path, field: "scale_attn_by_inverse_layer_idx", detail: "not supported")
+            throw ModelError.invalidConfig(
+                file: path, field: "scale_attn_by_inverse_layer_idx", detail: "not supported")
         }
         if try obj.optionalBool("scale_attn_weights") == false {
-            throw ModelError.invalidConfig(file: path, field: "scale_attn_weights", detail: "unscaled attention is not supported")
+            throw ModelError.invalidConfig(
+                file: path, field: "scale_attn_weights", detail: "unscaled attention is not supported")
         }
         return c
     }
 
     /// The family-specific part of the Hugging Face `config.json` object.
     func familyJSON() -> [String: Any] {
-        var d: [String: Any] = ["model_type": modelType, "vocab_size": vocabSize,
-                                "tie_word_embeddings": tieWordEmbeddings]
+        var d: [String: Any] = [
+            "model_type": modelType, "vocab_size": vocabSize,
+            "tie_word_embeddings": tieWordEmbeddings,
+        ]
         switch family {
         case .llama, .mistral, .qwen2: break
         case .opt:
@@ -298,7 +314,11 @@ extension ModelConfig {
             d["activation_function"] = "gelu_new"
         }
         if let b = bosTokenId { d["bos_token_id"] = b }
-        if eosTokenIds.count == 1 { d["eos_token_id"] = eosTokenIds[0] } else if !eosTokenIds.isEmpty { d["eos_token_id"] = eosTokenIds }
+        if eosTokenIds.count == 1 {
+            d["eos_token_id"] = eosTokenIds[0]
+        } else if !eosTokenIds.isEmpty {
+            d["eos_token_id"] = eosTokenIds
+        }
         return d
     }
 }

@@ -7,9 +7,12 @@ import SqueezeFormats
 public enum ModelLoader {
     /// Loads the model at `path`.
     /// A hook that builds quantized linear operators for a checkpoint directory (set by the quantized engine).
-    nonisolated(unsafe) public static var linearFactory: ((_ directory: String, _ tensors: SafeTensorsModel) throws -> LinearFactory?)?
+    nonisolated(unsafe) public static var linearFactory:
+        ((_ directory: String, _ tensors: SafeTensorsModel) throws -> LinearFactory?)?
 
-    public static func load(path: String, options: LoadOptions = LoadOptions(), pool: WorkerPool = .shared) throws -> DecoderModel {
+    public static func load(
+        path: String, options: LoadOptions = LoadOptions(), pool: WorkerPool = .shared
+    ) throws -> DecoderModel {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw ModelError.notAModel(path: path, detail: "no such file or directory")
@@ -32,14 +35,18 @@ public enum ModelLoader {
         let config = try ModelConfig(configFile: configPath)
         let st = try SafeTensorsModel(path: path)
         var factory = try linearFactory?(dir, st)
-        if let q = try QuantizedCheckpoint(configPath: configPath, tensors: st, mode: options.lutMode) { factory = q.factory }
-        return try DecoderModel(config: config, source: SafeTensorsSource(st), options: options,
-                              linearFactory: factory, pool: pool)
+        if let q = try QuantizedCheckpoint(configPath: configPath, tensors: st, mode: options.lutMode) {
+            factory = q.factory
+        }
+        return try DecoderModel(
+            config: config, source: SafeTensorsSource(st), options: options,
+            linearFactory: factory, pool: pool)
     }
 
     /// Whether `path` is a torch.save zip checkpoint (`.pt`, `.pth`, `.bin`).
     public static func isPyTorchCheckpoint(_ path: String) -> Bool {
-        ["pt", "pth", "bin"].contains(URL(fileURLWithPath: path).pathExtension) && PyTorchCheckpoint.looksLikeZip(path: path)
+        ["pt", "pth", "bin"].contains(URL(fileURLWithPath: path).pathExtension)
+            && PyTorchCheckpoint.looksLikeZip(path: path)
     }
 
     /// Where the tokenizer of a model path lives: the directory of a `.pt` checkpoint, else the path itself.

@@ -30,7 +30,8 @@ public struct QuantizedCheckpoint {
     /// the same names: `<prefix>.qweight`, `.lookup_table` and optionally `.rows`/`.cols`/`.vals`.
     public init(bits: Int, source: TensorSource, mode: LUTMode) throws {
         guard bits == 3 || bits == 4 else {
-            throw QuantizedCheckpointError.unsupported(file: source.path, detail: "\(bits)-bit layers have no kernel (3 and 4 bits are supported)")
+            throw QuantizedCheckpointError.unsupported(
+                file: source.path, detail: "\(bits)-bit layers have no kernel (3 and 4 bits are supported)")
         }
         self.bits = bits
         tensors = source
@@ -45,11 +46,13 @@ public struct QuantizedCheckpoint {
         let sub = JSONConfig(path: configPath, object: qc, prefix: "quantization_config.")
         let method = try sub.optionalString("quant_method") ?? "squeezellm"
         guard method == "squeezellm" else {
-            throw QuantizedCheckpointError.unsupported(file: configPath, detail: "quantization method '\(method)' is not supported (only squeezellm)")
+            throw QuantizedCheckpointError.unsupported(
+                file: configPath, detail: "quantization method '\(method)' is not supported (only squeezellm)")
         }
         let b = try sub.int("wbits")
         guard b == 3 || b == 4 else {
-            throw QuantizedCheckpointError.unsupported(file: configPath, detail: "\(b)-bit layers have no kernel (3 and 4 bits are supported)")
+            throw QuantizedCheckpointError.unsupported(
+                file: configPath, detail: "\(b)-bit layers have no kernel (3 and 4 bits are supported)")
         }
         bits = b
         self.tensors = SafeTensorsSource(tensors)
@@ -72,14 +75,16 @@ public struct QuantizedCheckpoint {
         let qw = try tensors.tensor(p + ".qweight")
         let wordRows = cols * bits / 32
         guard qw.dtype == .i32, qw.shape == [wordRows, full] else {
-            throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".qweight",
-                                                     detail: "expected I32 [\(wordRows), \(full)], got \(qw.dtype.rawValue) \(qw.shape)")
+            throw QuantizedCheckpointError.badTensor(
+                file: file, tensor: p + ".qweight",
+                detail: "expected I32 [\(wordRows), \(full)], got \(qw.dtype.rawValue) \(qw.shape)")
         }
         let lt = try tensors.tensor(p + ".lookup_table")
         let k = 1 << bits
         guard lt.shape == [full, k], lt.dtype.isFloatingPoint else {
-            throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".lookup_table",
-                                                     detail: "expected a float [\(full), \(k)], got \(lt.dtype.rawValue) \(lt.shape)")
+            throw QuantizedCheckpointError.badTensor(
+                file: file, tensor: p + ".lookup_table",
+                detail: "expected a float [\(full), \(k)], got \(lt.dtype.rawValue) \(lt.shape)")
         }
         let src = qw.data.assumingMemoryBound(to: Int32.self)
         var words = [Int32](repeating: 0, count: wordRows * n)
@@ -90,19 +95,24 @@ public struct QuantizedCheckpoint {
             let r = try tensors.tensor(p + ".rows").toIntArray(), c = try tensors.tensor(p + ".cols").toIntArray()
             let v = try tensors.tensor(p + ".vals").toFloatArray()
             guard r.count == full + 1, c.count == v.count, r.last == c.count else {
-                throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".rows",
-                                                         detail: "sparse part (rows \(r.count), cols \(c.count), vals \(v.count)) does not fit [\(full), \(cols)]")
+                throw QuantizedCheckpointError.badTensor(
+                    file: file, tensor: p + ".rows",
+                    detail:
+                        "sparse part (rows \(r.count), cols \(c.count), vals \(v.count)) does not fit [\(full), \(cols)]"
+                )
             }
             let a = r[r0], b = r[r0 + n]
             do {
-                sparse = try SparseCSRMatrix(rows: n, columns: cols, rowPointers: r[r0...(r0 + n)].map { Int32($0 - a) },
-                                             columnIndices: c[a..<b].map { Int32($0) }, values: Array(v[a..<b]))
+                sparse = try SparseCSRMatrix(
+                    rows: n, columns: cols, rowPointers: r[r0...(r0 + n)].map { Int32($0 - a) },
+                    columnIndices: c[a..<b].map { Int32($0) }, values: Array(v[a..<b]))
             } catch {
                 throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".rows", detail: "\(error)")
             }
         }
         do {
-            return try LUTMatrix(squeezeLLMQWeight: words, lut: lut, rows: n, columns: cols, bits: bits, sparse: sparse, mode: mode)
+            return try LUTMatrix(
+                squeezeLLMQWeight: words, lut: lut, rows: n, columns: cols, bits: bits, sparse: sparse, mode: mode)
         } catch {
             throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".qweight", detail: "\(error)")
         }
@@ -113,32 +123,40 @@ public struct QuantizedCheckpoint {
         let qw = try tensors.tensor(p + ".qweight")
         let wordRows = cols * bits / 32
         guard qw.dtype == .i32, qw.shape == [wordRows, rows] else {
-            throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".qweight",
-                                                     detail: "expected I32 [\(wordRows), \(rows)], got \(qw.dtype.rawValue) \(qw.shape)")
+            throw QuantizedCheckpointError.badTensor(
+                file: file, tensor: p + ".qweight",
+                detail: "expected I32 [\(wordRows), \(rows)], got \(qw.dtype.rawValue) \(qw.shape)")
         }
         let lt = try tensors.tensor(p + ".lookup_table")
         guard lt.shape == [rows, 1 << bits], lt.dtype.isFloatingPoint else {
-            throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".lookup_table",
-                                                     detail: "expected a float [\(rows), \(1 << bits)], got \(lt.dtype.rawValue) \(lt.shape)")
+            throw QuantizedCheckpointError.badTensor(
+                file: file, tensor: p + ".lookup_table",
+                detail: "expected a float [\(rows), \(1 << bits)], got \(lt.dtype.rawValue) \(lt.shape)")
         }
         var sparse: SparseCSRMatrix?
         if tensors.contains(p + ".rows") {
-            let r = try tensors.tensor(p + ".rows"), c = try tensors.tensor(p + ".cols"), v = try tensors.tensor(p + ".vals")
+            let r = try tensors.tensor(p + ".rows"), c = try tensors.tensor(p + ".cols"),
+                v = try tensors.tensor(p + ".vals")
             guard r.shape == [rows + 1], c.shape.count == 1, v.shape == c.shape else {
-                throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".rows",
-                                                         detail: "sparse part shapes rows \(r.shape), cols \(c.shape), vals \(v.shape) do not fit [\(rows), \(cols)]")
+                throw QuantizedCheckpointError.badTensor(
+                    file: file, tensor: p + ".rows",
+                    detail:
+                        "sparse part shapes rows \(r.shape), cols \(c.shape), vals \(v.shape) do not fit [\(rows), \(cols)]"
+                )
             }
             do {
-                sparse = try SparseCSRMatrix(rows: rows, columns: cols, rowPointers: r.toIntArray().map { Int32($0) },
-                                             columnIndices: c.toIntArray().map { Int32($0) }, values: v.toFloatArray())
+                sparse = try SparseCSRMatrix(
+                    rows: rows, columns: cols, rowPointers: r.toIntArray().map { Int32($0) },
+                    columnIndices: c.toIntArray().map { Int32($0) }, values: v.toFloatArray())
             } catch {
                 throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".rows", detail: "\(error)")
             }
         }
         let words = UnsafeBufferPointer(start: qw.data.assumingMemoryBound(to: Int32.self), count: qw.elementCount)
         do {
-            return try LUTMatrix(squeezeLLMQWeight: Array(words), lut: lt.toFloatArray(), rows: rows, columns: cols, bits: bits,
-                                 sparse: sparse, mode: mode)
+            return try LUTMatrix(
+                squeezeLLMQWeight: Array(words), lut: lt.toFloatArray(), rows: rows, columns: cols, bits: bits,
+                sparse: sparse, mode: mode)
         } catch {
             throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".qweight", detail: "\(error)")
         }

@@ -1,5 +1,5 @@
-import Foundation
 import CSqueezeKernels
+import Foundation
 
 /// Sampling settings. Temperature 0 means greedy decoding.
 public struct SamplingParameters: Sendable, Equatable {
@@ -15,8 +15,10 @@ public struct SamplingParameters: Sendable, Equatable {
     /// Seed for reproducible sampling (nil: from the system's random source).
     public var seed: UInt64?
 
-    public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, minP: Float = 0, repetitionPenalty: Float = 1,
-                presencePenalty: Float = 0, frequencyPenalty: Float = 0, seed: UInt64? = nil) {
+    public init(
+        temperature: Float = 0, topK: Int = 0, topP: Float = 1, minP: Float = 0, repetitionPenalty: Float = 1,
+        presencePenalty: Float = 0, frequencyPenalty: Float = 0, seed: UInt64? = nil
+    ) {
         self.temperature = temperature
         self.topK = topK
         self.topP = topP

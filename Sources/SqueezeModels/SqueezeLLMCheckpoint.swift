@@ -20,7 +20,8 @@ public enum SqueezeLLMImportError: Error, CustomStringConvertible {
         switch self {
         case let .badQuantConfig(f, d): return "\(f): \(d)"
         case let .missingConfig(c):
-            return "\(c): no config.json beside the checkpoint; give the original model with --base (its config.json is used)"
+            return
+                "\(c): no config.json beside the checkpoint; give the original model with --base (its config.json is used)"
         case let .noQuantizedLayers(f): return "\(f): no '*.qweight' tensors: not a SqueezeLLM checkpoint"
         case let .badTensor(f, t, d): return "\(f): tensor '\(t)': \(d)"
         case let .missingTensor(f, t, h): return "\(f): tensor '\(t)' is missing; \(h)"
@@ -86,19 +87,26 @@ public final class SqueezeLLMCheckpoint: TensorSource {
         // Bits: quant_config.json, checked against the first lookup table.
         let lutName = layers[0] + ".lookup_table"
         guard let lutRef = checkpoint.reference(lutName) else {
-            throw SqueezeLLMImportError.badTensor(file: path, tensor: lutName, detail: "missing (every qweight needs its lookup_table)")
+            throw SqueezeLLMImportError.badTensor(
+                file: path, tensor: lutName, detail: "missing (every qweight needs its lookup_table)")
         }
         guard lutRef.shape.count == 2, [8, 16].contains(lutRef.shape[1]) else {
-            throw SqueezeLLMImportError.badTensor(file: path, tensor: lutName, detail: "shape \(lutRef.shape) is not [out, 8] (3-bit) or [out, 16] (4-bit)")
+            throw SqueezeLLMImportError.badTensor(
+                file: path, tensor: lutName,
+                detail: "shape \(lutRef.shape) is not [out, 8] (3-bit) or [out, 16] (4-bit)")
         }
         let lutBits = lutRef.shape[1] == 8 ? 3 : 4
         let qcPath = dir + "/quant_config.json"
         if FileManager.default.fileExists(atPath: qcPath) {
             let qc = try JSONConfig(path: qcPath)
             let w: Int
-            do { w = try qc.int("wbits") } catch { throw SqueezeLLMImportError.badQuantConfig(file: qcPath, detail: "\(error)") }
+            do { w = try qc.int("wbits") } catch {
+                throw SqueezeLLMImportError.badQuantConfig(file: qcPath, detail: "\(error)")
+            }
             guard w == lutBits else {
-                throw SqueezeLLMImportError.badQuantConfig(file: qcPath, detail: "wbits is \(w), but '\(lutName)' has \(lutRef.shape[1]) entries per row (\(lutBits) bits)")
+                throw SqueezeLLMImportError.badQuantConfig(
+                    file: qcPath,
+                    detail: "wbits is \(w), but '\(lutName)' has \(lutRef.shape[1]) entries per row (\(lutBits) bits)")
             }
         }
         bits = lutBits
@@ -111,13 +119,16 @@ public final class SqueezeLLMCheckpoint: TensorSource {
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDir) {
             if isDir.boolValue {
-                let hasST = ((try? FileManager.default.contentsOfDirectory(atPath: candidate)) ?? []).contains { $0.hasSuffix(".safetensors") }
+                let hasST = ((try? FileManager.default.contentsOfDirectory(atPath: candidate)) ?? []).contains {
+                    $0.hasSuffix(".safetensors")
+                }
                 if hasST {
                     baseSource = SafeTensorsSource(try SafeTensorsModel(path: candidate))
                     baseDir = candidate
                 } else if basePath != nil {
-                    throw SqueezeLLMImportError.missingTensor(file: candidate, tensor: "*.safetensors",
-                                                              hint: "the base model directory has no safetensors files")
+                    throw SqueezeLLMImportError.missingTensor(
+                        file: candidate, tensor: "*.safetensors",
+                        hint: "the base model directory has no safetensors files")
                 }
                 if FileManager.default.fileExists(atPath: candidate + "/config.json") {
                     baseConfig = (try ModelConfig(configFile: candidate + "/config.json"), candidate + "/config.json")
@@ -146,7 +157,9 @@ public final class SqueezeLLMCheckpoint: TensorSource {
         var sparse = Set<String>()
         let layerSet = Set(layers)
         for n in names {
-            if n.hasSuffix("rotary_emb.inv_freq") || Self.extraSuffixes.contains(where: { n.hasSuffix($0) }) { continue }
+            if n.hasSuffix("rotary_emb.inv_freq") || Self.extraSuffixes.contains(where: { n.hasSuffix($0) }) {
+                continue
+            }
             own.append(n)
             if n.hasSuffix(".rows") { sparse.insert(String(n.dropLast(".rows".count))) }
         }
@@ -169,10 +182,13 @@ public final class SqueezeLLMCheckpoint: TensorSource {
     }
 
     public func contains(_ name: String) -> Bool {
-        ownNames.contains(name) || (base.map { b in
-            if name.hasSuffix(".weight"), quantizedLayers.contains(String(name.dropLast(".weight".count))) { return false }
-            return b.contains(name)
-        } ?? false)
+        ownNames.contains(name)
+            || (base.map { b in
+                if name.hasSuffix(".weight"), quantizedLayers.contains(String(name.dropLast(".weight".count))) {
+                    return false
+                }
+                return b.contains(name)
+            } ?? false)
     }
 
     public func tensor(_ name: String) throws -> Tensor {
@@ -182,8 +198,10 @@ public final class SqueezeLLMCheckpoint: TensorSource {
                 if sparseLayers.contains(layer) {
                     let f = try folded(layer)
                     switch s {
-                    case ".rows": return Tensor.owning(AlignedBuffer(f.rows), name: name, dtype: .i32, shape: [f.rows.count])
-                    case ".cols": return Tensor.owning(AlignedBuffer(f.cols), name: name, dtype: .i32, shape: [f.cols.count])
+                    case ".rows":
+                        return Tensor.owning(AlignedBuffer(f.rows), name: name, dtype: .i32, shape: [f.rows.count])
+                    case ".cols":
+                        return Tensor.owning(AlignedBuffer(f.cols), name: name, dtype: .i32, shape: [f.cols.count])
                     default: return Tensor.owning(AlignedBuffer(f.vals), name: name, dtype: .f32, shape: [f.vals.count])
                     }
                 }
@@ -191,9 +209,11 @@ public final class SqueezeLLMCheckpoint: TensorSource {
             return try checkpoint.tensor(name)
         }
         if let b = base, contains(name) { return try b.tensor(name) }
-        throw SqueezeLLMImportError.missingTensor(file: path, tensor: name,
-                                                  hint: base == nil ? "LLaMA-v1 and Vicuna-v1.1 checkpoints hold only the quantized layers: give the original model with --base"
-                                                                    : "the base model does not have it either")
+        throw SqueezeLLMImportError.missingTensor(
+            file: path, tensor: name,
+            hint: base == nil
+                ? "LLaMA-v1 and Vicuna-v1.1 checkpoints hold only the quantized layers: give the original model with --base"
+                : "the base model does not have it either")
     }
 
     /// Checks that every tensor the model needs is here (quantized or dense linears, norms,
@@ -201,17 +221,21 @@ public final class SqueezeLLMCheckpoint: TensorSource {
     public func checkComplete() throws {
         var need = ["model.embed_tokens.weight", "model.norm.weight"]
         if !config.tieWordEmbeddings && !contains("lm_head.qweight") { need.append("lm_head.weight") }
-        let linears = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                       "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
+        let linears = [
+            "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
+        ]
         for l in 0..<config.numLayers {
             let p = "model.layers.\(l)."
             need += [p + "input_layernorm.weight", p + "post_attention_layernorm.weight"]
             for s in linears where !contains(p + s + ".qweight") { need.append(p + s + ".weight") }
         }
         for n in need where !contains(n) {
-            throw SqueezeLLMImportError.missingTensor(file: path, tensor: n,
-                                                      hint: base == nil ? "LLaMA-v1 and Vicuna-v1.1 checkpoints hold only the quantized layers: give the original model with --base"
-                                                                        : "the base model does not have it either")
+            throw SqueezeLLMImportError.missingTensor(
+                file: path, tensor: n,
+                hint: base == nil
+                    ? "LLaMA-v1 and Vicuna-v1.1 checkpoints hold only the quantized layers: give the original model with --base"
+                    : "the base model does not have it either")
         }
     }
 
@@ -222,7 +246,9 @@ public final class SqueezeLLMCheckpoint: TensorSource {
 
     /// Loads the model (every shape checked; layers run from their packed form).
     public func loadModel(options: LoadOptions = LoadOptions(), pool: WorkerPool = .shared) throws -> DecoderModel {
-        try DecoderModel(config: config, source: self, options: options, linearFactory: try linearFactory(mode: options.lutMode), pool: pool)
+        try DecoderModel(
+            config: config, source: self, options: options, linearFactory: try linearFactory(mode: options.lutMode),
+            pool: pool)
     }
 
     /// The whole sparse part of a layer: the CSR arrays with the hybrid dense rows added in, rows in
@@ -242,19 +268,28 @@ public final class SqueezeLLMCheckpoint: TensorSource {
         let lt = try checkpoint.tensor(layer + ".lookup_table")
         let qw = try checkpoint.tensor(layer + ".qweight")
         guard lt.shape.count == 2, qw.shape.count == 2, qw.dtype == .i32 else {
-            throw SqueezeLLMImportError.badTensor(file: path, tensor: layer + ".qweight", detail: "expected I32 [in*\(bits)/32, out], got \(qw.dtype.rawValue) \(qw.shape)")
+            throw SqueezeLLMImportError.badTensor(
+                file: path, tensor: layer + ".qweight",
+                detail: "expected I32 [in*\(bits)/32, out], got \(qw.dtype.rawValue) \(qw.shape)")
         }
         let out = lt.shape[0], inp = qw.shape[0] * 32 / bits
-        func bad(_ s: String, _ d: String) -> SqueezeLLMImportError { .badTensor(file: path, tensor: layer + s, detail: d) }
+        func bad(_ s: String, _ d: String) -> SqueezeLLMImportError {
+            .badTensor(file: path, tensor: layer + s, detail: d)
+        }
         var perRow = [[Int32: Float]](repeating: [:], count: out)
         if checkpoint.contains(layer + ".rows") {
-            let r = try checkpoint.tensor(layer + ".rows"), c = try checkpoint.tensor(layer + ".cols"), v = try checkpoint.tensor(layer + ".vals")
+            let r = try checkpoint.tensor(layer + ".rows"), c = try checkpoint.tensor(layer + ".cols"),
+                v = try checkpoint.tensor(layer + ".vals")
             guard [.i32, .i64].contains(r.dtype), [.i32, .i64].contains(c.dtype) else {
                 throw bad(".rows", "rows/cols must be integer, got \(r.dtype.rawValue)/\(c.dtype.rawValue)")
             }
             guard v.dtype.isFloatingPoint else { throw bad(".vals", "must be floating point, got \(v.dtype.rawValue)") }
-            guard r.shape == [out + 1] else { throw bad(".rows", "shape \(r.shape), expected [\(out + 1)] (indptr of \(out) rows)") }
-            guard c.shape.count == 1, v.shape == c.shape else { throw bad(".vals", "shape \(v.shape) differs from cols \(c.shape)") }
+            guard r.shape == [out + 1] else {
+                throw bad(".rows", "shape \(r.shape), expected [\(out + 1)] (indptr of \(out) rows)")
+            }
+            guard c.shape.count == 1, v.shape == c.shape else {
+                throw bad(".vals", "shape \(v.shape) differs from cols \(c.shape)")
+            }
             let rp = r.toIntArray(), ci = c.toIntArray(), vv = v.toFloatArray()
             let nnz = ci.count
             guard rp[0] == 0, rp[out] == nnz, zip(rp, rp.dropFirst()).allSatisfy({ $0 <= $1 }) else {

@@ -60,8 +60,11 @@ public enum GGUFNames {
     /// The `general.architecture` values whose tensors have Hugging Face names here.
     public static let architectures = ["llama", "mistral", "qwen2", "gpt2"]
 
-    static func tables(_ architecture: String) -> (global: [(hf: String, gguf: String)], layer: [(hf: String, gguf: String)], prefix: [String]) {
-        architecture == "gpt2" ? (gpt2GlobalMap, gpt2LayerMap, ["transformer", "h"]) : (globalMap, layerMap, ["model", "layers"])
+    static func tables(
+        _ architecture: String
+    ) -> (global: [(hf: String, gguf: String)], layer: [(hf: String, gguf: String)], prefix: [String]) {
+        architecture == "gpt2"
+            ? (gpt2GlobalMap, gpt2LayerMap, ["transformer", "h"]) : (globalMap, layerMap, ["model", "layers"])
     }
 
     /// The GGUF name of a Hugging Face tensor name, or nil when it has none.
@@ -116,7 +119,9 @@ public final class GGUFTensorSource: TensorSource {
     /// The GGUF entry holding a Hugging Face tensor and the tensor's shape under that name
     /// (the Hugging Face orientation); nil when absent.
     public func storedInfo(_ name: String) -> (info: GGUFTensorInfo, shape: [Int])? {
-        guard let g = GGUFNames.gguf(fromHF: name, architecture: architecture), let info = gguf.info(g) else { return nil }
+        guard let g = GGUFNames.gguf(fromHF: name, architecture: architecture), let info = gguf.info(g) else {
+            return nil
+        }
         let transposed = GGUFNames.isTransposed(hf: name, architecture: architecture) && info.shape.count == 2
         return (info, transposed ? [info.shape[1], info.shape[0]] : info.shape)
     }
@@ -130,7 +135,8 @@ public final class GGUFTensorSource: TensorSource {
         let t = try gguf.tensor(g)
         if GGUFNames.isTransposed(hf: name, architecture: architecture) {
             guard t.shape.count == 2 else {
-                throw ModelError.unsupportedWeight(file: path, tensor: g, detail: "expected a matrix, got shape \(t.shape)")
+                throw ModelError.unsupportedWeight(
+                    file: path, tensor: g, detail: "expected a matrix, got shape \(t.shape)")
             }
             return GGUFTensorSource.transposed(t, name: name)
         }

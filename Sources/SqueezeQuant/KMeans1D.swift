@@ -162,8 +162,10 @@ final class KMeansWorkspace {
     /// D_l(i) = min over j of D_{l-1}(j) + cost(j, i), cost from the prefix sums in O(1). The cost
     /// satisfies the quadrangle inequality, so the leftmost argmin is nondecreasing in i and each
     /// layer is filled by divide and conquer in O(n log n).
-    func dpBorders(W: UnsafeMutablePointer<Double>, S: UnsafeMutablePointer<Double>,
-                   Q: UnsafeMutablePointer<Double>, n: Int, kk: Int) {
+    func dpBorders(
+        W: UnsafeMutablePointer<Double>, S: UnsafeMutablePointer<Double>,
+        Q: UnsafeMutablePointer<Double>, n: Int, kk: Int
+    ) {
         borders[0] = 0; borders[kk] = n
         if kk == 1 { return }
         let stride = n + 1
@@ -173,8 +175,9 @@ final class KMeansWorkspace {
         }
         if kk >= 3 {
             for l in 2..<kk {
-                fillLayer(W: W, S: S, Q: Q, l: l, kk: kk, lo: l, hi: n - (kk - l), optLo: l - 1,
-                          optHi: n - (kk - l) - 1, stride: stride)
+                fillLayer(
+                    W: W, S: S, Q: Q, l: l, kk: kk, lo: l, hi: n - (kk - l), optLo: l - 1,
+                    optHi: n - (kk - l) - 1, stride: stride)
                 (prev + l).update(from: cur + l, count: n - (kk - l) - l + 1)
             }
         }
@@ -194,9 +197,11 @@ final class KMeansWorkspace {
     }
 
     /// Divide and conquer over one DP layer: cur[i] = min_j prev[j] + cost(j, i), i in lo...hi.
-    private func fillLayer(W: UnsafeMutablePointer<Double>, S: UnsafeMutablePointer<Double>,
-                           Q: UnsafeMutablePointer<Double>, l: Int, kk: Int, lo: Int, hi: Int, optLo: Int, optHi: Int,
-                           stride: Int) {
+    private func fillLayer(
+        W: UnsafeMutablePointer<Double>, S: UnsafeMutablePointer<Double>,
+        Q: UnsafeMutablePointer<Double>, l: Int, kk: Int, lo: Int, hi: Int, optLo: Int, optHi: Int,
+        stride: Int
+    ) {
         if lo > hi { return }
         let mid = (lo + hi) >> 1
         let P = prev

@@ -1,5 +1,6 @@
 import Foundation
 import SqueezeCore
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,9 +27,13 @@ public enum KMeansBenchmark {
     }
 
     /// Runs every engine on every row on the calling thread (one core).
-    public static func run(values: UnsafePointer<Float>, weights: UnsafePointer<Float>, rows: Int, cols: Int,
-                           bits: Int, engines: [KMeansEngine], repeats: Int = 1) throws -> Report {
-        guard (1...8).contains(bits) else { throw QuantError.unsupportedBits(tensor: "", bits: bits, supported: Array(1...8)) }
+    public static func run(
+        values: UnsafePointer<Float>, weights: UnsafePointer<Float>, rows: Int, cols: Int,
+        bits: Int, engines: [KMeansEngine], repeats: Int = 1
+    ) throws -> Report {
+        guard (1...8).contains(bits) else {
+            throw QuantError.unsupportedBits(tensor: "", bits: bits, supported: Array(1...8))
+        }
         let k = 1 << bits
         let ws = KMeansWorkspace(capacity: cols, k: k)
         let lut = UnsafeMutablePointer<Float>.allocate(capacity: k)

@@ -38,16 +38,21 @@ public struct LinearWeightStorage: Sendable, Equatable {
         var s = LinearWeightStorage()
         if path.hasSuffix(".gguf") {
             let g = try GGUFFile(path: path)
-            for t in g.tensors where t.name.hasPrefix("blk.") && t.dims.count == 2 { s.add(bytes: t.byteCount, weights: t.elementCount) }
+            for t in g.tensors where t.name.hasPrefix("blk.") && t.dims.count == 2 {
+                s.add(bytes: t.byteCount, weights: t.elementCount)
+            }
             return s.weights > 0 ? s : nil
         }
         let st = try SafeTensorsModel(path: path)
         let names = Set(st.tensorNames)
         // Block tensors of every family (model.layers.N, model.decoder.layers.N, transformer.h.N).
-        func inBlock(_ n: String) -> Bool { n.contains("layers.") || n.hasPrefix("transformer.h.") || n.hasPrefix("h.") }
+        func inBlock(_ n: String) -> Bool {
+            n.contains("layers.") || n.hasPrefix("transformer.h.") || n.hasPrefix("h.")
+        }
         for name in st.tensorNames {
             guard let info = st.info(name) else { continue }
-            if name.hasSuffix(".qweight"), let lut = st.info(String(name.dropLast(".qweight".count)) + ".lookup_table") {
+            if name.hasSuffix(".qweight"), let lut = st.info(String(name.dropLast(".qweight".count)) + ".lookup_table")
+            {
                 let prefix = String(name.dropLast(".qweight".count))
                 // qweight is int32 [columns * bits / 32, rows]; the table has 2^bits entries per row.
                 let bits = Int(log2(Double(lut.shape[1])).rounded())
@@ -55,7 +60,8 @@ public struct LinearWeightStorage: Sendable, Equatable {
                 for part in ["rows", "cols", "vals"] { bytes += st.info(prefix + "." + part)?.byteCount ?? 0 }
                 s.add(bytes: bytes, weights: info.shape[1] * info.shape[0] * 32 / max(bits, 1))
             } else if inBlock(name), name.hasSuffix(".weight"), info.shape.count == 2,
-                      !names.contains(String(name.dropLast(".weight".count)) + ".qweight") {
+                !names.contains(String(name.dropLast(".weight".count)) + ".qweight")
+            {
                 s.add(bytes: info.byteCount, weights: info.elementCount)
             }
         }

@@ -36,7 +36,10 @@ final class ModelInput {
             let cfgPath = path + "/config.json"
             let cfg = try JSONConfig(path: cfgPath)
             if cfg.object("quantization_config") != nil {
-                throw ModelError.notAModel(path: path, detail: "it is already quantized (config.json has quantization_config); quantize the original model")
+                throw ModelError.notAModel(
+                    path: path,
+                    detail: "it is already quantized (config.json has quantization_config); quantize the original model"
+                )
             }
             var c = try ModelConfig(configFile: cfgPath)
             let st = SafeTensorsSource(try SafeTensorsModel(path: path))
@@ -54,7 +57,9 @@ final class ModelInput {
 
     func shape(_ layer: String) throws -> (Int, Int) {
         let t = try source.tensor(layer + ".weight")
-        guard t.shape.count == 2 else { throw ModelError.shapeMismatch(file: path, tensor: layer + ".weight", expected: [-1, -1], got: t.shape) }
+        guard t.shape.count == 2 else {
+            throw ModelError.shapeMismatch(file: path, tensor: layer + ".weight", expected: [-1, -1], got: t.shape)
+        }
         return transposed.contains(layer) ? (t.shape[1], t.shape[0]) : (t.shape[0], t.shape[1])
     }
 
@@ -62,7 +67,9 @@ final class ModelInput {
         let name = layer + ".weight"
         guard source.contains(name) else { throw ModelError.missingTensor(file: path, tensor: name) }
         var t = try source.tensor(name)
-        guard t.shape.count == 2 else { throw ModelError.shapeMismatch(file: path, tensor: name, expected: [-1, -1], got: t.shape) }
+        guard t.shape.count == 2 else {
+            throw ModelError.shapeMismatch(file: path, tensor: name, expected: [-1, -1], got: t.shape)
+        }
         if source.ropeLayout == .interleaved {
             if layer.hasSuffix("self_attn.q_proj") { t = RopePermutation.toHF(t, heads: config.numHeads) }
             if layer.hasSuffix("self_attn.k_proj") { t = RopePermutation.toHF(t, heads: config.numKVHeads) }
@@ -109,8 +116,10 @@ final class ModelInput {
             try writeJSON(gen, to: dir + "/generation_config.json")
             return
         }
-        for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
-                  "tokenizer.model", "vocab.json", "merges.txt", "tokenizer.gguf"] {
+        for f in [
+            "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+            "tokenizer.model", "vocab.json", "merges.txt", "tokenizer.gguf",
+        ] {
             let src = path + "/" + f
             if fm.fileExists(atPath: src) { try fm.copyItem(atPath: src, toPath: dir + "/" + f) }
         }
@@ -168,7 +177,8 @@ final class PipelineSensitivity {
         guard let t = config.allLinearTensors.first(where: { $0.prefix == layer }) else { return nil }
         let v = try file.values(tensor: t)
         guard v.count == rows * cols else {
-            throw QuantizePipelineError.sensitivityMismatch(file: file.path, tensor: layer + ".weight", detail: "\(v.count) values for a [\(rows), \(cols)] weight")
+            throw QuantizePipelineError.sensitivityMismatch(
+                file: file.path, tensor: layer + ".weight", detail: "\(v.count) values for a [\(rows), \(cols)] weight")
         }
         return SensitivityValues(rows: rows, cols: cols, values: v, perColumn: false)
     }

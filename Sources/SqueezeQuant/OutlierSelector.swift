@@ -61,8 +61,10 @@ public struct OutlierSelector: Sendable, Equatable {
 
     /// Selects the kept positions of a tensor of `count` weights (sensitivity optional: without it no
     /// weights are kept for sensitivity).
-    public func select(weights: UnsafePointer<Float>, sensitivity: UnsafePointer<Float>?, count n: Int,
-                       tensorName: String = "") throws(QuantError) -> OutlierSelection {
+    public func select(
+        weights: UnsafePointer<Float>, sensitivity: UnsafePointer<Float>?, count n: Int,
+        tensorName: String = ""
+    ) throws(QuantError) -> OutlierSelection {
         guard sensitiveFraction >= 0, sensitiveFraction <= 1 else {
             throw .invalidOption("sensitive fraction \(sensitiveFraction) is outside [0, 1]")
         }
@@ -131,8 +133,9 @@ public struct OutlierSelector: Sendable, Equatable {
         }
         var kept = 0
         for i in 0..<n where mask[i] != 0 { kept += 1 }
-        return OutlierSelection(mask: mask, sensitiveCount: sensCount, outlierCount: outCount, keptCount: kept,
-                                sensitivityThreshold: sensThr, threshold: t, range: r, q1: q1, q3: q3)
+        return OutlierSelection(
+            mask: mask, sensitiveCount: sensCount, outlierCount: outCount, keptCount: kept,
+            sensitivityThreshold: sensThr, threshold: t, range: r, q1: q1, q3: q3)
     }
 
     /// The quantile q of `n` values with numpy's default linear interpolation.

@@ -17,13 +17,16 @@ public enum QuantError: Error, CustomStringConvertible, Equatable, Sendable {
         func t(_ s: String) -> String { s.isEmpty ? "tensor" : "tensor \(s)" }
         switch self {
         case let .nonFiniteWeight(tensor, row, column, value):
-            return "\(t(tensor)), row \(row), column \(column): weight is \(value) (NaN or infinite weights cannot be quantized)"
+            return
+                "\(t(tensor)), row \(row), column \(column): weight is \(value) (NaN or infinite weights cannot be quantized)"
         case let .invalidSensitivity(tensor, row, column, value):
             return "\(t(tensor)), row \(row), column \(column): sensitivity is \(value) (must be finite and >= 0)"
         case let .unsupportedBits(tensor, bits, supported):
-            return "\(t(tensor)): \(bits)-bit quantization is not supported here (supported: \(supported.map(String.init).joined(separator: ", ")))"
+            return
+                "\(t(tensor)): \(bits)-bit quantization is not supported here (supported: \(supported.map(String.init).joined(separator: ", ")))"
         case let .badInputDimension(tensor, columns, bits, multiple):
-            return "\(t(tensor)): input dimension \(columns) is not a multiple of \(multiple), required to pack \(bits)-bit indices"
+            return
+                "\(t(tensor)): input dimension \(columns) is not a multiple of \(multiple), required to pack \(bits)-bit indices"
         case let .shapeMismatch(tensor, detail):
             return "\(t(tensor)): \(detail)"
         case let .invalidOption(detail):

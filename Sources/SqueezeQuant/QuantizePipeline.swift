@@ -111,22 +111,32 @@ public enum QuantizePipelineError: Error, CustomStringConvertible {
 public enum ModelQuantizer {
     /// The linear layers quantized per block of Llama-family models (Hugging Face suffixes); other
     /// families' lists come from `ModelConfig.linearTensors(layer:)`.
-    public static let linearSuffixes = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                                        "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
+    public static let linearSuffixes = [
+        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+        "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
+    ]
 
     /// Progress events: (tensors done, tensors total, name, rows quantized per second, seconds elapsed).
     public typealias Progress = (Int, Int, String, Double, Double) -> Void
 
-    public static func quantize(model path: String, output: String, options: QuantizeOptions,
-                                progress: Progress? = nil) throws -> QuantizeReport {
-        guard [2, 3, 4].contains(options.bits) else { throw QuantizePipelineError.badOption("bits per weight must be 2, 3 or 4, got \(options.bits)") }
-        guard [.f16, .f32].contains(options.sparseDType) else { throw QuantizePipelineError.badOption("the sparse values' dtype must be f16 or f32, got \(options.sparseDType.rawValue)") }
+    public static func quantize(
+        model path: String, output: String, options: QuantizeOptions,
+        progress: Progress? = nil
+    ) throws -> QuantizeReport {
+        guard [2, 3, 4].contains(options.bits) else {
+            throw QuantizePipelineError.badOption("bits per weight must be 2, 3 or 4, got \(options.bits)")
+        }
+        guard [.f16, .f32].contains(options.sparseDType) else {
+            throw QuantizePipelineError.badOption(
+                "the sparse values' dtype must be f16 or f32, got \(options.sparseDType.rawValue)")
+        }
         let fm = FileManager.default
         if fm.fileExists(atPath: output) { throw QuantizePipelineError.outputExists(output) }
         let t0 = DispatchTime.now().uptimeNanoseconds
         let input = try ModelInput(path: path)
         let config = input.config
-        let sens = try options.sensitivity == .none ? nil : PipelineSensitivity(source: options.sensitivity, config: config)
+        let sens =
+            try options.sensitivity == .none ? nil : PipelineSensitivity(source: options.sensitivity, config: config)
 
         // The tensors to quantize, in file order of the model.
         var linear: [String] = []
@@ -142,7 +152,9 @@ public enum ModelQuantizer {
                 let sv = try sens?.values(for: name, rows: w.rows, cols: w.cols) ?? nil
                 let selection = try w.buffer.withUnsafeBufferPointer { wb in
                     try sv.withFullPointer(rows: w.rows, cols: w.cols) { sp in
-                        try sel.select(weights: wb.baseAddress!, sensitivity: sp, count: w.rows * w.cols, tensorName: name + ".weight")
+                        try sel.select(
+                            weights: wb.baseAddress!, sensitivity: sp, count: w.rows * w.cols,
+                            tensorName: name + ".weight")
                     }
                 }
                 nnz[name] = selection.keptCount
@@ -183,15 +195,24 @@ public enum ModelQuantizer {
         if let sel = options.outliers {
             switch sel.threshold {
             case .none: sparsityDesc = String(format: "sensitive %.4g%%", sel.sensitiveFraction * 100)
-            case let .fraction(f): sparsityDesc = String(format: "sensitive %.4g%% + outliers %.4g%%", sel.sensitiveFraction * 100, f * 100)
-            case let .range(r): sparsityDesc = String(format: "sensitive %.4g%% + outliers beyond IQR range %.4g", sel.sensitiveFraction * 100, r)
-            case let .absolute(t): sparsityDesc = String(format: "sensitive %.4g%% + |w| >= %.4g", sel.sensitiveFraction * 100, t)
+            case let .fraction(f):
+                sparsityDesc = String(
+                    format: "sensitive %.4g%% + outliers %.4g%%", sel.sensitiveFraction * 100, f * 100)
+            case let .range(r):
+                sparsityDesc = String(
+                    format: "sensitive %.4g%% + outliers beyond IQR range %.4g", sel.sensitiveFraction * 100, r)
+            case let .absolute(t):
+                sparsityDesc = String(format: "sensitive %.4g%% + |w| >= %.4g", sel.sensitiveFraction * 100, t)
             }
         } else {
             sparsityDesc = "dense"
         }
-        let meta = ["format": "pt", "quant_method": "squeezellm", "wbits": "\(options.bits)", "tool": "squeeze \(squeezeVersion)"]
-        let writer = try ShardedSafeTensorsWriter(directory: tmp, entries: entries, metadata: meta, maxShardBytes: options.maxShardBytes)
+        let meta = [
+            "format": "pt", "quant_method": "squeezellm", "wbits": "\(options.bits)",
+            "tool": "squeeze \(squeezeVersion)",
+        ]
+        let writer = try ShardedSafeTensorsWriter(
+            directory: tmp, entries: entries, metadata: meta, maxShardBytes: options.maxShardBytes)
 
         var reports: [TensorReport] = []
         var quantBytes = 0, quantWeights = 0
@@ -218,10 +239,15 @@ public enum ModelQuantizer {
                 let (q, csr, rep) = try quantizeOne(name: layer, w: w, sens: sv, options: options)
                 var r = rep
                 r.seconds = elapsed(ts)
-                let qw = try SqueezePacking.pack(indices: q.indices, rows: w.rows, cols: w.cols, bits: options.bits, tensorName: layer)
+                let qw = try SqueezePacking.pack(
+                    indices: q.indices, rows: w.rows, cols: w.cols, bits: options.bits, tensorName: layer)
                 try qw.withUnsafeBytes { try writer.write(name: name, bytes: $0) }
                 var bytes = qw.count * 4 + w.rows * k * 2
-                if let c = csr { bytes += c.rowPointers.count * 4 + c.columnIndices.count * 4 + c.values.count * options.sparseDType.byteSize }
+                if let c = csr {
+                    bytes +=
+                        c.rowPointers.count * 4 + c.columnIndices.count * 4 + c.values.count
+                        * options.sparseDType.byteSize
+                }
                 r.bytes = bytes
                 quantBytes += bytes
                 quantWeights += w.rows * w.cols
@@ -242,8 +268,11 @@ public enum ModelQuantizer {
             case "rows": try csr!.rowPointers.withUnsafeBytes { try writer.write(name: name, bytes: $0) }
             case "cols": try csr!.columnIndices.withUnsafeBytes { try writer.write(name: name, bytes: $0) }
             case "vals":
-                if options.sparseDType == .f16 { try csr!.valuesHalf().withUnsafeBytes { try writer.write(name: name, bytes: $0) } }
-                else { try csr!.values.withUnsafeBytes { try writer.write(name: name, bytes: $0) } }
+                if options.sparseDType == .f16 {
+                    try csr!.valuesHalf().withUnsafeBytes { try writer.write(name: name, bytes: $0) }
+                } else {
+                    try csr!.values.withUnsafeBytes { try writer.write(name: name, bytes: $0) }
+                }
                 pendingLinear[layer] = nil
             default:
                 throw QuantizePipelineError.badOption("internal: unexpected tensor \(name)")
@@ -257,7 +286,8 @@ public enum ModelQuantizer {
         if options.quantizeHead { cfg["tie_word_embeddings"] = false }
         var qc: [String: Any] = [
             "quant_method": "squeezellm", "wbits": options.bits, "method": options.method.rawValue,
-            "kmeans": options.kmeans.engine.rawValue, "sensitivity": options.sensitivityLabel ?? options.sensitivity.description,
+            "kmeans": options.kmeans.engine.rawValue,
+            "sensitivity": options.sensitivityLabel ?? options.sensitivity.description,
             "sparsity": sparsityDesc, "sparse_dtype": options.sparseDType.rawValue,
             "quantize_head": options.quantizeHead, "tool": "squeeze \(squeezeVersion)",
             "source": URL(fileURLWithPath: path).lastPathComponent,
@@ -273,15 +303,20 @@ public enum ModelQuantizer {
 
         let outBytes = directorySize(tmp)
         try dir.commit()
-        return QuantizeReport(model: path, output: output, bits: options.bits, method: options.method.rawValue,
-                              kmeans: options.kmeans.engine.rawValue, sensitivity: options.sensitivityLabel ?? options.sensitivity.description,
-                              sparsity: sparsityDesc, tensors: reports,
-                              bitsPerWeight: LinearWeightStorage(bytes: quantBytes, weights: quantWeights).bitsPerWeight,
-                              quantizedWeights: quantWeights, outputBytes: outBytes, wallSeconds: elapsed(t0))
+        return QuantizeReport(
+            model: path, output: output, bits: options.bits, method: options.method.rawValue,
+            kmeans: options.kmeans.engine.rawValue,
+            sensitivity: options.sensitivityLabel ?? options.sensitivity.description,
+            sparsity: sparsityDesc, tensors: reports,
+            bitsPerWeight: LinearWeightStorage(bytes: quantBytes, weights: quantWeights).bitsPerWeight,
+            quantizedWeights: quantWeights, outputBytes: outBytes, wallSeconds: elapsed(t0))
     }
 
-    static func quantizeOne(name: String, w: WeightMatrix, sens: SensitivityValues?, options: QuantizeOptions)
-        throws -> (QuantizedMatrix, SparseCSR?, TensorReport) {
+    static func quantizeOne(
+        name: String, w: WeightMatrix, sens: SensitivityValues?, options: QuantizeOptions
+    )
+        throws -> (QuantizedMatrix, SparseCSR?, TensorReport)
+    {
         let rows = w.rows, cols = w.cols
         return try w.buffer.withUnsafeBufferPointer { wb -> (QuantizedMatrix, SparseCSR?, TensorReport) in
             let wp = wb.baseAddress!
@@ -299,11 +334,13 @@ public enum ModelQuantizer {
                 try mask.withOptionalPointer { mp in
                     switch options.method {
                     case .squeezellm:
-                        return try NonUniformQuantizer.quantizeMatrix(weights: wp, sensitivity: si, rows: rows, cols: cols, bits: options.bits,
-                                                                      keepMask: mp, options: kmOpts, tensorName: name + ".weight")
+                        return try NonUniformQuantizer.quantizeMatrix(
+                            weights: wp, sensitivity: si, rows: rows, cols: cols, bits: options.bits,
+                            keepMask: mp, options: kmOpts, tensorName: name + ".weight")
                     case .rtn, .rtnMinmax:
-                        var r = try RTNQuantizer.quantizeMatrix(weights: wp, sensitivity: si, rows: rows, cols: cols, bits: options.bits,
-                                                                variant: options.method == .rtn ? .gptq : .minmax, tensorName: name + ".weight")
+                        var r = try RTNQuantizer.quantizeMatrix(
+                            weights: wp, sensitivity: si, rows: rows, cols: cols, bits: options.bits,
+                            variant: options.method == .rtn ? .gptq : .minmax, tensorName: name + ".weight")
                         if let m = mp { r = RTNQuantizer.assignKeptToNearestZero(r, keepMask: m) }
                         return r
                     }
@@ -312,7 +349,11 @@ public enum ModelQuantizer {
             // Round the tables to FP16 as stored (the k-means already chose labels against FP16 centroids).
             q.lut = q.lut.map { HalfConversion.toFloat(HalfConversion.toHalf($0)) }
             var csr: SparseCSR?
-            if let m = mask { csr = m.withUnsafeBufferPointer { SparseCSR.build(weights: wp, keepMask: $0.baseAddress!, quantized: q) } }
+            if let m = mask {
+                csr = m.withUnsafeBufferPointer {
+                    SparseCSR.build(weights: wp, keepMask: $0.baseAddress!, quantized: q)
+                }
+            }
             // Errors against what is stored.
             var se = 0.0, we = 0.0, norm = 0.0
             let kk = q.clusters
@@ -331,9 +372,10 @@ public enum ModelQuantizer {
                     if mask == nil || mask![i] == 0 { we += Double(svals?.at(r, c) ?? 1) * d * d }
                 }
             }
-            let rep = TensorReport(name: name, rows: rows, columns: cols, weightedError: we, squaredError: se,
-                                   relativeError: norm > 0 ? (se / norm).squareRoot() : 0, sparseCount: csr?.nonzeroCount ?? 0,
-                                   seconds: 0, bytes: 0)
+            let rep = TensorReport(
+                name: name, rows: rows, columns: cols, weightedError: we, squaredError: se,
+                relativeError: norm > 0 ? (se / norm).squareRoot() : 0, sparseCount: csr?.nonzeroCount ?? 0,
+                seconds: 0, bytes: 0)
             return (q, csr, rep)
         }
     }

@@ -15,7 +15,9 @@ public enum QuantizeProjection {
     }
 
     public static func llama7BBlock(bits: Int, engine: KMeansEngine, sparse: Bool, threads: Int) throws -> Result {
-        let shapes = [(4096, 4096), (4096, 4096), (4096, 4096), (4096, 4096), (11008, 4096), (11008, 4096), (4096, 11008)]
+        let shapes = [
+            (4096, 4096), (4096, 4096), (4096, 4096), (4096, 4096), (11008, 4096), (11008, 4096), (4096, 11008),
+        ]
         var seed: UInt64 = 0x5eed
         func next() -> Double {
             seed &+= 0x9E37_79B9_7F4A_7C15
@@ -40,16 +42,21 @@ public enum QuantizeProjection {
                 try f.withUnsafeBufferPointer { fb in
                     var mask: [UInt8]?
                     if sparse {
-                        mask = try OutlierSelector.sparsity(percent: 0.45).select(weights: wb.baseAddress!, sensitivity: fb.baseAddress!, count: n).mask
+                        mask = try OutlierSelector.sparsity(percent: 0.45).select(
+                            weights: wb.baseAddress!, sensitivity: fb.baseAddress!, count: n
+                        ).mask
                     }
                     _ = try mask.withOptionalPointer { mp in
-                        try NonUniformQuantizer.quantizeMatrix(weights: wb.baseAddress!, sensitivity: .full(fb.baseAddress!), rows: rows,
-                                                               cols: cols, bits: bits, keepMask: mp, options: opts)
+                        try NonUniformQuantizer.quantizeMatrix(
+                            weights: wb.baseAddress!, sensitivity: .full(fb.baseAddress!), rows: rows,
+                            cols: cols, bits: bits, keepMask: mp, options: opts)
                     }
                 }
             }
             total += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         }
-        return Result(bits: bits, engine: engine.rawValue, sparse: sparse, threads: threads, secondsPerBlock: total, projectedSeconds7B: total * 32)
+        return Result(
+            bits: bits, engine: engine.rawValue, sparse: sparse, threads: threads, secondsPerBlock: total,
+            projectedSeconds7B: total * 32)
     }
 }

@@ -19,8 +19,10 @@ public struct QuantizedMatrix: Sendable, Equatable {
     public var rowSquaredError: [Double]
 
     /// Creates a quantized matrix from its parts.
-    public init(rows: Int, cols: Int, bits: Int, lut: [Float], indices: [UInt8],
-                rowWeightedError: [Double], rowSquaredError: [Double]) {
+    public init(
+        rows: Int, cols: Int, bits: Int, lut: [Float], indices: [UInt8],
+        rowWeightedError: [Double], rowSquaredError: [Double]
+    ) {
         self.rows = rows; self.cols = cols; self.bits = bits
         self.lut = lut; self.indices = indices
         self.rowWeightedError = rowWeightedError; self.rowSquaredError = rowSquaredError
@@ -81,8 +83,10 @@ public struct KMeansOptions: Sendable, Equatable {
     public var threads: Int?
 
     /// Creates options; the defaults follow the reference except for the engine (exact DP).
-    public init(engine: KMeansEngine = .optimal, maxIterations: Int = 50, zeroValuesGetZeroWeight: Bool = true,
-                halfPrecisionTable: Bool = false, threads: Int? = nil) {
+    public init(
+        engine: KMeansEngine = .optimal, maxIterations: Int = 50, zeroValuesGetZeroWeight: Bool = true,
+        halfPrecisionTable: Bool = false, threads: Int? = nil
+    ) {
         self.engine = engine; self.maxIterations = maxIterations
         self.zeroValuesGetZeroWeight = zeroValuesGetZeroWeight
         self.halfPrecisionTable = halfPrecisionTable; self.threads = threads
@@ -98,10 +102,12 @@ public enum NonUniformQuantizer {
     /// the index of the row's centroid nearest 0, so that `SparseCSR.build` can store `w - centroid`.
     /// If the included positions of a row have zero total sensitivity, uniform weights are used.
     /// Rows are independent and run in parallel; results do not depend on the thread count.
-    public static func quantizeMatrix(weights: UnsafePointer<Float>, sensitivity: SensitivityInput = .uniform,
-                                      rows: Int, cols: Int, bits: Int, keepMask: UnsafePointer<UInt8>? = nil,
-                                      options: KMeansOptions = KMeansOptions(),
-                                      tensorName: String = "") throws(QuantError) -> QuantizedMatrix {
+    public static func quantizeMatrix(
+        weights: UnsafePointer<Float>, sensitivity: SensitivityInput = .uniform,
+        rows: Int, cols: Int, bits: Int, keepMask: UnsafePointer<UInt8>? = nil,
+        options: KMeansOptions = KMeansOptions(),
+        tensorName: String = ""
+    ) throws(QuantError) -> QuantizedMatrix {
         guard (1...8).contains(bits) else {
             throw .unsupportedBits(tensor: tensorName, bits: bits, supported: Array(1...8))
         }
@@ -123,7 +129,8 @@ public enum NonUniformQuantizer {
             indices.withUnsafeMutableBufferPointer { idxB in
                 werr.withUnsafeMutableBufferPointer { weB in
                     serr.withUnsafeMutableBufferPointer { seB in
-                        let lutP = lutB.baseAddress!, idxP = idxB.baseAddress, weP = weB.baseAddress, seP = seB.baseAddress
+                        let lutP = lutB.baseAddress!, idxP = idxB.baseAddress, weP = weB.baseAddress,
+                            seP = seB.baseAddress
                         pool.parallelFor(rows, minBlock: 1, blocksPerThread: 8, threads: threads) { range, thread in
                             let ws = workspaces[thread]
                             for r in range {
@@ -136,7 +143,8 @@ public enum NonUniformQuantizer {
                                 }
                                 do {
                                     let (we, se) = try quantizeRow(
-                                        ws, values: weights + r * cols, sens: sRow, keep: keepMask.map { $0 + r * cols },
+                                        ws, values: weights + r * cols, sens: sRow,
+                                        keep: keepMask.map { $0 + r * cols },
                                         n: cols, k: k, options: options, lutOut: lutP + r * k,
                                         idxOut: idxP.map { $0 + r * cols }, row: r, tensorName: tensorName)
                                     weP![r] = we; seP![r] = se
@@ -155,14 +163,17 @@ public enum NonUniformQuantizer {
             if let f = failures[t], first == nil || f.0 < first!.0 { first = f }
         }
         if let f = first { throw f.1 }
-        return QuantizedMatrix(rows: rows, cols: cols, bits: bits, lut: lut, indices: indices,
-                               rowWeightedError: werr, rowSquaredError: serr)
+        return QuantizedMatrix(
+            rows: rows, cols: cols, bits: bits, lut: lut, indices: indices,
+            rowWeightedError: werr, rowSquaredError: serr)
     }
 
     /// Quantizes one row given as arrays (a convenience for tests and tools).
-    public static func quantizeRow(values: [Float], weights: [Float]?, bits: Int,
-                                   options: KMeansOptions = KMeansOptions(),
-                                   tensorName: String = "") throws(QuantError) -> QuantizedMatrix {
+    public static func quantizeRow(
+        values: [Float], weights: [Float]?, bits: Int,
+        options: KMeansOptions = KMeansOptions(),
+        tensorName: String = ""
+    ) throws(QuantError) -> QuantizedMatrix {
         if let w = weights, w.count != values.count {
             throw .shapeMismatch(tensor: tensorName, detail: "\(values.count) values but \(w.count) weights")
         }
@@ -170,20 +181,24 @@ public enum NonUniformQuantizer {
             let base = v.baseAddress ?? UnsafePointer(bitPattern: 64)!
             if let w = weights {
                 return try w.withUnsafeBufferPointer { (wb) throws(QuantError) -> QuantizedMatrix in
-                    try quantizeMatrix(weights: base, sensitivity: .full(wb.baseAddress ?? base), rows: 1,
-                                       cols: values.count, bits: bits, options: options, tensorName: tensorName)
+                    try quantizeMatrix(
+                        weights: base, sensitivity: .full(wb.baseAddress ?? base), rows: 1,
+                        cols: values.count, bits: bits, options: options, tensorName: tensorName)
                 }
             }
-            return try quantizeMatrix(weights: base, rows: 1, cols: values.count, bits: bits,
-                                      options: options, tensorName: tensorName)
+            return try quantizeMatrix(
+                weights: base, rows: 1, cols: values.count, bits: bits,
+                options: options, tensorName: tensorName)
         }
     }
 
     /// One row: gather, sort, cluster, label, measure. Returns (weighted error, squared error).
-    static func quantizeRow(_ ws: KMeansWorkspace, values: UnsafePointer<Float>, sens: UnsafePointer<Float>?,
-                            keep: UnsafePointer<UInt8>?, n: Int, k: Int, options: KMeansOptions,
-                            lutOut: UnsafeMutablePointer<Float>, idxOut: UnsafeMutablePointer<UInt8>?,
-                            row: Int, tensorName: String) throws -> (Double, Double) {
+    static func quantizeRow(
+        _ ws: KMeansWorkspace, values: UnsafePointer<Float>, sens: UnsafePointer<Float>?,
+        keep: UnsafePointer<UInt8>?, n: Int, k: Int, options: KMeansOptions,
+        lutOut: UnsafeMutablePointer<Float>, idxOut: UnsafeMutablePointer<UInt8>?,
+        row: Int, tensorName: String
+    ) throws -> (Double, Double) {
         // Gather the included positions as (key, column) items with their k-means weights.
         var m = 0
         var total = 0.0

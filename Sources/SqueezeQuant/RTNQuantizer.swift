@@ -14,10 +14,14 @@ public enum RTNVariant: String, CaseIterable, Sendable {
 public enum RTNQuantizer {
     /// Quantizes a row-major `rows x cols` matrix. Arithmetic is Float32 with round-half-to-even,
     /// as torch does; errors are measured against the Float32 grid values.
-    public static func quantizeMatrix(weights: UnsafePointer<Float>, sensitivity: SensitivityInput = .uniform,
-                                      rows: Int, cols: Int, bits: Int, variant: RTNVariant = .gptq,
-                                      tensorName: String = "") throws(QuantError) -> QuantizedMatrix {
-        guard (1...8).contains(bits) else { throw .unsupportedBits(tensor: tensorName, bits: bits, supported: Array(1...8)) }
+    public static func quantizeMatrix(
+        weights: UnsafePointer<Float>, sensitivity: SensitivityInput = .uniform,
+        rows: Int, cols: Int, bits: Int, variant: RTNVariant = .gptq,
+        tensorName: String = ""
+    ) throws(QuantError) -> QuantizedMatrix {
+        guard (1...8).contains(bits) else {
+            throw .unsupportedBits(tensor: tensorName, bits: bits, supported: Array(1...8))
+        }
         for r in 0..<rows {
             for c in 0..<cols where !weights[r * cols + c].isFinite {
                 throw .nonFiniteWeight(tensor: tensorName, row: r, column: c, value: weights[r * cols + c])
@@ -67,7 +71,8 @@ public enum RTNQuantizer {
             }
             werr[r] = we; serr[r] = se
         }
-        return QuantizedMatrix(rows: rows, cols: cols, bits: bits, lut: lut, indices: idx,
-                               rowWeightedError: werr, rowSquaredError: serr)
+        return QuantizedMatrix(
+            rows: rows, cols: cols, bits: bits, lut: lut, indices: idx,
+            rowWeightedError: werr, rowSquaredError: serr)
     }
 }

@@ -1,5 +1,5 @@
-import Foundation
 import CSqueezeKernels
+import Foundation
 import SqueezeCore
 import SqueezeFormats
 import SqueezeKernels
@@ -21,14 +21,17 @@ public enum SensitivityError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .calibrationTooShort(t, s):
-            return "the calibration text has \(t) tokens, fewer than one window of \(s) + 1; give a longer text or a shorter window"
+            return
+                "the calibration text has \(t) tokens, fewer than one window of \(s) + 1; give a longer text or a shorter window"
         case let .windowExceedsContext(s, c):
             return "the window length \(s) exceeds the model's context of \(c) tokens (max_position_embeddings)"
         case let .invalidOption(n, d): return "\(n) \(d)"
         case let .unsupportedOutputDType(d): return "sensitivity files are written as F32 or BF16, not \(d.rawValue)"
         case let .missingTensor(f, t): return "\(f): sensitivity for '\(t)' is missing"
-        case let .shapeMismatch(f, t, e, g): return "\(f): sensitivity '\(t)' has shape \(g) but the model's weight is \(e)"
-        case let .unsupportedDType(f, t, d): return "\(f): sensitivity '\(t)' has dtype \(d.rawValue); expected F32, F16, BF16 or F64"
+        case let .shapeMismatch(f, t, e, g):
+            return "\(f): sensitivity '\(t)' has shape \(g) but the model's weight is \(e)"
+        case let .unsupportedDType(f, t, d):
+            return "\(f): sensitivity '\(t)' has dtype \(d.rawValue); expected F32, F16, BF16 or F64"
         case let .invalidValues(f, t, d): return "\(f): sensitivity '\(t)': \(d)"
         case let .notASensitivityFile(p, d): return "\(p): not a sensitivity file: \(d)"
         }
@@ -132,12 +135,15 @@ public final class SensitivityAccumulator: GradientSink {
         backwardSeconds += other.backwardSeconds
     }
 
-    public func accept(layer: Int, kind: LinearKind, dY: UnsafePointer<Float>, lddy: Int,
-                       x: UnsafePointer<Float>, ldx: Int, tokens: Int) {
+    public func accept(
+        layer: Int, kind: LinearKind, dY: UnsafePointer<Float>, lddy: Int,
+        x: UnsafePointer<Float>, ldx: Int, tokens: Int
+    ) {
         guard let op = model.layers[layer].op(kind) else { return }
-        BackwardKernels.weightGradient(dY: dY, lddy: lddy, x: x, ldx: ldx, tokens: tokens, rows: op.rows,
-                                       columns: op.columns, out: acc[layer][kind.rawValue].pointer, mode: .addSquare,
-                                       pool: model.pool)
+        BackwardKernels.weightGradient(
+            dY: dY, lddy: lddy, x: x, ldx: ldx, tokens: tokens, rows: op.rows,
+            columns: op.columns, out: acc[layer][kind.rawValue].pointer, mode: .addSquare,
+            pool: model.pool)
     }
 
     func observe(layer: Int, kind: LinearKind, x: UnsafePointer<Float>, ldx: Int, tokens: Int) {
@@ -251,7 +257,9 @@ public final class SensitivityAccumulator: GradientSink {
                     } else {
                         var b = [UInt16](repeating: 0, count: v.count)
                         v.withUnsafeBufferPointer { src in
-                            b.withUnsafeMutableBufferPointer { HalfConversion.toBF16(src.baseAddress!, $0.baseAddress!, count: v.count) }
+                            b.withUnsafeMutableBufferPointer {
+                                HalfConversion.toBF16(src.baseAddress!, $0.baseAddress!, count: v.count)
+                            }
                         }
                         try b.withUnsafeBytes { try w.write(name: name, bytes: $0) }
                     }
@@ -275,21 +283,27 @@ public enum Sensitivity {
     /// Checks options against the model and the tokenized calibration text, and draws the windows'
     /// starts (Python-compatible sampler, see `WindowSampler`).
     public static func plan(model: DecoderModel, tokenCount: Int, options: SensitivityOptions) throws -> [Int] {
-        guard options.seqlen >= 2 else { throw SensitivityError.invalidOption(name: "seqlen", detail: "must be at least 2, got \(options.seqlen)") }
+        guard options.seqlen >= 2 else {
+            throw SensitivityError.invalidOption(name: "seqlen", detail: "must be at least 2, got \(options.seqlen)")
+        }
         if let limit = model.config.contextLimit, options.seqlen > limit {
             throw SensitivityError.windowExceedsContext(seqlen: options.seqlen, context: limit)
         }
         if options.mode == .fisher { try model.checkTrainable() }
-        return try WindowSampler.starts(tokenCount: tokenCount, seqlen: options.seqlen, samples: options.samples, seed: options.seed)
+        return try WindowSampler.starts(
+            tokenCount: tokenCount, seqlen: options.seqlen, samples: options.samples, seed: options.seed)
     }
 
     /// Accumulates the sensitivity of `model` over `options.samples` windows of `options.seqlen`
     /// tokens drawn from `tokens`; calls `progress` after each window.
-    public static func compute(model: DecoderModel, tokens: [Int], options: SensitivityOptions,
-                               progress: ((SensitivityProgress) -> Void)? = nil) throws -> SensitivityAccumulator {
+    public static func compute(
+        model: DecoderModel, tokens: [Int], options: SensitivityOptions,
+        progress: ((SensitivityProgress) -> Void)? = nil
+    ) throws -> SensitivityAccumulator {
         let starts = try plan(model: model, tokenCount: tokens.count, options: options)
-        return try compute(model: model, windows: starts.map { Array(tokens[$0..<($0 + options.seqlen)]) },
-                           mode: options.mode, progress: progress)
+        return try compute(
+            model: model, windows: starts.map { Array(tokens[$0..<($0 + options.seqlen)]) },
+            mode: options.mode, progress: progress)
     }
 
     /// Accumulates the sensitivity of `model` over the given windows.
@@ -301,20 +315,27 @@ public enum Sensitivity {
     /// docs/performance.md), at the cost of an accumulator and a workspace per lane. nil chooses: as many lanes
     /// as the pool's threads (at most the windows) when their memory stays under a quarter of the
     /// machine's, else 1 (every kernel split over the pool's threads instead).
-    public static func compute(model: DecoderModel, windows: [[Int]], mode: SensitivityMode, lanes: Int? = nil,
-                               progress: ((SensitivityProgress) -> Void)? = nil) throws -> SensitivityAccumulator {
-        let n = lanes.map { max(1, min($0, windows.count)) } ?? automaticLanes(model: model, windows: windows, mode: mode)
+    public static func compute(
+        model: DecoderModel, windows: [[Int]], mode: SensitivityMode, lanes: Int? = nil,
+        progress: ((SensitivityProgress) -> Void)? = nil
+    ) throws -> SensitivityAccumulator {
+        let n =
+            lanes.map { max(1, min($0, windows.count)) } ?? automaticLanes(model: model, windows: windows, mode: mode)
         let t0 = Date()
         if n <= 1 {
             let acc = SensitivityAccumulator(model: model, mode: mode)
             for (i, w) in windows.enumerated() {
                 let loss = try acc.add(window: w)
-                progress?(SensitivityProgress(done: i + 1, total: windows.count, tokens: acc.tokens,
-                                              elapsed: Date().timeIntervalSince(t0), loss: loss))
+                progress?(
+                    SensitivityProgress(
+                        done: i + 1, total: windows.count, tokens: acc.tokens,
+                        elapsed: Date().timeIntervalSince(t0), loss: loss))
             }
             return acc
         }
-        let accs = (0..<n).map { _ in SensitivityAccumulator(model: model.sharingWeights(pool: WorkerPool(threads: 1)), mode: mode) }
+        let accs = (0..<n).map { _ in
+            SensitivityAccumulator(model: model.sharingWeights(pool: WorkerPool(threads: 1)), mode: mode)
+        }
         let lock = NSLock()
         var losses = [Double?](repeating: nil, count: windows.count)
         var done = 0, tokens = 0
@@ -330,8 +351,10 @@ public enum Sensitivity {
                         losses[i] = loss
                         done += 1
                         tokens += windows[i].count
-                        progress?(SensitivityProgress(done: done, total: windows.count, tokens: tokens,
-                                                      elapsed: Date().timeIntervalSince(t0), loss: loss))
+                        progress?(
+                            SensitivityProgress(
+                                done: done, total: windows.count, tokens: tokens,
+                                elapsed: Date().timeIntervalSince(t0), loss: loss))
                     }
                 } catch {
                     lock.withLock { if failure == nil { failure = error } }
@@ -364,16 +387,20 @@ public enum Sensitivity {
             }
         }
         // Workspace: about (4 h + 2 qd + 2 kvd + 2 ffn) floats per token and layer, logits, scratch.
-        let perToken = c.numLayers * (6 * c.hiddenSize + 3 * c.numHeads * c.headDim + 2 * c.numKVHeads * c.headDim
-                                      + 2 * c.intermediateSize) + 2 * c.vocabSize + 4 * c.intermediateSize
+        let perToken =
+            c.numLayers
+            * (6 * c.hiddenSize + 3 * c.numHeads * c.headDim + 2 * c.numKVHeads * c.headDim
+                + 2 * c.intermediateSize) + 2 * c.vocabSize + 4 * c.intermediateSize
         let perLane = 4 * (accFloats + seqlen * perToken)
         let budget = Int(ProcessInfo.processInfo.physicalMemory / 4)
         return threads * perLane < budget ? threads : 1
     }
 
     /// The metadata recorded with a run.
-    public static func metadata(options: SensitivityOptions, calibrationPath: String, calibrationSHA256: String,
-                                tokenCount: Int, modelPath: String) -> [String: String] {
+    public static func metadata(
+        options: SensitivityOptions, calibrationPath: String, calibrationSHA256: String,
+        tokenCount: Int, modelPath: String
+    ) -> [String: String] {
         [
             "samples": String(options.samples), "seqlen": String(options.seqlen), "seed": String(options.seed),
             "calibration_file": URL(fileURLWithPath: calibrationPath).lastPathComponent,

@@ -45,9 +45,11 @@ public final class SensitivityFile: @unchecked Sendable {
             throw SensitivityError.notASensitivityFile(path: path, detail: "no such file or directory")
         }
         let isTorch = !isDir.boolValue && ["pt", "bin", "pth"].contains(URL(fileURLWithPath: path).pathExtension)
-        let chunkDir: String? = isDir.boolValue ? (GradientChunks.hasChunks(path) ? path : nil)
+        let chunkDir: String? =
+            isDir.boolValue
+            ? (GradientChunks.hasChunks(path) ? path : nil)
             : (isTorch && GradientChunks.layerIndex(URL(fileURLWithPath: path).lastPathComponent) != nil
-               ? URL(fileURLWithPath: path).deletingLastPathComponent().path : nil)
+                ? URL(fileURLWithPath: path).deletingLastPathComponent().path : nil)
         if let cd = chunkDir {
             tensors = try GradientChunks(directory: cd)
             metadata = [:]
@@ -69,13 +71,16 @@ public final class SensitivityFile: @unchecked Sendable {
             metadata = st.metadata
             origin = Self.origin(path: path, isDir: isDir.boolValue, metadata: metadata)
         }
-        let probes = [ModelFamily.llama.weightName(layer: 0, kind: .q)!, "model.decoder.layers.0.self_attn.q_proj.weight",
-                      "decoder.layers.0.self_attn.q_proj.weight", "transformer.h.0.attn.c_attn.weight", "h.0.attn.c_attn.weight"]
+        let probes = [
+            ModelFamily.llama.weightName(layer: 0, kind: .q)!, "model.decoder.layers.0.self_attn.q_proj.weight",
+            "decoder.layers.0.self_attn.q_proj.weight", "transformer.h.0.attn.c_attn.weight", "h.0.attn.c_attn.weight",
+        ]
         let st = tensors
         guard let info = probes.lazy.compactMap({ st.sensitivityInfo($0) }).first else {
             throw SensitivityError.missingTensor(file: path, tensor: probes[0])
         }
-        isPerColumn = metadata["mode"] == SensitivityMode.activations.rawValue || info.shape.count == 1 || info.shape.first == 1
+        isPerColumn =
+            metadata["mode"] == SensitivityMode.activations.rawValue || info.shape.count == 1 || info.shape.first == 1
     }
 
     static func origin(path: String, isDir: Bool, metadata: [String: String]) -> Origin {
@@ -94,20 +99,27 @@ public final class SensitivityFile: @unchecked Sendable {
     /// ([rows, columns], or [1, columns] / [columns] for a per-column file) and a float dtype.
     public func validate(config c: ModelConfig) throws {
         if let g = tensors as? GradientChunks, g.layers.count != c.numLayers {
-            throw SensitivityError.notASensitivityFile(path: path, detail: "gradient chunks for layers \(g.layers.map(String.init).joined(separator: ", ")), but the model has \(c.numLayers) layers (layer_0.pt to layer_\(c.numLayers - 1).pt expected)")
+            throw SensitivityError.notASensitivityFile(
+                path: path,
+                detail:
+                    "gradient chunks for layers \(g.layers.map(String.init).joined(separator: ", ")), but the model has \(c.numLayers) layers (layer_0.pt to layer_\(c.numLayers - 1).pt expected)"
+            )
         }
         for t in c.allLinearTensors {
-                let name = t.weightName
-                let cols = t.columns
-                guard let info = tensors.sensitivityInfo(name) else { throw SensitivityError.missingTensor(file: path, tensor: name) }
-                let ok = isPerColumn ? (info.shape == [1, cols] || info.shape == [cols]) : info.shape == t.storedShape
-                guard ok else {
-                    throw SensitivityError.shapeMismatch(file: path, tensor: name,
-                                                         expected: isPerColumn ? [1, cols] : t.storedShape, got: info.shape)
-                }
-                guard [.f32, .f16, .bf16, .f64].contains(info.dtype) else {
-                    throw SensitivityError.unsupportedDType(file: path, tensor: name, dtype: info.dtype)
-                }
+            let name = t.weightName
+            let cols = t.columns
+            guard let info = tensors.sensitivityInfo(name) else {
+                throw SensitivityError.missingTensor(file: path, tensor: name)
+            }
+            let ok = isPerColumn ? (info.shape == [1, cols] || info.shape == [cols]) : info.shape == t.storedShape
+            guard ok else {
+                throw SensitivityError.shapeMismatch(
+                    file: path, tensor: name,
+                    expected: isPerColumn ? [1, cols] : t.storedShape, got: info.shape)
+            }
+            guard [.f32, .f16, .bf16, .f64].contains(info.dtype) else {
+                throw SensitivityError.unsupportedDType(file: path, tensor: name, dtype: info.dtype)
+            }
         }
     }
 
@@ -121,14 +133,16 @@ public final class SensitivityFile: @unchecked Sendable {
         let t = try tensors.tensor(name)
         let ok = isPerColumn ? (t.shape == [1, cols] || t.shape == [cols]) : t.shape == lt.storedShape
         guard ok else {
-            throw SensitivityError.shapeMismatch(file: path, tensor: name, expected: isPerColumn ? [1, cols] : lt.storedShape, got: t.shape)
+            throw SensitivityError.shapeMismatch(
+                file: path, tensor: name, expected: isPerColumn ? [1, cols] : lt.storedShape, got: t.shape)
         }
         guard [.f32, .f16, .bf16, .f64].contains(t.dtype) else {
             throw SensitivityError.unsupportedDType(file: path, tensor: name, dtype: t.dtype)
         }
         let raw = t.toFloatArray()
         if let bad = raw.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
-            throw SensitivityError.invalidValues(file: path, tensor: name, detail: "element \(bad) is \(raw[bad]); sensitivities are finite and >= 0")
+            throw SensitivityError.invalidValues(
+                file: path, tensor: name, detail: "element \(bad) is \(raw[bad]); sensitivities are finite and >= 0")
         }
         var out = [Float](repeating: 0, count: rows * cols)
         if isPerColumn {
@@ -165,20 +179,24 @@ public final class SensitivityFile: @unchecked Sendable {
     /// The sensitivity of every element of the weight, [rows * columns] F32 row-major (a per-column
     /// file is broadcast over the rows), with Q and K rows in `rowOrder` (`.interleaved` for
     /// GGUF-loaded models). Throws on a shape mismatch, NaN, infinite or negative values.
-    public func values(layer: Int, kind: LinearKind, config c: ModelConfig, rowOrder: RopeLayout = .halves) throws -> [Float] {
+    public func values(
+        layer: Int, kind: LinearKind, config c: ModelConfig, rowOrder: RopeLayout = .halves
+    ) throws -> [Float] {
         let name = c.weightName(layer: layer, kind: kind) ?? "\(kind)"
         let (rows, cols) = Self.shape(kind, c)
         let t = try tensor(layer: layer, kind: kind, config: c)
         let ok = isPerColumn ? (t.shape == [1, cols] || t.shape == [cols]) : t.shape == [rows, cols]
         guard ok else {
-            throw SensitivityError.shapeMismatch(file: path, tensor: name, expected: isPerColumn ? [1, cols] : [rows, cols], got: t.shape)
+            throw SensitivityError.shapeMismatch(
+                file: path, tensor: name, expected: isPerColumn ? [1, cols] : [rows, cols], got: t.shape)
         }
         guard [.f32, .f16, .bf16, .f64].contains(t.dtype) else {
             throw SensitivityError.unsupportedDType(file: path, tensor: name, dtype: t.dtype)
         }
         let raw = t.toFloatArray()
         if let bad = raw.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
-            throw SensitivityError.invalidValues(file: path, tensor: name, detail: "element \(bad) is \(raw[bad]); sensitivities are finite and >= 0")
+            throw SensitivityError.invalidValues(
+                file: path, tensor: name, detail: "element \(bad) is \(raw[bad]); sensitivities are finite and >= 0")
         }
         if isPerColumn {
             var out = [Float](repeating: 0, count: rows * cols)
@@ -225,7 +243,9 @@ final class PyTorchStateDictTensors: SensitivityTensors {
 /// (`squeezellm/model_parse.py` `get_module_names` for Llama), served under Hugging Face names.
 final class GradientChunks: SensitivityTensors {
     /// The chunk keys of a Llama layer and the linear each names.
-    static let keys: [(String, LinearKind)] = [("q", .q), ("k", .k), ("v", .v), ("o", .o), ("gate", .gate), ("up", .up), ("down", .down)]
+    static let keys: [(String, LinearKind)] = [
+        ("q", .q), ("k", .k), ("v", .v), ("o", .o), ("gate", .gate), ("up", .up), ("down", .down),
+    ]
     let directory: String
     /// Layer indices found, ascending.
     let layers: [Int]
@@ -243,7 +263,9 @@ final class GradientChunks: SensitivityTensors {
 
     init(directory: String) throws {
         self.directory = directory
-        let found = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).compactMap { f in Self.layerIndex(f).map { ($0, f) } }
+        let found = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).compactMap { f in
+            Self.layerIndex(f).map { ($0, f) }
+        }
         var files: [Int: PyTorchCheckpoint] = [:]
         for (i, f) in found {
             let p = directory + "/" + f
@@ -253,16 +275,22 @@ final class GradientChunks: SensitivityTensors {
             }
             let known = Set(Self.keys.map { $0.0 })
             if let odd = ck.tensorNames.first(where: { !known.contains($0) }) {
-                throw SensitivityError.notASensitivityFile(path: p, detail: "unexpected key '\(odd)'; SqueezeLLM gradient chunks hold q, k, v, o, gate, up, down")
+                throw SensitivityError.notASensitivityFile(
+                    path: p,
+                    detail: "unexpected key '\(odd)'; SqueezeLLM gradient chunks hold q, k, v, o, gate, up, down")
             }
             for (k, kind) in Self.keys where !ck.contains(k) {
-                throw SensitivityError.missingTensor(file: p, tensor: "\(k) (\(ModelFamily.llama.weightName(layer: i, kind: kind) ?? "\(kind)"))")
+                throw SensitivityError.missingTensor(
+                    file: p, tensor: "\(k) (\(ModelFamily.llama.weightName(layer: i, kind: kind) ?? "\(kind)"))")
             }
             files[i] = ck
         }
         layers = files.keys.sorted()
         guard layers == Array(0..<layers.count) else {
-            throw SensitivityError.notASensitivityFile(path: directory, detail: "gradient chunks are not layer_0.pt to layer_\(layers.count - 1).pt without gaps: found \(layers)")
+            throw SensitivityError.notASensitivityFile(
+                path: directory,
+                detail:
+                    "gradient chunks are not layer_0.pt to layer_\(layers.count - 1).pt without gaps: found \(layers)")
         }
         self.files = files
     }
@@ -270,8 +298,13 @@ final class GradientChunks: SensitivityTensors {
     /// (file, key) of a Hugging Face weight name.
     func locate(_ name: String) -> (PyTorchCheckpoint, String)? {
         let parts = name.split(separator: ".", maxSplits: 3).map(String.init)
-        guard parts.count == 4, parts[0] == "model", parts[1] == "layers", let l = Int(parts[2]), let f = files[l] else { return nil }
-        guard let (key, _) = Self.keys.first(where: { ModelFamily.llama.linearSuffix($0.1).map { $0 + ".weight" } == parts[3] }) else { return nil }
+        guard parts.count == 4, parts[0] == "model", parts[1] == "layers", let l = Int(parts[2]), let f = files[l]
+        else { return nil }
+        guard
+            let (key, _) = Self.keys.first(where: {
+                ModelFamily.llama.linearSuffix($0.1).map { $0 + ".weight" } == parts[3]
+            })
+        else { return nil }
         return (f, key)
     }
 

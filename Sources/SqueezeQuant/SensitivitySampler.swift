@@ -82,9 +82,15 @@ public enum WindowSampler {
     /// then `random.randint(0, tokenCount - seqlen - 1)` per sample. Throws when the stream is not
     /// longer than one window.
     public static func starts(tokenCount: Int, seqlen: Int, samples: Int, seed: UInt64) throws -> [Int] {
-        guard seqlen >= 2 else { throw SensitivityError.invalidOption(name: "seqlen", detail: "must be at least 2, got \(seqlen)") }
-        guard samples >= 1 else { throw SensitivityError.invalidOption(name: "samples", detail: "must be at least 1, got \(samples)") }
-        guard tokenCount > seqlen else { throw SensitivityError.calibrationTooShort(tokens: tokenCount, seqlen: seqlen) }
+        guard seqlen >= 2 else {
+            throw SensitivityError.invalidOption(name: "seqlen", detail: "must be at least 2, got \(seqlen)")
+        }
+        guard samples >= 1 else {
+            throw SensitivityError.invalidOption(name: "samples", detail: "must be at least 1, got \(samples)")
+        }
+        guard tokenCount > seqlen else {
+            throw SensitivityError.calibrationTooShort(tokens: tokenCount, seqlen: seqlen)
+        }
         var rng = PythonRandom(seed: seed)
         return (0..<samples).map { _ in rng.randint(0, tokenCount - seqlen - 1) }
     }

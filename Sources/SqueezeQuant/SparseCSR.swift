@@ -30,8 +30,10 @@ public struct SparseCSR: Sendable, Equatable {
     /// exactly whenever `w - dense` is representable in FP32, e.g. when the dense value is 0 or
     /// within a factor of 2 of `w`). With the quantizer's `keepMask`, the dense index of a kept
     /// position is the row's centroid nearest 0, as in the reference.
-    public static func build(weights: UnsafePointer<Float>, keepMask: UnsafePointer<UInt8>,
-                             quantized q: QuantizedMatrix) -> SparseCSR {
+    public static func build(
+        weights: UnsafePointer<Float>, keepMask: UnsafePointer<UInt8>,
+        quantized q: QuantizedMatrix
+    ) -> SparseCSR {
         let rows = q.rows, cols = q.cols, k = q.clusters
         var ptr = [Int32](repeating: 0, count: rows + 1)
         var colsOut: [Int32] = []

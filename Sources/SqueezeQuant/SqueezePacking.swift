@@ -9,7 +9,9 @@ public enum SqueezePacking {
 
     /// Words per output row for `cols` inputs (throws unless cols is a multiple of the group size).
     public static func wordRows(cols: Int, bits: Int, tensorName: String = "") throws(QuantError) -> Int {
-        guard let g = group(bits) else { throw .unsupportedBits(tensor: tensorName, bits: bits, supported: [2, 3, 4, 8]) }
+        guard let g = group(bits) else {
+            throw .unsupportedBits(tensor: tensorName, bits: bits, supported: [2, 3, 4, 8])
+        }
         guard cols % g.inputs == 0 else {
             throw .badInputDimension(tensor: tensorName, columns: cols, bits: bits, multiple: g.inputs)
         }
@@ -17,8 +19,10 @@ public enum SqueezePacking {
     }
 
     /// Packs row-major indices [rows, cols] into qweight [cols * bits / 32, rows].
-    public static func pack(indices: [UInt8], rows: Int, cols: Int, bits: Int,
-                            tensorName: String = "") throws(QuantError) -> [Int32] {
+    public static func pack(
+        indices: [UInt8], rows: Int, cols: Int, bits: Int,
+        tensorName: String = ""
+    ) throws(QuantError) -> [Int32] {
         _ = try wordRows(cols: cols, bits: bits, tensorName: tensorName)
         guard indices.count == rows * cols else {
             throw .shapeMismatch(tensor: tensorName, detail: "\(indices.count) indices for \(rows) x \(cols)")
@@ -29,11 +33,14 @@ public enum SqueezePacking {
     }
 
     /// Unpacks qweight [cols * bits / 32, rows] into row-major indices [rows, cols].
-    public static func unpack(qweight: [Int32], rows: Int, cols: Int, bits: Int,
-                              tensorName: String = "") throws(QuantError) -> [UInt8] {
+    public static func unpack(
+        qweight: [Int32], rows: Int, cols: Int, bits: Int,
+        tensorName: String = ""
+    ) throws(QuantError) -> [UInt8] {
         let wr = try wordRows(cols: cols, bits: bits, tensorName: tensorName)
         guard qweight.count == wr * rows else {
-            throw .shapeMismatch(tensor: tensorName, detail: "qweight has \(qweight.count) words, expected \(wr * rows)")
+            throw .shapeMismatch(
+                tensor: tensorName, detail: "qweight has \(qweight.count) words, expected \(wr * rows)")
         }
         do { return try SqueezeLLMLayout.unpack(qweight: qweight, bits: bits, rows: rows, cols: cols) } catch {
             throw .shapeMismatch(tensor: tensorName, detail: "\(error)")

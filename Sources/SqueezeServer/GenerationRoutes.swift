@@ -5,18 +5,25 @@ import SqueezeTokenizer
 
 extension SqueezeServer {
     /// Checks the shared parameters and builds the scheduler request.
-    func prepare(_ p: CommonParameters, prompt: [Int], promptParam: String, defaultMaxTokens: Int?,
-                 logprobs: Int?, logprobsParam: String) throws -> GenerationRequest {
+    func prepare(
+        _ p: CommonParameters, prompt: [Int], promptParam: String, defaultMaxTokens: Int?,
+        logprobs: Int?, logprobsParam: String
+    ) throws -> GenerationRequest {
         if let m = p.model, m != modelID {
-            throw APIError.notFound("the model '\(m)' does not exist (this server serves '\(modelID)')", param: "model", code: "model_not_found")
+            throw APIError.notFound(
+                "the model '\(m)' does not exist (this server serves '\(modelID)')", param: "model",
+                code: "model_not_found")
         }
         if let n = p.n, n != 1 { throw APIError.invalid("only n = 1 is supported", param: "n") }
-        if let lp = logprobs, !(0...20).contains(lp) { throw APIError.invalid("'\(logprobsParam)' must be in [0, 20]", param: logprobsParam) }
+        if let lp = logprobs, !(0...20).contains(lp) {
+            throw APIError.invalid("'\(logprobsParam)' must be in [0, 20]", param: logprobsParam)
+        }
         let context = configuration.context
         guard !prompt.isEmpty else { throw APIError.invalid("the prompt is empty", param: promptParam) }
         if prompt.count >= context {
-            throw APIError.tooLarge("the prompt has \(prompt.count) tokens; the context holds \(context) (prompt plus output)",
-                                    param: promptParam)
+            throw APIError.tooLarge(
+                "the prompt has \(prompt.count) tokens; the context holds \(context) (prompt plus output)",
+                param: promptParam)
         }
         let V = scheduler.model.config.vocabSize
         if let bad = prompt.first(where: { $0 < 0 || $0 >= V }) {
@@ -27,10 +34,13 @@ extension SqueezeServer {
         let maxTokens = p.max_completion_tokens ?? p.max_tokens ?? min(defaultMaxTokens ?? room, room)
         guard maxTokens >= 1 else { throw APIError.invalid("'\(maxParam)' must be >= 1", param: maxParam) }
         guard maxTokens <= room else {
-            throw APIError.invalid("the prompt (\(prompt.count) tokens) plus \(maxParam) (\(maxTokens)) exceed the context of \(context) tokens",
-                                   param: maxParam, code: "context_length_exceeded")
+            throw APIError.invalid(
+                "the prompt (\(prompt.count) tokens) plus \(maxParam) (\(maxTokens)) exceed the context of \(context) tokens",
+                param: maxParam, code: "context_length_exceeded")
         }
-        if let t = p.temperature, !(t >= 0 && t <= 2) { throw APIError.invalid("'temperature' must be in [0, 2]", param: "temperature") }
+        if let t = p.temperature, !(t >= 0 && t <= 2) {
+            throw APIError.invalid("'temperature' must be in [0, 2]", param: "temperature")
+        }
         var sp = SamplingParameters()
         sp.temperature = Float(p.temperature ?? 1)
         sp.topP = Float(p.top_p ?? 1)
@@ -46,15 +56,17 @@ extension SqueezeServer {
         }
         let stop = p.stop?.values ?? []
         if stop.count > 16 { throw APIError.invalid("at most 16 stop strings are supported", param: "stop") }
-        return GenerationRequest(prompt: prompt, maxTokens: maxTokens, sampling: sp, stop: stop, logprobs: logprobs,
-                                 ignoreEOS: p.ignore_eos ?? false)
+        return GenerationRequest(
+            prompt: prompt, maxTokens: maxTokens, sampling: sp, stop: stop, logprobs: logprobs,
+            ignoreEOS: p.ignore_eos ?? false)
     }
 
     /// Queues a request, mapping a full queue to 503.
     func submit(_ r: GenerationRequest) throws -> GenerationHandle {
         do { return try scheduler.submit(r) } catch let e as ServerError {
             switch e {
-            case .queueFull: throw APIError.overloaded("the server is busy (request queue full); retry later", retryAfter: 1)
+            case .queueFull:
+                throw APIError.overloaded("the server is busy (request queue full); retry later", retryAfter: 1)
             case .shuttingDown: throw APIError.overloaded("the server is shutting down", retryAfter: 5)
             default: throw APIError.invalid(e.description)
             }
@@ -86,8 +98,9 @@ extension SqueezeServer {
 
     /// Runs a non-streamed generation, cancelling it if the client goes away.
     func runToEnd(_ h: GenerationHandle, request: Request) async throws -> Collected {
-        let c = try await request.body.consumeWithInboundCloseHandler({ _ in await self.collect(h) },
-                                                                       onInboundClosed: { h.cancel() })
+        let c = try await request.body.consumeWithInboundCloseHandler(
+            { _ in await self.collect(h) },
+            onInboundClosed: { h.cancel() })
         if c.failed { throw APIError.internalError }
         return c
     }
@@ -114,8 +127,9 @@ extension SqueezeServer {
         case let .text(s): prompt = tokenizer.encode(s, addSpecialTokens: true)
         case let .tokens(t): prompt = t
         }
-        let gr = try prepare(req.common, prompt: prompt, promptParam: "prompt", defaultMaxTokens: 16,
-                             logprobs: req.logprobs, logprobsParam: "logprobs")
+        let gr = try prepare(
+            req.common, prompt: prompt, promptParam: "prompt", defaultMaxTokens: 16,
+            logprobs: req.logprobs, logprobsParam: "logprobs")
         let handle = try submit(gr)
         metrics.promptTokens.increment(by: Int64(prompt.count))
         let id = Self.newID("cmpl-"), created = Int(Date().timeIntervalSince1970)
@@ -125,9 +139,11 @@ extension SqueezeServer {
             var lp: CompletionLogprobs?
             if wantLogprobs { var l = CompletionLogprobs(); var off = 0; l.add(c.logprobs, offset: &off); lp = l }
             metrics.latency(route: "/v1/completions", seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
-            return try encode(CompletionResponse(id: id, created: created, model: modelID,
-                                                 choices: [CompletionChoice(text: c.text, logprobs: lp, finish_reason: Self.finishName(c.finish))],
-                                                 usage: c.usage), closeConnection: true)
+            return try encode(
+                CompletionResponse(
+                    id: id, created: created, model: modelID,
+                    choices: [CompletionChoice(text: c.text, logprobs: lp, finish_reason: Self.finishName(c.finish))],
+                    usage: c.usage), closeConnection: true)
         }
         let includeUsage = req.common.stream_options?.include_usage == true
         let model = modelID
@@ -137,13 +153,25 @@ extension SqueezeServer {
             case let .text(t, lps):
                 var lp: CompletionLogprobs?
                 if wantLogprobs { var l = CompletionLogprobs(); l.add(lps, offset: &offset); lp = l }
-                return [CompletionResponse(id: id, created: created, model: model,
-                                           choices: [CompletionChoice(text: t, logprobs: lp, finish_reason: nil)])]
+                return [
+                    CompletionResponse(
+                        id: id, created: created, model: model,
+                        choices: [CompletionChoice(text: t, logprobs: lp, finish_reason: nil)])
+                ]
             case let .finished(r, p, n):
-                metrics.latency(route: "/v1/completions", seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
-                var out = [CompletionResponse(id: id, created: created, model: model,
-                                              choices: [CompletionChoice(text: "", logprobs: nil, finish_reason: Self.finishName(r))])]
-                if includeUsage { out.append(CompletionResponse(id: id, created: created, model: model, choices: [], usage: Usage(prompt: p, completion: n))) }
+                metrics.latency(
+                    route: "/v1/completions", seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+                var out = [
+                    CompletionResponse(
+                        id: id, created: created, model: model,
+                        choices: [CompletionChoice(text: "", logprobs: nil, finish_reason: Self.finishName(r))])
+                ]
+                if includeUsage {
+                    out.append(
+                        CompletionResponse(
+                            id: id, created: created, model: model, choices: [], usage: Usage(prompt: p, completion: n))
+                    )
+                }
                 return out
             case .failed: return []
             }
@@ -157,18 +185,21 @@ extension SqueezeServer {
         guard !req.messages.isEmpty else { throw APIError.invalid("'messages' must not be empty", param: "messages") }
         let text: String
         do {
-            text = try tokenizer.applyChatTemplate(messages: req.messages.map { ChatMessage(role: $0.role, content: $0.content) },
-                                                   addGenerationPrompt: true)
+            text = try tokenizer.applyChatTemplate(
+                messages: req.messages.map { ChatMessage(role: $0.role, content: $0.content) },
+                addGenerationPrompt: true)
         } catch {
-            throw APIError.invalid("the chat template could not be applied to these messages: \(error)", param: "messages")
+            throw APIError.invalid(
+                "the chat template could not be applied to these messages: \(error)", param: "messages")
         }
         let prompt = tokenizer.encode(text, addSpecialTokens: false)
         if req.top_logprobs != nil && req.logprobs != true {
             throw APIError.invalid("'top_logprobs' needs 'logprobs': true", param: "top_logprobs")
         }
         let k: Int? = req.logprobs == true ? (req.top_logprobs ?? 0) : nil
-        let gr = try prepare(req.common, prompt: prompt, promptParam: "messages", defaultMaxTokens: nil,
-                             logprobs: k, logprobsParam: "top_logprobs")
+        let gr = try prepare(
+            req.common, prompt: prompt, promptParam: "messages", defaultMaxTokens: nil,
+            logprobs: k, logprobsParam: "top_logprobs")
         let handle = try submit(gr)
         metrics.promptTokens.increment(by: Int64(prompt.count))
         let id = Self.newID("chatcmpl-"), created = Int(Date().timeIntervalSince1970)
@@ -176,29 +207,51 @@ extension SqueezeServer {
             let c = try await runToEnd(handle, request: request)
             var lp: ChatLogprobs?
             if k != nil { var l = ChatLogprobs(); l.add(c.logprobs); lp = l }
-            metrics.latency(route: "/v1/chat/completions", seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
-            return try encode(ChatResponse(id: id, created: created, model: modelID,
-                                           choices: [ChatChoice(message: ChatMessageOutput(content: c.text), logprobs: lp,
-                                                                finish_reason: Self.finishName(c.finish))],
-                                           usage: c.usage), closeConnection: true)
+            metrics.latency(
+                route: "/v1/chat/completions", seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+            return try encode(
+                ChatResponse(
+                    id: id, created: created, model: modelID,
+                    choices: [
+                        ChatChoice(
+                            message: ChatMessageOutput(content: c.text), logprobs: lp,
+                            finish_reason: Self.finishName(c.finish))
+                    ],
+                    usage: c.usage), closeConnection: true)
         }
         let includeUsage = req.common.stream_options?.include_usage == true
         let model = modelID
         let metrics = self.metrics
-        let first = ChatChunk(id: id, created: created, model: model,
-                              choices: [ChatChunkChoice(delta: ChatDelta(role: "assistant", content: ""), logprobs: nil, finish_reason: nil)])
+        let first = ChatChunk(
+            id: id, created: created, model: model,
+            choices: [
+                ChatChunkChoice(delta: ChatDelta(role: "assistant", content: ""), logprobs: nil, finish_reason: nil)
+            ])
         return sse(handle, first: first) { ev, _ in
             switch ev {
             case let .text(t, lps):
                 var lp: ChatLogprobs?
                 if k != nil { var l = ChatLogprobs(); l.add(lps); lp = l }
-                return [ChatChunk(id: id, created: created, model: model,
-                                  choices: [ChatChunkChoice(delta: ChatDelta(content: t), logprobs: lp, finish_reason: nil)])]
+                return [
+                    ChatChunk(
+                        id: id, created: created, model: model,
+                        choices: [ChatChunkChoice(delta: ChatDelta(content: t), logprobs: lp, finish_reason: nil)])
+                ]
             case let .finished(r, p, n):
-                metrics.latency(route: "/v1/chat/completions", seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
-                var out = [ChatChunk(id: id, created: created, model: model,
-                                     choices: [ChatChunkChoice(delta: ChatDelta(), logprobs: nil, finish_reason: Self.finishName(r))])]
-                if includeUsage { out.append(ChatChunk(id: id, created: created, model: model, choices: [], usage: Usage(prompt: p, completion: n))) }
+                metrics.latency(
+                    route: "/v1/chat/completions", seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+                var out = [
+                    ChatChunk(
+                        id: id, created: created, model: model,
+                        choices: [ChatChunkChoice(delta: ChatDelta(), logprobs: nil, finish_reason: Self.finishName(r))]
+                    )
+                ]
+                if includeUsage {
+                    out.append(
+                        ChatChunk(
+                            id: id, created: created, model: model, choices: [], usage: Usage(prompt: p, completion: n))
+                    )
+                }
                 return out
             case .failed: return []
             }
@@ -207,8 +260,10 @@ extension SqueezeServer {
 
     /// A server-sent-events response: one `data: {json}` event per chunk, then `data: [DONE]`.
     /// A failed write (the client went away) cancels the generation.
-    func sse<Chunk: Encodable & Sendable>(_ handle: GenerationHandle, first: Chunk? = nil,
-                                          _ chunks: @escaping @Sendable (GenerationEvent, inout Int) -> [Chunk]) -> Response {
+    func sse<Chunk: Encodable & Sendable>(
+        _ handle: GenerationHandle, first: Chunk? = nil,
+        _ chunks: @escaping @Sendable (GenerationEvent, inout Int) -> [Chunk]
+    ) -> Response {
         let body = ResponseBody { writer in
             let enc = JSONEncoder()
             enc.outputFormatting = [.withoutEscapingSlashes]
@@ -237,6 +292,7 @@ extension SqueezeServer {
                 throw error
             }
         }
-        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
+        return Response(
+            status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
     }
 }

@@ -6,12 +6,18 @@ import Foundation
 public enum StringOrArray: Decodable, Sendable, Equatable {
     case one(String)
     case many([String])
-    public var values: [String] { switch self { case let .one(s): return [s]; case let .many(a): return a } }
+    public var values: [String] {
+        switch self {
+        case let .one(s): return [s];
+        case let .many(a): return a
+        }
+    }
     public init(from d: Decoder) throws {
         let c = try d.singleValueContainer()
         if let s = try? c.decode(String.self) { self = .one(s); return }
         if let a = try? c.decode([String].self) { self = .many(a); return }
-        throw DecodingError.typeMismatch(String.self, .init(codingPath: d.codingPath, debugDescription: "expected a string or an array of strings"))
+        throw DecodingError.typeMismatch(
+            String.self, .init(codingPath: d.codingPath, debugDescription: "expected a string or an array of strings"))
     }
 }
 
@@ -24,12 +30,17 @@ public enum PromptInput: Decodable, Sendable, Equatable {
         if let s = try? c.decode(String.self) { self = .text(s); return }
         if let a = try? c.decode([String].self) {
             guard a.count == 1 else {
-                throw DecodingError.dataCorrupted(.init(codingPath: d.codingPath, debugDescription: "only one prompt per request is supported"))
+                throw DecodingError.dataCorrupted(
+                    .init(codingPath: d.codingPath, debugDescription: "only one prompt per request is supported"))
             }
             self = .text(a[0]); return
         }
         if let t = try? c.decode([Int].self) { self = .tokens(t); return }
-        throw DecodingError.typeMismatch(String.self, .init(codingPath: d.codingPath, debugDescription: "expected a string, an array of one string, or an array of token ids"))
+        throw DecodingError.typeMismatch(
+            String.self,
+            .init(
+                codingPath: d.codingPath,
+                debugDescription: "expected a string, an array of one string, or an array of token ids"))
     }
 }
 
@@ -92,8 +103,10 @@ public struct ChatMessageInput: Decodable, Sendable {
             let parts = try c.decode([Part].self, forKey: .content)
             content = try parts.enumerated().map { i, p in
                 guard p.type == "text", let t = p.text else {
-                    throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [CodingKeys.content, IndexKey(i)],
-                                                            debugDescription: "only text content parts are supported"))
+                    throw DecodingError.dataCorrupted(
+                        .init(
+                            codingPath: c.codingPath + [CodingKeys.content, IndexKey(i)],
+                            debugDescription: "only text content parts are supported"))
                 }
                 return t
             }.joined()
@@ -164,8 +177,10 @@ struct ChatLogprobs: Encodable {
     var content: [Entry] = []
     mutating func add(_ lps: [TokenLogprob]) {
         for l in lps {
-            content.append(Entry(token: l.token, logprob: l.logprob, bytes: Array(l.token.utf8),
-                                 top_logprobs: l.top.map { Top(token: $0.token, logprob: $0.logprob, bytes: Array($0.token.utf8)) }))
+            content.append(
+                Entry(
+                    token: l.token, logprob: l.logprob, bytes: Array(l.token.utf8),
+                    top_logprobs: l.top.map { Top(token: $0.token, logprob: $0.logprob, bytes: Array($0.token.utf8)) }))
         }
     }
 }

@@ -18,8 +18,10 @@ public struct GenerationRequest: Sendable {
     /// Keep generating past end-of-sequence tokens (for benchmarks).
     public var ignoreEOS: Bool
 
-    public init(prompt: [Int], maxTokens: Int, sampling: SamplingParameters = SamplingParameters(),
-                stop: [String] = [], logprobs: Int? = nil, ignoreEOS: Bool = false) {
+    public init(
+        prompt: [Int], maxTokens: Int, sampling: SamplingParameters = SamplingParameters(),
+        stop: [String] = [], logprobs: Int? = nil, ignoreEOS: Bool = false
+    ) {
         self.prompt = prompt; self.maxTokens = maxTokens; self.sampling = sampling
         self.stop = stop; self.logprobs = logprobs; self.ignoreEOS = ignoreEOS
     }
@@ -112,8 +114,10 @@ public final class BatchScheduler: @unchecked Sendable {
     private var scratch: [Float]
 
     /// Creates the scheduler and starts its thread.
-    public init(model: DecoderModel, tokenizer: Tokenizer, maxBatch: Int, context: Int, queueLimit: Int,
-                prefillChunk: Int = 256, metrics: ServerMetrics? = nil) throws {
+    public init(
+        model: DecoderModel, tokenizer: Tokenizer, maxBatch: Int, context: Int, queueLimit: Int,
+        prefillChunk: Int = 256, metrics: ServerMetrics? = nil
+    ) throws {
         guard maxBatch >= 1 else { throw ServerError.invalidConfiguration("max batch must be >= 1") }
         guard context >= 2 else { throw ServerError.invalidConfiguration("context must be >= 2") }
         guard queueLimit >= 0 else { throw ServerError.invalidConfiguration("queue must be >= 0") }
@@ -391,8 +395,10 @@ final class ActiveSequence {
     var stop: StopMatcher
     var pendingLogprobs: [TokenLogprob] = []
 
-    init(id: Int, request: GenerationRequest, continuation: AsyncStream<GenerationEvent>.Continuation,
-         flag: CancelFlag, tokenizer: Tokenizer) {
+    init(
+        id: Int, request: GenerationRequest, continuation: AsyncStream<GenerationEvent>.Continuation,
+        flag: CancelFlag, tokenizer: Tokenizer
+    ) {
         self.id = id
         self.request = request
         self.continuation = continuation

@@ -17,7 +17,9 @@ public struct APIError: Error, CustomStringConvertible, Sendable, Equatable {
     /// Seconds after which to retry (503 only), sent as `Retry-After`.
     public var retryAfter: Int?
 
-    public init(status: Int, type: String, message: String, param: String? = nil, code: String? = nil, retryAfter: Int? = nil) {
+    public init(
+        status: Int, type: String, message: String, param: String? = nil, code: String? = nil, retryAfter: Int? = nil
+    ) {
         self.status = status; self.type = type; self.message = message
         self.param = param; self.code = code; self.retryAfter = retryAfter
     }
@@ -29,15 +31,17 @@ public struct APIError: Error, CustomStringConvertible, Sendable, Equatable {
         APIError(status: 400, type: "invalid_request_error", message: message, param: param, code: code)
     }
     /// 401 for a missing or wrong API key.
-    public static let unauthorized = APIError(status: 401, type: "authentication_error",
-                                              message: "missing or invalid API key (send 'Authorization: Bearer KEY')",
-                                              code: "invalid_api_key")
+    public static let unauthorized = APIError(
+        status: 401, type: "authentication_error",
+        message: "missing or invalid API key (send 'Authorization: Bearer KEY')",
+        code: "invalid_api_key")
     /// 404 for an unknown route.
     public static func notFound(_ message: String, param: String? = nil, code: String? = nil) -> APIError {
         APIError(status: 404, type: "not_found_error", message: message, param: param, code: code)
     }
     /// 405 for a known route with another method.
-    public static let methodNotAllowed = APIError(status: 405, type: "invalid_request_error", message: "method not allowed")
+    public static let methodNotAllowed = APIError(
+        status: 405, type: "invalid_request_error", message: "method not allowed")
     /// 413 for a body or prompt over the limit.
     public static func tooLarge(_ message: String, param: String? = nil) -> APIError {
         APIError(status: 413, type: "invalid_request_error", message: message, param: param, code: "request_too_large")
@@ -63,7 +67,8 @@ public struct APIError: Error, CustomStringConvertible, Sendable, Equatable {
             }
             let error: Inner
         }
-        return (try? JSONEncoder().encode(Body(error: .init(message: message, type: type, param: param, code: code)))) ?? Data()
+        return (try? JSONEncoder().encode(Body(error: .init(message: message, type: type, param: param, code: code))))
+            ?? Data()
     }
 
     /// The HTTP response.
@@ -71,8 +76,9 @@ public struct APIError: Error, CustomStringConvertible, Sendable, Equatable {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let r = retryAfter { headers[.retryAfter] = String(r) }
         if status == 401 { headers[.wwwAuthenticate] = "Bearer" }
-        return Response(status: HTTPResponse.Status(code: status), headers: headers,
-                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: json)))
+        return Response(
+            status: HTTPResponse.Status(code: status), headers: headers,
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: json)))
     }
 }
 

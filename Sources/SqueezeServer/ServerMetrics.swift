@@ -32,33 +32,43 @@ public final class ServerMetrics: Sendable {
 
     /// Creates the metrics; `maxBatch` sets the batch-size buckets.
     public init(maxBatch: Int) {
-        promptTokens = registry.makeCounter(descriptor: Self.metric("prompt_tokens", "total", "Prompt tokens of accepted requests."))
-        generatedTokens = registry.makeCounter(descriptor: Self.metric("generated_tokens", "total", "Tokens generated."))
-        queueDepth = registry.makeGauge(descriptor: Self.metric("queue_depth", "", "Requests waiting for a batch slot."))
+        promptTokens = registry.makeCounter(
+            descriptor: Self.metric("prompt_tokens", "total", "Prompt tokens of accepted requests."))
+        generatedTokens = registry.makeCounter(
+            descriptor: Self.metric("generated_tokens", "total", "Tokens generated."))
+        queueDepth = registry.makeGauge(
+            descriptor: Self.metric("queue_depth", "", "Requests waiting for a batch slot."))
         var b: [Double] = []
         var x = 1
         while x < maxBatch { b.append(Double(x)); x *= 2 }
         b.append(Double(maxBatch))
-        batchSize = registry.makeValueHistogram(descriptor: Self.metric("batch_size", "", "Sequences per batched decode step."), buckets: b)
-        decodeStep = registry.makeDurationHistogram(descriptor: Self.metric("decode_step", "seconds", "Duration of one batched decode step."),
-                                                    buckets: Self.latencyBuckets)
+        batchSize = registry.makeValueHistogram(
+            descriptor: Self.metric("batch_size", "", "Sequences per batched decode step."), buckets: b)
+        decodeStep = registry.makeDurationHistogram(
+            descriptor: Self.metric("decode_step", "seconds", "Duration of one batched decode step."),
+            buckets: Self.latencyBuckets)
         timeToFirstToken = registry.makeDurationHistogram(
-            descriptor: Self.metric("time_to_first_token", "seconds", "Time from queueing to the first generated token."),
+            descriptor: Self.metric(
+                "time_to_first_token", "seconds", "Time from queueing to the first generated token."),
             buckets: Self.latencyBuckets)
         _ = registry.makeGauge(descriptor: Self.activeSequences)
     }
 
     /// Counts a finished HTTP request.
     func request(route: String, status: Int) {
-        registry.makeCounter(descriptor: Self.metric("http_requests", "total", "HTTP requests by route and status."),
-                             labels: [("route", route), ("status", String(status))]).increment()
+        registry.makeCounter(
+            descriptor: Self.metric("http_requests", "total", "HTTP requests by route and status."),
+            labels: [("route", route), ("status", String(status))]
+        ).increment()
     }
 
     /// Records a request's total latency.
     func latency(route: String, seconds: Double) {
-        registry.makeDurationHistogram(descriptor: Self.metric("request_duration", "seconds", "Request latency (to the last byte of output)."),
-                                       labels: [("route", route)], buckets: Self.latencyBuckets)
-            .recordNanoseconds(Int64(seconds * 1e9))
+        registry.makeDurationHistogram(
+            descriptor: Self.metric("request_duration", "seconds", "Request latency (to the last byte of output)."),
+            labels: [("route", route)], buckets: Self.latencyBuckets
+        )
+        .recordNanoseconds(Int64(seconds * 1e9))
     }
 
     /// Sets the active sequence gauge.

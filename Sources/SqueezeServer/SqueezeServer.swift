@@ -27,9 +27,11 @@ public struct ServerConfiguration: Sendable {
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM before cancelling them.
     public var shutdownGrace = 30.0
 
-    public init(host: String = "127.0.0.1", port: Int = 8080, apiKey: String? = nil, maxBatch: Int = 8,
-                context: Int = 2048, queueLimit: Int = 64, maxBodyBytes: Int = 1 << 20, prefillChunk: Int = 256,
-                modelName: String? = nil, shutdownGrace: Double = 30) {
+    public init(
+        host: String = "127.0.0.1", port: Int = 8080, apiKey: String? = nil, maxBatch: Int = 8,
+        context: Int = 2048, queueLimit: Int = 64, maxBodyBytes: Int = 1 << 20, prefillChunk: Int = 256,
+        modelName: String? = nil, shutdownGrace: Double = 30
+    ) {
         self.host = host; self.port = port; self.apiKey = apiKey; self.maxBatch = maxBatch
         self.context = context; self.queueLimit = queueLimit; self.maxBodyBytes = maxBodyBytes
         self.prefillChunk = prefillChunk; self.modelName = modelName; self.shutdownGrace = shutdownGrace
@@ -51,24 +53,35 @@ public final class SqueezeServer: Sendable {
 
     /// A server for an already loaded model and tokenizer; starts the scheduler thread.
     public init(model: DecoderModel, tokenizer: Tokenizer, modelID: String, configuration: ServerConfiguration) throws {
-        guard (0...65535).contains(configuration.port) else { throw ServerError.invalidConfiguration("port \(configuration.port) is out of range") }
-        guard configuration.maxBodyBytes >= 1024 else { throw ServerError.invalidConfiguration("max body must be >= 1024 bytes") }
+        guard (0...65535).contains(configuration.port) else {
+            throw ServerError.invalidConfiguration("port \(configuration.port) is out of range")
+        }
+        guard configuration.maxBodyBytes >= 1024 else {
+            throw ServerError.invalidConfiguration("max body must be >= 1024 bytes")
+        }
         var config = configuration
         config.context = min(configuration.context, model.config.contextLimit ?? configuration.context)
         self.configuration = config
         self.modelID = configuration.modelName ?? modelID
         self.tokenizer = tokenizer
         metrics = ServerMetrics(maxBatch: config.maxBatch)
-        scheduler = try BatchScheduler(model: model, tokenizer: tokenizer, maxBatch: config.maxBatch, context: config.context,
-                                       queueLimit: config.queueLimit, prefillChunk: config.prefillChunk, metrics: metrics)
+        scheduler = try BatchScheduler(
+            model: model, tokenizer: tokenizer, maxBatch: config.maxBatch, context: config.context,
+            queueLimit: config.queueLimit, prefillChunk: config.prefillChunk, metrics: metrics)
     }
 
     /// Loads the model and its tokenizer from `modelPath` (anything `ModelLoader.load` accepts).
-    public static func load(modelPath: String, configuration: ServerConfiguration,
-                            options: LoadOptions = LoadOptions()) throws -> SqueezeServer {
+    public static func load(
+        modelPath: String, configuration: ServerConfiguration,
+        options: LoadOptions = LoadOptions()
+    ) throws -> SqueezeServer {
         let model: DecoderModel, tok: Tokenizer
-        do { model = try ModelLoader.load(path: modelPath, options: options) } catch { throw ServerError.loadFailed(path: modelPath, detail: "\(error)") }
-        do { tok = try Tokenizer.load(path: ModelLoader.tokenizerPath(for: modelPath)) } catch { throw ServerError.loadFailed(path: modelPath, detail: "\(error)") }
+        do { model = try ModelLoader.load(path: modelPath, options: options) } catch {
+            throw ServerError.loadFailed(path: modelPath, detail: "\(error)")
+        }
+        do { tok = try Tokenizer.load(path: ModelLoader.tokenizerPath(for: modelPath)) } catch {
+            throw ServerError.loadFailed(path: modelPath, detail: "\(error)")
+        }
         var name = URL(fileURLWithPath: modelPath).lastPathComponent
         if name.hasSuffix(".gguf") { name = String(name.dropLast(5)) }
         return try SqueezeServer(model: model, tokenizer: tok, modelID: name, configuration: configuration)
@@ -76,20 +89,25 @@ public final class SqueezeServer: Sendable {
 
     /// The Hummingbird application serving the routes on `configuration.host:port`.
     /// `onServerRunning` receives the bound port (useful with port 0).
-    public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+    public func makeApplication(
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: ErrorAndAuthMiddleware(apiKey: configuration.apiKey, metrics: metrics))
         router.get("/health") { _, _ -> Response in
-            self.json(["status": "ok", "model": self.modelID,
-                       "queue": String(self.scheduler.queueDepth), "active": String(self.scheduler.activeSequences)])
+            self.json([
+                "status": "ok", "model": self.modelID,
+                "queue": String(self.scheduler.queueDepth), "active": String(self.scheduler.activeSequences),
+            ])
         }
         router.get("/v1/models") { _, _ -> Response in
             try self.encode(ModelList(data: [.init(id: self.modelID, created: self.created)]))
         }
         router.get("/metrics") { _, _ -> Response in
             self.metrics.active(self.scheduler.activeSequences)
-            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                            body: ResponseBody(byteBuffer: ByteBuffer(string: self.metrics.render())))
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: self.metrics.render())))
         }
         router.post("/v1/completions") { request, _ -> Response in
             let body = try await self.readBody(request)
@@ -103,9 +121,10 @@ public final class SqueezeServer: Sendable {
         }
         let address = configuration.host
         let port = configuration.port
-        return Application(router: router,
-                           configuration: .init(address: .hostname(address, port: port), serverName: "squeeze"),
-                           onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) })
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(address, port: port), serverName: "squeeze"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) })
     }
 
     /// Serves until SIGINT or SIGTERM: then stops accepting, lets in-flight requests finish for up
@@ -123,7 +142,9 @@ public final class SqueezeServer: Sendable {
     public func stop(cancelInFlight: Bool) async {
         let s = scheduler
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            Thread.detachNewThread { s.shutdown(cancelInFlight: cancelInFlight); c.resume() }
+            Thread.detachNewThread {
+                s.shutdown(cancelInFlight: cancelInFlight); c.resume()
+            }
         }
     }
 
@@ -131,7 +152,9 @@ public final class SqueezeServer: Sendable {
 
     func json(_ d: [String: String]) -> Response {
         let data = (try? JSONSerialization.data(withJSONObject: d, options: [.sortedKeys])) ?? Data()
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        return Response(
+            status: .ok, headers: [.contentType: "application/json"],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
     }
 
     func encode<T: Encodable>(_ v: T, closeConnection: Bool = false) throws -> Response {
@@ -140,8 +163,9 @@ public final class SqueezeServer: Sendable {
         var headers: HTTPFields = [.contentType: "application/json"]
         // Watching for the client going away ends the connection after the reply: say so.
         if closeConnection { headers[.connection] = "close" }
-        return Response(status: .ok, headers: headers,
-                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: try enc.encode(v))))
+        return Response(
+            status: .ok, headers: headers,
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: try enc.encode(v))))
     }
 
     /// Reads the body (not stored back into the request, so that the request can still watch
@@ -151,7 +175,9 @@ public final class SqueezeServer: Sendable {
         if let cl = request.headers[.contentLength].flatMap({ Int($0) }), cl > limit {
             throw APIError.tooLarge("the request body is over the limit of \(limit) bytes")
         }
-        do { return try await request.body.collect(upTo: limit) } catch let e as HTTPResponseError where e.status == .contentTooLarge {
+        do { return try await request.body.collect(upTo: limit) } catch let e as HTTPResponseError
+            where e.status == .contentTooLarge
+        {
             throw APIError.tooLarge("the request body is over the limit of \(limit) bytes")
         }
     }
@@ -189,7 +215,9 @@ extension APIError {
             return .invalid("'\(p)' must not be null (expected \(typeName(t)))", param: p)
         case let .dataCorrupted(ctx):
             let p = path(ctx.codingPath)
-            return .invalid(p.isEmpty ? "the request body is not valid JSON" : "'\(p)': \(ctx.debugDescription)", param: p.isEmpty ? nil : p)
+            return .invalid(
+                p.isEmpty ? "the request body is not valid JSON" : "'\(p)': \(ctx.debugDescription)",
+                param: p.isEmpty ? nil : p)
         @unknown default:
             return .invalid("the request body could not be read")
         }
@@ -222,16 +250,21 @@ struct ErrorAndAuthMiddleware: RouterMiddleware {
         self.metrics = metrics
     }
 
-    static let knownRoutes: Set<String> = ["/health", "/v1/models", "/metrics", "/v1/completions", "/v1/chat/completions"]
+    static let knownRoutes: Set<String> = [
+        "/health", "/v1/models", "/metrics", "/v1/completions", "/v1/chat/completions",
+    ]
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
         let path = request.uri.path
         let route = Self.knownRoutes.contains(path) ? path : "other"
         let response: Response
         do {
             if let key = apiKey, path != "/health" {
                 guard let auth = request.headers[.authorization], auth.hasPrefix("Bearer "),
-                      constantTimeEqual(Array(auth.utf8.dropFirst(7)), key) else { throw APIError.unauthorized }
+                    constantTimeEqual(Array(auth.utf8.dropFirst(7)), key)
+                else { throw APIError.unauthorized }
             }
             response = try await next(request, context)
         } catch let e as APIError {
@@ -246,7 +279,8 @@ struct ErrorAndAuthMiddleware: RouterMiddleware {
             default: response = APIError.internalError.response
             }
         } catch {
-            FileHandle.standardError.write(Data("squeeze serve: internal error on \(request.method) \(path): \(error)\n".utf8))
+            FileHandle.standardError.write(
+                Data("squeeze serve: internal error on \(request.method) \(path): \(error)\n".utf8))
             response = APIError.internalError.response
         }
         metrics.request(route: route, status: response.status.code)

@@ -24,8 +24,10 @@ final class BPEModel: @unchecked Sendable {
     private let lock = NSLock()
     private static let cacheLimit = 200_000
 
-    init(idToToken: [String], vocab: Vocab, merges: [UInt64: UInt64], byteLevel: Bool,
-         byteFallback: Bool, unkId: Int32?, fuseUnk: Bool, ignoreMerges: Bool) {
+    init(
+        idToToken: [String], vocab: Vocab, merges: [UInt64: UInt64], byteLevel: Bool,
+        byteFallback: Bool, unkId: Int32?, fuseUnk: Bool, ignoreMerges: Bool
+    ) {
         self.idToToken = idToToken
         self.vocab = vocab
         self.merges = merges
@@ -78,8 +80,10 @@ final class BPEModel: @unchecked Sendable {
 
     private func encodeUncached(_ piece: ArraySlice<UInt8>) -> [Int32] {
         if ignoreMerges {
-            let s = byteLevel ? String(decoding: ByteLevelMap.encode(piece), as: UTF8.self)
-                              : String(decoding: piece, as: UTF8.self)
+            let s =
+                byteLevel
+                ? String(decoding: ByteLevelMap.encode(piece), as: UTF8.self)
+                : String(decoding: piece, as: UTF8.self)
             if let id = vocab[s] { return [id] }
         }
         var syms = [Int32](); syms.reserveCapacity(piece.count)

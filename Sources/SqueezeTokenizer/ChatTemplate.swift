@@ -14,11 +14,14 @@ public final class ChatTemplate: @unchecked Sendable {
 
     /// Renders `messages` as transformers' `apply_chat_template(tokenize=False)` does.
     /// `extra` adds variables (for example `bos_token`, `eos_token`, `date_string`).
-    public func render(messages: [ChatMessage], addGenerationPrompt: Bool, extra: [String: String] = [:]) throws -> String {
+    public func render(
+        messages: [ChatMessage], addGenerationPrompt: Bool, extra: [String: String] = [:]
+    ) throws -> String {
         var globals = [String: JValue]()
-        globals["messages"] = .array(messages.map { m in
-            var d = JDict(); d["role"] = .string(m.role); d["content"] = .string(m.content); return .dict(d)
-        })
+        globals["messages"] = .array(
+            messages.map { m in
+                var d = JDict(); d["role"] = .string(m.role); d["content"] = .string(m.content); return .dict(d)
+            })
         globals["add_generation_prompt"] = .bool(addGenerationPrompt)
         globals["tools"] = JValue.none
         globals["documents"] = JValue.none

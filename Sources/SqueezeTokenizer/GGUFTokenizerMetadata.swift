@@ -27,12 +27,16 @@ struct GGUFTokenizerMetadata {
         file = gguf.path
         let md = gguf.metadata
         metadata = md
-        guard let k = md["tokenizer.ggml.model"]?.string else { throw TokenizerError.malformed(file: file, reason: "no tokenizer.ggml.model") }
+        guard let k = md["tokenizer.ggml.model"]?.string else {
+            throw TokenizerError.malformed(file: file, reason: "no tokenizer.ggml.model")
+        }
         guard let t = md["tokenizer.ggml.tokens"]?.stringArray, !t.isEmpty else {
             throw TokenizerError.malformed(file: file, reason: "no tokenizer.ggml.tokens")
         }
         // Ids are stored as Int32 in the vocabulary.
-        guard t.count < Int(Int32.max) else { throw TokenizerError.malformed(file: file, reason: "tokenizer.ggml.tokens has \(t.count) entries") }
+        guard t.count < Int(Int32.max) else {
+            throw TokenizerError.malformed(file: file, reason: "tokenizer.ggml.tokens has \(t.count) entries")
+        }
         kind = k
         tokens = t
         types = md["tokenizer.ggml.token_type"]?.array?.map { $0.int ?? 1 } ?? Array(repeating: 1, count: t.count)
@@ -62,7 +66,9 @@ struct GGUFTokenizerMetadata {
 
     /// `tokenizer.ggml.merges` of a "gpt2" tokenizer.
     func merges() throws -> [String] {
-        guard let m = metadata["tokenizer.ggml.merges"]?.stringArray else { throw TokenizerError.malformed(file: file, reason: "no tokenizer.ggml.merges") }
+        guard let m = metadata["tokenizer.ggml.merges"]?.stringArray else {
+            throw TokenizerError.malformed(file: file, reason: "no tokenizer.ggml.merges")
+        }
         return m
     }
 
@@ -87,8 +93,10 @@ struct GGUFTokenizerMetadata {
     /// Every split of a piece token into two piece tokens (ids from `pieceIds`), the merges a SentencePiece vocabulary
     /// implies (as transformers' `generate_merges` finds them): `body(token, left, right, a, b)` with
     /// a + b the token's string.
-    func forEachPieceSplit(_ pieceId: Vocab,
-                           _ body: (_ token: Int, _ left: Int, _ right: Int, _ a: String, _ b: String) -> Void) {
+    func forEachPieceSplit(
+        _ pieceId: Vocab,
+        _ body: (_ token: Int, _ left: Int, _ right: Int, _ a: String, _ b: String) -> Void
+    ) {
         for (i, t) in tokens.enumerated() where isPiece(i) {
             let u = Array(t.unicodeScalars)
             guard u.count >= 2 else { continue }

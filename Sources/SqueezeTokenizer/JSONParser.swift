@@ -54,7 +54,9 @@ struct JSONParser {
     mutating func value() throws -> Any {
         guard i < b.count else { throw Failure(offset: i, what: "unexpected end") }
         if b[i] == UInt8(ascii: "{") || b[i] == UInt8(ascii: "[") {
-            guard depth < Self.maxDepth else { throw Failure(offset: i, what: "arrays and objects nested deeper than \(Self.maxDepth)") }
+            guard depth < Self.maxDepth else {
+                throw Failure(offset: i, what: "arrays and objects nested deeper than \(Self.maxDepth)")
+            }
             depth += 1
         }
         switch b[i] {
@@ -101,7 +103,9 @@ struct JSONParser {
 
     mutating func literal(_ s: String) throws {
         let u = Array(s.utf8)
-        guard i + u.count <= b.count, b[i..<(i + u.count)].elementsEqual(u) else { throw Failure(offset: i, what: "bad literal") }
+        guard i + u.count <= b.count, b[i..<(i + u.count)].elementsEqual(u) else {
+            throw Failure(offset: i, what: "bad literal")
+        }
         i += u.count
     }
 
@@ -110,9 +114,13 @@ struct JSONParser {
         var isFloat = false
         while i < b.count {
             let c = b[i]
-            if (c >= 48 && c <= 57) || c == UInt8(ascii: "-") || c == UInt8(ascii: "+") { i += 1 }
-            else if c == UInt8(ascii: ".") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E") { isFloat = true; i += 1 }
-            else { break }
+            if (c >= 48 && c <= 57) || c == UInt8(ascii: "-") || c == UInt8(ascii: "+") {
+                i += 1
+            } else if c == UInt8(ascii: ".") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E") {
+                isFloat = true; i += 1
+            } else {
+                break
+            }
         }
         guard i > s else { throw Failure(offset: s, what: "unexpected character") }
         let text = String(decoding: b[s..<i], as: UTF8.self)
@@ -154,8 +162,11 @@ struct JSONParser {
                 case UInt8(ascii: "f"): out.append(12)
                 case UInt8(ascii: "u"):
                     var v = try hex4()
-                    if v >= 0xD800 && v < 0xDC00, i + 6 <= b.count, b[i] == UInt8(ascii: "\\"), b[i + 1] == UInt8(ascii: "u"),
-                       let lo = UInt32(String(decoding: b[(i + 2)..<(i + 6)], as: UTF8.self), radix: 16), lo >= 0xDC00 && lo < 0xE000 {
+                    if v >= 0xD800 && v < 0xDC00, i + 6 <= b.count, b[i] == UInt8(ascii: "\\"),
+                        b[i + 1] == UInt8(ascii: "u"),
+                        let lo = UInt32(String(decoding: b[(i + 2)..<(i + 6)], as: UTF8.self), radix: 16),
+                        lo >= 0xDC00 && lo < 0xE000
+                    {
                         // Only a low surrogate completes the pair; "\uD800\u0041" leaves U+FFFD then "A".
                         i += 6
                         v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00)

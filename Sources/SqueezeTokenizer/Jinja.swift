@@ -51,7 +51,9 @@ final class JinjaTemplate {
         var raws = [Raw]()
         let s = Array(src.unicodeScalars)
         var i = 0, textStart = 0
-        func text(_ a: Int, _ b: Int) -> String { var v = String.UnicodeScalarView(); v.append(contentsOf: s[a..<b]); return String(v) }
+        func text(_ a: Int, _ b: Int) -> String {
+            var v = String.UnicodeScalarView(); v.append(contentsOf: s[a..<b]); return String(v)
+        }
         while i < s.count - 1 {
             guard s[i] == "{", s[i + 1] == "{" || s[i + 1] == "%" || s[i + 1] == "#" else { i += 1; continue }
             let kind = Character(s[i + 1])
@@ -66,21 +68,30 @@ final class JinjaTemplate {
             var end = -1
             while k < s.count - 1 {
                 let c = s[k]
-                if let q = quote { if c == "\\" { k += 2; continue }; if c == q { quote = nil } }
-                else if kind != "#" && (c == "'" || c == "\"") { quote = c }
-                else if c == close && s[k + 1] == "}" { end = k; break }
+                if let q = quote {
+                    if c == "\\" { k += 2; continue }; if c == q { quote = nil }
+                } else if kind != "#" && (c == "'" || c == "\"") {
+                    quote = c
+                } else if c == close && s[k + 1] == "}" {
+                    end = k; break
+                }
                 k += 1
             }
             guard end >= 0 else { throw TokenizerError.template("unclosed tag at offset \(i)") }
             var bodyEnd = end
             var right = false
-            if bodyEnd > j && s[bodyEnd - 1] == "-" { right = true; bodyEnd -= 1 }
-            else if bodyEnd > j && s[bodyEnd - 1] == "+" { bodyEnd -= 1 }
+            if bodyEnd > j && s[bodyEnd - 1] == "-" {
+                right = true; bodyEnd -= 1
+            } else if bodyEnd > j && s[bodyEnd - 1] == "+" {
+                bodyEnd -= 1
+            }
             let body = text(j, bodyEnd).trimmingCharacters(in: .whitespacesAndNewlines)
             // {% raw %} ... {% endraw %}
             if kind == "%" && body == "raw" {
                 let rest = text(end + 2, s.count)
-                guard let r = rest.range(of: #"\{%-?\s*endraw\s*-?%\}"#, options: .regularExpression) else { throw TokenizerError.template("unclosed raw block") }
+                guard let r = rest.range(of: #"\{%-?\s*endraw\s*-?%\}"#, options: .regularExpression) else {
+                    throw TokenizerError.template("unclosed raw block")
+                }
                 raws.append(.text(String(rest[rest.startIndex..<r.lowerBound])))
                 let consumed = rest.unicodeScalars.distance(from: rest.unicodeScalars.startIndex, to: r.upperBound)
                 i = end + 2 + consumed; textStart = i
@@ -97,8 +108,9 @@ final class JinjaTemplate {
             switch r {
             case .text(var t):
                 if idx + 1 < raws.count, case let .tag(kind, _, left, _) = raws[idx + 1] {
-                    if left == "-" { t = String(t.reversed().drop(while: { $0.isWhitespace }).reversed()) }
-                    else if left != "+" && kind != "{" {
+                    if left == "-" {
+                        t = String(t.reversed().drop(while: { $0.isWhitespace }).reversed())
+                    } else if left != "+" && kind != "{" {
                         // lstrip_blocks: spaces/tabs between a line start and a block or comment tag.
                         let tail = t.reversed().prefix(while: { $0 == " " || $0 == "\t" })
                         let before = t.dropLast(tail.count)
@@ -106,11 +118,16 @@ final class JinjaTemplate {
                     }
                 }
                 if idx > 0, case let .tag(kind, _, _, right) = raws[idx - 1] {
-                    if right { t = String(t.drop(while: { $0.isWhitespace })) }
-                    else if kind != "{" {
+                    if right {
+                        t = String(t.drop(while: { $0.isWhitespace }))
+                    } else if kind != "{" {
                         // trim_blocks: drop the first newline after a block or comment tag.
-                        if t.hasPrefix("\r\n") { t.removeFirst(1) }   // "\r\n" is one Character
-                        else if t.hasPrefix("\n") { t.removeFirst() }
+                        if t.hasPrefix("\r\n") {
+                            t.removeFirst(1)
+                        }  // "\r\n" is one Character
+                        else if t.hasPrefix("\n") {
+                            t.removeFirst()
+                        }
                     }
                 }
                 if !t.isEmpty { out.append(.text(t)) }
@@ -136,19 +153,27 @@ final class JinjaTemplate {
             if isNameStart(c) {
                 var j = i + 1
                 while j < s.count && (isNameStart(s[j]) || ("0"..."9").contains(s[j])) { j += 1 }
-                var v = String.UnicodeScalarView(); v.append(contentsOf: s[i..<j]); out.append(.name(String(v))); i = j; continue
+                var v = String.UnicodeScalarView(); v.append(contentsOf: s[i..<j]); out.append(.name(String(v))); i = j;
+                continue
             }
             if ("0"..."9").contains(c) {
                 var j = i; var isFloat = false
-                while j < s.count && (("0"..."9").contains(s[j]) || s[j] == "_" || (s[j] == "." && !isFloat && j + 1 < s.count && ("0"..."9").contains(s[j + 1]))) {
+                while j < s.count
+                    && (("0"..."9").contains(s[j]) || s[j] == "_"
+                        || (s[j] == "." && !isFloat && j + 1 < s.count && ("0"..."9").contains(s[j + 1])))
+                {
                     if s[j] == "." { isFloat = true }; j += 1
                 }
                 var v = String.UnicodeScalarView(); v.append(contentsOf: s[i..<j])
                 let str = String(v).replacingOccurrences(of: "_", with: "")
                 // Python integers are unbounded; a literal beyond Int64 is refused rather than trapping.
-                if isFloat { out.append(.num(Double(str) ?? .infinity)) }
-                else if let n = Int(str) { out.append(.int(n)) }
-                else { throw TokenizerError.template("integer literal \(str) is too large") }
+                if isFloat {
+                    out.append(.num(Double(str) ?? .infinity))
+                } else if let n = Int(str) {
+                    out.append(.int(n))
+                } else {
+                    throw TokenizerError.template("integer literal \(str) is too large")
+                }
                 i = j; continue
             }
             if c == "'" || c == "\"" {
@@ -157,8 +182,12 @@ final class JinjaTemplate {
                     if s[j] == "\\" && j + 1 < s.count {
                         let e = s[j + 1]
                         switch e {
-                        case "n": v += "\n"; case "t": v += "\t"; case "r": v += "\r"
-                        case "\\": v += "\\"; case "'": v += "'"; case "\"": v += "\""
+                        case "n": v += "\n";
+                        case "t": v += "\t";
+                        case "r": v += "\r"
+                        case "\\": v += "\\";
+                        case "'": v += "'";
+                        case "\"": v += "\""
                         default: v += "\\"; v.unicodeScalars.append(e)
                         }
                         j += 2; continue
@@ -170,7 +199,9 @@ final class JinjaTemplate {
             }
             let two = i + 1 < s.count ? String(Character(c)) + String(Character(s[i + 1])) : ""
             if ["==", "!=", "<=", ">=", "//", "**"].contains(two) { out.append(.op(two)); i += 2; continue }
-            if "+-*/%~<>()[]{}.,:|=".unicodeScalars.contains(c) { out.append(.op(String(Character(c)))); i += 1; continue }
+            if "+-*/%~<>()[]{}.,:|=".unicodeScalars.contains(c) {
+                out.append(.op(String(Character(c)))); i += 1; continue
+            }
             throw TokenizerError.template("unexpected character '\(c)' in '\(src)'")
         }
         out.append(.end)
@@ -208,7 +239,9 @@ final class JinjaTemplate {
                     nodes.append(try parseStatement(String(word), String(src.dropFirst(word.count))))
                 }
             }
-            if !until.isEmpty { throw TokenizerError.template("missing {% \(until.sorted().joined(separator: " or ")) %}") }
+            if !until.isEmpty {
+                throw TokenizerError.template("missing {% \(until.sorted().joined(separator: " or ")) %}")
+            }
             return nodes
         }
 
@@ -219,7 +252,9 @@ final class JinjaTemplate {
         }
 
         mutating func parseStatement(_ word: String, _ rest: String) throws -> Node {
-            guard depth < JinjaTemplate.maxParseDepth else { throw TokenizerError.template("blocks nested deeper than \(JinjaTemplate.maxParseDepth)") }
+            guard depth < JinjaTemplate.maxParseDepth else {
+                throw TokenizerError.template("blocks nested deeper than \(JinjaTemplate.maxParseDepth)")
+            }
             depth += 1
             defer { depth -= 1 }
             switch word {
@@ -231,7 +266,9 @@ final class JinjaTemplate {
                     let body = try parseBody(until: ["elif", "else", "endif"])
                     branches.append((cond, body))
                     let (w, r) = currentWord(); pos += 1
-                    if w == "elif" { var ep2 = ExprParser(try JinjaTemplate.lexExpr(r)); cond = try ep2.parseFull(); continue }
+                    if w == "elif" {
+                        var ep2 = ExprParser(try JinjaTemplate.lexExpr(r)); cond = try ep2.parseFull(); continue
+                    }
                     if w == "else" { elseBody = try parseBody(until: ["endif"]); pos += 1 }
                     break
                 }
@@ -240,7 +277,9 @@ final class JinjaTemplate {
                 var e = ExprParser(try JinjaTemplate.lexExpr(rest))
                 var targets = [String]()
                 repeat {
-                    guard case let .name(n) = e.next() else { throw TokenizerError.template("bad for target in '\(rest)'") }
+                    guard case let .name(n) = e.next() else {
+                        throw TokenizerError.template("bad for target in '\(rest)'")
+                    }
                     targets.append(n)
                 } while e.accept(.op(","))
                 guard e.next() == .name("in") else { throw TokenizerError.template("expected 'in' in for '\(rest)'") }
@@ -260,7 +299,9 @@ final class JinjaTemplate {
                 guard case let .name(n) = e.next() else { throw TokenizerError.template("bad set target '\(rest)'") }
                 target.append(n)
                 while e.accept(.op(".")) {
-                    guard case let .name(a) = e.next() else { throw TokenizerError.template("bad set target '\(rest)'") }
+                    guard case let .name(a) = e.next() else {
+                        throw TokenizerError.template("bad set target '\(rest)'")
+                    }
                     target.append(a)
                 }
                 if e.peek == .end {
@@ -271,10 +312,14 @@ final class JinjaTemplate {
                 return .set(target, try e.parseFull())
             case "macro":
                 var e = ExprParser(try JinjaTemplate.lexExpr(rest))
-                guard case let .name(name) = e.next(), e.accept(.op("(")) else { throw TokenizerError.template("bad macro '\(rest)'") }
+                guard case let .name(name) = e.next(), e.accept(.op("(")) else {
+                    throw TokenizerError.template("bad macro '\(rest)'")
+                }
                 var params = [(String, Expr?)]()
                 while !e.accept(.op(")")) {
-                    guard case let .name(p) = e.next() else { throw TokenizerError.template("bad macro parameter in '\(rest)'") }
+                    guard case let .name(p) = e.next() else {
+                        throw TokenizerError.template("bad macro parameter in '\(rest)'")
+                    }
                     var d: Expr? = nil
                     if e.accept(.op("=")) { d = try e.parseTernary() }
                     params.append((p, d))
@@ -301,7 +346,9 @@ final class JinjaTemplate {
         var peek: ETok { t[p] }
         mutating func next() -> ETok { let x = t[p]; if p < t.count - 1 { p += 1 }; return x }
         mutating func accept(_ x: ETok) -> Bool { if t[p] == x { p += 1; return true }; return false }
-        mutating func expect(_ x: ETok) throws { guard accept(x) else { throw TokenizerError.template("expected \(x), found \(peek)") } }
+        mutating func expect(_ x: ETok) throws {
+            guard accept(x) else { throw TokenizerError.template("expected \(x), found \(peek)") }
+        }
 
         mutating func parsedFull() throws -> Expr { try parseFull() }
         mutating func parseFull() throws -> Expr {
@@ -313,7 +360,9 @@ final class JinjaTemplate {
         /// `parseNot`/`parseUnary`, which count their own.
         mutating func enter() throws {
             // One level of parentheses passes three counting functions.
-            guard depth < 3 * JinjaTemplate.maxParseDepth else { throw TokenizerError.template("expression nested deeper than \(JinjaTemplate.maxParseDepth)") }
+            guard depth < 3 * JinjaTemplate.maxParseDepth else {
+                throw TokenizerError.template("expression nested deeper than \(JinjaTemplate.maxParseDepth)")
+            }
             depth += 1
         }
         mutating func parseTernary() throws -> Expr {
@@ -347,10 +396,15 @@ final class JinjaTemplate {
         mutating func parseCompare() throws -> Expr {
             var a = try parseConcat()
             while true {
-                if case let .op(o) = peek, ["==", "!=", "<", ">", "<=", ">="].contains(o) { p += 1; a = .binary(o, a, try parseConcat()) }
-                else if accept(.name("in")) { a = .binary("in", a, try parseConcat()) }
-                else if peek == .name("not") && t[p + 1] == .name("in") { p += 2; a = .unary("not", .binary("in", a, try parseConcat())) }
-                else { return a }
+                if case let .op(o) = peek, ["==", "!=", "<", ">", "<=", ">="].contains(o) {
+                    p += 1; a = .binary(o, a, try parseConcat())
+                } else if accept(.name("in")) {
+                    a = .binary("in", a, try parseConcat())
+                } else if peek == .name("not") && t[p + 1] == .name("in") {
+                    p += 2; a = .unary("not", .binary("in", a, try parseConcat()))
+                } else {
+                    return a
+                }
             }
         }
         mutating func parseConcat() throws -> Expr {
@@ -361,16 +415,23 @@ final class JinjaTemplate {
         mutating func parseAdd() throws -> Expr {
             var a = try parseMul()
             while true {
-                if accept(.op("+")) { a = .binary("+", a, try parseMul()) }
-                else if accept(.op("-")) { a = .binary("-", a, try parseMul()) }
-                else { return a }
+                if accept(.op("+")) {
+                    a = .binary("+", a, try parseMul())
+                } else if accept(.op("-")) {
+                    a = .binary("-", a, try parseMul())
+                } else {
+                    return a
+                }
             }
         }
         mutating func parseMul() throws -> Expr {
             var a = try parseUnary()
             while true {
-                if case let .op(o) = peek, ["*", "/", "//", "%"].contains(o) { p += 1; a = .binary(o, a, try parseUnary()) }
-                else { return a }
+                if case let .op(o) = peek, ["*", "/", "//", "%"].contains(o) {
+                    p += 1; a = .binary(o, a, try parseUnary())
+                } else {
+                    return a
+                }
             }
         }
         mutating func parseUnary() throws -> Expr {
@@ -385,8 +446,11 @@ final class JinjaTemplate {
         mutating func parseArgs() throws -> ([Expr], [(String, Expr)]) {
             var args = [Expr](), kw = [(String, Expr)]()
             while !accept(.op(")")) {
-                if case let .name(n) = peek, t[p + 1] == .op("=") { p += 2; kw.append((n, try parseTernary())) }
-                else { args.append(try parseTernary()) }
+                if case let .name(n) = peek, t[p + 1] == .op("=") {
+                    p += 2; kw.append((n, try parseTernary()))
+                } else {
+                    args.append(try parseTernary())
+                }
                 if !accept(.op(",")) { try expect(.op(")")); break }
             }
             return (args, kw)
@@ -423,11 +487,17 @@ final class JinjaTemplate {
                     let neg = accept(.name("not"))
                     guard case let .name(tn) = next() else { throw TokenizerError.template("expected test name") }
                     var args = [Expr]()
-                    if accept(.op("(")) { args = try parseArgs().0 }
-                    else if case .str = peek { args = [try parsePrimary()] }
-                    else if case .int = peek { args = [try parsePrimary()] }
+                    if accept(.op("(")) {
+                        args = try parseArgs().0
+                    } else if case .str = peek {
+                        args = [try parsePrimary()]
+                    } else if case .int = peek {
+                        args = [try parsePrimary()]
+                    }
                     a = .test(a, tn, args, neg)
-                } else { return a }
+                } else {
+                    return a
+                }
             }
         }
         mutating func parsePrimary() throws -> Expr {
@@ -456,7 +526,9 @@ final class JinjaTemplate {
                 return e
             case .op("["):
                 var items = [Expr]()
-                while !accept(.op("]")) { items.append(try parseTernary()); if !accept(.op(",")) { try expect(.op("]")); break } }
+                while !accept(.op("]")) {
+                    items.append(try parseTernary()); if !accept(.op(",")) { try expect(.op("]")); break }
+                }
                 return .list(items)
             case .op("{"):
                 var items = [(Expr, Expr)]()

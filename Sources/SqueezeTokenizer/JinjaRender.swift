@@ -42,19 +42,27 @@ extension JinjaTemplate {
         init(template: JinjaTemplate, scopes: [[String: JValue]]) { self.template = template; self.scopes = scopes }
 
         mutating func enter() throws {
-            guard renderDepth < JinjaBudget.maxRenderDepth else { throw TokenizerError.template("rendering nested deeper than \(JinjaBudget.maxRenderDepth) (blocks, expressions and macro calls)") }
+            guard renderDepth < JinjaBudget.maxRenderDepth else {
+                throw TokenizerError.template(
+                    "rendering nested deeper than \(JinjaBudget.maxRenderDepth) (blocks, expressions and macro calls)")
+            }
             renderDepth += 1
         }
 
         mutating func iterate() throws {
             iterations += 1
-            guard iterations <= JinjaBudget.maxLoopIterations else { throw TokenizerError.template("more than \(JinjaBudget.maxLoopIterations) loop iterations") }
+            guard iterations <= JinjaBudget.maxLoopIterations else {
+                throw TokenizerError.template("more than \(JinjaBudget.maxLoopIterations) loop iterations")
+            }
         }
 
         /// Charges `bytes` of building to the render's work budget.
         mutating func charge(_ bytes: Int) throws {
             work += bytes
-            guard work <= JinjaBudget.maxWorkBytes else { throw TokenizerError.template("the template builds more than \(JinjaBudget.maxWorkBytes) bytes of values") }
+            guard work <= JinjaBudget.maxWorkBytes else {
+                throw TokenizerError.template(
+                    "the template builds more than \(JinjaBudget.maxWorkBytes) bytes of values")
+            }
         }
 
         /// Charges a value the template built and checks its size: a string or list at most the
@@ -63,10 +71,14 @@ extension JinjaTemplate {
             switch v {
             case let .string(x):
                 let n = x.utf8.count
-                guard n <= JinjaBudget.maxOutputBytes else { throw TokenizerError.template("a string of \(n) bytes exceeds \(JinjaBudget.maxOutputBytes)") }
+                guard n <= JinjaBudget.maxOutputBytes else {
+                    throw TokenizerError.template("a string of \(n) bytes exceeds \(JinjaBudget.maxOutputBytes)")
+                }
                 try charge(n)
             case let .array(a):
-                guard a.count <= JinjaBudget.maxOutputBytes else { throw TokenizerError.template("a list of \(a.count) items exceeds \(JinjaBudget.maxOutputBytes)") }
+                guard a.count <= JinjaBudget.maxOutputBytes else {
+                    throw TokenizerError.template("a list of \(a.count) items exceeds \(JinjaBudget.maxOutputBytes)")
+                }
                 try charge(8 * a.count)
             default: break
             }
@@ -80,11 +92,36 @@ extension JinjaTemplate {
             let left = JinjaBudget.maxWalkedItems - walked
             func depth(_ x: JValue, _ d: Int) throws {
                 nodes += 1
-                guard nodes <= left else { throw TokenizerError.template("checking the nesting of lists and dicts visits more than \(JinjaBudget.maxWalkedItems) items") }
-                guard d <= JinjaBudget.maxValueDepth else { throw TokenizerError.template("lists and dicts nested deeper than \(JinjaBudget.maxValueDepth)") }
+                guard nodes <= left else {
+                    throw TokenizerError.template(
+                        "checking the nesting of lists and dicts visits more than \(JinjaBudget.maxWalkedItems) items")
+                }
+                guard d <= JinjaBudget.maxValueDepth else {
+                    throw TokenizerError.template("lists and dicts nested deeper than \(JinjaBudget.maxValueDepth)")
+                }
                 switch x {
-                case let .array(a): for e in a { if case .array = e { try depth(e, d + 1) } else if case .dict = e { try depth(e, d + 1) } else { nodes += 1 } }
-                case let .dict(m): for k in m.keys { if let e = m.values[k] { if case .array = e { try depth(e, d + 1) } else if case .dict = e { try depth(e, d + 1) } else { nodes += 1 } } }
+                case let .array(a):
+                    for e in a {
+                        if case .array = e {
+                            try depth(e, d + 1)
+                        } else if case .dict = e {
+                            try depth(e, d + 1)
+                        } else {
+                            nodes += 1
+                        }
+                    }
+                case let .dict(m):
+                    for k in m.keys {
+                        if let e = m.values[k] {
+                            if case .array = e {
+                                try depth(e, d + 1)
+                            } else if case .dict = e {
+                                try depth(e, d + 1)
+                            } else {
+                                nodes += 1
+                            }
+                        }
+                    }
                 default: break
                 }
             }
@@ -96,7 +133,8 @@ extension JinjaTemplate {
         func lookup(_ n: String) -> JValue {
             for s in scopes.reversed() { if let v = s[n] { return v } }
             switch n {
-            case "raise_exception", "range", "namespace", "dict", "strftime_now", "lipsum", "cycler", "joiner": return .function(n)
+            case "raise_exception", "range", "namespace", "dict", "strftime_now", "lipsum", "cycler", "joiner":
+                return .function(n)
             default: return .undefined
             }
         }
@@ -119,7 +157,9 @@ extension JinjaTemplate {
             try enter()
             defer { renderDepth -= 1 }
             for n in nodes {
-                if out.utf8.count > JinjaBudget.maxOutputBytes { throw TokenizerError.template("output exceeds \(JinjaBudget.maxOutputBytes) bytes") }
+                if out.utf8.count > JinjaBudget.maxOutputBytes {
+                    throw TokenizerError.template("output exceeds \(JinjaBudget.maxOutputBytes) bytes")
+                }
                 switch n {
                 case let .text(t): out += t
                 case let .output(e): out += try eval(e).rendered
@@ -133,10 +173,19 @@ extension JinjaTemplate {
                 case let .forLoop(targets, iterE, cond, body, elseBody):
                     let iterV = try eval(iterE)
                     var items: [JValue]
-                    if case let .dict(d) = iterV { items = d.keys.map { .string($0) } }
-                    else if iterV.isUndefined || { if case .none = iterV { return true }; return false }() { items = [] }
-                    else if let a = iterV.items { items = a }
-                    else { throw TokenizerError.template("cannot iterate over \(iterV.repr)") }
+                    if case let .dict(d) = iterV {
+                        items = d.keys.map { .string($0) }
+                    } else if iterV.isUndefined
+                        || {
+                            if case .none = iterV { return true }; return false
+                        }()
+                    {
+                        items = []
+                    } else if let a = iterV.items {
+                        items = a
+                    } else {
+                        throw TokenizerError.template("cannot iterate over \(iterV.repr)")
+                    }
                     if let cond {
                         var kept = [JValue]()
                         for it in items {
@@ -148,7 +197,9 @@ extension JinjaTemplate {
                         }
                         items = kept
                     }
-                    if items.isEmpty { if let e = elseBody { let f = try run(e, &out); if f != .normal { return f } }; continue }
+                    if items.isEmpty {
+                        if let e = elseBody { let f = try run(e, &out); if f != .normal { return f } }; continue
+                    }
                     for (i, it) in items.enumerated() {
                         try iterate()
                         var loop = JDict()
@@ -172,13 +223,17 @@ extension JinjaTemplate {
                 case .cont: return .cont
                 }
             }
-            if out.utf8.count > JinjaBudget.maxOutputBytes { throw TokenizerError.template("output exceeds \(JinjaBudget.maxOutputBytes) bytes") }
+            if out.utf8.count > JinjaBudget.maxOutputBytes {
+                throw TokenizerError.template("output exceeds \(JinjaBudget.maxOutputBytes) bytes")
+            }
             return .normal
         }
 
         mutating func bind(_ targets: [String], _ v: JValue) throws {
             if targets.count == 1 { scopes[scopes.count - 1][targets[0]] = v; return }
-            guard case let .array(a) = v, a.count == targets.count else { throw TokenizerError.template("cannot unpack \(v.repr) into \(targets.count) names") }
+            guard case let .array(a) = v, a.count == targets.count else {
+                throw TokenizerError.template("cannot unpack \(v.repr) into \(targets.count) names")
+            }
             for (n, x) in zip(targets, a) { scopes[scopes.count - 1][n] = x }
         }
 
@@ -201,7 +256,8 @@ extension JinjaTemplate {
                 return try JinjaTemplate.subscriptValue(try eval(o), try eval(i))
             case let .slice(o, a, b, c):
                 let v = try eval(o)
-                let start = try a.map { try eval($0) }, stop = try b.map { try eval($0) }, step = try c.map { try eval($0) }
+                let start = try a.map { try eval($0) }, stop = try b.map { try eval($0) },
+                    step = try c.map { try eval($0) }
                 return try JinjaTemplate.slice(v, start, stop, step)
             case let .call(f, args, kw):
                 let a = try args.map { try eval($0) }
@@ -251,10 +307,14 @@ extension JinjaTemplate {
                 case "raise_exception":
                     throw TokenizerError.templateException(a.first?.rendered ?? "")
                 case "range":
-                    guard (1...3).contains(a.count) else { throw TokenizerError.template("range expects 1 to 3 arguments, got \(a.count)") }
+                    guard (1...3).contains(a.count) else {
+                        throw TokenizerError.template("range expects 1 to 3 arguments, got \(a.count)")
+                    }
                     var n = [Int]()
                     for x in a {
-                        guard let i = JinjaTemplate.integer(x) else { throw TokenizerError.template("range argument \(x.repr) is not an integer") }
+                        guard let i = JinjaTemplate.integer(x) else {
+                            throw TokenizerError.template("range argument \(x.repr) is not an integer")
+                        }
                         n.append(i)
                     }
                     let (lo, hi, st) = n.count == 1 ? (0, n[0], 1) : (n[0], n[1], n.count > 2 ? n[2] : 1)
@@ -263,7 +323,9 @@ extension JinjaTemplate {
                     let (span, o) = st > 0 ? hi.subtractingReportingOverflow(lo) : lo.subtractingReportingOverflow(hi)
                     let length = o ? Int.max : (span <= 0 ? 0 : (span - 1) / (st == Int.min ? Int.max : abs(st)) + 1)
                     guard length <= JinjaBudget.maxRangeLength else {
-                        throw TokenizerError.template("range of \(o ? "more than \(Int.max)" : "\(length)") items exceeds \(JinjaBudget.maxRangeLength)")
+                        throw TokenizerError.template(
+                            "range of \(o ? "more than \(Int.max)" : "\(length)") items exceeds \(JinjaBudget.maxRangeLength)"
+                        )
                     }
                     try charge(8 * length)
                     return .array(Array(stride(from: lo, to: hi, by: st)).map { .int($0) })
@@ -279,16 +341,23 @@ extension JinjaTemplate {
                 default: throw TokenizerError.template("unsupported function \(name)()")
                 }
             case let .macro(idx):
-                guard callDepth < JinjaBudget.maxCallDepth else { throw TokenizerError.template("macro calls nested deeper than \(JinjaBudget.maxCallDepth)") }
+                guard callDepth < JinjaBudget.maxCallDepth else {
+                    throw TokenizerError.template("macro calls nested deeper than \(JinjaBudget.maxCallDepth)")
+                }
                 callDepth += 1
                 defer { callDepth -= 1 }
                 let m = template.macros[idx]
                 var scope = [String: JValue]()
                 for (i, (pname, dflt)) in m.params.enumerated() {
-                    if i < a.count { scope[pname] = a[i] }
-                    else if let v = k[pname] { scope[pname] = v }
-                    else if let d = dflt { scope[pname] = try eval(d) }
-                    else { scope[pname] = .undefined }
+                    if i < a.count {
+                        scope[pname] = a[i]
+                    } else if let v = k[pname] {
+                        scope[pname] = v
+                    } else if let d = dflt {
+                        scope[pname] = try eval(d)
+                    } else {
+                        scope[pname] = .undefined
+                    }
                 }
                 scopes.append(scope)
                 var s = ""
@@ -384,7 +453,9 @@ extension JinjaTemplate {
                 r = op == "<" ? x < y : op == ">" ? x > y : op == "<=" ? x <= y : x >= y
             } else if let x = a.number, let y = b.number {
                 r = op == "<" ? x < y : op == ">" ? x > y : op == "<=" ? x <= y : x >= y
-            } else { throw TokenizerError.template("cannot compare \(a.repr) \(op) \(b.repr)") }
+            } else {
+                throw TokenizerError.template("cannot compare \(a.repr) \(op) \(b.repr)")
+            }
             return .bool(r)
         case "+":
             switch (a, b) {
@@ -402,7 +473,10 @@ extension JinjaTemplate {
             if op == "*", case let .string(s) = a, case let .int(n) = b {
                 // Checked before the string is built: "x" * 10**12 is refused, not allocated.
                 let (bytes, o) = s.utf8.count.multipliedReportingOverflow(by: max(n, 0))
-                guard !o, bytes <= JinjaBudget.maxOutputBytes else { throw TokenizerError.template("string repetition of \(n) exceeds \(JinjaBudget.maxOutputBytes) bytes") }
+                guard !o, bytes <= JinjaBudget.maxOutputBytes else {
+                    throw TokenizerError.template(
+                        "string repetition of \(n) exceeds \(JinjaBudget.maxOutputBytes) bytes")
+                }
                 return .string(String(repeating: s, count: max(n, 0)))
             }
             if case let .int(x) = a, case let .int(y) = b {
@@ -413,27 +487,39 @@ extension JinjaTemplate {
                 switch op {
                 case "-": return try exact(x.subtractingReportingOverflow(y))
                 case "*": return try exact(x.multipliedReportingOverflow(by: y))
-                case "/": guard y != 0 else { throw TokenizerError.template("division by zero") }; return .double(Double(x) / Double(y))
-                case "//": guard y != 0 else { throw TokenizerError.template("division by zero") }
+                case "/":
+                    guard y != 0 else { throw TokenizerError.template("division by zero") };
+                    return .double(Double(x) / Double(y))
+                case "//":
+                    guard y != 0 else { throw TokenizerError.template("division by zero") }
                     // Python floors; Int.min // -1 overflows.
                     let (q, o) = x.dividedReportingOverflow(by: y)
                     guard !o else { return try exact((0, true)) }
                     return .int(q * y != x && (x < 0) != (y < 0) ? q - 1 : q)
-                case "%": guard y != 0 else { throw TokenizerError.template("modulo by zero") }
+                case "%":
+                    guard y != 0 else { throw TokenizerError.template("modulo by zero") }
                     if y == -1 { return .int(0) }
                     let m = x % y; return .int(m != 0 && (m < 0) != (y < 0) ? m + y : m)
                 default:
                     if y < 0 { return .double(pow(Double(x), Double(y))) }
                     var r = 1, base = x, e = y
                     while e > 0 {
-                        if e & 1 == 1 { let m = r.multipliedReportingOverflow(by: base); guard !m.overflow else { return try exact(m) }; r = m.partialValue }
+                        if e & 1 == 1 {
+                            let m = r.multipliedReportingOverflow(by: base);
+                            guard !m.overflow else { return try exact(m) }; r = m.partialValue
+                        }
                         e >>= 1
-                        if e > 0 { let m = base.multipliedReportingOverflow(by: base); guard !m.overflow else { return try exact(m) }; base = m.partialValue }
+                        if e > 0 {
+                            let m = base.multipliedReportingOverflow(by: base);
+                            guard !m.overflow else { return try exact(m) }; base = m.partialValue
+                        }
                     }
                     return .int(r)
                 }
             }
-            guard let x = a.number, let y = b.number else { throw TokenizerError.template("bad operands for \(op): \(a.repr), \(b.repr)") }
+            guard let x = a.number, let y = b.number else {
+                throw TokenizerError.template("bad operands for \(op): \(a.repr), \(b.repr)")
+            }
             switch op {
             case "-": return .double(x - y)
             case "*": return .double(x * y)
@@ -505,8 +591,13 @@ extension JinjaTemplate {
             if c == "%", let f = it.next() {
                 if f == "%" { out += "%"; continue }
                 let v = i < a.count ? a[i] : .undefined; i += 1
-                out += (f == "d" ? (v.number.flatMap { integer(.double($0.rounded(.towardZero))) }.map { String($0) } ?? v.rendered) : v.rendered)
-            } else { out.append(c) }
+                out +=
+                    (f == "d"
+                        ? (v.number.flatMap { integer(.double($0.rounded(.towardZero))) }.map { String($0) }
+                            ?? v.rendered) : v.rendered)
+            } else {
+                out.append(c)
+            }
         }
         return out
     }
@@ -525,7 +616,9 @@ extension JinjaTemplate {
             let indent = try (k["indent"] ?? a.first).flatMap { x -> Int? in
                 if case .none = x { return nil }
                 if x.isUndefined { return nil }
-                guard let i = integer(x), (0...maxIndent).contains(i) else { throw TokenizerError.template("tojson indent \(x.repr) is not in 0...\(maxIndent)") }
+                guard let i = integer(x), (0...maxIndent).contains(i) else {
+                    throw TokenizerError.template("tojson indent \(x.repr) is not in 0...\(maxIndent)")
+                }
                 return i
             }
             return .string(v.json(indent: indent))
@@ -548,7 +641,9 @@ extension JinjaTemplate {
             return .string(out)
         case "int":
             if let n = v.number {
-                guard let i = integer(.double(n.rounded(.towardZero))) else { throw TokenizerError.template("int of \(v.repr) is out of range") }
+                guard let i = integer(.double(n.rounded(.towardZero))) else {
+                    throw TokenizerError.template("int of \(v.repr) is out of range")
+                }
                 return .int(i)
             }
             return .int(Int(v.rendered.trimmingCharacters(in: .whitespaces)) ?? 0)
@@ -562,7 +657,10 @@ extension JinjaTemplate {
         case "join":
             let sep = a.first?.rendered ?? ""
             if let attr = k["attribute"]?.rendered {
-                return .string((v.items ?? []).map { if case let .dict(d) = $0 { return d[attr]?.rendered ?? "" }; return "" }.joined(separator: sep))
+                return .string(
+                    (v.items ?? []).map {
+                        if case let .dict(d) = $0 { return d[attr]?.rendered ?? "" }; return ""
+                    }.joined(separator: sep))
             }
             return .string((v.items ?? []).map { $0.rendered }.joined(separator: sep))
         case "default", "d":
@@ -590,7 +688,10 @@ extension JinjaTemplate {
             return .array(out)
         case "map":
             if let attr = k["attribute"]?.rendered {
-                return .array((v.items ?? []).map { if case let .dict(d) = $0 { return d[attr] ?? .undefined }; return .undefined })
+                return .array(
+                    (v.items ?? []).map {
+                        if case let .dict(d) = $0 { return d[attr] ?? .undefined }; return .undefined
+                    })
             }
             guard let f = a.first?.rendered else { throw TokenizerError.template("map needs a filter or attribute") }
             return .array(try (v.items ?? []).map { try filter($0, f, Array(a.dropFirst()), [:]) })
@@ -601,14 +702,19 @@ extension JinjaTemplate {
         case "format": return .string(pyFormat(v.rendered, a))
         case "abs": if case let .int(i) = v { return .int(abs(i)) }; return .double(abs(v.number ?? 0))
         case "indent":
-            let width = try a.first.map { x -> Int in
-                guard let i = integer(x), (0...maxIndent).contains(i) else { throw TokenizerError.template("indent width \(x.repr) is not in 0...\(maxIndent)") }
-                return i
-            } ?? 4
+            let width =
+                try a.first.map { x -> Int in
+                    guard let i = integer(x), (0...maxIndent).contains(i) else {
+                        throw TokenizerError.template("indent width \(x.repr) is not in 0...\(maxIndent)")
+                    }
+                    return i
+                } ?? 4
             let pad = String(repeating: " ", count: width)
             let lines = v.rendered.components(separatedBy: "\n")
             let first = (k["first"] ?? (a.count > 1 ? a[1] : .bool(false))).truthy
-            return .string(lines.enumerated().map { i, l in (i == 0 && !first) || l.isEmpty ? l : pad + l }.joined(separator: "\n"))
+            return .string(
+                lines.enumerated().map { i, l in (i == 0 && !first) || l.isEmpty ? l : pad + l }.joined(separator: "\n")
+            )
         default:
             throw TokenizerError.template("unsupported filter '\(name)'")
         }
@@ -628,8 +734,15 @@ extension JinjaTemplate {
         case "false": if case .bool(false) = v { return true }; return false
         case "mapping": if case .dict = v { return true }; return false
         case "sequence", "iterable":
-            switch v { case .array, .string, .dict: return true; default: return false }
-        case "callable": switch v { case .function, .macro: return true; default: return false }
+            switch v {
+            case .array, .string, .dict: return true;
+            default: return false
+            }
+        case "callable":
+            switch v {
+            case .function, .macro: return true;
+            default: return false
+            }
         case "equalto", "eq", "==": return v == (a.first ?? .undefined)
         case "ne", "!=": return !(v == (a.first ?? .undefined))
         case "even": return (integer(v) ?? 1) % 2 == 0

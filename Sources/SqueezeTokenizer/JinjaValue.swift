@@ -61,7 +61,8 @@ indirect enum JValue {
             }
             return out + q
         case let .array(a): return "[" + a.map { $0.repr }.joined(separator: ", ") + "]"
-        case let .dict(d): return "{" + d.keys.map { JValue.string($0).repr + ": " + d.values[$0]!.repr }.joined(separator: ", ") + "}"
+        case let .dict(d):
+            return "{" + d.keys.map { JValue.string($0).repr + ": " + d.values[$0]!.repr }.joined(separator: ", ") + "}"
         default: return rendered
         }
     }
@@ -95,16 +96,25 @@ indirect enum JValue {
                 case "\u{08}": out += "\\b"
                 case "\u{0C}": out += "\\f"
                 default:
-                    if ch.value < 0x20 { out += String(format: "\\u%04x", ch.value) } else { out.unicodeScalars.append(ch) }
+                    if ch.value < 0x20 {
+                        out += String(format: "\\u%04x", ch.value)
+                    } else {
+                        out.unicodeScalars.append(ch)
+                    }
                 }
             }
             return out + "\""
         case let .array(a):
             if a.isEmpty { return "[]" }
-            return "[" + a.map { (nl ?? "") + $0.json(indent: indent, level: level + 1) }.joined(separator: sep) + (close ?? "") + "]"
+            return "[" + a.map { (nl ?? "") + $0.json(indent: indent, level: level + 1) }.joined(separator: sep)
+                + (close ?? "") + "]"
         case let .dict(d):
             if d.keys.isEmpty { return "{}" }
-            return "{" + d.keys.map { (nl ?? "") + JValue.string($0).json(indent: nil) + ": " + d.values[$0]!.json(indent: indent, level: level + 1) }.joined(separator: sep) + (close ?? "") + "}"
+            return "{"
+                + d.keys.map {
+                    (nl ?? "") + JValue.string($0).json(indent: nil) + ": "
+                        + d.values[$0]!.json(indent: indent, level: level + 1)
+                }.joined(separator: sep) + (close ?? "") + "}"
         case .function, .macro: return "null"
         }
     }

@@ -31,8 +31,9 @@ struct JSONPipelineReader {
             guard let pat = o["pattern"] as? JSONObject else { throw fail("Replace normalizer without 'pattern'") }
             if let s = pat["String"] as? String { return .replaceLiteral(s, content) }
             if let r = pat["Regex"] as? String {
-                do { return .replaceRegex(try NSRegularExpression(pattern: r), content) }
-                catch { throw fail("Replace normalizer: invalid regex \(r)") }
+                do { return .replaceRegex(try NSRegularExpression(pattern: r), content) } catch {
+                    throw fail("Replace normalizer: invalid regex \(r)")
+                }
             }
             throw fail("Replace normalizer: pattern is neither String nor Regex")
         case "Strip":
@@ -50,11 +51,17 @@ struct JSONPipelineReader {
         guard let j, !(j is NSNull) else { return (transform, splitters, false) }
         var flat = [JSONObject]()
         func flatten(_ x: Any) throws {
-            guard let o = x as? JSONObject, let type = o["type"] as? String else { throw fail("pre_tokenizer without a type") }
+            guard let o = x as? JSONObject, let type = o["type"] as? String else {
+                throw fail("pre_tokenizer without a type")
+            }
             if type == "Sequence" {
-                guard let list = o["pretokenizers"] as? [Any] else { throw fail("Sequence pre_tokenizer without 'pretokenizers'") }
+                guard let list = o["pretokenizers"] as? [Any] else {
+                    throw fail("Sequence pre_tokenizer without 'pretokenizers'")
+                }
                 for e in list { try flatten(e) }
-            } else { flat.append(o) }
+            } else {
+                flat.append(o)
+            }
         }
         try flatten(j)
         for (idx, o) in flat.enumerated() {
@@ -63,10 +70,16 @@ struct JSONPipelineReader {
             case "ByteLevel":
                 byteLevel = true
                 if o["add_prefix_space"] as? Bool ?? false {
-                    guard idx == 0 else { throw TokenizerError.unsupportedComponent(file: file, component: "pre_tokenizer", name: "ByteLevel(add_prefix_space) after another pre-tokenizer") }
+                    guard idx == 0 else {
+                        throw TokenizerError.unsupportedComponent(
+                            file: file, component: "pre_tokenizer",
+                            name: "ByteLevel(add_prefix_space) after another pre-tokenizer")
+                    }
                     transform.addPrefixSpace = true
                 }
-                if o["use_regex"] as? Bool ?? true { splitters.append(.split(.scanner(.gpt2), .isolated, invert: false)) }
+                if o["use_regex"] as? Bool ?? true {
+                    splitters.append(.split(.scanner(.gpt2), .isolated, invert: false))
+                }
             case "Split":
                 let behavior = SplitBehavior(rawValue: o["behavior"] as? String ?? "Isolated")
                 guard let behavior else { throw fail("Split: unknown behavior \(o["behavior"] ?? "")") }
@@ -78,25 +91,38 @@ struct JSONPipelineReader {
                     if let scanner = ScanRegex.known(r) {
                         splitters.append(.split(.scanner(scanner), behavior, invert: invert))
                     } else {
-                        do { splitters.append(.split(.regex(try NSRegularExpression(pattern: r)), behavior, invert: invert)) }
-                        catch { throw TokenizerError.unsupportedComponent(file: file, component: "pre_tokenizer Split regex", name: r) }
+                        do {
+                            splitters.append(
+                                .split(.regex(try NSRegularExpression(pattern: r)), behavior, invert: invert))
+                        } catch {
+                            throw TokenizerError.unsupportedComponent(
+                                file: file, component: "pre_tokenizer Split regex", name: r)
+                        }
                     }
-                } else { throw fail("Split: pattern is neither String nor Regex") }
+                } else {
+                    throw fail("Split: pattern is neither String nor Regex")
+                }
             case "Digits":
                 splitters.append(.digits(individual: o["individual_digits"] as? Bool ?? false))
             case "Whitespace": splitters.append(.whitespace)
             case "WhitespaceSplit": splitters.append(.whitespaceSplit)
             case "Punctuation":
-                splitters.append(.punctuation(SplitBehavior(rawValue: o["behavior"] as? String ?? "Isolated") ?? .isolated))
+                splitters.append(
+                    .punctuation(SplitBehavior(rawValue: o["behavior"] as? String ?? "Isolated") ?? .isolated))
             case "Metaspace":
-                guard idx == 0 else { throw TokenizerError.unsupportedComponent(file: file, component: "pre_tokenizer", name: "Metaspace after another pre-tokenizer") }
+                guard idx == 0 else {
+                    throw TokenizerError.unsupportedComponent(
+                        file: file, component: "pre_tokenizer", name: "Metaspace after another pre-tokenizer")
+                }
                 let repString = o["replacement"] as? String ?? "\u{2581}"
                 guard repString.unicodeScalars.count == 1, let rep = repString.unicodeScalars.first?.value else {
                     throw fail("Metaspace pre_tokenizer: replacement '\(repString)' is not one character")
                 }
                 transform.metaspace = rep
                 if let scheme = o["prepend_scheme"] as? String {
-                    guard let s = SegmentTransform.PrependScheme(rawValue: scheme) else { throw fail("Metaspace: unknown prepend_scheme \(scheme)") }
+                    guard let s = SegmentTransform.PrependScheme(rawValue: scheme) else {
+                        throw fail("Metaspace: unknown prepend_scheme \(scheme)")
+                    }
                     transform.metaspacePrepend = s
                 } else {
                     transform.metaspacePrepend = (o["add_prefix_space"] as? Bool ?? true) ? .always : .never
@@ -121,15 +147,19 @@ struct JSONPipelineReader {
         case "Fuse": return .fuse
         case "Metaspace":
             let rep = o["replacement"] as? String ?? "\u{2581}"
-            guard rep.unicodeScalars.count == 1 else { throw fail("Metaspace decoder: replacement '\(rep)' is not one character") }
-            let scheme = o["prepend_scheme"] as? String ?? ((o["add_prefix_space"] as? Bool ?? true) ? "always" : "never")
+            guard rep.unicodeScalars.count == 1 else {
+                throw fail("Metaspace decoder: replacement '\(rep)' is not one character")
+            }
+            let scheme =
+                o["prepend_scheme"] as? String ?? ((o["add_prefix_space"] as? Bool ?? true) ? "always" : "never")
             return .metaspace(replacement: rep, stripFirst: scheme != "never")
         case "Strip":
             let c = (o["content"] as? String ?? " ").first ?? " "
             return .strip(content: c, start: jsonInt(o["start"]) ?? 0, stop: jsonInt(o["stop"]) ?? 0)
         case "Replace":
             guard let pat = o["pattern"] as? JSONObject, let s = pat["String"] as? String else {
-                throw TokenizerError.unsupportedComponent(file: file, component: "decoder", name: "Replace with a regex pattern")
+                throw TokenizerError.unsupportedComponent(
+                    file: file, component: "decoder", name: "Replace with a regex pattern")
             }
             return .replace(pattern: s, content: o["content"] as? String ?? "")
         default:
@@ -139,11 +169,15 @@ struct JSONPipelineReader {
 
     func postProcessor(_ j: Any?, tokenId: (String) -> Int?) throws -> [TemplatePiece]? {
         guard let j, !(j is NSNull) else { return nil }
-        guard let o = j as? JSONObject, let type = o["type"] as? String else { throw fail("post_processor without a type") }
+        guard let o = j as? JSONObject, let type = o["type"] as? String else {
+            throw fail("post_processor without a type")
+        }
         switch type {
         case "ByteLevel": return nil
         case "Sequence":
-            guard let list = o["processors"] as? [Any] else { throw fail("Sequence post_processor without 'processors'") }
+            guard let list = o["processors"] as? [Any] else {
+                throw fail("Sequence post_processor without 'processors'")
+            }
             var result: [TemplatePiece]? = nil
             for p in list { if let t = try postProcessor(p, tokenId: tokenId) { result = t } }
             return result
@@ -153,19 +187,30 @@ struct JSONPipelineReader {
             var out = [TemplatePiece]()
             for item in single {
                 guard let it = item as? JSONObject else { throw fail("TemplateProcessing: bad item") }
-                if it["Sequence"] != nil { out.append(.sequence) }
-                else if let sp = it["SpecialToken"] as? JSONObject, let name = sp["id"] as? String {
+                if it["Sequence"] != nil {
+                    out.append(.sequence)
+                } else if let sp = it["SpecialToken"] as? JSONObject, let name = sp["id"] as? String {
                     if let st = specials[name] as? JSONObject, let idList = st["ids"] as? [Any] {
-                        out.append(.special(try idList.map { try checkedTokenId($0, limit: idLimit, file: file, field: "post_processor \(name) ids") }))
+                        out.append(
+                            .special(
+                                try idList.map {
+                                    try checkedTokenId(
+                                        $0, limit: idLimit, file: file, field: "post_processor \(name) ids")
+                                }))
+                    } else if let id = tokenId(name) {
+                        out.append(.special([id]))
+                    } else {
+                        throw fail("TemplateProcessing: unknown special token \(name)")
                     }
-                    else if let id = tokenId(name) { out.append(.special([id])) }
-                    else { throw fail("TemplateProcessing: unknown special token \(name)") }
-                } else { throw fail("TemplateProcessing: bad item") }
+                } else {
+                    throw fail("TemplateProcessing: bad item")
+                }
             }
             return out
         case "RobertaProcessing", "BertProcessing":
             guard let cls = o["cls"] as? [Any], let sep = o["sep"] as? [Any],
-                  cls.last != nil, sep.last != nil else { throw fail("\(type) without cls/sep") }
+                cls.last != nil, sep.last != nil
+            else { throw fail("\(type) without cls/sep") }
             let clsId = try checkedTokenId(cls.last, limit: idLimit, file: file, field: "post_processor cls")
             let sepId = try checkedTokenId(sep.last, limit: idLimit, file: file, field: "post_processor sep")
             return [.special([clsId]), .sequence, .special([sepId])]
@@ -180,12 +225,16 @@ func readJSON(_ path: String) throws -> JSONObject { try readJSONSized(path).obj
 /// Reads a JSON object file and its size in bytes (the bound for ids read from it).
 func readJSONSized(_ path: String) throws -> (object: JSONObject, bytes: Int) {
     let data: Data
-    do { data = try Data(contentsOf: URL(fileURLWithPath: path)) }
-    catch { throw TokenizerError.unreadable(file: path, reason: error.localizedDescription) }
+    do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+        throw TokenizerError.unreadable(file: path, reason: error.localizedDescription)
+    }
     let obj: Any
-    do { obj = try JSONParser.parse([UInt8](data)) }
-    catch let f as JSONParser.Failure { throw TokenizerError.malformed(file: path, reason: "invalid JSON (\(f.what) at byte \(f.offset))") }
-    guard let o = obj as? JSONObject else { throw TokenizerError.malformed(file: path, reason: "top level is not a JSON object") }
+    do { obj = try JSONParser.parse([UInt8](data)) } catch let f as JSONParser.Failure {
+        throw TokenizerError.malformed(file: path, reason: "invalid JSON (\(f.what) at byte \(f.offset))")
+    }
+    guard let o = obj as? JSONObject else {
+        throw TokenizerError.malformed(file: path, reason: "top level is not a JSON object")
+    }
     return (o, data.count)
 }
 
@@ -194,7 +243,8 @@ func readJSONSized(_ path: String) throws -> (object: JSONObject, bytes: Int) {
 func checkedTokenId(_ v: Any?, limit: Int, file: String, field: String) throws -> Int {
     guard let id = jsonInt(v) else { throw TokenizerError.malformed(file: file, reason: "\(field) is not an integer") }
     guard id >= 0, id < min(limit, Int(Int32.max)) else {
-        throw TokenizerError.malformed(file: file, reason: "\(field) = \(id) is out of range (0..<\(min(limit, Int(Int32.max))))")
+        throw TokenizerError.malformed(
+            file: file, reason: "\(field) = \(id) is out of range (0..<\(min(limit, Int(Int32.max))))")
     }
     return id
 }
@@ -213,11 +263,21 @@ extension Tokenizer {
         let r = JSONPipelineReader(file: jsonPath, idLimit: fileBytes)
         guard let m = root["model"] as? JSONObject else { throw r.fail("missing 'model'") }
         let mtype = m["type"] as? String ?? (m["merges"] != nil ? "BPE" : "unknown")
-        guard mtype == "BPE" else { throw TokenizerError.unsupportedComponent(file: jsonPath, component: "model", name: mtype) }
+        guard mtype == "BPE" else {
+            throw TokenizerError.unsupportedComponent(file: jsonPath, component: "model", name: mtype)
+        }
         guard let vocabObj = m["vocab"] as? JSONObject else { throw r.fail("model.vocab missing or not an object") }
-        if let d = m["dropout"], !(d is NSNull) { throw TokenizerError.unsupportedComponent(file: jsonPath, component: "model", name: "BPE with dropout") }
-        if let p = m["continuing_subword_prefix"] as? String, !p.isEmpty { throw TokenizerError.unsupportedComponent(file: jsonPath, component: "model", name: "BPE with continuing_subword_prefix") }
-        if let p = m["end_of_word_suffix"] as? String, !p.isEmpty { throw TokenizerError.unsupportedComponent(file: jsonPath, component: "model", name: "BPE with end_of_word_suffix") }
+        if let d = m["dropout"], !(d is NSNull) {
+            throw TokenizerError.unsupportedComponent(file: jsonPath, component: "model", name: "BPE with dropout")
+        }
+        if let p = m["continuing_subword_prefix"] as? String, !p.isEmpty {
+            throw TokenizerError.unsupportedComponent(
+                file: jsonPath, component: "model", name: "BPE with continuing_subword_prefix")
+        }
+        if let p = m["end_of_word_suffix"] as? String, !p.isEmpty {
+            throw TokenizerError.unsupportedComponent(
+                file: jsonPath, component: "model", name: "BPE with end_of_word_suffix")
+        }
 
         var vocab = Vocab(minimumCapacity: vocabObj.count)
         var maxId = -1
@@ -234,11 +294,14 @@ extension Tokenizer {
                 guard let o = x as? JSONObject, let content = o["content"] as? String, o["id"] != nil else {
                     throw r.fail("added_tokens: entry without content/id")
                 }
-                let id = try checkedTokenId(o["id"], limit: fileBytes, file: jsonPath, field: "added_tokens[\(content)].id")
-                addedTokens.append(AddedToken(content: content, bytes: Array(content.utf8), id: id,
-                                              special: o["special"] as? Bool ?? false, lstrip: o["lstrip"] as? Bool ?? false,
-                                              rstrip: o["rstrip"] as? Bool ?? false, singleWord: o["single_word"] as? Bool ?? false,
-                                              normalized: o["normalized"] as? Bool ?? false))
+                let id = try checkedTokenId(
+                    o["id"], limit: fileBytes, file: jsonPath, field: "added_tokens[\(content)].id")
+                addedTokens.append(
+                    AddedToken(
+                        content: content, bytes: Array(content.utf8), id: id,
+                        special: o["special"] as? Bool ?? false, lstrip: o["lstrip"] as? Bool ?? false,
+                        rstrip: o["rstrip"] as? Bool ?? false, singleWord: o["single_word"] as? Bool ?? false,
+                        normalized: o["normalized"] as? Bool ?? false))
             }
         }
         let (transform, splitters, byteLevel) = try r.preTokenizer(root["pre_tokenizer"])
@@ -255,7 +318,9 @@ extension Tokenizer {
                 a = String(parts[0]); b = String(parts[1])
             } else if let arr = x as? [Any], arr.count == 2, let s0 = arr[0] as? String, let s1 = arr[1] as? String {
                 a = s0; b = s1
-            } else { throw r.fail("merge \(rank) is neither \"a b\" nor [\"a\", \"b\"]") }
+            } else {
+                throw r.fail("merge \(rank) is neither \"a b\" nor [\"a\", \"b\"]")
+            }
             guard let ia = vocab[a], let ib = vocab[b], let ic = vocab[a + b] else {
                 throw r.fail("merge \(rank) (\(a) \(b)) uses a token missing from the vocabulary")
             }
@@ -264,9 +329,10 @@ extension Tokenizer {
         }
         let unkName = m["unk_token"] as? String
         let unkId = unkName.flatMap { vocab[$0] }
-        let model = BPEModel(idToToken: idToToken, vocab: vocab, merges: merges, byteLevel: byteLevel,
-                             byteFallback: m["byte_fallback"] as? Bool ?? false, unkId: unkId,
-                             fuseUnk: m["fuse_unk"] as? Bool ?? false, ignoreMerges: m["ignore_merges"] as? Bool ?? false)
+        let model = BPEModel(
+            idToToken: idToToken, vocab: vocab, merges: merges, byteLevel: byteLevel,
+            byteFallback: m["byte_fallback"] as? Bool ?? false, unkId: unkId,
+            fuseUnk: m["fuse_unk"] as? Bool ?? false, ignoreMerges: m["ignore_merges"] as? Bool ?? false)
         func idOf(_ s: String) -> Int? {
             addedTokens.first(where: { $0.content.utf8.elementsEqual(s.utf8) })?.id ?? vocab[s].map(Int.init)
         }
@@ -288,9 +354,12 @@ extension Tokenizer {
         let pad = strings["pad_token"].flatMap(idOf)
         var chat: String? = nil
         var chatPlace = "\(cfgPath) chat_template"
-        if let s = cfg["chat_template"] as? String { chat = s }
-        else if let list = cfg["chat_template"] as? [Any] {
-            for x in list { if let o = x as? JSONObject, o["name"] as? String == "default" { chat = o["template"] as? String } }
+        if let s = cfg["chat_template"] as? String {
+            chat = s
+        } else if let list = cfg["chat_template"] as? [Any] {
+            for x in list {
+                if let o = x as? JSONObject, o["name"] as? String == "default" { chat = o["template"] as? String }
+            }
         }
         if chat == nil {
             let jinja = dir.appendingPathComponent("chat_template.jinja").path
@@ -317,19 +386,24 @@ extension Tokenizer {
             if let one = jsonInt(g["eos_token_id"]) { eosIds.insert(one) }
             if let many = g["eos_token_id"] as? [Any] { eosIds.formUnion(many.compactMap(jsonInt)) }
         }
-        try self.init(source: jsonPath, model: model, normalizer: normalizer, transform: transform, splitters: splitters,
-                  added: addedTokens, template: template, decoder: decoder, bos: bos, eos: eos, unk: unk, pad: pad,
-                  eosIds: eosIds, addBOS: addBOS, addEOS: addEOS, chatTemplate: chat, specialTokenStrings: strings,
-                      chatTemplatePlace: chatPlace)
+        try self.init(
+            source: jsonPath, model: model, normalizer: normalizer, transform: transform, splitters: splitters,
+            added: addedTokens, template: template, decoder: decoder, bos: bos, eos: eos, unk: unk, pad: pad,
+            eosIds: eosIds, addBOS: addBOS, addEOS: addEOS, chatTemplate: chat, specialTokenStrings: strings,
+            chatTemplatePlace: chatPlace)
     }
 
     /// The pre-tokenizer that llama.cpp uses for a GGUF `tokenizer.ggml.pre` name, as splitters,
     /// plus whether merges are ignored for whole-word vocabulary hits and whether BOS is added.
-    static func ggufPreTokenizer(_ name: String, file: String) throws -> (splitters: [Splitter], ignoreMerges: Bool, addBOS: Bool?) {
+    static func ggufPreTokenizer(
+        _ name: String, file: String
+    ) throws -> (splitters: [Splitter], ignoreMerges: Bool, addBOS: Bool?) {
         let gpt2: Splitter = .split(.scanner(.gpt2), .isolated, invert: false)
         switch name {
         case "default", "":
-            func re(_ p: String) -> Splitter { .split(.regex(try! NSRegularExpression(pattern: p)), .isolated, invert: false) }
+            func re(_ p: String) -> Splitter {
+                .split(.regex(try! NSRegularExpression(pattern: p)), .isolated, invert: false)
+            }
             return ([re(#"[\p{P}\$\+<=>\^~\|]+"#), gpt2, re(#"\p{N}+"#), re("[0-9][0-9][0-9]")], false, nil)
         case "llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2":
             return ([.split(.scanner(.llama3(maxDigits: 3)), .isolated, invert: false)], true, true)
@@ -338,7 +412,8 @@ extension Tokenizer {
         case "qwen2", "deepseek-r1-qwen", "stablelm2", "megrez", "hunyuan", "kormo":
             return ([.split(.scanner(.llama3(maxDigits: 1)), .isolated, invert: false)], false, nil)
         case "gpt-2", "phi-2", "jina-es", "jina-de", "jina-v2-es", "jina-v2-de", "mpt", "olmo", "jais",
-             "roberta-bpe", "jina-v1-en", "jina-v2-code", "exaone4", "trillion", "granite-docling", "mellum", "modern-bert", "gigachat", "a.x-4.0":
+            "roberta-bpe", "jina-v1-en", "jina-v2-code", "exaone4", "trillion", "granite-docling", "mellum",
+            "modern-bert", "gigachat", "a.x-4.0":
             return ([gpt2], false, nil)
         case "smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b", "mellum2":
             return ([.digits(individual: true), gpt2], false, nil)
@@ -355,7 +430,9 @@ extension Tokenizer {
         var vocab = Vocab(minimumCapacity: tokens.count)
         for (i, t) in tokens.enumerated() where vocab[t] == nil { vocab[t] = Int32(i) }
         // Control tokens are special added tokens; user-defined tokens are plain added tokens.
-        let added = g.addedTokens.map { AddedToken(content: $0.content, bytes: Array($0.content.utf8), id: $0.id, special: $0.special) }
+        let added = g.addedTokens.map {
+            AddedToken(content: $0.content, bytes: Array($0.content.utf8), id: $0.id, special: $0.special)
+        }
         let model: BPEModel
         var splitters = [Splitter]()
         var transform = SegmentTransform()
@@ -367,7 +444,9 @@ extension Tokenizer {
             var merges = [UInt64: UInt64](minimumCapacity: mergeList.count)
             for (rank, s) in mergeList.enumerated() {
                 let u = Array(s.unicodeScalars)
-                guard u.count >= 3, let sp = u.dropFirst().firstIndex(of: " ") else { throw fail("merge \(rank) '\(s)' is not two tokens") }
+                guard u.count >= 3, let sp = u.dropFirst().firstIndex(of: " ") else {
+                    throw fail("merge \(rank) '\(s)' is not two tokens")
+                }
                 var a = String.UnicodeScalarView(), b = String.UnicodeScalarView()
                 a.append(contentsOf: u[0..<sp]); b.append(contentsOf: u[(sp + 1)...])
                 guard let ia = vocab[String(a)], let ib = vocab[String(b)], let ic = vocab[String(a) + String(b)] else {
@@ -379,8 +458,9 @@ extension Tokenizer {
             let p = try Tokenizer.ggufPreTokenizer(g.preTokenizer, file: file)
             splitters = p.splitters
             addBOS = p.addBOS ?? false
-            model = BPEModel(idToToken: tokens, vocab: vocab, merges: merges, byteLevel: true, byteFallback: false,
-                             unkId: g.unk.map(Int32.init), fuseUnk: false, ignoreMerges: p.ignoreMerges)
+            model = BPEModel(
+                idToToken: tokens, vocab: vocab, merges: merges, byteLevel: true, byteFallback: false,
+                unkId: g.unk.map(Int32.init), fuseUnk: false, ignoreMerges: p.ignoreMerges)
             decoder = .byteLevel
         case "llama":
             let scores = try g.scores()
@@ -398,8 +478,9 @@ extension Tokenizer {
             }
             var modelVocab = pieceIds
             for b in 0..<256 { let s = String(format: "<0x%02X>", b); if let id = vocab[s] { modelVocab[s] = id } }
-            model = BPEModel(idToToken: tokens, vocab: modelVocab, merges: merges, byteLevel: false, byteFallback: true,
-                             unkId: g.unk.map(Int32.init), fuseUnk: false, ignoreMerges: false)
+            model = BPEModel(
+                idToToken: tokens, vocab: modelVocab, merges: merges, byteLevel: false, byteFallback: true,
+                unkId: g.unk.map(Int32.init), fuseUnk: false, ignoreMerges: false)
             transform.metaspace = 0x2581
             if g.addSpacePrefix {
                 transform.metaspacePrepend = .always
@@ -408,8 +489,10 @@ extension Tokenizer {
                 transform.metaspacePrepend = .never
             }
             addBOS = true
-            decoder = .sequence([.replace(pattern: "\u{2581}", content: " "), .byteFallback, .fuse,
-                                 .strip(content: " ", start: 1, stop: 0)])
+            decoder = .sequence([
+                .replace(pattern: "\u{2581}", content: " "), .byteFallback, .fuse,
+                .strip(content: " ", start: 1, stop: 0),
+            ])
         default:
             throw TokenizerError.unsupportedComponent(file: file, component: "tokenizer.ggml.model", name: g.kind)
         }
@@ -420,10 +503,11 @@ extension Tokenizer {
         strings["bos_token"] = g.name(bos); strings["eos_token"] = g.name(eos)
         strings["unk_token"] = g.name(unk); strings["pad_token"] = g.name(pad)
         let eosIds = g.endTokens
-        try self.init(source: file, model: model, normalizer: nil, transform: transform, splitters: splitters,
-                  added: added, template: nil, decoder: decoder, bos: bos, eos: eos, unk: unk, pad: pad,
-                  eosIds: eosIds, addBOS: addBOS && bos != nil, addEOS: addEOS && eos != nil,
-                  chatTemplate: g.chatTemplate, specialTokenStrings: strings, chatTemplatePlace: "tokenizer.chat_template")
+        try self.init(
+            source: file, model: model, normalizer: nil, transform: transform, splitters: splitters,
+            added: added, template: nil, decoder: decoder, bos: bos, eos: eos, unk: unk, pad: pad,
+            eosIds: eosIds, addBOS: addBOS && bos != nil, addEOS: addEOS && eos != nil,
+            chatTemplate: g.chatTemplate, specialTokenStrings: strings, chatTemplatePlace: "tokenizer.chat_template")
     }
 }
 
@@ -441,36 +525,43 @@ extension Tokenizer {
         var idToToken = [String](repeating: "", count: maxId + 1)
         for (k, id) in vocab { idToToken[Int(id)] = k }
         let text: String
-        do { text = try String(contentsOfFile: mergesPath, encoding: .utf8) }
-        catch { throw TokenizerError.unreadable(file: mergesPath, reason: error.localizedDescription) }
+        do { text = try String(contentsOfFile: mergesPath, encoding: .utf8) } catch {
+            throw TokenizerError.unreadable(file: mergesPath, reason: error.localizedDescription)
+        }
         var merges = [UInt64: UInt64]()
         var rank = 0
         for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
             if line.hasPrefix("#version") { continue }
             let parts = line.split(separator: " ", omittingEmptySubsequences: false)
-            guard parts.count == 2 else { throw TokenizerError.malformed(file: mergesPath, reason: "line '\(line)' is not two tokens") }
+            guard parts.count == 2 else {
+                throw TokenizerError.malformed(file: mergesPath, reason: "line '\(line)' is not two tokens")
+            }
             let a = String(parts[0]), b = String(parts[1])
             guard let ia = vocab[a], let ib = vocab[b], let ic = vocab[a + b] else {
-                throw TokenizerError.malformed(file: mergesPath, reason: "merge '\(line)' uses a token missing from vocab.json")
+                throw TokenizerError.malformed(
+                    file: mergesPath, reason: "merge '\(line)' uses a token missing from vocab.json")
             }
             let key = BPEModel.pairKey(ia, ib)
             if merges[key] == nil { merges[key] = (UInt64(rank) << 32) | UInt64(UInt32(ic)) }
             rank += 1
         }
-        let model = BPEModel(idToToken: idToToken, vocab: vocab, merges: merges, byteLevel: true, byteFallback: false,
-                             unkId: nil, fuseUnk: false, ignoreMerges: false)
+        let model = BPEModel(
+            idToToken: idToToken, vocab: vocab, merges: merges, byteLevel: true, byteFallback: false,
+            unkId: nil, fuseUnk: false, ignoreMerges: false)
         var added = [AddedToken]()
         var strings: [String: String] = [:]
         var eot: Int? = nil
         if let id = vocab["<|endoftext|>"] {
-            added.append(AddedToken(content: "<|endoftext|>", bytes: Array("<|endoftext|>".utf8), id: Int(id), special: true))
+            added.append(
+                AddedToken(content: "<|endoftext|>", bytes: Array("<|endoftext|>".utf8), id: Int(id), special: true))
             eot = Int(id)
             for k in ["bos_token", "eos_token", "unk_token"] { strings[k] = "<|endoftext|>" }
         }
-        try self.init(source: vocabPath, model: model, normalizer: nil, transform: SegmentTransform(),
-                  splitters: [.split(.scanner(.gpt2), .isolated, invert: false)], added: added, template: nil,
-                  decoder: .byteLevel, bos: eot, eos: eot, unk: eot, pad: nil, eosIds: [], addBOS: false, addEOS: false,
-                  chatTemplate: nil, specialTokenStrings: strings)
+        try self.init(
+            source: vocabPath, model: model, normalizer: nil, transform: SegmentTransform(),
+            splitters: [.split(.scanner(.gpt2), .isolated, invert: false)], added: added, template: nil,
+            decoder: .byteLevel, bos: eot, eos: eot, unk: eot, pad: nil, eosIds: [], addBOS: false, addEOS: false,
+            chatTemplate: nil, specialTokenStrings: strings)
     }
 }
 

@@ -21,8 +21,9 @@ indirect enum Normalizer {
         case let .replaceLiteral(a, b): return a.isEmpty ? s : s.replacingOccurrences(of: a, with: b)
         case let .replaceRegex(re, b):
             let ns = s as NSString
-            return re.stringByReplacingMatches(in: s, range: NSRange(location: 0, length: ns.length),
-                                               withTemplate: NSRegularExpression.escapedTemplate(for: b))
+            return re.stringByReplacingMatches(
+                in: s, range: NSRange(location: 0, length: ns.length),
+                withTemplate: NSRegularExpression.escapedTemplate(for: b))
         case .lowercase: return s.lowercased()
         case let .strip(left, right):
             var u = Substring(s).unicodeScalars
@@ -50,15 +51,22 @@ indirect enum Decoder {
         case .byteLevel:
             var bytes = [UInt8]()
             for t in tokens {
-                if let b = ByteLevelMap.decode(t) { bytes.append(contentsOf: b) } else { bytes.append(contentsOf: Array(t.utf8)) }
+                if let b = ByteLevelMap.decode(t) {
+                    bytes.append(contentsOf: b)
+                } else {
+                    bytes.append(contentsOf: Array(t.utf8))
+                }
             }
             return [String(decoding: bytes, as: UTF8.self)]
         case .byteFallback:
             var out = [String](); var pending = [UInt8]()
             func flush() {
                 if pending.isEmpty { return }
-                if firstInvalidUTF8(pending) == nil { out.append(String(decoding: pending, as: UTF8.self)) }
-                else { out.append(contentsOf: Array(repeating: "\u{FFFD}", count: pending.count)) }
+                if firstInvalidUTF8(pending) == nil {
+                    out.append(String(decoding: pending, as: UTF8.self))
+                } else {
+                    out.append(contentsOf: Array(repeating: "\u{FFFD}", count: pending.count))
+                }
                 pending.removeAll()
             }
             for t in tokens {
@@ -160,7 +168,12 @@ struct AddedTokenMatcher {
                     if skipSpecial && t.special { continue }
                     let len = t.bytes.count
                     guard i + len <= n, bytes[i..<(i + len)].elementsEqual(t.bytes) else { continue }
-                    if t.singleWord && (AddedTokenMatcher.isWordByte(bytes, before: i) || AddedTokenMatcher.isWordByte(bytes, at: i + len)) { continue }
+                    if t.singleWord
+                        && (AddedTokenMatcher.isWordByte(bytes, before: i)
+                            || AddedTokenMatcher.isWordByte(bytes, at: i + len))
+                    {
+                        continue
+                    }
                     matched = ci; break
                 }
             }

@@ -16,8 +16,10 @@ enum ScanRegex {
     case llama3(maxDigits: Int)
 
     static let gpt2Pattern = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
-    static let llama3Pattern = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
-    static let qwen2Pattern = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+    static let llama3Pattern =
+        #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+    static let qwen2Pattern =
+        #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
 
     /// The scanner for a regex source text, if there is one.
     static func known(_ pattern: String) -> ScanRegex? {
@@ -54,15 +56,17 @@ enum ScanRegex {
         guard sc[i] == 39, i + 1 < hi else { return 0 }
         func low(_ v: UInt32) -> UInt32 { caseInsensitive && v >= 65 && v <= 90 ? v + 32 : v }
         let a = low(sc[i + 1])
-        if a == 115 || a == 116 || a == 109 || a == 100 { return 2 }   // s t m d
+        if a == 115 || a == 116 || a == 109 || a == 100 { return 2 }  // s t m d
         if i + 2 < hi {
             let b = low(sc[i + 2])
-            if (a == 114 && b == 101) || (a == 118 && b == 101) || (a == 108 && b == 108) { return 3 } // re ve ll
+            if (a == 114 && b == 101) || (a == 118 && b == 101) || (a == 108 && b == 108) { return 3 }  // re ve ll
         }
         return 0
     }
 
-    static func gpt2Match(_ sc: UnsafeBufferPointer<UInt32>, _ cls: UnsafeBufferPointer<UInt8>, _ i: Int, _ hi: Int) -> Int {
+    static func gpt2Match(
+        _ sc: UnsafeBufferPointer<UInt32>, _ cls: UnsafeBufferPointer<UInt8>, _ i: Int, _ hi: Int
+    ) -> Int {
         let L = CharClass.letter, N = CharClass.number, S = CharClass.space
         let c = contraction(sc, i, hi, caseInsensitive: false)
         if c > 0 { return i + c }
@@ -86,7 +90,9 @@ enum ScanRegex {
         return e
     }
 
-    static func llama3Match(_ sc: UnsafeBufferPointer<UInt32>, _ cls: UnsafeBufferPointer<UInt8>, _ i: Int, _ hi: Int, maxDigits: Int) -> Int {
+    static func llama3Match(
+        _ sc: UnsafeBufferPointer<UInt32>, _ cls: UnsafeBufferPointer<UInt8>, _ i: Int, _ hi: Int, maxDigits: Int
+    ) -> Int {
         let L = CharClass.letter, N = CharClass.number, S = CharClass.space, CRLF = CharClass.crlf
         let c = contraction(sc, i, hi, caseInsensitive: true)
         if c > 0 { return i + c }
@@ -149,7 +155,8 @@ enum Splitter {
 
     /// Builds pieces from sorted, non-overlapping matches in `r`, following `behavior` exactly as
     /// Hugging Face's `NormalizedString::split` does (consecutive delimiters are separate matches).
-    static func assemble(_ r: Range<Int>, _ matches: [Range<Int>], _ behavior: SplitBehavior, _ out: inout [Range<Int>]) {
+    static func assemble(_ r: Range<Int>, _ matches: [Range<Int>], _ behavior: SplitBehavior, _ out: inout [Range<Int>])
+    {
         // All pieces of r: gaps (false) and matches (true).
         var pieces = [(Range<Int>, Bool)]()
         var pos = r.lowerBound
@@ -168,8 +175,11 @@ enum Splitter {
             var prevMatch = false
             var acc = [Range<Int>]()
             for (p, isMatch) in pieces {
-                if isMatch && prevMatch, let last = acc.last { acc[acc.count - 1] = last.lowerBound..<p.upperBound }
-                else { acc.append(p) }
+                if isMatch && prevMatch, let last = acc.last {
+                    acc[acc.count - 1] = last.lowerBound..<p.upperBound
+                } else {
+                    acc.append(p)
+                }
                 prevMatch = isMatch
             }
             out.append(contentsOf: acc)
@@ -177,8 +187,11 @@ enum Splitter {
             var prevMatch = false
             var acc = [Range<Int>]()
             for (p, isMatch) in pieces {
-                if isMatch && !prevMatch, let last = acc.last { acc[acc.count - 1] = last.lowerBound..<p.upperBound }
-                else { acc.append(p) }
+                if isMatch && !prevMatch, let last = acc.last {
+                    acc[acc.count - 1] = last.lowerBound..<p.upperBound
+                } else {
+                    acc.append(p)
+                }
                 prevMatch = isMatch
             }
             out.append(contentsOf: acc)
@@ -186,8 +199,11 @@ enum Splitter {
             var prevMatch = false
             var acc = [Range<Int>]()
             for (p, isMatch) in pieces.reversed() {
-                if isMatch && !prevMatch, let last = acc.last { acc[acc.count - 1] = p.lowerBound..<last.upperBound }
-                else { acc.append(p) }
+                if isMatch && !prevMatch, let last = acc.last {
+                    acc[acc.count - 1] = p.lowerBound..<last.upperBound
+                } else {
+                    acc.append(p)
+                }
                 prevMatch = isMatch
             }
             out.append(contentsOf: acc.reversed())
@@ -215,7 +231,9 @@ enum Splitter {
                     var e = i + 1
                     if !individual { while e < r.upperBound && t.cls[e] & CharClass.number != 0 { e += 1 } }
                     matches.append(i..<e); i = e
-                } else { i += 1 }
+                } else {
+                    i += 1
+                }
             }
             Splitter.assemble(r, matches, .isolated, &out)
         case .whitespace:
@@ -231,7 +249,9 @@ enum Splitter {
                     var e = i + 1
                     while e < r.upperBound && t.cls[e] & (W | CharClass.space) == 0 { e += 1 }
                     out.append(i..<e); i = e
-                } else { i += 1 }
+                } else {
+                    i += 1
+                }
             }
         case .whitespaceSplit:
             var i = r.lowerBound
@@ -242,7 +262,9 @@ enum Splitter {
             }
         case let .punctuation(behavior):
             var matches = [Range<Int>]()
-            for i in r where t.cls[i] & CharClass.punct != 0 || Splitter.isSymbolPunct(t.sc[i]) { matches.append(i..<(i + 1)) }
+            for i in r where t.cls[i] & CharClass.punct != 0 || Splitter.isSymbolPunct(t.sc[i]) {
+                matches.append(i..<(i + 1))
+            }
             Splitter.assemble(r, matches, behavior, &out)
         case let .metaspace(rep):
             var matches = [Range<Int>]()
@@ -283,7 +305,9 @@ enum Splitter {
             }
             u16ToScalar[ns.length] = r.count
             for m in re.matches(in: s, range: NSRange(location: 0, length: ns.length)) where m.range.length > 0 {
-                out.append((r.lowerBound + u16ToScalar[m.range.location])..<(r.lowerBound + u16ToScalar[m.range.location + m.range.length]))
+                out.append(
+                    (r.lowerBound + u16ToScalar[m.range.location])..<(r.lowerBound
+                        + u16ToScalar[m.range.location + m.range.length]))
             }
         }
         return out
@@ -312,7 +336,9 @@ struct SegmentTransform {
             let repBytes = Array(String(Unicode.Scalar(rep)!).utf8)
             var out = [UInt8](); out.reserveCapacity(b.count + 8)
             let prepend = metaspacePrepend == .always || (metaspacePrepend == .first && isFirst)
-            if prepend && (metaspaceForcePrepend || (!b.starts(with: repBytes) && b.first != 32)) { out.append(contentsOf: repBytes) }
+            if prepend && (metaspaceForcePrepend || (!b.starts(with: repBytes) && b.first != 32)) {
+                out.append(contentsOf: repBytes)
+            }
             for x in b { if x == 32 { out.append(contentsOf: repBytes) } else { out.append(x) } }
             b = out
         }

@@ -38,8 +38,9 @@ public struct TiktokenRanks: Sendable {
     /// `load_tiktoken_bpe` format). Errors name the file and line.
     public init(tiktokenFile path: String) throws {
         let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) }
-        catch { throw TokenizerError.unreadable(file: path, reason: error.localizedDescription) }
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw TokenizerError.unreadable(file: path, reason: error.localizedDescription)
+        }
         var ranks = [[UInt8]: Int](minimumCapacity: data.count / 12)
         var lineNo = 0
         for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
@@ -49,7 +50,8 @@ public struct TiktokenRanks: Sendable {
             if l.isEmpty { continue }
             let parts = l.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
             guard parts.count == 2 else {
-                throw TokenizerError.malformed(file: path, reason: "line \(lineNo): expected 'base64 rank', got \(parts.count) fields")
+                throw TokenizerError.malformed(
+                    file: path, reason: "line \(lineNo): expected 'base64 rank', got \(parts.count) fields")
             }
             guard let tok = Data(base64Encoded: Data(parts[0])) else {
                 throw TokenizerError.malformed(file: path, reason: "line \(lineNo): invalid base64 token")
@@ -60,9 +62,13 @@ public struct TiktokenRanks: Sendable {
             // Ranks index a table of one entry per rank: bounded by the file's size, a rank near
             // 2^31 in a small file is refused instead of allocating tens of GB.
             guard rank < min(data.count, Int(Int32.max)) else {
-                throw TokenizerError.malformed(file: path, reason: "line \(lineNo): rank \(rank) is out of range (0..<\(min(data.count, Int(Int32.max))))")
+                throw TokenizerError.malformed(
+                    file: path,
+                    reason: "line \(lineNo): rank \(rank) is out of range (0..<\(min(data.count, Int(Int32.max))))")
             }
-            guard !tok.isEmpty else { throw TokenizerError.malformed(file: path, reason: "line \(lineNo): empty token") }
+            guard !tok.isEmpty else {
+                throw TokenizerError.malformed(file: path, reason: "line \(lineNo): empty token")
+            }
             ranks[[UInt8](tok)] = rank
         }
         guard !ranks.isEmpty else { throw TokenizerError.malformed(file: path, reason: "no ranks") }
@@ -89,8 +95,10 @@ extension Tokenizer {
     /// have the lowest rank merges first; a piece that is itself a token is taken whole), the
     /// encoding's pre-tokenizer regex, and special tokens matched before the regex (as
     /// `encode(text, allowed_special="all")`). `eosToken`, if among the special tokens, is EOS.
-    public convenience init(tiktoken: TiktokenRanks, pattern: TiktokenPattern, specialTokens: [String: Int],
-                            eosToken: String? = "<|endoftext|>", padToken: String? = nil) throws {
+    public convenience init(
+        tiktoken: TiktokenRanks, pattern: TiktokenPattern, specialTokens: [String: Int],
+        eosToken: String? = "<|endoftext|>", padToken: String? = nil
+    ) throws {
         let file = tiktoken.source
         let n = tiktoken.count
         for b in 0..<256 where tiktoken.ranks[[UInt8(b)]] == nil {
@@ -111,17 +119,23 @@ extension Tokenizer {
         var merges = [UInt64: UInt64](minimumCapacity: tiktoken.ranks.count * 2)
         for (bytes, rank) in tiktoken.ranks where bytes.count >= 2 {
             for k in 1..<bytes.count {
-                guard let a = tiktoken.ranks[Array(bytes[..<k])], let b = tiktoken.ranks[Array(bytes[k...])] else { continue }
+                guard let a = tiktoken.ranks[Array(bytes[..<k])], let b = tiktoken.ranks[Array(bytes[k...])] else {
+                    continue
+                }
                 merges[BPEModel.pairKey(Int32(a), Int32(b))] = (UInt64(rank) << 32) | UInt64(rank)
             }
         }
-        let model = BPEModel(idToToken: idToToken, vocab: vocab, merges: merges, byteLevel: true, byteFallback: false,
-                             unkId: nil, fuseUnk: false, ignoreMerges: true)
+        let model = BPEModel(
+            idToToken: idToToken, vocab: vocab, merges: merges, byteLevel: true, byteFallback: false,
+            unkId: nil, fuseUnk: false, ignoreMerges: true)
         var added = [AddedToken]()
         for (content, id) in specialTokens.sorted(by: { $0.value < $1.value }) {
-            guard id >= 0 else { throw TokenizerError.malformed(file: file, reason: "special token \(content) has a negative id") }
+            guard id >= 0 else {
+                throw TokenizerError.malformed(file: file, reason: "special token \(content) has a negative id")
+            }
             if let clash = tiktoken.ranks.first(where: { $0.value == id }) {
-                throw TokenizerError.malformed(file: file, reason: "special token \(content) id \(id) is also the rank of \(clash.key)")
+                throw TokenizerError.malformed(
+                    file: file, reason: "special token \(content) id \(id) is also the rank of \(clash.key)")
             }
             added.append(AddedToken(content: content, bytes: Array(content.utf8), id: id, special: true))
         }
@@ -130,9 +144,10 @@ extension Tokenizer {
         var strings: [String: String] = [:]
         if let e = eosToken, eos != nil { strings["eos_token"] = e }
         if let p = padToken, pad != nil { strings["pad_token"] = p }
-        try self.init(source: file, model: model, normalizer: nil, transform: SegmentTransform(), splitters: [pattern.splitter],
-                  added: added, template: nil, decoder: .byteLevel, bos: nil, eos: eos, unk: nil, pad: pad,
-                  eosIds: [], addBOS: false, addEOS: false, chatTemplate: nil, specialTokenStrings: strings)
+        try self.init(
+            source: file, model: model, normalizer: nil, transform: SegmentTransform(), splitters: [pattern.splitter],
+            added: added, template: nil, decoder: .byteLevel, bos: nil, eos: eos, unk: nil, pad: pad,
+            eosIds: [], addBOS: false, addEOS: false, chatTemplate: nil, specialTokenStrings: strings)
     }
 
     /// Loads a `.tiktoken` file with tiktoken's pattern for its name (see `TiktokenPattern.forFile`).
@@ -143,8 +158,10 @@ extension Tokenizer {
         let name = URL(fileURLWithPath: tiktokenPath).lastPathComponent
         var special = ["<|endoftext|>": r.count]
         if name.lowercased().hasPrefix("cl100k_base") && r.count == 100256 {
-            special = ["<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259,
-                       "<|fim_suffix|>": 100260, "<|endofprompt|>": 100276]
+            special = [
+                "<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259,
+                "<|fim_suffix|>": 100260, "<|endofprompt|>": 100276,
+            ]
         }
         try self.init(tiktoken: r, pattern: TiktokenPattern.forFile(named: name), specialTokens: special)
     }
@@ -167,11 +184,15 @@ extension Tokenizer {
         var ranks = base
         let endOfText = base.count
         var next = endOfText + 1
-        for n in stride(from: 31, through: 2, by: -1) { ranks.ranks[[UInt8](repeating: 32, count: n)] = next; next += 1 }
+        for n in stride(from: 31, through: 2, by: -1) {
+            ranks.ranks[[UInt8](repeating: 32, count: n)] = next; next += 1
+        }
         for n in stride(from: 9, through: 2, by: -1) { ranks.ranks[[UInt8](repeating: 9, count: n)] = next; next += 1 }
         var special = ["<|endoftext|>": endOfText]
         for s in Tokenizer.xgenSpecialTokens { special[s] = next; next += 1 }
-        try self.init(tiktoken: ranks, pattern: .gpt2, specialTokens: special, eosToken: "<|endoftext|>", padToken: "<|endoftext|>")
+        try self.init(
+            tiktoken: ranks, pattern: .gpt2, specialTokens: special, eosToken: "<|endoftext|>",
+            padToken: "<|endoftext|>")
     }
 
     /// Whether a model directory holds an XGen tokenizer (`tokenizer_config.json` names
@@ -181,7 +202,10 @@ extension Tokenizer {
         guard FileManager.default.fileExists(atPath: cfg), let o = try? readJSON(cfg) else { return false }
         if o["tokenizer_class"] as? String == "XgenTokenizer" { return true }
         if let am = o["auto_map"] as? JSONObject, let at = am["AutoTokenizer"] as? [Any],
-           at.contains(where: { ($0 as? String)?.hasSuffix(".XgenTokenizer") ?? false }) { return true }
+            at.contains(where: { ($0 as? String)?.hasSuffix(".XgenTokenizer") ?? false })
+        {
+            return true
+        }
         return false
     }
 
@@ -199,7 +223,11 @@ extension Tokenizer {
         } else if files.contains("vocab.json") {
             try self.init(xgenBase: try TiktokenRanks(gpt2VocabJSON: dir.appendingPathComponent("vocab.json").path))
         } else {
-            throw TokenizerError.unreadable(file: path, reason: "XGen tokenizer: no gpt2 ranks (gpt2.tiktoken, r50k_base.tiktoken or GPT-2 vocab.json) in the directory; XGen's repository does not ship them, tiktoken downloads them")
+            throw TokenizerError.unreadable(
+                file: path,
+                reason:
+                    "XGen tokenizer: no gpt2 ranks (gpt2.tiktoken, r50k_base.tiktoken or GPT-2 vocab.json) in the directory; XGen's repository does not ship them, tiktoken downloads them"
+            )
         }
     }
 }

@@ -44,10 +44,12 @@ public final class Tokenizer: @unchecked Sendable {
     /// Number of ids (model vocabulary plus added tokens).
     public var vocabSize: Int { max(model.idToToken.count, (addedById.keys.max() ?? -1) + 1) }
 
-    init(source: String, model: BPEModel, normalizer: Normalizer?, transform: SegmentTransform,
-         splitters: [Splitter], added: [AddedToken], template: [TemplatePiece]?, decoder: Decoder?,
-         bos: Int?, eos: Int?, unk: Int?, pad: Int?, eosIds: Set<Int>, addBOS: Bool, addEOS: Bool,
-         chatTemplate: String?, specialTokenStrings: [String: String], chatTemplatePlace: String = "chat_template") throws {
+    init(
+        source: String, model: BPEModel, normalizer: Normalizer?, transform: SegmentTransform,
+        splitters: [Splitter], added: [AddedToken], template: [TemplatePiece]?, decoder: Decoder?,
+        bos: Int?, eos: Int?, unk: Int?, pad: Int?, eosIds: Set<Int>, addBOS: Bool, addEOS: Bool,
+        chatTemplate: String?, specialTokenStrings: [String: String], chatTemplatePlace: String = "chat_template"
+    ) throws {
         self.source = source
         self.model = model
         self.normalizer = normalizer
@@ -64,8 +66,9 @@ public final class Tokenizer: @unchecked Sendable {
         self.addBOS = addBOS; self.addEOS = addEOS
         self.chatTemplate = chatTemplate
         // Parsed here so a broken template is refused when the model loads, naming where it is.
-        do { self.compiledChatTemplate = try chatTemplate.map { try ChatTemplate($0) } }
-        catch let TokenizerError.template(reason) {
+        do { self.compiledChatTemplate = try chatTemplate.map { try ChatTemplate($0) } } catch let
+            TokenizerError.template(reason)
+        {
             throw TokenizerError.badChatTemplate(file: source, where: chatTemplatePlace, reason: reason)
         }
         self.specialTokenStrings = specialTokenStrings
@@ -90,16 +93,22 @@ public final class Tokenizer: @unchecked Sendable {
             if FileManager.default.fileExists(atPath: vj) && FileManager.default.fileExists(atPath: mt) {
                 return try Tokenizer(vocabPath: vj, mergesPath: mt)
             }
-            let ggufs = (try? FileManager.default.contentsOfDirectory(atPath: path))?.filter { $0.hasSuffix(".gguf") }.sorted() ?? []
-            if let g = ggufs.first { return try Tokenizer(gguf: try GGUFFile(path: dir.appendingPathComponent(g).path)) }
-            let tks = (try? FileManager.default.contentsOfDirectory(atPath: path))?.filter { $0.hasSuffix(".tiktoken") }.sorted() ?? []
+            let ggufs =
+                (try? FileManager.default.contentsOfDirectory(atPath: path))?.filter { $0.hasSuffix(".gguf") }.sorted()
+                ?? []
+            if let g = ggufs.first {
+                return try Tokenizer(gguf: try GGUFFile(path: dir.appendingPathComponent(g).path))
+            }
+            let tks =
+                (try? FileManager.default.contentsOfDirectory(atPath: path))?.filter { $0.hasSuffix(".tiktoken") }
+                .sorted() ?? []
             if let t = tks.first { return try Tokenizer(tiktokenPath: dir.appendingPathComponent(t).path) }
-            throw TokenizerError.unreadable(file: path, reason: "no tokenizer.json, vocab.json + merges.txt, .gguf or .tiktoken in the directory")
+            throw TokenizerError.unreadable(
+                file: path, reason: "no tokenizer.json, vocab.json + merges.txt, .gguf or .tiktoken in the directory")
         }
         if path.hasSuffix(".gguf") {
-            do { return try Tokenizer(gguf: try GGUFFile(path: path)) }
-            catch let e as TokenizerError { throw e }
-            catch { throw TokenizerError.unreadable(file: path, reason: "\(error)") }
+            do { return try Tokenizer(gguf: try GGUFFile(path: path)) } catch let e as TokenizerError { throw e } catch
+            { throw TokenizerError.unreadable(file: path, reason: "\(error)") }
         }
         if path.hasSuffix(".tiktoken") { return try Tokenizer(tiktokenPath: path) }
         return try Tokenizer(jsonPath: path)

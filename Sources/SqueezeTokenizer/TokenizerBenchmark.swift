@@ -37,6 +37,7 @@ public enum TokenizerBenchmark {
             times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
         }
         let warm = times.dropFirst().sorted()
-        return Result(bytes: text.utf8.count, tokens: count, firstSeconds: times[0], medianSeconds: warm[warm.count / 2])
+        return Result(
+            bytes: text.utf8.count, tokens: count, firstSeconds: times[0], medianSeconds: warm[warm.count / 2])
     }
 }

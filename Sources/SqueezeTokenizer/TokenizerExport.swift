@@ -25,8 +25,11 @@ public enum TokenizerExport {
     public static func files(for gguf: GGUFFile) throws -> [String: Data] {
         let (tj, cfg) = try json(for: gguf)
         let opts: JSONSerialization.WritingOptions = [.sortedKeys, .withoutEscapingSlashes]
-        return ["tokenizer.json": try JSONSerialization.data(withJSONObject: tj, options: opts),
-                "tokenizer_config.json": try JSONSerialization.data(withJSONObject: cfg, options: opts.union(.prettyPrinted))]
+        return [
+            "tokenizer.json": try JSONSerialization.data(withJSONObject: tj, options: opts),
+            "tokenizer_config.json": try JSONSerialization.data(
+                withJSONObject: cfg, options: opts.union(.prettyPrinted)),
+        ]
     }
 
     static func split(_ regex: String) -> [String: Any] {
@@ -37,7 +40,9 @@ public enum TokenizerExport {
     }
 
     /// The `pre_tokenizer` object for a llama.cpp pre-tokenizer name (the same groups as the GGUF loader).
-    static func preTokenizer(_ name: String, file: String) throws -> (json: [String: Any], ignoreMerges: Bool, addBOS: Bool?) {
+    static func preTokenizer(
+        _ name: String, file: String
+    ) throws -> (json: [String: Any], ignoreMerges: Bool, addBOS: Bool?) {
         let p = try Tokenizer.ggufPreTokenizer(name, file: file)
         var steps = [[String: Any]]()
         for (k, s) in p.splitters.enumerated() {
@@ -50,7 +55,8 @@ public enum TokenizerExport {
             case .split(.regex(let re), .isolated, false): steps.append(split(re.pattern))
             case .digits(let individual): steps.append(["type": "Digits", "individual_digits": individual])
             default:
-                throw TokenizerError.unsupportedComponent(file: file, component: "tokenizer.ggml.pre export", name: name)
+                throw TokenizerError.unsupportedComponent(
+                    file: file, component: "tokenizer.ggml.pre export", name: name)
             }
         }
         if steps.last?["type"] as? String != "ByteLevel" { steps.append(byteLevel(useRegex: false)) }
@@ -65,12 +71,18 @@ public enum TokenizerExport {
         var vocab = [String: Any](minimumCapacity: tokens.count)
         for (i, t) in tokens.enumerated() where vocab[t] == nil { vocab[t] = i }
         let added: [[String: Any]] = g.addedTokens.map {
-            ["id": $0.id, "content": $0.content, "single_word": false, "lstrip": false, "rstrip": false,
-             "normalized": false, "special": $0.special]
+            [
+                "id": $0.id, "content": $0.content, "single_word": false, "lstrip": false, "rstrip": false,
+                "normalized": false, "special": $0.special,
+            ]
         }
-        var model: [String: Any] = ["type": "BPE", "dropout": NSNull(), "continuing_subword_prefix": NSNull(),
-                                    "end_of_word_suffix": NSNull(), "vocab": vocab]
-        var root: [String: Any] = ["version": "1.0", "truncation": NSNull(), "padding": NSNull(), "normalizer": NSNull()]
+        var model: [String: Any] = [
+            "type": "BPE", "dropout": NSNull(), "continuing_subword_prefix": NSNull(),
+            "end_of_word_suffix": NSNull(), "vocab": vocab,
+        ]
+        var root: [String: Any] = [
+            "version": "1.0", "truncation": NSNull(), "padding": NSNull(), "normalizer": NSNull(),
+        ]
         var addBOS: Bool
         switch g.kind {
         case "gpt2":
@@ -89,7 +101,9 @@ public enum TokenizerExport {
             // Merges recovered from the vocabulary: every split of a normal token into two normal
             // tokens, best score first (transformers' generate_merges does the same).
             var list = [(score: Double, id: Int, left: Int, right: Int, a: String, b: String)]()
-            g.forEachPieceSplit(g.pieceIds) { i, ia, ib, a, b in list.append((i < scores.count ? scores[i] : 0, i, ia, ib, a, b)) }
+            g.forEachPieceSplit(g.pieceIds) { i, ia, ib, a, b in
+                list.append((i < scores.count ? scores[i] : 0, i, ia, ib, a, b))
+            }
             list.sort { ($0.score, -$0.id, -$0.left, -$0.right) > ($1.score, -$1.id, -$1.left, -$1.right) }
             model["merges"] = list.map { [$0.a, $0.b] }
             model["unk_token"] = NSNull()
@@ -97,9 +111,14 @@ public enum TokenizerExport {
             model["byte_fallback"] = true
             model["ignore_merges"] = false
             let prefix = g.addSpacePrefix
-            root["pre_tokenizer"] = ["type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": prefix ? "first" : "never", "split": false]
-            var dec: [[String: Any]] = [["type": "Replace", "pattern": ["String": "\u{2581}"], "content": " "],
-                                        ["type": "ByteFallback"], ["type": "Fuse"]]
+            root["pre_tokenizer"] = [
+                "type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": prefix ? "first" : "never",
+                "split": false,
+            ]
+            var dec: [[String: Any]] = [
+                ["type": "Replace", "pattern": ["String": "\u{2581}"], "content": " "],
+                ["type": "ByteFallback"], ["type": "Fuse"],
+            ]
             if prefix { dec.append(["type": "Strip", "content": " ", "start": 1, "stop": 0]) }
             root["decoder"] = ["type": "Sequence", "decoders": dec]
             addBOS = true
@@ -121,23 +140,31 @@ public enum TokenizerExport {
             pair.append(seq("B", 1))
             if let e = eosName { pair.append(sp(e, 1)) }
             var specials = [String: Any]()
-            for (n, id) in [(bosName, bos), (eosName, eos)] { if let n, let id { specials[n] = ["id": n, "ids": [id], "tokens": [n]] } }
-            root["post_processor"] = ["type": "TemplateProcessing", "single": single, "pair": pair, "special_tokens": specials]
+            for (n, id) in [(bosName, bos), (eosName, eos)] {
+                if let n, let id { specials[n] = ["id": n, "ids": [id], "tokens": [n]] }
+            }
+            root["post_processor"] = [
+                "type": "TemplateProcessing", "single": single, "pair": pair, "special_tokens": specials,
+            ]
         } else {
             root["post_processor"] = NSNull()
         }
         root["model"] = model
         root["added_tokens"] = added
 
-        var cfg: [String: Any] = ["tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": addBOS, "add_eos_token": addEOS,
-                                  "clean_up_tokenization_spaces": false]
+        var cfg: [String: Any] = [
+            "tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": addBOS, "add_eos_token": addEOS,
+            "clean_up_tokenization_spaces": false,
+        ]
         if let n = g.name(bos) { cfg["bos_token"] = n }
         if let n = g.name(eos) { cfg["eos_token"] = n }
         if let n = g.name(unk) { cfg["unk_token"] = n }
         if let n = g.name(pad) { cfg["pad_token"] = n }
         if let t = g.chatTemplate { cfg["chat_template"] = t }
         let md = g.metadata
-        if let arch = md["general.architecture"]?.string, let ctx = md["\(arch).context_length"]?.int { cfg["model_max_length"] = ctx }
+        if let arch = md["general.architecture"]?.string, let ctx = md["\(arch).context_length"]?.int {
+            cfg["model_max_length"] = ctx
+        }
         return (root, cfg)
     }
 }

@@ -2,14 +2,14 @@ import Foundation
 
 /// Character classes used by the pre-tokenizer scanners (bit set).
 enum CharClass {
-    static let letter: UInt8 = 1        // \p{L}
-    static let number: UInt8 = 2        // \p{N}
-    static let space: UInt8 = 4         // \s (White_Space)
-    static let crlf: UInt8 = 8          // \r or \n
-    static let mark: UInt8 = 16         // \p{M}
-    static let punct: UInt8 = 32        // \p{P} or ASCII punctuation
-    static let connector: UInt8 = 64    // \p{Pc}
-    static let numDigit: UInt8 = 128    // Nd
+    static let letter: UInt8 = 1  // \p{L}
+    static let number: UInt8 = 2  // \p{N}
+    static let space: UInt8 = 4  // \s (White_Space)
+    static let crlf: UInt8 = 8  // \r or \n
+    static let mark: UInt8 = 16  // \p{M}
+    static let punct: UInt8 = 32  // \p{P} or ASCII punctuation
+    static let connector: UInt8 = 64  // \p{Pc}
+    static let numDigit: UInt8 = 128  // Nd
 
     static func classify(_ v: UInt32) -> UInt8 {
         if v < 128 { return asciiTable[Int(v)] }
@@ -24,7 +24,8 @@ enum CharClass {
         case .nonspacingMark, .spacingMark, .enclosingMark: c |= mark
         case .connectorPunctuation: c |= punct | connector
         case .dashPunctuation, .openPunctuation, .closePunctuation, .initialPunctuation,
-             .finalPunctuation, .otherPunctuation: c |= punct
+            .finalPunctuation, .otherPunctuation:
+            c |= punct
         default: break
         }
         return c
@@ -75,9 +76,13 @@ struct ScalarText {
                     sc.append(UInt32(b0)); cls.append(CharClass.asciiTable[Int(b0)]); i += 1; continue
                 }
                 var v: UInt32; var len: Int
-                if b0 >= 0xF0 { v = UInt32(b0 & 0x07); len = 4 }
-                else if b0 >= 0xE0 { v = UInt32(b0 & 0x0F); len = 3 }
-                else { v = UInt32(b0 & 0x1F); len = 2 }
+                if b0 >= 0xF0 {
+                    v = UInt32(b0 & 0x07); len = 4
+                } else if b0 >= 0xE0 {
+                    v = UInt32(b0 & 0x0F); len = 3
+                } else {
+                    v = UInt32(b0 & 0x1F); len = 2
+                }
                 var k = 1
                 while k < len && i + k < n { v = (v << 6) | UInt32(b[i + k] & 0x3F); k += 1 }
                 sc.append(v); cls.append(CharClass.classify(v)); i += len
@@ -142,10 +147,15 @@ func firstInvalidUTF8(_ bytes: [UInt8]) -> Int? {
         let b0 = bytes[i]
         if b0 < 0x80 { i += 1; continue }
         var len = 0; var minV: UInt32 = 0; var v: UInt32 = 0
-        if b0 >= 0xC2 && b0 <= 0xDF { len = 2; minV = 0x80; v = UInt32(b0 & 0x1F) }
-        else if b0 >= 0xE0 && b0 <= 0xEF { len = 3; minV = 0x800; v = UInt32(b0 & 0x0F) }
-        else if b0 >= 0xF0 && b0 <= 0xF4 { len = 4; minV = 0x10000; v = UInt32(b0 & 0x07) }
-        else { return i }
+        if b0 >= 0xC2 && b0 <= 0xDF {
+            len = 2; minV = 0x80; v = UInt32(b0 & 0x1F)
+        } else if b0 >= 0xE0 && b0 <= 0xEF {
+            len = 3; minV = 0x800; v = UInt32(b0 & 0x0F)
+        } else if b0 >= 0xF0 && b0 <= 0xF4 {
+            len = 4; minV = 0x10000; v = UInt32(b0 & 0x07)
+        } else {
+            return i
+        }
         if i + len > n { return i }
         for k in 1..<len {
             let b = bytes[i + k]

@@ -12,8 +12,10 @@ struct GreedyGenerationTests {
         let c = try parse(GenerateCommand.self, ["--prompt", "The history of the city of Paris"] + args)
         let ids = tok.encode(c.prompt, addSpecialTokens: true)
         var out: [Int] = []
-        _ = try Generator(model: m, context: 256).generate(prompt: ids, maxTokens: 48, sampling: c.sampling.parameters,
-                                                          stopTokens: tok.eosTokenIds) { id in
+        _ = try Generator(model: m, context: 256).generate(
+            prompt: ids, maxTokens: 48, sampling: c.sampling.parameters,
+            stopTokens: tok.eosTokenIds
+        ) { id in
             out.append(id)
             return .continue
         }

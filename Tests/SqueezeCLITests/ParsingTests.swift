@@ -25,8 +25,10 @@ func rejection<C: ParsableCommand>(_ type: C.Type, _ args: [String]) -> String? 
 }
 
 /// Expects `args` to be rejected with a message containing every one of `parts`.
-func expectRejected<C: ParsableCommand>(_ type: C.Type, _ args: [String], _ parts: String...,
-                                        sourceLocation: SourceLocation = #_sourceLocation) {
+func expectRejected<C: ParsableCommand>(
+    _ type: C.Type, _ args: [String], _ parts: String...,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     guard let message = rejection(type, args) else {
         Issue.record("\(args) parsed but should be rejected", sourceLocation: sourceLocation)
         return
@@ -39,8 +41,11 @@ func expectRejected<C: ParsableCommand>(_ type: C.Type, _ args: [String], _ part
 @Suite struct RootCommandTests {
     @Test func everyCommandIsReachable() throws {
         let names = SqueezeCommand.configuration.subcommands.compactMap { $0.configuration.commandName }
-        #expect(Set(names) == ["demo", "generate", "perplexity", "compare", "quantize", "sensitivity", "dequantize", "tokenize",
-                               "inspect", "convert", "export", "serve", "bench", "bench-kernels", "bench-kmeans"])
+        #expect(
+            Set(names) == [
+                "demo", "generate", "perplexity", "compare", "quantize", "sensitivity", "dequantize", "tokenize",
+                "inspect", "convert", "export", "serve", "bench", "bench-kernels", "bench-kmeans",
+            ])
     }
 
     @Test func unknownCommandIsRejected() {
@@ -55,22 +60,32 @@ func expectRejected<C: ParsableCommand>(_ type: C.Type, _ args: [String], _ part
         #expect(c.model == nil && !c.chat && c.stop.isEmpty)
         #expect(c.maxTokens.value == 128 && c.context.value == 2048)
         #expect(c.dtype == .native && c.kernels == .fast && c.head == .stored && c.kvCache == .f16)
-        #expect(c.sampling.temperature == 0.7 && c.sampling.topK == 40 && c.sampling.topP == 0.95 && c.sampling.minP == 0.05)
+        #expect(
+            c.sampling.temperature == 0.7 && c.sampling.topK == 40 && c.sampling.topP == 0.95 && c.sampling.minP == 0.05
+        )
         // Off by default, as llama.cpp: otherwise --temperature 0 would not be greedy decoding.
         #expect(c.sampling.repetitionPenalty == 1)
     }
 
     @Test func values() throws {
-        let c = try parse(GenerateCommand.self, [
-            "--prompt", "p", "--model", "m.gguf", "--chat", "--system", "s", "--max-tokens", "5", "--stop", "a", "--stop", "b",
-            "--context", "64", "--dtype", "bf16", "--kernels", "exact", "--head", "q8", "--kv-cache", "q8", "--threads", "3",
-            "--temperature", "0.5", "--top-k", "7", "--top-p", "0.5", "--min-p", "0.1", "--repetition-penalty", "1.2", "--seed", "9",
-        ])
+        let c = try parse(
+            GenerateCommand.self,
+            [
+                "--prompt", "p", "--model", "m.gguf", "--chat", "--system", "s", "--max-tokens", "5", "--stop", "a",
+                "--stop", "b",
+                "--context", "64", "--dtype", "bf16", "--kernels", "exact", "--head", "q8", "--kv-cache", "q8",
+                "--threads", "3",
+                "--temperature", "0.5", "--top-k", "7", "--top-p", "0.5", "--min-p", "0.1", "--repetition-penalty",
+                "1.2", "--seed", "9",
+            ])
         #expect(c.model == "m.gguf" && c.chat && c.system == "s" && c.maxTokens.value == 5 && c.stop == ["a", "b"])
         #expect(c.context.value == 64 && c.dtype == .bf16 && c.dtype.dtype == .bf16 && c.kernels.lutMode == .float)
         #expect(c.head == .q8 && c.kvCache == .q8 && c.threads?.value == 3)
-        #expect(c.sampling.parameters == SamplingParameters(temperature: 0.5, topK: 7, topP: 0.5, minP: 0.1,
-                                                            repetitionPenalty: 1.2, seed: 9))
+        #expect(
+            c.sampling.parameters
+                == SamplingParameters(
+                    temperature: 0.5, topK: 7, topP: 0.5, minP: 0.1,
+                    repetitionPenalty: 1.2, seed: 9))
     }
 
     @Test func greedyIsTemperatureZero() throws {
@@ -100,12 +115,19 @@ func expectRejected<C: ParsableCommand>(_ type: C.Type, _ args: [String], _ part
         let d = try parse(PerplexityCommand.self, ["--text", "t.txt"])
         #expect(d.text == "t.txt" && d.proto == .gptq && d.context == nil && d.windows == nil && d.topK.value == 32)
         #expect(d.dtype == .native && d.kernels == .exact && d.head == .stored && d.kvCache == .f32 && !d.json)
-        let c = try parse(PerplexityCommand.self, [
-            "--text", "t", "--protocol", "llamacpp", "--context", "512", "--windows", "4", "--save-logits", "s", "--kl-base", "k",
-            "--top-k", "8", "--dtype", "f16", "--kernels", "fast", "--head", "q8", "--kv-cache", "q8", "--threads", "2", "--json",
-        ])
-        #expect(c.proto == .llamacpp && c.context?.value == 512 && c.windows?.value == 4 && c.saveLogits == "s" && c.klBase == "k")
-        #expect(c.topK.value == 8 && c.dtype == .f16 && c.kernels == .fast && c.head == .q8 && c.kvCache == .q8 && c.json)
+        let c = try parse(
+            PerplexityCommand.self,
+            [
+                "--text", "t", "--protocol", "llamacpp", "--context", "512", "--windows", "4", "--save-logits", "s",
+                "--kl-base", "k",
+                "--top-k", "8", "--dtype", "f16", "--kernels", "fast", "--head", "q8", "--kv-cache", "q8", "--threads",
+                "2", "--json",
+            ])
+        #expect(
+            c.proto == .llamacpp && c.context?.value == 512 && c.windows?.value == 4 && c.saveLogits == "s"
+                && c.klBase == "k")
+        #expect(
+            c.topK.value == 8 && c.dtype == .f16 && c.kernels == .fast && c.head == .q8 && c.kvCache == .q8 && c.json)
     }
 
     @Test func badValuesAreRejected() {
@@ -118,9 +140,14 @@ func expectRejected<C: ParsableCommand>(_ type: C.Type, _ args: [String], _ part
 
 @Suite struct CompareParsingTests {
     @Test func values() throws {
-        let c = try parse(CompareCommand.self, ["--base", "b", "--candidates", "x", "y", "--text", "t", "--kernels", "fast",
-                                                "--protocol", "llamacpp", "--context", "256", "--windows", "2", "--markdown"])
-        #expect(c.base == "b" && c.candidates == ["x", "y"] && c.text == "t" && c.kernels == .fast && c.proto == .llamacpp)
+        let c = try parse(
+            CompareCommand.self,
+            [
+                "--base", "b", "--candidates", "x", "y", "--text", "t", "--kernels", "fast",
+                "--protocol", "llamacpp", "--context", "256", "--windows", "2", "--markdown",
+            ])
+        #expect(
+            c.base == "b" && c.candidates == ["x", "y"] && c.text == "t" && c.kernels == .fast && c.proto == .llamacpp)
         #expect(c.context.value == 256 && c.windows?.value == 2 && c.markdown)
         let d = try parse(CompareCommand.self, ["--base", "b", "--candidates", "x", "--text", "t"])
         #expect(d.context.value == 512 && d.kernels == .exact && d.proto == .gptq)
@@ -128,8 +155,10 @@ func expectRejected<C: ParsableCommand>(_ type: C.Type, _ args: [String], _ part
 
     @Test func badValuesAreRejected() {
         expectRejected(CompareCommand.self, ["--base", "b", "--text", "t"], "--candidates")
-        expectRejected(CompareCommand.self, ["--base", "b", "--candidates", "x", "--text", "t", "--protocol", "x"], "--protocol")
-        expectRejected(CompareCommand.self, ["--base", "b", "--candidates", "x", "--text", "t", "--context", "0"], "--context")
+        expectRejected(
+            CompareCommand.self, ["--base", "b", "--candidates", "x", "--text", "t", "--protocol", "x"], "--protocol")
+        expectRejected(
+            CompareCommand.self, ["--base", "b", "--candidates", "x", "--text", "t", "--context", "0"], "--context")
     }
 }
 
@@ -143,19 +172,31 @@ func expectRejected<C: ParsableCommand>(_ type: C.Type, _ args: [String], _ part
     }
 
     @Test func values() throws {
-        let c = try parse(QuantizeCommand.self, [
-            "--model", "m", "--output", "o", "--bits", "3", "--sensitivity", "grads.safetensors", "--sparsity", "0.45",
-            "--kmeans", "lloyd", "--method", "rtn-minmax", "--sparse-dtype", "f32", "--quantize-head", "--threads", "2",
-            "--report", "r.html", "--json-report", "r.json", "--verbose",
-        ])
+        let c = try parse(
+            QuantizeCommand.self,
+            [
+                "--model", "m", "--output", "o", "--bits", "3", "--sensitivity", "grads.safetensors", "--sparsity",
+                "0.45",
+                "--kmeans", "lloyd", "--method", "rtn-minmax", "--sparse-dtype", "f32", "--quantize-head", "--threads",
+                "2",
+                "--report", "r.html", "--json-report", "r.json", "--verbose",
+            ])
         #expect(c.bits == .three && c.sensitivity == .file("grads.safetensors") && c.sparsity?.value == 0.45)
-        #expect(c.kmeans == .lloyd && c.method == .rtnMinmax && c.sparseDtype == .f32 && c.quantizeHead && c.threads?.value == 2)
+        #expect(
+            c.kmeans == .lloyd && c.method == .rtnMinmax && c.sparseDtype == .f32 && c.quantizeHead
+                && c.threads?.value == 2)
         #expect(c.report == "r.html" && c.jsonReport == "r.json" && c.verbose)
         let o = c.options
-        #expect(o.bits == 3 && o.kmeans.engine == .lloyd && o.method == .rtnMinmax && o.sparseDType == .f32 && o.quantizeHead)
+        #expect(
+            o.bits == 3 && o.kmeans.engine == .lloyd && o.method == .rtnMinmax && o.sparseDType == .f32
+                && o.quantizeHead)
         #expect(o.sensitivity == .file("grads.safetensors") && o.outliers == OutlierSelector.sparsity(percent: 0.45))
-        let a = try parse(QuantizeCommand.self, ["--model", "m", "--output", "o", "--sensitivity", "activations", "--calibration", "c.txt",
-                                                 "--calibration-samples", "10", "--outlier-range", "1.5", "--sensitive-fraction", "0.1"])
+        let a = try parse(
+            QuantizeCommand.self,
+            [
+                "--model", "m", "--output", "o", "--sensitivity", "activations", "--calibration", "c.txt",
+                "--calibration-samples", "10", "--outlier-range", "1.5", "--sensitive-fraction", "0.1",
+            ])
         #expect(a.sensitivity == .activations && a.calibration == "c.txt" && a.calibrationSamples.value == 10)
         #expect(a.options.outliers == OutlierSelector(sensitiveFraction: 0.1 / 100, threshold: .range(1.5)))
     }
@@ -172,7 +213,9 @@ func expectRejected<C: ParsableCommand>(_ type: C.Type, _ args: [String], _ part
         expectRejected(QuantizeCommand.self, base + ["--threads", "0"], "--threads")
         // Rules over several options.
         expectRejected(QuantizeCommand.self, base + ["--sensitivity", "activations"], "--calibration")
-        expectRejected(QuantizeCommand.self, base + ["--outlier-fraction", "0.4", "--outlier-range", "2"], "--outlier-fraction", "--outlier-range")
+        expectRejected(
+            QuantizeCommand.self, base + ["--outlier-fraction", "0.4", "--outlier-range", "2"], "--outlier-fraction",
+            "--outlier-range")
         expectRejected(QuantizeCommand.self, base + ["--sparsity", "0.45", "--outlier-fraction", "0.4"], "--sparsity")
     }
 }
@@ -182,9 +225,13 @@ func expectRejected<C: ParsableCommand>(_ type: C.Type, _ args: [String], _ part
         let d = try parse(SensitivityCommand.self, ["--calibration", "c", "--output", "o"])
         #expect(d.samples.value == 100 && d.seqlen.value == 512 && d.seed == 0 && d.mode == .fisher && d.dtype == .f32)
         #expect(d.threads == nil && d.lanes == nil)
-        let c = try parse(SensitivityCommand.self, ["--calibration", "c", "--output", "o", "--model", "m", "--samples", "4",
-                                                    "--seqlen", "64", "--seed", "3", "--mode", "activations", "--dtype", "bf16",
-                                                    "--threads", "2", "--lanes", "1"])
+        let c = try parse(
+            SensitivityCommand.self,
+            [
+                "--calibration", "c", "--output", "o", "--model", "m", "--samples", "4",
+                "--seqlen", "64", "--seed", "3", "--mode", "activations", "--dtype", "bf16",
+                "--threads", "2", "--lanes", "1",
+            ])
         #expect(c.model == "m" && c.samples.value == 4 && c.seqlen.value == 64 && c.seed == 3 && c.mode == .activations)
         #expect(c.dtype.dtype == .bf16 && c.threads?.value == 2 && c.lanes?.value == 1)
     }
@@ -206,7 +253,8 @@ func expectRejected<C: ParsableCommand>(_ type: C.Type, _ args: [String], _ part
         let s = try parse(ConvertCommand.self, ["--from-squeezellm", "x.pt", "--base", "b", "--output", "o"])
         #expect(s.fromSqueezeLLM == "x.pt" && s.base == "b" && s.input == nil)
         #expect(try parse(ConvertCommand.self, ["in.gguf", "--output", "o", "--dtype", "bf16"]).dtype == .bf16)
-        expectRejected(ConvertCommand.self, ["in.gguf", "--output", "o", "--dtype", "q8"], "--dtype", "f32", "f16", "bf16")
+        expectRejected(
+            ConvertCommand.self, ["in.gguf", "--output", "o", "--dtype", "q8"], "--dtype", "f32", "f16", "bf16")
         expectRejected(ConvertCommand.self, ["in.gguf", "--output", "o", "--to", "gguf"], "--to", "safetensors")
         expectRejected(ConvertCommand.self, ["--output", "o"], "--from-squeezellm")
         expectRejected(ConvertCommand.self, ["in.gguf", "--from-squeezellm", "x.pt", "--output", "o"], "not both")
@@ -253,14 +301,24 @@ func expectRejected<C: ParsableCommand>(_ type: C.Type, _ args: [String], _ part
 @Suite struct ServeParsingTests {
     @Test func values() throws {
         let d = try parse(ServeCommand.self, [])
-        #expect(d.host == "127.0.0.1" && d.port == 8080 && d.maxBatch.value == 8 && d.context.value == 2048 && d.queue.value == 64)
+        #expect(
+            d.host == "127.0.0.1" && d.port == 8080 && d.maxBatch.value == 8 && d.context.value == 2048
+                && d.queue.value == 64)
         #expect(d.maxBody.value == 1 << 20 && d.shutdownGrace == 30 && d.head == .stored && d.kvCache == .f16)
-        let c = try parse(ServeCommand.self, ["--host", "0.0.0.0", "--port", "0", "--api-key", "k", "--max-batch", "2",
-                                              "--context", "256", "--queue", "0", "--max-body", "1000", "--name", "n",
-                                              "--shutdown-grace", "1.5", "--head", "q8", "--kv-cache", "q8", "--model", "m"])
+        let c = try parse(
+            ServeCommand.self,
+            [
+                "--host", "0.0.0.0", "--port", "0", "--api-key", "k", "--max-batch", "2",
+                "--context", "256", "--queue", "0", "--max-body", "1000", "--name", "n",
+                "--shutdown-grace", "1.5", "--head", "q8", "--kv-cache", "q8", "--model", "m",
+            ])
         let config = c.serverConfiguration(apiKey: c.apiKey)
-        #expect(config.host == "0.0.0.0" && config.port == 0 && config.apiKey == "k" && config.maxBatch == 2 && config.context == 256)
-        #expect(config.queueLimit == 0 && config.maxBodyBytes == 1000 && config.modelName == "n" && config.shutdownGrace == 1.5)
+        #expect(
+            config.host == "0.0.0.0" && config.port == 0 && config.apiKey == "k" && config.maxBatch == 2
+                && config.context == 256)
+        #expect(
+            config.queueLimit == 0 && config.maxBodyBytes == 1000 && config.modelName == "n"
+                && config.shutdownGrace == 1.5)
         #expect(c.head == .q8 && c.kvCache == .q8 && c.model == "m")
     }
 
@@ -280,22 +338,32 @@ func expectRejected<C: ParsableCommand>(_ type: C.Type, _ args: [String], _ part
         let c = b.configuration(modelPath: "m.gguf")
         #expect(c.variants.map(\.label) == ["f32", "f16"])
         #expect(c.variants.map(\.options.weightDType) == [.f32, .f16])
-        #expect(c.threads == [1, 2] && c.promptTokens == 512 && c.decodeTokens == 64 && c.decodeContext == 16 && c.rounds == 1)
-        #expect(c.batchSizes.isEmpty && c.kernelShapes == nil && c.kvCache == .f16 && c.measureKernels && c.measureModels)
+        #expect(
+            c.threads == [1, 2] && c.promptTokens == 512 && c.decodeTokens == 64 && c.decodeContext == 16
+                && c.rounds == 1)
+        #expect(
+            c.batchSizes.isEmpty && c.kernelShapes == nil && c.kvCache == .f16 && c.measureKernels && c.measureModels)
     }
 
     @Test func listsAndLabels() throws {
-        let b = try parse(BenchCommand.self, [
-            "--weights", "native,bf16", "--quantized", "w4=/tmp/q4", "--quantized", "/tmp/q3", "--head", "stored,q8",
-            "--threads", "1, 4", "--batch", "1,8", "--shapes", "64x32,128x64", "--rounds", "3", "--decode-context", "0",
-            "--prompt", "32", "--decode", "8", "--kv-cache", "q8", "--skip-kernels",
-        ])
+        let b = try parse(
+            BenchCommand.self,
+            [
+                "--weights", "native,bf16", "--quantized", "w4=/tmp/q4", "--quantized", "/tmp/q3", "--head",
+                "stored,q8",
+                "--threads", "1, 4", "--batch", "1,8", "--shapes", "64x32,128x64", "--rounds", "3", "--decode-context",
+                "0",
+                "--prompt", "32", "--decode", "8", "--kv-cache", "q8", "--skip-kernels",
+            ])
         let c = b.configuration(modelPath: "m.gguf")
         #expect(c.variants.map(\.label) == ["native", "bf16", "w4", "w4+q8 head", "q3", "q3+q8 head"])
         #expect(c.variants.map(\.path) == ["m.gguf", "m.gguf", "/tmp/q4", "/tmp/q4", "/tmp/q3", "/tmp/q3"])
         #expect(c.variants[0].options.weightDType == nil && c.variants[3].options.head == .q8)
         #expect(c.threads == [1, 4] && c.batchSizes == [1, 8] && c.rounds == 3 && c.decodeContext == 0)
-        #expect(c.kernelShapes == [BenchmarkSuite.Shape(rows: 64, columns: 32), BenchmarkSuite.Shape(rows: 128, columns: 64)])
+        #expect(
+            c.kernelShapes == [
+                BenchmarkSuite.Shape(rows: 64, columns: 32), BenchmarkSuite.Shape(rows: 128, columns: 64),
+            ])
         #expect(c.promptTokens == 32 && c.decodeTokens == 8 && c.kvCache == .q8 && !c.measureKernels && c.measureModels)
         #expect(try parse(BenchCommand.self, ["--weights", ""]).configuration(modelPath: "m").variants.isEmpty)
     }
@@ -317,8 +385,12 @@ func expectRejected<C: ParsableCommand>(_ type: C.Type, _ args: [String], _ part
     @Test func kernelsAndKMeans() throws {
         let k = try parse(BenchKernelsCommand.self, [])
         #expect(k.shapes.values.map(\.description) == ["4096x4096", "11008x4096", "4096x11008"])
-        #expect(k.threads.values.map(\.value) == [1, 2] && k.repeats.value == 20 && k.gemmTokens.value == 8 && k.minMB.value == 128)
-        let k2 = try parse(BenchKernelsCommand.self, ["--shapes", "8x16", "--threads", "3", "--gemm-tokens", "0", "--min-mb", "0", "--cpu-time", "--bandwidth"])
+        #expect(
+            k.threads.values.map(\.value) == [1, 2] && k.repeats.value == 20 && k.gemmTokens.value == 8
+                && k.minMB.value == 128)
+        let k2 = try parse(
+            BenchKernelsCommand.self,
+            ["--shapes", "8x16", "--threads", "3", "--gemm-tokens", "0", "--min-mb", "0", "--cpu-time", "--bandwidth"])
         #expect(k2.shapes.values == [MatrixShape(rows: 8, columns: 16)] && k2.threads.values.map(\.value) == [3])
         #expect(k2.gemmTokens.value == 0 && k2.minMB.value == 0 && k2.cpuTime && k2.bandwidth)
         expectRejected(BenchKernelsCommand.self, ["--shapes", "8x"], "--shapes")
@@ -327,11 +399,18 @@ func expectRejected<C: ParsableCommand>(_ type: C.Type, _ args: [String], _ part
         let m = try parse(BenchKMeansCommand.self, ["--values", "v", "--weights", "w", "--rows", "2", "--cols", "16"])
         #expect(m.values == "v" && m.weights == "w" && m.rows.value == 2 && m.cols.value == 16 && m.bits.value == 4)
         #expect(m.engines.values == [.optimal, .lloyd] && m.repeats.value == 1)
-        #expect(try parse(BenchKMeansCommand.self, ["--values", "v", "--weights", "w", "--rows", "2", "--cols", "16", "--engines", "lloyd"])
+        #expect(
+            try parse(
+                BenchKMeansCommand.self,
+                ["--values", "v", "--weights", "w", "--rows", "2", "--cols", "16", "--engines", "lloyd"]
+            )
             .engines.values == [.lloyd])
-        expectRejected(BenchKMeansCommand.self, ["--values", "v", "--weights", "w", "--rows", "2", "--cols", "16", "--engines", "fast"],
-                       "--engines", "optimal", "lloyd")
-        expectRejected(BenchKMeansCommand.self, ["--values", "v", "--weights", "w", "--rows", "0", "--cols", "16"], "--rows")
+        expectRejected(
+            BenchKMeansCommand.self,
+            ["--values", "v", "--weights", "w", "--rows", "2", "--cols", "16", "--engines", "fast"],
+            "--engines", "optimal", "lloyd")
+        expectRejected(
+            BenchKMeansCommand.self, ["--values", "v", "--weights", "w", "--rows", "0", "--cols", "16"], "--rows")
         expectRejected(BenchKMeansCommand.self, ["--values", "v", "--weights", "w", "--cols", "16"], "--rows")
     }
 }
@@ -339,7 +418,8 @@ func expectRejected<C: ParsableCommand>(_ type: C.Type, _ args: [String], _ part
 @Suite struct DemoParsingTests {
     @Test func values() throws {
         let d = try parse(DemoCommand.self, [])
-        #expect(d.text == nil && d.windows.value == 8 && d.workdir == nil && d.prompt == "What is the capital of France?")
+        #expect(
+            d.text == nil && d.windows.value == 8 && d.workdir == nil && d.prompt == "What is the capital of France?")
         let c = try parse(DemoCommand.self, ["--text", "t", "--windows", "2", "--workdir", "w", "--prompt", "p"])
         #expect(c.text == "t" && c.windows.value == 2 && c.workdir == "w" && c.prompt == "p")
         expectRejected(DemoCommand.self, ["--windows", "0"], "--windows")
@@ -353,7 +433,8 @@ func expectRejected<C: ParsableCommand>(_ type: C.Type, _ args: [String], _ part
         #expect(text.hasPrefix(" = Albedo = "))
         let lines = text.split(separator: "\n").filter { $0.count > 80 }
         #expect(Set(lines).count == lines.count, "paragraphs repeat")
-        let attribution = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("ATTRIBUTION.md")
+        let attribution = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent(
+            "ATTRIBUTION.md")
         #expect(try String(contentsOf: attribution, encoding: .utf8).contains("CC BY-SA 3.0"))
     }
 }
@@ -373,7 +454,9 @@ func expectRejected<C: ParsableCommand>(_ type: C.Type, _ args: [String], _ part
         let l = LabeledPath(argument: "w4=/a/b=c")
         #expect(l?.label == "w4" && l?.path == "/a/b=c")
         #expect(LabeledPath(argument: "/x/y/q3")?.label == "q3")
-        #expect(Percentage(argument: "100")?.value == 100 && Percentage(argument: "-0.1") == nil && Percentage(argument: "nan") == nil)
+        #expect(
+            Percentage(argument: "100")?.value == 100 && Percentage(argument: "-0.1") == nil
+                && Percentage(argument: "nan") == nil)
         #expect(PositiveDouble(argument: "inf") == nil && PositiveDouble(argument: "0.5")?.value == 0.5)
     }
 }

@@ -31,8 +31,9 @@ import Testing
             let rest = doc[start.upperBound...]
             let section = rest.range(of: "\n## ").map { rest[..<$0.lowerBound] } ?? rest
             let help = SqueezeCommand.helpMessage(for: command)
-            let flags = Set(help.split(whereSeparator: { " \n,()[]".contains($0) }).filter { $0.hasPrefix("--") && $0.count > 2 }
-                .map { String($0.prefix { $0 == "-" || $0.isLetter || $0.isNumber }) })
+            let flags = Set(
+                help.split(whereSeparator: { " \n,()[]".contains($0) }).filter { $0.hasPrefix("--") && $0.count > 2 }
+                    .map { String($0.prefix { $0 == "-" || $0.isLetter || $0.isNumber }) })
             for flag in flags where flag != "--help" {
                 #expect(Self.mentions(section, flag), "docs/cli.md: \(heading) does not document \(flag)")
             }

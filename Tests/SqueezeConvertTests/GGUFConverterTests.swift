@@ -1,9 +1,9 @@
 import Foundation
-import Testing
 import SqueezeConvert
 import SqueezeCore
 import SqueezeFormats
 import SqueezeModels
+import Testing
 
 @Suite(.serialized, .enabled(if: TestModel.available, TestModel.skipNote))
 struct ConversionTests {

@@ -1,10 +1,10 @@
 import Foundation
-import Testing
 import SqueezeConvert
 import SqueezeCore
 import SqueezeFormats
 import SqueezeModels
 import SqueezeTokenizer
+import Testing
 
 /// GGUF → Hugging Face conversion against transformers' own GGUF loading, on a tiny random Llama
 /// (Fixtures/gguf_hf, made by scripts/fixtures/make_gguf_hf_fixtures.py: llama.cpp's Q/K permutation,
@@ -16,7 +16,8 @@ import SqueezeTokenizer
     func converted(_ dtype: DType) throws -> String {
         let out = NSTemporaryDirectory() + "squeeze-gguf-hf-\(getpid())-\(dtype.rawValue)-\(UUID().uuidString)"
         let gguf = Fixtures.url("gguf_hf/tiny-llama.gguf").path
-        try GGUFConverter.convert(gguf: gguf, to: out, dtype: dtype, extraFiles: try GGUFConverter.tokenizerFiles(forGGUF: gguf))
+        try GGUFConverter.convert(
+            gguf: gguf, to: out, dtype: dtype, extraFiles: try GGUFConverter.tokenizerFiles(forGGUF: gguf))
         return out
     }
 
@@ -43,7 +44,8 @@ import SqueezeTokenizer
         #expect(worst < 1e-4, "max |logit difference| \(worst)")
         for p in 0..<ids.count {
             let g = got[(p * v)..<((p + 1) * v)], w = want[(p * v)..<((p + 1) * v)]
-            #expect(g.firstIndex(of: g.max()!)! - p * v == w.firstIndex(of: w.max()!)! - p * v, "argmax at position \(p)")
+            #expect(
+                g.firstIndex(of: g.max()!)! - p * v == w.firstIndex(of: w.max()!)! - p * v, "argmax at position \(p)")
         }
     }
 
@@ -69,8 +71,10 @@ import SqueezeTokenizer
         let data = try Data(contentsOf: URL(fileURLWithPath: out + "/config.json"))
         let cfg = try JSONSerialization.jsonObject(with: data) as! [String: Any]
         let want = Self.ref["config"] as! [String: Any]
-        for key in ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                    "num_key_value_heads", "max_position_embeddings", "bos_token_id", "eos_token_id"] {
+        for key in [
+            "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+            "num_key_value_heads", "max_position_embeddings", "bos_token_id", "eos_token_id",
+        ] {
             #expect(cfg[key] as? Int == want[key] as? Int, "\(key)")
         }
         #expect(cfg["tie_word_embeddings"] as? Bool == want["tie_word_embeddings"] as? Bool)
@@ -94,11 +98,14 @@ import SqueezeTokenizer
         for c in t["cases"] as! [[String: Any]] {
             let text = c["text"] as! String
             #expect(tok.encode(text) == c["ids"] as! [Int], "\(text.debugDescription)")
-            #expect(tok.encode(text, addSpecialTokens: false) == c["ids_no_special"] as! [Int], "\(text.debugDescription)")
+            #expect(
+                tok.encode(text, addSpecialTokens: false) == c["ids_no_special"] as! [Int], "\(text.debugDescription)")
             #expect(tok.decode(c["ids_no_special"] as! [Int]) == text)
         }
         // The GGUF's own tokenizer agrees with the exported one.
         let g = try Tokenizer.load(path: Fixtures.url("gguf_hf/tiny-llama.gguf").path)
-        for c in t["cases"] as! [[String: Any]] { #expect(g.encode(c["text"] as! String) == tok.encode(c["text"] as! String)) }
+        for c in t["cases"] as! [[String: Any]] {
+            #expect(g.encode(c["text"] as! String) == tok.encode(c["text"] as! String))
+        }
     }
 }

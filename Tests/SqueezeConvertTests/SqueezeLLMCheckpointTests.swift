@@ -1,9 +1,9 @@
 import Foundation
-import Testing
 import SqueezeConvert
 import SqueezeCore
 import SqueezeFormats
 import SqueezeModels
+import Testing
 
 /// SqueezeLLM `.pt` checkpoints made with the reference's packing (scripts/fixtures/make_squeezellm_fixtures.py)
 /// load and reproduce the logits transformers computes with the dequantized weights
@@ -18,8 +18,10 @@ import SqueezeModels
 
     static func reference(_ key: String) throws -> (tokens: [Int], logits: [Float], vocab: Int) {
         let j = try Fixtures.json("squeezellm/reference_logits.json")
-        return ((j["tokens"] as! [NSNumber]).map { $0.intValue }, (j[key] as! [NSNumber]).map { $0.floatValue },
-                (j["vocab"] as! NSNumber).intValue)
+        return (
+            (j["tokens"] as! [NSNumber]).map { $0.intValue }, (j[key] as! [NSNumber]).map { $0.floatValue },
+            (j["vocab"] as! NSNumber).intValue
+        )
     }
 
     static func logits(_ m: DecoderModel, _ ids: [Int]) throws -> [Float] {
@@ -28,15 +30,18 @@ import SqueezeModels
         return Array(w.logits.buffer.prefix(ids.count * m.config.vocabSize))
     }
 
-    static func checkAgainstReference(_ m: DecoderModel, _ key: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    static func checkAgainstReference(
+        _ m: DecoderModel, _ key: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let (ids, want, V) = try reference(key)
         let got = try logits(m, ids)
         #expect(got.count == want.count, sourceLocation: sourceLocation)
         var worst: Float = 0
         for t in 0..<ids.count {
             let g = got[(t * V)..<((t + 1) * V)], w = want[(t * V)..<((t + 1) * V)]
-            #expect(g.indices.max(by: { g[$0] < g[$1] }) == w.indices.max(by: { w[$0] < w[$1] }), "\(key): argmax at \(t)",
-                    sourceLocation: sourceLocation)
+            #expect(
+                g.indices.max(by: { g[$0] < g[$1] }) == w.indices.max(by: { w[$0] < w[$1] }), "\(key): argmax at \(t)",
+                sourceLocation: sourceLocation)
             for (a, b) in zip(g, w) { worst = max(worst, abs(a - b)) }
         }
         #expect(worst <= tolerance, "\(key): max logit difference \(worst)", sourceLocation: sourceLocation)
@@ -80,7 +85,8 @@ import SqueezeModels
             #expect(Array(f.cols[Int(f.rows[r])..<Int(f.rows[r + 1])]) == nonzero.map { Int32($0) })
         }
         #expect(f.vals.count == (try ck.checkpoint.tensor(layer + ".vals").elementCount) + added)
-        #expect(ck.checkpoint.int("sparse_threshold." + layer) == (try ck.checkpoint.tensor(layer + ".vals").elementCount))
+        #expect(
+            ck.checkpoint.int("sparse_threshold." + layer) == (try ck.checkpoint.tensor(layer + ".vals").elementCount))
         #expect(!ck.tensorNames.contains { $0.hasSuffix(".full_rows") || $0.hasSuffix(".startrows") })
     }
 
@@ -99,16 +105,24 @@ import SqueezeModels
     }
 
     /// convert --from-squeezellm writes a Squeeze directory that loads and gives the same logits.
-    @Test(arguments: [("w4s", "sq-tiny-w4-s20.pt", false), ("w3", "sq-tiny-w3-s0.pt", false), ("w4v1", "sq-tiny-w4-s0.pt", true)])
+    @Test(arguments: [
+        ("w4s", "sq-tiny-w4-s20.pt", false), ("w3", "sq-tiny-w3-s0.pt", false), ("w4v1", "sq-tiny-w4-s0.pt", true),
+    ])
     func convertedDirectoryLoadsWithTheSameLogits(key: String, file: String, needsBase: Bool) throws {
         let out = NSTemporaryDirectory() + "squeeze-convert-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: out) }
-        try SqueezeLLMConverter.convert(checkpoint: Self.dir + "/\(key)/\(file)", base: needsBase ? Self.dir + "/base" : nil, output: out)
-        let cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/config.json"))) as! [String: Any]
+        try SqueezeLLMConverter.convert(
+            checkpoint: Self.dir + "/\(key)/\(file)", base: needsBase ? Self.dir + "/base" : nil, output: out)
+        let cfg =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/config.json")))
+            as! [String: Any]
         let qc = cfg["quantization_config"] as! [String: Any]
         #expect(qc["quant_method"] as? String == "squeezellm")
         let st = try SafeTensorsModel(path: out)
-        #expect(!st.tensorNames.contains { $0.hasSuffix(".full_rows") || $0.hasSuffix(".startrows") || $0.contains("sparse_threshold") })
+        #expect(
+            !st.tensorNames.contains {
+                $0.hasSuffix(".full_rows") || $0.hasSuffix(".startrows") || $0.contains("sparse_threshold")
+            })
         #expect(st.contains("model.layers.0.mlp.down_proj.qweight") && st.contains("model.embed_tokens.weight"))
         #expect(st.contains("model.layers.1.self_attn.q_proj.rows") == (key == "w4s"))
         #expect(!FileManager.default.fileExists(atPath: out + ".partial-\(getpid())"))
@@ -131,7 +145,8 @@ import SqueezeModels
 
     /// A plain state dict without qweight is not taken for a SqueezeLLM checkpoint.
     @Test func plainStateDictIsNotASqueezeLLMCheckpoint() throws {
-        let p = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.path + "/squeezellm/base/model.safetensors"
+        let p =
+            Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.path + "/squeezellm/base/model.safetensors"
         #expect(!ModelLoader.isPyTorchCheckpoint(p))
     }
 }

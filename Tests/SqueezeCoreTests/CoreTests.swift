@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import SqueezeCore
+import Testing
 
 /// Marks each task it runs, and whether its thread index was in range.
 private struct MarkJob: PoolJob {
@@ -37,11 +37,15 @@ private struct MarkJob: PoolJob {
             #expect(hits.toArray().prefix(count).allSatisfy { $0 == 1 })
             var covered = [Int](repeating: 0, count: count)
             let lock = NSLock()
-            pool.parallelFor(count, minBlock: 3) { r, _ in lock.lock(); for i in r { covered[i] += 1 }; lock.unlock() }
+            pool.parallelFor(count, minBlock: 3) { r, _ in
+                lock.lock(); for i in r { covered[i] += 1 }; lock.unlock()
+            }
             #expect(covered.allSatisfy { $0 == 1 })
             // parallelFor's blocks are blockLength long (the last one shorter).
             var lengths: [Int] = []
-            pool.parallelFor(count, minBlock: 3, blocksPerThread: 2) { r, _ in lock.lock(); lengths.append(r.count); lock.unlock() }
+            pool.parallelFor(count, minBlock: 3, blocksPerThread: 2) { r, _ in
+                lock.lock(); lengths.append(r.count); lock.unlock()
+            }
             let block = pool.blockLength(count, minBlock: 3, blocksPerThread: 2)
             if count > 0 {
                 #expect(lengths.count == (count + block - 1) / block)
@@ -62,7 +66,9 @@ private struct MarkJob: PoolJob {
         let lock = NSLock()
         var total = 0
         pool.run(tasks: 4) { _, _ in
-            pool.run(tasks: 5) { _, _ in lock.lock(); total += 1; lock.unlock() }
+            pool.run(tasks: 5) { _, _ in
+                lock.lock(); total += 1; lock.unlock()
+            }
         }
         #expect(total == 20)
     }

@@ -1,7 +1,7 @@
 import Foundation
-import Testing
 import SqueezeEval
 import SqueezeModels
+import Testing
 
 @Suite struct BenchRoundsTests {
     @Test func medianOfOddAndEvenCounts() {

@@ -1,8 +1,8 @@
 import Foundation
-import Testing
 import SqueezeEval
 import SqueezeModels
 import SqueezeTokenizer
+import Testing
 
 @Suite(.serialized, .enabled(if: TestModel.available, TestModel.skipNote))
 struct PerplexityTests {
@@ -64,10 +64,14 @@ struct PerplexityTests {
         let model = try #require(Self.model)
         var ev = PerplexityEvaluator(model: model)
         ev.context = 512
-        let e1 = #expect(throws: EvalError.self) { try ev.run(tokens: Array(repeating: 1, count: 100), textName: "short.txt") }
+        let e1 = #expect(throws: EvalError.self) {
+            try ev.run(tokens: Array(repeating: 1, count: 100), textName: "short.txt")
+        }
         #expect(e1?.description.contains("short.txt") == true)
         ev.context = 100_000
-        let e2 = #expect(throws: EvalError.self) { try ev.run(tokens: Array(repeating: 1, count: 200_000), textName: "t") }
+        let e2 = #expect(throws: EvalError.self) {
+            try ev.run(tokens: Array(repeating: 1, count: 200_000), textName: "t")
+        }
         #expect(e2?.description.contains("8192") == true)
         let empty = NSTemporaryDirectory() + "squeeze-empty-\(getpid()).txt"
         FileManager.default.createFile(atPath: empty, contents: Data())

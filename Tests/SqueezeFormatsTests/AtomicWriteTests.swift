@@ -1,7 +1,7 @@
 import Foundation
-import Testing
 import SqueezeCore
 import SqueezeFormats
+import Testing
 
 /// `AtomicDirectory` and `AtomicFile`: the destination appears whole or not at all, an existing one
 /// is replaced only by a successful write, and no temporary outlives a failure.

@@ -1,14 +1,16 @@
 import Foundation
-import Testing
 import SqueezeCore
 import SqueezeFormats
+import Testing
 
 /// Dequantization against the Python `gguf` package's `gguf.quants.dequantize` (the fixtures come
 /// from scripts/fixtures/make_gguf_fixtures.py). Both compute in float32 with the same operation order, so
 /// the comparison is exact (bit for bit); a mismatch is reported with the first differing index.
 @Suite struct DequantTests {
-    static let typeNames = ["f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0",
-                            "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs"]
+    static let typeNames = [
+        "f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0",
+        "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs",
+    ]
 
     @Test(arguments: typeNames)
     func everyTypeMatchesReference(name: String) throws {
@@ -23,7 +25,10 @@ import SqueezeFormats
         #expect(got.shape == [4, 256])
         let a = floats(got), b = floats(want)
         let firstDiff = zip(a, b).enumerated().first { $0.element.0.bitPattern != $0.element.1.bitPattern }
-        #expect(firstDiff == nil, "\(name): first difference at \(firstDiff?.offset ?? -1): \(firstDiff.map { "\($0.element.0) vs \($0.element.1)" } ?? "")")
+        #expect(
+            firstDiff == nil,
+            "\(name): first difference at \(firstDiff?.offset ?? -1): \(firstDiff.map { "\($0.element.0) vs \($0.element.1)" } ?? "")"
+        )
     }
 
     @Test func plainTypesAreViewsWithReferenceValues() throws {
@@ -42,12 +47,15 @@ import SqueezeFormats
         let e = formatError {
             try src.withUnsafeBytes { s in
                 try out.withUnsafeMutableBufferPointer { o in
-                    try GGMLDequantizer.dequantize(type: .iq2_xxs, source: s.baseAddress!, count: 256, into: o.baseAddress!,
-                                                   file: "x.gguf", tensor: "blk.3.ffn_up.weight")
+                    try GGMLDequantizer.dequantize(
+                        type: .iq2_xxs, source: s.baseAddress!, count: 256, into: o.baseAddress!,
+                        file: "x.gguf", tensor: "blk.3.ffn_up.weight")
                 }
             }
         }
-        guard case let .unsupportedDType(f, t, d)? = e else { Issue.record("wrong error \(String(describing: e))"); return }
+        guard case let .unsupportedDType(f, t, d)? = e else {
+            Issue.record("wrong error \(String(describing: e))"); return
+        }
         #expect(f == "x.gguf" && t == "blk.3.ffn_up.weight" && d == "IQ2_XXS")
         #expect(e!.description.contains("blk.3.ffn_up.weight") && e!.description.contains("x.gguf"))
     }
@@ -68,8 +76,9 @@ import SqueezeFormats
             let rowBytes = cols / info.type.blockSize * info.type.blockBytes
             var got = [Float](repeating: .nan, count: rows * cols)
             try got.withUnsafeMutableBufferPointer { o in
-                try GGMLDequantizer.dequantize(type: info.type, source: g.rawData(info) + first * rowBytes, count: rows * cols,
-                                               into: o.baseAddress!, file: model, tensor: name)
+                try GGMLDequantizer.dequantize(
+                    type: info.type, source: g.rawData(info) + first * rowBytes, count: rows * cols,
+                    into: o.baseAddress!, file: model, tensor: name)
             }
             #expect(got == floats(want), "\(key)")
         }

@@ -1,19 +1,25 @@
 import Foundation
-import Testing
 import SqueezeCore
 import SqueezeFormats
+import Testing
 
 /// ModelInspector against what the reference libraries report about the same files.
 @Suite struct InspectorTests {
     @Test func describesSafetensorsWithConfig() throws {
         let tmp = try TempDir()
-        try FileManager.default.copyItem(atPath: Fixtures.path("dtypes.safetensors"), toPath: tmp.file("model.safetensors"))
-        try Data("{\"hidden_size\": 576, \"model_type\": \"llama\", \"architectures\": [\"LlamaForCausalLM\"], \"tie_word_embeddings\": true, \"rope_scaling\": null}".utf8)
-            .write(to: URL(fileURLWithPath: tmp.file("config.json")))
+        try FileManager.default.copyItem(
+            atPath: Fixtures.path("dtypes.safetensors"), toPath: tmp.file("model.safetensors"))
+        try Data(
+            "{\"hidden_size\": 576, \"model_type\": \"llama\", \"architectures\": [\"LlamaForCausalLM\"], \"tie_word_embeddings\": true, \"rope_scaling\": null}"
+                .utf8
+        )
+        .write(to: URL(fileURLWithPath: tmp.file("config.json")))
         let exp = try Fixtures.json("dtypes_expected.json")
         let tensors = exp["tensors"] as! [String: [String: Any]]
         let params = tensors.values.reduce(0) { $0 + ($1["shape"] as! [Int]).reduce(1, *) }
-        let bytes = tensors.values.reduce(0) { s, t in let o = t["data_offsets"] as! [Int]; return s + o[1] - o[0] }
+        let bytes = tensors.values.reduce(0) { s, t in
+            let o = t["data_offsets"] as! [Int]; return s + o[1] - o[0]
+        }
 
         let text = try ModelInspector.describe(path: tmp.file("model.safetensors"))
         #expect(text.contains("format: safetensors"))
@@ -26,7 +32,9 @@ import SqueezeFormats
         for n in tensors.keys { #expect(text.contains(n)) }
         #expect(text.contains("total: \(tensors.count) tensors, \(params) parameters, \(bytes) bytes"))
 
-        let json = try JSONSerialization.jsonObject(with: Data(ModelInspector.describeJSON(path: tmp.path).utf8)) as! [String: Any]
+        let json =
+            try JSONSerialization.jsonObject(with: Data(ModelInspector.describeJSON(path: tmp.path).utf8))
+            as! [String: Any]
         #expect(json["format"] as? String == "safetensors")
         let totals = json["totals"] as! [String: Int]
         #expect(totals == ["tensors": tensors.count, "parameters": params, "bytes": bytes])
@@ -44,7 +52,9 @@ import SqueezeFormats
     @Test func describesShardedDirectory() throws {
         let exp = try Fixtures.json("sharded_expected.json")
         let wm = exp["weight_map"] as! [String: String]
-        let json = try JSONSerialization.jsonObject(with: Data(ModelInspector.describeJSON(path: Fixtures.path("sharded")).utf8)) as! [String: Any]
+        let json =
+            try JSONSerialization.jsonObject(
+                with: Data(ModelInspector.describeJSON(path: Fixtures.path("sharded")).utf8)) as! [String: Any]
         #expect(json["format"] as? String == "safetensors (sharded)")
         #expect(Set(json["files"] as! [String]) == Set(wm.values).union(["model.safetensors.index.json"]))
         let rows = json["tensors"] as! [[String: Any]]
@@ -57,7 +67,9 @@ import SqueezeFormats
     @Test func describesGGUF() throws {
         let exp = try Fixtures.json("quant_types_expected.json")
         let tensors = exp["tensors"] as! [[String: Any]]
-        let json = try JSONSerialization.jsonObject(with: Data(ModelInspector.describeJSON(path: Fixtures.path("quant_types.gguf")).utf8)) as! [String: Any]
+        let json =
+            try JSONSerialization.jsonObject(
+                with: Data(ModelInspector.describeJSON(path: Fixtures.path("quant_types.gguf")).utf8)) as! [String: Any]
         #expect(json["format"] as? String == "GGUF")
         #expect(json["version"] as? Int == exp["version"] as? Int)
         #expect(Set((json["metadata"] as! [String: Any]).keys) == Set(exp["metadata_keys"] as! [String]))

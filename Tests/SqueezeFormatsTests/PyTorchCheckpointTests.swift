@@ -1,14 +1,16 @@
 import Foundation
-import Testing
 import SqueezeCore
 import SqueezeFormats
+import Testing
 
 /// The restricted unpickler and zip reader against checkpoints written by torch.save
 /// (scripts/fixtures/make_squeezellm_fixtures.py), and malicious or malformed inputs.
 @Suite struct PyTorchCheckpointTests {
     static func fixture(_ name: String) -> String { Fixtures.path("pytorch/" + name) }
 
-    static func pyTorchError(_ body: () throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) -> PyTorchError? {
+    static func pyTorchError(
+        _ body: () throws -> Void, sourceLocation: SourceLocation = #_sourceLocation
+    ) -> PyTorchError? {
         do {
             try body()
             Issue.record("expected a PyTorchError, nothing was thrown", sourceLocation: sourceLocation)
@@ -26,8 +28,10 @@ import SqueezeFormats
         let ck = try PyTorchCheckpoint(path: Self.fixture("state_dict.pt"))
         let exp = try Fixtures.json("pytorch/state_dict_expected.json")
         let tensors = exp["tensors"] as! [String: [String: Any]]
-        let dtypes: [String: DType] = ["float32": .f32, "float16": .f16, "bfloat16": .bf16, "float64": .f64, "int64": .i64,
-                                       "int32": .i32, "int16": .i16, "int8": .i8, "uint8": .u8, "bool": .bool]
+        let dtypes: [String: DType] = [
+            "float32": .f32, "float16": .f16, "bfloat16": .bf16, "float64": .f64, "int64": .i64,
+            "int32": .i32, "int16": .i16, "int8": .i8, "uint8": .u8, "bool": .bool,
+        ]
         #expect(Set(ck.tensorNames) == Set(tensors.keys))
         for (name, e) in tensors {
             let t = try ck.tensor(name)
@@ -136,9 +140,13 @@ import SqueezeFormats
     /// (NEWOBJ, INST), REDUCE on a non-callable and a missing STOP are typed errors.
     @Test func handMadePickles() throws {
         // {'a': 1, 'b': (2, 'x')} with memo use: PROTO 2, EMPTY_DICT, BINPUT 0, MARK, 'a', 1, 'b', 2, 'x', TUPLE2, SETITEMS, STOP
-        let ok: [UInt8] = [0x80, 2, 0x7D, 0x71, 0, 0x28, 0x58, 1, 0, 0, 0, 0x61, 0x4B, 1, 0x58, 1, 0, 0, 0, 0x62,
-                           0x4B, 2, 0x8C, 1, 0x78, 0x86, 0x75, 0x2E]
-        guard case let .dict(d) = try Self.unpickle(ok), case .int(1)? = d["a"], case let .tuple(t)? = d["b"], t.count == 2 else {
+        let ok: [UInt8] = [
+            0x80, 2, 0x7D, 0x71, 0, 0x28, 0x58, 1, 0, 0, 0, 0x61, 0x4B, 1, 0x58, 1, 0, 0, 0, 0x62,
+            0x4B, 2, 0x8C, 1, 0x78, 0x86, 0x75, 0x2E,
+        ]
+        guard case let .dict(d) = try Self.unpickle(ok), case .int(1)? = d["a"], case let .tuple(t)? = d["b"],
+            t.count == 2
+        else {
             Issue.record("allowed pickle not read"); return
         }
         let cases: [([UInt8], String)] = [
@@ -157,7 +165,9 @@ import SqueezeFormats
             }
         }
         for op: UInt8 in [0x81, 0x69, 0x6F, 0x82, 0x92] {
-            do { _ = try Self.unpickle([0x80, 2, op, 0x2E]); Issue.record("opcode \(op) accepted") } catch let PyTorchError.unsupportedOpcode(_, o, at) {
+            do { _ = try Self.unpickle([0x80, 2, op, 0x2E]); Issue.record("opcode \(op) accepted") } catch let
+                PyTorchError.unsupportedOpcode(_, o, at)
+            {
                 #expect(o == op && at == 2)
             }
         }
@@ -172,7 +182,9 @@ import SqueezeFormats
         var refused = 0
         for _ in 0..<2000 {
             var b = orig
-            for _ in 0..<Int.random(in: 1...4, using: &rng) { b[Int.random(in: 0..<b.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
+            for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                b[Int.random(in: 0..<b.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+            }
             if Bool.random(using: &rng) { b = Array(b.prefix(Int.random(in: 0..<b.count, using: &rng))) }
             do { _ = try Self.unpickle(b) } catch is PyTorchError { refused += 1 }
         }
@@ -189,10 +201,13 @@ import SqueezeFormats
         for (name, data) in entries {
             let crc = data.withUnsafeBytes { CRC32.checksum($0) }
             let lho = UInt64(out.count), n = Array(name.utf8)
-            out += le(UInt32(0x0403_4b50)) + le(UInt16(45)) + le(UInt16(0)) + le(UInt16(0)) + le(UInt16(0)) + le(UInt16(0))
+            out +=
+                le(UInt32(0x0403_4b50)) + le(UInt16(45)) + le(UInt16(0)) + le(UInt16(0)) + le(UInt16(0)) + le(UInt16(0))
             out += le(crc) + le(UInt32.max) + le(UInt32.max) + le(UInt16(n.count)) + le(UInt16(20)) + n
             out += le(UInt16(1)) + le(UInt16(16)) + le(UInt64(data.count)) + le(UInt64(data.count)) + data
-            central += le(UInt32(0x0201_4b50)) + le(UInt16(45)) + le(UInt16(45)) + le(UInt16(0)) + le(UInt16(0)) + le(UInt16(0)) + le(UInt16(0))
+            central +=
+                le(UInt32(0x0201_4b50)) + le(UInt16(45)) + le(UInt16(45)) + le(UInt16(0)) + le(UInt16(0))
+                + le(UInt16(0)) + le(UInt16(0))
             central += le(crc) + le(UInt32.max) + le(UInt32.max) + le(UInt16(n.count)) + le(UInt16(28)) + le(UInt16(0))
             central += le(UInt16(0)) + le(UInt16(0)) + le(UInt32(0)) + le(UInt32.max) + n
             central += le(UInt16(1)) + le(UInt16(24)) + le(UInt64(data.count)) + le(UInt64(data.count)) + le(lho)
@@ -200,7 +215,8 @@ import SqueezeFormats
         let cdOffset = UInt64(out.count)
         out += central
         let rec = UInt64(out.count)
-        out += le(UInt32(0x0606_4b50)) + le(UInt64(44)) + le(UInt16(45)) + le(UInt16(45)) + le(UInt32(0)) + le(UInt32(0))
+        out +=
+            le(UInt32(0x0606_4b50)) + le(UInt64(44)) + le(UInt16(45)) + le(UInt16(45)) + le(UInt32(0)) + le(UInt32(0))
         out += le(UInt64(entries.count)) + le(UInt64(entries.count)) + le(UInt64(central.count)) + le(cdOffset)
         out += le(UInt32(0x0706_4b50)) + le(UInt32(0)) + le(rec) + le(UInt32(1))
         out += le(UInt32(0x0605_4b50)) + le(UInt16.max) + le(UInt16.max) + le(UInt16.max) + le(UInt16.max)

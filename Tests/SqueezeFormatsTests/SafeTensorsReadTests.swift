@@ -1,7 +1,7 @@
 import Foundation
-import Testing
 import SqueezeCore
 import SqueezeFormats
+import Testing
 
 /// Reading files written by the reference `safetensors` library (scripts/fixtures/make_safetensors_fixtures.py),
 /// compared with the values torch reported (dtypes_expected.json, sharded_expected.json).

@@ -1,7 +1,7 @@
 import Foundation
-import Testing
 import SqueezeCore
 import SqueezeFormats
+import Testing
 
 @Suite struct SafeTensorsWriterTests {
     /// Rewrites every tensor of the reference library's file and reads it back: same bytes, same metadata.
@@ -34,17 +34,25 @@ import SqueezeFormats
     @Test func streamingWriteChecksOrderAndSize() throws {
         let tmp = try TempDir()
         let path = tmp.file("s.safetensors")
-        let w = try SafeTensorsWriter(path: path, entries: [.init(name: "a", dtype: .f32, shape: [2, 3]),
-                                                            .init(name: "b", dtype: .i64, shape: [2])])
+        let w = try SafeTensorsWriter(
+            path: path,
+            entries: [
+                .init(name: "a", dtype: .f32, shape: [2, 3]),
+                .init(name: "b", dtype: .i64, shape: [2]),
+            ])
         let a: [Float] = [1, 2, 3, 4, 5, 6]
         let b: [Int64] = [-5, 1 << 40]
         // Out of order.
         let e1 = formatError { try b.withUnsafeBytes { try w.write(name: "b", bytes: $0) } }
-        guard case .writeFailed(let p, let r)? = e1 else { Issue.record("wrong error \(String(describing: e1))"); return }
+        guard case .writeFailed(let p, let r)? = e1 else {
+            Issue.record("wrong error \(String(describing: e1))"); return
+        }
         #expect(p == path && r.contains("'a'") && r.contains("'b'"))
         // Wrong size.
         let e2 = formatError { try a.dropLast().withUnsafeBytes { try w.write(name: "a", bytes: $0) } }
-        guard case .sizeMismatch(path, "a", 24, 20)? = e2 else { Issue.record("wrong error \(String(describing: e2))"); return }
+        guard case .sizeMismatch(path, "a", 24, 20)? = e2 else {
+            Issue.record("wrong error \(String(describing: e2))"); return
+        }
         try a.withUnsafeBytes { try w.write(name: "a", bytes: $0) }
         // finish() before everything is written.
         let e3 = formatError { try w.finish() }
@@ -56,9 +64,13 @@ import SqueezeFormats
     @Test func streamingWriteRoundTrip() throws {
         let tmp = try TempDir()
         let path = tmp.file("s.safetensors")
-        let w = try SafeTensorsWriter(path: path, entries: [.init(name: "a", dtype: .f32, shape: [2, 3]),
-                                                            .init(name: "b", dtype: .i64, shape: [2])],
-                                      metadata: ["k": "v \"q\"\n"])
+        let w = try SafeTensorsWriter(
+            path: path,
+            entries: [
+                .init(name: "a", dtype: .f32, shape: [2, 3]),
+                .init(name: "b", dtype: .i64, shape: [2]),
+            ],
+            metadata: ["k": "v \"q\"\n"])
         let a: [Float] = [1, 2, 3, 4, 5, -6.5]
         let b: [Int64] = [-5, 1 << 40]
         try a.withUnsafeBytes { try w.write(name: "a", bytes: $0) }
@@ -99,7 +111,8 @@ import SqueezeFormats
         }
         // Sizes 40, 80, 120, 160, 200 bytes; at most 200 per shard: [40,80], [120], [160], [200].
         let entries = tensors.map { SafeTensorsWriter.Entry(name: $0.name, dtype: $0.dtype, shape: $0.shape) }
-        let w = try ShardedSafeTensorsWriter(directory: dir, entries: entries, metadata: ["format": "pt"], maxShardBytes: 200)
+        let w = try ShardedSafeTensorsWriter(
+            directory: dir, entries: entries, metadata: ["format": "pt"], maxShardBytes: 200)
         #expect(w.plan.map { $0.entries.count } == [2, 1, 1, 1])
         #expect(w.plan.map(\.file) == (1...4).map { String(format: "model-%05d-of-00004.safetensors", $0) })
         for t in tensors { try w.write(t) }
@@ -113,7 +126,9 @@ import SqueezeFormats
         #expect(m.metadata["format"] == "pt")
         for t in tensors { #expect(try m.tensor(t.name).toFloatArray() == t.toFloatArray()) }
         // The index is plain JSON with weight_map and metadata.total_size.
-        let idx = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/model.safetensors.index.json"))) as! [String: Any]
+        let idx =
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: dir + "/model.safetensors.index.json"))) as! [String: Any]
         #expect((idx["weight_map"] as! [String: String])["layers.2.w"] == "model-00002-of-00004.safetensors")
         #expect(((idx["metadata"] as! [String: Any])["total_size"] as! NSNumber).intValue == 600)
     }
@@ -131,7 +146,9 @@ import SqueezeFormats
         let dir = tmp.file("aborted")
         let entries = (0..<3).map { SafeTensorsWriter.Entry(name: "t\($0)", dtype: .f32, shape: [4]) }
         let w2 = try ShardedSafeTensorsWriter(directory: dir, entries: entries, maxShardBytes: 16)
-        for i in 0..<2 { try [Float](repeating: 0, count: 4).withUnsafeBytes { try w2.write(name: "t\(i)", bytes: $0) } }
+        for i in 0..<2 {
+            try [Float](repeating: 0, count: 4).withUnsafeBytes { try w2.write(name: "t\(i)", bytes: $0) }
+        }
         w2.abort()
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == [])
     }

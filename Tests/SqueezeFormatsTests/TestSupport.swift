@@ -1,7 +1,7 @@
 import Foundation
-import Testing
 import SqueezeCore
 import SqueezeFormats
+import Testing
 
 /// Test-only helpers: fixture paths, temporary directories, the real test model.
 enum Fixtures {
@@ -25,7 +25,9 @@ enum Fixtures {
 /// The real test model (SmolLM2-135M-Instruct Q4_1 GGUF): `$SQUEEZE_MODEL`, else the cache path.
 enum TestModel {
     static var path: String? {
-        let p = getenvString("SQUEEZE_MODEL") ?? (NSHomeDirectory() as NSString)
+        let p =
+            getenvString("SQUEEZE_MODEL")
+            ?? (NSHomeDirectory() as NSString)
             .appendingPathComponent(".cache/squeeze/models/SmolLM2-135M-Instruct.Q4_1.gguf")
         if FileManager.default.fileExists(atPath: p) { return p }
         print("test model not found at \(p); fetch it with: bash scripts/ci/fetch-test-model.sh")

@@ -1,8 +1,8 @@
-import Foundation
-import Testing
 import CSqueezeKernels
+import Foundation
 import SqueezeCore
 import SqueezeKernels
+import Testing
 
 /// Decode attention kernels over half-precision caches (key tiles, transposed values) against plain
 /// Swift references in Double, on every dispatch level this CPU supports: head dimensions that are
@@ -37,9 +37,11 @@ import SqueezeKernels
                     // Keys as rounded halves; their tiled storage written by the store kernel.
                     var keys = [Float](repeating: 0, count: c.cap * c.hd)
                     for i in keys.indices { keys[i] = sq_f16_to_f32_1(sq_f32_to_f16_1(rng.next())) }
-                    var tiled = [UInt16](repeating: 0x7e00, count: tiles * kt * c.hd) // NaN in unused lanes
+                    var tiled = [UInt16](repeating: 0x7e00, count: tiles * kt * c.hd)  // NaN in unused lanes
                     for j in 0..<c.cap {
-                        keys.withUnsafeBufferPointer { sq_attn_store_key_kt16($0.baseAddress! + j * c.hd, Int64(c.hd), Int64(j), &tiled) }
+                        keys.withUnsafeBufferPointer {
+                            sq_attn_store_key_kt16($0.baseAddress! + j * c.hd, Int64(c.hd), Int64(j), &tiled)
+                        }
                     }
                     for j in 0..<c.cap {
                         for d in 0..<c.hd {
@@ -50,14 +52,17 @@ import SqueezeKernels
                     var q = [Float](repeating: 0, count: c.g * ldq)
                     for i in q.indices { q[i] = rng.next() }
                     var s = [Float](repeating: -7, count: c.g * lds)
-                    sq_attn_scores_kt16(q, Int64(ldq), Int64(c.g), tiled, Int64(c.hd), Int64(c.j0), Int64(c.j1), &s, Int64(lds))
+                    sq_attn_scores_kt16(
+                        q, Int64(ldq), Int64(c.g), tiled, Int64(c.hd), Int64(c.j0), Int64(c.j1), &s, Int64(lds))
                     for r in 0..<c.g {
                         for j in c.j0..<c.j1 {
                             expectSum(s[r * lds + j - c.j0], c.hd, "\(level) \(c) row \(r) key \(j)") {
                                 Double(q[r * ldq + $0]) * Double(keys[j * c.hd + $0])
                             }
                         }
-                        for j in (c.j1 - c.j0)..<lds { #expect(s[r * lds + j] == -7, "\(level) \(c): wrote past the keys") }
+                        for j in (c.j1 - c.j0)..<lds {
+                            #expect(s[r * lds + j] == -7, "\(level) \(c): wrote past the keys")
+                        }
                     }
                     // The prefill copy: dimension-major F32.
                     let n = c.j1 - c.j0, ldd = n + 2
@@ -84,7 +89,9 @@ import SqueezeKernels
                     for i in p.indices { p[i] = abs(rng.next()) }
                     var out = [Float](repeating: -7, count: c.g * ldo)
                     vt.withUnsafeBufferPointer { v in
-                        sq_attn_pv16(p, Int64(ldp), Int64(c.g), v.baseAddress! + c.j0, Int64(ldv), Int64(c.hd), Int64(n), &out, Int64(ldo))
+                        sq_attn_pv16(
+                            p, Int64(ldp), Int64(c.g), v.baseAddress! + c.j0, Int64(ldv), Int64(c.hd), Int64(n), &out,
+                            Int64(ldo))
                     }
                     for r in 0..<c.g {
                         for d in 0..<c.hd {
@@ -120,10 +127,15 @@ import SqueezeKernels
                     var ks = [Float](repeating: .nan, count: tiles * kt)
                     let ldv = c.cap + 3
                     var vt = [Int8](repeating: 0, count: c.hd * ldv), vs = [Float](repeating: 0, count: c.cap)
-                    var kd = keys, vd = values // dequantized
+                    var kd = keys, vd = values  // dequantized
                     for j in 0..<c.cap {
-                        keys.withUnsafeBufferPointer { sq_attn_store_key_kt8($0.baseAddress! + j * c.hd, Int64(c.hd), Int64(j), &tiled, &ks) }
-                        values.withUnsafeBufferPointer { sq_attn_store_value_q8($0.baseAddress! + j * c.hd, Int64(c.hd), Int64(j), &vt, Int64(ldv), &vs) }
+                        keys.withUnsafeBufferPointer {
+                            sq_attn_store_key_kt8($0.baseAddress! + j * c.hd, Int64(c.hd), Int64(j), &tiled, &ks)
+                        }
+                        values.withUnsafeBufferPointer {
+                            sq_attn_store_value_q8(
+                                $0.baseAddress! + j * c.hd, Int64(c.hd), Int64(j), &vt, Int64(ldv), &vs)
+                        }
                         let (qk, sk) = quantize(keys[(j * c.hd)..<((j + 1) * c.hd)])
                         let (qv, sv) = quantize(values[(j * c.hd)..<((j + 1) * c.hd)])
                         #expect(ks[j] == sk && vs[j] == sv)
@@ -140,7 +152,8 @@ import SqueezeKernels
                     var q = [Float](repeating: 0, count: c.g * ldq)
                     for i in q.indices { q[i] = rng.next() }
                     var s = [Float](repeating: -7, count: c.g * lds)
-                    sq_attn_scores_kt8(q, Int64(ldq), Int64(c.g), tiled, ks, Int64(c.hd), Int64(c.j0), Int64(c.j1), &s, Int64(lds))
+                    sq_attn_scores_kt8(
+                        q, Int64(ldq), Int64(c.g), tiled, ks, Int64(c.hd), Int64(c.j0), Int64(c.j1), &s, Int64(lds))
                     for r in 0..<c.g {
                         for j in c.j0..<c.j1 {
                             expectSum(s[r * lds + j - c.j0], c.hd, "\(level) \(c) row \(r) key \(j)") {
@@ -157,8 +170,9 @@ import SqueezeKernels
                     var out = [Float](repeating: -7, count: c.g * ldo)
                     vt.withUnsafeBufferPointer { v in
                         vs.withUnsafeBufferPointer { sv in
-                            sq_attn_pv8(&p, Int64(ldp), Int64(c.g), v.baseAddress! + c.j0, Int64(ldv), sv.baseAddress! + c.j0,
-                                        Int64(c.hd), Int64(n), &out, Int64(ldo))
+                            sq_attn_pv8(
+                                &p, Int64(ldp), Int64(c.g), v.baseAddress! + c.j0, Int64(ldv), sv.baseAddress! + c.j0,
+                                Int64(c.hd), Int64(n), &out, Int64(ldo))
                         }
                     }
                     for r in 0..<c.g {

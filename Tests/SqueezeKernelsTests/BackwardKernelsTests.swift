@@ -1,13 +1,15 @@
+import CSqueezeKernels
 import Foundation
-import Testing
 import SqueezeCore
 import SqueezeKernels
-import CSqueezeKernels
+import Testing
 
 /// The backward GEMM (store / add / add-square epilogues, both stride patterns) against a Float64
 /// reference on every dispatch level this CPU supports, with shapes that are not multiples of the tile.
 @Suite(.serialized) struct BackwardKernelsTests {
-    static let shapes: [(m: Int, k: Int, n: Int)] = [(1, 1, 1), (7, 13, 17), (13, 300, 33), (97, 70, 64), (6, 600, 48), (151, 700, 35)]
+    static let shapes: [(m: Int, k: Int, n: Int)] = [
+        (1, 1, 1), (7, 13, 17), (13, 300, 33), (97, 70, 64), (6, 600, 48), (151, 700, 35),
+    ]
 
     /// Tolerance: |got - want| <= 1e-5 * sum_p |a b| (F32 accumulation), for the square: relative to C^2.
     @Test(arguments: [BackwardKernels.Mode.store, .add, .addSquare])
@@ -26,8 +28,9 @@ import CSqueezeKernels
                         a.withUnsafeBufferPointer { ab in
                             b.withUnsafeBufferPointer { bb in
                                 out.withUnsafeMutableBufferPointer { ob in
-                                    BackwardKernels.gemm(ab.baseAddress!, sai: sai, sap: sap, bb.baseAddress!, ldb: n,
-                                                         ob.baseAddress!, ldo: n, m: m, k: k, n: n, mode: mode, pool: .shared)
+                                    BackwardKernels.gemm(
+                                        ab.baseAddress!, sai: sai, sap: sap, bb.baseAddress!, ldb: n,
+                                        ob.baseAddress!, ldo: n, m: m, k: k, n: n, mode: mode, pool: .shared)
                                 }
                             }
                         }
@@ -46,7 +49,9 @@ import CSqueezeKernels
                                 case .addSquare: want = s + c * c; tol = 1e-5 * max(mag * mag + abs(s), 1e-3)
                                 }
                                 let got = Double(out[i * n + j])
-                                #expect(abs(got - want) <= tol, "\(level) \(mode) m\(m) k\(k) n\(n) T\(transposedA) [\(i),\(j)]: \(got) vs \(want)")
+                                #expect(
+                                    abs(got - want) <= tol,
+                                    "\(level) \(mode) m\(m) k\(k) n\(n) T\(transposedA) [\(i),\(j)]: \(got) vs \(want)")
                             }
                         }
                     }
@@ -61,7 +66,9 @@ import CSqueezeKernels
     @Test(arguments: [BackwardKernels.Mode.store, .add, .addSquare])
     func generalGemmMatchesScalar(mode: BackwardKernels.Mode) {
         var rng = Rng(s: 11)
-        let shapes: [(m: Int, k: Int, n: Int)] = [(5, 9, 3), (7, 330, 17), (40, 19, 150), (151, 700, 35), (200, 64, 37), (13, 512, 70)]
+        let shapes: [(m: Int, k: Int, n: Int)] = [
+            (5, 9, 3), (7, 330, 17), (40, 19, 150), (151, 700, 35), (200, 64, 37), (13, 512, 70),
+        ]
         for level in ISALevel.available {
             ISALevel.with(level) {
                 for (m, k, n) in shapes {
@@ -77,12 +84,15 @@ import CSqueezeKernels
                             a.withUnsafeBufferPointer { ab in
                                 b.withUnsafeBufferPointer { bb in
                                     got.withUnsafeMutableBufferPointer { ob in
-                                        BackwardKernels.general(ab.baseAddress!, sai: sai, sap: sap, bb.baseAddress!, sbp: sbp, sbj: sbj,
-                                                                ob.baseAddress!, ldo: ldo, m: m, k: k, n: n, mode: mode, pool: .shared)
+                                        BackwardKernels.general(
+                                            ab.baseAddress!, sai: sai, sap: sap, bb.baseAddress!, sbp: sbp, sbj: sbj,
+                                            ob.baseAddress!, ldo: ldo, m: m, k: k, n: n, mode: mode, pool: .shared)
                                     }
                                     want.withUnsafeMutableBufferPointer { ob in
-                                        sq_gemm_general_scalar_f32(ab.baseAddress!, Int64(sai), Int64(sap), bb.baseAddress!, Int64(sbp), Int64(sbj),
-                                                                   ob.baseAddress!, Int64(ldo), Int64(m), Int64(k), 0, Int64(n), mode.rawValue)
+                                        sq_gemm_general_scalar_f32(
+                                            ab.baseAddress!, Int64(sai), Int64(sap), bb.baseAddress!, Int64(sbp),
+                                            Int64(sbj),
+                                            ob.baseAddress!, Int64(ldo), Int64(m), Int64(k), 0, Int64(n), mode.rawValue)
                                     }
                                 }
                             }
@@ -90,15 +100,20 @@ import CSqueezeKernels
                                 for j in 0..<ldo {
                                     let g = got[i * ldo + j], w = want[i * ldo + j]
                                     if j >= n {
-                                        #expect(g == start[i * ldo + j], "\(level) wrote outside the columns: [\(i),\(j)]")
+                                        #expect(
+                                            g == start[i * ldo + j], "\(level) wrote outside the columns: [\(i),\(j)]")
                                         continue
                                     }
                                     var mag = abs(Double(start[i * ldo + j]))
                                     var c = 0.0
-                                    for p in 0..<k { c += abs(Double(a[i * sai + p * sap]) * Double(b[p * sbp + j * sbj])) }
+                                    for p in 0..<k {
+                                        c += abs(Double(a[i * sai + p * sap]) * Double(b[p * sbp + j * sbj]))
+                                    }
                                     mag += mode == .addSquare ? c * c : c
-                                    #expect(abs(Double(g) - Double(w)) <= 2e-5 * max(mag, 1e-3),
-                                            "\(level) \(mode) m\(m) k\(k) n\(n) A\(transposedA) B\(transposedB) [\(i),\(j)]: \(g) vs \(w)")
+                                    #expect(
+                                        abs(Double(g) - Double(w)) <= 2e-5 * max(mag, 1e-3),
+                                        "\(level) \(mode) m\(m) k\(k) n\(n) A\(transposedA) B\(transposedB) [\(i),\(j)]: \(g) vs \(w)"
+                                    )
                                 }
                             }
                         }
@@ -110,7 +125,9 @@ import CSqueezeKernels
 
     /// The pool's split: parts cover the whole dimension in whole tiles, rows only when n < m.
     @Test func splitCoversTheProduct() {
-        for (m, n, t) in [(512, 576, 2), (512, 192, 2), (511, 49152, 2), (7, 7, 2), (5, 100, 4), (100, 5, 3), (12, 12, 1)] {
+        for (m, n, t) in [
+            (512, 576, 2), (512, 192, 2), (511, 49152, 2), (7, 7, 2), (5, 100, 4), (100, 5, 3), (12, 12, 1),
+        ] {
             let s = BackwardKernels.split(m: m, n: n, threads: t)
             let total = s.rows ? m : n
             #expect(s.rows == (n < m))

@@ -1,13 +1,15 @@
-import Foundation
-import Testing
 import CSqueezeKernels
+import Foundation
 import SqueezeCore
 import SqueezeKernels
+import Testing
 
 /// Dense kernels (GEMV, GEMM over F32/F16/BF16, softmax, SwiGLU) against plain Swift references in
 /// Double, on every dispatch level this CPU supports, with shapes that are not multiples of 8 or 16.
 @Suite(.serialized) struct DenseKernelTests {
-    static let shapes: [(m: Int, rows: Int, cols: Int)] = [(1, 1, 1), (3, 7, 13), (5, 33, 70), (9, 130, 257), (17, 64, 576), (45, 70, 700), (40, 21, 33)]
+    static let shapes: [(m: Int, rows: Int, cols: Int)] = [
+        (1, 1, 1), (3, 7, 13), (5, 33, 70), (9, 130, 257), (17, 64, 576), (45, 70, 700), (40, 21, 33),
+    ]
 
     /// Relative tolerance against the Double reference: float32 accumulation over `cols` terms of
     /// magnitude <= 1 has an error bound of about cols * 2^-24 * sum|w x|; we allow 1e-5 * sum|w x|.
@@ -24,7 +26,7 @@ import SqueezeKernels
                     let w = (0..<(rows * cols)).map { _ in rng.next() }
                     let x = (0..<(m * cols)).map { _ in rng.next() }
                     let t = try Tensor.f32(name: "w", shape: [rows, cols], values: w).converted(to: dtype)
-                    let wq = t.toFloatArray() // the exact weights the kernel sees
+                    let wq = t.toFloatArray()  // the exact weights the kernel sees
                     let op = try DenseMatrix(t)
                     var y = [Float](repeating: .nan, count: m * rows)
                     x.withUnsafeBufferPointer { xb in
@@ -34,7 +36,9 @@ import SqueezeKernels
                     }
                     var yv = [Float](repeating: .nan, count: rows)
                     x.withUnsafeBufferPointer { xb in
-                        yv.withUnsafeMutableBufferPointer { yb in op.gemv(xb.baseAddress!, yb.baseAddress!, pool: .shared) }
+                        yv.withUnsafeMutableBufferPointer { yb in
+                            op.gemv(xb.baseAddress!, yb.baseAddress!, pool: .shared)
+                        }
                     }
                     for tok in 0..<m {
                         for r in 0..<rows {
@@ -43,8 +47,12 @@ import SqueezeKernels
                                 s += Double(wq[r * cols + c]) * Double(x[tok * cols + c])
                                 a += abs(Double(wq[r * cols + c]) * Double(x[tok * cols + c]))
                             }
-                            check(y[tok * rows + r], s, scale: a, "\(level) \(dtype) gemm m=\(m) [\(rows)x\(cols)] (\(tok),\(r))")
-                            if tok == 0 { check(yv[r], s, scale: a, "\(level) \(dtype) gemv [\(rows)x\(cols)] row \(r)") }
+                            check(
+                                y[tok * rows + r], s, scale: a,
+                                "\(level) \(dtype) gemm m=\(m) [\(rows)x\(cols)] (\(tok),\(r))")
+                            if tok == 0 {
+                                check(yv[r], s, scale: a, "\(level) \(dtype) gemv [\(rows)x\(cols)] row \(r)")
+                            }
                         }
                     }
                 }
@@ -66,7 +74,9 @@ import SqueezeKernels
                 g.withUnsafeBufferPointer { gb in
                     u.withUnsafeBufferPointer { ub in
                         for lo in stride(from: 0, to: n, by: block) {
-                            sq_silu_mul_f32(gb.baseAddress! + lo, ub.baseAddress! + lo, w.baseAddress! + lo, Int64(min(block, n - lo)))
+                            sq_silu_mul_f32(
+                                gb.baseAddress! + lo, ub.baseAddress! + lo, w.baseAddress! + lo,
+                                Int64(min(block, n - lo)))
                         }
                     }
                 }
@@ -94,11 +104,14 @@ import SqueezeKernels
                     }
                     // The scaled variant: the same log-sum-exp, probabilities times the scale.
                     var sc = v
-                    let lse2 = sc.withUnsafeMutableBufferPointer { sq_softmax_scaled_f32($0.baseAddress!, Int64(n), 0.25) }
+                    let lse2 = sc.withUnsafeMutableBufferPointer {
+                        sq_softmax_scaled_f32($0.baseAddress!, Int64(n), 0.25)
+                    }
                     #expect(lse2 == lse, "\(level) scaled softmax lse n=\(n)")
                     for i in 0..<n {
                         let want = 0.25 * exp(Double(v[i]) - mx) / sum
-                        #expect(abs(Double(sc[i]) - want) <= 4e-6 * want + 1e-12, "\(level) scaled softmax n=\(n) i=\(i)")
+                        #expect(
+                            abs(Double(sc[i]) - want) <= 4e-6 * want + 1e-12, "\(level) scaled softmax n=\(n) i=\(i)")
                     }
                     let u = (0..<n).map { _ in rng.next() }
                     var out = [Float](repeating: 0, count: n)
@@ -112,13 +125,19 @@ import SqueezeKernels
                     let da = (0..<n).map { _ in rng.next() }
                     var dg = da, du = [Float](repeating: 0, count: n)
                     dg.withUnsafeMutableBufferPointer { dgb in
-                        du.withUnsafeMutableBufferPointer { sq_silu_mul_backward_f32(v, u, dgb.baseAddress!, $0.baseAddress!, Int64(n)) }
+                        du.withUnsafeMutableBufferPointer {
+                            sq_silu_mul_backward_f32(v, u, dgb.baseAddress!, $0.baseAddress!, Int64(n))
+                        }
                     }
                     for i in 0..<n {
                         let g = Double(v[i]), s = 1 / (1 + exp(-g)), d = Double(da[i])
                         let wantU = d * g * s, wantG = d * Double(u[i]) * s * (1 + g * (1 - s))
-                        #expect(abs(Double(du[i]) - wantU) <= 1e-6 * max(1, abs(wantU)), "\(level) silu backward du n=\(n) i=\(i)")
-                        #expect(abs(Double(dg[i]) - wantG) <= 1e-6 * max(1, abs(wantG)), "\(level) silu backward dg n=\(n) i=\(i)")
+                        #expect(
+                            abs(Double(du[i]) - wantU) <= 1e-6 * max(1, abs(wantU)),
+                            "\(level) silu backward du n=\(n) i=\(i)")
+                        #expect(
+                            abs(Double(dg[i]) - wantG) <= 1e-6 * max(1, abs(wantG)),
+                            "\(level) silu backward dg n=\(n) i=\(i)")
                     }
                 }
             }

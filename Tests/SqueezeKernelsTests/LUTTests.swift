@@ -16,7 +16,9 @@ struct SplitMix: RandomNumberGenerator {
     }
     mutating func float() -> Float { Float(next() >> 40) / Float(1 << 24) * 2 - 1 }
     mutating func floats(_ n: Int) -> [Float] { (0..<n).map { _ in float() } }
-    mutating func indices(_ n: Int, bits: Int) -> [UInt8] { (0..<n).map { _ in UInt8(next() & UInt64((1 << bits) - 1)) } }
+    mutating func indices(_ n: Int, bits: Int) -> [UInt8] {
+        (0..<n).map { _ in UInt8(next() & UInt64((1 << bits) - 1)) }
+    }
 }
 
 /// A random LUT problem: indices, sorted tables, activations.
@@ -35,8 +37,12 @@ struct LUTCase {
         }
         lut = l
     }
-    func reference(_ x: [Float]) -> [Float] { LUTReference.gemv(indices: idx, lut: lut, rows: rows, cols: cols, bits: bits, x: x) }
-    func magnitude(_ x: [Float]) -> [Float] { LUTReference.absGemv(indices: idx, lut: lut, rows: rows, cols: cols, bits: bits, x: x) }
+    func reference(_ x: [Float]) -> [Float] {
+        LUTReference.gemv(indices: idx, lut: lut, rows: rows, cols: cols, bits: bits, x: x)
+    }
+    func magnitude(_ x: [Float]) -> [Float] {
+        LUTReference.absGemv(indices: idx, lut: lut, rows: rows, cols: cols, bits: bits, x: x)
+    }
     func int8Bound(_ x: [Float]) -> [Float] {
         LUTReference.int8ErrorBound(indices: idx, lut: lut, rows: rows, cols: cols, bits: bits, x: x)
     }
@@ -44,8 +50,10 @@ struct LUTCase {
 
 /// Shapes: small, odd, not multiples of 32/64/128, a few round ones, and rows longer than 2048 inputs
 /// (the int8 kernels' pair order, `SQ_I8_CHAIN_MAX_K`).
-let lutShapes: [(Int, Int)] = [(1, 1), (1, 32), (3, 63), (17, 64), (16, 100), (33, 128), (5, 129), (64, 200),
-                               (300, 256), (7, 300), (129, 511), (40, 576), (97, 700), (2, 1000), (9, 2049), (4, 4100)]
+let lutShapes: [(Int, Int)] = [
+    (1, 1), (1, 32), (3, 63), (17, 64), (16, 100), (33, 128), (5, 129), (64, 200),
+    (300, 256), (7, 300), (129, 511), (40, 576), (97, 700), (2, 1000), (9, 2049), (4, 4100),
+]
 
 /// Everything that switches the dispatch level runs here, one test at a time.
 @Suite(.serialized) struct LUTKernelTests {
@@ -59,7 +67,9 @@ let lutShapes: [(Int, Int)] = [(1, 1), (1, 32), (3, 63), (17, 64), (16, 100), (3
                 let m = try LUTMatrix(indices: c.idx, lut: c.lut, rows: rows, columns: cols, bits: bits)
                 #expect(m.paddedColumns % (bits == 4 ? 64 : 128) == 0 && m.paddedColumns >= cols)
                 for r in [0, rows / 2, rows - 1] {
-                    #expect(m.indices(row: r) == Array(c.idx[(r * cols)..<((r + 1) * cols)]), "bits \(bits) shape \(rows)x\(cols) row \(r)")
+                    #expect(
+                        m.indices(row: r) == Array(c.idx[(r * cols)..<((r + 1) * cols)]),
+                        "bits \(bits) shape \(rows)x\(cols) row \(r)")
                     #expect(m.table(row: r) == Array(c.lut[(r << bits)..<((r + 1) << bits)]))
                 }
             }
@@ -75,7 +85,8 @@ let lutShapes: [(Int, Int)] = [(1, 1), (1, 32), (3, 63), (17, 64), (16, 100), (3
                 for bits in [3, 4] {
                     for (rows, cols) in lutShapes {
                         let c = LUTCase(rows: rows, cols: cols, bits: bits, rng: &rng)
-                        let m = try LUTMatrix(indices: c.idx, lut: c.lut, rows: rows, columns: cols, bits: bits, mode: .float)
+                        let m = try LUTMatrix(
+                            indices: c.idx, lut: c.lut, rows: rows, columns: cols, bits: bits, mode: .float)
                         let tokens = (rows * cols) % 6 + 1
                         let ldx = cols + 3, ldy = rows + 5
                         let xs = (0..<tokens).map { _ in rng.floats(cols) }
@@ -86,21 +97,30 @@ let lutShapes: [(Int, Int)] = [(1, 1), (1, 32), (3, 63), (17, 64), (16, 100), (3
                         for threads in [1, 3] {
                             xs[0].withUnsafeBufferPointer { xp in
                                 y1.withUnsafeMutableBufferPointer { yp in
-                                    m.gemv(xp.baseAddress!, yp.baseAddress!, pool: LUTKernelTests.pool, threads: threads)
+                                    m.gemv(
+                                        xp.baseAddress!, yp.baseAddress!, pool: LUTKernelTests.pool, threads: threads)
                                 }
                             }
                             xbuf.withUnsafeBufferPointer { xp in
                                 ym.withUnsafeMutableBufferPointer { yp in
-                                    m.gemm(xp.baseAddress!, ldx: ldx, m: tokens, yp.baseAddress!, ldy: ldy, pool: LUTKernelTests.pool, threads: threads)
+                                    m.gemm(
+                                        xp.baseAddress!, ldx: ldx, m: tokens, yp.baseAddress!, ldy: ldy,
+                                        pool: LUTKernelTests.pool, threads: threads)
                                 }
                             }
                             for t in 0..<tokens {
                                 let ref = c.reference(xs[t]), mag = c.magnitude(xs[t])
                                 for r in 0..<rows {
                                     let got = ym[t * ldy + r]
-                                    #expect(abs(got - ref[r]) <= 1e-5 * mag[r] + 1e-30,
-                                            "\(level) bits \(bits) \(rows)x\(cols) token \(t) row \(r): \(got) vs \(ref[r])")
-                                    if t == 0 { #expect(abs(y1[r] - ref[r]) <= 1e-5 * mag[r] + 1e-30, "gemv \(level) bits \(bits) \(rows)x\(cols) row \(r)") }
+                                    #expect(
+                                        abs(got - ref[r]) <= 1e-5 * mag[r] + 1e-30,
+                                        "\(level) bits \(bits) \(rows)x\(cols) token \(t) row \(r): \(got) vs \(ref[r])"
+                                    )
+                                    if t == 0 {
+                                        #expect(
+                                            abs(y1[r] - ref[r]) <= 1e-5 * mag[r] + 1e-30,
+                                            "gemv \(level) bits \(bits) \(rows)x\(cols) row \(r)")
+                                    }
                                 }
                                 if t + 1 < tokens { #expect(ym[t * ldy + rows] == -7, "gemm wrote past row count") }
                             }
@@ -131,10 +151,13 @@ let lutShapes: [(Int, Int)] = [(1, 1), (1, 32), (3, 63), (17, 64), (16, 100), (3
                     ISALevel.with(level) {
                         xbuf.withUnsafeBufferPointer { xp in
                             ym.withUnsafeMutableBufferPointer { yp in
-                                m.gemm(xp.baseAddress!, ldx: cols, m: tokens, yp.baseAddress!, ldy: rows, pool: LUTKernelTests.pool, threads: 2)
+                                m.gemm(
+                                    xp.baseAddress!, ldx: cols, m: tokens, yp.baseAddress!, ldy: rows,
+                                    pool: LUTKernelTests.pool, threads: 2)
                             }
                             for t in 0..<tokens {
-                                m.gemv(xp.baseAddress! + t * cols, &y1[t], pool: LUTKernelTests.pool, threads: t % 2 + 1)
+                                m.gemv(
+                                    xp.baseAddress! + t * cols, &y1[t], pool: LUTKernelTests.pool, threads: t % 2 + 1)
                             }
                         }
                     }
@@ -142,14 +165,18 @@ let lutShapes: [(Int, Int)] = [(1, 1), (1, 32), (3, 63), (17, 64), (16, 100), (3
                         let ref = c.reference(xs[t]), mag = c.magnitude(xs[t]), bound = c.int8Bound(xs[t])
                         for r in 0..<rows {
                             let err = abs(ym[t * rows + r] - ref[r])
-                            #expect(err <= bound[r] * 1.001 + 1e-5 * mag[r] + 1e-30,
-                                    "\(level) bits \(bits) \(rows)x\(cols) token \(t) row \(r): err \(err) bound \(bound[r])")
+                            #expect(
+                                err <= bound[r] * 1.001 + 1e-5 * mag[r] + 1e-30,
+                                "\(level) bits \(bits) \(rows)x\(cols) token \(t) row \(r): err \(err) bound \(bound[r])"
+                            )
                         }
                     }
                     // Batch invariance: each token's GEMM result equals its own GEMV, bit for bit.
                     for t in 0..<tokens {
                         for r in 0..<rows where y1[t][r] != ym[t * rows + r] {
-                            Issue.record("\(level) bits \(bits) \(rows)x\(cols): gemv and gemm token \(t) of \(tokens) differ at row \(r)")
+                            Issue.record(
+                                "\(level) bits \(bits) \(rows)x\(cols): gemv and gemm token \(t) of \(tokens) differ at row \(r)"
+                            )
                         }
                     }
                     results.append(ym)
@@ -191,7 +218,9 @@ let lutShapes: [(Int, Int)] = [(1, 1), (1, 32), (3, 63), (17, 64), (16, 100), (3
                             mat.mode = mode
                             let mag = c.magnitude(xt)
                             for r in 0..<rows {
-                                #expect(abs(y[t * rows + r] - y1[r]) <= 1e-5 * mag[r] + 1e-30, "\(level) \(mode) bits \(bits) token \(t) row \(r)")
+                                #expect(
+                                    abs(y[t * rows + r] - y1[r]) <= 1e-5 * mag[r] + 1e-30,
+                                    "\(level) \(mode) bits \(bits) token \(t) row \(r)")
                             }
                         }
                     }
@@ -212,14 +241,17 @@ let lutShapes: [(Int, Int)] = [(1, 1), (1, 32), (3, 63), (17, 64), (16, 100), (3
                     let c = LUTCase(rows: rows, cols: cols, bits: 4, rng: &rng)
                     let sp = randomCSR(rows: rows, cols: cols, density: 0.05, rng: &rng)
                     for values in [sp.2, sp.2.map { sq_f16_to_f32_1(sq_f32_to_f16_1($0)) }] {
-                        let s = try SparseCSRMatrix(rows: rows, columns: cols, rowPointers: sp.0, columnIndices: sp.1, values: values)
-                        let m = try LUTMatrix(indices: c.idx, lut: c.lut, rows: rows, columns: cols, bits: 4, sparse: s, mode: .float)
+                        let s = try SparseCSRMatrix(
+                            rows: rows, columns: cols, rowPointers: sp.0, columnIndices: sp.1, values: values)
+                        let m = try LUTMatrix(
+                            indices: c.idx, lut: c.lut, rows: rows, columns: cols, bits: 4, sparse: s, mode: .float)
                         #expect(m.kind == "lut4+sparse")
                         for tokens in [1, 5, 20, 40] {
                             let x = rng.floats(tokens * cols)
                             let xs = (0..<tokens).map { Array(x[($0 * cols)..<(($0 + 1) * cols)]) }
                             let refs = xs.map {
-                                SparseReference.addMultiply(rowPointers: sp.0, columnIndices: sp.1, values: values, x: $0, y: c.reference($0))
+                                SparseReference.addMultiply(
+                                    rowPointers: sp.0, columnIndices: sp.1, values: values, x: $0, y: c.reference($0))
                             }
                             let mags = xs.map { c.magnitude($0) }, bounds = xs.map { c.int8Bound($0) }
                             for schedule in SparseSchedule.allCases {
@@ -232,8 +264,9 @@ let lutShapes: [(Int, Int)] = [(1, 1), (1, 32), (3, 63), (17, 64), (16, 100), (3
                                     } else {
                                         x.withUnsafeBufferPointer { xp in
                                             y.withUnsafeMutableBufferPointer { yp in
-                                                m.gemm(xp.baseAddress!, ldx: cols, m: tokens, yp.baseAddress!, ldy: rows,
-                                                       pool: LUTKernelTests.pool, threads: 2)
+                                                m.gemm(
+                                                    xp.baseAddress!, ldx: cols, m: tokens, yp.baseAddress!, ldy: rows,
+                                                    pool: LUTKernelTests.pool, threads: 2)
                                             }
                                         }
                                     }
@@ -244,7 +277,9 @@ let lutShapes: [(Int, Int)] = [(1, 1), (1, 32), (3, 63), (17, 64), (16, 100), (3
                                             var y1 = [Float](repeating: .nan, count: rows)
                                             m.gemv(xs[t], &y1, pool: LUTKernelTests.pool, threads: t % 2 + 1)
                                             for r in 0..<rows where y1[r].bitPattern != y[t * rows + r].bitPattern {
-                                                Issue.record("\(level) \(schedule) compact \(s.isCompact): gemv and gemm token \(t) of \(tokens) differ at row \(r)")
+                                                Issue.record(
+                                                    "\(level) \(schedule) compact \(s.isCompact): gemv and gemm token \(t) of \(tokens) differ at row \(r)"
+                                                )
                                             }
                                         }
                                     }
@@ -252,8 +287,10 @@ let lutShapes: [(Int, Int)] = [(1, 1), (1, 32), (3, 63), (17, 64), (16, 100), (3
                                         let exact = mode == .float || tokens >= LUTMatrix.prefillThreshold
                                         for r in 0..<rows {
                                             let slack = 1e-5 * (mags[t][r] + 1) + (exact ? 0 : bounds[t][r] * 1.001)
-                                            #expect(abs(y[t * rows + r] - refs[t][r]) <= slack,
-                                                    "\(level) \(schedule) \(mode) compact \(s.isCompact) tokens \(tokens) token \(t) row \(r)")
+                                            #expect(
+                                                abs(y[t * rows + r] - refs[t][r]) <= slack,
+                                                "\(level) \(schedule) \(mode) compact \(s.isCompact) tokens \(tokens) token \(t) row \(r)"
+                                            )
                                         }
                                     }
                                 }
@@ -313,7 +350,8 @@ let lutShapes: [(Int, Int)] = [(1, 1), (1, 32), (3, 63), (17, 64), (16, 100), (3
         let (gq, gs, go) = g.int8Table(row: 0)
         for e in 0..<16 { #expect(abs(Float(gq[e]) * gs + go - grid[e]) <= 1e-6, "grid entry \(e)") }
 
-        let flat = try LUTMatrix(indices: [3, 5, 0], lut: [Float](repeating: 0.75, count: 16), rows: 1, columns: 3, bits: 4)
+        let flat = try LUTMatrix(
+            indices: [3, 5, 0], lut: [Float](repeating: 0.75, count: 16), rows: 1, columns: 3, bits: 4)
         let (_, fs, fo) = flat.int8Table(row: 0)
         #expect(fs == 0 && fo == 0.75)
         let x: [Float] = [1, -2, 0.5]

@@ -87,15 +87,17 @@ func randomCSR(rows: Int, cols: Int, density: Double, rng: inout SplitMix) -> ([
         idx[21] = 0b110
         let q = packSqueezeLLM3(idx, rows: 1, cols: 32)
         let w0 = UInt32(bitPattern: q[0]), w1 = UInt32(bitPattern: q[1]), w2 = UInt32(bitPattern: q[2])
-        #expect(w0 >> 30 == 0b01 && w1 & 1 == 1)          // value 10: low 2 bits in w0 30-31, high bit in w1 bit 0
-        #expect(w1 >> 31 == 0 && w2 & 3 == 0b11)            // value 21: low bit in w1 bit 31, high 2 bits in w2 0-1
+        #expect(w0 >> 30 == 0b01 && w1 & 1 == 1)  // value 10: low 2 bits in w0 30-31, high bit in w1 bit 0
+        #expect(w1 >> 31 == 0 && w2 & 3 == 0b11)  // value 21: low bit in w1 bit 31, high 2 bits in w2 0-1
         #expect(try SqueezeLLMLayout.unpack3(qweight: q, rows: 1, cols: 32) == idx)
     }
 
     @Test func rejectsBadSizes() {
         #expect(throws: LUTError.self) { try SqueezeLLMLayout.unpack4(qweight: [0], rows: 1, cols: 12) }
         #expect(throws: LUTError.self) { try SqueezeLLMLayout.unpack3(qweight: [0, 0], rows: 1, cols: 32) }
-        #expect(throws: LUTError.unsupportedBits(5)) { try SqueezeLLMLayout.unpack(qweight: [], bits: 5, rows: 1, cols: 32) }
+        #expect(throws: LUTError.unsupportedBits(5)) {
+            try SqueezeLLMLayout.unpack(qweight: [], bits: 5, rows: 1, cols: 32)
+        }
     }
 }
 
@@ -110,13 +112,16 @@ func randomCSR(rows: Int, cols: Int, density: Double, rng: inout SplitMix) -> ([
         let saved = SparseCSRMatrix.parallelThreshold
         SparseCSRMatrix.parallelThreshold = 0
         defer { SparseCSRMatrix.parallelThreshold = saved }
-        for (rows, cols, density) in [(1, 1, 1.0), (7, 50, 0.1), (100, 37, 0.0045), (333, 500, 0.02), (64, 4096, 0.0045),
-                                      (3, 2000, 0.3), (97, 70, 0.05)] {
+        for (rows, cols, density) in [
+            (1, 1, 1.0), (7, 50, 0.1), (100, 37, 0.0045), (333, 500, 0.02), (64, 4096, 0.0045),
+            (3, 2000, 0.3), (97, 70, 0.05),
+        ] {
             let (rp, ci, raw) = randomCSR(rows: rows, cols: cols, density: density, rng: &rng)
             let halves = raw.map { sq_f16_to_f32_1(sq_f32_to_f16_1($0)) }
             for (vs, compact) in [(raw, false), (halves, true), (halves, false)] {
-                let s = try SparseCSRMatrix(rows: rows, columns: cols, rowPointers: rp, columnIndices: ci, values: vs,
-                                            compact: compact)
+                let s = try SparseCSRMatrix(
+                    rows: rows, columns: cols, rowPointers: rp, columnIndices: ci, values: vs,
+                    compact: compact)
                 #expect(s.isCompact == (compact && vs == halves))
                 #expect(s.slotCount >= vs.count && s.slotCount % 8 == 0)
                 #expect(s.byteCount >= (rows + 1) * 4 + s.slotCount * (s.isCompact ? 4 : 8))
@@ -132,23 +137,30 @@ func randomCSR(rows: Int, cols: Int, density: Double, rng: inout SplitMix) -> ([
                                 var y = rng.floats(m * ldy)
                                 var ref = y
                                 for t in 0..<m {
-                                    let xt = Array(x[(t * ldx)..<(t * ldx + cols)]), yt = Array(y[(t * ldy)..<(t * ldy + rows)])
-                                    let rt = SparseReference.addMultiply(rowPointers: rp, columnIndices: ci, values: vs, x: xt, y: yt)
+                                    let xt = Array(x[(t * ldx)..<(t * ldx + cols)]),
+                                        yt = Array(y[(t * ldy)..<(t * ldy + rows)])
+                                    let rt = SparseReference.addMultiply(
+                                        rowPointers: rp, columnIndices: ci, values: vs, x: xt, y: yt)
                                     for r in 0..<rows { ref[t * ldy + r] = rt[r] }
                                 }
                                 x.withUnsafeBufferPointer { xp in
                                     y.withUnsafeMutableBufferPointer { yp in
                                         if m == 1 {
-                                            s.addMultiply(xp.baseAddress!, yp.baseAddress!, pool: SparseTests.pool, threads: threads)
+                                            s.addMultiply(
+                                                xp.baseAddress!, yp.baseAddress!, pool: SparseTests.pool,
+                                                threads: threads)
                                         } else {
-                                            s.addMultiply(xp.baseAddress!, ldx: ldx, m: m, yp.baseAddress!, ldy: ldy,
-                                                          pool: SparseTests.pool, threads: threads)
+                                            s.addMultiply(
+                                                xp.baseAddress!, ldx: ldx, m: m, yp.baseAddress!, ldy: ldy,
+                                                pool: SparseTests.pool, threads: threads)
                                         }
                                     }
                                 }
                                 for i in 0..<y.count {
-                                    #expect(abs(y[i] - ref[i]) <= 1e-5 * (abs(ref[i]) + Float(cols).squareRoot()),
-                                            "\(level) \(rows)x\(cols) compact \(s.isCompact) threads \(threads) m \(m) at \(i): \(y[i]) vs \(ref[i])")
+                                    #expect(
+                                        abs(y[i] - ref[i]) <= 1e-5 * (abs(ref[i]) + Float(cols).squareRoot()),
+                                        "\(level) \(rows)x\(cols) compact \(s.isCompact) threads \(threads) m \(m) at \(i): \(y[i]) vs \(ref[i])"
+                                    )
                                 }
                             }
                         }
@@ -167,10 +179,14 @@ func randomCSR(rows: Int, cols: Int, density: Double, rng: inout SplitMix) -> ([
         for (rows, cols, density) in [(150, 90, 0.06), (576, 300, 0.01), (192, 40, 0.08)] {
             let (rp, ci, raw) = randomCSR(rows: rows, cols: cols, density: density, rng: &rng)
             let halves = raw.map { sq_f16_to_f32_1(sq_f32_to_f16_1($0)) }
-            let ranges = [(0, rows), (5, 20), (5, 40), (32, 64), (31, 33), (40, rows), (0, 1), (rows - 1, rows),
-                          (10, rows - 10), (64, 100), (rows / 2, rows)]
-            for s in [try SparseCSRMatrix(rows: rows, columns: cols, rowPointers: rp, columnIndices: ci, values: halves),
-                      try SparseCSRMatrix(rows: rows, columns: cols, rowPointers: rp, columnIndices: ci, values: raw)] {
+            let ranges = [
+                (0, rows), (5, 20), (5, 40), (32, 64), (31, 33), (40, rows), (0, 1), (rows - 1, rows),
+                (10, rows - 10), (64, 100), (rows / 2, rows),
+            ]
+            for s in [
+                try SparseCSRMatrix(rows: rows, columns: cols, rowPointers: rp, columnIndices: ci, values: halves),
+                try SparseCSRMatrix(rows: rows, columns: cols, rowPointers: rp, columnIndices: ci, values: raw),
+            ] {
                 let values = s.csr.values
                 let m = 5
                 let x = rng.floats(m * cols)
@@ -180,18 +196,21 @@ func randomCSR(rows: Int, cols: Int, density: Double, rng: inout SplitMix) -> ([
                     x.withUnsafeBufferPointer { xp in
                         single.withUnsafeMutableBufferPointer { yp in
                             for t in 0..<m {
-                                s.addMultiply(rows: 0..<rows, xp.baseAddress! + t * cols, ldx: cols, m: 1,
-                                              yp.baseAddress! + t * rows, ldy: rows)
+                                s.addMultiply(
+                                    rows: 0..<rows, xp.baseAddress! + t * cols, ldx: cols, m: 1,
+                                    yp.baseAddress! + t * rows, ldy: rows)
                             }
                         }
                     }
                 }
                 for t in 0..<m {
                     let xt = Array(x[(t * cols)..<((t + 1) * cols)])
-                    let full = SparseReference.addMultiply(rowPointers: rp, columnIndices: ci, values: values, x: xt,
-                                                           y: [Float](repeating: 0, count: rows))
+                    let full = SparseReference.addMultiply(
+                        rowPointers: rp, columnIndices: ci, values: values, x: xt,
+                        y: [Float](repeating: 0, count: rows))
                     for r in 0..<rows {
-                        #expect(abs(single[t * rows + r] - full[r]) <= 1e-5 * (abs(full[r]) + 10), "row \(r) token \(t)")
+                        #expect(
+                            abs(single[t * rows + r] - full[r]) <= 1e-5 * (abs(full[r]) + 10), "row \(r) token \(t)")
                     }
                 }
                 for level in ISALevel.available {
@@ -201,14 +220,18 @@ func randomCSR(rows: Int, cols: Int, density: Double, rng: inout SplitMix) -> ([
                                 var y = [Float](repeating: 0, count: m * rows)
                                 x.withUnsafeBufferPointer { xp in
                                     y.withUnsafeMutableBufferPointer { yp in
-                                        s.addMultiply(rows: lo..<hi, xp.baseAddress!, ldx: cols, m: mm, yp.baseAddress!, ldy: rows)
+                                        s.addMultiply(
+                                            rows: lo..<hi, xp.baseAddress!, ldx: cols, m: mm, yp.baseAddress!, ldy: rows
+                                        )
                                     }
                                 }
                                 for t in 0..<m {
                                     for r in 0..<rows {
                                         let want: Float = t < mm && (lo..<hi).contains(r) ? single[t * rows + r] : 0
-                                        #expect(y[t * rows + r].bitPattern == want.bitPattern,
-                                                "\(level) \(rows) rows \(lo)..<\(hi) m \(mm) token \(t) row \(r) compact \(s.isCompact)")
+                                        #expect(
+                                            y[t * rows + r].bitPattern == want.bitPattern,
+                                            "\(level) \(rows) rows \(lo)..<\(hi) m \(mm) token \(t) row \(r) compact \(s.isCompact)"
+                                        )
                                     }
                                 }
                             }
@@ -231,7 +254,8 @@ func randomCSR(rows: Int, cols: Int, density: Double, rng: inout SplitMix) -> ([
         var rng = SplitMix(22)
         let (rp, ci, vs) = randomCSR(rows: 300, cols: 64, density: 0.05, rng: &rng)
         #expect((0..<300).contains { rp[$0 + 1] - rp[$0] > 2 * Int32(SQ_SELL_CHUNK) })
-        let s = try SparseCSRMatrix(rows: 300, columns: 64, rowPointers: rp, columnIndices: ci, values: vs, compact: false)
+        let s = try SparseCSRMatrix(
+            rows: 300, columns: 64, rowPointers: rp, columnIndices: ci, values: vs, compact: false)
         let back = s.csr
         #expect(back.rowPointers == rp && back.columnIndices == ci && back.values == vs)
         // Every lane holds a chunk of 1...8 nonzeros of a row of its window; inside a window counts do

@@ -1,7 +1,7 @@
 import Foundation
-import Testing
 import SqueezeCore
 import SqueezeKernels
+import Testing
 
 /// The 8-bit (block-of-32) weight kernels against the plain Swift reference (`Q8Reference`) on every
 /// dispatch level this CPU supports, for one token (integer path), a few tokens, and many tokens
@@ -46,14 +46,19 @@ import SqueezeKernels
                             let xt = Array(x[(t * cols)..<((t + 1) * cols)])
                             let want: [Double]
                             if m >= Q8Matrix.prefillThreshold {
-                                want = (0..<rows).map { r in zip(op.row(r), xt).reduce(0.0) { $0 + Double($1.0) * Double($1.1) } }
+                                want = (0..<rows).map { r in
+                                    zip(op.row(r), xt).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+                                }
                             } else {
                                 want = Q8Reference.gemv(w, rows: rows, cols: cols, xt).map(Double.init)
                             }
                             for r in 0..<rows {
-                                let scale = (0..<cols).reduce(0.0) { $0 + abs(Double(w[r * cols + $1]) * Double(xt[$1])) }
-                                #expect(abs(Double(y[t * rows + r]) - want[r]) <= 1e-5 * max(scale, 1e-3),
-                                        "\(level) m=\(m) [\(rows)x\(cols)] (\(t),\(r)): \(y[t * rows + r]) vs \(want[r])")
+                                let scale = (0..<cols).reduce(0.0) {
+                                    $0 + abs(Double(w[r * cols + $1]) * Double(xt[$1]))
+                                }
+                                #expect(
+                                    abs(Double(y[t * rows + r]) - want[r]) <= 1e-5 * max(scale, 1e-3),
+                                    "\(level) m=\(m) [\(rows)x\(cols)] (\(t),\(r)): \(y[t * rows + r]) vs \(want[r])")
                             }
                         }
                     }
@@ -70,7 +75,9 @@ import SqueezeKernels
         let x = (0..<cols).map { _ in rng.next() }
         let op = try Q8Matrix(Tensor.f32(name: "w", shape: [rows, cols], values: w))
         var y = [Float](repeating: 0, count: rows)
-        x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { op.gemv(xb.baseAddress!, $0.baseAddress!, pool: .shared) } }
+        x.withUnsafeBufferPointer { xb in
+            y.withUnsafeMutableBufferPointer { op.gemv(xb.baseAddress!, $0.baseAddress!, pool: .shared) }
+        }
         let exact = DenseReference.gemv(w, rows: rows, cols: cols, x)
         let err = zip(y, exact).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }
         let norm = exact.reduce(0.0) { $0 + Double($1 * $1) }

@@ -1,8 +1,8 @@
 import Foundation
-import Testing
 import SqueezeCore
 import SqueezeKernels
 import SqueezeModels
+import Testing
 
 /// Gradient check of the backward pass: the analytic gradients (F32, the model's kernels) of the mean
 /// next-token cross-entropy against central finite differences of an independent forward pass written
@@ -35,9 +35,10 @@ import SqueezeModels
     }
 
     static func tinyConfig(window: Int?) -> ModelConfig {
-        var c = ModelConfig(vocabSize: 23, hiddenSize: 16, intermediateSize: 24, numLayers: 2, numHeads: 4,
-                            numKVHeads: 2, headDim: 4, rmsNormEps: 1e-5, ropeTheta: 10000,
-                            maxPositionEmbeddings: 64, tieWordEmbeddings: true)
+        var c = ModelConfig(
+            vocabSize: 23, hiddenSize: 16, intermediateSize: 24, numLayers: 2, numHeads: 4,
+            numKVHeads: 2, headDim: 4, rmsNormEps: 1e-5, ropeTheta: 10000,
+            maxPositionEmbeddings: 64, tieWordEmbeddings: true)
         c.slidingWindow = window
         return c
     }
@@ -120,8 +121,12 @@ import SqueezeModels
             for l in 0..<c.numLayers {
                 let p = "model.layers.\(l)."
                 let xn = norm(x, p + "input_layernorm.weight")
-                let q = rope(addBias(matT(xn, p + "self_attn.q_proj.weight", rows: nh * hd), p + "self_attn.q_proj.bias"), heads: nh)
-                let k = rope(addBias(matT(xn, p + "self_attn.k_proj.weight", rows: nkv * hd), p + "self_attn.k_proj.bias"), heads: nkv)
+                let q = rope(
+                    addBias(matT(xn, p + "self_attn.q_proj.weight", rows: nh * hd), p + "self_attn.q_proj.bias"),
+                    heads: nh)
+                let k = rope(
+                    addBias(matT(xn, p + "self_attn.k_proj.weight", rows: nkv * hd), p + "self_attn.k_proj.bias"),
+                    heads: nkv)
                 let v = addBias(matT(xn, p + "self_attn.v_proj.weight", rows: nkv * hd), p + "self_attn.v_proj.bias")
                 var att = [[Double]](repeating: [Double](repeating: 0, count: nh * hd), count: T)
                 for hh in 0..<nh {
@@ -130,12 +135,16 @@ import SqueezeModels
                         let lo = c.slidingWindow.map { max(0, i - $0 + 1) } ?? 0
                         var s = [Double](repeating: -.infinity, count: T)
                         for j in lo...i {
-                            s[j] = (0..<hd).reduce(0.0) { $0 + q[i][hh * hd + $1] * k[j][g * hd + $1] } / Double(hd).squareRoot()
+                            s[j] =
+                                (0..<hd).reduce(0.0) { $0 + q[i][hh * hd + $1] * k[j][g * hd + $1] }
+                                / Double(hd).squareRoot()
                         }
                         let mx = s.max()!
                         let e = s.map { exp($0 - mx) }
                         let z = e.reduce(0, +)
-                        for d in 0..<hd { att[i][hh * hd + d] = (0..<T).reduce(0.0) { $0 + e[$1] / z * v[$1][g * hd + d] } }
+                        for d in 0..<hd {
+                            att[i][hh * hd + d] = (0..<T).reduce(0.0) { $0 + e[$1] / z * v[$1][g * hd + d] }
+                        }
                     }
                 }
                 let o = matT(att, p + "self_attn.o_proj.weight", rows: h)
@@ -163,12 +172,16 @@ import SqueezeModels
         var grads: [String: [Float]] = [:]
         let model: DecoderModel
         init(model: DecoderModel) { self.model = model }
-        func accept(layer: Int, kind: LinearKind, dY: UnsafePointer<Float>, lddy: Int, x: UnsafePointer<Float>, ldx: Int, tokens: Int) {
+        func accept(
+            layer: Int, kind: LinearKind, dY: UnsafePointer<Float>, lddy: Int, x: UnsafePointer<Float>, ldx: Int,
+            tokens: Int
+        ) {
             let op = model.layers[layer].op(kind)!
             var g = [Float](repeating: .nan, count: op.rows * op.columns)
             g.withUnsafeMutableBufferPointer { gb in
-                BackwardKernels.weightGradient(dY: dY, lddy: lddy, x: x, ldx: ldx, tokens: tokens, rows: op.rows,
-                                               columns: op.columns, out: gb.baseAddress!, mode: .store, pool: model.pool)
+                BackwardKernels.weightGradient(
+                    dY: dY, lddy: lddy, x: x, ldx: ldx, tokens: tokens, rows: op.rows,
+                    columns: op.columns, out: gb.baseAddress!, mode: .store, pool: model.pool)
             }
             grads[ModelFamily.llama.weightName(layer: layer, kind: kind)!] = g
         }
@@ -238,7 +251,9 @@ import SqueezeModels
         }
         let rel = Self.relativeError(analytic, fd)
         #expect(rel < 3e-5, "embedding output: relative L2 error \(rel)")
-        print("gradient check (\(layout), window \(window), bias \(bias)): worst weight relative error \(worst), embedding \(rel)")
+        print(
+            "gradient check (\(layout), window \(window), bias \(bias)): worst weight relative error \(worst), embedding \(rel)"
+        )
     }
 
     @Test func trainingForwardMatchesInferenceForward() throws {
@@ -263,19 +278,26 @@ import SqueezeModels
         let model = try DecoderModel(config: c, source: Self.makeSource(c, layout: .halves, bias: false, seed: 1))
         let ws = TrainingWorkspace(model: model, maxTokens: 8)
         #expect(throws: ModelError.self) { try model.lossAndBackward(tokens: [1], workspace: ws, sink: nil) }
-        #expect(throws: ModelError.self) { try model.lossAndBackward(tokens: Array(repeating: 1, count: 9), workspace: ws, sink: nil) }
+        #expect(throws: ModelError.self) {
+            try model.lossAndBackward(tokens: Array(repeating: 1, count: 9), workspace: ws, sink: nil)
+        }
         #expect(throws: ModelError.self) { try model.lossAndBackward(tokens: [1, 99], workspace: ws, sink: nil) }
         let big = TrainingWorkspace(model: model, maxTokens: 80)
-        let e = #expect(throws: ModelError.self) { try model.lossAndBackward(tokens: Array(repeating: 1, count: 65), workspace: big, sink: nil) }
+        let e = #expect(throws: ModelError.self) {
+            try model.lossAndBackward(tokens: Array(repeating: 1, count: 65), workspace: big, sink: nil)
+        }
         #expect(e?.description.contains("64") == true)
     }
 
     @Test func nonF32WeightsAreRefusedByName() throws {
         let c = Self.tinyConfig(window: nil)
-        let model = try DecoderModel(config: c, source: Self.makeSource(c, layout: .halves, bias: false, seed: 1),
-                                   options: LoadOptions(weightDType: .bf16))
+        let model = try DecoderModel(
+            config: c, source: Self.makeSource(c, layout: .halves, bias: false, seed: 1),
+            options: LoadOptions(weightDType: .bf16))
         let ws = TrainingWorkspace(model: model, maxTokens: 8)
-        let e = #expect(throws: ModelError.self) { try model.lossAndBackward(tokens: [1, 2, 3], workspace: ws, sink: nil) }
+        let e = #expect(throws: ModelError.self) {
+            try model.lossAndBackward(tokens: [1, 2, 3], workspace: ws, sink: nil)
+        }
         #expect(e?.description.contains("model.layers.0.self_attn.q_proj.weight") == true)
     }
 }

@@ -1,10 +1,10 @@
 import Foundation
-import Testing
 import SqueezeConvert
 import SqueezeCore
 import SqueezeFormats
 import SqueezeModels
 import SqueezeTokenizer
+import Testing
 
 /// One family's GGUF fixture (Fixtures/families_gguf/, made by scripts/fixtures/make_family_gguf_fixtures.py):
 /// a tiny random Hugging Face model converted by llama.cpp's own convert_hf_to_gguf.py (F16 weights,
@@ -73,7 +73,8 @@ struct FamilyGGUFTests {
         #expect(m.config.vocabSize == fx.vocab)
         let (worst, bad) = fx.compare(try prefill(m, fx.ids))
         #expect(bad.isEmpty, "\(family): argmax differs at positions \(bad)")
-        #expect(worst <= Self.relativeTolerance * fx.scale, "\(family): max |logit difference| \(worst), scale \(fx.scale)")
+        #expect(
+            worst <= Self.relativeTolerance * fx.scale, "\(family): max |logit difference| \(worst), scale \(fx.scale)")
         print("\(family) GGUF: max |logit difference| \(worst) (largest |logit| \(fx.scale))")
     }
 
@@ -144,7 +145,9 @@ struct FamilyGGUFTests {
         for case let t as [String: Any] in fx.entry["tokenizer"] as! [Any] {
             let text = t["text"] as! String
             #expect(tok.encode(text) == t["ids"] as! [Int], "\(family): \(text.debugDescription)")
-            #expect(tok.encode(text, addSpecialTokens: false) == t["ids_no_special"] as! [Int], "\(family): \(text.debugDescription)")
+            #expect(
+                tok.encode(text, addSpecialTokens: false) == t["ids_no_special"] as! [Int],
+                "\(family): \(text.debugDescription)")
             #expect(tok.decode(t["ids_no_special"] as! [Int]) == text, "\(family): decode \(text.debugDescription)")
         }
     }
@@ -174,17 +177,24 @@ struct FamilyGGUFTests {
 
     /// GGUF and Hugging Face names map both ways for each architecture.
     @Test func namesRoundTrip() {
-        #expect(GGUFNames.gguf(fromHF: "transformer.h.3.attn.c_attn.weight", architecture: "gpt2") == "blk.3.attn_qkv.weight")
+        #expect(
+            GGUFNames.gguf(fromHF: "transformer.h.3.attn.c_attn.weight", architecture: "gpt2")
+                == "blk.3.attn_qkv.weight")
         #expect(GGUFNames.hf(fromGGUF: "position_embd.weight", architecture: "gpt2") == "transformer.wpe.weight")
-        #expect(GGUFNames.hf(fromGGUF: "blk.1.ffn_down.bias", architecture: "gpt2") == "transformer.h.1.mlp.c_proj.bias")
-        #expect(GGUFNames.hf(fromGGUF: "blk.1.attn_k.bias", architecture: "qwen2") == "model.layers.1.self_attn.k_proj.bias")
+        #expect(
+            GGUFNames.hf(fromGGUF: "blk.1.ffn_down.bias", architecture: "gpt2") == "transformer.h.1.mlp.c_proj.bias")
+        #expect(
+            GGUFNames.hf(fromGGUF: "blk.1.attn_k.bias", architecture: "qwen2") == "model.layers.1.self_attn.k_proj.bias"
+        )
         #expect(GGUFNames.isTransposed(hf: "transformer.h.0.mlp.c_proj.weight", architecture: "gpt2"))
         #expect(!GGUFNames.isTransposed(hf: "transformer.wpe.weight", architecture: "gpt2"))
         #expect(!GGUFNames.isTransposed(hf: "model.layers.0.mlp.down_proj.weight", architecture: "qwen2"))
     }
     /// A copy of a fixture with metadata and tensors edited, in a temporary file.
-    func edited(_ family: String, metadata edit: ([(String, GGUFValue)]) -> [(String, GGUFValue)],
-                tensors editTensors: ([Tensor]) -> [Tensor] = { $0 }) throws -> String {
+    func edited(
+        _ family: String, metadata edit: ([(String, GGUFValue)]) -> [(String, GGUFValue)],
+        tensors editTensors: ([Tensor]) -> [Tensor] = { $0 }
+    ) throws -> String {
         let g = try GGUFFile(path: FamilyGGUFFixture(family).path)
         let md = edit(g.metadataKeys.map { ($0, g.metadata[$0]!) })
         let ts = editTensors(try g.tensors.map { try g.tensor($0.name) })
@@ -206,22 +216,29 @@ struct FamilyGGUFTests {
         #expect(throws: ModelError.missingTensor(file: noPos, tensor: "position_embd.weight")) {
             try ModelLoader.load(path: noPos)
         }
-        let otherArch = try edited("qwen2", metadata: { $0.map { $0.0 == "general.architecture" ? ($0.0, .string("phi2")) : $0 } })
+        let otherArch = try edited(
+            "qwen2", metadata: { $0.map { $0.0 == "general.architecture" ? ($0.0, .string("phi2")) : $0 } })
         defer { try? FileManager.default.removeItem(atPath: otherArch) }
         #expect(throws: ModelError.unsupportedArchitecture(file: otherArch, name: "phi2")) {
             try ModelLoader.load(path: otherArch)
         }
         // convert_hf_to_gguf.py --fuse-qkv: one attn_qkv per block instead of attn_q/k/v.
-        let fused = try edited("qwen2", metadata: { $0 }, tensors: { ts in
-            ts.map { t in
-                guard t.name.hasPrefix("blk.0.attn_q.") else { return t }
-                return Tensor(name: t.name.replacingOccurrences(of: "attn_q", with: "attn_qkv"), dtype: t.dtype,
-                              shape: t.shape, data: t.data, owner: t.owner)
-            }
-        })
+        let fused = try edited(
+            "qwen2", metadata: { $0 },
+            tensors: { ts in
+                ts.map { t in
+                    guard t.name.hasPrefix("blk.0.attn_q.") else { return t }
+                    return Tensor(
+                        name: t.name.replacingOccurrences(of: "attn_q", with: "attn_qkv"), dtype: t.dtype,
+                        shape: t.shape, data: t.data, owner: t.owner)
+                }
+            })
         defer { try? FileManager.default.removeItem(atPath: fused) }
-        #expect(throws: ModelError.unsupportedWeight(file: fused, tensor: "blk.0.attn_qkv.weight",
-                                                     detail: "fused QKV in a 'qwen2' GGUF is not supported (convert without --fuse-qkv)")) {
+        #expect(
+            throws: ModelError.unsupportedWeight(
+                file: fused, tensor: "blk.0.attn_qkv.weight",
+                detail: "fused QKV in a 'qwen2' GGUF is not supported (convert without --fuse-qkv)")
+        ) {
             try ModelLoader.load(path: fused)
         }
     }

@@ -1,7 +1,7 @@
 import Foundation
-import Testing
 import SqueezeCore
 import SqueezeModels
+import Testing
 
 /// The real model against Hugging Face transformers (reference outputs in Fixtures/, copied from
 /// ../shared/reference/, made with transformers 5.24 in float32 from the same GGUF).
@@ -106,7 +106,9 @@ struct LlamaReferenceTests {
                     for i in 1..<V where row[i] > row[best] { best = i }
                     positions += 1
                     if best != top5[t][0].intValue { flips += 1 }
-                    if precision == .f16 { #expect(best == top5[t][0].intValue, "argmax at position \(t), prefill \(isPrefill)") }
+                    if precision == .f16 {
+                        #expect(best == top5[t][0].intValue, "argmax at position \(t), prefill \(isPrefill)")
+                    }
                     for j in 0..<5 {
                         let d = abs(row[top5[t][j].intValue] - top5l[t][j].floatValue)
                         if isPrefill { worstPrefill = max(worstPrefill, d) } else { worstDecode = max(worstDecode, d) }
@@ -115,9 +117,12 @@ struct LlamaReferenceTests {
             }
         }
         let bound: Float = precision == .f16 ? 0.05 : 1.5
-        #expect(worstPrefill < bound && worstDecode < bound, "\(precision): prefill \(worstPrefill), decode \(worstDecode)")
+        #expect(
+            worstPrefill < bound && worstDecode < bound, "\(precision): prefill \(worstPrefill), decode \(worstDecode)")
         #expect(Double(flips) <= 0.05 * Double(positions), "\(precision): argmax differs at \(flips) of \(positions)")
-        print("\(precision) cache: worst top-5 difference prefill \(worstPrefill), decode \(worstDecode); argmax differs at \(flips) of \(positions)")
+        print(
+            "\(precision) cache: worst top-5 difference prefill \(worstPrefill), decode \(worstDecode); argmax differs at \(flips) of \(positions)"
+        )
     }
 
     /// With an F16 or Q8 KV cache, a 40-token prompt in one prefill (the packed GEMM over converted
@@ -129,9 +134,11 @@ struct LlamaReferenceTests {
     func reducedCacheDecodeEqualsPrefill(precision: KVCachePrecision) throws {
         let model = try #require(Self.model)
         let ids = (0..<40).map { (($0 * 7919) % 40000) + 100 }
-        let c1 = KVCache(config: model.config, capacity: 48, precision: precision), w1 = Workspace(model: model, maxTokens: 40)
+        let c1 = KVCache(config: model.config, capacity: 48, precision: precision),
+            w1 = Workspace(model: model, maxTokens: 40)
         try model.forward(tokens: ids, cache: c1, workspace: w1, logits: .last)
-        let c2 = KVCache(config: model.config, capacity: 48, precision: precision), w2 = Workspace(model: model, maxTokens: 1)
+        let c2 = KVCache(config: model.config, capacity: 48, precision: precision),
+            w2 = Workspace(model: model, maxTokens: 1)
         for id in ids { try model.forward(tokens: [id], cache: c2, workspace: w2, logits: .last) }
         var worst: Float = 0
         for i in 0..<model.config.vocabSize { worst = max(worst, abs(w1.logits[i] - w2.logits[i])) }

@@ -1,8 +1,8 @@
 import Foundation
-import Testing
 import SqueezeCore
 import SqueezeFormats
 import SqueezeModels
+import Testing
 
 /// Bad input to model loading: each a typed error naming the file and tensor or field.
 @Suite struct ModelBadInputTests {
@@ -40,9 +40,11 @@ import SqueezeModels
         let c = KVCache(config: m.config, capacity: 4), w = Workspace(model: m, maxTokens: 4)
         try m.forward(tokens: [1, 2, 3], cache: c, workspace: w, logits: .last)
         #expect(w.logits.buffer.prefix(16).allSatisfy { $0.isFinite })
-        #expect(throws: ModelError.self) { try m.forward(tokens: [1, 2], cache: c, workspace: w, logits: .last) } // context full
+        // The context is full.
+        #expect(throws: ModelError.self) { try m.forward(tokens: [1, 2], cache: c, workspace: w, logits: .last) }
         c.reset()
-        #expect(throws: ModelError.self) { try m.forward(tokens: [99], cache: c, workspace: w, logits: .last) } // bad id
+        // A token id outside the vocabulary.
+        #expect(throws: ModelError.self) { try m.forward(tokens: [99], cache: c, workspace: w, logits: .last) }
     }
 
     @Test func missingTensorIsNamed() throws {
@@ -64,7 +66,9 @@ import SqueezeModels
         #expect(e?.description.contains("[4, 8]") == true)
     }
 
-    @Test(arguments: [("model_type", "gpt_neox" as Any), ("hidden_size", "big" as Any), ("num_key_value_heads", 3 as Any)])
+    @Test(arguments: [
+        ("model_type", "gpt_neox" as Any), ("hidden_size", "big" as Any), ("num_key_value_heads", 3 as Any),
+    ])
     func badConfigFieldsAreNamed(field: String, value: Any) throws {
         let d = tempDir()
         defer { try? FileManager.default.removeItem(atPath: d) }

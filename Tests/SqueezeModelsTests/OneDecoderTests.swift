@@ -1,9 +1,9 @@
 import Foundation
-import Testing
 import SqueezeCore
 import SqueezeFormats
 import SqueezeKernels
 import SqueezeModels
+import Testing
 
 /// The training forward is the inference forward with its activations recorded: for every family
 /// fixture (safetensors and GGUF) the logits of `forward(.all)` and of `trainingForward` are the same
@@ -33,8 +33,12 @@ struct OneDecoderTests {
         let (inference, training) = try Self.bothLogits(model, fx.ids)
         #expect(Self.differingPositions(inference, training, vocab: V).isEmpty, "\(family): training logits differ")
         // Both are the model's real logits (the bitwise comparison is not of two empty results).
-        let (worst, bad) = training.withUnsafeBufferPointer { compareLogits($0.baseAddress!, fx.logits, rows: fx.ids.count, vocab: V) }
-        #expect(bad.isEmpty && worst <= FamilyReferenceTests.relativeTolerance * fx.scale, "\(family): \(worst) from transformers")
+        let (worst, bad) = training.withUnsafeBufferPointer {
+            compareLogits($0.baseAddress!, fx.logits, rows: fx.ids.count, vocab: V)
+        }
+        #expect(
+            bad.isEmpty && worst <= FamilyReferenceTests.relativeTolerance * fx.scale,
+            "\(family): \(worst) from transformers")
     }
 
     @Test(arguments: FamilyGGUFTests.families)
@@ -42,9 +46,13 @@ struct OneDecoderTests {
         let fx = FamilyGGUFFixture(family)
         let model = try ModelLoader.load(path: fx.path, options: LoadOptions(weightDType: .f32))
         let (inference, training) = try Self.bothLogits(model, fx.ids)
-        #expect(Self.differingPositions(inference, training, vocab: model.config.vocabSize).isEmpty, "\(family): training logits differ")
+        #expect(
+            Self.differingPositions(inference, training, vocab: model.config.vocabSize).isEmpty,
+            "\(family): training logits differ")
         let (worst, bad) = fx.compare(training)
-        #expect(bad.isEmpty && worst <= FamilyGGUFTests.relativeTolerance * fx.scale, "\(family): \(worst) from transformers")
+        #expect(
+            bad.isEmpty && worst <= FamilyGGUFTests.relativeTolerance * fx.scale,
+            "\(family): \(worst) from transformers")
     }
 
     /// Windows longer than one attention query block (64), through sliding windows too: still the same
@@ -55,11 +63,14 @@ struct OneDecoderTests {
         var config = try ModelConfig(configFile: fx.dir + "/config.json")
         let T = 150
         config.maxPositionEmbeddings = T
-        let model = try DecoderModel(config: config, source: SafeTensorsSource(try SafeTensorsModel(path: fx.dir)),
-                                     options: LoadOptions(weightDType: .f32))
+        let model = try DecoderModel(
+            config: config, source: SafeTensorsSource(try SafeTensorsModel(path: fx.dir)),
+            options: LoadOptions(weightDType: .f32))
         let ids = (0..<T).map { fx.ids[($0 * 7) % fx.ids.count] }
         let (inference, training) = try Self.bothLogits(model, ids)
-        #expect(Self.differingPositions(inference, training, vocab: model.config.vocabSize).isEmpty, "\(family): training logits differ")
+        #expect(
+            Self.differingPositions(inference, training, vocab: model.config.vocabSize).isEmpty,
+            "\(family): training logits differ")
         #expect(training.contains { $0 != 0 } && training.allSatisfy(\.isFinite))
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import SqueezeModels
+import Testing
 
 /// The sampler's filters (temperature, top-k, min-p, top-p) against a direct reference: the expected
 /// distribution computed by sorting every token in Double; 20,000 draws must put every token's
@@ -62,10 +62,14 @@ import SqueezeModels
         }
         for i in 0..<vocab {
             let q = want[i]
-            if q == 0 { #expect(counts[i] == 0, "setting \(index): token \(i) was filtered out but drawn \(counts[i]) times"); continue }
+            if q == 0 {
+                #expect(counts[i] == 0, "setting \(index): token \(i) was filtered out but drawn \(counts[i]) times");
+                continue
+            }
             let sd = (Double(draws) * q * (1 - q)).squareRoot()
-            #expect(abs(Double(counts[i]) - Double(draws) * q) <= 6 * sd + 3,
-                    "setting \(index): token \(i) drawn \(counts[i]) times, expected \(Double(draws) * q)")
+            #expect(
+                abs(Double(counts[i]) - Double(draws) * q) <= 6 * sd + 3,
+                "setting \(index): token \(i) drawn \(counts[i]) times, expected \(Double(draws) * q)")
         }
     }
 
@@ -73,10 +77,15 @@ import SqueezeModels
         let logits = Self.logits(vocab: 500, seed: 9)
         var g = Sampler(SamplingParameters(temperature: 0))
         var b = logits
-        #expect(b.withUnsafeMutableBufferPointer { g.sample($0.baseAddress!, vocab: 500) } == logits.indices.max { logits[$0] < logits[$1] }!)
+        #expect(
+            b.withUnsafeMutableBufferPointer { g.sample($0.baseAddress!, vocab: 500) } == logits.indices.max {
+                logits[$0] < logits[$1]
+            }!)
         func run() -> [Int] {
             var s = Sampler(SamplingParameters(temperature: 1, topP: 0.9, seed: 5))
-            return (0..<50).map { _ in var c = logits; return c.withUnsafeMutableBufferPointer { s.sample($0.baseAddress!, vocab: 500) } }
+            return (0..<50).map { _ in
+                var c = logits; return c.withUnsafeMutableBufferPointer { s.sample($0.baseAddress!, vocab: 500) }
+            }
         }
         #expect(run() == run())
     }

@@ -1,10 +1,10 @@
 import Foundation
-import Testing
 import SqueezeCore
 import SqueezeFormats
 import SqueezeModels
 import SqueezeQuant
 import SqueezeTokenizer
+import Testing
 
 /// What `squeeze generate` and `squeeze sensitivity` do on every family fixture, through the library
 /// calls those commands make: each fixture has a byte-level BPE tokenizer (tokenizer.json +
@@ -27,7 +27,8 @@ struct FamilyCommandLineTests {
         let config = try ModelConfig(configFile: FamilyFixtures.dir(family) + "/config.json")
         #expect(tok.vocabSize == config.vocabSize)
         #expect(tok.bosTokenId == 1 && tok.eosTokenIds.contains(2))
-        let texts = try #require(try JSONSerialization.jsonObject(with: Data(Self.meta(ref, "tokenizer_texts").utf8)) as? [String])
+        let texts = try #require(
+            try JSONSerialization.jsonObject(with: Data(Self.meta(ref, "tokenizer_texts").utf8)) as? [String])
         #expect(texts.count == 3)
         for (j, text) in texts.enumerated() {
             let special = try ref.tensor("tokenizer.\(j).special").toIntArray()
@@ -48,7 +49,8 @@ struct FamilyCommandLineTests {
         let dir = temporaryDirectory("family-cli-sens")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let calibration = dir + "/calibration.txt"
-        try Data(Self.meta(try FamilyFixtures.reference(family), "corpus").utf8).write(to: URL(fileURLWithPath: calibration))
+        try Data(Self.meta(try FamilyFixtures.reference(family), "corpus").utf8).write(
+            to: URL(fileURLWithPath: calibration))
         let bytes = try #require(FileManager.default.contents(atPath: calibration))
         let tokenizer = try Tokenizer.load(path: modelPath)
         let tokens = try tokenizer.encode(fileBytes: [UInt8](bytes), file: calibration, addSpecialTokens: false)
@@ -56,10 +58,12 @@ struct FamilyCommandLineTests {
         let options = SensitivityOptions(samples: 3, seqlen: 8, seed: 0, mode: .fisher)
         let starts = try Sensitivity.plan(model: net, tokenCount: tokens.count, options: options)
         #expect(starts.count == 3)
-        let acc = try Sensitivity.compute(model: net, windows: starts.map { Array(tokens[$0..<($0 + options.seqlen)]) }, mode: .fisher)
+        let acc = try Sensitivity.compute(
+            model: net, windows: starts.map { Array(tokens[$0..<($0 + options.seqlen)]) }, mode: .fisher)
         #expect(acc.windows == 3 && acc.losses.allSatisfy { $0.isFinite && $0 > 0 })
-        let meta = Sensitivity.metadata(options: options, calibrationPath: calibration, calibrationSHA256: SHA256Digest.hex(bytes),
-                                        tokenCount: tokens.count, modelPath: modelPath)
+        let meta = Sensitivity.metadata(
+            options: options, calibrationPath: calibration, calibrationSHA256: SHA256Digest.hex(bytes),
+            tokenCount: tokens.count, modelPath: modelPath)
         let out = dir + "/sensitivity.safetensors"
         try acc.write(to: out, dtype: .f32, metadata: meta)
 
@@ -70,7 +74,9 @@ struct FamilyCommandLineTests {
         for t in linears {
             let info = try #require(file.info(t.weightName), "\(family): no \(t.weightName)")
             #expect(info.dtype == .f32)
-            #expect(info.shape == t.storedShape && info.shape == stored.info(t.weightName)?.shape, "\(family) \(t.weightName): \(info.shape)")
+            #expect(
+                info.shape == t.storedShape && info.shape == stored.info(t.weightName)?.shape,
+                "\(family) \(t.weightName): \(info.shape)")
             let v = try file.tensor(t.weightName).toFloatArray()
             #expect(v.allSatisfy { $0.isFinite && $0 >= 0 } && v.contains { $0 > 0 }, "\(family) \(t.weightName)")
         }
@@ -95,14 +101,18 @@ struct FamilyCommandLineTests {
         let context = min(2048, model.config.contextLimit ?? 2048)
         let gen = Generator(model: model, context: context)
         var got: [Int] = []
-        let stats = try gen.generate(prompt: prompt, maxTokens: want.count, sampling: SamplingParameters(temperature: 0),
-                                     stopTokens: tok.eosTokenIds) { id in
+        let stats = try gen.generate(
+            prompt: prompt, maxTokens: want.count, sampling: SamplingParameters(temperature: 0),
+            stopTokens: tok.eosTokenIds
+        ) { id in
             got.append(id)
             return .continue
         }
         #expect(got == want, "\(family): generated \(got), transformers \(want)")
         #expect(stats.promptTokens == prompt.count && stats.generatedTokens == got.count)
         if family == "llamadyn" { #expect(prompt.count + want.count > model.config.maxPositionEmbeddings) }
-        if family == "qwen2sw" || family == "mistral" { #expect(prompt.count + want.count > model.config.slidingWindow!) }
+        if family == "qwen2sw" || family == "mistral" {
+            #expect(prompt.count + want.count > model.config.slidingWindow!)
+        }
     }
 }

@@ -1,19 +1,23 @@
 import Foundation
-import Testing
 import SqueezeConvert
 import SqueezeCore
 import SqueezeFormats
 import SqueezeModels
 import SqueezeQuant
+import Testing
 
 /// The family fixtures of SqueezeModelsTests (scripts/fixtures/make_family_fixtures.py), read from the source tree.
 enum FamilyFixtures {
-    static let names = ["llama", "llamabias", "llama3rope", "llamadyn", "mistral", "qwen2", "qwen2sw", "opt", "opt350m", "gpt2"]
+    static let names = [
+        "llama", "llamabias", "llama3rope", "llamadyn", "mistral", "qwen2", "qwen2sw", "opt", "opt350m", "gpt2",
+    ]
     static func dir(_ name: String) -> String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("SqueezeModelsTests/Fixtures/families/\(name)").path
     }
-    static func reference(_ name: String) throws -> SafeTensorsModel { try SafeTensorsModel(path: dir(name) + "/reference.safetensors") }
+    static func reference(_ name: String) throws -> SafeTensorsModel {
+        try SafeTensorsModel(path: dir(name) + "/reference.safetensors")
+    }
 }
 
 /// Every family through the SqueezeLLM pipeline: Fisher sensitivity (`squeeze sensitivity`'s library
@@ -118,7 +122,9 @@ struct FamilyQuantizeTests {
         let q = try ModelLoader.load(path: out)
         #expect(q.config.family == model.config.family)
         // The written config keeps the attention windows and the RoPE scaling.
-        #expect(q.config.slidingWindow == model.config.slidingWindow && q.config.slidingWindowLayers == model.config.slidingWindowLayers)
+        #expect(
+            q.config.slidingWindow == model.config.slidingWindow
+                && q.config.slidingWindowLayers == model.config.slidingWindowLayers)
         #expect(q.config.ropeScaling == model.config.ropeScaling)
         for l in q.layers { #expect(l.linears.allSatisfy { $0.1.kind.hasPrefix("lut\(bits)") }) }
         let T = ids.count, V = q.config.vocabSize
@@ -134,7 +140,8 @@ struct FamilyQuantizeTests {
         try qf.forward(tokens: ids, cache: KVCache(config: qf.config, capacity: T), workspace: w2, logits: .all)
         var exact: Float = 0, top: Float = 0
         for i in 0..<(T * V) { exact = max(exact, abs(w1.logits[i] - w2.logits[i])); top = max(top, abs(w1.logits[i])) }
-        #expect(exact <= 1e-4 * top, "\(family) \(bits)-bit: quantized vs dequantized max |difference| \(exact) of \(top)")
+        #expect(
+            exact <= 1e-4 * top, "\(family) \(bits)-bit: quantized vs dequantized max |difference| \(exact) of \(top)")
 
         var diff = 0.0, mag = 0.0, same = 0
         for t in 0..<T {
@@ -148,9 +155,13 @@ struct FamilyQuantizeTests {
             }
             if a == b { same += 1 }
         }
-        #expect(diff / mag < (bits == 4 ? 0.25 : 0.55), "\(family) \(bits)-bit: mean |logit difference| / mean |logit| = \(diff / mag)")
+        #expect(
+            diff / mag < (bits == 4 ? 0.25 : 0.55),
+            "\(family) \(bits)-bit: mean |logit difference| / mean |logit| = \(diff / mag)")
         // Argmax agreement is reported, not asserted: with i.i.d. random weights the top logits are often
         // within the quantization error of each other.
-        print("\(family) \(bits)-bit: relative logit error \(diff / mag), same argmax at \(same) of \(T) positions, quantized vs dequantized \(exact)")
+        print(
+            "\(family) \(bits)-bit: relative logit error \(diff / mag), same argmax at \(same) of \(T) positions, quantized vs dequantized \(exact)"
+        )
     }
 }

@@ -1,10 +1,10 @@
 import Foundation
-import Testing
 import SqueezeConvert
 import SqueezeCore
 import SqueezeFormats
 import SqueezeModels
 import SqueezeQuant
+import Testing
 
 /// SqueezeLLM's chunked gradient files as a sensitivity source, and the vLLM export.
 @Suite(.serialized) struct InteropTests {
@@ -37,7 +37,9 @@ import SqueezeQuant
         let tmp = tempPath("grad")
         defer { try? FileManager.default.removeItem(atPath: tmp) }
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
-        for f in ["layer_0.pt", "layer_1.pt"] { try FileManager.default.copyItem(atPath: Self.gradients + "/" + f, toPath: tmp + "/" + f) }
+        for f in ["layer_0.pt", "layer_1.pt"] {
+            try FileManager.default.copyItem(atPath: Self.gradients + "/" + f, toPath: tmp + "/" + f)
+        }
         try FileManager.default.copyItem(atPath: Self.gradients + "/layer_0.pt", toPath: tmp + "/layer_2.pt")
         let config = try ModelConfig(configFile: Self.gradients + "/model/config.json")
         do {
@@ -47,7 +49,9 @@ import SqueezeQuant
             #expect(d.contains("the model has 2 layers"))
         }
         // A model whose q_proj is another shape.
-        var obj = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Self.gradients + "/model/config.json"))) as! [String: Any]
+        var obj =
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: Self.gradients + "/model/config.json"))) as! [String: Any]
         obj["hidden_size"] = 32
         obj["head_dim"] = 8
         try writeJSON(obj, to: tmp + "/config.json")
@@ -92,7 +96,9 @@ import SqueezeQuant
             if try sa.tensor(n).toFloatArray() != sc.tensor(n).toFloatArray() { differsFromUnweighted += 1 }
         }
         #expect(differsFromUnweighted > 0, "the gradients must change the k-means result")
-        let cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: a + "/config.json"))) as! [String: Any]
+        let cfg =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: a + "/config.json")))
+            as! [String: Any]
         #expect(((cfg["quantization_config"] as! [String: Any])["sensitivity"] as! String).contains("gradients"))
     }
 
@@ -126,10 +132,13 @@ import SqueezeQuant
         let rep = try VLLMExporter.export(directory: q, output: out)
         #expect(rep.quantizedLayers == 14)
         #expect(!rep.warnings.isEmpty)  // 64 and 96 are not multiples of vLLM's 128-wide blocks
-        let qc = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/quant_config.json"))) as! [String: Any]
+        let qc =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/quant_config.json")))
+            as! [String: Any]
         #expect(qc.count == 1 && (qc["wbits"] as? Int) == 4)
         try ModelDequantizer.dequantize(directory: q, output: deq, dtype: .f32)
-        let ex = try SafeTensorsModel(path: out), dq = try SafeTensorsModel(path: deq), sq = try SafeTensorsModel(path: q)
+        let ex = try SafeTensorsModel(path: out), dq = try SafeTensorsModel(path: deq),
+            sq = try SafeTensorsModel(path: q)
         var layers = 0
         for n in ex.tensorNames where n.hasSuffix(".qweight") {
             let p = String(n.dropLast(".qweight".count))
@@ -138,7 +147,8 @@ import SqueezeQuant
             let out = lt.shape[0]
             #expect(lt.shape == [out, 16] && qw.shape[1] == out)
             let words = UnsafeBufferPointer(start: qw.data.assumingMemoryBound(to: Int32.self), count: qw.elementCount)
-            let halves = UnsafeBufferPointer(start: lt.data.assumingMemoryBound(to: UInt16.self), count: lt.elementCount)
+            let halves = UnsafeBufferPointer(
+                start: lt.data.assumingMemoryBound(to: UInt16.self), count: lt.elementCount)
             let w = Self.vllmDequantize(qweight: Array(words), lut: Array(halves), inWords: qw.shape[0], out: out)
             let ref = try dq.tensor(p + ".weight")
             #expect(ref.shape == [out, qw.shape[0] * 8])

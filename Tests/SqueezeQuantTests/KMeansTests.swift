@@ -1,5 +1,5 @@
-import Testing
 import SqueezeQuant
+import Testing
 
 @Suite struct KMeansTests {
     /// The exact engine's error equals the brute-force optimum over all labellings.
@@ -45,8 +45,9 @@ import SqueezeQuant
             let x = (0..<n).map { _ in Float(rng.normal() * (heavy && rng.uniform() < 0.05 ? 8 : 1)) }
             let w = (0..<n).map { _ in Float(rng.uniform() * rng.uniform() + 1e-6) }
             let opt = try NonUniformQuantizer.quantizeRow(values: x, weights: w, bits: bits)
-            let lloyd = try NonUniformQuantizer.quantizeRow(values: x, weights: w, bits: bits,
-                                                            options: KMeansOptions(engine: .lloyd))
+            let lloyd = try NonUniformQuantizer.quantizeRow(
+                values: x, weights: w, bits: bits,
+                options: KMeansOptions(engine: .lloyd))
             #expect(opt.weightedError <= lloyd.weightedError * (1 + 1e-6) + 1e-12)
             for _ in 0..<20 {
                 let labels = (0..<n).map { _ in Int(rng.next() % UInt64(k)) }
@@ -80,9 +81,10 @@ import SqueezeQuant
         #expect(a == b)
         #expect(b == c)
         // Each row matches the single-row call.
-        let r5 = try NonUniformQuantizer.quantizeRow(values: Array(w[5 * cols..<6 * cols]),
-                                                     weights: Array(f[5 * cols..<6 * cols]), bits: 3,
-                                                     options: KMeansOptions(engine: engine))
+        let r5 = try NonUniformQuantizer.quantizeRow(
+            values: Array(w[5 * cols..<6 * cols]),
+            weights: Array(f[5 * cols..<6 * cols]), bits: 3,
+            options: KMeansOptions(engine: engine))
         #expect(r5.lut == Array(a.lut[40..<48]))
         #expect(r5.indices == Array(a.indices[5 * cols..<6 * cols]))
     }
@@ -123,8 +125,9 @@ import SqueezeQuant
         let q = try NonUniformQuantizer.quantizeRow(values: x, weights: w, bits: 2)
         // The k-means sees only 1...5: no centroid is placed near the zeros.
         #expect(q.lut.min()! >= 1)
-        let q2 = try NonUniformQuantizer.quantizeRow(values: x, weights: w, bits: 2,
-                                                     options: KMeansOptions(zeroValuesGetZeroWeight: false))
+        let q2 = try NonUniformQuantizer.quantizeRow(
+            values: x, weights: w, bits: 2,
+            options: KMeansOptions(zeroValuesGetZeroWeight: false))
         #expect(q2.lut.contains(0))
     }
 
@@ -134,8 +137,9 @@ import SqueezeQuant
         w[3 * 16 + 7] = .nan
         do {
             _ = try w.withUnsafeBufferPointer { p in
-                try NonUniformQuantizer.quantizeMatrix(weights: p.baseAddress!, rows: 4, cols: 16, bits: 3,
-                                                       tensorName: "blk.0.ffn_up")
+                try NonUniformQuantizer.quantizeMatrix(
+                    weights: p.baseAddress!, rows: 4, cols: 16, bits: 3,
+                    tensorName: "blk.0.ffn_up")
             }
             Issue.record("no error")
         } catch let error as QuantError {
@@ -146,8 +150,9 @@ import SqueezeQuant
         w[3 * 16 + 7] = .infinity
         #expect(throws: QuantError.self) {
             try w.withUnsafeBufferPointer { p in
-                try NonUniformQuantizer.quantizeMatrix(weights: p.baseAddress!, rows: 4, cols: 16, bits: 4,
-                                                       options: KMeansOptions(engine: .lloyd))
+                try NonUniformQuantizer.quantizeMatrix(
+                    weights: p.baseAddress!, rows: 4, cols: 16, bits: 4,
+                    options: KMeansOptions(engine: .lloyd))
             }
         }
     }
@@ -156,8 +161,9 @@ import SqueezeQuant
     @Test func halfPrecisionTable() throws {
         var rng = SplitMix64(seed: 11)
         let x = (0..<512).map { _ in Float(rng.normal() * 0.03) }
-        let q = try NonUniformQuantizer.quantizeRow(values: x, weights: nil, bits: 4,
-                                                    options: KMeansOptions(halfPrecisionTable: true))
+        let q = try NonUniformQuantizer.quantizeRow(
+            values: x, weights: nil, bits: 4,
+            options: KMeansOptions(halfPrecisionTable: true))
         for c in q.lut { #expect(Float(Float16(c)) == c) }
     }
 }

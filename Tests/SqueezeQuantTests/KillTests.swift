@@ -3,8 +3,11 @@ import Testing
 
 /// `squeeze quantize` killed with SIGKILL mid-way leaves no output directory (the output appears only
 /// by the final rename), and the next run removes the dead run's temporary directory.
-@Suite(.serialized, .enabled(if: TestModel.available, TestModel.skipNote),
-       .enabled(if: SqueezeBinary.path != nil, "the squeeze binary is not built beside the tests: run `swift build -c release` first"))
+@Suite(
+    .serialized, .enabled(if: TestModel.available, TestModel.skipNote),
+    .enabled(
+        if: SqueezeBinary.path != nil,
+        "the squeeze binary is not built beside the tests: run `swift build -c release` first"))
 struct QuantizeKillTests {
     @Test func killedRunLeavesNoOutput() throws {
         let bin = try #require(SqueezeBinary.path), model = try #require(TestModel.path)
@@ -20,7 +23,8 @@ struct QuantizeKillTests {
         // Wait until the run has started writing, then kill it.
         let deadline = Date().addingTimeInterval(60)
         while !FileManager.default.fileExists(atPath: partial + "/model.safetensors.tmp-\(p.processIdentifier)")
-                && !FileManager.default.fileExists(atPath: partial) && Date() < deadline && p.isRunning {
+            && !FileManager.default.fileExists(atPath: partial) && Date() < deadline && p.isRunning
+        {
             usleep(20_000)
         }
         usleep(300_000)
@@ -64,8 +68,9 @@ struct QuantizeKillTests {
         kill(p.processIdentifier, signal)
         p.waitUntilExit()
         #expect(wasWriting, "the run had not started writing, or had finished, when signalled")
-        #expect(p.terminationReason == .uncaughtSignal && p.terminationStatus == signal,
-                "ended with \(p.terminationReason == .exit ? "exit status" : "signal") \(p.terminationStatus)")
+        #expect(
+            p.terminationReason == .uncaughtSignal && p.terminationStatus == signal,
+            "ended with \(p.terminationReason == .exit ? "exit status" : "signal") \(p.terminationStatus)")
         #expect(!FileManager.default.fileExists(atPath: partial))
         #expect(!FileManager.default.fileExists(atPath: out))
     }

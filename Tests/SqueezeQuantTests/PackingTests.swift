@@ -1,5 +1,5 @@
-import Testing
 import SqueezeQuant
+import Testing
 
 @Suite struct PackingTests {
     /// Packing matches the numpy fixtures bit for bit, and unpacking inverts it.
@@ -39,7 +39,8 @@ import SqueezeQuant
     /// Input dimensions that do not fill whole words are refused.
     @Test func badDimensions() {
         #expect(throws: QuantError.badInputDimension(tensor: "t", columns: 48, bits: 3, multiple: 32)) {
-            try SqueezePacking.pack(indices: [UInt8](repeating: 0, count: 48), rows: 1, cols: 48, bits: 3, tensorName: "t")
+            try SqueezePacking.pack(
+                indices: [UInt8](repeating: 0, count: 48), rows: 1, cols: 48, bits: 3, tensorName: "t")
         }
         #expect(throws: QuantError.self) {
             try SqueezePacking.pack4(indices: [UInt8](repeating: 0, count: 12), rows: 1, cols: 12)

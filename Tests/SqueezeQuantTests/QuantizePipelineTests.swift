@@ -1,11 +1,11 @@
 import Foundation
-import Testing
 import SqueezeConvert
 import SqueezeCore
 import SqueezeFormats
 import SqueezeKernels
 import SqueezeModels
 import SqueezeQuant
+import Testing
 
 /// A tiny random Llama written by the test (hidden 64, 2 layers), for end-to-end pipeline checks.
 enum TinyLlama {
@@ -19,17 +19,24 @@ enum TinyLlama {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try writeJSON(config, to: dir + "/config.json")
         var rng = SplitMix64(seed: seed)
-        var shapes: [(String, [Int])] = [("model.embed_tokens.weight", [50, 64]), ("model.norm.weight", [64]), ("lm_head.weight", [50, 64])]
+        var shapes: [(String, [Int])] = [
+            ("model.embed_tokens.weight", [50, 64]), ("model.norm.weight", [64]), ("lm_head.weight", [50, 64]),
+        ]
         for l in 0..<2 {
             let p = "model.layers.\(l)."
-            shapes += [(p + "input_layernorm.weight", [64]), (p + "post_attention_layernorm.weight", [64]),
-                       (p + "self_attn.q_proj.weight", [64, 64]), (p + "self_attn.k_proj.weight", [32, 64]),
-                       (p + "self_attn.v_proj.weight", [32, 64]), (p + "self_attn.o_proj.weight", [64, 64]),
-                       (p + "mlp.gate_proj.weight", [96, 64]), (p + "mlp.up_proj.weight", [96, 64]), (p + "mlp.down_proj.weight", [64, 96])]
+            shapes += [
+                (p + "input_layernorm.weight", [64]), (p + "post_attention_layernorm.weight", [64]),
+                (p + "self_attn.q_proj.weight", [64, 64]), (p + "self_attn.k_proj.weight", [32, 64]),
+                (p + "self_attn.v_proj.weight", [32, 64]), (p + "self_attn.o_proj.weight", [64, 64]),
+                (p + "mlp.gate_proj.weight", [96, 64]), (p + "mlp.up_proj.weight", [96, 64]),
+                (p + "mlp.down_proj.weight", [64, 96]),
+            ]
         }
         let ts = shapes.map { n, s -> Tensor in
             let count = s.reduce(1, *)
-            let v: [Float] = s.count == 1 ? (0..<count).map { _ in Float(1 + 0.1 * rng.normal()) }
+            let v: [Float] =
+                s.count == 1
+                ? (0..<count).map { _ in Float(1 + 0.1 * rng.normal()) }
                 : (0..<count).map { _ in Float(0.15 * rng.normal() + (rng.uniform() < 0.01 ? 1.5 : 0)) }
             return Tensor.f32(name: n, shape: s, values: v)
         }
@@ -78,7 +85,9 @@ func tempPath(_ tag: String) -> String { NSTemporaryDirectory() + "squeeze-\(tag
         #expect(st.contains(p + ".vals") == sparse)
         #expect(!st.contains(p + ".weight"))
         #expect(try st.tensor("model.embed_tokens.weight").dtype == .f32)
-        let cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/config.json"))) as! [String: Any]
+        let cfg =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/config.json")))
+            as! [String: Any]
         let qc = cfg["quantization_config"] as! [String: Any]
         #expect(qc["quant_method"] as? String == "squeezellm")
         #expect((qc["wbits"] as? NSNumber)?.intValue == bits)
@@ -116,7 +125,8 @@ func tempPath(_ tag: String) -> String { NSTemporaryDirectory() + "squeeze-\(tag
         o.sparseDType = .f32
         _ = try ModelQuantizer.quantize(model: src, output: out, options: o)
         try ModelDequantizer.dequantize(directory: out, output: deq, dtype: .f32)
-        let orig = try SafeTensorsModel(path: src), st = try SafeTensorsModel(path: out), dq = try SafeTensorsModel(path: deq)
+        let orig = try SafeTensorsModel(path: src), st = try SafeTensorsModel(path: out),
+            dq = try SafeTensorsModel(path: deq)
         let p = "model.layers.0.self_attn.o_proj"
         let w = try orig.tensor(p + ".weight").toFloatArray(), d = try dq.tensor(p + ".weight").toFloatArray()
         let rows = try st.tensor(p + ".rows").toIntArray(), cols = try st.tensor(p + ".cols").toIntArray()
@@ -135,32 +145,48 @@ func tempPath(_ tag: String) -> String { NSTemporaryDirectory() + "squeeze-\(tag
         try TinyLlama.make(in: src)
         var o = QuantizeOptions()
         o.bits = 5
-        #expect(throws: QuantizePipelineError.self) { try ModelQuantizer.quantize(model: src, output: tempPath("x"), options: o) }
+        #expect(throws: QuantizePipelineError.self) {
+            try ModelQuantizer.quantize(model: src, output: tempPath("x"), options: o)
+        }
         o.bits = 4
         // Output exists.
-        let e1 = #expect(throws: QuantizePipelineError.self) { try ModelQuantizer.quantize(model: src, output: src, options: o) }
+        let e1 = #expect(throws: QuantizePipelineError.self) {
+            try ModelQuantizer.quantize(model: src, output: src, options: o)
+        }
         #expect(e1?.description.contains("already exists") == true)
         // Unwritable output.
-        #expect(throws: (any Error).self) { try ModelQuantizer.quantize(model: src, output: "/proc/squeeze-out", options: o) }
+        #expect(throws: (any Error).self) {
+            try ModelQuantizer.quantize(model: src, output: "/proc/squeeze-out", options: o)
+        }
         // A sensitivity file whose shape does not match.
         let sens = tempPath("sens") + ".safetensors"
         defer { try? FileManager.default.removeItem(atPath: sens) }
         var ts: [Tensor] = []
         for l in 0..<2 {
-            for (n, s) in [("self_attn.q_proj", [64, 64]), ("self_attn.k_proj", [32, 64]), ("self_attn.v_proj", [32, 64]),
-                           ("self_attn.o_proj", [64, 64]), ("mlp.gate_proj", [96, 64]), ("mlp.up_proj", [96, 64]), ("mlp.down_proj", [64, 97])] {
-                ts.append(Tensor.f32(name: "model.layers.\(l).\(n).weight", shape: s, values: [Float](repeating: 1, count: s.reduce(1, *))))
+            for (n, s) in [
+                ("self_attn.q_proj", [64, 64]), ("self_attn.k_proj", [32, 64]), ("self_attn.v_proj", [32, 64]),
+                ("self_attn.o_proj", [64, 64]), ("mlp.gate_proj", [96, 64]), ("mlp.up_proj", [96, 64]),
+                ("mlp.down_proj", [64, 97]),
+            ] {
+                ts.append(
+                    Tensor.f32(
+                        name: "model.layers.\(l).\(n).weight", shape: s,
+                        values: [Float](repeating: 1, count: s.reduce(1, *))))
             }
         }
         try SafeTensorsWriter.write(tensors: ts, to: sens)
         o.sensitivity = .file(sens)
         let out = tempPath("q")
-        let e2 = #expect(throws: SensitivityError.self) { try ModelQuantizer.quantize(model: src, output: out, options: o) }
+        let e2 = #expect(throws: SensitivityError.self) {
+            try ModelQuantizer.quantize(model: src, output: out, options: o)
+        }
         #expect(e2?.description.contains("model.layers.0.mlp.down_proj.weight") == true)
         #expect(!FileManager.default.fileExists(atPath: out))
         // A missing tensor in the sensitivity file.
         try SafeTensorsWriter.write(tensors: Array(ts.dropFirst()), to: sens)
-        let e3 = #expect(throws: SensitivityError.self) { try ModelQuantizer.quantize(model: src, output: out, options: o) }
+        let e3 = #expect(throws: SensitivityError.self) {
+            try ModelQuantizer.quantize(model: src, output: out, options: o)
+        }
         #expect(e3?.description.contains("q_proj") == true)
         // Quantizing an already quantized model is refused.
         o.sensitivity = .none
@@ -177,8 +203,11 @@ func tempPath(_ tag: String) -> String { NSTemporaryDirectory() + "squeeze-\(tag
         try TinyLlama.make(in: src)
         var ts: [Tensor] = []
         for l in 0..<2 {
-            for (n, s) in [("self_attn.q_proj", [64, 64]), ("self_attn.k_proj", [32, 64]), ("self_attn.v_proj", [32, 64]),
-                           ("self_attn.o_proj", [64, 64]), ("mlp.gate_proj", [96, 64]), ("mlp.up_proj", [96, 64]), ("mlp.down_proj", [64, 96])] {
+            for (n, s) in [
+                ("self_attn.q_proj", [64, 64]), ("self_attn.k_proj", [32, 64]), ("self_attn.v_proj", [32, 64]),
+                ("self_attn.o_proj", [64, 64]), ("mlp.gate_proj", [96, 64]), ("mlp.up_proj", [96, 64]),
+                ("mlp.down_proj", [64, 96]),
+            ] {
                 var v = [Float](repeating: 1, count: s.reduce(1, *))
                 if l == 1 && n == "mlp.down_proj" { v[17] = .nan }
                 ts.append(Tensor.f32(name: "model.layers.\(l).\(n).weight", shape: s, values: v))
@@ -206,10 +235,15 @@ func tempPath(_ tag: String) -> String { NSTemporaryDirectory() + "squeeze-\(tag
         var rng = SplitMix64(seed: 9)
         var ts: [Tensor] = []
         for l in 0..<2 {
-            for (n, s) in [("self_attn.q_proj", [64, 64]), ("self_attn.k_proj", [32, 64]), ("self_attn.v_proj", [32, 64]),
-                           ("self_attn.o_proj", [64, 64]), ("mlp.gate_proj", [96, 64]), ("mlp.up_proj", [96, 64]), ("mlp.down_proj", [64, 96])] {
-                ts.append(Tensor.f32(name: "model.layers.\(l).\(n).weight", shape: s,
-                                     values: (0..<s.reduce(1, *)).map { _ in Float(pow(rng.uniform(), 8)) }))
+            for (n, s) in [
+                ("self_attn.q_proj", [64, 64]), ("self_attn.k_proj", [32, 64]), ("self_attn.v_proj", [32, 64]),
+                ("self_attn.o_proj", [64, 64]), ("mlp.gate_proj", [96, 64]), ("mlp.up_proj", [96, 64]),
+                ("mlp.down_proj", [64, 96]),
+            ] {
+                ts.append(
+                    Tensor.f32(
+                        name: "model.layers.\(l).\(n).weight", shape: s,
+                        values: (0..<s.reduce(1, *)).map { _ in Float(pow(rng.uniform(), 8)) }))
             }
         }
         try SafeTensorsWriter.write(tensors: ts, to: sens)
@@ -226,7 +260,8 @@ func tempPath(_ tag: String) -> String { NSTemporaryDirectory() + "squeeze-\(tag
         for t in ts {
             let name = t.name, rows = t.shape[0], cols = t.shape[1]
             let w = try orig.tensor(name).toFloatArray(), f = try sf.tensor(name).toFloatArray()
-            let q = try NonUniformQuantizer.quantizeMatrix(weights: w, sensitivity: .uniform, rows: rows, cols: cols, bits: 3)
+            let q = try NonUniformQuantizer.quantizeMatrix(
+                weights: w, sensitivity: .uniform, rows: rows, cols: cols, bits: 3)
             let dq = q.dequantized()
             for i in 0..<w.count { total += Double(f[i]) * Double(w[i] - dq[i]) * Double(w[i] - dq[i]) }
         }

@@ -1,5 +1,5 @@
-import Testing
 import SqueezeQuant
+import Testing
 
 @Suite struct RTNTests {
     @Test(arguments: [3, 4])
@@ -9,7 +9,8 @@ import SqueezeQuant
         var w = (0..<(rows * cols)).map { _ in Float(rng.normal() * 0.05 + 0.01) }
         for c in 0..<cols { w[5 * cols + c] = Float(rng.uniform()) + 0.5 }  // all positive: range widened to 0
         let q = try w.withUnsafeBufferPointer {
-            try RTNQuantizer.quantizeMatrix(weights: $0.baseAddress!, rows: rows, cols: cols, bits: bits, variant: .gptq)
+            try RTNQuantizer.quantizeMatrix(
+                weights: $0.baseAddress!, rows: rows, cols: cols, bits: bits, variant: .gptq)
         }
         let maxq = Float((1 << bits) - 1)
         for r in 0..<rows {

@@ -1,9 +1,9 @@
 import Foundation
-import Testing
 import SqueezeCore
 import SqueezeFormats
 import SqueezeModels
 import SqueezeQuant
+import Testing
 
 /// The Fisher of the real test model over the two fixture windows against PyTorch's (float64
 /// accumulation of float32 gradients; ../shared/reference, "Sensitivity (Fisher) fixture").
@@ -59,6 +59,8 @@ import SqueezeQuant
                 #expect(rel <= 2.5e-3, "\(name) row \(r): relative L2 error \(rel)")
             }
         }
-        print("Fisher vs PyTorch: losses \(acc.losses) vs \(refLosses); worst total relative error \(worst.0) (\(worst.1)); worst row relative L2 \(worstRow)")
+        print(
+            "Fisher vs PyTorch: losses \(acc.losses) vs \(refLosses); worst total relative error \(worst.0) (\(worst.1)); worst row relative L2 \(worstRow)"
+        )
     }
 }

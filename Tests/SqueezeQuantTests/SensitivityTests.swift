@@ -1,10 +1,10 @@
 import Foundation
-import Testing
 import SqueezeCore
 import SqueezeFormats
 import SqueezeKernels
 import SqueezeModels
 import SqueezeQuant
+import Testing
 
 /// A tensor source over buffers the test owns.
 final class OwnedSource: TensorSource {
@@ -21,9 +21,10 @@ final class OwnedSource: TensorSource {
 }
 
 enum TinyModel {
-    static let config = ModelConfig(vocabSize: 29, hiddenSize: 32, intermediateSize: 48, numLayers: 2, numHeads: 4,
-                                    numKVHeads: 2, headDim: 8, rmsNormEps: 1e-5, ropeTheta: 10000,
-                                    maxPositionEmbeddings: 40, tieWordEmbeddings: true)
+    static let config = ModelConfig(
+        vocabSize: 29, hiddenSize: 32, intermediateSize: 48, numLayers: 2, numHeads: 4,
+        numKVHeads: 2, headDim: 8, rmsNormEps: 1e-5, ropeTheta: 10000,
+        maxPositionEmbeddings: 40, tieWordEmbeddings: true)
 
     /// Random weights in Hugging Face layout; with `.interleaved`, the same model with Q and K rows
     /// permuted to llama.cpp's layout (as a GGUF file stores it).
@@ -78,7 +79,10 @@ enum TinyModel {
         var r = PythonRandom(seed: 0)
         #expect((0..<3).map { _ in r.getrandbits(32) } == [3_626_764_237, 1_654_615_998, 3_255_389_356])
         r = PythonRandom(seed: 0)
-        #expect((0..<8).map { _ in r.randint(0, 133_296 - 513) } == [100_989, 110_250, 10_612, 67_873, 127_383, 106_151, 79_511, 124_937])
+        #expect(
+            (0..<8).map { _ in r.randint(0, 133_296 - 513) } == [
+                100_989, 110_250, 10_612, 67_873, 127_383, 106_151, 79_511, 124_937,
+            ])
         r = PythonRandom(seed: 12_345_678_901)
         #expect((0..<8).map { _ in r.randint(0, 10) } == [9, 5, 6, 5, 8, 1, 2, 5])
         #expect(r.getrandbits(64) == 6_896_223_236_414_216_872)
@@ -98,7 +102,8 @@ enum TinyModel {
     }
 
     @Test func sha256() {
-        #expect(SHA256Digest.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(
+            SHA256Digest.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         #expect(SHA256Digest.hex([UInt8]()) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         let long = [UInt8](repeating: 0x61, count: 1_000)
         #expect(SHA256Digest.hex(long) == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
@@ -116,12 +121,16 @@ enum TinyModel {
             var g: [String: [Float]] = [:]
             let m: DecoderModel
             init(_ m: DecoderModel) { self.m = m }
-            func accept(layer: Int, kind: LinearKind, dY: UnsafePointer<Float>, lddy: Int, x: UnsafePointer<Float>, ldx: Int, tokens: Int) {
+            func accept(
+                layer: Int, kind: LinearKind, dY: UnsafePointer<Float>, lddy: Int, x: UnsafePointer<Float>, ldx: Int,
+                tokens: Int
+            ) {
                 let op = m.layers[layer].op(kind)!
                 var out = [Float](repeating: 0, count: op.rows * op.columns)
                 out.withUnsafeMutableBufferPointer {
-                    BackwardKernels.weightGradient(dY: dY, lddy: lddy, x: x, ldx: ldx, tokens: tokens, rows: op.rows,
-                                                   columns: op.columns, out: $0.baseAddress!, mode: .store, pool: nil)
+                    BackwardKernels.weightGradient(
+                        dY: dY, lddy: lddy, x: x, ldx: ldx, tokens: tokens, rows: op.rows,
+                        columns: op.columns, out: $0.baseAddress!, mode: .store, pool: nil)
                 }
                 g[ModelFamily.llama.weightName(layer: layer, kind: kind)!] = out
             }
@@ -164,9 +173,12 @@ enum TinyModel {
         }
         var bad = w
         bad[3][7] = 99
-        let e = #expect(throws: ModelError.self) { try Sensitivity.compute(model: model, windows: bad, mode: .fisher, lanes: 2) }
+        let e = #expect(throws: ModelError.self) {
+            try Sensitivity.compute(model: model, windows: bad, mode: .fisher, lanes: 2)
+        }
         #expect(e?.description.contains("99") == true)
-        #expect(Sensitivity.automaticLanes(model: model, windows: w, mode: .fisher) == min(model.pool.defaultThreads, 5))
+        #expect(
+            Sensitivity.automaticLanes(model: model, windows: w, mode: .fisher) == min(model.pool.defaultThreads, 5))
     }
 
     /// A GGUF-layout model (Q/K rows permuted, interleaved RoPE) is the same function as its HF-layout
@@ -181,7 +193,9 @@ enum TinyModel {
             for kind in LinearKind.allCases {
                 let x = a.values(layer: l, kind: kind), y = b.values(layer: l, kind: kind)
                 let scale = Double(x.max()!)
-                #expect(zip(x, y).allSatisfy { abs(Double($0) - Double($1)) <= 1e-4 * scale }, "\(ModelFamily.llama.weightName(layer: l, kind: kind)!)")
+                #expect(
+                    zip(x, y).allSatisfy { abs(Double($0) - Double($1)) <= 1e-4 * scale },
+                    "\(ModelFamily.llama.weightName(layer: l, kind: kind)!)")
             }
         }
         // The import turns HF order back into the GGUF order of the model's own rows.
@@ -190,7 +204,7 @@ enum TinyModel {
         try b.write(to: d + "/s.safetensors")
         let f = try SensitivityFile(path: d + "/s.safetensors")
         let back = try f.values(layer: 1, kind: .q, config: gg.config, rowOrder: .interleaved)
-        let ownOrder = b.values(layer: 1, kind: .q) // HF order
+        let ownOrder = b.values(layer: 1, kind: .q)  // HF order
         let map = RopePermutation.ggufRowForHFRow(heads: 4, headDim: 8)
         for hfRow in 0..<32 { for j in 0..<32 { #expect(back[map[hfRow] * 32 + j] == ownOrder[hfRow * 32 + j]) } }
     }
@@ -201,8 +215,9 @@ enum TinyModel {
         defer { try? FileManager.default.removeItem(atPath: d) }
         let opts = SensitivityOptions(samples: 3, seqlen: 16, seed: 5)
         let acc = try Sensitivity.compute(model: model, tokens: TinyModel.tokens, options: opts)
-        let meta = Sensitivity.metadata(options: opts, calibrationPath: "/x/cal.txt", calibrationSHA256: "ab",
-                                        tokenCount: TinyModel.tokens.count, modelPath: "/m/tiny")
+        let meta = Sensitivity.metadata(
+            options: opts, calibrationPath: "/x/cal.txt", calibrationSHA256: "ab",
+            tokenCount: TinyModel.tokens.count, modelPath: "/m/tiny")
         for dtype in [DType.f32, .bf16] {
             let p = d + "/fisher-\(dtype.rawValue).safetensors"
             try acc.write(to: p, dtype: dtype, metadata: meta)
@@ -225,7 +240,9 @@ enum TinyModel {
             #expect(f.origin == .squeeze && !f.isPerColumn)
             try f.validate(config: model.config)
         }
-        #expect(throws: SensitivityError.unsupportedOutputDType(.f16)) { try acc.write(to: d + "/x.safetensors", dtype: .f16) }
+        #expect(throws: SensitivityError.unsupportedOutputDType(.f16)) {
+            try acc.write(to: d + "/x.safetensors", dtype: .f16)
+        }
     }
 
     /// Activations mode: the mean of x_j^2 over all tokens of each linear layer's input, one value
@@ -237,7 +254,8 @@ enum TinyModel {
         let acc = try Sensitivity.compute(model: model, windows: w, mode: .activations)
         #expect(acc.shape(layer: 0, kind: .down) == [1, 48])
         let h = 32
-        let emb = src.buffers["model.embed_tokens.weight"]!.0.toArray(), g = src.buffers["model.layers.0.input_layernorm.weight"]!.0.toArray()
+        let emb = src.buffers["model.embed_tokens.weight"]!.0.toArray(),
+            g = src.buffers["model.layers.0.input_layernorm.weight"]!.0.toArray()
         var want = [Double](repeating: 0, count: h)
         for id in w.joined() {
             let row = (0..<h).map { Double(emb[id * h + $0]) }
@@ -261,25 +279,32 @@ enum TinyModel {
         let model = try TinyModel.model()
         // Calibration text shorter than one window.
         let e1 = #expect(throws: SensitivityError.self) {
-            try Sensitivity.compute(model: model, tokens: Array(TinyModel.tokens[0..<16]), options: SensitivityOptions(samples: 2, seqlen: 16))
+            try Sensitivity.compute(
+                model: model, tokens: Array(TinyModel.tokens[0..<16]),
+                options: SensitivityOptions(samples: 2, seqlen: 16))
         }
         #expect(e1?.description.contains("16 tokens") == true)
         // Window longer than the model's context (40).
         let e2 = #expect(throws: SensitivityError.self) {
-            try Sensitivity.compute(model: model, tokens: TinyModel.tokens, options: SensitivityOptions(samples: 2, seqlen: 41))
+            try Sensitivity.compute(
+                model: model, tokens: TinyModel.tokens, options: SensitivityOptions(samples: 2, seqlen: 41))
         }
         #expect(e2?.description.contains("context of 40") == true)
         // A model of an unsupported architecture.
         let d = temporaryDirectory("sens-arch")
         defer { try? FileManager.default.removeItem(atPath: d) }
         try writeJSON(["model_type": "gpt_neox", "vocab_size": 16, "hidden_size": 8], to: d + "/config.json")
-        try SafeTensorsWriter.write(tensors: [Tensor.f32(name: "x", shape: [1], values: [0])], to: d + "/model.safetensors")
+        try SafeTensorsWriter.write(
+            tensors: [Tensor.f32(name: "x", shape: [1], values: [0])], to: d + "/model.safetensors")
         let e3 = #expect(throws: ModelError.self) { try Sensitivity.loadModel(path: d) }
         #expect(e3?.description.contains("unsupported model architecture 'gpt_neox'") == true)
         // A quantized or half-precision model cannot be differentiated: named error.
-        let half = try DecoderModel(config: TinyModel.config, source: TinyModel.source(layout: .halves), options: LoadOptions(weightDType: .f16))
+        let half = try DecoderModel(
+            config: TinyModel.config, source: TinyModel.source(layout: .halves), options: LoadOptions(weightDType: .f16)
+        )
         let e4 = #expect(throws: ModelError.self) {
-            try Sensitivity.compute(model: half, tokens: TinyModel.tokens, options: SensitivityOptions(samples: 1, seqlen: 8))
+            try Sensitivity.compute(
+                model: half, tokens: TinyModel.tokens, options: SensitivityOptions(samples: 1, seqlen: 8))
         }
         #expect(e4?.description.contains("q_proj") == true)
     }
@@ -287,19 +312,32 @@ enum TinyModel {
 
 /// Importing other tools' outputs as `--sensitivity`.
 @Suite struct SensitivityImportTests {
-    func weights(_ c: ModelConfig, dtype: DType, extra: Bool, skip: String? = nil, badShape: String? = nil) throws -> [Tensor] {
+    func weights(
+        _ c: ModelConfig, dtype: DType, extra: Bool, skip: String? = nil, badShape: String? = nil
+    ) throws -> [Tensor] {
         var out: [Tensor] = []
-        if extra { out.append(Tensor.f32(name: "model.embed_tokens.weight", shape: [c.vocabSize, c.hiddenSize], values: .init(repeating: 1, count: c.vocabSize * c.hiddenSize))) }
+        if extra {
+            out.append(
+                Tensor.f32(
+                    name: "model.embed_tokens.weight", shape: [c.vocabSize, c.hiddenSize],
+                    values: .init(repeating: 1, count: c.vocabSize * c.hiddenSize)))
+        }
         for l in 0..<c.numLayers {
             for kind in LinearKind.allCases {
                 let name = ModelFamily.llama.weightName(layer: l, kind: kind)!
                 if name == skip { continue }
                 var (r, cols) = SensitivityFile.shape(kind, c)
                 if name == badShape { r += 1 }
-                let t = Tensor.f32(name: name, shape: [r, cols], values: (0..<(r * cols)).map { Float($0 % 13) * 1e-6 })
+                let t = Tensor.f32(
+                    name: name, shape: [r, cols], values: (0..<(r * cols)).map { Float($0 % 13) * 1e-6 })
                 out.append(try t.converted(to: dtype))
             }
-            if extra { out.append(Tensor.f32(name: "model.layers.\(l).input_layernorm.weight", shape: [c.hiddenSize], values: .init(repeating: 1, count: c.hiddenSize))) }
+            if extra {
+                out.append(
+                    Tensor.f32(
+                        name: "model.layers.\(l).input_layernorm.weight", shape: [c.hiddenSize],
+                        values: .init(repeating: 1, count: c.hiddenSize)))
+            }
         }
         return out
     }
@@ -309,7 +347,9 @@ enum TinyModel {
         let d = temporaryDirectory("sens-sqllm")
         defer { try? FileManager.default.removeItem(atPath: d) }
         try writeJSON(c.huggingFaceJSON(), to: d + "/config.json")
-        try SafeTensorsWriter.write(tensors: try weights(c, dtype: .bf16, extra: true), metadata: ["format": "pt"], to: d + "/model.safetensors")
+        try SafeTensorsWriter.write(
+            tensors: try weights(c, dtype: .bf16, extra: true), metadata: ["format": "pt"], to: d + "/model.safetensors"
+        )
         let f = try SensitivityFile(path: d)
         #expect(f.origin == .squeezeLLMCheckpoint && !f.isPerColumn)
         try f.validate(config: c)
@@ -322,8 +362,9 @@ enum TinyModel {
         let d = temporaryDirectory("sens-mlx")
         defer { try? FileManager.default.removeItem(atPath: d) }
         let p = d + "/tiny-grads.safetensors"
-        try SafeTensorsWriter.write(tensors: try weights(c, dtype: .f32, extra: false),
-                                    metadata: ["nsamples": "100", "seed": "42", "seqlen": "512"], to: p)
+        try SafeTensorsWriter.write(
+            tensors: try weights(c, dtype: .f32, extra: false),
+            metadata: ["nsamples": "100", "seed": "42", "seqlen": "512"], to: p)
         let f = try SensitivityFile(path: p)
         #expect(f.origin == .mlx)
         try f.validate(config: c)
@@ -333,24 +374,41 @@ enum TinyModel {
         let c = TinyModel.config
         let d = temporaryDirectory("sens-bad")
         defer { try? FileManager.default.removeItem(atPath: d) }
-        try SafeTensorsWriter.write(tensors: try weights(c, dtype: .f32, extra: false, skip: "model.layers.1.mlp.up_proj.weight"), to: d + "/a.safetensors")
-        #expect(throws: SensitivityError.missingTensor(file: d + "/a.safetensors", tensor: "model.layers.1.mlp.up_proj.weight")) {
+        try SafeTensorsWriter.write(
+            tensors: try weights(c, dtype: .f32, extra: false, skip: "model.layers.1.mlp.up_proj.weight"),
+            to: d + "/a.safetensors")
+        #expect(
+            throws: SensitivityError.missingTensor(
+                file: d + "/a.safetensors", tensor: "model.layers.1.mlp.up_proj.weight")
+        ) {
             try SensitivityFile(path: d + "/a.safetensors").validate(config: c)
         }
-        try SafeTensorsWriter.write(tensors: try weights(c, dtype: .f32, extra: false, badShape: "model.layers.0.self_attn.k_proj.weight"), to: d + "/b.safetensors")
-        let e = #expect(throws: SensitivityError.self) { try SensitivityFile(path: d + "/b.safetensors").validate(config: c) }
-        #expect(e?.description.contains("model.layers.0.self_attn.k_proj.weight") == true && e?.description.contains("[16, 32]") == true)
+        try SafeTensorsWriter.write(
+            tensors: try weights(c, dtype: .f32, extra: false, badShape: "model.layers.0.self_attn.k_proj.weight"),
+            to: d + "/b.safetensors")
+        let e = #expect(throws: SensitivityError.self) {
+            try SensitivityFile(path: d + "/b.safetensors").validate(config: c)
+        }
+        #expect(
+            e?.description.contains("model.layers.0.self_attn.k_proj.weight") == true
+                && e?.description.contains("[16, 32]") == true)
         // A model with more layers than the file.
         var bigger = c
         bigger.numLayers = 3
-        #expect(throws: SensitivityError.missingTensor(file: d + "/a.safetensors", tensor: "model.layers.1.mlp.up_proj.weight")) {
+        #expect(
+            throws: SensitivityError.missingTensor(
+                file: d + "/a.safetensors", tensor: "model.layers.1.mlp.up_proj.weight")
+        ) {
             try SensitivityFile(path: d + "/a.safetensors").validate(config: bigger)
         }
         // Negative values.
         var ts = try weights(c, dtype: .f32, extra: false)
-        ts[0] = Tensor.f32(name: ts[0].name, shape: ts[0].shape, values: [-1] + .init(repeating: 0, count: ts[0].elementCount - 1))
+        ts[0] = Tensor.f32(
+            name: ts[0].name, shape: ts[0].shape, values: [-1] + .init(repeating: 0, count: ts[0].elementCount - 1))
         try SafeTensorsWriter.write(tensors: ts, to: d + "/c.safetensors")
-        #expect(throws: SensitivityError.self) { try SensitivityFile(path: d + "/c.safetensors").values(layer: 0, kind: .q, config: c) }
+        #expect(throws: SensitivityError.self) {
+            try SensitivityFile(path: d + "/c.safetensors").values(layer: 0, kind: .q, config: c)
+        }
         #expect(throws: SensitivityError.self) { try SensitivityFile(path: d + "/nothing.safetensors") }
     }
 }

@@ -1,5 +1,5 @@
-import Testing
 import SqueezeQuant
+import Testing
 
 @Suite struct SparseTests {
     /// A reference selection by sorting: sensitivities strictly above the k-th largest, |w| >= T.
@@ -31,7 +31,8 @@ import SqueezeQuant
         // Fraction mode: 0.05% sensitive + 0.40% outliers.
         let sel = try w.withUnsafeBufferPointer { wp in
             try s.withUnsafeBufferPointer { sp in
-                try OutlierSelector.sparsity(percent: 0.45).select(weights: wp.baseAddress!, sensitivity: sp.baseAddress!, count: n)
+                try OutlierSelector.sparsity(percent: 0.45).select(
+                    weights: wp.baseAddress!, sensitivity: sp.baseAddress!, count: n)
             }
         }
         #expect(sel.outlierCount == 80)  // round(0.004 * 20000), distinct |w|
@@ -48,7 +49,8 @@ import SqueezeQuant
         #expect(abs(tr - Double(t)) <= 1e-6 * Double(t))
         // Range mode with that r selects the same outliers (up to the rounding of T).
         let sel2 = try w.withUnsafeBufferPointer { wp in
-            try OutlierSelector(sensitiveFraction: 0, threshold: .range(2.5)).select(weights: wp.baseAddress!, sensitivity: nil, count: n)
+            try OutlierSelector(sensitiveFraction: 0, threshold: .range(2.5)).select(
+                weights: wp.baseAddress!, sensitivity: nil, count: n)
         }
         let t2 = Float(max(abs(Double(sel.q1) - 2.5 * iqr), abs(Double(sel.q3) + 2.5 * iqr)))
         #expect(sel2.threshold == t2)

@@ -31,17 +31,23 @@ struct ServerRouteTests {
         let metrics = try await s.send("GET", "/metrics")
         #expect(metrics.status == 200)
         #expect(metrics.headers["content-type"]?.hasPrefix("text/plain") == true)
-        for name in ["squeeze_http_requests_total", "squeeze_generated_tokens_total", "squeeze_prompt_tokens_total",
-                     "squeeze_queue_depth", "squeeze_batch_size_bucket", "squeeze_request_duration_seconds_bucket",
-                     "squeeze_time_to_first_token_seconds_bucket", "squeeze_decode_step_seconds_bucket"] {
+        for name in [
+            "squeeze_http_requests_total", "squeeze_generated_tokens_total", "squeeze_prompt_tokens_total",
+            "squeeze_queue_depth", "squeeze_batch_size_bucket", "squeeze_request_duration_seconds_bucket",
+            "squeeze_time_to_first_token_seconds_bucket", "squeeze_decode_step_seconds_bucket",
+        ] {
             #expect(metrics.body.contains(name), "metrics lack \(name)")
         }
     }
 
     @Test func completionNonStreaming() async throws {
         let s = try await SharedServer.instance.get()
-        let r = try await s.post("/v1/completions", ["model": "test-model", "prompt": "The capital of France is",
-                                                     "max_tokens": 6, "temperature": 0])
+        let r = try await s.post(
+            "/v1/completions",
+            [
+                "model": "test-model", "prompt": "The capital of France is",
+                "max_tokens": 6, "temperature": 0,
+            ])
         #expect(r.status == 200)
         #expect(r.object["object"] as? String == "text_completion")
         #expect((r.object["id"] as? String)?.hasPrefix("cmpl-") == true)
@@ -55,10 +61,14 @@ struct ServerRouteTests {
 
     @Test func chatNonStreaming() async throws {
         let s = try await SharedServer.instance.get()
-        let r = try await s.post("/v1/chat/completions", [
-            "messages": [["role": "system", "content": "You are brief."], ["role": "user", "content": "Say hi."]],
-            "max_tokens": 8, "temperature": 0,
-        ])
+        let r = try await s.post(
+            "/v1/chat/completions",
+            [
+                "messages": [
+                    ["role": "system", "content": "You are brief."], ["role": "user", "content": "Say hi."],
+                ],
+                "max_tokens": 8, "temperature": 0,
+            ])
         #expect(r.status == 200)
         #expect(r.object["object"] as? String == "chat.completion")
         let msg = r.object.choices.first?["message"] as? [String: Any]
@@ -88,7 +98,9 @@ struct ServerRouteTests {
 
     @Test func streamingChat() async throws {
         let s = try await SharedServer.instance.get()
-        let req: [String: Any] = ["messages": [["role": "user", "content": "Name a color."]], "max_tokens": 8, "temperature": 0]
+        let req: [String: Any] = [
+            "messages": [["role": "user", "content": "Name a color."]], "max_tokens": 8, "temperature": 0,
+        ]
         let plain = try await s.post("/v1/chat/completions", req)
         let st = try await s.stream("/v1/chat/completions", req)
         #expect(st.status == 200)
@@ -122,7 +134,8 @@ struct ServerRouteTests {
 
     @Test func logprobs() async throws {
         let s = try await SharedServer.instance.get()
-        let r = try await s.post("/v1/completions", ["prompt": "Hello, my name", "max_tokens": 4, "temperature": 0, "logprobs": 3])
+        let r = try await s.post(
+            "/v1/completions", ["prompt": "Hello, my name", "max_tokens": 4, "temperature": 0, "logprobs": 3])
         #expect(r.status == 200)
         let lp = r.object.choices.first?["logprobs"] as? [String: Any]
         let tokens = lp?["tokens"] as? [String] ?? []
@@ -136,19 +149,26 @@ struct ServerRouteTests {
             #expect(t.count >= 1)
             #expect(abs((t.values.max() ?? 0) - v) < 1e-4)
         }
-        let c = try await s.post("/v1/chat/completions", ["messages": [["role": "user", "content": "Hi"]], "max_tokens": 3,
-                                                          "temperature": 0, "logprobs": true, "top_logprobs": 2])
+        let c = try await s.post(
+            "/v1/chat/completions",
+            [
+                "messages": [["role": "user", "content": "Hi"]], "max_tokens": 3,
+                "temperature": 0, "logprobs": true, "top_logprobs": 2,
+            ])
         #expect(c.status == 200)
         let content = (c.object.choices.first?["logprobs"] as? [String: Any])?["content"] as? [[String: Any]] ?? []
         #expect(content.count == 3 || c.object.finishReason == "stop")
-        #expect(content.allSatisfy { ($0["top_logprobs"] as? [Any])?.count == 2 && ($0["logprob"] as? Double ?? 1) <= 0 })
+        #expect(
+            content.allSatisfy { ($0["top_logprobs"] as? [Any])?.count == 2 && ($0["logprob"] as? Double ?? 1) <= 0 })
     }
 
     @Test func seededSamplingIsReproducible() async throws {
         let s = try await SharedServer.instance.get()
-        let req: [String: Any] = ["prompt": "The weather today", "max_tokens": 8, "temperature": 0.9, "top_p": 0.95,
-                                  "top_k": 50, "min_p": 0.01, "seed": 1234, "repetition_penalty": 1.1,
-                                  "presence_penalty": 0.2, "frequency_penalty": 0.2]
+        let req: [String: Any] = [
+            "prompt": "The weather today", "max_tokens": 8, "temperature": 0.9, "top_p": 0.95,
+            "top_k": 50, "min_p": 0.01, "seed": 1234, "repetition_penalty": 1.1,
+            "presence_penalty": 0.2, "frequency_penalty": 0.2,
+        ]
         let a = try await s.post("/v1/completions", req)
         let b = try await s.post("/v1/completions", req)
         #expect(a.status == 200)
@@ -157,8 +177,10 @@ struct ServerRouteTests {
 
     @Test func errorsAreOpenAIShapedWithTheFieldNamed() async throws {
         let s = try await SharedServer.instance.get()
-        func check(_ r: (status: Int, headers: [String: String], body: String), _ status: Int, param: String?,
-                   sourceLocation: SourceLocation = #_sourceLocation) {
+        func check(
+            _ r: (status: Int, headers: [String: String], body: String), _ status: Int, param: String?,
+            sourceLocation: SourceLocation = #_sourceLocation
+        ) {
             #expect(r.status == status, "\(r.body)", sourceLocation: sourceLocation)
             let e = jsonObject(r.body).error
             #expect(e["message"] is String, "\(r.body)", sourceLocation: sourceLocation)
@@ -169,31 +191,49 @@ struct ServerRouteTests {
         check(try await s.send("POST", "/v1/completions", raw: "{not json"), 400, param: nil)
         check(try await s.send("POST", "/v1/completions", raw: "[1, 2]"), 400, param: nil)
         check(try await s.send("POST", "/v1/completions", json: ["max_tokens": 3]), 400, param: "prompt")
-        check(try await s.send("POST", "/v1/completions", json: ["prompt": "x", "temperature": "hot"]), 400, param: "temperature")
-        check(try await s.send("POST", "/v1/completions", json: ["prompt": "x", "temperature": -1]), 400, param: "temperature")
+        check(
+            try await s.send("POST", "/v1/completions", json: ["prompt": "x", "temperature": "hot"]), 400,
+            param: "temperature")
+        check(
+            try await s.send("POST", "/v1/completions", json: ["prompt": "x", "temperature": -1]), 400,
+            param: "temperature")
         check(try await s.send("POST", "/v1/completions", json: ["prompt": "x", "top_p": 0]), 400, param: "top_p")
         check(try await s.send("POST", "/v1/completions", json: ["prompt": "x", "top_k": -3]), 400, param: "top_k")
         check(try await s.send("POST", "/v1/completions", json: ["prompt": "x", "min_p": 2]), 400, param: "min_p")
-        check(try await s.send("POST", "/v1/completions", json: ["prompt": "x", "presence_penalty": 5]), 400, param: "presence_penalty")
-        check(try await s.send("POST", "/v1/completions", json: ["prompt": "x", "repetition_penalty": 0]), 400, param: "repetition_penalty")
-        check(try await s.send("POST", "/v1/completions", json: ["prompt": "x", "max_tokens": 0]), 400, param: "max_tokens")
-        check(try await s.send("POST", "/v1/completions", json: ["prompt": "x", "max_tokens": 100_000]), 400, param: "max_tokens")
+        check(
+            try await s.send("POST", "/v1/completions", json: ["prompt": "x", "presence_penalty": 5]), 400,
+            param: "presence_penalty")
+        check(
+            try await s.send("POST", "/v1/completions", json: ["prompt": "x", "repetition_penalty": 0]), 400,
+            param: "repetition_penalty")
+        check(
+            try await s.send("POST", "/v1/completions", json: ["prompt": "x", "max_tokens": 0]), 400,
+            param: "max_tokens")
+        check(
+            try await s.send("POST", "/v1/completions", json: ["prompt": "x", "max_tokens": 100_000]), 400,
+            param: "max_tokens")
         check(try await s.send("POST", "/v1/completions", json: ["prompt": "x", "n": 2]), 400, param: "n")
-        check(try await s.send("POST", "/v1/completions", json: ["prompt": "x", "logprobs": 99]), 400, param: "logprobs")
+        check(
+            try await s.send("POST", "/v1/completions", json: ["prompt": "x", "logprobs": 99]), 400, param: "logprobs")
         check(try await s.send("POST", "/v1/completions", json: ["prompt": "x", "stop": 5]), 400, param: "stop")
         check(try await s.send("POST", "/v1/completions", json: ["prompt": [999_999_999]]), 400, param: "prompt")
         check(try await s.send("POST", "/v1/completions", json: ["prompt": ""]), 400, param: "prompt")
         check(try await s.send("POST", "/v1/chat/completions", json: ["max_tokens": 2]), 400, param: "messages")
         check(try await s.send("POST", "/v1/chat/completions", json: ["messages": []]), 400, param: "messages")
-        check(try await s.send("POST", "/v1/chat/completions", json: ["messages": [["content": "hi"]]]), 400, param: "messages[0].role")
-        check(try await s.send("POST", "/v1/chat/completions", json: ["messages": [["role": "user", "content": 7]]]), 400,
-              param: "messages[0].content")
-        check(try await s.send("POST", "/v1/completions", json: ["prompt": "x", "model": "gpt-9"]), 404, param: "model")
+        check(
+            try await s.send("POST", "/v1/chat/completions", json: ["messages": [["content": "hi"]]]), 400,
+            param: "messages[0].role")
+        check(
+            try await s.send("POST", "/v1/chat/completions", json: ["messages": [["role": "user", "content": 7]]]), 400,
+            param: "messages[0].content")
+        check(
+            try await s.send("POST", "/v1/completions", json: ["prompt": "x", "model": "gpt-9"]), 404, param: "model")
         check(try await s.send("GET", "/v1/nothing"), 404, param: nil)
         check(try await s.send("GET", "/v1/completions"), 405, param: nil)
         // A prompt longer than the context (512 here) is 413.
         let long = String(repeating: "word ", count: 800)
-        check(try await s.send("POST", "/v1/completions", json: ["prompt": long, "max_tokens": 1]), 413, param: "prompt")
+        check(
+            try await s.send("POST", "/v1/completions", json: ["prompt": long, "max_tokens": 1]), 413, param: "prompt")
         // The server is still fine.
         #expect(try await s.send("GET", "/health").status == 200)
         let ok = try await s.post("/v1/completions", ["prompt": "x", "max_tokens": 1])
@@ -227,16 +267,19 @@ struct ServerRouteTests {
     }
 
     @Test func fullQueueIs503AndDisconnectCancels() async throws {
-        let s = try await TestServer.start { $0.maxBatch = 1; $0.queueLimit = 0 }
+        let s = try await TestServer.start {
+            $0.maxBatch = 1; $0.queueLimit = 0
+        }
         defer { Task { await s.stop() } }
         // A long streaming request occupies the only slot; the client goes away after two events.
         let first = Task {
             var req = HTTPClientRequest(url: s.base + "/v1/completions")
             req.method = .POST
             req.headers.add(name: "Content-Type", value: "application/json")
-            req.body = .bytes(try JSONSerialization.data(withJSONObject: [
-                "prompt": "Tell me a long story.", "max_tokens": 400, "stream": true, "temperature": 0,
-            ]))
+            req.body = .bytes(
+                try JSONSerialization.data(withJSONObject: [
+                    "prompt": "Tell me a long story.", "max_tokens": 400, "stream": true, "temperature": 0,
+                ]))
             let resp = try await HTTPClient.shared.execute(req, timeout: .seconds(120))
             var seen = 0
             for try await part in resp.body {
@@ -260,7 +303,8 @@ struct ServerRouteTests {
         #expect(after.status == 200)
         // Shutting down: new work is refused with 503 and Retry-After, health still answers.
         s.server.scheduler.stopAccepting()
-        let closing = try await s.send("POST", "/v1/chat/completions", json: ["messages": [["role": "user", "content": "x"]]])
+        let closing = try await s.send(
+            "POST", "/v1/chat/completions", json: ["messages": [["role": "user", "content": "x"]]])
         #expect(closing.status == 503)
         #expect(closing.headers["retry-after"] != nil)
         #expect(try await s.send("GET", "/health").status == 200)
@@ -272,10 +316,16 @@ struct ServerRouteTests {
         let prompts = ["The quick brown fox", "In 1492, Columbus", "def fibonacci(n):", "Water boils at"]
         func run(_ p: String, _ i: Int) async throws -> String {
             if i % 2 == 0 {
-                return try await s.post("/v1/completions", ["prompt": p, "max_tokens": 8, "temperature": 0]).object.firstText
+                return try await s.post("/v1/completions", ["prompt": p, "max_tokens": 8, "temperature": 0]).object
+                    .firstText
             }
-            return try await s.post("/v1/chat/completions", ["messages": [["role": "user", "content": p]], "max_tokens": 8,
-                                                             "temperature": 0]).object.chatContent
+            return try await s.post(
+                "/v1/chat/completions",
+                [
+                    "messages": [["role": "user", "content": p]], "max_tokens": 8,
+                    "temperature": 0,
+                ]
+            ).object.chatContent
         }
         var serial: [String] = []
         for (i, p) in prompts.enumerated() { serial.append(try await run(p, i)) }

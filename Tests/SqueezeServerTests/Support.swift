@@ -6,7 +6,8 @@ import SqueezeTokenizer
 import Testing
 
 /// The real test model: $SQUEEZE_MODEL or the cache that `bash scripts/ci/fetch-test-model.sh` fills.
-let testModelPath = ProcessInfo.processInfo.environment["SQUEEZE_MODEL"]
+let testModelPath =
+    ProcessInfo.processInfo.environment["SQUEEZE_MODEL"]
     ?? (NSHomeDirectory() + "/.cache/squeeze/models/SmolLM2-135M-Instruct.Q4_1.gguf")
 let haveTestModel = FileManager.default.fileExists(atPath: testModelPath)
 let skipNote: Comment = "the test model is not cached; fetch it with `bash scripts/ci/fetch-test-model.sh`"
@@ -33,7 +34,8 @@ final class TestServer: Sendable {
         let l = try Loaded.shared.get()
         var config = ServerConfiguration(host: "127.0.0.1", port: 0, maxBatch: 8, context: 512, queueLimit: 16)
         configure(&config)
-        let server = try SqueezeServer(model: l.model, tokenizer: l.tokenizer, modelID: "test-model", configuration: config)
+        let server = try SqueezeServer(
+            model: l.model, tokenizer: l.tokenizer, modelID: "test-model", configuration: config)
         let (ports, cont) = AsyncStream<Int>.makeStream()
         let app = server.makeApplication { port in cont.yield(port) }
         let task = Task { try await app.run() }
@@ -53,8 +55,10 @@ final class TestServer: Sendable {
     }
 
     /// Sends a request; returns status, headers (lower-cased names) and body text.
-    func send(_ method: String, _ path: String, json: Any? = nil, raw: String? = nil, key: String? = nil,
-              timeout: Int64 = 120) async throws -> (status: Int, headers: [String: String], body: String) {
+    func send(
+        _ method: String, _ path: String, json: Any? = nil, raw: String? = nil, key: String? = nil,
+        timeout: Int64 = 120
+    ) async throws -> (status: Int, headers: [String: String], body: String) {
         var req = HTTPClientRequest(url: base + path)
         req.method = .init(rawValue: method)
         if let key { req.headers.add(name: "Authorization", value: "Bearer \(key)") }
@@ -79,7 +83,9 @@ final class TestServer: Sendable {
     }
 
     /// POSTs a streaming request and returns the `data:` payloads (the last being "[DONE]").
-    func stream(_ path: String, _ json: [String: Any], key: String? = nil) async throws -> (status: Int, contentType: String, events: [String]) {
+    func stream(
+        _ path: String, _ json: [String: Any], key: String? = nil
+    ) async throws -> (status: Int, contentType: String, events: [String]) {
         var body = json
         body["stream"] = true
         let r = try await send("POST", path, json: body, key: key)

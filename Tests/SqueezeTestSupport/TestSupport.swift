@@ -5,8 +5,11 @@ import Testing
 public enum TestModel {
     /// `$SQUEEZE_MODEL`, else the cache that `bash scripts/ci/fetch-test-model.sh` fills; nil when absent.
     public static let path: String? = {
-        if let p = ProcessInfo.processInfo.environment["SQUEEZE_MODEL"], FileManager.default.fileExists(atPath: p) { return p }
-        let cache = ProcessInfo.processInfo.environment["SQUEEZE_CACHE"]
+        if let p = ProcessInfo.processInfo.environment["SQUEEZE_MODEL"], FileManager.default.fileExists(atPath: p) {
+            return p
+        }
+        let cache =
+            ProcessInfo.processInfo.environment["SQUEEZE_CACHE"]
             ?? (NSHomeDirectory() + "/.cache/squeeze")
         let p = cache + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"
         return FileManager.default.fileExists(atPath: p) ? p : nil

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import SqueezeTokenizer
+import Testing
 
 @Suite struct ChatTemplateTests {
     static let fx = Fx.json("chat_fixtures.json")
@@ -35,27 +35,32 @@ import SqueezeTokenizer
         let tok = Fx.smol
         let msgs = Self.messages("multi")
         let text = try tok.applyChatTemplate(messages: msgs, addGenerationPrompt: true)
-        let expected = (Self.fx["cases"] as! [[String: Any]]).first {
-            $0["template"] as? String == "smollm2" && $0["conversation"] as? String == "multi" && $0["add_generation_prompt"] as? Bool == true
-        }!["expected"] as! String
+        let expected =
+            (Self.fx["cases"] as! [[String: Any]]).first {
+                $0["template"] as? String == "smollm2" && $0["conversation"] as? String == "multi"
+                    && $0["add_generation_prompt"] as? Bool == true
+            }!["expected"] as! String
         #expect(text == expected)
         #expect(text.hasSuffix("<|im_start|>assistant\n"))
     }
 
     @Test func unsupportedConstructsAreErrors() {
         #expect(throws: TokenizerError.self) { try ChatTemplate("{% include 'x' %}") }
-        #expect(throws: TokenizerError.self) { try ChatTemplate("{{ x | nosuchfilter }}").render(messages: [], addGenerationPrompt: false) }
+        #expect(throws: TokenizerError.self) {
+            try ChatTemplate("{{ x | nosuchfilter }}").render(messages: [], addGenerationPrompt: false)
+        }
         #expect(throws: TokenizerError.self) { try ChatTemplate("{% if x %}unclosed") }
         #expect(throws: TokenizerError.self) { try ChatTemplate("{{ 'a' ") }
     }
 
     @Test func namespaceAndMacros() throws {
-        let t = try ChatTemplate("""
-        {%- set ns = namespace(found=false, n=0) -%}
-        {%- for m in messages -%}{%- if m.role == 'system' -%}{%- set ns.found = true -%}{%- endif -%}{%- set ns.n = ns.n + 1 -%}{%- endfor -%}
-        {%- macro show(x, suffix='!') -%}[{{ x }}{{ suffix }}]{%- endmacro -%}
-        {{ ns.found }} {{ ns.n }} {{ show('a') }}{{ show('b', suffix='?') }}{% for i in range(3) %}{% if i == 1 %}{% continue %}{% endif %}{{ i }}{% endfor %}
-        """)
+        let t = try ChatTemplate(
+            """
+            {%- set ns = namespace(found=false, n=0) -%}
+            {%- for m in messages -%}{%- if m.role == 'system' -%}{%- set ns.found = true -%}{%- endif -%}{%- set ns.n = ns.n + 1 -%}{%- endfor -%}
+            {%- macro show(x, suffix='!') -%}[{{ x }}{{ suffix }}]{%- endmacro -%}
+            {{ ns.found }} {{ ns.n }} {{ show('a') }}{{ show('b', suffix='?') }}{% for i in range(3) %}{% if i == 1 %}{% continue %}{% endif %}{{ i }}{% endfor %}
+            """)
         let out = try t.render(messages: Self.messages("system"), addGenerationPrompt: false)
         #expect(out == "True 4 [a!][b?]02")
     }
@@ -67,7 +72,8 @@ import SqueezeTokenizer
         let want = "&lt;a href=&#34;x&#34;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         for f in ["e", "escape"] {
             let t = try ChatTemplate("{{ messages[0].content | \(f) }}")
-            #expect(try t.render(messages: [ChatMessage(role: "user", content: src)], addGenerationPrompt: false) == want)
+            #expect(
+                try t.render(messages: [ChatMessage(role: "user", content: src)], addGenerationPrompt: false) == want)
         }
         let t = try ChatTemplate("{{ messages[0].content | safe }}")
         #expect(try t.render(messages: [ChatMessage(role: "user", content: src)], addGenerationPrompt: false) == src)
@@ -85,29 +91,43 @@ import SqueezeTokenizer
 
     @Test func malformedJSON() {
         let p = tempFile("bad", "{\"model\": {\"type\": \"BPE\", ")
-        do { _ = try Tokenizer.load(path: p); Issue.record("no error for malformed JSON") }
-        catch let TokenizerError.malformed(file, reason) {
+        do { _ = try Tokenizer.load(path: p); Issue.record("no error for malformed JSON") } catch let
+            TokenizerError.malformed(file, reason)
+        {
             #expect(file == p && reason.hasPrefix("invalid JSON"), "\(reason)")
         } catch { Issue.record("unexpected error \(error)") }
         let q = tempFile("novocab", #"{"model": {"type": "BPE", "merges": []}}"#)
-        #expect(throws: TokenizerError.malformed(file: q, reason: "model.vocab missing or not an object")) { try Tokenizer.load(path: q) }
+        #expect(throws: TokenizerError.malformed(file: q, reason: "model.vocab missing or not an object")) {
+            try Tokenizer.load(path: q)
+        }
     }
 
     @Test func unknownComponents() {
         let base = #"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}"#
         let p1 = tempFile("pre", base + #", "pre_tokenizer": {"type": "BertPreTokenizer"}}"#)
-        #expect(throws: TokenizerError.unsupportedComponent(file: p1, component: "pre_tokenizer", name: "BertPreTokenizer")) { try Tokenizer.load(path: p1) }
+        #expect(
+            throws: TokenizerError.unsupportedComponent(file: p1, component: "pre_tokenizer", name: "BertPreTokenizer")
+        ) { try Tokenizer.load(path: p1) }
         let p2 = tempFile("model", #"{"model": {"type": "Unigram", "vocab": []}}"#)
-        #expect(throws: TokenizerError.unsupportedComponent(file: p2, component: "model", name: "Unigram")) { try Tokenizer.load(path: p2) }
+        #expect(throws: TokenizerError.unsupportedComponent(file: p2, component: "model", name: "Unigram")) {
+            try Tokenizer.load(path: p2)
+        }
         let p3 = tempFile("dec", base + #", "decoder": {"type": "CTC"}}"#)
-        #expect(throws: TokenizerError.unsupportedComponent(file: p3, component: "decoder", name: "CTC")) { try Tokenizer.load(path: p3) }
+        #expect(throws: TokenizerError.unsupportedComponent(file: p3, component: "decoder", name: "CTC")) {
+            try Tokenizer.load(path: p3)
+        }
         let p4 = tempFile("norm", base + #", "normalizer": {"type": "Precompiled"}}"#)
-        #expect(throws: TokenizerError.unsupportedComponent(file: p4, component: "normalizer", name: "Precompiled")) { try Tokenizer.load(path: p4) }
+        #expect(throws: TokenizerError.unsupportedComponent(file: p4, component: "normalizer", name: "Precompiled")) {
+            try Tokenizer.load(path: p4)
+        }
         // A merge of tokens missing from the vocabulary.
         let p5 = tempFile("merge", #"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [["a", "z"]]}}"#)
         #expect(throws: TokenizerError.self) { try Tokenizer.load(path: p5) }
         // Both merge forms.
-        let p6 = tempFile("forms", #"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2, "c": 3, "abc": 4}, "merges": ["a b", ["ab", "c"]]}}"#)
+        let p6 = tempFile(
+            "forms",
+            #"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2, "c": 3, "abc": 4}, "merges": ["a b", ["ab", "c"]]}}"#
+        )
         #expect((try? Tokenizer.load(path: p6))?.encode("abcab") == [4, 2])
     }
 
@@ -126,7 +146,10 @@ import SqueezeTokenizer
     }
 
     @Test func unkWithoutByteFallback() throws {
-        let p = tempFile("unk", #"{"model": {"type": "BPE", "vocab": {"<unk>": 0, "a": 1, "b": 2, "ab": 3}, "merges": ["a b"], "unk_token": "<unk>", "byte_fallback": false, "fuse_unk": true}}"#)
+        let p = tempFile(
+            "unk",
+            #"{"model": {"type": "BPE", "vocab": {"<unk>": 0, "a": 1, "b": 2, "ab": 3}, "merges": ["a b"], "unk_token": "<unk>", "byte_fallback": false, "fuse_unk": true}}"#
+        )
         let tok = try Tokenizer.load(path: p)
         #expect(tok.encode("abxyab") == [3, 0, 3])
     }

@@ -1,7 +1,7 @@
 import Foundation
-import Testing
 import SqueezeFormats
 import SqueezeTokenizer
+import Testing
 
 @Suite struct SmolLM2Tests {
     static let cases: [[String: Any]] = Fx.json("smollm2_fixtures.json")["cases"] as! [[String: Any]]
@@ -10,7 +10,8 @@ import SqueezeTokenizer
         let tok = Fx.smol
         for c in Self.cases {
             let text = c["text"] as! String
-            #expect(tok.encode(text, addSpecialTokens: false) == c["ids_no_special"] as! [Int], "\(text.debugDescription)")
+            #expect(
+                tok.encode(text, addSpecialTokens: false) == c["ids_no_special"] as! [Int], "\(text.debugDescription)")
             #expect(tok.encode(text) == c["ids_default"] as! [Int], "\(text.debugDescription)")
         }
     }
@@ -56,7 +57,8 @@ import SqueezeTokenizer
         #expect(g.chatTemplate == j.chatTemplate)
         for c in Self.cases {
             let text = c["text"] as! String
-            #expect(g.encode(text, addSpecialTokens: false) == c["ids_no_special"] as! [Int], "\(text.debugDescription)")
+            #expect(
+                g.encode(text, addSpecialTokens: false) == c["ids_no_special"] as! [Int], "\(text.debugDescription)")
             #expect(g.decode(c["ids_no_special"] as! [Int]) == c["decoded"] as! String)
         }
     }
@@ -103,7 +105,9 @@ import SqueezeTokenizer
             guard let path = Fx.llamaVocab(name) else { continue }
             let tok = try Tokenizer(gguf: try GGUFFile(path: path))
             for (text, _) in Fx.llamaVectors(name) {
-                #expect(tok.decode(tok.encode(text, addSpecialTokens: false, parseSpecial: false)) == text, "\(name): \(text.debugDescription)")
+                #expect(
+                    tok.decode(tok.encode(text, addSpecialTokens: false, parseSpecial: false)) == text,
+                    "\(name): \(text.debugDescription)")
             }
         }
     }

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import SqueezeTokenizer
+import Testing
 
 /// Hostile tokenizer files and chat templates built in the test (issue #25): each must give a
 /// typed `TokenizerError` naming the file and the field, never a trap, a stack overflow, a huge
@@ -29,37 +29,112 @@ import SqueezeTokenizer
 
     static let deep = 100_000
     static let cases: [Case] = [
-        Case(name: "JSON nested 100k deep", files: ["tokenizer.json": tokenizerJSON(extra: #","x":"# + String(repeating: "[", count: deep) + String(repeating: "]", count: deep))],
-             file: "tokenizer.json", want: "nested deeper"),
-        Case(name: "JSON objects nested 100k deep", files: ["tokenizer.json": tokenizerJSON(extra: #","x":"# + String(repeating: #"{"a":"#, count: deep) + "1" + String(repeating: "}", count: deep))],
-             file: "tokenizer.json", want: "nested deeper"),
+        Case(
+            name: "JSON nested 100k deep",
+            files: [
+                "tokenizer.json": tokenizerJSON(
+                    extra: #","x":"# + String(repeating: "[", count: deep) + String(repeating: "]", count: deep))
+            ],
+            file: "tokenizer.json", want: "nested deeper"),
+        Case(
+            name: "JSON objects nested 100k deep",
+            files: [
+                "tokenizer.json": tokenizerJSON(
+                    extra: #","x":"# + String(repeating: #"{"a":"#, count: deep) + "1"
+                        + String(repeating: "}", count: deep))
+            ],
+            file: "tokenizer.json", want: "nested deeper"),
         // A high surrogate followed by a non-surrogate escape: U+FFFD then "A", no overflow.
-        Case(name: #"\uD800\u0041 in a key"#, files: ["tokenizer.json": tokenizerJSON(vocab: #"{"a":0,"b":1,"ab":2,"\uD800\u0041":3}"#)], file: "tokenizer.json", want: nil),
-        Case(name: #"lone \uDC00"#, files: ["tokenizer.json": tokenizerJSON(vocab: #"{"a":0,"b":1,"ab":2,"\uDC00":3}"#)], file: "tokenizer.json", want: nil),
-        Case(name: #"\uD800 at the end"#, files: ["tokenizer.json": tokenizerJSON(vocab: #"{"a":0,"b":1,"ab":2,"\uD800":3}"#)], file: "tokenizer.json", want: nil),
-        Case(name: "eos_token_id 1e300", files: ["tokenizer.json": tokenizerJSON(), "generation_config.json": #"{"eos_token_id": 1e300}"#], file: "", want: nil),
-        Case(name: "eos_token_id 1e19", files: ["tokenizer.json": tokenizerJSON(), "generation_config.json": #"{"eos_token_id": [1e19, 2]}"#], file: "", want: nil),
-        Case(name: "eos_token_id 1e999", files: ["tokenizer.json": tokenizerJSON(), "generation_config.json": #"{"eos_token_id": 1e999}"#], file: "", want: nil),
-        Case(name: "vocab id 2^31", files: ["tokenizer.json": tokenizerJSON(vocab: #"{"a":0,"b":1,"ab":2147483648}"#)], file: "tokenizer.json", want: "out of range"),
-        Case(name: "vocab id -1", files: ["tokenizer.json": tokenizerJSON(vocab: #"{"a":0,"b":-1,"ab":2}"#)], file: "tokenizer.json", want: "out of range"),
-        Case(name: "vocab id 2e9", files: ["tokenizer.json": tokenizerJSON(vocab: #"{"a":0,"b":1,"ab":2e9}"#)], file: "tokenizer.json", want: "out of range"),
-        Case(name: "vocab id 2^63", files: ["tokenizer.json": tokenizerJSON(vocab: #"{"a":0,"b":1,"ab":9223372036854775808}"#)], file: "tokenizer.json", want: "not an integer"),
-        Case(name: "vocab id 1e300", files: ["tokenizer.json": tokenizerJSON(vocab: #"{"a":0,"b":1,"ab":1e300}"#)], file: "tokenizer.json", want: "not an integer"),
-        Case(name: "added token id 2^32", files: ["tokenizer.json": tokenizerJSON(extra: #","added_tokens":[{"id":4294967296,"content":"<x>"}]"#)], file: "tokenizer.json", want: "out of range"),
-        Case(name: "Metaspace replacement \"\"", files: ["tokenizer.json": tokenizerJSON(extra: #","pre_tokenizer":{"type":"Metaspace","replacement":""}"#)], file: "tokenizer.json", want: "replacement"),
-        Case(name: "Metaspace replacement of two characters", files: ["tokenizer.json": tokenizerJSON(extra: #","pre_tokenizer":{"type":"Metaspace","replacement":"ab"}"#)], file: "tokenizer.json", want: "replacement"),
-        Case(name: "Metaspace decoder replacement \"\"", files: ["tokenizer.json": tokenizerJSON(extra: #","decoder":{"type":"Metaspace","replacement":""}"#)], file: "tokenizer.json", want: "replacement"),
-        Case(name: "post-processor id 1e300", files: ["tokenizer.json": tokenizerJSON(extra: #","post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>"}},{"Sequence":{"id":"A"}}],"special_tokens":{"<s>":{"ids":[1e300]}}}"#)],
-             file: "tokenizer.json", want: "not an integer"),
-        Case(name: "post-processor cls -5", files: ["tokenizer.json": tokenizerJSON(extra: #","post_processor":{"type":"BertProcessing","cls":["[CLS]",-5],"sep":["[SEP]",1]}"#)],
-             file: "tokenizer.json", want: "out of range"),
-        Case(name: "vocab.json id 2^31", files: ["vocab.json": #"{"a":0,"b":2147483648}"#, "merges.txt": "#version: 0.2\n"], file: "vocab.json", want: "out of range"),
-        Case(name: "tiktoken rank near 2^31", files: ["x.tiktoken": "YQ== 0\nYg== 2147483000\n"], file: "x.tiktoken", want: "rank 2147483000"),
-        Case(name: "tiktoken rank 2^40", files: ["x.tiktoken": "YQ== 1099511627776\n"], file: "x.tiktoken", want: "out of range"),
-        Case(name: "broken chat template in tokenizer_config.json", files: ["tokenizer.json": tokenizerJSON(), "tokenizer_config.json": #"{"chat_template": "{% if %}"}"#],
-             file: "tokenizer.json", want: "tokenizer_config.json chat_template"),
-        Case(name: "chat_template.jinja with a huge literal", files: ["tokenizer.json": tokenizerJSON(), "chat_template.jinja": "{{ 99999999999999999999 }}"],
-             file: "tokenizer.json", want: "chat_template.jinja"),
+        Case(
+            name: #"\uD800\u0041 in a key"#,
+            files: ["tokenizer.json": tokenizerJSON(vocab: #"{"a":0,"b":1,"ab":2,"\uD800\u0041":3}"#)],
+            file: "tokenizer.json", want: nil),
+        Case(
+            name: #"lone \uDC00"#, files: ["tokenizer.json": tokenizerJSON(vocab: #"{"a":0,"b":1,"ab":2,"\uDC00":3}"#)],
+            file: "tokenizer.json", want: nil),
+        Case(
+            name: #"\uD800 at the end"#,
+            files: ["tokenizer.json": tokenizerJSON(vocab: #"{"a":0,"b":1,"ab":2,"\uD800":3}"#)],
+            file: "tokenizer.json", want: nil),
+        Case(
+            name: "eos_token_id 1e300",
+            files: ["tokenizer.json": tokenizerJSON(), "generation_config.json": #"{"eos_token_id": 1e300}"#], file: "",
+            want: nil),
+        Case(
+            name: "eos_token_id 1e19",
+            files: ["tokenizer.json": tokenizerJSON(), "generation_config.json": #"{"eos_token_id": [1e19, 2]}"#],
+            file: "", want: nil),
+        Case(
+            name: "eos_token_id 1e999",
+            files: ["tokenizer.json": tokenizerJSON(), "generation_config.json": #"{"eos_token_id": 1e999}"#], file: "",
+            want: nil),
+        Case(
+            name: "vocab id 2^31", files: ["tokenizer.json": tokenizerJSON(vocab: #"{"a":0,"b":1,"ab":2147483648}"#)],
+            file: "tokenizer.json", want: "out of range"),
+        Case(
+            name: "vocab id -1", files: ["tokenizer.json": tokenizerJSON(vocab: #"{"a":0,"b":-1,"ab":2}"#)],
+            file: "tokenizer.json", want: "out of range"),
+        Case(
+            name: "vocab id 2e9", files: ["tokenizer.json": tokenizerJSON(vocab: #"{"a":0,"b":1,"ab":2e9}"#)],
+            file: "tokenizer.json", want: "out of range"),
+        Case(
+            name: "vocab id 2^63",
+            files: ["tokenizer.json": tokenizerJSON(vocab: #"{"a":0,"b":1,"ab":9223372036854775808}"#)],
+            file: "tokenizer.json", want: "not an integer"),
+        Case(
+            name: "vocab id 1e300", files: ["tokenizer.json": tokenizerJSON(vocab: #"{"a":0,"b":1,"ab":1e300}"#)],
+            file: "tokenizer.json", want: "not an integer"),
+        Case(
+            name: "added token id 2^32",
+            files: ["tokenizer.json": tokenizerJSON(extra: #","added_tokens":[{"id":4294967296,"content":"<x>"}]"#)],
+            file: "tokenizer.json", want: "out of range"),
+        Case(
+            name: "Metaspace replacement \"\"",
+            files: ["tokenizer.json": tokenizerJSON(extra: #","pre_tokenizer":{"type":"Metaspace","replacement":""}"#)],
+            file: "tokenizer.json", want: "replacement"),
+        Case(
+            name: "Metaspace replacement of two characters",
+            files: [
+                "tokenizer.json": tokenizerJSON(extra: #","pre_tokenizer":{"type":"Metaspace","replacement":"ab"}"#)
+            ], file: "tokenizer.json", want: "replacement"),
+        Case(
+            name: "Metaspace decoder replacement \"\"",
+            files: ["tokenizer.json": tokenizerJSON(extra: #","decoder":{"type":"Metaspace","replacement":""}"#)],
+            file: "tokenizer.json", want: "replacement"),
+        Case(
+            name: "post-processor id 1e300",
+            files: [
+                "tokenizer.json": tokenizerJSON(
+                    extra:
+                        #","post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>"}},{"Sequence":{"id":"A"}}],"special_tokens":{"<s>":{"ids":[1e300]}}}"#
+                )
+            ],
+            file: "tokenizer.json", want: "not an integer"),
+        Case(
+            name: "post-processor cls -5",
+            files: [
+                "tokenizer.json": tokenizerJSON(
+                    extra: #","post_processor":{"type":"BertProcessing","cls":["[CLS]",-5],"sep":["[SEP]",1]}"#)
+            ],
+            file: "tokenizer.json", want: "out of range"),
+        Case(
+            name: "vocab.json id 2^31",
+            files: ["vocab.json": #"{"a":0,"b":2147483648}"#, "merges.txt": "#version: 0.2\n"], file: "vocab.json",
+            want: "out of range"),
+        Case(
+            name: "tiktoken rank near 2^31", files: ["x.tiktoken": "YQ== 0\nYg== 2147483000\n"], file: "x.tiktoken",
+            want: "rank 2147483000"),
+        Case(
+            name: "tiktoken rank 2^40", files: ["x.tiktoken": "YQ== 1099511627776\n"], file: "x.tiktoken",
+            want: "out of range"),
+        Case(
+            name: "broken chat template in tokenizer_config.json",
+            files: ["tokenizer.json": tokenizerJSON(), "tokenizer_config.json": #"{"chat_template": "{% if %}"}"#],
+            file: "tokenizer.json", want: "tokenizer_config.json chat_template"),
+        Case(
+            name: "chat_template.jinja with a huge literal",
+            files: ["tokenizer.json": tokenizerJSON(), "chat_template.jinja": "{{ 99999999999999999999 }}"],
+            file: "tokenizer.json", want: "chat_template.jinja"),
     ]
 
     @Test func hostileTokenizerFiles() throws {
@@ -80,16 +155,21 @@ import SqueezeTokenizer
     }
 
     @Test func surrogateEscapesDecode() throws {
-        let d = try Dir(["tokenizer.json": Self.tokenizerJSON(vocab: #"{"a":0,"b":1,"ab":2,"\uD800\u0041":3,"\uD83D\uDE00":4}"#)])
+        let d = try Dir([
+            "tokenizer.json": Self.tokenizerJSON(vocab: #"{"a":0,"b":1,"ab":2,"\uD800\u0041":3,"\uD83D\uDE00":4}"#)
+        ])
         let t = try Tokenizer.load(path: d.path)
         #expect(t.tokenString(3) == "\u{FFFD}A")
         #expect(t.tokenString(4) == "😀")
     }
 
     @Test func badTemplateIsRefusedAtLoad() throws {
-        let d = try Dir(["tokenizer.json": Self.tokenizerJSON(), "tokenizer_config.json": #"{"chat_template": "{% for %}"}"#])
-        do { _ = try Tokenizer.load(path: d.path); Issue.record("loaded") }
-        catch let TokenizerError.badChatTemplate(file, place, _) {
+        let d = try Dir([
+            "tokenizer.json": Self.tokenizerJSON(), "tokenizer_config.json": #"{"chat_template": "{% for %}"}"#,
+        ])
+        do { _ = try Tokenizer.load(path: d.path); Issue.record("loaded") } catch let TokenizerError.badChatTemplate(
+            file, place, _)
+        {
             #expect(file == d.file("tokenizer.json"))
             #expect(place == d.file("tokenizer_config.json") + " chat_template")
         }
@@ -120,22 +200,52 @@ import SqueezeTokenizer
         ("negative tojson indent", "{{ messages | tojson(indent=-1) }}"),
         ("int of 1e300", "{{ (10.0 ** 300) | int }}"),
         ("string repetition 10**12", "{{ 'ab' * 10 ** 12 }}"),
-        ("string doubling", "{% set ns = namespace(s='x') %}{% for i in range(100) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}"),
-        ("list doubling", "{% set ns = namespace(s=[1]) %}{% for i in range(100) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s | length }}"),
-        ("repeated concatenation", "{% set ns = namespace(s='') %}{% for i in range(100000) %}{% set ns.s = ns.s ~ 'xxxxxxxxxxxxxxxx' %}{% endfor %}"),
+        (
+            "string doubling",
+            "{% set ns = namespace(s='x') %}{% for i in range(100) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}"
+        ),
+        (
+            "list doubling",
+            "{% set ns = namespace(s=[1]) %}{% for i in range(100) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s | length }}"
+        ),
+        (
+            "repeated concatenation",
+            "{% set ns = namespace(s='') %}{% for i in range(100000) %}{% set ns.s = ns.s ~ 'xxxxxxxxxxxxxxxx' %}{% endfor %}"
+        ),
         ("output bytes", "{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}"),
         ("loop iterations", "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"),
         ("macro recursion", "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}"),
-        ("mutual macro recursion", "{% macro f(n) %}{{ g(n) }}{% endmacro %}{% macro g(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}"),
-        ("deep parentheses", "{{ " + String(repeating: "(", count: 10_000) + "1" + String(repeating: ")", count: 10_000) + " }}"),
+        (
+            "mutual macro recursion",
+            "{% macro f(n) %}{{ g(n) }}{% endmacro %}{% macro g(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}"
+        ),
+        (
+            "deep parentheses",
+            "{{ " + String(repeating: "(", count: 10_000) + "1" + String(repeating: ")", count: 10_000) + " }}"
+        ),
         ("deep not", "{{ " + String(repeating: "not ", count: 10_000) + "1 }}"),
         ("deep unary minus", "{{ " + String(repeating: "-", count: 10_000) + "1 }}"),
         ("deep lists", "{{ " + String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000) + " }}"),
-        ("deep filter arguments", "{{ 1" + String(repeating: " | default(", count: 5_000) + "1" + String(repeating: ")", count: 5_000) + " }}"),
-        ("deep blocks", String(repeating: "{% if true %}", count: 10_000) + String(repeating: "{% endif %}", count: 10_000)),
-        ("values nested in a loop", "{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}"),
-        ("a namespace holding itself", "{% set ns = namespace(a=1) %}{% for i in range(100000) %}{% set ns.a = ns %}{% endfor %}{{ ns }}"),
-        ("shared lists doubling", "{% set ns = namespace(x=[]) %}{% for i in range(100) %}{% set ns.x = [ns.x, ns.x] %}{% endfor %}{{ ns.x | length }}"),
+        (
+            "deep filter arguments",
+            "{{ 1" + String(repeating: " | default(", count: 5_000) + "1" + String(repeating: ")", count: 5_000) + " }}"
+        ),
+        (
+            "deep blocks",
+            String(repeating: "{% if true %}", count: 10_000) + String(repeating: "{% endif %}", count: 10_000)
+        ),
+        (
+            "values nested in a loop",
+            "{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}"
+        ),
+        (
+            "a namespace holding itself",
+            "{% set ns = namespace(a=1) %}{% for i in range(100000) %}{% set ns.a = ns %}{% endfor %}{{ ns }}"
+        ),
+        (
+            "shared lists doubling",
+            "{% set ns = namespace(x=[]) %}{% for i in range(100) %}{% set ns.x = [ns.x, ns.x] %}{% endfor %}{{ ns.x | length }}"
+        ),
     ]
 
     @Test func hostileTemplatesAreRefused() {

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import SqueezeTokenizer
+import Testing
 
 /// tokenizer.json with SentencePiece-style BPE and byte fallback (transformers' conversion of
 /// llama.cpp's llama-spm vocabulary), in three pipeline variants, against Python `tokenizers`.
@@ -20,7 +20,9 @@ import SqueezeTokenizer
         for (name, patch) in variants.sorted(by: { $0.key < $1.key }) {
             var text = base
             for (k, v) in patch {
-                let value = v is NSNull ? "null" : String(decoding: try JSONSerialization.data(withJSONObject: v), as: UTF8.self)
+                let value =
+                    v is NSNull
+                    ? "null" : String(decoding: try JSONSerialization.data(withJSONObject: v), as: UTF8.self)
                 text += ", \"\(k)\": \(value)"
             }
             text += "}"

@@ -61,7 +61,8 @@ enum Fx {
     }
 
     static var modelPath: String? {
-        let p = ProcessInfo.processInfo.environment["SQUEEZE_MODEL"]
+        let p =
+            ProcessInfo.processInfo.environment["SQUEEZE_MODEL"]
             ?? (NSHomeDirectory() + "/.cache/squeeze/models/SmolLM2-135M-Instruct.Q4_1.gguf")
         if FileManager.default.fileExists(atPath: p) { return p }
         print("test model absent: run `bash scripts/ci/fetch-test-model.sh` (skipping)")

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import SqueezeTokenizer
+import Testing
 
 /// tiktoken-format ranks (rank-based byte-level BPE) against tiktoken's own `Encoding`
 /// (fixtures from scripts/fixtures/make_xgen_fixtures.py, tiktoken 0.14.0).
@@ -13,8 +13,9 @@ import SqueezeTokenizer
             let text = c["text"] as! String
             let ids = c["ids"] as! [Int]
             #expect(tok.encode(text) == ids, "\(text.debugDescription)")
-            #expect(tok.encode(text, addSpecialTokens: false, parseSpecial: false) == c["ids_no_special"] as! [Int],
-                    "\(text.debugDescription) (special tokens as text)")
+            #expect(
+                tok.encode(text, addSpecialTokens: false, parseSpecial: false) == c["ids_no_special"] as! [Int],
+                "\(text.debugDescription) (special tokens as text)")
             #expect(tok.decode(ids) == c["decoded"] as! String, "\(text.debugDescription)")
             #expect(tok.decode(ids) == text, "round trip \(text.debugDescription)")
         }
@@ -56,7 +57,8 @@ import SqueezeTokenizer
         #expect(TiktokenPattern.forFile(named: "r50k_base.tiktoken") == .gpt2)
         #expect(TiktokenPattern.forFile(named: "cl100k_base.tiktoken") == .cl100k)
         let special = (Self.fx["special_tokens"] as! [String: Any]).mapValues { $0 as! Int }
-        for c in Self.fx["cases"] as! [[String: Any]] where !special.keys.contains(where: { (c["text"] as! String).contains($0) }) {
+        for c in Self.fx["cases"] as! [[String: Any]]
+        where !special.keys.contains(where: { (c["text"] as! String).contains($0) }) {
             #expect(tok.encode(c["text"] as! String) == c["ids"] as! [Int])
         }
     }

@@ -7,8 +7,10 @@ import SqueezeTokenizer
 public func fuzzJinja(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let src = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
     guard let t = try? ChatTemplate(src) else { return 0 }
-    let msgs = [ChatMessage(role: "system", content: "Be brief."), ChatMessage(role: "user", content: "Hi {{ x }}"),
-                ChatMessage(role: "assistant", content: "Hello."), ChatMessage(role: "user", content: "Bye")]
+    let msgs = [
+        ChatMessage(role: "system", content: "Be brief."), ChatMessage(role: "user", content: "Hi {{ x }}"),
+        ChatMessage(role: "assistant", content: "Hello."), ChatMessage(role: "user", content: "Bye"),
+    ]
     _ = try? t.render(messages: msgs, addGenerationPrompt: true, extra: ["bos_token": "<s>", "eos_token": "</s>"])
     return 0
 }
