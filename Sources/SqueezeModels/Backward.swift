@@ -130,6 +130,16 @@ public typealias LinearInputObserver = (
 
 extension DecoderModel {
     /// The dense F32 weight of `kind` in block `layer`, as the backward pass needs it.
+    /// dX = dY W (or dX += dY W when `add`) for block `li`'s `kind` linear layer over `tokens` rows.
+    func blockInputGradient(
+        _ li: Int, _ kind: LinearKind, dY: UnsafePointer<Float>, lddy: Int, tokens: Int, rows: Int, columns: Int,
+        dX: UnsafeMutablePointer<Float>, lddx: Int, add: Bool = false
+    ) throws {
+        BackwardKernels.inputGradient(
+            dY: dY, lddy: lddy, m: tokens, weight: try denseF32(li, kind), rows: rows, columns: columns,
+            dX: dX, lddx: lddx, mode: add ? .add : .store, pool: pool)
+    }
+
     func denseF32(_ layer: Int, _ kind: LinearKind) throws -> UnsafePointer<Float> {
         let name = config.weightName(layer: layer, kind: kind) ?? "\(kind) of block \(layer)"
         guard let op = layers[layer].op(kind) else {
@@ -275,9 +285,7 @@ extension DecoderModel {
             case let .plain(_, _, activation): activation.apply(u, a, T * ffn)
             }
             sink?.accept(layer: li, kind: .down, dY: dOut, lddy: h, x: a, ldx: ffn, tokens: T)
-            BackwardKernels.inputGradient(
-                dY: dOut, lddy: h, m: T, weight: try denseF32(li, .down), rows: h, columns: ffn,
-                dX: dg, lddx: ffn, pool: pool)
+            try blockInputGradient(li, .down, dY: dOut, lddy: h, tokens: T, rows: h, columns: ffn, dX: dg, lddx: ffn)
             switch layer.mlp {
             case .gated:
                 pool.parallelFor(T * ffn, minBlock: 8192) { r, _ in
@@ -286,18 +294,13 @@ extension DecoderModel {
                 }
                 sink?.accept(layer: li, kind: .gate, dY: dg, lddy: ffn, x: xn2, ldx: h, tokens: T)
                 sink?.accept(layer: li, kind: .up, dY: du, lddy: ffn, x: xn2, ldx: h, tokens: T)
-                BackwardKernels.inputGradient(
-                    dY: dg, lddy: ffn, m: T, weight: try denseF32(li, .gate), rows: ffn, columns: h,
-                    dX: dxn, lddx: h, pool: pool)
-                BackwardKernels.inputGradient(
-                    dY: du, lddy: ffn, m: T, weight: try denseF32(li, .up), rows: ffn, columns: h,
-                    dX: dxn, lddx: h, mode: .add, pool: pool)
+                try blockInputGradient(li, .gate, dY: dg, lddy: ffn, tokens: T, rows: ffn, columns: h, dX: dxn, lddx: h)
+                try blockInputGradient(
+                    li, .up, dY: du, lddy: ffn, tokens: T, rows: ffn, columns: h, dX: dxn, lddx: h, add: true)
             case let .plain(_, _, activation):
                 activation.backward(u, dg, du, T * ffn)
                 sink?.accept(layer: li, kind: .up, dY: du, lddy: ffn, x: xn2, ldx: h, tokens: T)
-                BackwardKernels.inputGradient(
-                    dY: du, lddy: ffn, m: T, weight: try denseF32(li, .up), rows: ffn, columns: h,
-                    dX: dxn, lddx: h, pool: pool)
+                try blockInputGradient(li, .up, dY: du, lddy: ffn, tokens: T, rows: ffn, columns: h, dX: dxn, lddx: h)
             }
             if pre {
                 layer.mlpNorm.backward(ws.mid[li].pointer, stats: stats2, dxn, dx, rows: T, width: h, pool: pool)
@@ -312,9 +315,8 @@ extension DecoderModel {
             let att = ws.att[li].pointer
             let attnIn = pre ? ws.xn1[li].pointer : ws.res[li].pointer
             sink?.accept(layer: li, kind: .o, dY: dx, lddy: h, x: att, ldx: qd, tokens: T)
-            BackwardKernels.inputGradient(
-                dY: dx, lddy: h, m: T, weight: try denseF32(li, .o), rows: h, columns: qd,
-                dX: ws.dAtt.pointer, lddx: qd, pool: pool)
+            try blockInputGradient(
+                li, .o, dY: dx, lddy: h, tokens: T, rows: h, columns: qd, dX: ws.dAtt.pointer, lddx: qd)
             attentionBackward(ws, li, T)
             let dq = ws.dq.pointer, dk = ws.dk.pointer, dv = ws.dv.pointer
             sink?.accept(layer: li, kind: .v, dY: dv, lddy: kvd, x: attnIn, ldx: h, tokens: T)
@@ -325,15 +327,11 @@ extension DecoderModel {
             }
             sink?.accept(layer: li, kind: .q, dY: dq, lddy: qd, x: attnIn, ldx: h, tokens: T)
             sink?.accept(layer: li, kind: .k, dY: dk, lddy: kvd, x: attnIn, ldx: h, tokens: T)
-            BackwardKernels.inputGradient(
-                dY: dq, lddy: qd, m: T, weight: try denseF32(li, .q), rows: qd, columns: h,
-                dX: dxn, lddx: h, pool: pool)
-            BackwardKernels.inputGradient(
-                dY: dk, lddy: kvd, m: T, weight: try denseF32(li, .k), rows: kvd, columns: h,
-                dX: dxn, lddx: h, mode: .add, pool: pool)
-            BackwardKernels.inputGradient(
-                dY: dv, lddy: kvd, m: T, weight: try denseF32(li, .v), rows: kvd, columns: h,
-                dX: dxn, lddx: h, mode: .add, pool: pool)
+            try blockInputGradient(li, .q, dY: dq, lddy: qd, tokens: T, rows: qd, columns: h, dX: dxn, lddx: h)
+            try blockInputGradient(
+                li, .k, dY: dk, lddy: kvd, tokens: T, rows: kvd, columns: h, dX: dxn, lddx: h, add: true)
+            try blockInputGradient(
+                li, .v, dY: dv, lddy: kvd, tokens: T, rows: kvd, columns: h, dX: dxn, lddx: h, add: true)
             if pre {
                 layer.attentionNorm.backward(ws.res[li].pointer, stats: stats1, dxn, dx, rows: T, width: h, pool: pool)
             } else {
