@@ -6,6 +6,21 @@
 #ifdef SQ_X86
 #include <cpuid.h>
 #endif
+#if defined(SQ_ARM) && defined(__linux__)
+#include <sys/auxv.h>
+// The kernel's hwcap bits (asm/hwcap.h), for C libraries that do not define them.
+#define SQ_HWCAP_ASIMDHP (1ul << 10)
+#define SQ_HWCAP_ASIMDDP (1ul << 20)
+#define SQ_HWCAP2_I8MM (1ul << 13)
+#elif defined(SQ_ARM) && defined(__APPLE__)
+#include <sys/sysctl.h>
+// 1 when the sysctl `name` (hw.optional.arm.FEAT_*) exists and is nonzero.
+static int apple_feature(const char *name) {
+    int v = 0;
+    size_t n = sizeof v;
+    return sysctlbyname(name, &v, &n, NULL, 0) == 0 && v != 0;
+}
+#endif
 
 static uint32_t g_features = 0xffffffffu;
 int sq_isa_level = -1;
@@ -28,6 +43,19 @@ static uint32_t detect_features(void) {
         if (a & (1u << 4)) f |= SQ_CPU_AVXVNNI;
     }
 #endif
+#ifdef SQ_ARM
+    f |= SQ_CPU_NEON;
+#if defined(__linux__)
+    unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+    if (hw & SQ_HWCAP_ASIMDDP) f |= SQ_CPU_DOTPROD;
+    if (hw2 & SQ_HWCAP2_I8MM) f |= SQ_CPU_I8MM;
+    if (hw & SQ_HWCAP_ASIMDHP) f |= SQ_CPU_FP16;
+#elif defined(__APPLE__)
+    if (apple_feature("hw.optional.arm.FEAT_DotProd")) f |= SQ_CPU_DOTPROD;
+    if (apple_feature("hw.optional.arm.FEAT_I8MM")) f |= SQ_CPU_I8MM;
+    if (apple_feature("hw.optional.arm.FEAT_FP16")) f |= SQ_CPU_FP16;
+#endif
+#endif
     return f;
 }
 
@@ -38,6 +66,11 @@ uint32_t sq_cpu_features(void) {
 
 int sq_isa_supported(void) {
     uint32_t f = sq_cpu_features();
+#ifdef SQ_ARM
+    if ((f & (SQ_CPU_DOTPROD | SQ_CPU_I8MM)) == (SQ_CPU_DOTPROD | SQ_CPU_I8MM)) return SQ_ISA_I8MM;
+    if (f & SQ_CPU_DOTPROD) return SQ_ISA_DOTPROD;
+    if (f & SQ_CPU_NEON) return SQ_ISA_NEON;
+#endif
     uint32_t need512 = SQ_CPU_AVX512F | SQ_CPU_AVX512BW | SQ_CPU_AVX512VL | SQ_CPU_FMA | SQ_CPU_F16C;
     if ((f & need512) == need512) return SQ_ISA_AVX512;
     uint32_t need2 = SQ_CPU_AVX2 | SQ_CPU_FMA | SQ_CPU_F16C;
@@ -52,6 +85,10 @@ int sq_isa(void) {
         if (env) {
             if (!strcmp(env, "scalar")) sq_isa_level = SQ_ISA_SCALAR;
             else if (!strcmp(env, "avx2") && sq_isa_level >= SQ_ISA_AVX2) sq_isa_level = SQ_ISA_AVX2;
+#ifdef SQ_ARM
+            else if (!strcmp(env, "neon")) sq_isa_level = SQ_ISA_NEON;
+            else if (!strcmp(env, "dotprod") && sq_isa_level >= SQ_ISA_DOTPROD) sq_isa_level = SQ_ISA_DOTPROD;
+#endif
         }
     }
     return sq_isa_level;
@@ -59,6 +96,10 @@ int sq_isa(void) {
 
 int sq_set_isa(int level) {
     int s = sq_isa_supported();
-    sq_isa_level = level < 0 ? s : (level > s ? s : level);
+    int l = level < 0 ? s : (level > s ? s : level);
+#ifdef SQ_ARM
+    if (l > SQ_ISA_SCALAR && l < SQ_ISA_NEON) l = SQ_ISA_SCALAR;  // an x86 level: none of ours
+#endif
+    sq_isa_level = l;
     return sq_isa_level;
 }

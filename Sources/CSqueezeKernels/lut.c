@@ -17,6 +17,12 @@
 // times tokens in blocks of SQ_TB (their activations stay in L2).
 #define SQ_RB 64
 #define SQ_TB 32
+
+#ifdef SQ_ARM
+// The NEON row decoding and activation quantization (defined with the other NEON kernels below).
+static void dequantize_row_neon(int bits, const uint8_t *row, const float *tab, int64_t kpad, float *out);
+static void quantize_x_neon(const float *x, int64_t k, int64_t kpad, int8_t *xq, float *d);
+#endif
 // ---------------------------------------------------------------- layout
 int64_t sq_lut_col_multiple(int bits) { return bits == 4 ? 64 : (bits == 3 ? 128 : 0); }
 
@@ -251,6 +257,9 @@ void sq_lut_dequantize_row(int bits, const uint8_t *packed, const float *lut, in
 #ifdef SQ_X86
     if (sq_isa() >= SQ_ISA_AVX2) { dequantize_row_avx2(bits, row, lut + r * 16, kpad, out); return; }
 #endif
+#ifdef SQ_ARM
+    if (sq_isa() >= SQ_ISA_NEON) { dequantize_row_neon(bits, row, lut + r * 16, kpad, out); return; }
+#endif
     dequantize_row_scalar(bits, row, lut + r * 16, kpad, out);
 }
 
@@ -309,6 +318,10 @@ T_AVX2 static void quantize_x_avx2(const float *x, int64_t k, int64_t kpad, int8
 void sq_lut_quantize_x(const float *x, int64_t k, int64_t kpad, int8_t *xq, float *d, float *sx) {
 #ifdef SQ_X86
     if (sq_isa() >= SQ_ISA_AVX2) quantize_x_avx2(x, k, kpad, xq, d);
+    else
+#endif
+#ifdef SQ_ARM
+    if (sq_isa() >= SQ_ISA_NEON) quantize_x_neon(x, k, kpad, xq, d);
     else
 #endif
     quantize_x_scalar(x, k, kpad, xq, d);
@@ -544,9 +557,195 @@ T_VNNI static INL __m256i setbit_vnni(__m256i lo, __m256i hb, __m256i M) {
 
 #endif
 
+// ---------------------------------------------------------------- ARM64 NEON kernels
+#ifdef SQ_ARM
+
+// The 16 indices of weights 16g..16g+15 of a 64-weight block (4 bits: 32 bytes at wb, low nibbles
+// then high nibbles, g = 0..3).
+static INL uint8x16_t idx4_neon(const uint8_t *wb, int g) {
+    uint8x16_t v = vld1q_u8(wb + 16 * (g & 1));
+    return g < 2 ? vandq_u8(v, vdupq_n_u8(15)) : vshrq_n_u8(v, 4);
+}
+// The 16 indices of weights 32s + 16h .. 32s + 16h + 15 of a 3-bit 128-weight chunk at wc: bits 1-2
+// from the 2-bit plane (byte j >> 2s), bit 0 from the bit plane (bit s, or 4 + s for h = 1).
+static INL uint8x16_t idx3_neon(const uint8_t *wc, int s, int h) {
+    uint8x16_t lo = vandq_u8(vshlq_u8(vld1q_u8(wc + 16 * h), vdupq_n_s8((int8_t)(1 - 2 * s))), vdupq_n_u8(6));
+    uint8x16_t hb = vandq_u8(vshlq_u8(vld1q_u8(wc + 32), vdupq_n_s8((int8_t)-(s + 4 * h))), vdupq_n_u8(1));
+    return vorrq_u8(lo, hb);
+}
+// The 7-bit codes of the 64 weights of activation block b of one row (4 bits: chunk b; 3 bits: half
+// b & 1 of chunk b >> 1), looked up in the row's 16-byte code table with tbl.
+static INL void sq_lut_codes_neon(int bits, const uint8_t *row, int64_t b, uint8x16_t tab, int8x16_t c[4]) {
+    if (bits == 4) {
+        const uint8_t *wb = row + 32 * b;
+        for (int g = 0; g < 4; g++) c[g] = vreinterpretq_s8_u8(vqtbl1q_u8(tab, idx4_neon(wb, g)));
+    } else {
+        const uint8_t *wc = row + 48 * (b >> 1);
+        const int s0 = 2 * (int)(b & 1);
+        for (int g = 0; g < 4; g++) c[g] = vreinterpretq_s8_u8(vqtbl1q_u8(tab, idx3_neon(wc, s0 + (g >> 1), g & 1)));
+    }
+}
+// 16 float table entries looked up by 16 indices: the table is held as four byte planes (vld4q_u8
+// of the 16 floats: plane p has byte p of every entry), each looked up with one tbl, and the bytes
+// zipped back into floats. out[q] holds entries idx[4q..4q+3].
+static INL void lut16_neon(uint8x16x4_t P, uint8x16_t idx, float32x4_t out[4]) {
+    uint8x16_t b0 = vqtbl1q_u8(P.val[0], idx), b1 = vqtbl1q_u8(P.val[1], idx);
+    uint8x16_t b2 = vqtbl1q_u8(P.val[2], idx), b3 = vqtbl1q_u8(P.val[3], idx);
+    uint16x8_t l01 = vreinterpretq_u16_u8(vzip1q_u8(b0, b1)), h01 = vreinterpretq_u16_u8(vzip2q_u8(b0, b1));
+    uint16x8_t l23 = vreinterpretq_u16_u8(vzip1q_u8(b2, b3)), h23 = vreinterpretq_u16_u8(vzip2q_u8(b2, b3));
+    out[0] = vreinterpretq_f32_u16(vzip1q_u16(l01, l23));
+    out[1] = vreinterpretq_f32_u16(vzip2q_u16(l01, l23));
+    out[2] = vreinterpretq_f32_u16(vzip1q_u16(h01, h23));
+    out[3] = vreinterpretq_f32_u16(vzip2q_u16(h01, h23));
+}
+
+// Float path, one row for NT tokens (1..4): 16 weights decoded at a time, multiplied into every token.
+static INL void f32_row_neon(int bits, const uint8_t *w, const float *lut, const float *x, int64_t ldx, float *y,
+                             int64_t ldy, int64_t kpad, const int NT) {
+    const uint8x16x4_t P = vld4q_u8((const uint8_t *)lut);
+    float32x4_t acc[4][2];
+    for (int t = 0; t < 4; t++) acc[t][0] = acc[t][1] = vdupq_n_f32(0);
+    for (int64_t c = 0; c < kpad; c += 64) {
+        for (int g = 0; g < 4; g++) {
+            // weights c + 16g .. c + 16g + 15
+            uint8x16_t idx = bits == 4 ? idx4_neon(w + c / 2, g)
+                                       : idx3_neon(w + c / 128 * 48, (int)((c & 64) >> 5) + (g >> 1), g & 1);
+            float32x4_t wv[4];
+            lut16_neon(P, idx, wv);
+            for (int t = 0; t < NT; t++) {
+                const float *xs = x + t * ldx + c + 16 * g;
+                acc[t][0] = vfmaq_f32(acc[t][0], wv[0], vld1q_f32(xs));
+                acc[t][1] = vfmaq_f32(acc[t][1], wv[1], vld1q_f32(xs + 4));
+                acc[t][0] = vfmaq_f32(acc[t][0], wv[2], vld1q_f32(xs + 8));
+                acc[t][1] = vfmaq_f32(acc[t][1], wv[3], vld1q_f32(xs + 12));
+            }
+        }
+    }
+    for (int t = 0; t < NT; t++) y[t * ldy] = sq_hsum4(vaddq_f32(acc[t][0], acc[t][1]));
+}
+static INL void f32_row4_neon(const uint8_t *w, const float *lut, const float *x, int64_t ldx, float *y, int64_t ldy,
+                              int64_t kpad, const int NT) {
+    f32_row_neon(4, w, lut, x, ldx, y, ldy, kpad, NT);
+}
+static INL void f32_row3_neon(const uint8_t *w, const float *lut, const float *x, int64_t ldx, float *y, int64_t ldy,
+                              int64_t kpad, const int NT) {
+    f32_row_neon(3, w, lut, x, ldx, y, ldy, kpad, NT);
+}
+#define F32_TILE_NAME gemm_f32_4_neon
+#define F32_TILE_ATTR T_NEON
+#define F32_TILE_ROW f32_row4_neon
+#include "lut_f32_tile.h"
+#define F32_TILE_NAME gemm_f32_3_neon
+#define F32_TILE_ATTR T_NEON
+#define F32_TILE_ROW f32_row3_neon
+#include "lut_f32_tile.h"
+
+static void dequantize_row_neon(int bits, const uint8_t *row, const float *tab, int64_t kpad, float *out) {
+    const uint8x16x4_t P = vld4q_u8((const uint8_t *)tab);
+    for (int64_t c = 0; c < kpad; c += 64)
+        for (int g = 0; g < 4; g++) {
+            uint8x16_t idx = bits == 4 ? idx4_neon(row + c / 2, g)
+                                       : idx3_neon(row + c / 128 * 48, (int)((c & 64) >> 5) + (g >> 1), g & 1);
+            float32x4_t wv[4];
+            lut16_neon(P, idx, wv);
+            for (int q = 0; q < 4; q++) vst1q_f32(out + c + 16 * g + 4 * q, wv[q]);
+        }
+}
+
+// Full blocks of 64 as the scalar code (round to nearest even, clamp to -127..127), the rest scalar.
+static void quantize_x_neon(const float *x, int64_t k, int64_t kpad, int8_t *xq, float *d) {
+    int64_t full = k / QB;
+    for (int64_t b = 0; b < full; b++) {
+        const float *xb = x + b * QB;
+        float32x4_t v[16], m = vdupq_n_f32(0);
+        for (int q = 0; q < 16; q++) {
+            v[q] = vld1q_f32(xb + 4 * q);
+            m = vmaxq_f32(m, vabsq_f32(v[q]));
+        }
+        float amax = vmaxvq_f32(m);
+        float id = amax > 0 ? 127.0f / amax : 0.0f;
+        d[b] = amax / 127.0f;
+        for (int q = 0; q < 4; q++) {
+            int16x8_t lo = vcombine_s16(vqmovn_s32(vcvtnq_s32_f32(vmulq_n_f32(v[4 * q], id))),
+                                        vqmovn_s32(vcvtnq_s32_f32(vmulq_n_f32(v[4 * q + 1], id))));
+            int16x8_t hi = vcombine_s16(vqmovn_s32(vcvtnq_s32_f32(vmulq_n_f32(v[4 * q + 2], id))),
+                                        vqmovn_s32(vcvtnq_s32_f32(vmulq_n_f32(v[4 * q + 3], id))));
+            int8x16_t p = vcombine_s8(vqmovn_s16(lo), vqmovn_s16(hi));
+            vst1q_s8(xq + b * QB + 16 * q, vmaxq_s8(p, vdupq_n_s8(-127)));
+        }
+    }
+    if (full * QB < kpad) quantize_x_scalar(x + full * QB, k - full * QB, kpad - full * QB, xq + full * QB, d + full);
+}
+
+// int8 dot of 16 codes (0..127) with 16 activations (-127..127), plain NEON: widening multiplies
+// into int16 (a pair of products stays below 2^15) then pairwise widening adds into int32.
+static INL int32x4_t dot16_neon(int32x4_t acc, int8x16_t c, int8x16_t x) {
+    int16x8_t p = vmull_s8(vget_low_s8(c), vget_low_s8(x));
+    p = vmlal_high_s8(p, c, x);
+    return vpadalq_s16(acc, p);
+}
+// The same with the dot-product extension: one sdot per 16 products.
+T_DOTPROD static INL int32x4_t dot16_dotprod(int32x4_t acc, int8x16_t c, int8x16_t x) { return vdotq_s32(acc, c, x); }
+
+#define I8N_ATTR T_NEON
+#define I8N_SFX neon
+#define I8N_DOT dot16_neon
+#include "lut_i8_neon.h"
+#define I8N_ATTR T_DOTPROD
+#define I8N_SFX dotprod
+#define I8N_DOT dot16_dotprod
+#include "lut_i8_neon.h"
+
+// int8 matrix multiply: smmla multiplies a 2x8 block of codes (rows i, i + 1) by a 2x8 block of
+// activations (tokens t, t + 1) into the 2x2 int32 block [it, i t+1, i+1 t, i+1 t+1]; two per 16
+// weights cover four row-token products. Row pairs x token pairs; odd rows or tokens go to dotprod.
+T_I8MM static INL void i8_tile_i8mm(int bits, const uint8_t *w, int64_t rb, const uint8_t *qt, const float *scale,
+                                    const float *offset, const int8_t *xq, const float *d, const float *sx,
+                                    float *y, int64_t ldy, int64_t kpad) {
+    const int64_t nb = kpad / QB;
+    const uint8x16_t tab0 = vld1q_u8(qt), tab1 = vld1q_u8(qt + 16);
+    float32x4_t s = vdupq_n_f32(0);
+    for (int64_t b = 0; b < nb; b++) {
+        int8x16_t c0[4], c1[4];
+        sq_lut_codes_neon(bits, w, b, tab0, c0);
+        sq_lut_codes_neon(bits, w + rb, b, tab1, c1);
+        const int8_t *x0 = xq + 64 * b, *x1 = xq + kpad + 64 * b;
+        int32x4_t a = vdupq_n_s32(0);
+        for (int g = 0; g < 4; g++) {
+            int64x2_t u = vreinterpretq_s64_s8(vld1q_s8(x0 + 16 * g)), v = vreinterpretq_s64_s8(vld1q_s8(x1 + 16 * g));
+            int64x2_t p = vreinterpretq_s64_s8(c0[g]), q = vreinterpretq_s64_s8(c1[g]);
+            a = vmmlaq_s32(a, vreinterpretq_s8_s64(vzip1q_s64(p, q)), vreinterpretq_s8_s64(vzip1q_s64(u, v)));
+            a = vmmlaq_s32(a, vreinterpretq_s8_s64(vzip2q_s64(p, q)), vreinterpretq_s8_s64(vzip2q_s64(u, v)));
+        }
+        // lanes: (row 0, token 0), (row 0, token 1), (row 1, token 0), (row 1, token 1)
+        const float32x2_t dt = {d[b], d[nb + b]};
+        s = vfmaq_f32(s, vcvtq_f32_s32(a), vcombine_f32(dt, dt));
+    }
+    float r[4];
+    vst1q_f32(r, s);
+    y[0] = r[0] * scale[0] + offset[0] * sx[0];
+    y[ldy] = r[1] * scale[0] + offset[0] * sx[1];
+    y[1] = r[2] * scale[1] + offset[1] * sx[0];
+    y[ldy + 1] = r[3] * scale[1] + offset[1] * sx[1];
+}
+T_I8MM static void gemm_i8_i8mm(int bits, const uint8_t *w, const uint8_t *qt, const float *scale, const float *offset,
+                                const int8_t *xq, const float *d, const float *sx, int64_t m, float *y, int64_t ldy,
+                                int64_t kpad, int64_t rb, int64_t r0, int64_t r1) {
+    const int64_t nb = kpad / QB, m2 = m & ~(int64_t)1, r2 = r0 + ((r1 - r0) & ~(int64_t)1);
+    for (int64_t r = r0; r < r2; r += 2)
+        for (int64_t t = 0; t < m2; t += 2)
+            i8_tile_i8mm(bits, w + r * rb, rb, qt + r * 16, scale + r, offset + r, xq + t * kpad, d + t * nb, sx + t,
+                         y + t * ldy + r, ldy, kpad);
+    if (m2 < m) gemm_i8_dotprod(bits, w, qt, scale, offset, xq + m2 * kpad, d + m2 * nb, sx + m2, 1, y + m2 * ldy, ldy, kpad, rb, r0, r2);
+    if (r2 < r1) gemm_i8_dotprod(bits, w, qt, scale, offset, xq, d, sx, m, y, ldy, kpad, rb, r2, r1);
+}
+#endif
+
+#ifdef SQ_X86
 static int has_vnni(void) {
     return sq_isa() >= SQ_ISA_AVX512 && (sq_cpu_features() & SQ_CPU_AVX512VNNI) != 0;
 }
+#endif
 
 // ---------------------------------------------------------------- entry points
 void sq_lut_gemm_f32(int bits, const uint8_t *w, const float *lut, const float *x, int64_t ldx, int64_t m,
@@ -563,6 +762,14 @@ void sq_lut_gemm_f32(int bits, const uint8_t *w, const float *lut, const float *
         int64_t rb = sq_lut_row_bytes(bits, kpad);
         if (bits == 4) gemm_f32_4_avx2(w, lut, x, ldx, m, y, ldy, kpad, rb, r0, r1);
         else gemm_f32_3_avx2(w, lut, x, ldx, m, y, ldy, kpad, rb, r0, r1);
+        return;
+    }
+#endif
+#ifdef SQ_ARM
+    if (sq_isa() >= SQ_ISA_NEON) {
+        int64_t rb = sq_lut_row_bytes(bits, kpad);
+        if (bits == 4) gemm_f32_4_neon(w, lut, x, ldx, m, y, ldy, kpad, rb, r0, r1);
+        else gemm_f32_3_neon(w, lut, x, ldx, m, y, ldy, kpad, rb, r0, r1);
         return;
     }
 #endif
@@ -589,6 +796,16 @@ void sq_lut_gemm_i8(int bits, const uint8_t *w, const uint8_t *qt, const float *
         int64_t rb = sq_lut_row_bytes(bits, kpad);
         if (bits == 4) gemm_i8_4_avx2(w, qt, scale, offset, xq, d, sx, m, y, ldy, kpad, rb, r0, r1);
         else gemm_i8_3_avx2(w, qt, scale, offset, xq, d, sx, m, y, ldy, kpad, rb, r0, r1);
+        return;
+    }
+#endif
+#ifdef SQ_ARM
+    int isa = sq_isa();
+    if (isa >= SQ_ISA_NEON) {
+        int64_t rb = sq_lut_row_bytes(bits, kpad);
+        if (isa >= SQ_ISA_I8MM && m > 1) gemm_i8_i8mm(bits, w, qt, scale, offset, xq, d, sx, m, y, ldy, kpad, rb, r0, r1);
+        else if (isa >= SQ_ISA_DOTPROD) gemm_i8_dotprod(bits, w, qt, scale, offset, xq, d, sx, m, y, ldy, kpad, rb, r0, r1);
+        else gemm_i8_neon(bits, w, qt, scale, offset, xq, d, sx, m, y, ldy, kpad, rb, r0, r1);
         return;
     }
 #endif
@@ -621,6 +838,11 @@ const char *sq_lut_variant(void) {
     if (has_vnni()) return "float avx512, int8 avx512vnni";
     if (sq_isa() >= SQ_ISA_AVX512) return "float avx512, int8 avx2";
     if (sq_isa() >= SQ_ISA_AVX2) return "float avx2, int8 avx2";
+#endif
+#ifdef SQ_ARM
+    if (sq_isa() >= SQ_ISA_I8MM) return "float neon, int8 i8mm";
+    if (sq_isa() >= SQ_ISA_DOTPROD) return "float neon, int8 dotprod";
+    if (sq_isa() >= SQ_ISA_NEON) return "float neon, int8 neon";
 #endif
     return "float scalar, int8 scalar";
 }

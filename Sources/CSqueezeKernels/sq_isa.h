@@ -16,6 +16,15 @@
 #define T_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c,avx2")))
 #define T_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c,avx2")))
+#elif defined(__aarch64__)
+// ARM64: NEON (Advanced SIMD) is baseline; the dot-product and int8 matrix-multiply extensions are
+// per-function targets chosen at run time. "arch=" rather than "+feature": GCC 12's arm_neon.h
+// defines the dot-product intrinsics under an armv8.2-a pragma.
+#include <arm_neon.h>
+#define SQ_ARM 1
+#define T_NEON
+#define T_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
+#define T_I8MM __attribute__((target("arch=armv8.2-a+dotprod+i8mm")))
 #endif
 
 #ifndef INL
@@ -37,6 +46,11 @@ static inline int sq_isa_fast(void) {
 // SQ_GLUE(name, suffix) -> namesuffix after expanding both.
 #define SQ_GLUE_(a, b) a##b
 #define SQ_GLUE(a, b) SQ_GLUE_(a, b)
+
+#ifdef SQ_ARM
+// Sum of the four lanes of v.
+static INL float sq_hsum4(float32x4_t v) { return vaddvq_f32(v); }
+#endif
 
 #ifdef SQ_X86
 // Sum of the eight lanes of v.

@@ -19,10 +19,23 @@ enum {
     SQ_CPU_AVX512VNNI = 1 << 7,
     SQ_CPU_AVX512BF16 = 1 << 8,
     SQ_CPU_AVXVNNI = 1 << 9,
+    SQ_CPU_NEON = 1 << 16,    ///< ARM64 Advanced SIMD (always present on ARM64)
+    SQ_CPU_DOTPROD = 1 << 17, ///< ARM64 SDOT/UDOT (FEAT_DotProd, "asimddp")
+    SQ_CPU_I8MM = 1 << 18,    ///< ARM64 SMMLA/UMMLA (FEAT_I8MM)
+    SQ_CPU_FP16 = 1 << 19,    ///< ARM64 half-precision arithmetic (FEAT_FP16, "asimdhp")
 };
 
-/// Instruction-set levels the dispatcher chooses between.
-enum { SQ_ISA_SCALAR = 0, SQ_ISA_AVX2 = 1, SQ_ISA_AVX512 = 2 };
+/// Instruction-set levels the dispatcher chooses between: x86-64 (AVX2, AVX-512) or ARM64 (NEON,
+/// NEON with the dot-product extension, NEON with dot product and int8 matrix multiply). Each CPU
+/// supports scalar plus the levels of its own architecture, ordered.
+enum {
+    SQ_ISA_SCALAR = 0,
+    SQ_ISA_AVX2 = 1,
+    SQ_ISA_AVX512 = 2,
+    SQ_ISA_NEON = 3,
+    SQ_ISA_DOTPROD = 4,
+    SQ_ISA_I8MM = 5
+};
 
 /// Features of this CPU (detected once).
 uint32_t sq_cpu_features(void);

@@ -1,0 +1,154 @@
+// ARM64 kernel harness: every NEON kernel of CSqueezeKernels against the portable scalar kernel on
+// random shapes (lengths that are not multiples of the vector width, 3- and 4-bit tables), at every
+// ISA level from NEON up to the one in use (sq_isa(): the CPU's, lowered by SQUEEZE_ISA). Built with
+// aarch64-linux-gnu-gcc together with the C target's sources and run under qemu-aarch64 by run.sh.
+//
+// Tolerances are those of Tests/SqueezeKernelsTests: float sums in another order within
+// 1e-5 * sum|terms| (plus 1e-30); bit for bit where the order is the scalar kernel's (the int8 LUT and
+// Q8 paths sum exact integer blocks in the scalar order; conversions, row decoding and activation
+// quantization are exact); softmax within 4e-6 relative, SiLU within 1e-6.
+//
+// Usage: kernel_harness [expected-level]   (neon, dotprod, i8mm or scalar: fails unless sq_isa() is it)
+#include "sq_dense.h"
+#include "sq_lut.h"
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *level_name(int l) {
+    switch (l) {
+    case SQ_ISA_SCALAR: return "scalar";
+    case SQ_ISA_NEON: return "neon";
+    case SQ_ISA_DOTPROD: return "dotprod";
+    case SQ_ISA_I8MM: return "i8mm";
+    default: return "other";
+    }
+}
+
+// ---------------------------------------------------------------- random numbers (xorshift64*)
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd(void) {
+    g_rng ^= g_rng >> 12;
+    g_rng ^= g_rng << 25;
+    g_rng ^= g_rng >> 27;
+    return g_rng * 0x2545F4914F6CDD1Dull;
+}
+static int64_t rnd_int(int64_t lo, int64_t hi) { return lo + (int64_t)(rnd() % (uint64_t)(hi - lo + 1)); }
+static float rnd_float(void) { return (float)((double)(rnd() >> 11) / 9007199254740992.0 * 2.0 - 1.0); }
+static void *zalloc(size_t n) {
+    void *p = aligned_alloc(64, (n + 63) / 64 * 64 + 64);
+    memset(p, 0, (n + 63) / 64 * 64 + 64);
+    return p;
+}
+
+// ---------------------------------------------------------------- checks
+static int g_failures = 0, g_checks = 0;
+static const char *g_what = "";
+static int g_level = 0;
+
+static void fail(const char *fmt, double a, double b, int64_t i) {
+    if (g_failures < 20) printf("FAIL [%s] %s at %lld: %.9g vs %.9g\n", level_name(g_level), fmt, (long long)i, a, b);
+    g_failures++;
+}
+// |got - want| <= tol (counted once per call).
+static void near(const char *what, const float *got, const float *want, const double *tol, int64_t n) {
+    g_checks++;
+    for (int64_t i = 0; i < n; i++)
+        if (!(fabs((double)got[i] - want[i]) <= tol[i]) && !(got[i] == want[i])) { fail(what, got[i], want[i], i); return; }
+}
+static void exact_bytes(const char *what, const void *got, const void *want, size_t n) {
+    g_checks++;
+    const uint8_t *a = got, *b = want;
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) { fail(what, a[i], b[i], (int64_t)i); return; }
+}
+
+// ---------------------------------------------------------------- LUT
+static void check_lut(int level) {
+    for (int iter = 0; iter < 40; iter++) {
+        const int bits = iter & 1 ? 3 : 4;
+        const int64_t rows = rnd_int(1, 37), cols = rnd_int(1, 700), kpad = sq_lut_padded_cols(bits, cols);
+        const int64_t rb = sq_lut_row_bytes(bits, kpad), nb = kpad / SQ_LUT_QBLOCK;
+        const int64_t ms[] = {1, 2, 3, 4, 5, 8, 9};
+        const int64_t m = ms[iter % 7];
+        uint8_t *idx = zalloc((size_t)(rows * cols)), *w = zalloc((size_t)(rows * rb)), *qt = zalloc((size_t)rows * 16);
+        float *lut = zalloc((size_t)rows * 16 * 4), *sc = zalloc((size_t)rows * 4), *off = zalloc((size_t)rows * 4);
+        float *x = zalloc((size_t)(m * kpad) * 4);
+        for (int64_t i = 0; i < rows * cols; i++) idx[i] = (uint8_t)(rnd() & ((1u << bits) - 1));
+        for (int64_t i = 0; i < rows * 16; i++) lut[i] = rnd_float() * 0.1f;
+        for (int64_t t = 0; t < m; t++)
+            for (int64_t i = 0; i < cols; i++) x[t * kpad + i] = rnd_float() * (t == 1 ? 1000.0f : 1.0f);
+        sq_lut_pack(bits, idx, cols, cols, kpad, w, 0, rows);
+        sq_lut_quantize_tables(bits, lut, 0, rows, qt, sc, off);
+        // magnitudes sum |w x| per output, for the tolerance
+        double *tol = zalloc((size_t)(m * rows) * 8);
+        for (int64_t t = 0; t < m; t++)
+            for (int64_t r = 0; r < rows; r++) {
+                double s = 0;
+                for (int64_t i = 0; i < cols; i++) s += fabs(lut[r * 16 + idx[r * cols + i]] * x[t * kpad + i]);
+                tol[t * rows + r] = 1e-5 * s + 1e-30;
+            }
+        float *ys = zalloc((size_t)(m * rows) * 4), *yv = zalloc((size_t)(m * rows) * 4);
+        // float path, whole range and a sub-range
+        sq_set_isa(SQ_ISA_SCALAR);
+        sq_lut_gemm_f32(bits, w, lut, x, kpad, m, ys, rows, kpad, 0, rows);
+        sq_set_isa(level);
+        sq_lut_gemm_f32(bits, w, lut, x, kpad, m, yv, rows, kpad, 0, rows);
+        g_what = "lut gemm f32";
+        near(g_what, yv, ys, tol, m * rows);
+        // row decoding: exact
+        float *ds = zalloc((size_t)kpad * 4), *dv = zalloc((size_t)kpad * 4);
+        for (int64_t r = 0; r < rows; r++) {
+            sq_set_isa(SQ_ISA_SCALAR);
+            sq_lut_dequantize_row(bits, w, lut, kpad, r, ds);
+            sq_set_isa(level);
+            sq_lut_dequantize_row(bits, w, lut, kpad, r, dv);
+            exact_bytes("lut dequantize row", dv, ds, (size_t)kpad * 4);
+        }
+        // int8 path: activation quantization exact, products exact (integer blocks in scalar order)
+        int8_t *xqs = zalloc((size_t)(m * kpad)), *xqv = zalloc((size_t)(m * kpad));
+        float *dsc = zalloc((size_t)(m * nb) * 4), *dvc = zalloc((size_t)(m * nb) * 4);
+        float *sxs = zalloc((size_t)m * 4), *sxv = zalloc((size_t)m * 4);
+        for (int64_t t = 0; t < m; t++) {
+            sq_set_isa(SQ_ISA_SCALAR);
+            sq_lut_quantize_x(x + t * kpad, cols, kpad, xqs + t * kpad, dsc + t * nb, sxs + t);
+            sq_set_isa(level);
+            sq_lut_quantize_x(x + t * kpad, cols, kpad, xqv + t * kpad, dvc + t * nb, sxv + t);
+        }
+        exact_bytes("lut quantize x (codes)", xqv, xqs, (size_t)(m * kpad));
+        exact_bytes("lut quantize x (scales)", dvc, dsc, (size_t)(m * nb) * 4);
+        exact_bytes("lut quantize x (sums)", sxv, sxs, (size_t)m * 4);
+        sq_set_isa(SQ_ISA_SCALAR);
+        sq_lut_gemm_i8(bits, w, qt, sc, off, xqs, dsc, sxs, m, ys, rows, kpad, 0, rows);
+        sq_set_isa(level);
+        memset(yv, 0, (size_t)(m * rows) * 4);
+        int64_t mid = rows / 3;  // two calls: row ranges that do not start at a multiple of 4
+        sq_lut_gemm_i8(bits, w, qt, sc, off, xqs, dsc, sxs, m, yv, rows, kpad, 0, mid);
+        sq_lut_gemm_i8(bits, w, qt, sc, off, xqs, dsc, sxs, m, yv, rows, kpad, mid, rows);
+        exact_bytes("lut gemm i8", yv, ys, (size_t)(m * rows) * 4);
+        free(idx); free(w); free(qt); free(lut); free(sc); free(off); free(x); free(tol); free(ys); free(yv);
+        free(ds); free(dv); free(xqs); free(xqv); free(dsc); free(dvc); free(sxs); free(sxv);
+    }
+}
+
+int main(int argc, char **argv) {
+    const int top = sq_isa();
+    printf("features 0x%x, supported %s, in use %s, LUT variants \"%s\"\n", sq_cpu_features(),
+           level_name(sq_isa_supported()), level_name(top), sq_lut_variant());
+    if (argc > 1 && strcmp(argv[1], level_name(top)) != 0) {
+        printf("FAIL: expected level %s, have %s\n", argv[1], level_name(top));
+        return 1;
+    }
+    for (int level = SQ_ISA_NEON; level <= top; level++) {
+        g_level = level;
+        sq_set_isa(level);
+        const int before = g_checks, fails = g_failures;
+        check_lut(level);
+        printf("level %-8s %d checks, %d failed\n", level_name(level), g_checks - before, g_failures - fails);
+    }
+    sq_set_isa(top);
+    printf(g_failures ? "FAILED: %d of %d checks\n" : "ok: %d failures in %d checks\n", g_failures, g_checks);
+    return g_failures != 0;
+}
