@@ -54,9 +54,57 @@ T_AVX2 static void f32_to_f16_avx2(const float *s, uint16_t *d, int64_t n) {
 }
 #endif
 
+#ifdef SQ_ARM
+// fcvtl / fcvtn: exact widening; narrowing rounds to nearest even (the default FPCR mode), keeps
+// subnormals (FZ16 off) and quiets NaNs keeping their top payload bits, as sq_f32_to_f16_1.
+static void f16_to_f32_neon(const uint16_t *s, float *d, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(s + i));
+        vst1q_f32(d + i, vcvt_f32_f16(vget_low_f16(h)));
+        vst1q_f32(d + i + 4, vcvt_high_f32_f16(h));
+    }
+    for (; i < n; i++) d[i] = sq_f16_to_f32_inl(s[i]);
+}
+static void f32_to_f16_neon(const float *s, uint16_t *d, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        float16x8_t h = vcvt_high_f16_f32(vcvt_f16_f32(vld1q_f32(s + i)), vld1q_f32(s + i + 4));
+        vst1q_u16(d + i, vreinterpretq_u16_f16(h));
+    }
+    for (; i < n; i++) d[i] = sq_f32_to_f16_1(s[i]);
+}
+static void bf16_to_f32_neon(const uint16_t *s, float *d, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint16x8_t h = vld1q_u16(s + i);
+        vst1q_f32(d + i, vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h), 16)));
+        vst1q_f32(d + i + 4, vreinterpretq_f32_u32(vshll_high_n_u16(h, 16)));
+    }
+    for (; i < n; i++) d[i] = sq_bf16_to_f32_inl(s[i]);
+}
+// Round to nearest even on the bits, NaNs quieted, as f32_to_bf16_1.
+static inline uint16x4_t f32_to_bf16_4_neon(float32x4_t v) {
+    uint32x4_t x = vreinterpretq_u32_f32(v);
+    uint32x4_t lsb = vandq_u32(vshrq_n_u32(x, 16), vdupq_n_u32(1));
+    uint32x4_t r = vshrq_n_u32(vaddq_u32(x, vaddq_u32(lsb, vdupq_n_u32(0x7fff))), 16);
+    uint32x4_t nan = vcgtq_u32(vandq_u32(x, vdupq_n_u32(0x7fffffffu)), vdupq_n_u32(0x7f800000u));
+    uint32x4_t q = vorrq_u32(vshrq_n_u32(x, 16), vdupq_n_u32(0x40));
+    return vmovn_u32(vbslq_u32(nan, q, r));
+}
+static void f32_to_bf16_neon(const float *s, uint16_t *d, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1_u16(d + i, f32_to_bf16_4_neon(vld1q_f32(s + i)));
+    for (; i < n; i++) d[i] = f32_to_bf16_1(s[i]);
+}
+#endif
+
 void sq_f16_to_f32(const uint16_t *src, float *dst, int64_t n) {
 #ifdef SQ_X86
     if (sq_isa_fast() >= SQ_ISA_AVX2) { f16_to_f32_avx2(src, dst, n); return; }
+#endif
+#ifdef SQ_ARM
+    if (sq_isa_fast() >= SQ_ISA_NEON) { f16_to_f32_neon(src, dst, n); return; }
 #endif
     for (int64_t i = 0; i < n; i++) dst[i] = sq_f16_to_f32_inl(src[i]);
 }
@@ -65,14 +113,23 @@ void sq_f32_to_f16(const float *src, uint16_t *dst, int64_t n) {
 #ifdef SQ_X86
     if (sq_isa_fast() >= SQ_ISA_AVX2) { f32_to_f16_avx2(src, dst, n); return; }
 #endif
+#ifdef SQ_ARM
+    if (sq_isa_fast() >= SQ_ISA_NEON) { f32_to_f16_neon(src, dst, n); return; }
+#endif
     for (int64_t i = 0; i < n; i++) dst[i] = sq_f32_to_f16_1(src[i]);
 }
 
 void sq_bf16_to_f32(const uint16_t *src, float *dst, int64_t n) {
+#ifdef SQ_ARM
+    if (sq_isa_fast() >= SQ_ISA_NEON) { bf16_to_f32_neon(src, dst, n); return; }
+#endif
     for (int64_t i = 0; i < n; i++) dst[i] = sq_bf16_to_f32_inl(src[i]);
 }
 
 void sq_f32_to_bf16(const float *src, uint16_t *dst, int64_t n) {
+#ifdef SQ_ARM
+    if (sq_isa_fast() >= SQ_ISA_NEON) { f32_to_bf16_neon(src, dst, n); return; }
+#endif
     for (int64_t i = 0; i < n; i++) dst[i] = f32_to_bf16_1(src[i]);
 }
 

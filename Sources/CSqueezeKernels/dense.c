@@ -53,11 +53,36 @@ T_AVX2 static void axpy_avx2(float a, const float *x, float *y, int64_t n) {
 }
 #endif
 
+#ifdef SQ_ARM
+static float dot_neon(const float *a, const float *b, int64_t n) {
+    float32x4_t s0 = vdupq_n_f32(0), s1 = vdupq_n_f32(0), s2 = vdupq_n_f32(0), s3 = vdupq_n_f32(0);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = vfmaq_f32(s0, vld1q_f32(a + i), vld1q_f32(b + i));
+        s1 = vfmaq_f32(s1, vld1q_f32(a + i + 4), vld1q_f32(b + i + 4));
+        s2 = vfmaq_f32(s2, vld1q_f32(a + i + 8), vld1q_f32(b + i + 8));
+        s3 = vfmaq_f32(s3, vld1q_f32(a + i + 12), vld1q_f32(b + i + 12));
+    }
+    for (; i + 4 <= n; i += 4) s0 = vfmaq_f32(s0, vld1q_f32(a + i), vld1q_f32(b + i));
+    float s = sq_hsum4(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+static void axpy_neon(float a, const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), a));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+#endif
+
 float sq_dot_f32(const float *a, const float *b, int64_t n) {
 #ifdef SQ_X86
     int isa = sq_isa_fast();
     if (isa >= SQ_ISA_AVX512) return dot_avx512(a, b, n);
     if (isa >= SQ_ISA_AVX2) return dot_avx2(a, b, n);
+#endif
+#ifdef SQ_ARM
+    if (sq_isa_fast() >= SQ_ISA_NEON) return dot_neon(a, b, n);
 #endif
     float s = 0;
     for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
@@ -86,9 +111,32 @@ T_AVX2 static float read_sum_avx2(const float *p, int64_t n) {
 }
 #endif
 
+#ifdef SQ_ARM
+// As read_sum_avx2: four streams, two accumulators each.
+static float read_sum_neon(const float *p, int64_t n) {
+    int64_t q = (n / 4) & ~(int64_t)7;
+    const float *a = p, *b = p + q, *c = p + 2 * q, *d = p + 3 * q;
+    float32x4_t s[8];
+    for (int u = 0; u < 8; u++) s[u] = vdupq_n_f32(0);
+    for (int64_t i = 0; i < q; i += 8) {
+        s[0] = vaddq_f32(s[0], vld1q_f32(a + i)); s[1] = vaddq_f32(s[1], vld1q_f32(a + i + 4));
+        s[2] = vaddq_f32(s[2], vld1q_f32(b + i)); s[3] = vaddq_f32(s[3], vld1q_f32(b + i + 4));
+        s[4] = vaddq_f32(s[4], vld1q_f32(c + i)); s[5] = vaddq_f32(s[5], vld1q_f32(c + i + 4));
+        s[6] = vaddq_f32(s[6], vld1q_f32(d + i)); s[7] = vaddq_f32(s[7], vld1q_f32(d + i + 4));
+    }
+    float r = sq_hsum4(vaddq_f32(vaddq_f32(vaddq_f32(s[0], s[1]), vaddq_f32(s[2], s[3])),
+                                 vaddq_f32(vaddq_f32(s[4], s[5]), vaddq_f32(s[6], s[7]))));
+    for (int64_t i = 4 * q; i < n; i++) r += p[i];
+    return r;
+}
+#endif
+
 float sq_read_sum_f32(const float *p, int64_t n) {
 #ifdef SQ_X86
     if (sq_isa_fast() >= SQ_ISA_AVX2 && ((uintptr_t)p & 31) == 0) return read_sum_avx2(p, n);
+#endif
+#ifdef SQ_ARM
+    if (sq_isa_fast() >= SQ_ISA_NEON) return read_sum_neon(p, n);
 #endif
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     int64_t i = 0;
@@ -103,6 +151,9 @@ void sq_axpy_f32(float a, const float *x, float *y, int64_t n) {
     if (isa >= SQ_ISA_AVX512) { axpy_avx512(a, x, y, n); return; }
     if (isa >= SQ_ISA_AVX2) { axpy_avx2(a, x, y, n); return; }
 #endif
+#ifdef SQ_ARM
+    if (sq_isa_fast() >= SQ_ISA_NEON) { axpy_neon(a, x, y, n); return; }
+#endif
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
@@ -115,6 +166,7 @@ void sq_axpy_f32(float a, const float *x, float *y, int64_t n) {
 #define GEMV_LOAD16(p) _mm512_loadu_ps(p)
 #define GEMV_MLOAD16(m, p) _mm512_maskz_loadu_ps(m, p)
 #define GEMV_LOAD8(p) _mm256_loadu_ps(p)
+#define GEMV_LOAD4(p) vld1q_f32(p)
 #define GEMV_SCALAR(v) (v)
 #include "dense_gemv.h"
 
@@ -123,6 +175,7 @@ void sq_axpy_f32(float a, const float *x, float *y, int64_t n) {
 #define GEMV_LOAD16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
 #define GEMV_MLOAD16(m, p) _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p))
 #define GEMV_LOAD8(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define GEMV_LOAD4(p) vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)))
 #define GEMV_SCALAR(v) sq_f16_to_f32_inl(v)
 #include "dense_gemv.h"
 
@@ -131,6 +184,7 @@ void sq_axpy_f32(float a, const float *x, float *y, int64_t n) {
 #define GEMV_LOAD16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
 #define GEMV_MLOAD16(m, p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16))
 #define GEMV_LOAD8(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
+#define GEMV_LOAD4(p) vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16))
 #define GEMV_SCALAR(v) sq_bf16_to_f32_inl(v)
 #include "dense_gemv.h"
 
@@ -261,6 +315,33 @@ T_AVX2 static void tile4x3_avx2(const float *x, int64_t ldx, const float *w, int
 }
 #endif
 
+#ifdef SQ_ARM
+// NEON micro-tile: 4 tokens x 4 outputs, 16 accumulators; the tail of k in scalar code.
+static void tile4x4_neon(const float *x, int64_t ldx, const float *w, int64_t ldw, float *y, int64_t ldy, int64_t k) {
+    float32x4_t c[4][4];
+    for (int t = 0; t < 4; t++)
+        for (int j = 0; j < 4; j++) c[t][j] = vdupq_n_f32(0);
+    const int64_t kk = k & ~(int64_t)3;
+    for (int64_t i = 0; i < kk; i += 4) {
+        float32x4_t b[4];
+        for (int j = 0; j < 4; j++) b[j] = vld1q_f32(w + j * ldw + i);
+        for (int t = 0; t < 4; t++) {
+            float32x4_t a = vld1q_f32(x + t * ldx + i);
+            for (int j = 0; j < 4; j++) c[t][j] = vfmaq_f32(c[t][j], a, b[j]);
+        }
+    }
+    for (int t = 0; t < 4; t++) {
+        // [sum c[t][0], sum c[t][1], sum c[t][2], sum c[t][3]] by pairwise adds
+        float32x4_t s = vpaddq_f32(vpaddq_f32(c[t][0], c[t][1]), vpaddq_f32(c[t][2], c[t][3]));
+        float r[4];
+        vst1q_f32(r, s);
+        for (int64_t i = kk; i < k; i++)
+            for (int j = 0; j < 4; j++) r[j] += x[t * ldx + i] * w[j * ldw + i];
+        for (int j = 0; j < 4; j++) y[t * ldy + j] = r[j];
+    }
+}
+#endif
+
 // Y[m, n0..n0+nr) for a block of nr <= 4 F32 weight rows, tokens [0, m).
 static void gemm_rows_f32(const float *x, int64_t ldx, const float *w, int64_t ldw, float *y, int64_t ldy,
                           int64_t m, int64_t k, int64_t nr) {
@@ -281,6 +362,10 @@ static void gemm_rows_f32(const float *x, int64_t ldx, const float *w, int64_t l
             for (int64_t tt = 0; tt < m; tt++) y[tt * ldy + j] = sq_dot_f32(x + tt * ldx, w + j * ldw, k);
         return;
     }
+#endif
+#ifdef SQ_ARM
+    if (sq_isa_fast() >= SQ_ISA_NEON && nr == 4)
+        for (; t + 4 <= m; t += 4) tile4x4_neon(x + t * ldx, ldx, w, ldw, y + t * ldy, ldy, k);
 #endif
     for (; t < m; t++)
         for (int64_t j = 0; j < nr; j++) y[t * ldy + j] = sq_dot_f32(x + t * ldx, w + j * ldw, k);

@@ -5,6 +5,7 @@
 //   GEMV_WT               the element type of W;
 //   GEMV_LOAD16(p)        16 elements as a __m512 (AVX-512); GEMV_MLOAD16(m, p) the same, masked;
 //   GEMV_LOAD8(p)         8 elements as a __m256 (AVX2);
+//   GEMV_LOAD4(p)         4 elements as a float32x4_t (ARM64 NEON);
 //   GEMV_SCALAR(v)        one element as a float,
 // and this file undefines them at its end.
 #define GEMV_FN(isa) SQ_CAT(SQ_CAT(gemv, GEMV_TYPE), isa)
@@ -90,6 +91,42 @@ T_AVX2 static void GEMV_FN(avx2)(const GEMV_WT *w, int64_t ldw, const float *x, 
 }
 #endif
 
+#ifdef SQ_ARM
+// Four adjacent rows at a time, 8 columns per step (two accumulators per row).
+static void GEMV_FN(neon)(const GEMV_WT *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, int64_t r1) {
+    const int64_t k8 = k & ~(int64_t)7;
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        const GEMV_WT *wr[4] = {w + r * ldw, w + (r + 1) * ldw, w + (r + 2) * ldw, w + (r + 3) * ldw};
+        float32x4_t a[4], b[4];
+        for (int j = 0; j < 4; j++) a[j] = b[j] = vdupq_n_f32(0);
+        for (int64_t i = 0; i < k8; i += 8) {
+            const float32x4_t xv = vld1q_f32(x + i), xw = vld1q_f32(x + i + 4);
+            for (int j = 0; j < 4; j++) {
+                a[j] = vfmaq_f32(a[j], GEMV_LOAD4(wr[j] + i), xv);
+                b[j] = vfmaq_f32(b[j], GEMV_LOAD4(wr[j] + i + 4), xw);
+            }
+        }
+        for (int j = 0; j < 4; j++) {
+            float s = sq_hsum4(vaddq_f32(a[j], b[j]));
+            for (int64_t i = k8; i < k; i++) s += GEMV_SCALAR(wr[j][i]) * x[i];
+            y[r - r0 + j] = s;
+        }
+    }
+    for (; r < r1; r++) {
+        const GEMV_WT *w0 = w + r * ldw;
+        float32x4_t a = vdupq_n_f32(0), b = vdupq_n_f32(0);
+        for (int64_t i = 0; i < k8; i += 8) {
+            a = vfmaq_f32(a, GEMV_LOAD4(w0 + i), vld1q_f32(x + i));
+            b = vfmaq_f32(b, GEMV_LOAD4(w0 + i + 4), vld1q_f32(x + i + 4));
+        }
+        float s = sq_hsum4(vaddq_f32(a, b));
+        for (int64_t i = k8; i < k; i++) s += GEMV_SCALAR(w0[i]) * x[i];
+        y[r - r0] = s;
+    }
+}
+#endif
+
 static void GEMV_FN(scalar)(const GEMV_WT *w, int64_t ldw, const float *x, float *y, int64_t k, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
         const GEMV_WT *w0 = w + r * ldw;
@@ -105,6 +142,9 @@ void SQ_CAT(sq_gemv, GEMV_TYPE)(const GEMV_WT *w, int64_t ldw, const float *x, f
     if (isa >= SQ_ISA_AVX512) { GEMV_FN(avx512)(w, ldw, x, y, k, r0, r1); return; }
     if (isa >= SQ_ISA_AVX2) { GEMV_FN(avx2)(w, ldw, x, y, k, r0, r1); return; }
 #endif
+#ifdef SQ_ARM
+    if (sq_isa_fast() >= SQ_ISA_NEON) { GEMV_FN(neon)(w, ldw, x, y, k, r0, r1); return; }
+#endif
     GEMV_FN(scalar)(w, ldw, x, y, k, r0, r1);
 }
 
@@ -114,4 +154,5 @@ void SQ_CAT(sq_gemv, GEMV_TYPE)(const GEMV_WT *w, int64_t ldw, const float *x, f
 #undef GEMV_LOAD16
 #undef GEMV_MLOAD16
 #undef GEMV_LOAD8
+#undef GEMV_LOAD4
 #undef GEMV_SCALAR

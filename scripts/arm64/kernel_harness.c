@@ -65,6 +65,16 @@ static void exact_bytes(const char *what, const void *got, const void *want, siz
         if (a[i] != b[i]) { fail(what, a[i], b[i], (int64_t)i); return; }
 }
 
+// Floats bit for bit, except that a NaN only needs to be a NaN (widening quiets signalling NaNs, as
+// F16C does; the scalar code keeps them signalling).
+static void exact_or_nan(const char *what, const float *got, const float *want, int64_t n) {
+    g_checks++;
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(want[i]) && isnan(got[i])) continue;
+        if (memcmp(got + i, want + i, 4) != 0) { fail(what, got[i], want[i], i); return; }
+    }
+}
+
 // ---------------------------------------------------------------- LUT
 static void check_lut(int level) {
     for (int iter = 0; iter < 40; iter++) {
@@ -133,6 +143,123 @@ static void check_lut(int level) {
     }
 }
 
+// ---------------------------------------------------------------- dense and conversions
+static void check_dense(int level) {
+    // conversions: every F16 pattern widened, random F32 patterns (NaNs, subnormals, ties) narrowed
+    {
+        const int64_t n = 65536 + 7;
+        uint16_t *h = zalloc((size_t)n * 2), *hs = zalloc((size_t)n * 2), *hv = zalloc((size_t)n * 2);
+        float *fs = zalloc((size_t)n * 4), *fv = zalloc((size_t)n * 4), *src = zalloc((size_t)n * 4);
+        for (int64_t i = 0; i < n; i++) h[i] = (uint16_t)i;
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t b = (uint32_t)rnd();
+            if (i % 3 == 0) b &= 0x8fffffffu;                      // small exponents: F16 subnormals, zero
+            if (i % 5 == 0) b = (b & 0xffff0000u) | 0x8000u;         // exact ties for BF16
+            if (i % 7 == 0) b = (b & 0xffffe000u) | 0x1000u;         // exact ties for F16
+            memcpy(src + i, &b, 4);
+        }
+        sq_set_isa(SQ_ISA_SCALAR);
+        sq_f16_to_f32(h, fs, n);
+        sq_set_isa(level);
+        sq_f16_to_f32(h, fv, n);
+        exact_or_nan("f16 to f32", fv, fs, n);
+        sq_set_isa(SQ_ISA_SCALAR);
+        sq_bf16_to_f32(h, fs, n);
+        sq_set_isa(level);
+        sq_bf16_to_f32(h, fv, n);
+        exact_bytes("bf16 to f32", fv, fs, (size_t)n * 4);
+        sq_set_isa(SQ_ISA_SCALAR);
+        sq_f32_to_f16(src, hs, n);
+        sq_set_isa(level);
+        sq_f32_to_f16(src, hv, n);
+        exact_bytes("f32 to f16", hv, hs, (size_t)n * 2);
+        sq_set_isa(SQ_ISA_SCALAR);
+        sq_f32_to_bf16(src, hs, n);
+        sq_set_isa(level);
+        sq_f32_to_bf16(src, hv, n);
+        exact_bytes("f32 to bf16", hv, hs, (size_t)n * 2);
+        free(h); free(hs); free(hv); free(fs); free(fv); free(src);
+    }
+    for (int iter = 0; iter < 30; iter++) {
+        const int64_t rows = rnd_int(1, 23), k = rnd_int(1, 300), m = rnd_int(1, 11), ld = k + rnd_int(0, 3);
+        float *w = zalloc((size_t)(rows * ld) * 4), *x = zalloc((size_t)(m * ld) * 4);
+        uint16_t *wh = zalloc((size_t)(rows * ld) * 2), *wb = zalloc((size_t)(rows * ld) * 2);
+        for (int64_t i = 0; i < rows * ld; i++) {
+            w[i] = rnd_float();
+            wh[i] = sq_f32_to_f16_1(w[i]);
+            uint32_t b;
+            memcpy(&b, w + i, 4);
+            wb[i] = (uint16_t)(b >> 16);
+        }
+        for (int64_t i = 0; i < m * ld; i++) x[i] = rnd_float();
+        const size_t ny = (size_t)(m * rows > ld ? m * rows : ld);
+        float *ys = zalloc(ny * 4), *yv = zalloc(ny * 4);
+        double *tol = zalloc(ny * 8);
+        for (int dt = 0; dt < 3; dt++) {
+            // tolerance from sum |w x| with the weights as stored
+            for (int64_t t = 0; t < m; t++)
+                for (int64_t r = 0; r < rows; r++) {
+                    double s = 0;
+                    for (int64_t i = 0; i < k; i++) {
+                        float wv = dt == 0 ? w[r * ld + i] : dt == 1 ? sq_f16_to_f32_1(wh[r * ld + i]) : 0;
+                        if (dt == 2) {
+                            uint32_t b = (uint32_t)wb[r * ld + i] << 16;
+                            memcpy(&wv, &b, 4);
+                        }
+                        s += fabs((double)wv * x[t * ld + i]);
+                    }
+                    tol[t * rows + r] = 1e-5 * s + 1e-30;
+                }
+            for (int variant = 0; variant < 2; variant++) {  // GEMV (token 0 only), GEMM
+                for (int pass = 0; pass < 2; pass++) {
+                    float *y = pass ? yv : ys;
+                    sq_set_isa(pass ? level : SQ_ISA_SCALAR);
+                    if (variant == 0) {
+                        if (dt == 0) sq_gemv_f32(w, ld, x, y, k, 0, rows);
+                        else if (dt == 1) sq_gemv_f16(wh, ld, x, y, k, 0, rows);
+                        else sq_gemv_bf16(wb, ld, x, y, k, 0, rows);
+                    } else {
+                        if (dt == 0) sq_gemm_f32(x, ld, w, ld, y, rows, m, k, 0, rows);
+                        else if (dt == 1) sq_gemm_f16(x, ld, wh, ld, y, rows, m, k, 0, rows);
+                        else sq_gemm_bf16(x, ld, wb, ld, y, rows, m, k, 0, rows);
+                    }
+                }
+                static const char *names[2][3] = {{"gemv f32", "gemv f16", "gemv bf16"}, {"gemm f32", "gemm f16", "gemm bf16"}};
+                near(names[variant][dt], yv, ys, tol, variant == 0 ? rows : m * rows);
+            }
+        }
+        // dot and axpy
+        {
+            float ds, dv;
+            double s = 0;
+            for (int64_t i = 0; i < k; i++) s += fabs((double)w[i] * x[i]);
+            sq_set_isa(SQ_ISA_SCALAR);
+            ds = sq_dot_f32(w, x, k);
+            sq_set_isa(level);
+            dv = sq_dot_f32(w, x, k);
+            double t1 = 1e-5 * s + 1e-30;
+            near("dot f32", &dv, &ds, &t1, 1);
+            memcpy(ys, x, (size_t)k * 4);
+            memcpy(yv, x, (size_t)k * 4);
+            sq_set_isa(SQ_ISA_SCALAR);
+            sq_axpy_f32(0.37f, w, ys, k);
+            sq_set_isa(level);
+            sq_axpy_f32(0.37f, w, yv, k);
+            for (int64_t i = 0; i < k; i++) tol[i] = 1e-6 * (fabs(0.37 * w[i]) + fabs(x[i])) + 1e-30;
+            near("axpy f32", yv, ys, tol, k);
+            const int64_t n = rows * ld;
+            for (int64_t i = 0; i < n; i++) s += fabs(w[i]);
+            sq_set_isa(SQ_ISA_SCALAR);
+            ds = sq_read_sum_f32(w, n);
+            sq_set_isa(level);
+            dv = sq_read_sum_f32(w, n);
+            t1 = 1e-5 * s;
+            near("read sum f32", &dv, &ds, &t1, 1);
+        }
+        free(w); free(x); free(wh); free(wb); free(ys); free(yv); free(tol);
+    }
+}
+
 int main(int argc, char **argv) {
     const int top = sq_isa();
     printf("features 0x%x, supported %s, in use %s, LUT variants \"%s\"\n", sq_cpu_features(),
@@ -146,6 +273,7 @@ int main(int argc, char **argv) {
         sq_set_isa(level);
         const int before = g_checks, fails = g_failures;
         check_lut(level);
+        check_dense(level);
         printf("level %-8s %d checks, %d failed\n", level_name(level), g_checks - before, g_failures - fails);
     }
     sq_set_isa(top);
