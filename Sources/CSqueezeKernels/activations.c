@@ -174,9 +174,98 @@ T_AVX2 static void silu_mul_backward_avx2(const float *g, const float *u, float 
 }
 #endif
 
+#ifdef SQ_ARM
+// exp256's polynomial and range reduction on four lanes.
+static inline float32x4_t exp_neon(float32x4_t x) {
+    x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.3f)), vdupq_n_f32(88.72f));
+    float32x4_t n = vrndnq_f32(vmulq_n_f32(x, 1.44269504088896341f));
+    float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
+    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
+    float32x4_t p = vdupq_n_f32(1.9875691500E-4f);
+    p = vfmaq_f32(vdupq_n_f32(1.3981999507E-3f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(8.3334519073E-3f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(4.1665795894E-2f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.6666665459E-1f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(5.0000001201E-1f), p, r);
+    p = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), p, vmulq_f32(r, r));
+    // 2^n in two factors through the exponent field (n = 128 after the clamp needs the split)
+    int32x4_t ni = vcvtnq_s32_f32(n), half = vshrq_n_s32(ni, 1);
+    float32x4_t s1 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(half, vdupq_n_s32(127)), 23));
+    float32x4_t s2 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vsubq_s32(ni, half), vdupq_n_s32(127)), 23));
+    return vmulq_f32(vmulq_f32(p, s1), s2);
+}
+
+static float softmax_neon(float *x, int64_t n, float scale) {
+    float32x4_t vmax = vdupq_n_f32(-INFINITY);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vmax = vmaxq_f32(vmax, vld1q_f32(x + i));
+    float mx = vmaxvq_f32(vmax);
+    for (int64_t j = i; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    if (mx == -INFINITY) return -INFINITY;
+    float32x4_t vm = vdupq_n_f32(mx), vs = vdupq_n_f32(0);
+    for (i = 0; i + 4 <= n; i += 4) {
+        float32x4_t e = exp_neon(vsubq_f32(vld1q_f32(x + i), vm));
+        vst1q_f32(x + i, e);
+        vs = vaddq_f32(vs, e);
+    }
+    float s = sq_hsum4(vs);
+    for (; i < n; i++) { x[i] = expf(x[i] - mx); s += x[i]; }
+    const float inv = scale / s;
+    for (i = 0; i + 4 <= n; i += 4) vst1q_f32(x + i, vmulq_n_f32(vld1q_f32(x + i), inv));
+    for (; i < n; i++) x[i] *= scale / s;
+    return logf(s) + mx;
+}
+
+static float lse_neon(const float *x, int64_t n) {
+    float32x4_t vmax = vdupq_n_f32(-INFINITY);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vmax = vmaxq_f32(vmax, vld1q_f32(x + i));
+    float mx = vmaxvq_f32(vmax);
+    for (int64_t j = i; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    if (mx == -INFINITY) return -INFINITY;
+    float32x4_t vm = vdupq_n_f32(mx), vs = vdupq_n_f32(0);
+    for (i = 0; i + 4 <= n; i += 4) vs = vaddq_f32(vs, exp_neon(vsubq_f32(vld1q_f32(x + i), vm)));
+    float s = sq_hsum4(vs);
+    for (; i < n; i++) s += expf(x[i] - mx);
+    return logf(s) + mx;
+}
+
+static void silu_mul_neon(const float *g, const float *u, float *out, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t gv = vld1q_f32(g + i);
+        float32x4_t sv = vdivq_f32(gv, vaddq_f32(vdupq_n_f32(1.0f), exp_neon(vnegq_f32(gv))));
+        vst1q_f32(out + i, vmulq_f32(sv, vld1q_f32(u + i)));
+    }
+    for (; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+static void silu_mul_backward_neon(const float *g, const float *u, float *dg, float *du, int64_t n) {
+    int64_t i = 0;
+    const float32x4_t one = vdupq_n_f32(1.0f);
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t gv = vld1q_f32(g + i), da = vld1q_f32(dg + i);
+        float32x4_t sv = vdivq_f32(one, vaddq_f32(one, exp_neon(vnegq_f32(gv))));
+        float32x4_t das = vmulq_f32(da, sv);
+        vst1q_f32(du + i, vmulq_f32(das, gv));
+        // dg = da s u (1 + g (1 - s))
+        float32x4_t f = vfmaq_f32(one, gv, vsubq_f32(one, sv));
+        vst1q_f32(dg + i, vmulq_f32(vmulq_f32(das, vld1q_f32(u + i)), f));
+    }
+    for (; i < n; i++) {
+        float gi = g[i], sg = 1.0f / (1.0f + expf(-gi)), d = dg[i];
+        du[i] = d * gi * sg;
+        dg[i] = d * u[i] * sg * (1.0f + gi * (1.0f - sg));
+    }
+}
+#endif
+
 void sq_silu_mul_backward_f32(const float *g, const float *u, float *dg, float *du, int64_t n) {
 #ifdef SQ_X86
     if (sq_isa() >= SQ_ISA_AVX2) { silu_mul_backward_avx2(g, u, dg, du, n); return; }
+#endif
+#ifdef SQ_ARM
+    if (sq_isa() >= SQ_ISA_NEON) { silu_mul_backward_neon(g, u, dg, du, n); return; }
 #endif
     for (int64_t i = 0; i < n; i++) {
         float gi = g[i], s = 1.0f / (1.0f + expf(-gi)), da = dg[i];
@@ -192,6 +281,9 @@ float sq_softmax_scaled_f32(float *x, int64_t n, float scale) {
 #ifdef SQ_X86
     if (sq_isa() >= SQ_ISA_AVX512) return softmax_avx512(x, n, scale);
     if (sq_isa() >= SQ_ISA_AVX2) return softmax_avx2(x, n, scale);
+#endif
+#ifdef SQ_ARM
+    if (sq_isa() >= SQ_ISA_NEON) return softmax_neon(x, n, scale);
 #endif
     float mx = -INFINITY;
     for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
@@ -209,6 +301,9 @@ float sq_logsumexp_f32(const float *x, int64_t n) {
     if (sq_isa() >= SQ_ISA_AVX512) return lse_avx512(x, n);
     if (sq_isa() >= SQ_ISA_AVX2) return lse_avx2(x, n);
 #endif
+#ifdef SQ_ARM
+    if (sq_isa() >= SQ_ISA_NEON) return lse_neon(x, n);
+#endif
     float mx = -INFINITY;
     for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
     if (mx == -INFINITY) return -INFINITY;
@@ -221,6 +316,9 @@ void sq_silu_mul_f32(const float *g, const float *u, float *out, int64_t n) {
 #ifdef SQ_X86
     if (sq_isa() >= SQ_ISA_AVX512) { silu_mul_avx512(g, u, out, n); return; }
     if (sq_isa() >= SQ_ISA_AVX2) { silu_mul_avx2(g, u, out, n); return; }
+#endif
+#ifdef SQ_ARM
+    if (sq_isa() >= SQ_ISA_NEON) { silu_mul_neon(g, u, out, n); return; }
 #endif
     for (int64_t i = 0; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }

@@ -8,6 +8,9 @@
 // Q8 paths sum exact integer blocks in the scalar order; conversions, row decoding and activation
 // quantization are exact); softmax within 4e-6 relative, SiLU within 1e-6.
 //
+// Activations are checked against a double-precision reference instead, at every level including
+// scalar, with DenseTests' tolerances.
+//
 // Usage: kernel_harness [expected-level]   (neon, dotprod, i8mm or scalar: fails unless sq_isa() is it)
 #include "sq_dense.h"
 #include "sq_lut.h"
@@ -260,6 +263,69 @@ static void check_dense(int level) {
     }
 }
 
+// ---------------------------------------------------------------- activations
+// Against a double-precision reference with the tolerances of DenseTests.softmaxAndSiluMatchReference
+// (the scalar kernels pass the same checks).
+static void check_activations(int level) {
+    sq_set_isa(level);
+    const int64_t ns[] = {1, 3, 5, 8, 17, 100, 1000, 1003};
+    for (int a = 0; a < 8; a++) {
+        const int64_t n = ns[a];
+        float *v = zalloc((size_t)n * 4), *sm = zalloc((size_t)n * 4), *u = zalloc((size_t)n * 4);
+        float *out = zalloc((size_t)n * 4), *dg = zalloc((size_t)n * 4), *du = zalloc((size_t)n * 4);
+        double *tol = zalloc((size_t)n * 8);
+        float *want = zalloc((size_t)n * 4);
+        for (int64_t i = 0; i < n; i++) { v[i] = rnd_float() * 30; u[i] = rnd_float(); dg[i] = rnd_float(); }
+        double mx = v[0], sum = 0;
+        for (int64_t i = 1; i < n; i++) mx = v[i] > mx ? v[i] : mx;
+        for (int64_t i = 0; i < n; i++) sum += exp((double)v[i] - mx);
+        const double lse_want = log(sum) + mx;
+        memcpy(sm, v, (size_t)n * 4);
+        float lse = sq_softmax_f32(sm, n), lse2 = sq_logsumexp_f32(v, n);
+        float lw = (float)lse_want;
+        double lt = 1e-5 * (fabs(lse_want) > 1 ? fabs(lse_want) : 1);
+        near("softmax log-sum-exp", &lse, &lw, &lt, 1);
+        near("logsumexp", &lse2, &lw, &lt, 1);
+        for (int64_t i = 0; i < n; i++) {
+            double w = exp((double)v[i] - mx) / sum;
+            want[i] = (float)w;
+            tol[i] = 4e-6 * w + 1e-12;
+        }
+        near("softmax", sm, want, tol, n);
+        memcpy(sm, v, (size_t)n * 4);
+        float lse3 = sq_softmax_scaled_f32(sm, n, 0.25f);
+        exact_bytes("scaled softmax log-sum-exp", &lse3, &lse, 4);
+        for (int64_t i = 0; i < n; i++) {
+            double w = 0.25 * exp((double)v[i] - mx) / sum;
+            want[i] = (float)w;
+            tol[i] = 4e-6 * w + 1e-12;
+        }
+        near("scaled softmax", sm, want, tol, n);
+        sq_silu_mul_f32(v, u, out, n);
+        for (int64_t i = 0; i < n; i++) {
+            double g = v[i], w = g / (1 + exp(-g)) * u[i];
+            want[i] = (float)w;
+            tol[i] = 1e-6 * (fabs(w) > 1 ? fabs(w) : 1);
+        }
+        near("silu mul", out, want, tol, n);
+        float *da = zalloc((size_t)n * 4), *wantg = zalloc((size_t)n * 4);
+        double *tolg = zalloc((size_t)n * 8);
+        memcpy(da, dg, (size_t)n * 4);
+        sq_silu_mul_backward_f32(v, u, dg, du, n);
+        for (int64_t i = 0; i < n; i++) {
+            double g = v[i], sg = 1 / (1 + exp(-g)), d = da[i];
+            double wu = d * g * sg, wg = d * u[i] * sg * (1 + g * (1 - sg));
+            want[i] = (float)wu;
+            tol[i] = 1e-6 * (fabs(wu) > 1 ? fabs(wu) : 1);
+            wantg[i] = (float)wg;
+            tolg[i] = 1e-6 * (fabs(wg) > 1 ? fabs(wg) : 1);
+        }
+        near("silu mul backward du", du, want, tol, n);
+        near("silu mul backward dg", dg, wantg, tolg, n);
+        free(v); free(sm); free(u); free(out); free(dg); free(du); free(tol); free(want); free(da); free(wantg); free(tolg);
+    }
+}
+
 int main(int argc, char **argv) {
     const int top = sq_isa();
     printf("features 0x%x, supported %s, in use %s, LUT variants \"%s\"\n", sq_cpu_features(),
@@ -268,12 +334,15 @@ int main(int argc, char **argv) {
         printf("FAIL: expected level %s, have %s\n", argv[1], level_name(top));
         return 1;
     }
+    g_level = SQ_ISA_SCALAR;
+    check_activations(SQ_ISA_SCALAR);
     for (int level = SQ_ISA_NEON; level <= top; level++) {
         g_level = level;
         sq_set_isa(level);
         const int before = g_checks, fails = g_failures;
         check_lut(level);
         check_dense(level);
+        check_activations(level);
         printf("level %-8s %d checks, %d failed\n", level_name(level), g_checks - before, g_failures - fails);
     }
     sq_set_isa(top);
