@@ -124,10 +124,72 @@ T_AVX2 static void gemm_avx2(const int8_t *wq, const float *wd, int64_t kpad, co
 }
 #endif
 
+#ifdef SQ_ARM
+// Signed int8 dots of 16 lanes (|w|, |x| <= 127): widening multiplies, a pair of products per int16
+// lane (below 2^15), pairwise widening adds; or one sdot with the dot-product extension.
+static INL int32x4_t q8_dot16_neon(int32x4_t acc, int8x16_t w, int8x16_t x) {
+    int16x8_t p = vmull_s8(vget_low_s8(w), vget_low_s8(x));
+    return vpadalq_s16(acc, vmlal_high_s8(p, w, x));
+}
+T_DOTPROD static INL int32x4_t q8_dot16_dotprod(int32x4_t acc, int8x16_t w, int8x16_t x) { return vdotq_s32(acc, w, x); }
+
+#define Q8N_ATTR T_NEON
+#define Q8N_SFX neon
+#define Q8N_DOT q8_dot16_neon
+#include "q8_neon.h"
+#define Q8N_ATTR T_DOTPROD
+#define Q8N_SFX dotprod
+#define Q8N_DOT q8_dot16_dotprod
+#include "q8_neon.h"
+
+// With i8mm: rows in pairs x tokens in pairs, smmla on 2x8 blocks of weights and activations (four
+// row-token dot products per two instructions per 16 columns); odd rows or tokens go to dotprod.
+T_I8MM static void gemm_i8mm(const int8_t *wq, const float *wd, int64_t kpad, const int8_t *xq, const float *xd,
+                             int64_t m, float *y, int64_t ldy, int64_t r0, int64_t r1) {
+    const int64_t nb = kpad / SQ_Q8_BLOCK, m2 = m & ~(int64_t)1, r2 = r0 + ((r1 - r0) & ~(int64_t)1);
+    for (int64_t r = r0; r < r2; r += 2) {
+        const int8_t *w0 = wq + r * kpad, *w1 = w0 + kpad;
+        const float *d0 = wd + r * nb, *d1 = d0 + nb;
+        for (int64_t t = 0; t < m2; t += 2) {
+            const int8_t *x0 = xq + t * kpad, *x1 = x0 + kpad;
+            const float *e0 = xd + t * nb, *e1 = e0 + nb;
+            float32x4_t s = vdupq_n_f32(0);
+            for (int64_t b = 0; b < nb; b++) {
+                int32x4_t a = vdupq_n_s32(0);
+                for (int h = 0; h < SQ_Q8_BLOCK; h += 16) {
+                    const int64_t o = b * SQ_Q8_BLOCK + h;
+                    int64x2_t p = vreinterpretq_s64_s8(vld1q_s8(w0 + o)), q = vreinterpretq_s64_s8(vld1q_s8(w1 + o));
+                    int64x2_t u = vreinterpretq_s64_s8(vld1q_s8(x0 + o)), v = vreinterpretq_s64_s8(vld1q_s8(x1 + o));
+                    a = vmmlaq_s32(a, vreinterpretq_s8_s64(vzip1q_s64(p, q)), vreinterpretq_s8_s64(vzip1q_s64(u, v)));
+                    a = vmmlaq_s32(a, vreinterpretq_s8_s64(vzip2q_s64(p, q)), vreinterpretq_s8_s64(vzip2q_s64(u, v)));
+                }
+                // lanes: (row 0, token 0), (row 0, token 1), (row 1, token 0), (row 1, token 1)
+                const float sc[4] = {d0[b] * e0[b], d0[b] * e1[b], d1[b] * e0[b], d1[b] * e1[b]};
+                s = vfmaq_f32(s, vcvtq_f32_s32(a), vld1q_f32(sc));
+            }
+            float o[4];
+            vst1q_f32(o, s);
+            y[t * ldy + r] = o[0];
+            y[(t + 1) * ldy + r] = o[1];
+            y[t * ldy + r + 1] = o[2];
+            y[(t + 1) * ldy + r + 1] = o[3];
+        }
+    }
+    if (m2 < m) gemm_dotprod(wq, wd, kpad, xq + m2 * kpad, xd + m2 * nb, 1, y + m2 * ldy, ldy, r0, r2);
+    if (r2 < r1) gemm_dotprod(wq, wd, kpad, xq, xd, m, y, ldy, r2, r1);
+}
+#endif
+
 void sq_q8_gemm(const int8_t *wq, const float *wd, int64_t kpad, const int8_t *xq, const float *xd,
                 int64_t m, float *y, int64_t ldy, int64_t r0, int64_t r1) {
 #ifdef SQ_X86
     if (sq_isa() >= SQ_ISA_AVX2) { gemm_avx2(wq, wd, kpad, xq, xd, m, y, ldy, r0, r1); return; }
+#endif
+#ifdef SQ_ARM
+    int isa = sq_isa();
+    if (isa >= SQ_ISA_I8MM && m > 1) { gemm_i8mm(wq, wd, kpad, xq, xd, m, y, ldy, r0, r1); return; }
+    if (isa >= SQ_ISA_DOTPROD) { gemm_dotprod(wq, wd, kpad, xq, xd, m, y, ldy, r0, r1); return; }
+    if (isa >= SQ_ISA_NEON) { gemm_neon(wq, wd, kpad, xq, xd, m, y, ldy, r0, r1); return; }
 #endif
     gemm_scalar(wq, wd, kpad, xq, xd, m, y, ldy, r0, r1);
 }
@@ -190,6 +252,11 @@ void sq_q8_gemm_dequant(const int8_t *wq, const float *wd, int64_t kpad, int64_t
 const char *sq_q8_variant(void) {
 #ifdef SQ_X86
     if (sq_isa() >= SQ_ISA_AVX2) return "avx2";
+#endif
+#ifdef SQ_ARM
+    if (sq_isa() >= SQ_ISA_I8MM) return "i8mm";
+    if (sq_isa() >= SQ_ISA_DOTPROD) return "dotprod";
+    if (sq_isa() >= SQ_ISA_NEON) return "neon";
 #endif
     return "scalar";
 }

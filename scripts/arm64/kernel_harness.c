@@ -14,6 +14,7 @@
 // Usage: kernel_harness [expected-level]   (neon, dotprod, i8mm or scalar: fails unless sq_isa() is it)
 #include "sq_dense.h"
 #include "sq_lut.h"
+#include "sq_q8.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -263,6 +264,30 @@ static void check_dense(int level) {
     }
 }
 
+// ---------------------------------------------------------------- Q8 (8-bit blocks)
+static void check_q8(int level) {
+    for (int iter = 0; iter < 30; iter++) {
+        const int64_t rows = rnd_int(1, 29), k = rnd_int(1, 400), kpad = (k + SQ_Q8_BLOCK - 1) / SQ_Q8_BLOCK * SQ_Q8_BLOCK;
+        const int64_t m = rnd_int(1, 7), nb = kpad / SQ_Q8_BLOCK;
+        float *w = zalloc((size_t)(rows * k) * 4), *x = zalloc((size_t)(m * k) * 4);
+        for (int64_t i = 0; i < rows * k; i++) w[i] = rnd_float();
+        for (int64_t i = 0; i < m * k; i++) x[i] = rnd_float() * 3;
+        int8_t *wq = zalloc((size_t)(rows * kpad)), *xq = zalloc((size_t)(m * kpad));
+        float *wd = zalloc((size_t)(rows * nb) * 4), *xd = zalloc((size_t)(m * nb) * 4);
+        sq_q8_quantize_rows(w, k, k, kpad, 0, rows, wq, wd);
+        for (int64_t t = 0; t < m; t++) sq_q8_quantize_x(x + t * k, k, kpad, xq + t * kpad, xd + t * nb);
+        float *ys = zalloc((size_t)(m * rows) * 4), *yv = zalloc((size_t)(m * rows) * 4);
+        sq_set_isa(SQ_ISA_SCALAR);
+        sq_q8_gemm(wq, wd, kpad, xq, xd, m, ys, rows, 0, rows);
+        sq_set_isa(level);
+        const int64_t mid = rows / 3;
+        sq_q8_gemm(wq, wd, kpad, xq, xd, m, yv, rows, 0, mid);
+        sq_q8_gemm(wq, wd, kpad, xq, xd, m, yv, rows, mid, rows);
+        exact_bytes("q8 gemm", yv, ys, (size_t)(m * rows) * 4);
+        free(w); free(x); free(wq); free(xq); free(wd); free(xd); free(ys); free(yv);
+    }
+}
+
 // ---------------------------------------------------------------- activations
 // Against a double-precision reference with the tolerances of DenseTests.softmaxAndSiluMatchReference
 // (the scalar kernels pass the same checks).
@@ -328,8 +353,8 @@ static void check_activations(int level) {
 
 int main(int argc, char **argv) {
     const int top = sq_isa();
-    printf("features 0x%x, supported %s, in use %s, LUT variants \"%s\"\n", sq_cpu_features(),
-           level_name(sq_isa_supported()), level_name(top), sq_lut_variant());
+    printf("features 0x%x, supported %s, in use %s, LUT variants \"%s\", Q8 variant \"%s\"\n", sq_cpu_features(),
+           level_name(sq_isa_supported()), level_name(top), sq_lut_variant(), sq_q8_variant());
     if (argc > 1 && strcmp(argv[1], level_name(top)) != 0) {
         printf("FAIL: expected level %s, have %s\n", argv[1], level_name(top));
         return 1;
@@ -343,6 +368,7 @@ int main(int argc, char **argv) {
         check_lut(level);
         check_dense(level);
         check_activations(level);
+        check_q8(level);
         printf("level %-8s %d checks, %d failed\n", level_name(level), g_checks - before, g_failures - fails);
     }
     sq_set_isa(top);

@@ -50,7 +50,8 @@ void sq_q8_dequantize_rows(const int8_t *wq, const float *wd, int64_t kpad, int6
 void sq_q8_gemm_dequant(const int8_t *wq, const float *wd, int64_t kpad, int64_t k, const float *x,
                         int64_t ldx, int64_t m, float *y, int64_t ldy, int64_t r0, int64_t r1);
 
-/// The variant sq_q8_gemm dispatches to now ("avx2" or "scalar").
+/// The variant sq_q8_gemm dispatches to now ("avx2", "i8mm", "dotprod", "neon" or "scalar"; i8mm is
+/// used for two or more tokens).
 const char *sq_q8_variant(void);
 
 #ifdef __cplusplus
