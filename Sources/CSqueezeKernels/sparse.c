@@ -156,6 +156,40 @@ T_AVX2 static inline void slice_wide_avx2(const sq_csr *s, int64_t j0, int64_t j
 }
 #endif
 
+#ifdef SQ_ARM
+// Four columns of x into the lanes of one vector, one load each.
+static inline float32x4_t load4_neon(const float *x, int64_t a, int64_t b, int64_t c, int64_t d) {
+    float32x4_t v = vld1q_dup_f32(x + a);
+    v = vld1q_lane_f32(x + b, v, 1);
+    v = vld1q_lane_f32(x + c, v, 2);
+    return vld1q_lane_f32(x + d, v, 3);
+}
+static inline void slice_compact_neon(const sq_csr *s, int64_t j0, int64_t j1, const float *x, float *acc) {
+    const uint16_t *cols = (const uint16_t *)s->cols, *vals = (const uint16_t *)s->vals;
+    float32x4_t a0 = vdupq_n_f32(0), a1 = vdupq_n_f32(0);
+    for (int64_t j = j0; j < j1; j++) {
+        const uint16_t *c = cols + j * L;
+        const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(vals + j * L));
+        a0 = vfmaq_f32(a0, vcvt_f32_f16(vget_low_f16(h)), load4_neon(x, c[0], c[1], c[2], c[3]));
+        a1 = vfmaq_f32(a1, vcvt_high_f32_f16(h), load4_neon(x, c[4], c[5], c[6], c[7]));
+    }
+    vst1q_f32(acc, a0);
+    vst1q_f32(acc + 4, a1);
+}
+static inline void slice_wide_neon(const sq_csr *s, int64_t j0, int64_t j1, const float *x, float *acc) {
+    const int32_t *cols = (const int32_t *)s->cols;
+    const float *vals = (const float *)s->vals;
+    float32x4_t a0 = vdupq_n_f32(0), a1 = vdupq_n_f32(0);
+    for (int64_t j = j0; j < j1; j++) {
+        const int32_t *c = cols + j * L;
+        a0 = vfmaq_f32(a0, vld1q_f32(vals + j * L), load4_neon(x, c[0], c[1], c[2], c[3]));
+        a1 = vfmaq_f32(a1, vld1q_f32(vals + j * L + 4), load4_neon(x, c[4], c[5], c[6], c[7]));
+    }
+    vst1q_f32(acc, a0);
+    vst1q_f32(acc + 4, a1);
+}
+#endif
+
 // One token over windows [r0 / W, ceil(r1 / W)) for rows [r0, r1), with SLICE inlined (one body per
 // variant). Several tokens run one after another (the slices stay in cache), so a token's sums never
 // depend on the others.
@@ -173,6 +207,16 @@ T_AVX2 static inline void slice_wide_avx2(const sq_csr *s, int64_t j0, int64_t j
 #define SPMV_SLICE slice_wide_avx2
 #include "sparse_spmv.h"
 #endif
+#ifdef SQ_ARM
+#define SPMV_NAME spmv_compact_neon
+#define SPMV_ATTR T_NEON
+#define SPMV_SLICE slice_compact_neon
+#include "sparse_spmv.h"
+#define SPMV_NAME spmv_wide_neon
+#define SPMV_ATTR T_NEON
+#define SPMV_SLICE slice_wide_neon
+#include "sparse_spmv.h"
+#endif
 
 void sq_csr_spmm_range(const sq_csr *s, const float *x, int64_t ldx, int64_t m, float *y, int64_t ldy, int64_t r0,
                        int64_t r1) {
@@ -180,6 +224,9 @@ void sq_csr_spmm_range(const sq_csr *s, const float *x, int64_t ldx, int64_t m, 
     void (*fn)(const sq_csr *, const float *, float *, int64_t, int64_t) = spmv_plain;
 #ifdef SQ_X86
     if (sq_isa() >= SQ_ISA_AVX2) fn = s->compact ? spmv_compact_avx2 : spmv_wide_avx2;
+#endif
+#ifdef SQ_ARM
+    if (sq_isa() >= SQ_ISA_NEON) fn = s->compact ? spmv_compact_neon : spmv_wide_neon;
 #endif
     for (int64_t t = 0; t < m; t++) fn(s, x + t * ldx, y + t * ldy, r0, r1);
 }

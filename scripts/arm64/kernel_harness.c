@@ -15,6 +15,7 @@
 #include "sq_dense.h"
 #include "sq_lut.h"
 #include "sq_q8.h"
+#include "sq_sparse.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -288,6 +289,61 @@ static void check_q8(int level) {
     }
 }
 
+// ---------------------------------------------------------------- sparse (SELL-8-sigma)
+// Bit for bit: every row's sum is formed in one order on every level (sq_sparse.h).
+static void check_sparse(int level) {
+    for (int iter = 0; iter < 16; iter++) {
+        const int compact = iter & 1;
+        const int64_t rows = rnd_int(1, 300), cols = rnd_int(1, 500), m = rnd_int(1, 4);
+        int32_t *rowptr = zalloc((size_t)(rows + 1) * 4);
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t c = rnd() % 4 == 0 ? rnd_int(0, 40) : rnd_int(0, 3);
+            rowptr[r + 1] = rowptr[r] + (int32_t)(c < cols ? c : cols);
+        }
+        const int64_t nnz = rowptr[rows];
+        int32_t *ci = zalloc((size_t)(nnz + 1) * 4);
+        float *cv = zalloc((size_t)(nnz + 1) * 4);
+        for (int64_t r = 0; r < rows; r++)
+            for (int32_t p = rowptr[r]; p < rowptr[r + 1]; p++) {
+                ci[p] = (int32_t)(rnd() % (uint64_t)cols);
+                cv[p] = sq_f16_to_f32_1(sq_f32_to_f16_1(rnd_float()));  // exact in F16 (compact form)
+            }
+        const int64_t window = sq_sell_window(rows), nw = (rows + window - 1) / window;
+        int64_t slices = 0, levels = 0;
+        sq_sell_plan(rowptr, rows, window, &slices, &levels);
+        int32_t *ws = zalloc((size_t)(nw + 1) * 4), *sl = zalloc((size_t)(slices + 1) * 4);
+        uint16_t *lr = zalloc((size_t)(slices * 8) * 2);
+        uint8_t *lc = zalloc((size_t)(slices * 8));
+        int32_t *src = zalloc((size_t)(levels * 8) * 4);
+        sq_sell_build(rowptr, rows, window, ws, sl, lr, lc, src);
+        void *scols = zalloc((size_t)(levels * 8) * 4), *svals = zalloc((size_t)(levels * 8) * 4);
+        for (int64_t q = 0; q < levels * 8; q++) {
+            int32_t c = src[q] < 0 ? 0 : ci[src[q]];
+            float v = src[q] < 0 ? 0 : cv[src[q]];
+            if (compact) {
+                ((uint16_t *)scols)[q] = (uint16_t)c;
+                ((uint16_t *)svals)[q] = sq_f32_to_f16_1(v);
+            } else {
+                ((int32_t *)scols)[q] = c;
+                ((float *)svals)[q] = v;
+            }
+        }
+        sq_csr S = {rowptr, ws, sl, lr, lc, scols, svals, rows, cols, window, compact};
+        float *x = zalloc((size_t)(m * cols) * 4), *ys = zalloc((size_t)(m * rows) * 4), *yv = zalloc((size_t)(m * rows) * 4);
+        for (int64_t i = 0; i < m * cols; i++) x[i] = rnd_float();
+        for (int64_t i = 0; i < m * rows; i++) ys[i] = yv[i] = rnd_float();
+        sq_set_isa(SQ_ISA_SCALAR);
+        sq_csr_spmm_range(&S, x, cols, m, ys, rows, 0, rows);
+        sq_set_isa(level);
+        const int64_t mid = rnd_int(0, rows);
+        sq_csr_spmm_range(&S, x, cols, m, yv, rows, 0, mid);
+        sq_csr_spmm_range(&S, x, cols, m, yv, rows, mid, rows);
+        exact_bytes(compact ? "sparse spmm (compact)" : "sparse spmm (wide)", yv, ys, (size_t)(m * rows) * 4);
+        free(rowptr); free(ci); free(cv); free(ws); free(sl); free(lr); free(lc); free(src); free(scols); free(svals);
+        free(x); free(ys); free(yv);
+    }
+}
+
 // ---------------------------------------------------------------- activations
 // Against a double-precision reference with the tolerances of DenseTests.softmaxAndSiluMatchReference
 // (the scalar kernels pass the same checks).
@@ -369,6 +425,7 @@ int main(int argc, char **argv) {
         check_dense(level);
         check_activations(level);
         check_q8(level);
+        check_sparse(level);
         printf("level %-8s %d checks, %d failed\n", level_name(level), g_checks - before, g_failures - fails);
     }
     sq_set_isa(top);
