@@ -3,7 +3,8 @@
 //   ATT_SUF            the name suffix (16: F16 caches, 8: int8 caches): scores16_scalar, pv16_avx2...;
 //   ATT_T              the element type;
 //   ATT_ELEM(p, i)     one element as a float (scalar variants);
-//   ATT_ELEM_AVX2(p, i) the same in AVX2 code; ATT_LOAD8(p) eight adjacent elements as a __m256,
+//   ATT_ELEM_AVX2(p, i) the same in AVX2 code; ATT_LOAD8(p) eight adjacent elements as a __m256;
+//   ATT_LOAD8_NEON(p, lo, hi) eight adjacent elements as two float32x4_t (ARM64),
 // and this file undefines them at its end.
 #define ATT_FN(name, variant) SQ_CAT(SQ_GLUE(name, ATT_SUF), variant)
 
@@ -102,9 +103,78 @@ T_AVX2 static void ATT_FN(pv, avx2)(const float *p, int64_t ldp, int64_t g, cons
 }
 #endif
 
+#ifdef SQ_ARM
+// As the AVX2 kernels, four lanes per vector: scores of one tile (8 vectors of keys per dimension)
+// for NT <= 2 query rows (16 accumulators), weighted sums 8 positions per step for NT <= 3 rows.
+static INL void SQ_GLUE(tile_scores_neon, ATT_SUF)(const float *q, int64_t ldq, const ATT_T *tile, const float *ks,
+                                                   int64_t hd, float out[2][KT], const int NT) {
+    float32x4_t acc[2][8];
+    for (int r = 0; r < 2; r++)
+        for (int u = 0; u < 8; u++) acc[r][u] = vdupq_n_f32(0);
+    for (int64_t d = 0; d < hd; d++) {
+        const ATT_T *k = tile + d * KT;
+        float32x4_t kv[8];
+        for (int u = 0; u < 4; u++) ATT_LOAD8_NEON(k + 8 * u, kv[2 * u], kv[2 * u + 1]);
+        for (int r = 0; r < NT; r++) {
+            const float qd = q[r * ldq + d];
+            for (int u = 0; u < 8; u++) acc[r][u] = vfmaq_n_f32(acc[r][u], kv[u], qd);
+        }
+    }
+    for (int r = 0; r < NT; r++)
+        for (int u = 0; u < 8; u++)
+            vst1q_f32(out[r] + 4 * u, ks ? vmulq_f32(acc[r][u], vld1q_f32(ks + 4 * u)) : acc[r][u]);
+}
+static INL void ATT_FN(scores, rows_neon)(const float *q, int64_t ldq, const ATT_T *kt, const float *ks, int64_t hd,
+                                          int64_t j0, int64_t j1, float *s, int64_t lds, const int NT) {
+    float buf[2][KT];
+    for (int64_t t = j0 / KT; t * KT < j1; t++) {
+        int64_t a = t * KT < j0 ? j0 : t * KT, b = (t + 1) * KT > j1 ? j1 : (t + 1) * KT;
+        SQ_GLUE(tile_scores_neon, ATT_SUF)(q, ldq, kt + t * hd * KT, ks ? ks + t * KT : NULL, hd, buf, NT);
+        for (int r = 0; r < NT; r++)
+            memcpy(s + r * lds + (a - j0), buf[r] + (a - t * KT), (size_t)(b - a) * sizeof(float));
+    }
+}
+static void ATT_FN(scores, neon)(const float *q, int64_t ldq, int64_t g, const ATT_T *kt, const float *ks, int64_t hd,
+                                 int64_t j0, int64_t j1, float *s, int64_t lds) {
+    int64_t r = 0;
+    for (; r + 2 <= g; r += 2) ATT_FN(scores, rows_neon)(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 2);
+    if (r < g) ATT_FN(scores, rows_neon)(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 1);
+}
+static INL void ATT_FN(pv, rows_neon)(const float *p, int64_t ldp, const ATT_T *vt, int64_t ldv, int64_t hd, int64_t n,
+                                      float *out, int64_t ldo, const int NT) {
+    for (int64_t d = 0; d < hd; d++) {
+        const ATT_T *v = vt + d * ldv;
+        float32x4_t a[3], b[3];
+        for (int r = 0; r < 3; r++) a[r] = b[r] = vdupq_n_f32(0);
+        int64_t j = 0;
+        for (; j + 8 <= n; j += 8) {
+            float32x4_t v0, v1;
+            ATT_LOAD8_NEON(v + j, v0, v1);
+            for (int r = 0; r < NT; r++) {
+                a[r] = vfmaq_f32(a[r], v0, vld1q_f32(p + r * ldp + j));
+                b[r] = vfmaq_f32(b[r], v1, vld1q_f32(p + r * ldp + j + 4));
+            }
+        }
+        float acc[3];
+        for (int r = 0; r < NT; r++) acc[r] = sq_hsum4(vaddq_f32(a[r], b[r]));
+        for (; j < n; j++)
+            for (int r = 0; r < NT; r++) acc[r] += ATT_ELEM(v, j) * p[r * ldp + j];
+        for (int r = 0; r < NT; r++) out[r * ldo + d] = acc[r];
+    }
+}
+static void ATT_FN(pv, neon)(const float *p, int64_t ldp, int64_t g, const ATT_T *vt, int64_t ldv, int64_t hd,
+                             int64_t n, float *out, int64_t ldo) {
+    int64_t r = 0;
+    for (; r + 3 <= g; r += 3) ATT_FN(pv, rows_neon)(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 3);
+    if (g - r == 2) ATT_FN(pv, rows_neon)(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 2);
+    else if (g - r == 1) ATT_FN(pv, rows_neon)(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 1);
+}
+#endif
+
 #undef ATT_FN
 #undef ATT_SUF
 #undef ATT_T
 #undef ATT_ELEM
 #undef ATT_ELEM_AVX2
 #undef ATT_LOAD8
+#undef ATT_LOAD8_NEON

@@ -12,6 +12,7 @@
 // scalar, with DenseTests' tolerances.
 //
 // Usage: kernel_harness [expected-level]   (neon, dotprod, i8mm or scalar: fails unless sq_isa() is it)
+#include "sq_attention.h"
 #include "sq_dense.h"
 #include "sq_lut.h"
 #include "sq_q8.h"
@@ -344,6 +345,115 @@ static void check_sparse(int level) {
     }
 }
 
+// ---------------------------------------------------------------- decode attention (F16 and 8-bit caches)
+static void check_attention(int level) {
+    for (int iter = 0; iter < 16; iter++) {
+        const int64_t hd = rnd_int(1, 80), n = rnd_int(1, 150), g = rnd_int(1, 6), ldv = n + rnd_int(0, 5);
+        const int64_t tiles = (n + SQ_KT - 1) / SQ_KT, ldq = hd + 3, lds = n + 2;
+        const int64_t j0 = rnd_int(0, n - 1), j1 = rnd_int(j0 + 1, n);
+        uint16_t *kt16 = zalloc((size_t)(tiles * hd * SQ_KT) * 2), *vt16 = zalloc((size_t)(hd * ldv) * 2);
+        int8_t *kt8 = zalloc((size_t)(tiles * hd * SQ_KT)), *vt8 = zalloc((size_t)(hd * ldv));
+        float *ks = zalloc((size_t)(tiles * SQ_KT) * 4), *vs = zalloc((size_t)ldv * 4);
+        float *key = zalloc((size_t)hd * 4), *q = zalloc((size_t)(g * ldq) * 4), *p = zalloc((size_t)(g * ldv) * 4);
+        float *kf = zalloc((size_t)(n * hd) * 4), *vf = zalloc((size_t)(n * hd) * 4);  // the stored values as floats
+        float *kf8 = zalloc((size_t)(n * hd) * 4), *vf8 = zalloc((size_t)(n * hd) * 4);
+        sq_set_isa(level);
+        for (int64_t j = 0; j < n; j++) {
+            for (int64_t d = 0; d < hd; d++) key[d] = rnd_float();
+            sq_attn_store_key_kt16(key, hd, j, kt16);
+            sq_attn_store_key_kt8(key, hd, j, kt8, ks);
+            for (int64_t d = 0; d < hd; d++) {
+                kf[j * hd + d] = sq_f16_to_f32_1(kt16[((j / SQ_KT) * hd + d) * SQ_KT + j % SQ_KT]);
+                kf8[j * hd + d] = ks[j] * kt8[((j / SQ_KT) * hd + d) * SQ_KT + j % SQ_KT];
+            }
+            for (int64_t d = 0; d < hd; d++) key[d] = rnd_float();
+            sq_attn_store_value_q8(key, hd, j, vt8, ldv, vs);
+            for (int64_t d = 0; d < hd; d++) {
+                vt16[d * ldv + j] = sq_f32_to_f16_1(key[d]);
+                vf[j * hd + d] = sq_f16_to_f32_1(vt16[d * ldv + j]);
+                vf8[j * hd + d] = vs[j] * vt8[d * ldv + j];
+            }
+        }
+        for (int64_t i = 0; i < g * ldq; i++) q[i] = rnd_float();
+        const size_t nout = (size_t)(g * lds > g * hd ? g * lds : g * hd);
+        float *ss = zalloc(nout * 4), *sv = zalloc(nout * 4);
+        double *tol = zalloc(nout * 8);
+        for (int bits8 = 0; bits8 < 2; bits8++) {
+            const float *kk = bits8 ? kf8 : kf;
+            for (int64_t r = 0; r < g; r++)
+                for (int64_t j = j0; j < j1; j++) {
+                    double m = 0;
+                    for (int64_t d = 0; d < hd; d++) m += fabs((double)q[r * ldq + d] * kk[j * hd + d]);
+                    tol[r * lds + (j - j0)] = 1e-5 * m + 1e-30;
+                }
+            for (int pass = 0; pass < 2; pass++) {
+                float *o = pass ? sv : ss;
+                for (int64_t i = 0; i < g * lds; i++) o[i] = -7;
+                sq_set_isa(pass ? level : SQ_ISA_SCALAR);
+                if (bits8) sq_attn_scores_kt8(q, ldq, g, kt8, ks, hd, j0, j1, o, lds);
+                else sq_attn_scores_kt16(q, ldq, g, kt16, hd, j0, j1, o, lds);
+            }
+            for (int64_t r = 0; r < g; r++)
+                for (int64_t j = j1 - j0; j < lds; j++) tol[r * lds + j] = 0;  // never written: still -7
+            near(bits8 ? "attention scores kt8" : "attention scores kt16", sv, ss, tol, g * lds);
+            // weighted sums over positions [0, n)
+            for (int64_t i = 0; i < g * ldv; i++) p[i] = (float)((double)(rnd() >> 11) / 9007199254740992.0);
+            float *p2 = zalloc((size_t)(g * ldv) * 4);
+            const float *vv = bits8 ? vf8 : vf;
+            for (int64_t r = 0; r < g; r++)
+                for (int64_t d = 0; d < hd; d++) {
+                    double m = 0;
+                    for (int64_t j = 0; j < n; j++) m += fabs((double)p[r * ldv + j] * vv[j * hd + d]);
+                    tol[r * hd + d] = 1e-5 * m + 1e-30;
+                }
+            for (int pass = 0; pass < 2; pass++) {
+                float *o = pass ? sv : ss;
+                memcpy(p2, p, (size_t)(g * ldv) * 4);
+                sq_set_isa(pass ? level : SQ_ISA_SCALAR);
+                if (bits8) sq_attn_pv8(p2, ldv, g, vt8, ldv, vs, hd, n, o, hd);
+                else sq_attn_pv16(p2, ldv, g, vt16, ldv, hd, n, o, hd);
+            }
+            near(bits8 ? "attention pv8" : "attention pv16", sv, ss, tol, g * hd);
+            free(p2);
+        }
+        // conversions of cached keys and values to F32: exact
+        const int64_t ldd = (j1 - j0) + 1;
+        float *ds = zalloc((size_t)(hd * ldd) * 4), *dv = zalloc((size_t)(hd * ldd) * 4);
+        for (int kind = 0; kind < 3; kind++) {
+            for (int pass = 0; pass < 2; pass++) {
+                float *o = pass ? dv : ds;
+                sq_set_isa(pass ? level : SQ_ISA_SCALAR);
+                if (kind == 0) sq_attn_keys_kt16_to_f32(kt16, hd, j0, j1, o, ldd);
+                else if (kind == 1) sq_attn_keys_kt8_to_f32(kt8, ks, hd, j0, j1, o, ldd);
+                else sq_attn_values_q8_to_f32(vt8, ldv, vs, hd, j0, j1, o, ldd);
+            }
+            exact_bytes(kind == 0 ? "keys kt16 to f32" : kind == 1 ? "keys kt8 to f32" : "values q8 to f32", dv, ds,
+                        (size_t)(hd * ldd) * 4);
+        }
+        // the stored caches do not depend on the level
+        uint16_t *kt16b = zalloc((size_t)(tiles * hd * SQ_KT) * 2);
+        int8_t *kt8b = zalloc((size_t)(tiles * hd * SQ_KT));
+        float *ksb = zalloc((size_t)(tiles * SQ_KT) * 4);
+        sq_set_isa(SQ_ISA_SCALAR);
+        for (int64_t j = 0; j < n; j++) {
+            for (int64_t d = 0; d < hd; d++) key[d] = kf[j * hd + d] * 1.001f;
+            sq_attn_store_key_kt16(key, hd, j, kt16);
+            sq_attn_store_key_kt8(key, hd, j, kt8, ks);
+        }
+        sq_set_isa(level);
+        for (int64_t j = 0; j < n; j++) {
+            for (int64_t d = 0; d < hd; d++) key[d] = kf[j * hd + d] * 1.001f;
+            sq_attn_store_key_kt16(key, hd, j, kt16b);
+            sq_attn_store_key_kt8(key, hd, j, kt8b, ksb);
+        }
+        exact_bytes("store key kt16", kt16b, kt16, (size_t)(tiles * hd * SQ_KT) * 2);
+        exact_bytes("store key kt8", kt8b, kt8, (size_t)(tiles * hd * SQ_KT));
+        exact_bytes("store key kt8 scales", ksb, ks, (size_t)n * 4);
+        free(kt16); free(vt16); free(kt8); free(vt8); free(ks); free(vs); free(key); free(q); free(p); free(kf); free(vf);
+        free(kf8); free(vf8); free(ss); free(sv); free(tol); free(ds); free(dv); free(kt16b); free(kt8b); free(ksb);
+    }
+}
+
 // ---------------------------------------------------------------- activations
 // Against a double-precision reference with the tolerances of DenseTests.softmaxAndSiluMatchReference
 // (the scalar kernels pass the same checks).
@@ -426,6 +536,7 @@ int main(int argc, char **argv) {
         check_activations(level);
         check_q8(level);
         check_sparse(level);
+        check_attention(level);
         printf("level %-8s %d checks, %d failed\n", level_name(level), g_checks - before, g_failures - fails);
     }
     sq_set_isa(top);
