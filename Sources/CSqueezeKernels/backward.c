@@ -231,11 +231,65 @@ T_AVX2 static int gemm_packed_avx2(const float *a, int64_t sai, int64_t sap, con
 }
 #endif
 
+#ifdef SQ_ARM
+// NEON, when B's columns are contiguous (sbj == 1, as in dX = dY W and dW = dY^T X): register tiles of
+// 4 rows x 16 columns (16 accumulators), each sum over p in order with fused multiply-adds as the
+// scalar loop's; no packing. Other strides, and the columns past the last multiple of 4, go scalar.
+static INL void bw_epilogue_neon(float *o, float32x4_t c, int mode) {
+    if (mode == SQ_BW_STORE) vst1q_f32(o, c);
+    else if (mode == SQ_BW_ADD) vst1q_f32(o, vaddq_f32(vld1q_f32(o), c));
+    else vst1q_f32(o, vfmaq_f32(vld1q_f32(o), c, c));
+}
+static INL void bw_tile_neon(const float *a, int64_t sai, int64_t sap, const float *b, int64_t sbp, float *out,
+                             int64_t ldo, int64_t kdim, int mode, const int MRN, const int NQ) {
+    float32x4_t c[4][4];
+    for (int i = 0; i < MRN; i++)
+        for (int q = 0; q < NQ; q++) c[i][q] = vdupq_n_f32(0);
+    for (int64_t p = 0; p < kdim; p++) {
+        float32x4_t bv[4];
+        for (int q = 0; q < NQ; q++) bv[q] = vld1q_f32(b + p * sbp + 4 * q);
+        for (int i = 0; i < MRN; i++) {
+            const float av = a[i * sai + p * sap];
+            for (int q = 0; q < NQ; q++) c[i][q] = vfmaq_n_f32(c[i][q], bv[q], av);
+        }
+    }
+    for (int i = 0; i < MRN; i++)
+        for (int q = 0; q < NQ; q++) bw_epilogue_neon(out + i * ldo + 4 * q, c[i][q], mode);
+}
+static int gemm_general_neon(const float *a, int64_t sai, int64_t sap, const float *b, int64_t sbp, int64_t sbj,
+                             float *out, int64_t ldo, int64_t m, int64_t kdim, int64_t j0, int64_t j1, int mode) {
+    if (sbj != 1) return 0;
+    const int64_t j4 = j0 + ((j1 - j0) & ~(int64_t)3);
+    for (int64_t i = 0; i < m; i += 4) {
+        const int64_t mr = m - i < 4 ? m - i : 4;
+        for (int64_t j = j0; j < j4;) {
+            const int64_t nq = (j4 - j) / 4 < 4 ? (j4 - j) / 4 : 4;
+            const float *ai = a + i * sai, *bj = b + j;
+            float *o = out + i * ldo + j;
+            if (mr == 4 && nq == 4) bw_tile_neon(ai, sai, sap, bj, sbp, o, ldo, kdim, mode, 4, 4);
+            else
+                for (int64_t r = 0; r < mr; r++) {
+                    if (nq == 4) bw_tile_neon(ai + r * sai, sai, sap, bj, sbp, o + r * ldo, ldo, kdim, mode, 1, 4);
+                    else if (nq == 3) bw_tile_neon(ai + r * sai, sai, sap, bj, sbp, o + r * ldo, ldo, kdim, mode, 1, 3);
+                    else if (nq == 2) bw_tile_neon(ai + r * sai, sai, sap, bj, sbp, o + r * ldo, ldo, kdim, mode, 1, 2);
+                    else bw_tile_neon(ai + r * sai, sai, sap, bj, sbp, o + r * ldo, ldo, kdim, mode, 1, 1);
+                }
+            j += 4 * nq;
+        }
+    }
+    if (j4 < j1) block_scalar(a, sai, sap, b, sbp, sbj, out, ldo, m, kdim, j4, j1, mode);
+    return 1;
+}
+#endif
+
 void sq_gemm_general_f32(const float *a, int64_t sai, int64_t sap, const float *b, int64_t sbp, int64_t sbj,
                          float *out, int64_t ldo, int64_t m, int64_t kdim, int64_t j0, int64_t j1, int mode) {
     if (m <= 0 || j1 <= j0) return;
 #ifdef SQ_X86
     if (kdim > 0 && sq_isa() >= SQ_ISA_AVX2 && gemm_packed_avx2(a, sai, sap, b, sbp, sbj, out, ldo, m, kdim, j0, j1, mode)) return;
+#endif
+#ifdef SQ_ARM
+    if (kdim > 0 && sq_isa() >= SQ_ISA_NEON && gemm_general_neon(a, sai, sap, b, sbp, sbj, out, ldo, m, kdim, j0, j1, mode)) return;
 #endif
     block_scalar(a, sai, sap, b, sbp, sbj, out, ldo, m, kdim, j0, j1, mode);
 }
@@ -265,6 +319,17 @@ T_AVX2 static void add_square_avx2(const float *x, float *out, int64_t n) {
 void sq_add_square_f32(const float *x, float *out, int64_t n) {
 #ifdef SQ_X86
     if (sq_isa() >= SQ_ISA_AVX2) { add_square_avx2(x, out, n); return; }
+#endif
+#ifdef SQ_ARM
+    if (sq_isa() >= SQ_ISA_NEON) {
+        int64_t i = 0;
+        for (; i + 4 <= n; i += 4) {
+            float32x4_t v = vld1q_f32(x + i);
+            vst1q_f32(out + i, vfmaq_f32(vld1q_f32(out + i), v, v));
+        }
+        for (; i < n; i++) out[i] += x[i] * x[i];
+        return;
+    }
 #endif
     for (int64_t i = 0; i < n; i++) out[i] += x[i] * x[i];
 }

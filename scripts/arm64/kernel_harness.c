@@ -13,6 +13,7 @@
 //
 // Usage: kernel_harness [expected-level]   (neon, dotprod, i8mm or scalar: fails unless sq_isa() is it)
 #include "sq_attention.h"
+#include "sq_backward.h"
 #include "sq_dense.h"
 #include "sq_lut.h"
 #include "sq_q8.h"
@@ -454,6 +455,36 @@ static void check_attention(int level) {
     }
 }
 
+// ---------------------------------------------------------------- backward GEMM
+// Against sq_gemm_general_scalar_f32: bit for bit (every sum over p in order with fused
+// multiply-adds) for row-major B; B read transposed has no NEON variant and stays scalar.
+static void check_backward(int level) {
+    sq_set_isa(level);
+    for (int iter = 0; iter < 24; iter++) {
+        const int64_t m = rnd_int(1, 13), kdim = rnd_int(1, 90), n = rnd_int(1, 45), mode = iter % 3;
+        const int64_t j0 = rnd_int(0, n - 1), j1 = rnd_int(j0 + 1, n), lda = kdim + 2, ldo = n + 1;
+        const int trans = iter % 4 == 3;  // A read transposed (dW = dY^T X)
+        float *a = zalloc((size_t)(kdim * (m + 2) + lda * m) * 4), *b = zalloc((size_t)(kdim * (n + 3)) * 4);
+        float *os = zalloc((size_t)(m * ldo) * 4), *ov = zalloc((size_t)(m * ldo) * 4);
+        for (int64_t i = 0; i < kdim * (m + 2) + lda * m; i++) a[i] = rnd_float();
+        for (int64_t i = 0; i < kdim * (n + 3); i++) b[i] = rnd_float();
+        for (int64_t i = 0; i < m * ldo; i++) os[i] = ov[i] = rnd_float();
+        const int64_t sai = trans ? 1 : lda, sap = trans ? m + 2 : 1, sbp = n + 3;
+        sq_gemm_general_scalar_f32(a, sai, sap, b, sbp, 1, os, ldo, m, kdim, j0, j1, (int)mode);
+        sq_gemm_general_f32(a, sai, sap, b, sbp, 1, ov, ldo, m, kdim, j0, j1, (int)mode);
+        exact_bytes("backward gemm", ov, os, (size_t)(m * ldo) * 4);
+        float *sq = zalloc((size_t)n * 4), *sqv = zalloc((size_t)n * 4);
+        memcpy(sq, os, (size_t)n * 4);
+        memcpy(sqv, os, (size_t)n * 4);
+        sq_set_isa(SQ_ISA_SCALAR);
+        sq_add_square_f32(b, sq, n);
+        sq_set_isa(level);
+        sq_add_square_f32(b, sqv, n);
+        exact_bytes("add square", sqv, sq, (size_t)n * 4);
+        free(a); free(b); free(os); free(ov); free(sq); free(sqv);
+    }
+}
+
 // ---------------------------------------------------------------- activations
 // Against a double-precision reference with the tolerances of DenseTests.softmaxAndSiluMatchReference
 // (the scalar kernels pass the same checks).
@@ -537,6 +568,7 @@ int main(int argc, char **argv) {
         check_q8(level);
         check_sparse(level);
         check_attention(level);
+        check_backward(level);
         printf("level %-8s %d checks, %d failed\n", level_name(level), g_checks - before, g_failures - fails);
     }
     sq_set_isa(top);
