@@ -4,12 +4,10 @@
 // aarch64-linux-gnu-gcc together with the C target's sources and run under qemu-aarch64 by run.sh.
 //
 // Tolerances are those of Tests/SqueezeKernelsTests: float sums in another order within
-// 1e-5 * sum|terms| (plus 1e-30); bit for bit where the order is the scalar kernel's (the int8 LUT and
-// Q8 paths sum exact integer blocks in the scalar order; conversions, row decoding and activation
-// quantization are exact); softmax within 4e-6 relative, SiLU within 1e-6.
-//
-// Activations are checked against a double-precision reference instead, at every level including
-// scalar, with DenseTests' tolerances.
+// 1e-5 * sum|terms| (plus 1e-30); bit for bit where the order is the scalar kernel's (the int8 LUT,
+// Q8, sparse and backward paths; conversions, row decoding and activation quantization are exact).
+// Activations are checked against a double-precision reference instead (softmax within 4e-6
+// relative, SiLU within 1e-6, as DenseTests), at every level including scalar.
 //
 // Usage: kernel_harness [expected-level]   (neon, dotprod, i8mm or scalar: fails unless sq_isa() is it)
 #include "sq_attention.h"

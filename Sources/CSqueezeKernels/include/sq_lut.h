@@ -50,7 +50,8 @@ void sq_lut_pack(int bits, const uint8_t *idx, int64_t ldi, int64_t cols, int64_
 /// Unpacks row `r` of a packed matrix into `cols` bytes.
 void sq_lut_unpack_row(int bits, const uint8_t *packed, int64_t kpad, int64_t r, int64_t cols, uint8_t *out);
 /// Decodes row `r` of a packed matrix to floats: out[i] = lut[r * 16 + idx[r, i]] for i < kpad (the
-/// padding decodes as entry 0). AVX2 (vpermps look-ups) or scalar, chosen at run time.
+/// padding decodes as entry 0). AVX2 (vpermps look-ups), ARM64 NEON (tbl look-ups) or scalar, chosen
+/// at run time.
 void sq_lut_dequantize_row(int bits, const uint8_t *packed, const float *lut, int64_t kpad, int64_t r, float *out);
 
 /// Quantizes rows [r0, r1) of per-row float tables (stride 16 floats, 2^bits used) to 7-bit codes
@@ -125,8 +126,8 @@ typedef struct {
 void sq_lut_i8_task(void *job, int64_t task, int thread);
 
 /// The variants the dispatcher picks at the current sq_isa(), e.g. "float avx2, int8 avx2".
-/// Float: avx512 (AVX-512F/BW/VL/DQ), avx2, scalar. int8: avx512vnni (also needs AVX-512 VNNI),
-/// avx2, scalar.
+/// Float: avx512 (AVX-512F/BW/VL/DQ), avx2, neon, scalar. int8: avx512vnni (also needs AVX-512 VNNI),
+/// avx2, i8mm (two or more tokens; one token goes to dotprod), dotprod, neon, scalar.
 const char *sq_lut_variant(void);
 
 #ifdef __cplusplus
