@@ -60,6 +60,13 @@ T_AVX2 static INL float sq_hsum8(__m256 v) {
     lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
     return _mm_cvtss_f32(lo);
 }
+// Maximum of the eight lanes of v.
+T_AVX2 static INL float sq_hmax8(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
 #endif
 
 // One IEEE half as a float (exact; subnormals, infinities and NaNs kept). Inline, so that the

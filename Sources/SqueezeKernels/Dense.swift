@@ -69,10 +69,11 @@ public final class DenseMatrix: LinearOperator, @unchecked Sendable {
         // Row blocks through a job on the stack (no allocation per product), each as gemvRows does.
         let block = pool.blockLength(rows, minBlock: 64, blocksPerThread: 4)
         let dtype: Int32 = tensor.dtype == .f32 ? 0 : (tensor.dtype == .f16 ? 1 : 2)
-        var job = GEMVJob(
+        var job = CTaskJob(
             c: sq_gemv_job(
                 dtype: dtype, w: UnsafeRawPointer(tensor.data), k: Int64(columns), x: x, y: y,
-                rows: Int64(rows), block: Int64(block)))
+                rows: Int64(rows), block: Int64(block)),
+            function: sq_gemv_task)
         pool.run(tasks: (rows + block - 1) / block, job: &job)
     }
 

@@ -294,8 +294,9 @@ public final class LUTMatrix: @unchecked Sendable {
             let q = xqBase, d = xdBase, sx = xsBase, nb = kpad / LUTMatrix.activationBlock
             if m >= 8 {
                 // One task per token, through a job on the stack (no allocation per product).
-                var job = LUTQuantizeJob(
-                    c: sq_lut_quantize_job(x: x, ldx: Int64(ldx), k: Int64(k), kpad: Int64(kpad), xq: q, d: d, sx: sx))
+                var job = CTaskJob(
+                    c: sq_lut_quantize_job(x: x, ldx: Int64(ldx), k: Int64(k), kpad: Int64(kpad), xq: q, d: d, sx: sx),
+                    function: sq_lut_quantize_task)
                 pool.run(tasks: m, threads: nt, job: &job)
             } else {
                 for t in 0..<m {
@@ -305,11 +306,12 @@ public final class LUTMatrix: @unchecked Sendable {
             // One block of rows per thread, through a job on the stack (no allocation per product).
             let block = pool.blockLength(rows, minBlock: 16, blocksPerThread: 1, threads: nt)
             func dispatch(_ sp: UnsafePointer<sq_csr>?) {
-                var job = LUTInt8Job(
+                var job = CTaskJob(
                     c: sq_lut_i8_job(
                         bits: b, w: w, qt: qtableBase, scale: qscaleBase, offset: qoffsetBase,
                         xq: q, d: d, sx: sx, m: Int64(m), y: y, ldy: Int64(ldy), kpad: Int64(kpad),
-                        sparse: sp, x: x, ldx: Int64(ldx), rows: Int64(rows), block: Int64(block)))
+                        sparse: sp, x: x, ldx: Int64(ldx), rows: Int64(rows), block: Int64(block)),
+                    function: sq_lut_i8_task)
                 pool.run(tasks: (rows + block - 1) / block, threads: nt, job: &job)
             }
             if let f = fused { f.withDescriptor { dispatch($0) } } else { dispatch(nil) }

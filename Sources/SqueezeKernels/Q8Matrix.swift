@@ -93,10 +93,11 @@ public final class Q8Matrix: LinearOperator, @unchecked Sendable {
         for t in 0..<m { sq_q8_quantize_x(x + t * ldx, Int64(k), Int64(kpad), q + t * kpad, xs + t * nb) }
         // One block of rows per thread, dispatched through a job on the stack (no allocation per product).
         let block = pool.blockLength(rows, minBlock: 64, blocksPerThread: 1)
-        var job = Q8Job(
+        var job = CTaskJob(
             c: sq_q8_job(
                 wq: w, wd: d, kpad: Int64(kpad), xq: q, xd: xs, m: Int64(m), y: y, ldy: Int64(ldy),
-                rows: Int64(rows), block: Int64(block)))
+                rows: Int64(rows), block: Int64(block)),
+            function: sq_q8_task)
         pool.run(tasks: (rows + block - 1) / block, job: &job)
     }
 

@@ -1,0 +1,20 @@
+// Undefines what sq_vec_<isa>.h defines; included at the end of each vector include template.
+#undef VEC_ISA
+#undef VEC_T
+#undef VF
+#undef VN
+#undef VLOAD
+#undef VSTORE
+#undef VSET1
+#undef VZERO
+#undef VADD
+#undef VSUB
+#undef VMUL
+#undef VDIV
+#undef VMAX
+#undef VMIN
+#undef VFMA
+#undef VFNMA
+#undef VROUND
+#undef VREDADD
+#undef VREDMAX
