@@ -47,20 +47,6 @@ public enum GenerationFailure: Error, CustomStringConvertible, Sendable {
     }
 }
 
-/// The log-probability of one generated token and its most likely alternatives.
-public struct TokenLogprob: Sendable, Equatable {
-    public var token: String
-    public var id: Int
-    public var logprob: Float
-    /// The `k` most likely tokens at this position, most likely first.
-    public var top: [(token: String, id: Int, logprob: Float)]
-
-    public static func == (a: TokenLogprob, b: TokenLogprob) -> Bool {
-        a.token == b.token && a.id == b.id && a.logprob == b.logprob && a.top.count == b.top.count
-            && zip(a.top, b.top).allSatisfy { $0.id == $1.id && $0.logprob == $1.logprob }
-    }
-}
-
 /// What a running generation reports, in order: text pieces, then exactly one `finished` or `failed`.
 public enum GenerationEvent: Sendable {
     /// New output text (possibly empty when text is held back) and the log-probabilities of the
