@@ -68,97 +68,109 @@ public struct QuantizedCheckpoint {
     /// The operator of `slot`: the whole stored layer, or its rows [rowOffset, rowOffset + rows) for a
     /// fused QKV (each output row has its own table, so a row slice is a layer of its own).
     func layer(_ slot: LinearSlot) throws -> LinearOperator? {
-        let p = slot.prefix
-        guard tensors.contains(p + ".qweight") else { return nil }
-        if slot.isWhole { return try layer(p, rows: slot.rows, cols: slot.columns) }
-        let full = slot.tensorRows, cols = slot.columns, r0 = slot.rowOffset, n = slot.rows
+        guard tensors.contains(slot.prefix + ".qweight") else { return nil }
+        return try layer(
+            slot.prefix, tensorRows: slot.tensorRows, rowOffset: slot.rowOffset, rows: slot.rows, cols: slot.columns)
+    }
+
+    /// Rows [r0, r0 + n) of the stored layer `p` of `full` rows and `cols` columns, every shape,
+    /// index and range read from the file checked first (a typed error names the tensor).
+    func layer(_ p: String, tensorRows full: Int, rowOffset r0: Int, rows n: Int, cols: Int) throws -> LinearOperator {
+        func bad(_ suffix: String, _ detail: String) -> QuantizedCheckpointError {
+            .badTensor(file: file, tensor: p + suffix, detail: detail)
+        }
+        guard full >= 1, cols >= 1, r0 >= 0, n >= 1, r0 <= full - n else {
+            throw bad(".qweight", "rows [\(r0), \(r0 &+ n)) of a \(full)-row layer are out of range")
+        }
+        let (bitCount, o1) = cols.multipliedReportingOverflow(by: bits)
+        guard !o1, bitCount % 32 == 0 else {
+            throw bad(".qweight", "\(cols) columns of \(bits) bits do not fill whole 32-bit words")
+        }
+        let wordRows = bitCount / 32
         let qw = try tensors.tensor(p + ".qweight")
-        let wordRows = cols * bits / 32
         guard qw.dtype == .i32, qw.shape == [wordRows, full] else {
-            throw QuantizedCheckpointError.badTensor(
-                file: file, tensor: p + ".qweight",
-                detail: "expected I32 [\(wordRows), \(full)], got \(qw.dtype.rawValue) \(qw.shape)")
+            throw bad(".qweight", "expected I32 [\(wordRows), \(full)], got \(qw.dtype.rawValue) \(qw.shape)")
         }
         let lt = try tensors.tensor(p + ".lookup_table")
         let k = 1 << bits
         guard lt.shape == [full, k], lt.dtype.isFloatingPoint else {
-            throw QuantizedCheckpointError.badTensor(
-                file: file, tensor: p + ".lookup_table",
-                detail: "expected a float [\(full), \(k)], got \(lt.dtype.rawValue) \(lt.shape)")
+            throw bad(".lookup_table", "expected a float [\(full), \(k)], got \(lt.dtype.rawValue) \(lt.shape)")
         }
         let src = qw.data.assumingMemoryBound(to: Int32.self)
-        var words = [Int32](repeating: 0, count: wordRows * n)
-        for w in 0..<wordRows { for j in 0..<n { words[w * n + j] = src[w * full + r0 + j] } }
-        let lut = Array(lt.toFloatArray()[(r0 * k)..<((r0 + n) * k)])
+        let words: [Int32]
+        let lut: [Float]
+        if n == full {
+            words = Array(UnsafeBufferPointer(start: src, count: wordRows * full))
+            lut = lt.toFloatArray()
+        } else {
+            var w = [Int32](repeating: 0, count: wordRows * n)
+            for i in 0..<wordRows { for j in 0..<n { w[i * n + j] = src[i * full + r0 + j] } }
+            words = w
+            lut = Array(lt.toFloatArray()[(r0 * k)..<((r0 + n) * k)])
+        }
         var sparse: SparseCSRMatrix?
         if tensors.contains(p + ".rows") {
-            let r = try tensors.tensor(p + ".rows").toIntArray(), c = try tensors.tensor(p + ".cols").toIntArray()
-            let v = try tensors.tensor(p + ".vals").toFloatArray()
-            guard r.count == full + 1, c.count == v.count, r.last == c.count else {
-                throw QuantizedCheckpointError.badTensor(
-                    file: file, tensor: p + ".rows",
-                    detail:
-                        "sparse part (rows \(r.count), cols \(c.count), vals \(v.count)) does not fit [\(full), \(cols)]"
+            let rt = try tensors.tensor(p + ".rows"), ct = try tensors.tensor(p + ".cols")
+            let vt = try tensors.tensor(p + ".vals")
+            guard rt.shape == [full + 1], ct.shape.count == 1, vt.shape == ct.shape else {
+                throw bad(
+                    ".rows",
+                    "sparse part shapes rows \(rt.shape), cols \(ct.shape), vals \(vt.shape) do not fit [\(full), \(cols)]"
                 )
             }
-            let a = r[r0], b = r[r0 + n]
+            let r = try indices(rt, p + ".rows"), c = try indices(ct, p + ".cols")
+            let nnz = c.count
+            guard r[0] == 0, Int(r[full]) == nnz else {
+                throw bad(".rows", "row pointers must start at 0 and end at the \(nnz) stored values")
+            }
+            for i in 0..<full where r[i] > r[i + 1] {
+                throw bad(".rows", "row pointers decrease at row \(i) (\(r[i]) > \(r[i + 1]))")
+            }
+            if let j = c.firstIndex(where: { $0 < 0 || Int($0) >= cols }) {
+                throw bad(".cols", "column index \(c[j]) at \(j) is outside [0, \(cols))")
+            }
+            let a = Int(r[r0]), b = Int(r[r0 + n])
             do {
                 sparse = try SparseCSRMatrix(
-                    rows: n, columns: cols, rowPointers: r[r0...(r0 + n)].map { Int32($0 - a) },
-                    columnIndices: c[a..<b].map { Int32($0) }, values: Array(v[a..<b]))
+                    rows: n, columns: cols, rowPointers: r[r0...(r0 + n)].map { $0 - Int32(a) },
+                    columnIndices: Array(c[a..<b]), values: Array(vt.toFloatArray()[a..<b]))
             } catch {
-                throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".rows", detail: "\(error)")
+                throw bad(".rows", "\(error)")
             }
         }
         do {
             return try LUTMatrix(
                 squeezeLLMQWeight: words, lut: lut, rows: n, columns: cols, bits: bits, sparse: sparse, mode: mode)
         } catch {
-            throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".qweight", detail: "\(error)")
+            throw bad(".qweight", "\(error)")
         }
     }
 
-    func layer(_ p: String, rows: Int, cols: Int) throws -> LinearOperator? {
-        guard tensors.contains(p + ".qweight") else { return nil }
-        let qw = try tensors.tensor(p + ".qweight")
-        let wordRows = cols * bits / 32
-        guard qw.dtype == .i32, qw.shape == [wordRows, rows] else {
-            throw QuantizedCheckpointError.badTensor(
-                file: file, tensor: p + ".qweight",
-                detail: "expected I32 [\(wordRows), \(rows)], got \(qw.dtype.rawValue) \(qw.shape)")
-        }
-        let lt = try tensors.tensor(p + ".lookup_table")
-        guard lt.shape == [rows, 1 << bits], lt.dtype.isFloatingPoint else {
-            throw QuantizedCheckpointError.badTensor(
-                file: file, tensor: p + ".lookup_table",
-                detail: "expected a float [\(rows), \(1 << bits)], got \(lt.dtype.rawValue) \(lt.shape)")
-        }
-        var sparse: SparseCSRMatrix?
-        if tensors.contains(p + ".rows") {
-            let r = try tensors.tensor(p + ".rows"), c = try tensors.tensor(p + ".cols"),
-                v = try tensors.tensor(p + ".vals")
-            guard r.shape == [rows + 1], c.shape.count == 1, v.shape == c.shape else {
-                throw QuantizedCheckpointError.badTensor(
-                    file: file, tensor: p + ".rows",
-                    detail:
-                        "sparse part shapes rows \(r.shape), cols \(c.shape), vals \(v.shape) do not fit [\(rows), \(cols)]"
-                )
+    /// The integer entries of a sparse index tensor as Int32: I32, or I64/I16/U8... values that fit.
+    /// Floats (a NaN would trap a conversion) and values beyond Int32 are refused, naming the tensor.
+    func indices(_ t: Tensor, _ name: String) throws -> [Int32] {
+        let n = t.elementCount
+        func bad(_ d: String) -> QuantizedCheckpointError { .badTensor(file: file, tensor: name, detail: d) }
+        func convert<T: BinaryInteger>(_ type: T.Type) throws -> [Int32] {
+            let p = UnsafeBufferPointer(start: t.data.assumingMemoryBound(to: T.self), count: n)
+            var out = [Int32]()
+            out.reserveCapacity(n)
+            for (i, v) in p.enumerated() {
+                guard let x = Int32(exactly: v) else { throw bad("index \(v) at \(i) does not fit in 32 bits") }
+                out.append(x)
             }
-            do {
-                sparse = try SparseCSRMatrix(
-                    rows: rows, columns: cols, rowPointers: r.toIntArray().map { Int32($0) },
-                    columnIndices: c.toIntArray().map { Int32($0) }, values: v.toFloatArray())
-            } catch {
-                throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".rows", detail: "\(error)")
-            }
+            return out
         }
-        let words = UnsafeBufferPointer(start: qw.data.assumingMemoryBound(to: Int32.self), count: qw.elementCount)
-        do {
-            return try LUTMatrix(
-                squeezeLLMQWeight: Array(words), lut: lt.toFloatArray(), rows: rows, columns: cols, bits: bits,
-                sparse: sparse, mode: mode)
-        } catch {
-            throw QuantizedCheckpointError.badTensor(file: file, tensor: p + ".qweight", detail: "\(error)")
+        switch t.dtype {
+        case .i32: return Array(UnsafeBufferPointer(start: t.data.assumingMemoryBound(to: Int32.self), count: n))
+        case .i64: return try convert(Int64.self)
+        case .i16: return try convert(Int16.self)
+        case .i8: return try convert(Int8.self)
+        case .u64: return try convert(UInt64.self)
+        case .u32: return try convert(UInt32.self)
+        case .u16: return try convert(UInt16.self)
+        case .u8: return try convert(UInt8.self)
+        default: throw bad("sparse indices must be integers, got \(t.dtype.rawValue)")
         }
     }
 }

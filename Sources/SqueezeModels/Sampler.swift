@@ -42,6 +42,19 @@ public struct SamplingParameters: Sendable, Equatable {
     }
 }
 
+/// Why logits cannot be sampled from.
+public enum SamplingError: Error, CustomStringConvertible, Sendable {
+    /// The model produced a NaN or +infinity logit (or no finite logit at all) at this token id.
+    case nonFiniteLogit(index: Int, value: Float)
+
+    public var description: String {
+        switch self {
+        case let .nonFiniteLogit(i, v):
+            return "the model produced a non-finite logit (\(v)) for token \(i); its weights or activations are broken"
+        }
+    }
+}
+
 /// A small, fast, seedable generator (xoshiro256**).
 public struct Xoshiro256: RandomNumberGenerator, Sendable {
     var s: (UInt64, UInt64, UInt64, UInt64)
@@ -106,9 +119,45 @@ public struct Sampler: Sendable {
         cand.sort { $0.logit > $1.logit || ($0.logit == $1.logit && $0.id < $1.id) }
     }
 
-    /// Picks a token from `logits` (modified in place by penalties).
+    /// The first logit that is NaN or +infinity (or token 0 when no logit is finite), as an error;
+    /// nil when the logits can be sampled from. -infinity alone is a token that cannot be drawn.
+    public static func checkFinite(_ logits: UnsafePointer<Float>, vocab: Int) -> SamplingError? {
+        var anyFinite = false
+        for i in 0..<vocab {
+            let l = logits[i]
+            if l.isFinite { anyFinite = true } else if l.isNaN || l > 0 { return .nonFiniteLogit(index: i, value: l) }
+        }
+        return anyFinite || vocab == 0 ? nil : .nonFiniteLogit(index: 0, value: logits[0])
+    }
+
+    /// Picks a token like `sample`, but refuses logits that are NaN or +infinity (a broken model or
+    /// weights) instead of choosing a token from them.
+    public mutating func sampleChecked(
+        _ logits: UnsafeMutablePointer<Float>, vocab: Int, history: [Int] = []
+    ) throws -> Int {
+        if let e = Self.checkFinite(logits, vocab: vocab) { throw e }
+        return sample(logits, vocab: vocab, history: history)
+    }
+
+    /// Makes every logit finite or -infinity (NaN becomes -infinity) so that the filters below
+    /// always keep a candidate; returns the token to pick without drawing when a logit is
+    /// +infinity (the first such) or none is finite (token 0).
+    static func sanitize(_ logits: UnsafeMutablePointer<Float>, vocab: Int) -> Int? {
+        var anyFinite = false
+        for i in 0..<vocab {
+            let l = logits[i]
+            if l.isFinite { anyFinite = true; continue }
+            if l.isNaN { logits[i] = -.infinity } else if l > 0 { return i }
+        }
+        return anyFinite ? nil : 0
+    }
+
+    /// Picks a token from `logits` (modified in place by penalties). Never traps: NaN logits count
+    /// as -infinity, a +infinity logit is picked outright, and with no finite logit token 0 is.
     public mutating func sample(_ logits: UnsafeMutablePointer<Float>, vocab: Int, history: [Int] = []) -> Int {
         applyPenalties(logits, vocab: vocab, history: history)
+        if vocab <= 0 { return 0 }
+        if let forced = Self.sanitize(logits, vocab: vocab) { return forced }
         let top = Int(sq_argmax_f32(logits, Int64(vocab)))
         if params.temperature == 0 { return top }
         let invT = 1 / params.temperature

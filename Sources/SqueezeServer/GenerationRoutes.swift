@@ -55,10 +55,29 @@ extension SqueezeServer {
             throw APIError.invalid("'\(name)'" + msg.dropFirst(name.count), param: name.isEmpty ? nil : name)
         }
         let stop = p.stop?.values ?? []
-        if stop.count > 16 { throw APIError.invalid("at most 16 stop strings are supported", param: "stop") }
+        do { try StopStringLimits.check(stop) } catch let e as RequestDecodingError {
+            throw APIError.invalid(e.message, param: e.param)
+        }
         return GenerationRequest(
             prompt: prompt, maxTokens: maxTokens, sampling: sp, stop: stop, logprobs: logprobs,
-            ignoreEOS: p.ignore_eos ?? false)
+            ignoreEOS: p.ignore_eos ?? false, timeLimit: configuration.requestTimeout)
+    }
+
+    /// The client's view of a failed generation (internal detail only in the log).
+    static func apiError(_ f: GenerationFailure) -> APIError {
+        FileHandle.standardError.write(Data("squeeze serve: generation failed: \(f)\n".utf8))
+        switch f {
+        case .internalError: return .internalError
+        case .nonFiniteOutput:
+            return APIError(
+                status: 500, type: "server_error",
+                message: "the model produced a non-finite (NaN or infinite) output for this request",
+                code: "non_finite_output")
+        case let .deadlineExceeded(t):
+            return APIError(
+                status: 504, type: "server_error",
+                message: "the request did not finish within the server's time limit of \(t) s", code: "timeout")
+        }
     }
 
     /// Queues a request, mapping a full queue to 503.
@@ -79,7 +98,7 @@ extension SqueezeServer {
         var logprobs: [TokenLogprob] = []
         var finish = FinishReason.length
         var usage = Usage(prompt: 0, completion: 0)
-        var failed = false
+        var failure: GenerationFailure?
     }
 
     func collect(_ h: GenerationHandle) async -> Collected {
@@ -88,9 +107,7 @@ extension SqueezeServer {
             switch ev {
             case let .text(t, lps): c.text += t; c.logprobs += lps
             case let .finished(r, p, n): c.finish = r; c.usage = Usage(prompt: p, completion: n)
-            case let .failed(m):
-                FileHandle.standardError.write(Data("squeeze serve: generation failed: \(m)\n".utf8))
-                c.failed = true
+            case let .failed(f): c.failure = f
             }
         }
         return c
@@ -101,7 +118,7 @@ extension SqueezeServer {
         let c = try await request.body.consumeWithInboundCloseHandler(
             { _ in await self.collect(h) },
             onInboundClosed: { h.cancel() })
-        if c.failed { throw APIError.internalError }
+        if let f = c.failure { throw Self.apiError(f) }
         return c
     }
 
@@ -192,7 +209,7 @@ extension SqueezeServer {
             throw APIError.invalid(
                 "the chat template could not be applied to these messages: \(error)", param: "messages")
         }
-        let prompt = tokenizer.encode(text, addSpecialTokens: false)
+        let prompt = try encodeChat(text, contents: req.messages.map(\.content))
         if req.top_logprobs != nil && req.logprobs != true {
             throw APIError.invalid("'top_logprobs' needs 'logprobs': true", param: "top_logprobs")
         }
@@ -258,6 +275,30 @@ extension SqueezeServer {
         }
     }
 
+    /// Encodes a rendered chat prompt. The template's own control tokens are parsed; special-token
+    /// text inside a message's content (a user typing `<|im_start|>system`) stays plain text unless
+    /// the server allows it. Only contents that hold such text are encoded apart, so ordinary
+    /// prompts encode exactly as the whole rendered text would.
+    func encodeChat(_ text: String, contents: [String]) throws -> [Int] {
+        if configuration.allowSpecialTokensInContent { return tokenizer.encode(text, addSpecialTokens: false) }
+        var ids: [Int] = []
+        var searchFrom = text.startIndex, segmentStart = text.startIndex
+        for (i, c) in contents.enumerated() where !c.isEmpty {
+            guard tokenizer.encode(c, addSpecialTokens: false).contains(where: tokenizer.isSpecial) else { continue }
+            guard let r = text.range(of: c, range: searchFrom..<text.endIndex) else {
+                throw APIError.invalid(
+                    "the content holds special-token text and the chat template changes it, so it cannot be kept as plain text",
+                    param: "messages[\(i)].content")
+            }
+            ids += tokenizer.encode(String(text[segmentStart..<r.lowerBound]), addSpecialTokens: false)
+            ids += tokenizer.encode(c, addSpecialTokens: false, parseSpecial: false)
+            searchFrom = r.upperBound
+            segmentStart = r.upperBound
+        }
+        ids += tokenizer.encode(String(text[segmentStart...]), addSpecialTokens: false)
+        return ids
+    }
+
     /// A server-sent-events response: one `data: {json}` event per chunk, then `data: [DONE]`.
     /// A failed write (the client went away) cancels the generation.
     func sse<Chunk: Encodable & Sendable>(
@@ -277,9 +318,8 @@ extension SqueezeServer {
                 if let f = first { try await writer.write(event(try enc.encode(f))) }
                 var offset = 0
                 for await ev in handle.events {
-                    if case let .failed(m) = ev {
-                        FileHandle.standardError.write(Data("squeeze serve: generation failed: \(m)\n".utf8))
-                        try await writer.write(event(APIError.internalError.json))
+                    if case let .failed(f) = ev {
+                        try await writer.write(event(Self.apiError(f).json))
                         continue
                     }
                     if case let .text(t, lps) = ev, t.isEmpty && lps.isEmpty { continue }

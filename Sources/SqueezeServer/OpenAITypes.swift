@@ -140,6 +140,20 @@ public struct ChatCompletionRequest: Decodable, Sendable {
 
 // MARK: Responses
 
+/// The log-probability of one generated token and its most likely alternatives.
+public struct TokenLogprob: Sendable, Equatable {
+    public var token: String
+    public var id: Int
+    public var logprob: Float
+    /// The `k` most likely tokens at this position, most likely first.
+    public var top: [(token: String, id: Int, logprob: Float)]
+
+    public static func == (a: TokenLogprob, b: TokenLogprob) -> Bool {
+        a.token == b.token && a.id == b.id && a.logprob == b.logprob && a.top.count == b.top.count
+            && zip(a.top, b.top).allSatisfy { $0.id == $1.id && $0.logprob == $1.logprob }
+    }
+}
+
 /// Token counts.
 public struct Usage: Codable, Sendable, Equatable {
     public var prompt_tokens: Int

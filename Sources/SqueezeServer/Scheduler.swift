@@ -17,27 +17,33 @@ public struct GenerationRequest: Sendable {
     public var logprobs: Int?
     /// Keep generating past end-of-sequence tokens (for benchmarks).
     public var ignoreEOS: Bool
+    /// Seconds from submission after which the request fails with `.deadlineExceeded` (nil: none).
+    public var timeLimit: Double?
 
     public init(
         prompt: [Int], maxTokens: Int, sampling: SamplingParameters = SamplingParameters(),
-        stop: [String] = [], logprobs: Int? = nil, ignoreEOS: Bool = false
+        stop: [String] = [], logprobs: Int? = nil, ignoreEOS: Bool = false, timeLimit: Double? = nil
     ) {
         self.prompt = prompt; self.maxTokens = maxTokens; self.sampling = sampling
-        self.stop = stop; self.logprobs = logprobs; self.ignoreEOS = ignoreEOS
+        self.stop = stop; self.logprobs = logprobs; self.ignoreEOS = ignoreEOS; self.timeLimit = timeLimit
     }
 }
 
-/// The log-probability of one generated token and its most likely alternatives.
-public struct TokenLogprob: Sendable, Equatable {
-    public var token: String
-    public var id: Int
-    public var logprob: Float
-    /// The `k` most likely tokens at this position, most likely first.
-    public var top: [(token: String, id: Int, logprob: Float)]
+/// Why a generation failed.
+public enum GenerationFailure: Error, CustomStringConvertible, Sendable {
+    /// The model's forward pass failed (logged; clients see a bare 500).
+    case internalError(String)
+    /// The model produced NaN or infinite logits for this request.
+    case nonFiniteOutput(SamplingError)
+    /// The request ran past its time limit (seconds).
+    case deadlineExceeded(Double)
 
-    public static func == (a: TokenLogprob, b: TokenLogprob) -> Bool {
-        a.token == b.token && a.id == b.id && a.logprob == b.logprob && a.top.count == b.top.count
-            && zip(a.top, b.top).allSatisfy { $0.id == $1.id && $0.logprob == $1.logprob }
+    public var description: String {
+        switch self {
+        case let .internalError(m): return m
+        case let .nonFiniteOutput(e): return "\(e)"
+        case let .deadlineExceeded(t): return "the request ran past its time limit of \(t) s"
+        }
     }
 }
 
@@ -48,19 +54,20 @@ public enum GenerationEvent: Sendable {
     case text(String, logprobs: [TokenLogprob])
     /// Generation ended: why, prompt tokens and generated tokens.
     case finished(FinishReason, promptTokens: Int, completionTokens: Int)
-    /// Generation failed (an internal error; the message is for logs, not for clients).
-    case failed(String)
+    /// Generation failed: the model broke, or the request ran out of time.
+    case failed(GenerationFailure)
 }
 
 /// A submitted generation: its event stream and a way to cancel it.
 public final class GenerationHandle: Sendable {
     /// The events; the stream ends after `finished` or `failed`.
-    public let events: AsyncStream<GenerationEvent>
+    public let events: GenerationEvents
     let flag: CancelFlag
     let scheduler: BatchScheduler
 
     init(events: AsyncStream<GenerationEvent>, flag: CancelFlag, scheduler: BatchScheduler) {
-        self.events = events; self.flag = flag; self.scheduler = scheduler
+        self.events = GenerationEvents(stream: events, flag: flag)
+        self.flag = flag; self.scheduler = scheduler
     }
 
     /// Cancels the generation (it finishes with `.cancelled`); safe to call at any time, repeatedly.
@@ -69,13 +76,45 @@ public final class GenerationHandle: Sendable {
     }
 }
 
-/// A thread-safe one-way flag.
+/// The events of one generation; taking each one tells the scheduler the client keeps up.
+public struct GenerationEvents: AsyncSequence, Sendable {
+    public typealias Element = GenerationEvent
+    let stream: AsyncStream<GenerationEvent>
+    let flag: CancelFlag
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: AsyncStream<GenerationEvent>.AsyncIterator
+        let flag: CancelFlag
+        public mutating func next() async -> GenerationEvent? {
+            let e = await base.next()
+            flag.taken()
+            return e
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: stream.makeAsyncIterator(), flag: flag) }
+}
+
+/// A thread-safe one-way cancel flag, and the count of events the client has not taken yet.
 final class CancelFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
+    private var unread = 0
+    private var lastTaken = DispatchTime.now().uptimeNanoseconds
     var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
     /// Sets the flag; returns true if it was not set before.
     func set() -> Bool { lock.lock(); defer { lock.unlock() }; let was = value; value = true; return !was }
+    /// The scheduler queued an event.
+    func yielded() { lock.lock(); unread += 1; lock.unlock() }
+    /// The client took an event.
+    func taken() {
+        lock.lock(); unread = max(0, unread - 1); lastTaken = DispatchTime.now().uptimeNanoseconds; lock.unlock()
+    }
+    /// Whether events have waited unread for more than `nanoseconds` (the client stopped reading).
+    func stalled(now: UInt64, nanoseconds: UInt64) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        return unread > 0 && now > lastTaken && now - lastTaken > nanoseconds
+    }
 }
 
 /// Continuous batching over one model on one dedicated thread. Each step admits waiting requests
@@ -93,6 +132,9 @@ public final class BatchScheduler: @unchecked Sendable {
     public let queueLimit: Int
     /// Most prompt tokens prefilled per step (long prompts are split so others keep decoding).
     public let prefillChunk: Int
+    /// Seconds a client may leave produced events unread before its generation is cancelled and its
+    /// slot freed (nil: never).
+    public let slowReaderTimeout: Double?
     let metrics: ServerMetrics?
     let stopTokens: Set<Int>
 
@@ -116,7 +158,7 @@ public final class BatchScheduler: @unchecked Sendable {
     /// Creates the scheduler and starts its thread.
     public init(
         model: DecoderModel, tokenizer: Tokenizer, maxBatch: Int, context: Int, queueLimit: Int,
-        prefillChunk: Int = 256, metrics: ServerMetrics? = nil
+        prefillChunk: Int = 256, slowReaderTimeout: Double? = nil, metrics: ServerMetrics? = nil
     ) throws {
         guard maxBatch >= 1 else { throw ServerError.invalidConfiguration("max batch must be >= 1") }
         guard context >= 2 else { throw ServerError.invalidConfiguration("context must be >= 2") }
@@ -128,6 +170,7 @@ public final class BatchScheduler: @unchecked Sendable {
         self.context = context
         self.queueLimit = queueLimit
         self.prefillChunk = prefillChunk
+        self.slowReaderTimeout = slowReaderTimeout
         self.metrics = metrics
         stopTokens = tokenizer.eosTokenIds.union(model.config.eosTokenIds)
         prefillWS = Workspace(model: model, maxTokens: min(prefillChunk, context), logitRows: 1)
@@ -212,9 +255,11 @@ public final class BatchScheduler: @unchecked Sendable {
             }
             if stopRequested && pending.isEmpty && active.isEmpty { cond.unlock(); break }
             // Drop cancelled waiting requests; admit up to maxBatch.
-            var cancelledWaiting: [ActiveSequence] = []
+            var cancelledWaiting: [ActiveSequence] = [], expiredWaiting: [ActiveSequence] = []
+            let now = DispatchTime.now().uptimeNanoseconds
             pending.removeAll { s in
                 if s.flag.isSet { cancelledWaiting.append(s); return true }
+                if let d = s.deadline, now >= d { expiredWaiting.append(s); return true }
                 return false
             }
             while active.count < maxBatch && !pending.isEmpty { active.append(pending.removeFirst()) }
@@ -223,6 +268,7 @@ public final class BatchScheduler: @unchecked Sendable {
             cond.unlock()
             metrics?.queueDepth.set(Double(depth))
             for s in cancelledWaiting { finish(s, .cancelled) }
+            for s in expiredWaiting { fail(s, .deadlineExceeded(s.request.timeLimit ?? 0)) }
             step()
             cond.lock(); activeCount = active.count; cond.unlock()
             metrics?.active(active.count)
@@ -233,8 +279,18 @@ public final class BatchScheduler: @unchecked Sendable {
 
     /// One scheduling step: prefill work for new sequences, then one batched decode step.
     private func step() {
-        // Cancelled sequences end now.
-        for s in active where s.flag.isSet && !s.finished { finish(s, .cancelled) }
+        // Cancelled sequences end now; so do those past their time limit or whose client stopped reading.
+        let now = DispatchTime.now().uptimeNanoseconds
+        let slowNS = slowReaderTimeout.map { UInt64(max(0, $0) * 1e9) }
+        for s in active where !s.finished {
+            if s.flag.isSet {
+                finish(s, .cancelled)
+            } else if let d = s.deadline, now >= d {
+                fail(s, .deadlineExceeded(s.request.timeLimit ?? 0))
+            } else if let ns = slowNS, s.flag.stalled(now: now, nanoseconds: ns) {
+                finish(s, .cancelled)
+            }
+        }
         active.removeAll { $0.finished }
 
         // Prefill (bounded work per step).
@@ -247,7 +303,7 @@ public final class BatchScheduler: @unchecked Sendable {
             do {
                 try model.forward(tokens: chunk, cache: s.cache!, workspace: prefillWS, logits: last ? .last : .none)
             } catch {
-                fail(s, "prefill: \(error)"); continue
+                fail(s, .internalError("prefill: \(error)")); continue
             }
             budget -= n
             s.prefilled += n
@@ -268,7 +324,7 @@ public final class BatchScheduler: @unchecked Sendable {
         do {
             try model.forwardBatch(tokens: ready.map(\.lastToken), caches: ready.map { $0.cache! }, workspace: decodeWS)
         } catch {
-            for s in ready { fail(s, "decode: \(error)") }
+            for s in ready { fail(s, .internalError("decode: \(error)")) }
             active.removeAll { $0.finished }
             return
         }
@@ -283,6 +339,11 @@ public final class BatchScheduler: @unchecked Sendable {
     /// Samples the next token of `s` from its logits row and reports it.
     private func accept(_ s: ActiveSequence, logits: UnsafeMutablePointer<Float>) {
         let V = model.config.vocabSize
+        // Broken weights or activations: this request fails; the scheduler and the others go on.
+        if let e = Sampler.checkFinite(logits, vocab: V) {
+            fail(s, .nonFiniteOutput(e))
+            return
+        }
         var lp: TokenLogprob?
         if let k = s.request.logprobs {
             // Log-probabilities of the raw model distribution (before penalties and temperature).
@@ -296,7 +357,7 @@ public final class BatchScheduler: @unchecked Sendable {
         if var l = lp {
             l.id = tok
             l.token = tokenizer.decode([tok])
-            l.logprob = scratch[tok] - lse
+            l.logprob = Self.reportable(scratch[tok] - lse)
             s.pendingLogprobs.append(l)
         }
         if !s.request.ignoreEOS && stopTokens.contains(tok) {
@@ -340,12 +401,17 @@ public final class BatchScheduler: @unchecked Sendable {
                 while j > 0 && best[j - 1].logit < x { best.swapAt(j, j - 1); j -= 1 }
             }
         }
-        return best.map { (tokenizer.decode([$0.id]), $0.id, $0.logit - lse) }
+        return best.map { (tokenizer.decode([$0.id]), $0.id, Self.reportable($0.logit - lse)) }
     }
+
+    /// A log-probability JSON can carry: -infinity (a logit of -infinity) becomes -9999, as OpenAI reports
+    /// impossible tokens.
+    static func reportable(_ lp: Float) -> Float { lp.isFinite ? lp : -9999 }
 
     private func emit(_ s: ActiveSequence, _ text: String) {
         if text.isEmpty && s.pendingLogprobs.isEmpty { return }
         s.continuation.yield(.text(text, logprobs: s.pendingLogprobs))
+        s.flag.yielded()
         s.pendingLogprobs.removeAll()
     }
 
@@ -358,10 +424,10 @@ public final class BatchScheduler: @unchecked Sendable {
         release(s)
     }
 
-    private func fail(_ s: ActiveSequence, _ message: String) {
+    private func fail(_ s: ActiveSequence, _ failure: GenerationFailure) {
         guard !s.finished else { return }
         s.finished = true
-        s.continuation.yield(.failed(message))
+        s.continuation.yield(.failed(failure))
         s.continuation.finish()
         release(s)
     }
@@ -391,6 +457,8 @@ final class ActiveSequence {
     var finished = false
     var admitted: UInt64?
     var prefillEnd: UInt64?
+    /// Uptime in nanoseconds after which the request fails (from its time limit).
+    let deadline: UInt64?
     let decoder: StreamingDecoder
     var stop: StopMatcher
     var pendingLogprobs: [TokenLogprob] = []
@@ -407,7 +475,9 @@ final class ActiveSequence {
         history = request.prompt
         decoder = StreamingDecoder(tokenizer: tokenizer, skipSpecialTokens: true)
         stop = StopMatcher(request.stop)
-        admitted = DispatchTime.now().uptimeNanoseconds
+        let now = DispatchTime.now().uptimeNanoseconds
+        admitted = now
+        deadline = request.timeLimit.map { now &+ UInt64(min(max(0, $0), 1e9) * 1e9) }
     }
 }
 

@@ -1,5 +1,8 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import NIOCore
+import NIOHTTPTypes
 import SqueezeCore
 import SqueezeModels
 import SqueezeTokenizer
@@ -26,6 +29,21 @@ public struct ServerConfiguration: Sendable {
     public var modelName: String?
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM before cancelling them.
     public var shutdownGrace = 30.0
+    /// Seconds a connection may sit without a complete request head (or between requests) before
+    /// it is closed.
+    public var idleTimeout = 60.0
+    /// Seconds from a request's head to the end of its body; a client trickling its body is cut off.
+    public var readTimeout = 30.0
+    /// Most open connections; further ones wait in the listen backlog until one closes.
+    public var maxConnections = 512
+    /// Seconds a generation request may take, from arrival to its last token (then 504).
+    public var requestTimeout = 600.0
+    /// Seconds a streaming client may leave its output unread before its generation is cancelled
+    /// and its batch slot freed.
+    public var slowReaderTimeout = 30.0
+    /// Parse special-token text (`<|im_start|>`) in chat message contents as control tokens.
+    /// Off by default: a user could otherwise forge roles and turns.
+    public var allowSpecialTokensInContent = false
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, apiKey: String? = nil, maxBatch: Int = 8,
@@ -35,6 +53,28 @@ public struct ServerConfiguration: Sendable {
         self.host = host; self.port = port; self.apiKey = apiKey; self.maxBatch = maxBatch
         self.context = context; self.queueLimit = queueLimit; self.maxBodyBytes = maxBodyBytes
         self.prefillChunk = prefillChunk; self.modelName = modelName; self.shutdownGrace = shutdownGrace
+    }
+
+    /// Whether `host` only accepts connections from this machine.
+    public var bindsLoopbackOnly: Bool {
+        let h = host.lowercased()
+        return h == "localhost" || h == "::1" || h == "[::1]" || h.hasPrefix("127.")
+    }
+
+    /// Checks the limits; the error names the setting.
+    public func validate() throws {
+        guard (0...65535).contains(port) else { throw ServerError.invalidConfiguration("port \(port) is out of range") }
+        guard maxBodyBytes >= 1024 else { throw ServerError.invalidConfiguration("max body must be >= 1024 bytes") }
+        if let k = apiKey, k.isEmpty {
+            throw ServerError.invalidConfiguration("the API key is empty (it would accept a bare 'Bearer ' header)")
+        }
+        for (name, v) in [
+            ("idle timeout", idleTimeout), ("read timeout", readTimeout), ("request timeout", requestTimeout),
+            ("slow reader timeout", slowReaderTimeout),
+        ] where !(v > 0 && v <= 1e6) {
+            throw ServerError.invalidConfiguration("\(name) must be in (0, 1e6] seconds, got \(v)")
+        }
+        guard maxConnections >= 1 else { throw ServerError.invalidConfiguration("max connections must be >= 1") }
     }
 }
 
@@ -53,12 +93,7 @@ public final class SqueezeServer: Sendable {
 
     /// A server for an already loaded model and tokenizer; starts the scheduler thread.
     public init(model: DecoderModel, tokenizer: Tokenizer, modelID: String, configuration: ServerConfiguration) throws {
-        guard (0...65535).contains(configuration.port) else {
-            throw ServerError.invalidConfiguration("port \(configuration.port) is out of range")
-        }
-        guard configuration.maxBodyBytes >= 1024 else {
-            throw ServerError.invalidConfiguration("max body must be >= 1024 bytes")
-        }
+        try configuration.validate()
         var config = configuration
         config.context = min(configuration.context, model.config.contextLimit ?? configuration.context)
         self.configuration = config
@@ -67,7 +102,8 @@ public final class SqueezeServer: Sendable {
         metrics = ServerMetrics(maxBatch: config.maxBatch)
         scheduler = try BatchScheduler(
             model: model, tokenizer: tokenizer, maxBatch: config.maxBatch, context: config.context,
-            queueLimit: config.queueLimit, prefillChunk: config.prefillChunk, metrics: metrics)
+            queueLimit: config.queueLimit, prefillChunk: config.prefillChunk,
+            slowReaderTimeout: config.slowReaderTimeout, metrics: metrics)
     }
 
     /// Loads the model and its tokenizer from `modelPath` (anything `ModelLoader.load` accepts).
@@ -121,9 +157,15 @@ public final class SqueezeServer: Sendable {
         }
         let address = configuration.host
         let port = configuration.port
+        let readTimeout = TimeAmount.nanoseconds(Int64(configuration.readTimeout * 1e9))
+        let http = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [RequestReadTimeoutHandler(timeout: readTimeout)],
+            idleTimeout: .nanoseconds(Int64(configuration.idleTimeout * 1e9)))
         return Application(
-            router: router,
-            configuration: .init(address: .hostname(address, port: port), serverName: "squeeze"),
+            router: router, server: .http1(configuration: http),
+            configuration: .init(
+                address: .hostname(address, port: port), serverName: "squeeze",
+                availableConnectionsDelegate: MaximumAvailableConnections(configuration.maxConnections)),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) })
     }
 
@@ -183,57 +225,8 @@ public final class SqueezeServer: Sendable {
     }
 
     func decode<T: Decodable>(_ type: T.Type, _ body: ByteBuffer) throws -> T {
-        let data = Data(buffer: body)
-        guard (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) is [String: Any] else {
-            throw APIError.invalid("the request body is not a valid JSON object")
-        }
-        do { return try JSONDecoder().decode(T.self, from: data) } catch let e as DecodingError {
-            throw APIError.fromDecoding(e)
-        }
-    }
-}
-
-extension APIError {
-    /// Maps a decoding error to a 400 naming the field.
-    static func fromDecoding(_ e: DecodingError) -> APIError {
-        func path(_ p: [CodingKey]) -> String {
-            var s = ""
-            for k in p {
-                if let i = k.intValue { s += "[\(i)]" } else { s += (s.isEmpty ? "" : ".") + k.stringValue }
-            }
-            return s
-        }
-        switch e {
-        case let .keyNotFound(k, ctx):
-            let p = path(ctx.codingPath + [k])
-            return .invalid("'\(p)' is required", param: p)
-        case let .typeMismatch(t, ctx):
-            let p = path(ctx.codingPath)
-            return .invalid("'\(p)' has the wrong type (expected \(typeName(t)))", param: p)
-        case let .valueNotFound(t, ctx):
-            let p = path(ctx.codingPath)
-            return .invalid("'\(p)' must not be null (expected \(typeName(t)))", param: p)
-        case let .dataCorrupted(ctx):
-            let p = path(ctx.codingPath)
-            return .invalid(
-                p.isEmpty ? "the request body is not valid JSON" : "'\(p)': \(ctx.debugDescription)",
-                param: p.isEmpty ? nil : p)
-        @unknown default:
-            return .invalid("the request body could not be read")
-        }
-    }
-
-    static func typeName(_ t: Any.Type) -> String {
-        switch t {
-        case is String.Type: return "a string"
-        case is Int.Type, is Int64.Type: return "an integer"
-        case is Double.Type, is Float.Type: return "a number"
-        case is Bool.Type: return "a boolean"
-        default:
-            let n = "\(t)"
-            if n.hasPrefix("Array") { return "an array" }
-            if n.hasPrefix("Dictionary") { return "an object" }
-            return "an object"
+        do { return try decodeRequestBody(T.self, from: Data(buffer: body)) } catch let e as RequestDecodingError {
+            throw APIError.invalid(e.message, param: e.param)
         }
     }
 }
@@ -323,4 +316,44 @@ final class ShutdownWatcher: @unchecked Sendable {
     }
 
     func cancel() { for s in sources { s.cancel() }; sources.removeAll() }
+}
+
+/// Closes a connection whose request takes longer than `timeout` from its head to the end of its
+/// body. The idle timeout restarts on every body chunk, so without this a client sending one byte
+/// every few seconds would hold its connection (and a request handler) forever.
+final class RequestReadTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    let timeout: TimeAmount
+    var timer: Scheduled<Void>?
+
+    init(timeout: TimeAmount) { self.timeout = timeout }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head:
+            timer?.cancel()
+            let ctx = context
+            timer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: timeout) {
+                ctx.close(promise: nil)
+            }
+        case .end:
+            timer?.cancel()
+            timer = nil
+        case .body:
+            break
+        }
+        context.fireChannelRead(data)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
 }

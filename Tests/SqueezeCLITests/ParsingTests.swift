@@ -329,6 +329,51 @@ func expectRejected<C: ParsableCommand>(
         expectRejected(ServeCommand.self, ["--context", "8"], "--context", "16")
         expectRejected(ServeCommand.self, ["--kv-cache", "f8"], "--kv-cache")
         expectRejected(ServeCommand.self, ["--head", "f16"], "--head")
+        expectRejected(ServeCommand.self, ["--idle-timeout", "0"], "--idle-timeout")
+        expectRejected(ServeCommand.self, ["--request-timeout", "nan"], "--request-timeout")
+        expectRejected(ServeCommand.self, ["--max-connections", "0"], "--max-connections")
+        expectRejected(ServeCommand.self, ["--api-key", ""], "--api-key")
+        expectRejected(ServeCommand.self, ["--api-key", "k", "--api-key-file", "f"], "--api-key-file")
+    }
+
+    @Test func hardeningFlags() throws {
+        let d = try parse(ServeCommand.self, [])
+        let c = d.serverConfiguration(apiKey: nil)
+        #expect(c.idleTimeout == 60 && c.readTimeout == 30 && c.requestTimeout == 600 && c.slowReaderTimeout == 30)
+        #expect(c.maxConnections == 512 && !c.allowSpecialTokensInContent)
+        let e = try parse(
+            ServeCommand.self,
+            [
+                "--idle-timeout", "5", "--read-timeout", "6", "--request-timeout", "7", "--slow-reader-timeout", "8",
+                "--max-connections", "9", "--allow-special-tokens-in-content",
+            ])
+        let f = e.serverConfiguration(apiKey: nil)
+        #expect(f.idleTimeout == 5 && f.readTimeout == 6 && f.requestTimeout == 7 && f.slowReaderTimeout == 8)
+        #expect(f.maxConnections == 9 && f.allowSpecialTokensInContent)
+    }
+
+    @Test func apiKeySources() throws {
+        let dir = NSTemporaryDirectory() + "squeeze-key-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Data("  s3cret\n".utf8).write(to: URL(fileURLWithPath: dir + "/key"))
+        try Data(" \n".utf8).write(to: URL(fileURLWithPath: dir + "/empty"))
+        #expect(
+            try parse(ServeCommand.self, ["--api-key-file", dir + "/key"]).resolveAPIKey(environment: [:]) == "s3cret")
+        #expect(try parse(ServeCommand.self, []).resolveAPIKey(environment: ["SQUEEZE_API_KEY": "env"]) == "env")
+        #expect(try parse(ServeCommand.self, []).resolveAPIKey(environment: [:]) == nil)
+        #expect(
+            try parse(ServeCommand.self, ["--api-key", "flag"]).resolveAPIKey(environment: ["SQUEEZE_API_KEY": "env"])
+                == "flag")
+        #expect(throws: (any Error).self) {
+            try parse(ServeCommand.self, ["--api-key-file", dir + "/empty"]).resolveAPIKey(environment: [:])
+        }
+        #expect(throws: (any Error).self) {
+            try parse(ServeCommand.self, ["--api-key-file", dir + "/missing"]).resolveAPIKey(environment: [:])
+        }
+        #expect(throws: (any Error).self) {
+            try parse(ServeCommand.self, []).resolveAPIKey(environment: ["SQUEEZE_API_KEY": ""])
+        }
     }
 }
 

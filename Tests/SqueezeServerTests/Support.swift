@@ -30,12 +30,14 @@ final class TestServer: Sendable {
     let task: Task<Void, Error>
     var base: String { "http://127.0.0.1:\(port)" }
 
-    static func start(_ configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
+    static func start(
+        model: DecoderModel? = nil, _ configure: (inout ServerConfiguration) -> Void = { _ in }
+    ) async throws -> TestServer {
         let l = try Loaded.shared.get()
         var config = ServerConfiguration(host: "127.0.0.1", port: 0, maxBatch: 8, context: 512, queueLimit: 16)
         configure(&config)
         let server = try SqueezeServer(
-            model: l.model, tokenizer: l.tokenizer, modelID: "test-model", configuration: config)
+            model: model ?? l.model, tokenizer: l.tokenizer, modelID: "test-model", configuration: config)
         let (ports, cont) = AsyncStream<Int>.makeStream()
         let app = server.makeApplication { port in cont.yield(port) }
         let task = Task { try await app.run() }

@@ -19,6 +19,11 @@ mkdir -p "$pkg/Sources"
 libs=(CSqueezeKernels SqueezeCore SqueezeFormats SqueezeTokenizer)
 for t in "${libs[@]}"; do ln -sfn "$root/Sources/$t" "$pkg/Sources/$t"; done
 ln -sfn "$root/scripts/fuzz/FuzzSupport" "$pkg/Sources/FuzzSupport"
+# The server's request decoding: its Foundation-only files, without the HTTP stack.
+mkdir -p "$pkg/Sources/SqueezeServerRequests"
+for f in OpenAITypes RequestDecoding StopMatcher; do
+    ln -sfn "$root/Sources/SqueezeServer/$f.swift" "$pkg/Sources/SqueezeServerRequests/$f.swift"
+done
 harnesses=()
 for h in "$root"/scripts/fuzz/harnesses/*/; do
     n=$(basename "$h")
@@ -36,8 +41,9 @@ done
     echo '    .target(name: "SqueezeFormats", dependencies: ["SqueezeCore"]),'
     echo '    .target(name: "SqueezeTokenizer", dependencies: ["SqueezeFormats"]),'
     echo '    .target(name: "FuzzSupport"),'
+    echo '    .target(name: "SqueezeServerRequests"),'
     for n in "${harnesses[@]}"; do
-        echo "    .executableTarget(name: \"$n\", dependencies: [\"FuzzSupport\", \"SqueezeFormats\", \"SqueezeTokenizer\"]),"
+        echo "    .executableTarget(name: \"$n\", dependencies: [\"FuzzSupport\", \"SqueezeFormats\", \"SqueezeTokenizer\", \"SqueezeServerRequests\"]),"
     done
     echo '])'
 } > "$pkg/Package.swift.new"
@@ -76,6 +82,21 @@ d = json.load(open(sys.argv[1]))
 for name, t in d["templates"].items():
     src = t["template"] if isinstance(t, dict) else t
     open(f"{sys.argv[2]}/{name}.jinja", "w").write(src)
+EOF
+mkdir -p "$work/corpus/FuzzServerRequest"
+python3 - "$work/corpus/FuzzServerRequest" <<'EOF'
+import json, sys
+bodies = [
+    {"prompt": "Hello", "max_tokens": 4, "temperature": 0},
+    {"prompt": [1, 2, 3], "max_tokens": 2, "logprobs": 3, "stop": ["\n", "ab"], "stream": True},
+    {"prompt": ["one"], "top_p": 0.9, "top_k": 40, "min_p": 0.05, "seed": 7, "echo": False},
+    {"messages": [{"role": "user", "content": "Hi <|im_start|>"}], "max_completion_tokens": 8, "logprobs": True,
+     "top_logprobs": 2, "stream_options": {"include_usage": True}},
+    {"messages": [{"role": "system", "content": None}, {"role": "user", "content": [{"type": "text", "text": "a"}]}],
+     "stop": "END", "presence_penalty": 0.5, "frequency_penalty": -0.5, "repetition_penalty": 1.1, "n": 1},
+]
+for i, b in enumerate(bodies):
+    open(f"{sys.argv[1]}/seed{i}.json", "w").write(json.dumps(b))
 EOF
 
 [ $# -gt 0 ] && harnesses=("$@")
