@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs the vLLM plugin's tests in the venv that install.sh made.
+#
+# Usage: bash scripts/vllm/test.sh [fast|full] [SQUEEZE_BIN]
+#   fast (CI): unit tests (loading for TP 1/2/4, C and Triton kernels against the reference), the
+#              test model at 4 bits + 0.45% sparse against `squeeze generate`, the TP fixture at 3 bits
+#              with TP 1 and 2, and `vllm serve` with the openai client.
+#   full:      every variant (4-bit, 3-bit, 4-bit + 0.45% sparse) on the test model and on the TP fixture.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+MODE="${1:-fast}"
+VENV="${VLLM_VENV:-$HOME/.cache/squeeze/vllm-venv}"
+if [ -n "${2:-}" ]; then export SQUEEZE_BIN="$2"; fi
+export VLLM_SQUEEZE_E2E="$MODE"
+# vLLM-CPU: one KV-cache budget small enough for a shared 24 GiB machine; no usage reporting.
+export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}"
+export VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
+cd "$ROOT/vllm-squeeze"
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests
