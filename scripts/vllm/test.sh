@@ -16,4 +16,5 @@ export VLLM_SQUEEZE_E2E="$MODE"
 export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}"
 export VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
 cd "$ROOT/vllm-squeeze"
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests
+# pytest (not python -m pytest): the source tree must not shadow the installed package and its _C.
+"$VENV/bin/pytest" -q -p no:cacheprovider tests
