@@ -160,8 +160,10 @@ class SqueezeLinearMethod(LinearMethodBase):
         parts = ["qweight", "lookup_table"]
         if any(i.sparse for i in self.infos):
             parts += ["rows", "cols", "vals"]
+        # Placeholder dtypes as on disk (vLLM warns when a loaded tensor's dtype differs).
+        dtypes = {"lookup_table": torch.float16, "vals": torch.float16}
         for part in parts:
-            p = Parameter(torch.empty(0, dtype=torch.int32), requires_grad=False)
+            p = Parameter(torch.empty(0, dtype=dtypes.get(part, torch.int32)), requires_grad=False)
             p.weight_loader = _make_loader(layer, part)
             layer.register_parameter(part, p)
 
