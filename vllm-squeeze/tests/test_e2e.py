@@ -49,10 +49,19 @@ def quantized(name: str, source: Path, variant: str) -> Path:
     return out
 
 
+def source() -> Path:
+    """The test model as an F32 Hugging Face directory (tokenizer.json included, which vLLM needs)."""
+    out = WORK / "smollm2-f32"
+    if not (out / "config.json").exists():
+        WORK.mkdir(parents=True, exist_ok=True)
+        run(SQ, "convert", MODEL, "--to", "safetensors", "--dtype", "f32", "--output", out)
+    return out
+
+
 def tp_fixture() -> Path:
     out = WORK / "tp-fixture"
     if not (out / "config.json").exists():
-        tok = quantized("smollm2", MODEL, "w4")
+        tok = source()
         tmp = WORK / "tp-fixture.tmp"
         run(sys.executable, REPO / "scripts/fixtures/make_vllm_tp_fixture.py", tmp, tok)
         tmp.rename(out)
@@ -87,7 +96,7 @@ def check_same(model: Path, tps=(1,)):
 
 @pytest.mark.parametrize("variant", ["w4s45"] if FAST else ["w4", "w3", "w4s45"])
 def test_test_model_greedy_equals_squeeze_generate(variant):
-    check_same(quantized("smollm2", MODEL, variant))
+    check_same(quantized("smollm2", source(), variant))
 
 
 @pytest.mark.parametrize("variant", ["w3"] if FAST else ["w4", "w3", "w4s45"])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from test_e2e import MODEL, MAX_TOKENS, SQ, quantized, squeeze_generate, pytestmark  # noqa: F401
+from test_e2e import MAX_TOKENS, SQ, quantized, source, squeeze_generate, pytestmark  # noqa: F401
 
 openai = pytest.importorskip("openai")
 
@@ -24,7 +24,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server():
-    model = quantized("smollm2", MODEL, "w4")
+    model = quantized("smollm2", source(), "w4s45")
     port = free_port()
     log = open(Path(os.environ.get("VLLM_SQUEEZE_WORKDIR", "/tmp")) / "vllm-serve-test.log", "w")
     exe = Path(sys.executable).parent / "vllm"
