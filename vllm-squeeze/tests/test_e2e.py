@@ -69,7 +69,8 @@ def tp_fixture() -> Path:
 
 
 def squeeze_ids(model: Path, prompt: str) -> list[int]:
-    return [int(t) for t in run(SQ, "tokenize", "--model", model, "--text", prompt, "--ids").split()]
+    # The first line holds the ids; a summary line follows.
+    return [int(t) for t in run(SQ, "tokenize", "--model", model, "--text", prompt, "--ids").splitlines()[0].split()]
 
 
 def squeeze_generate(model: Path, prompt: str) -> str:
