@@ -3,8 +3,9 @@
 #
 # Usage: bash scripts/vllm/test.sh [fast|full] [SQUEEZE_BIN]
 #   fast (CI): unit tests (loading for TP 1/2/4, C and Triton kernels against the reference), the
-#              test model at 4 bits + 0.45% sparse against `squeeze generate`, the TP fixture at 3 bits
-#              with TP 1 and 2, and `vllm serve` with the openai client.
+#              TP fixture at 3 bits with TP 1 and 2 against `squeeze generate`, and `vllm serve` of the
+#              test model at 4 bits + 0.45% sparse with the openai client (greedy text against
+#              `squeeze generate`, chat, streaming).
 #   full:      every variant (4-bit, 3-bit, 4-bit + 0.45% sparse) on the test model and on the TP fixture.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
