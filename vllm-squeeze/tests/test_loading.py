@@ -178,8 +178,7 @@ def test_row_parallel(vllm_config, bits, density, size, kind):
 def test_three_bit_row_split_off_group_is_refused(vllm_config):
     from vllm.model_executor.layers import linear as L
 
-    # 192 inputs over 2 ranks: 96 each, not a multiple of 32 at the second rank's start... 96 % 32 == 0,
-    # so use 160 inputs (80 per rank), which no 3-bit group boundary splits.
+    # 160 inputs over 2 ranks: rank 1 starts at input 80, not on a 3-bit group boundary (multiples of 32).
     q, lut, _, _ = random_tensor(64, 160, 3)
     cfg = make_config(3, {"x.down_proj.lookup_table": ("F16", [64, 8]), "x.down_proj.qweight": ("I32", list(q.shape))})
     with tp(1, 2):
