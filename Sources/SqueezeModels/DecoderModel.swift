@@ -341,6 +341,7 @@ extension ModelConfig {
         for layer in 0..<numLayers {
             if let w = slidingWindow(forLayer: layer) { try positive(w, "sliding_window") }
         }
+        try checkSizeProducts(file: file)
         guard rmsNormEps.isFinite && rmsNormEps >= 0 else {
             throw ModelError.invalidConfig(
                 file: file, field: "rms_norm_eps", detail: "must be finite and >= 0, got \(rmsNormEps)")

@@ -110,6 +110,10 @@ public struct ModelConfig: Sendable, Equatable {
 
     /// Reads a Hugging Face `config.json` (and `generation_config.json` beside it, when present).
     public init(configFile path: String) throws {
+        self = try ModelError.mappingConfigErrors { try ModelConfig(readingConfigFile: path) }
+    }
+
+    private init(readingConfigFile path: String) throws {
         let obj = try JSONConfig(path: path)
         let mt = try obj.string("model_type")
         let family = try ModelFamily.for(modelType: mt, file: path)
@@ -326,6 +330,42 @@ public struct ModelConfig: Sendable, Equatable {
         try check(intermediateSize > 0, "intermediate_size", "must be positive")
         try check((slidingWindow ?? 1) > 0, "sliding_window", "must be positive")
         try check((slidingWindowLayers?.count ?? numLayers) == numLayers, "layer_types", "needs one entry per layer")
+        try checkSizeProducts(file: file)
+    }
+
+    /// Checks that the products of sizes the decoder computes (weight and cache element counts, and
+    /// their bytes) fit in an `Int`, so a crafted config is an error naming its field, not a trap.
+    func checkSizeProducts(file: String) throws {
+        func product(_ a: Int, _ b: Int, _ field: String) throws -> Int {
+            // Negative sizes are refused by the positivity checks.
+            guard a >= 0, b >= 0 else { return 0 }
+            let (p, overflow) = a.multipliedReportingOverflow(by: b)
+            guard !overflow else {
+                throw ModelError.invalidConfig(
+                    file: file, field: field, detail: "\(a) x \(b) overflows the sizes Squeeze can hold")
+            }
+            return p
+        }
+        func sum(_ a: Int, _ b: Int, _ field: String) throws -> Int {
+            let (p, overflow) = a.addingReportingOverflow(b)
+            guard !overflow else {
+                throw ModelError.invalidConfig(
+                    file: file, field: field, detail: "\(a) + \(b) overflows the sizes Squeeze can hold")
+            }
+            return p
+        }
+        let qd = try product(numHeads, headDim, "num_attention_heads")
+        let kvd = try product(numKVHeads, headDim, "num_key_value_heads")
+        let qkv = try sum(qd, try product(kvd, 2, "num_key_value_heads"), "num_key_value_heads")
+        // Element counts times 8 (bytes of the widest buffer element and headroom for offsets).
+        _ = try product(try product(qkv, hiddenSize, "hidden_size"), 8, "hidden_size")
+        _ = try product(try product(intermediateSize, hiddenSize, "intermediate_size"), 16, "intermediate_size")
+        _ = try product(try product(vocabSize, max(embeddingWidth, hiddenSize), "vocab_size"), 8, "vocab_size")
+        if let o = learnedPositionOffset {
+            let rows = try sum(maxPositionEmbeddings, o, "max_position_embeddings")
+            _ = try product(try product(rows, hiddenSize, "max_position_embeddings"), 8, "max_position_embeddings")
+        }
+        _ = try product(try product(numLayers, hiddenSize, "num_hidden_layers"), 8, "num_hidden_layers")
     }
 
     /// The fields as a Hugging Face `config.json` object.
@@ -369,77 +409,4 @@ public struct ModelConfig: Sendable, Equatable {
         }
         return d
     }
-}
-
-/// A JSON object read from a config file, with typed accessors whose errors name the file and field.
-public struct JSONConfig {
-    public let path: String
-    public let object: [String: Any]
-    let prefix: String
-
-    /// Parses `path` as a JSON object.
-    public init(path: String) throws {
-        self.path = path
-        prefix = ""
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ModelError.notAModel(path: path, detail: "cannot read the file")
-        }
-        guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw ModelError.invalidConfig(file: path, field: "(root)", detail: "not a JSON object")
-        }
-        object = obj
-    }
-
-    /// A nested object of a config file (errors name `prefix` + field).
-    public init(path: String, object: [String: Any], prefix: String) {
-        self.path = path
-        self.object = object
-        self.prefix = prefix
-    }
-
-    func missing(_ k: String) -> ModelError { .missingConfigField(file: path, field: prefix + k) }
-    func wrong(_ k: String, _ want: String) -> ModelError {
-        .invalidConfig(file: path, field: prefix + k, detail: "expected \(want), got \(String(describing: object[k]!))")
-    }
-
-    public func optionalInt(_ k: String) throws -> Int? {
-        guard let v = object[k], !(v is NSNull) else { return nil }
-        if !isJSONBool(v), let n = v as? NSNumber, n.doubleValue == n.doubleValue.rounded() { return n.intValue }
-        throw wrong(k, "an integer")
-    }
-    public func int(_ k: String) throws -> Int { guard let v = try optionalInt(k) else { throw missing(k) }; return v }
-    public func optionalDouble(_ k: String) throws -> Double? {
-        guard let v = object[k], !(v is NSNull) else { return nil }
-        if let n = v as? NSNumber { return n.doubleValue }
-        throw wrong(k, "a number")
-    }
-    public func double(_ k: String) throws -> Double {
-        guard let v = try optionalDouble(k) else { throw missing(k) }; return v
-    }
-    public func optionalBool(_ k: String) throws -> Bool? {
-        guard let v = object[k], !(v is NSNull) else { return nil }
-        if isJSONBool(v), let b = v as? Bool { return b }
-        throw wrong(k, "true or false")
-    }
-    public func optionalString(_ k: String) throws -> String? {
-        guard let v = object[k], !(v is NSNull) else { return nil }
-        if let s = v as? String { return s }
-        throw wrong(k, "a string")
-    }
-    public func string(_ k: String) throws -> String {
-        guard let v = try optionalString(k) else { throw missing(k) }; return v
-    }
-    public func object(_ k: String) -> [String: Any]? { object[k] as? [String: Any] }
-    /// An integer or an array of integers (as `eos_token_id` may be); empty when absent.
-    public func intOrIntArray(_ k: String) throws -> [Int] {
-        guard let v = object[k], !(v is NSNull) else { return [] }
-        if let a = v as? [NSNumber] { return a.map { $0.intValue } }
-        if let i = try optionalInt(k) { return [i] }
-        return []
-    }
-}
-
-/// Whether a value from JSONSerialization is a JSON true/false (not a number 0 or 1).
-func isJSONBool(_ v: Any) -> Bool {
-    String(describing: type(of: v)).contains("Boolean") || type(of: v) == Bool.self
 }
