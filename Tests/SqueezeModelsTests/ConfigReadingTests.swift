@@ -58,17 +58,19 @@ import Testing
     }
 
     /// Sizes each fine alone whose products (weight elements, bytes) overflow `Int`.
-    @Test(arguments: [
-        ["hidden_size": 1 << 40, "num_attention_heads": 1 << 20, "num_key_value_heads": 1 << 20] as [String: Any],
+    static let overflowing: [[String: Any]] = [
+        ["hidden_size": 1 << 40, "num_attention_heads": 1 << 20, "num_key_value_heads": 1 << 20],
         ["hidden_size": 1 << 40, "intermediate_size": 1 << 30, "num_attention_heads": 1, "num_key_value_heads": 1],
         ["vocab_size": 1 << 50, "hidden_size": 1 << 20, "num_attention_heads": 1, "num_key_value_heads": 1],
         ["head_dim": 1 << 62, "hidden_size": 8],
-    ])
-    func overflowingSizeProductsAreRefusedByName(_ edit: [String: Any]) throws {
+    ]
+
+    @Test(arguments: 0..<4)
+    func overflowingSizeProductsAreRefusedByName(_ index: Int) throws {
         let d = tempDir()
         defer { try? FileManager.default.removeItem(atPath: d) }
         let p = d + "/config.json"
-        try writeJSON(Self.good.merging(edit) { $1 }, to: p)
+        try writeJSON(Self.good.merging(Self.overflowing[index]) { $1 }, to: p)
         let e = #expect(throws: ModelError.self) { try ModelConfig(configFile: p) }
         #expect(e?.description.contains("overflows") == true, "\(String(describing: e))")
     }
