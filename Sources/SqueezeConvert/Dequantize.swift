@@ -34,11 +34,13 @@ public enum ModelDequantizer {
         let fm = FileManager.default
         if fm.fileExists(atPath: output) { throw DequantizeError.outputExists(output) }
         let cfgPath = directory + "/config.json"
-        let cfgObj = try JSONConfig(path: cfgPath)
+        let cfgObj = try ModelError.mappingConfigErrors { try JSONConfig(path: cfgPath) }
         guard let qc = cfgObj.object("quantization_config") else {
             throw DequantizeError.notQuantized(path: cfgPath)
         }
-        let bits = try JSONConfig(path: cfgPath, object: qc, prefix: "quantization_config.").int("wbits")
+        let bits = try ModelError.mappingConfigErrors {
+            try JSONConfig(path: cfgPath, object: qc, prefix: "quantization_config.").int("wbits")
+        }
         let st = try SafeTensorsModel(path: directory)
         // Linear weights the family stores [in, out] (GPT-2's Conv1D) are written back in that orientation.
         var transposed: Set<String> = []

@@ -56,7 +56,7 @@ public enum SqueezeLLMConverter {
 
         var cfg: [String: Any]
         if ck.configPath.hasSuffix(".json") {
-            cfg = try JSONConfig(path: ck.configPath).object
+            cfg = try ModelError.mappingConfigErrors { try JSONConfig(path: ck.configPath).object }
         } else {
             cfg = ck.config.huggingFaceJSON()
         }

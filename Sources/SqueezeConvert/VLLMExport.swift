@@ -51,17 +51,17 @@ public enum VLLMExporter {
                 path: directory,
                 detail: "no config.json: not a directory written by the quantizer or the SqueezeLLM converter")
         }
-        let cfgObj = try JSONConfig(path: cfgPath)
+        let cfgObj = try ModelError.mappingConfigErrors { try JSONConfig(path: cfgPath) }
         guard let qc = cfgObj.object("quantization_config") else {
             throw VLLMExportError.notQuantized(path: cfgPath, detail: "no quantization_config: not a quantized model")
         }
         let sub = JSONConfig(path: cfgPath, object: qc, prefix: "quantization_config.")
-        let method = try sub.optionalString("quant_method") ?? "squeezellm"
+        let method = try ModelError.mappingConfigErrors { try sub.optionalString("quant_method") } ?? "squeezellm"
         guard method == "squeezellm" else {
             throw VLLMExportError.notQuantized(
                 path: cfgPath, detail: "quantization method '\(method)' is not squeezellm")
         }
-        let bits = try sub.int("wbits")
+        let bits = try ModelError.mappingConfigErrors { try sub.int("wbits") }
         guard bits == 4 else {
             throw VLLMExportError.unsupported(
                 path: cfgPath,

@@ -39,6 +39,8 @@ public final class TrainingWorkspace: @unchecked Sendable {
     let dx, dxn, dAtt, dq, dk, dv, act, dg, du, tmp: AlignedBuffer<Float>
     let dKh, dVh: AlignedBuffer<Float>  // [numHeads, maxTokens, headDim]
     var attScratch: [AlignedBuffer<Float>] = []  // per thread: P and dP for one query block
+    /// What the family-specific pieces keep (BackwardParts.swift).
+    let family: FamilyRecordBuffers
     static let queryBlock = 64
 
     /// Seconds of the last `lossAndBackward`'s forward part (training forward, logits and loss).
@@ -61,7 +63,7 @@ public final class TrainingWorkspace: @unchecked Sendable {
         }
         res = bufs(T * h, c.numLayers + 1)
         xn1 = bufs(c.preNorm ? T * h : 1); q = bufs(T * qd); k = bufs(T * kvd); v = bufs(T * kvd); att = bufs(T * qd)
-        mid = bufs(T * h); xn2 = bufs(T * h); gate = bufs(c.activation == .swiglu ? T * ffn : 1); up = bufs(T * ffn)
+        mid = bufs(T * h); xn2 = bufs(T * h); gate = bufs(c.activation.isGated ? T * ffn : 1); up = bufs(T * ffn)
         rms1 = bufs(T); rms2 = bufs(T)
         let ln = c.normKind == .layerNorm
         mean1 = bufs(ln ? T : 1); mean2 = bufs(ln ? T : 1); post = bufs(c.preNorm ? 1 : T * h)
@@ -76,11 +78,12 @@ public final class TrainingWorkspace: @unchecked Sendable {
         act = AlignedBuffer(count: T * ffn); dg = AlignedBuffer(count: T * ffn); du = AlignedBuffer(count: T * ffn)
         tmp = AlignedBuffer(count: T * max(h, qd, ffn))
         dKh = AlignedBuffer(count: c.numHeads * T * c.headDim); dVh = AlignedBuffer(count: c.numHeads * T * c.headDim)
+        family = FamilyRecordBuffers(config: c, tokens: T)
     }
 
     func ensureAttentionScratch(threads: Int) {
         if attScratch.count >= threads { return }
-        attScratch = (0..<threads).map { _ in AlignedBuffer<Float>(count: 2 * TrainingWorkspace.queryBlock * maxTokens)
+        attScratch = (0..<threads).map { _ in AlignedBuffer<Float>(count: 3 * TrainingWorkspace.queryBlock * maxTokens)
         }
     }
 
@@ -94,7 +97,7 @@ public final class TrainingWorkspace: @unchecked Sendable {
             + ws.scores + ws.keyScratch
         return 4
             * (lists.reduce(0) { $0 + $1.reduce(0) { $0 + $1.count } } + singles.reduce(0) { $0 + $1.count }
-                + inferenceBuffers.reduce(0) { $0 + $1.count }) + cache.byteCount
+                + inferenceBuffers.reduce(0) { $0 + $1.count }) + cache.byteCount + family.byteCount
     }
 }
 
@@ -230,9 +233,11 @@ extension DecoderModel {
                     let target = tokens[t + 1]
                     let zt = row[target]
                     let inv = 1 / Float(P)
-                    let lse = sq_softmax_scaled_f32(row, Int64(V), inv)
-                    lp[t] = Double(lse) - Double(zt)
-                    row[target] -= inv
+                    softcapGradient(row, V) {
+                        let lse = sq_softmax_scaled_f32(row, Int64(V), inv)
+                        lp[t] = Double(lse) - Double(zt)
+                        row[target] -= inv
+                    }
                 }
             }
         }
@@ -281,17 +286,15 @@ extension DecoderModel {
             let dg = ws.dg.pointer, du = ws.du.pointer, xn2 = ws.xn2[li].pointer
             // The MLP's activation again (the forward keeps only its inputs).
             switch layer.mlp {
-            case .gated: siluMul(g, u, a, T * ffn)
+            case .gated: gatedActivation(g, u, a, T * ffn)
             case let .plain(_, _, activation): activation.apply(u, a, T * ffn)
             }
-            sink?.accept(layer: li, kind: .down, dY: dOut, lddy: h, x: a, ldx: ffn, tokens: T)
-            try blockInputGradient(li, .down, dY: dOut, lddy: h, tokens: T, rows: h, columns: ffn, dX: dg, lddx: ffn)
+            let dDown = postNormBackward(layer.postMLPNorm, ws, li, attention: false, dOut, T)
+            sink?.accept(layer: li, kind: .down, dY: dDown, lddy: h, x: a, ldx: ffn, tokens: T)
+            try blockInputGradient(li, .down, dY: dDown, lddy: h, tokens: T, rows: h, columns: ffn, dX: dg, lddx: ffn)
             switch layer.mlp {
             case .gated:
-                pool.parallelFor(T * ffn, minBlock: 8192) { r, _ in
-                    let o = r.lowerBound
-                    sq_silu_mul_backward_f32(g + o, u + o, dg + o, du + o, Int64(r.count))
-                }
+                gatedBackward(g, u, dg, du, T * ffn)
                 sink?.accept(layer: li, kind: .gate, dY: dg, lddy: ffn, x: xn2, ldx: h, tokens: T)
                 sink?.accept(layer: li, kind: .up, dY: du, lddy: ffn, x: xn2, ldx: h, tokens: T)
                 try blockInputGradient(li, .gate, dY: dg, lddy: ffn, tokens: T, rows: ffn, columns: h, dX: dxn, lddx: h)
@@ -314,17 +317,19 @@ extension DecoderModel {
             // Attention: mid = x + o(attention(rope(q), rope(k), v)); dx holds d(mid).
             let att = ws.att[li].pointer
             let attnIn = pre ? ws.xn1[li].pointer : ws.res[li].pointer
-            sink?.accept(layer: li, kind: .o, dY: dx, lddy: h, x: att, ldx: qd, tokens: T)
+            let dO = postNormBackward(layer.postAttentionNorm, ws, li, attention: true, dx, T)
+            sink?.accept(layer: li, kind: .o, dY: dO, lddy: h, x: att, ldx: qd, tokens: T)
             try blockInputGradient(
-                li, .o, dY: dx, lddy: h, tokens: T, rows: h, columns: qd, dX: ws.dAtt.pointer, lddx: qd)
+                li, .o, dY: dO, lddy: h, tokens: T, rows: h, columns: qd, dX: ws.dAtt.pointer, lddx: qd)
             attentionBackward(ws, li, T)
             let dq = ws.dq.pointer, dk = ws.dk.pointer, dv = ws.dv.pointer
             sink?.accept(layer: li, kind: .v, dY: dv, lddy: kvd, x: attnIn, ldx: h, tokens: T)
             if usesRope {
-                let cosT = UnsafePointer(ws.inference.cosT.pointer), sinT = UnsafePointer(ws.inference.sinT.pointer)
+                let (cosT, sinT) = ropeTables(ws.inference, layer: li)
                 rope(dq, rows: T, heads: nh, cos: cosT, sin: sinT, inverse: true)
                 rope(dk, rows: T, heads: nkv, cos: cosT, sin: sinT, inverse: true)
             }
+            headNormsBackward(ws, li, T)
             sink?.accept(layer: li, kind: .q, dY: dq, lddy: qd, x: attnIn, ldx: h, tokens: T)
             sink?.accept(layer: li, kind: .k, dY: dk, lddy: kvd, x: attnIn, ldx: h, tokens: T)
             try blockInputGradient(li, .q, dY: dq, lddy: qd, tokens: T, rows: qd, columns: h, dX: dxn, lddx: h)
@@ -367,7 +372,8 @@ extension DecoderModel {
         let c = config
         let hd = c.headDim, qd = c.numHeads * hd, kvd = c.numKVHeads * hd
         let kvh = head / (c.numHeads / c.numKVHeads)
-        let scale = 1 / Float(hd).squareRoot()
+        let scale = attentionScale
+        let cap = c.attentionSoftcap.map(Float.init)
         sq_gemm_f32(
             ws.q[li].pointer + t0 * qd + head * hd, Int64(qd), ws.k[li].pointer + kvh * hd, Int64(kvd),
             p, Int64(S), Int64(m), Int64(hd), 0, Int64(S))
@@ -376,7 +382,11 @@ extension DecoderModel {
             let row = p + i * S
             let pos = t0 + i
             let lo = window.map { max(0, pos - $0 + 1) } ?? 0
-            for j in 0..<S { row[j] = (j > pos || j < lo) ? -Float.infinity : row[j] * scale }
+            if let cap {
+                for j in 0..<S { row[j] = (j > pos || j < lo) ? -Float.infinity : cap * tanhf(row[j] * scale / cap) }
+            } else {
+                for j in 0..<S { row[j] = (j > pos || j < lo) ? -Float.infinity : row[j] * scale }
+            }
             _ = sq_softmax_f32(row, Int64(S))
         }
     }
@@ -387,7 +397,8 @@ extension DecoderModel {
         let hd = c.headDim, nh = c.numHeads, nkv = c.numKVHeads, qd = nh * hd, kvd = nkv * hd, group = nh / nkv
         let qb = TrainingWorkspace.queryBlock
         let nBlocks = (T + qb - 1) / qb
-        let scale = 1 / Float(hd).squareRoot()
+        let scale = attentionScale
+        let cap = c.attentionSoftcap.map(Float.init)
         ws.ensureAttentionScratch(threads: pool.threadCount)
         let q = ws.q[li].pointer, k = ws.k[li].pointer, v = ws.v[li].pointer
         let dAtt = ws.dAtt.pointer, dq = ws.dq.pointer, dKh = ws.dKh.pointer, dVh = ws.dVh.pointer
@@ -397,18 +408,30 @@ extension DecoderModel {
             let dKp = dKh + head * maxT * hd, dVp = dVh + head * maxT * hd
             dKp.update(repeating: 0, count: T * hd)
             dVp.update(repeating: 0, count: T * hd)
-            let p = ws.attScratch[thread].pointer, dp = p + qb * maxT
+            let p = ws.attScratch[thread].pointer, dp = p + qb * maxT, z = dp + qb * maxT
             for blk in 0..<nBlocks {
                 let t0 = blk * qb, t1 = min(T, t0 + qb), m = t1 - t0, S = t1
                 self.attentionProbabilities(ws, li, head: head, t0: t0, m: m, S: S, p)
                 let dO = dAtt + t0 * qd + head * hd
                 // dP = dO V^T
                 sq_gemm_f32(dO, Int64(qd), v + kvh * hd, Int64(kvd), dp, Int64(S), Int64(m), Int64(hd), 0, Int64(S))
-                // dS = P (dP - rowsum(P dP)) * scale
+                // dS = P (dP - rowsum(P dP)) * scale, times the soft-cap's derivative 1 - tanh^2.
+                if let cap {
+                    sq_gemm_f32(
+                        q + t0 * qd + head * hd, Int64(qd), k + kvh * hd, Int64(kvd), z, Int64(S), Int64(m), Int64(hd),
+                        0, Int64(S))
+                }
                 for i in 0..<m {
-                    let pr = p + i * S, dr = dp + i * S
+                    let pr = p + i * S, dr = dp + i * S, zr = z + i * S
                     let d = sq_dot_f32(pr, dr, Int64(S))
-                    for j in 0..<S { dr[j] = pr[j] * (dr[j] - d) * scale }
+                    if let cap {
+                        for j in 0..<S {
+                            let th = tanhf(zr[j] * scale / cap)
+                            dr[j] = pr[j] * (dr[j] - d) * scale * (1 - th * th)
+                        }
+                    } else {
+                        for j in 0..<S { dr[j] = pr[j] * (dr[j] - d) * scale }
+                    }
                 }
                 // dQ = dS K ; dK += dS^T Q ; dV += P^T dO
                 BackwardKernels.gemm(

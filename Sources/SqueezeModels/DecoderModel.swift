@@ -60,6 +60,8 @@ public final class DecoderModel: @unchecked Sendable {
     /// Storage of the caches that `makeCache` makes (from `LoadOptions.kvCache`; settable).
     public var kvCachePrecision: KVCachePrecision = .f32
     let invFreq: [Float]
+    /// RoPE inverse frequencies of sliding-window layers when their base differs (Gemma 3); empty otherwise.
+    let invFreqLocal: [Float]
 
     /// Loads the weights named by the config from `source`, checking every shape.
     public init(
@@ -142,11 +144,15 @@ public final class DecoderModel: @unchecked Sendable {
             return try linearWithBias(s)
         }
         let eps = Float(config.rmsNormEps)
-        func normLayer(_ prefix: String) throws -> Norm {
-            let w = try vector(prefix + ".weight", h)
+        func normLayer(_ prefix: String, width: Int? = nil) throws -> Norm {
+            let w = try vector(prefix + ".weight", width ?? h)
+            if config.normWeightOffset != 0 {
+                let off = Float(config.normWeightOffset)
+                for i in 0..<w.count { w[i] += off }
+            }
             switch config.normKind {
             case .rms: return .rms(weight: w, eps: eps)
-            case .layerNorm: return .layerNorm(weight: w, bias: try vector(prefix + ".bias", h), eps: eps)
+            case .layerNorm: return .layerNorm(weight: w, bias: try vector(prefix + ".bias", width ?? h), eps: eps)
             }
         }
 
@@ -173,20 +179,26 @@ public final class DecoderModel: @unchecked Sendable {
         for i in 0..<config.numLayers {
             let attention = Attention(
                 q: try blockLinear(i, .q), k: try blockLinear(i, .k), v: try blockLinear(i, .v),
-                o: try blockLinear(i, .o), window: config.slidingWindow(forLayer: i))
+                o: try blockLinear(i, .o), window: config.slidingWindow(forLayer: i),
+                qNorm: config.qkNorm ? try normLayer(config.qNormName(layer: i), width: config.headDim) : nil,
+                kNorm: config.qkNorm ? try normLayer(config.kNormName(layer: i), width: config.headDim) : nil)
             let mlp: MLP
             switch config.activation {
-            case .swiglu:
+            case .swiglu, .gegluTanh:
                 mlp = .gated(
                     gate: try blockLinear(i, .gate), up: try blockLinear(i, .up), down: try blockLinear(i, .down))
             case .relu: mlp = .plain(up: try blockLinear(i, .up), down: try blockLinear(i, .down), activation: .relu)
             case .geluTanh:
                 mlp = .plain(up: try blockLinear(i, .up), down: try blockLinear(i, .down), activation: .geluTanh)
             }
-            ls.append(
-                DecoderLayer(
-                    attentionNorm: try normLayer(config.attentionNormName(layer: i)), attention: attention,
-                    mlpNorm: try normLayer(config.mlpNormName(layer: i)), mlp: mlp))
+            var layer = DecoderLayer(
+                attentionNorm: try normLayer(config.attentionNormName(layer: i)), attention: attention,
+                mlpNorm: try normLayer(config.mlpNormName(layer: i)), mlp: mlp)
+            if config.sandwichNorms {
+                layer.postAttentionNorm = try normLayer(config.postAttentionNormName(layer: i))
+                layer.postMLPNorm = try normLayer(config.postMLPNormName(layer: i))
+            }
+            ls.append(layer)
         }
         layers = ls
         finalNorm = config.hasFinalNorm ? try normLayer(config.finalNormName) : nil
@@ -202,6 +214,14 @@ public final class DecoderModel: @unchecked Sendable {
         if options.head == .q8, let d = lm as? DenseMatrix { lm = try Q8Matrix(d.tensor, pool: pool) }
         lmHead = lm
         invFreq = config.learnedPositionOffset == nil ? DecoderModel.inverseFrequencies(config) : []
+        if let local = config.localRopeTheta, config.learnedPositionOffset == nil {
+            var plain = config
+            plain.ropeTheta = local
+            plain.ropeScaling = .none
+            invFreqLocal = DecoderModel.inverseFrequencies(plain)
+        } else {
+            invFreqLocal = []
+        }
         kvCachePrecision = options.kvCache
     }
 
@@ -213,7 +233,7 @@ public final class DecoderModel: @unchecked Sendable {
     private init(sharing m: DecoderModel, pool: WorkerPool) {
         config = m.config; ropeLayout = m.ropeLayout; embedding = m.embedding; positionEmbedding = m.positionEmbedding
         projectIn = m.projectIn; projectOut = m.projectOut; layers = m.layers; finalNorm = m.finalNorm
-        lmHead = m.lmHead; invFreq = m.invFreq; kvCachePrecision = m.kvCachePrecision
+        lmHead = m.lmHead; invFreq = m.invFreq; invFreqLocal = m.invFreqLocal; kvCachePrecision = m.kvCachePrecision
         self.pool = pool
     }
 
@@ -341,6 +361,7 @@ extension ModelConfig {
         for layer in 0..<numLayers {
             if let w = slidingWindow(forLayer: layer) { try positive(w, "sliding_window") }
         }
+        try checkSizeProducts(file: file)
         guard rmsNormEps.isFinite && rmsNormEps >= 0 else {
             throw ModelError.invalidConfig(
                 file: file, field: "rms_norm_eps", detail: "must be finite and >= 0, got \(rmsNormEps)")

@@ -187,6 +187,14 @@ public struct Attention {
     public let q: Linear, k: Linear, v: Linear, o: Linear
     /// Keys visible to each query: the last `window` positions (nil: all, causal).
     public let window: Int?
+    /// Per-head norms of the queries and keys before RoPE (Qwen3, Gemma 3), over `headDim` values.
+    public let qNorm: Norm?, kNorm: Norm?
+
+    public init(q: Linear, k: Linear, v: Linear, o: Linear, window: Int?, qNorm: Norm? = nil, kNorm: Norm? = nil) {
+        self.q = q; self.k = k; self.v = v; self.o = o
+        self.window = window
+        self.qNorm = qNorm; self.kNorm = kNorm
+    }
 }
 
 /// One transformer block: pre-LN x + attn(norm1(x)), then + mlp(norm2(.)); post-LN (OPT-350m)
@@ -198,6 +206,9 @@ public struct DecoderLayer {
     /// The norm before the MLP (post-LN: after the MLP residual).
     public let mlpNorm: Norm
     public let mlp: MLP
+    /// Norms of the attention output and of the MLP output before their residual adds (Gemma).
+    public var postAttentionNorm: Norm? = nil
+    public var postMLPNorm: Norm? = nil
 
     /// The linear layer of `kind`; nil when the block has none (the gate of a non-gated MLP).
     public func linear(_ kind: LinearKind) -> Linear? {

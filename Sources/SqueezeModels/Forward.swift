@@ -130,6 +130,8 @@ public final class Workspace: @unchecked Sendable {
     public let logits: AlignedBuffer<Float>
     let maxLogitRows: Int
     let cosT, sinT: AlignedBuffer<Float>
+    /// RoPE tables of sliding-window layers with their own base (Gemma 3); one element otherwise.
+    let cosL, sinL: AlignedBuffer<Float>
     /// RoPE inverse frequencies of the sequence being filled in (dynamic NTK scaling depends on its length).
     let freqs: AlignedBuffer<Float>
     /// Per-thread attention scratch (scores for a block of queries).
@@ -161,6 +163,9 @@ public final class Workspace: @unchecked Sendable {
         logits = AlignedBuffer(count: maxLogitRows * c.vocabSize)
         cosT = AlignedBuffer(count: maxTokens * c.headDim / 2)
         sinT = AlignedBuffer(count: maxTokens * c.headDim / 2)
+        let local = c.localRopeTheta != nil && c.learnedPositionOffset == nil
+        cosL = AlignedBuffer(count: local ? maxTokens * c.headDim / 2 : 1)
+        sinL = AlignedBuffer(count: local ? maxTokens * c.headDim / 2 : 1)
         freqs = AlignedBuffer(count: max(1, c.headDim / 2))
     }
 
@@ -290,6 +295,10 @@ extension DecoderModel {
         } else {
             for (t, id) in tokens.enumerated() { embedding.convertToFloat(into: x + t * h, offset: id * h, count: h) }
         }
+        if let m = c.embeddingMultiplier {
+            let s = Float(m)
+            for i in 0..<(T * h) { x[i] *= s }
+        }
         var maxContext = 0
         for seg in segments { maxContext = max(maxContext, seg.cache.length + seg.count) }
         if let pe = positionEmbedding, let off = c.learnedPositionOffset {
@@ -314,14 +323,19 @@ extension DecoderModel {
                         ws.cosT[t * half + j] = Float(cos(Double(a)))
                         ws.sinT[t * half + j] = Float(sin(Double(a)))
                     }
+                    for (j, f) in invFreqLocal.enumerated() {
+                        let a = pos * f
+                        ws.cosL[t * half + j] = Float(cos(Double(a)))
+                        ws.sinL[t * half + j] = Float(sin(Double(a)))
+                    }
                 }
             }
         }
         ws.ensureScores(context: maxContext, threads: pool.threadCount, headDim: c.headDim)
         let rope = usesRope, pre = c.preNorm
-        let cosT = UnsafePointer(ws.cosT.pointer), sinT = UnsafePointer(ws.sinT.pointer)
 
         for (li, layer) in layers.enumerated() {
+            let (cosT, sinT) = ropeTables(ws, layer: li)
             let rec = record.map { $0.layer(li) }
             rec?.res.update(from: x, count: T * h)
             // Attention block (pre-LN: x + attn(norm(x)); post-LN: norm(x + attn(x))).
@@ -341,6 +355,7 @@ extension DecoderModel {
             a.q(attnIn, ldx: h, m: T, ws.q.pointer, ldy: qd, pool: pool)
             a.k(attnIn, ldx: h, m: T, ws.k.pointer, ldy: kvd, pool: pool)
             a.v(attnIn, ldx: h, m: T, ws.v.pointer, ldy: kvd, pool: pool)
+            if a.qNorm != nil || a.kNorm != nil { headNorms(a, li, T, ws, record: record) }
             if rope {
                 self.rope(ws.q.pointer, rows: T, heads: nh, cos: cosT, sin: sinT)
                 self.rope(ws.k.pointer, rows: T, heads: nkv, cos: cosT, sin: sinT)
@@ -368,6 +383,7 @@ extension DecoderModel {
                 rec.observer?(li, .o, rec.att, qd, T)
             }
             a.o(ws.att.pointer, ldx: qd, m: T, xn, ldy: h, pool: pool)
+            if let pn = layer.postAttentionNorm { postNorm(pn, xn, T, li, attention: true, record: record) }
             for i in 0..<(T * h) { x[i] += xn[i] }
             rec?.mid.update(from: x, count: T * h)
             if !pre { layer.attentionNorm.apply(x, x, rows: T, width: h, stats: rec?.stats1) }
@@ -390,7 +406,7 @@ extension DecoderModel {
                 up(ffnIn, ldx: h, m: T, u, ldy: ffn, pool: pool)
                 rec?.gate.update(from: g, count: T * ffn)
                 rec?.up.update(from: u, count: T * ffn)
-                siluMul(g, u, g, T * ffn)
+                gatedActivation(g, u, g, T * ffn)
             case let .plain(up, _, activation):
                 up(ffnIn, ldx: h, m: T, u, ldy: ffn, pool: pool)
                 rec?.up.update(from: u, count: T * ffn)
@@ -398,6 +414,7 @@ extension DecoderModel {
             }
             rec?.observer?(li, .down, g, ffn, T)
             layer.mlp.down(g, ldx: ffn, m: T, xn, ldy: h, pool: pool)
+            if let pn = layer.postMLPNorm { postNorm(pn, xn, T, li, attention: false, record: record) }
             for i in 0..<(T * h) { x[i] += xn[i] }
             if !pre {
                 rec?.post.update(from: x, count: T * h)
@@ -412,9 +429,11 @@ extension DecoderModel {
         case .last:
             let (input, _) = finalState(x + (T - 1) * h, xn, 1, ws, record: nil)
             lmHead.gemv(input, logitsOut, pool: pool)
+            if let cap = c.finalLogitSoftcap { DecoderModel.softcap(logitsOut, c.vocabSize, Float(cap)) }
         case .all:
             let (input, width) = finalState(x, xn, T, ws, record: record)
             lmHead.gemm(input, ldx: width, m: T, logitsOut, ldy: c.vocabSize, pool: pool)
+            if let cap = c.finalLogitSoftcap { DecoderModel.softcap(logitsOut, T * c.vocabSize, Float(cap)) }
         }
     }
 
@@ -552,7 +571,8 @@ extension DecoderModel {
             let hd = c.headDim, nh = c.numHeads, group = c.numHeads / c.numKVHeads
             let qd = nh * hd
             let qb = Workspace.queryBlock
-            let scale = 1 / Float(hd).squareRoot()
+            let scale = attentionScale
+            let scoreCap = config.attentionSoftcap.map(Float.init)
             let segments = job.segments, plan = job.plan, li = plan.layer, window = plan.window
             let perSegment = plan.perSegment, chunks = plan.chunks, maxBlocks = plan.maxBlocks
             let headsPerTask = plan.headsPerTask
@@ -611,6 +631,7 @@ extension DecoderModel {
                         qrow, Int64(qd), 1, kf, Int64(n), 1, sc, Int64(n), Int64(m), Int64(hd), 0,
                         Int64(n), Int32(SQ_BW_STORE))
                 }
+                if let scoreCap { DecoderModel.softcap(sc, m * n, scoreCap) }
                 for i in 0..<m {
                     // Query i sees keys [lo, pos]: scores [a, b) of its row (all of them when decoding).
                     let row = sc + i * n
@@ -655,7 +676,8 @@ extension DecoderModel {
     ) {
         let c = config
         let hd = c.headDim, group = c.numHeads / c.numKVHeads, qd = c.numHeads * hd
-        let scale = 1 / Float(hd).squareRoot()
+        let scale = attentionScale
+        let softcap = c.attentionSoftcap.map(Float.init)
         let p0 = seg.cache.length, cap = seg.cache.capacity
         let buffers = seg.cache.layer(li)
         let tiledPositions = seg.cache.keyTiles * Int(SQ_KT), headStride = tiledPositions * hd
@@ -675,6 +697,7 @@ extension DecoderModel {
                     sq_attn_scores_kt8(
                         q, Int64(hd), Int64(g), keys + kvh * headStride, keyScales + kvh * tiledPositions,
                         Int64(hd), Int64(lo), Int64(pos + 1), sc, Int64(n))
+                    if let softcap { DecoderModel.softcap(sc, g * n, softcap) }
                     for r in 0..<g { _ = sq_softmax_f32(sc + r * n, Int64(n)) }
                     sq_attn_pv8(
                         sc, Int64(n), Int64(g), values + kvh * hd * cap + lo, Int64(cap),
@@ -683,6 +706,7 @@ extension DecoderModel {
                     sq_attn_scores_kt16(
                         q, Int64(hd), Int64(g), keys + kvh * headStride, Int64(hd), Int64(lo),
                         Int64(pos + 1), sc, Int64(n))
+                    if let softcap { DecoderModel.softcap(sc, g * n, softcap) }
                     for r in 0..<g { _ = sq_softmax_f32(sc + r * n, Int64(n)) }
                     sq_attn_pv16(
                         sc, Int64(n), Int64(g), values + kvh * hd * cap + lo, Int64(cap), Int64(hd),

@@ -23,7 +23,7 @@ extension ModelFamily {
     /// family has no such layer. GPT-2's q, k and v share the fused `attn.c_attn`.
     public func linearSuffix(_ kind: LinearKind) -> String? {
         switch self {
-        case .llama, .mistral, .qwen2:
+        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3:
             switch kind {
             case .q: return "self_attn.q_proj"
             case .k: return "self_attn.k_proj"
@@ -58,7 +58,7 @@ extension ModelFamily {
     public func layerPrefix(_ layer: Int, tensorPrefix: String? = nil) -> String {
         let p = tensorPrefix ?? defaultTensorPrefix
         switch self {
-        case .llama, .mistral, .qwen2, .opt: return "\(p)layers.\(layer)."
+        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3, .opt: return "\(p)layers.\(layer)."
         case .gpt2: return "\(p)h.\(layer)."
         }
     }

@@ -70,6 +70,22 @@ public struct ModelConfig: Sendable, Equatable {
     /// Which layers use `slidingWindow` (Qwen2's `layer_types`: "sliding_attention" or
     /// "full_attention"); nil: every layer does (Mistral).
     public var slidingWindowLayers: [Bool]?
+    /// Queries and keys go through a per-head RMSNorm (width `headDim`) before RoPE (Qwen3, Gemma 3).
+    public var qkNorm = false
+    /// Added to every norm weight at load: Gemma's RMSNorm scales by (1 + w) (its GGUF files store 1 + w).
+    public var normWeightOffset: Double = 0
+    /// Token embeddings are multiplied by this (Gemma: sqrt(hidden_size)); nil: not scaled.
+    public var embeddingMultiplier: Double?
+    /// The attention scores' scale (Gemma: `query_pre_attn_scalar`^-1/2); nil: 1/sqrt(headDim).
+    public var attentionMultiplier: Double?
+    /// Attention scores become cap * tanh(score / cap) before the softmax (Gemma 2).
+    public var attentionSoftcap: Double?
+    /// Logits become cap * tanh(logit / cap) (Gemma 2).
+    public var finalLogitSoftcap: Double?
+    /// Norms of the attention output and of the MLP output before their residual adds (Gemma).
+    public var sandwichNorms = false
+    /// The RoPE base of sliding-window layers (Gemma 3's local base); nil: `ropeTheta` everywhere.
+    public var localRopeTheta: Double?
 
     /// The longest sequence the model is made for: `maxPositionEmbeddings`, or nil (no fixed limit)
     /// with dynamic NTK RoPE, which rescales its frequencies to run past it.
@@ -110,9 +126,23 @@ public struct ModelConfig: Sendable, Equatable {
 
     /// Reads a Hugging Face `config.json` (and `generation_config.json` beside it, when present).
     public init(configFile path: String) throws {
-        let obj = try JSONConfig(path: path)
-        let mt = try obj.string("model_type")
-        let family = try ModelFamily.for(modelType: mt, file: path)
+        self = try ModelError.mappingConfigErrors { try ModelConfig(readingConfigFile: path) }
+    }
+
+    private init(readingConfigFile path: String) throws {
+        var obj = try JSONConfig(path: path)
+        var mt = try obj.string("model_type")
+        var family = try ModelFamily.for(modelType: mt, file: path)
+        if mt == "gemma3" {
+            // The language model of a multimodal Gemma 3 checkpoint.
+            obj = obj.nested("text_config")
+            mt = try obj.optionalString("model_type") ?? "gemma3_text"
+            family = try ModelFamily.for(modelType: mt, file: path)
+            guard family == .gemma3 else {
+                throw ModelError.invalidConfig(
+                    file: path, field: "text_config.model_type", detail: "expected gemma3_text, got '\(mt)'")
+            }
+        }
         if family == .gpt2 {
             self = try ModelConfig.gpt2(obj, path: path)
             try readGenerationConfig(path)
@@ -140,11 +170,22 @@ public struct ModelConfig: Sendable, Equatable {
         bosTokenId = try obj.optionalInt("bos_token_id")
         eosTokenIds = try obj.intOrIntArray("eos_token_id")
         if family == .mistral { slidingWindow = try obj.optionalInt("sliding_window") }
-        if family == .qwen2 { try readQwen2SlidingWindow(obj, path: path) }
+        if family == .qwen2 || family == .qwen3 { try readQwen2SlidingWindow(obj, path: path) }
+        if family == .qwen3 { qkNorm = true }
+        if family.isGemma { try readGemma(obj, path: path) }
         if family == .opt { try readOPT(obj, path: path) }
-        // transformers 5 writes `rope_parameters` (type, factors and rope_theta) instead of `rope_scaling`.
-        let ropeKey = obj.object("rope_scaling") != nil ? "rope_scaling" : "rope_parameters"
-        if let rs = obj.object(ropeKey) {
+        // transformers 5 writes `rope_parameters` (type, factors and rope_theta) instead of `rope_scaling`;
+        // Gemma 3's has one entry per layer type (the global layers' is the model's scaling).
+        var ropeKey = obj.object("rope_scaling") != nil ? "rope_scaling" : "rope_parameters"
+        if family == .gemma3, ropeKey == "rope_parameters", obj.nested(ropeKey).object("full_attention") != nil {
+            ropeKey = "rope_parameters.full_attention"
+            ropeTheta =
+                try obj.nested("rope_parameters").nested("full_attention").optionalDouble("rope_theta") ?? ropeTheta
+        }
+        let ropeObject =
+            ropeKey == "rope_parameters.full_attention"
+            ? obj.nested("rope_parameters").object("full_attention") : obj.object(ropeKey)
+        if let rs = ropeObject {
             let sub = JSONConfig(path: path, object: rs, prefix: ropeKey + ".")
             let rt = try sub.optionalString("rope_type")
             let tt = try sub.optionalString("type")
@@ -260,8 +301,8 @@ public struct ModelConfig: Sendable, Equatable {
             ropeTheta: dbl("rope.freq_base") ?? 10000,
             maxPositionEmbeddings: (try? int("context_length")) ?? 2048,
             tieWordEmbeddings: gguf.info("output.weight") == nil)
-        modelType = arch
-        family = ModelFamily(rawValue: arch)!
+        modelType = arch == "gemma3" ? "gemma3_text" : arch
+        family = try ModelFamily.for(modelType: arch, file: path)
         tensorPrefix = family.defaultTensorPrefix
         bosTokenId = gguf.metadata["tokenizer.ggml.bos_token_id"]?.int
         if let e = gguf.metadata["tokenizer.ggml.eos_token_id"]?.int { eosTokenIds = [e] }
@@ -290,6 +331,8 @@ public struct ModelConfig: Sendable, Equatable {
             }
         }
         if let sw = gguf.metadata["\(arch).attention.sliding_window"]?.int { slidingWindow = sw }
+        if arch == "qwen3" { qkNorm = true }
+        if family.isGemma { try readGGUFGemma(gguf, arch: arch) }
         try validate(file: path)
     }
 
@@ -306,6 +349,47 @@ public struct ModelConfig: Sendable, Equatable {
         }
         guard gguf.info("position_embd.weight") != nil else {
             throw ModelError.missingTensor(file: gguf.path, tensor: "position_embd.weight")
+        }
+    }
+
+    /// Gemma 2 and 3 as llama.cpp reads their GGUF files: norm weights stored as 1 + w (the converter
+    /// adds the 1; `GGUFTensorSource` hands out w under the Hugging Face names), embeddings times sqrt(hidden), GeGLU, norms after attention and the MLP; the
+    /// sliding-window layers from `attention.sliding_window_pattern` (else every 2nd layer global for
+    /// Gemma 2, every 6th for Gemma 3); the local RoPE base `rope.freq_base_swa` (Gemma 3 default
+    /// 10000); scores scaled by 1/sqrt(head_dim), or 1/sqrt(hidden/heads) for the 27B models (46
+    /// layers for Gemma 2, 62 for Gemma 3), as llama.cpp does (GGUF has no query_pre_attn_scalar).
+    mutating func readGGUFGemma(_ gguf: GGUFFile, arch: String) throws {
+        func meta(_ k: String) -> GGUFValue? { gguf.metadata["\(arch).\(k)"] }
+        normWeightOffset = 1
+        sandwichNorms = true
+        embeddingMultiplier = Double(hiddenSize).squareRoot()
+        activation = .gegluTanh
+        qkNorm = arch == "gemma3"
+        let big = (arch == "gemma2" && numLayers == 46) || (arch == "gemma3" && numLayers == 62)
+        attentionMultiplier = 1 / Double(big ? hiddenSize / numHeads : headDim).squareRoot()
+        if let c = meta("attn_logit_softcapping")?.double, c > 0, arch == "gemma2" { attentionSoftcap = c }
+        if let c = meta("final_logit_softcapping")?.double, c > 0 { finalLogitSoftcap = c }
+        if arch == "gemma3" { localRopeTheta = meta("rope.freq_base_swa")?.double ?? 10000 }
+        guard let w = meta("attention.sliding_window")?.int, w > 0 else {
+            slidingWindow = nil
+            return
+        }
+        slidingWindow = w
+        if let a = meta("attention.sliding_window_pattern")?.array {
+            let flags = a.compactMap { v -> Bool? in v.bool ?? v.int.map { $0 != 0 } }
+            guard flags.count == numLayers else {
+                throw ModelError.invalidConfig(
+                    file: gguf.path, field: "\(arch).attention.sliding_window_pattern",
+                    detail: "expected \(numLayers) entries, got \(a.count)")
+            }
+            slidingWindowLayers = flags
+        } else {
+            let n = meta("attention.sliding_window_pattern")?.int ?? (arch == "gemma2" ? 2 : 6)
+            guard n >= 0 else {
+                throw ModelError.invalidConfig(
+                    file: gguf.path, field: "\(arch).attention.sliding_window_pattern", detail: "negative")
+            }
+            slidingWindowLayers = (0..<numLayers).map { n == 0 || $0 % n < n - 1 }
         }
     }
 
@@ -326,6 +410,42 @@ public struct ModelConfig: Sendable, Equatable {
         try check(intermediateSize > 0, "intermediate_size", "must be positive")
         try check((slidingWindow ?? 1) > 0, "sliding_window", "must be positive")
         try check((slidingWindowLayers?.count ?? numLayers) == numLayers, "layer_types", "needs one entry per layer")
+        try checkSizeProducts(file: file)
+    }
+
+    /// Checks that the products of sizes the decoder computes (weight and cache element counts, and
+    /// their bytes) fit in an `Int`, so a crafted config is an error naming its field, not a trap.
+    func checkSizeProducts(file: String) throws {
+        func product(_ a: Int, _ b: Int, _ field: String) throws -> Int {
+            // Negative sizes are refused by the positivity checks.
+            guard a >= 0, b >= 0 else { return 0 }
+            let (p, overflow) = a.multipliedReportingOverflow(by: b)
+            guard !overflow else {
+                throw ModelError.invalidConfig(
+                    file: file, field: field, detail: "\(a) x \(b) overflows the sizes Squeeze can hold")
+            }
+            return p
+        }
+        func sum(_ a: Int, _ b: Int, _ field: String) throws -> Int {
+            let (p, overflow) = a.addingReportingOverflow(b)
+            guard !overflow else {
+                throw ModelError.invalidConfig(
+                    file: file, field: field, detail: "\(a) + \(b) overflows the sizes Squeeze can hold")
+            }
+            return p
+        }
+        let qd = try product(numHeads, headDim, "num_attention_heads")
+        let kvd = try product(numKVHeads, headDim, "num_key_value_heads")
+        let qkv = try sum(qd, try product(kvd, 2, "num_key_value_heads"), "num_key_value_heads")
+        // Element counts times 8 (bytes of the widest buffer element and headroom for offsets).
+        _ = try product(try product(qkv, hiddenSize, "hidden_size"), 8, "hidden_size")
+        _ = try product(try product(intermediateSize, hiddenSize, "intermediate_size"), 16, "intermediate_size")
+        _ = try product(try product(vocabSize, max(embeddingWidth, hiddenSize), "vocab_size"), 8, "vocab_size")
+        if let o = learnedPositionOffset {
+            let rows = try sum(maxPositionEmbeddings, o, "max_position_embeddings")
+            _ = try product(try product(rows, hiddenSize, "max_position_embeddings"), 8, "max_position_embeddings")
+        }
+        _ = try product(try product(numLayers, hiddenSize, "num_hidden_layers"), 8, "num_hidden_layers")
     }
 
     /// The fields as a Hugging Face `config.json` object.
@@ -334,7 +454,9 @@ public struct ModelConfig: Sendable, Equatable {
         var d: [String: Any] = [
             "architectures": [
                 modelType == "mistral"
-                    ? "MistralForCausalLM" : modelType == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM"
+                    ? "MistralForCausalLM"
+                    : modelType == "qwen2"
+                        ? "Qwen2ForCausalLM" : modelType == "qwen3" ? "Qwen3ForCausalLM" : "LlamaForCausalLM"
             ],
             "model_type": modelType, "vocab_size": vocabSize, "hidden_size": hiddenSize,
             "intermediate_size": intermediateSize, "num_hidden_layers": numLayers,
@@ -348,7 +470,9 @@ public struct ModelConfig: Sendable, Equatable {
         } else if !eosTokenIds.isEmpty {
             d["eos_token_id"] = eosTokenIds
         }
-        if let s = slidingWindow {
+        if family.isGemma {
+            d.merge(gemmaJSON()) { $1 }
+        } else if let s = slidingWindow {
             d["sliding_window"] = s
             if let l = slidingWindowLayers {
                 d["use_sliding_window"] = true
@@ -369,77 +493,4 @@ public struct ModelConfig: Sendable, Equatable {
         }
         return d
     }
-}
-
-/// A JSON object read from a config file, with typed accessors whose errors name the file and field.
-public struct JSONConfig {
-    public let path: String
-    public let object: [String: Any]
-    let prefix: String
-
-    /// Parses `path` as a JSON object.
-    public init(path: String) throws {
-        self.path = path
-        prefix = ""
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ModelError.notAModel(path: path, detail: "cannot read the file")
-        }
-        guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw ModelError.invalidConfig(file: path, field: "(root)", detail: "not a JSON object")
-        }
-        object = obj
-    }
-
-    /// A nested object of a config file (errors name `prefix` + field).
-    public init(path: String, object: [String: Any], prefix: String) {
-        self.path = path
-        self.object = object
-        self.prefix = prefix
-    }
-
-    func missing(_ k: String) -> ModelError { .missingConfigField(file: path, field: prefix + k) }
-    func wrong(_ k: String, _ want: String) -> ModelError {
-        .invalidConfig(file: path, field: prefix + k, detail: "expected \(want), got \(String(describing: object[k]!))")
-    }
-
-    public func optionalInt(_ k: String) throws -> Int? {
-        guard let v = object[k], !(v is NSNull) else { return nil }
-        if !isJSONBool(v), let n = v as? NSNumber, n.doubleValue == n.doubleValue.rounded() { return n.intValue }
-        throw wrong(k, "an integer")
-    }
-    public func int(_ k: String) throws -> Int { guard let v = try optionalInt(k) else { throw missing(k) }; return v }
-    public func optionalDouble(_ k: String) throws -> Double? {
-        guard let v = object[k], !(v is NSNull) else { return nil }
-        if let n = v as? NSNumber { return n.doubleValue }
-        throw wrong(k, "a number")
-    }
-    public func double(_ k: String) throws -> Double {
-        guard let v = try optionalDouble(k) else { throw missing(k) }; return v
-    }
-    public func optionalBool(_ k: String) throws -> Bool? {
-        guard let v = object[k], !(v is NSNull) else { return nil }
-        if isJSONBool(v), let b = v as? Bool { return b }
-        throw wrong(k, "true or false")
-    }
-    public func optionalString(_ k: String) throws -> String? {
-        guard let v = object[k], !(v is NSNull) else { return nil }
-        if let s = v as? String { return s }
-        throw wrong(k, "a string")
-    }
-    public func string(_ k: String) throws -> String {
-        guard let v = try optionalString(k) else { throw missing(k) }; return v
-    }
-    public func object(_ k: String) -> [String: Any]? { object[k] as? [String: Any] }
-    /// An integer or an array of integers (as `eos_token_id` may be); empty when absent.
-    public func intOrIntArray(_ k: String) throws -> [Int] {
-        guard let v = object[k], !(v is NSNull) else { return [] }
-        if let a = v as? [NSNumber] { return a.map { $0.intValue } }
-        if let i = try optionalInt(k) { return [i] }
-        return []
-    }
-}
-
-/// Whether a value from JSONSerialization is a JSON true/false (not a number 0 or 1).
-func isJSONBool(_ v: Any) -> Bool {
-    String(describing: type(of: v)).contains("Boolean") || type(of: v) == Bool.self
 }

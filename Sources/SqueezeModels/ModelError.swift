@@ -30,3 +30,20 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         }
     }
 }
+
+extension ModelError {
+    /// The model error for an error reading a config file: an unreadable file is not a model, a
+    /// missing or invalid field keeps its name.
+    public init(_ e: ConfigError) {
+        switch e {
+        case let .unreadable(p, d): self = .notAModel(path: p, detail: d)
+        case let .missingField(f, k): self = .missingConfigField(file: f, field: k)
+        case let .invalidField(f, k, d): self = .invalidConfig(file: f, field: k, detail: d)
+        }
+    }
+
+    /// Runs `body`, rethrowing a `ConfigError` as the matching `ModelError` (other errors unchanged).
+    public static func mappingConfigErrors<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as ConfigError { throw ModelError(e) }
+    }
+}

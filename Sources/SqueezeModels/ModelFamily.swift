@@ -13,6 +13,15 @@ public enum ModelFamily: String, Sendable, CaseIterable, Equatable {
     case mistral
     /// Qwen2: the Llama block with biases on q, k and v.
     case qwen2
+    /// Qwen3: the Llama block with a per-head RMSNorm of queries and keys before RoPE, no q/k/v biases.
+    case qwen3
+    /// Gemma 2: (1 + w) RMSNorms before and after attention and the MLP, GeGLU (tanh), embeddings
+    /// times sqrt(hidden), `query_pre_attn_scalar`, alternating sliding-window and global layers,
+    /// attention-logit and final-logit soft-capping, tied head.
+    case gemma2
+    /// Gemma 3 (`gemma3_text`, and the text part of `gemma3` checkpoints): Gemma 2's block with
+    /// per-head q/k norms, a local RoPE base on sliding-window layers, and no attention soft-capping.
+    case gemma3 = "gemma3_text"
     /// OPT: LayerNorm with bias, ReLU fc1/fc2, learned positions (offset 2), biases everywhere,
     /// pre- or post-LN, optional project_in/project_out (`word_embed_proj_dim`).
     case opt
@@ -25,6 +34,8 @@ public enum ModelFamily: String, Sendable, CaseIterable, Equatable {
     /// The family of a Hugging Face `model_type`; throws `ModelError.unsupportedModelType` naming it
     /// and listing the supported ones.
     public static func `for`(modelType: String, file: String = "config.json") throws -> ModelFamily {
+        // A multimodal Gemma 3 checkpoint: its language model is a gemma3_text decoder (`text_config`).
+        if modelType == "gemma3" { return .gemma3 }
         guard let f = ModelFamily(rawValue: modelType) else {
             throw ModelError.unsupportedModelType(file: file, modelType: modelType, supported: supportedModelTypes)
         }
@@ -32,12 +43,17 @@ public enum ModelFamily: String, Sendable, CaseIterable, Equatable {
     }
 
     /// Whether blocks use the Llama layout (RMSNorm, SwiGLU, RoPE, `model.layers.N.*` names).
-    public var isLlamaLike: Bool { self == .llama || self == .mistral || self == .qwen2 }
+    public var isLlamaLike: Bool {
+        [.llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3].contains(self)
+    }
+
+    /// Whether blocks are Gemma's (norms around attention and the MLP, (1 + w) RMSNorm weights).
+    public var isGemma: Bool { self == .gemma2 || self == .gemma3 }
 
     /// The prefix of every tensor name in a `save_pretrained` checkpoint of the `*ForCausalLM` class.
     var defaultTensorPrefix: String {
         switch self {
-        case .llama, .mistral, .qwen2: return "model."
+        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3: return "model."
         case .opt: return "model.decoder."
         case .gpt2: return "transformer."
         }
@@ -60,6 +76,11 @@ public enum MLPActivation: String, Sendable, Equatable {
     case relu
     /// down(gelu_tanh(up(x))) (GPT-2's `gelu_new`).
     case geluTanh
+    /// down(gelu_tanh(gate(x)) * up(x)) (GeGLU: Gemma's `gelu_pytorch_tanh`).
+    case gegluTanh
+
+    /// Whether the MLP has a gate projection.
+    public var isGated: Bool { self == .swiglu || self == .gegluTanh }
 }
 
 /// One linear operator of a block and where its weight is stored.
@@ -114,7 +135,7 @@ extension ModelConfig {
 
     /// The linear kinds a block of this family has (no gate outside SwiGLU families), in backward order.
     public var linearKinds: [LinearKind] {
-        activation == .swiglu ? LinearKind.allCases : [.q, .k, .v, .o, .up, .down]
+        activation.isGated ? LinearKind.allCases : [.q, .k, .v, .o, .up, .down]
     }
 
     /// Where the weight of `kind` in block `layer` is stored (named by `ModelFamily.linearSuffix`);
@@ -174,14 +195,14 @@ extension ModelConfig {
     /// Names of the non-linear tensors of the family.
     public var embeddingName: String {
         switch family {
-        case .llama, .mistral, .qwen2, .opt: return tensorPrefix + "embed_tokens.weight"
+        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3, .opt: return tensorPrefix + "embed_tokens.weight"
         case .gpt2: return tensorPrefix + "wte.weight"
         }
     }
     /// Learned position table (OPT, GPT-2); nil for RoPE families.
     public var positionEmbeddingName: String? {
         switch family {
-        case .llama, .mistral, .qwen2: return nil
+        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3: return nil
         case .opt: return tensorPrefix + "embed_positions.weight"
         case .gpt2: return tensorPrefix + "wpe.weight"
         }
@@ -189,23 +210,32 @@ extension ModelConfig {
     /// The norm before attention (pre-LN) or after it (post-LN), without `.weight`.
     public func attentionNormName(layer: Int) -> String {
         switch family {
-        case .llama, .mistral, .qwen2: return layerPrefix(layer) + "input_layernorm"
+        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3: return layerPrefix(layer) + "input_layernorm"
         case .opt: return layerPrefix(layer) + "self_attn_layer_norm"
         case .gpt2: return layerPrefix(layer) + "ln_1"
         }
     }
     /// The norm before the MLP (pre-LN) or after it (post-LN), without `.weight`.
     public func mlpNormName(layer: Int) -> String {
+        if family.isGemma { return layerPrefix(layer) + "pre_feedforward_layernorm" }
         switch family {
-        case .llama, .mistral, .qwen2: return layerPrefix(layer) + "post_attention_layernorm"
+        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3: return layerPrefix(layer) + "post_attention_layernorm"
         case .opt: return layerPrefix(layer) + "final_layer_norm"
         case .gpt2: return layerPrefix(layer) + "ln_2"
         }
     }
+    /// Gemma's norm of the attention output before its residual add, without `.weight`.
+    public func postAttentionNormName(layer: Int) -> String { layerPrefix(layer) + "post_attention_layernorm" }
+    /// Gemma's norm of the MLP output before its residual add, without `.weight`.
+    public func postMLPNormName(layer: Int) -> String { layerPrefix(layer) + "post_feedforward_layernorm" }
+    /// The per-head RMSNorm of the queries (Qwen3, Gemma 3), without `.weight`.
+    public func qNormName(layer: Int) -> String { layerPrefix(layer) + "self_attn.q_norm" }
+    /// The per-head RMSNorm of the keys (Qwen3, Gemma 3), without `.weight`.
+    public func kNormName(layer: Int) -> String { layerPrefix(layer) + "self_attn.k_norm" }
     /// The final norm, without `.weight`.
     public var finalNormName: String {
         switch family {
-        case .llama, .mistral, .qwen2: return tensorPrefix + "norm"
+        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3: return tensorPrefix + "norm"
         case .opt: return tensorPrefix + "final_layer_norm"
         case .gpt2: return tensorPrefix + "ln_f"
         }
@@ -222,6 +252,12 @@ extension ModelConfig {
         let base = family.defaultTensorPrefix
         tensorPrefix = base
         if names.contains(embeddingName) { return }
+        // Multimodal Gemma 3: transformers 5 names the text decoder `model.language_model.`, 4.x
+        // `language_model.model.`.
+        for candidate in ["model.language_model.", "language_model.model."] where family == .gemma3 {
+            tensorPrefix = candidate
+            if names.contains(embeddingName) { return }
+        }
         for candidate in [String(base.drop(while: { $0 != "." }).dropFirst()), ""] where candidate != base {
             tensorPrefix = candidate
             if names.contains(embeddingName) { return }
@@ -230,6 +266,97 @@ extension ModelConfig {
     }
 
     // MARK: - Reading the non-Llama configs
+
+    /// Gemma 2's and Gemma 3's `config.json` fields (a multimodal Gemma 3's `text_config`), as
+    /// transformers 5.24 reads them.
+    mutating func readGemma(_ obj: JSONConfig, path: String) throws {
+        normWeightOffset = 1
+        sandwichNorms = true
+        embeddingMultiplier = Double(hiddenSize).squareRoot()
+        tieWordEmbeddings = try obj.optionalBool("tie_word_embeddings") ?? true
+        let act = try obj.optionalString("hidden_activation") ?? obj.optionalString("hidden_act") ?? "gelu_pytorch_tanh"
+        guard ["gelu_pytorch_tanh", "gelu_new"].contains(act) else {
+            throw ModelError.invalidConfig(
+                file: path, field: "hidden_activation", detail: "unsupported '\(act)' (gelu_pytorch_tanh)")
+        }
+        activation = .gegluTanh
+        let scalar = try obj.optionalDouble("query_pre_attn_scalar") ?? Double(headDim)
+        guard scalar > 0 else {
+            throw ModelError.invalidConfig(file: path, field: "query_pre_attn_scalar", detail: "must be positive")
+        }
+        attentionMultiplier = 1 / scalar.squareRoot()
+        for (field, cap) in [
+            ("attn_logit_softcapping", try obj.optionalDouble("attn_logit_softcapping")),
+            ("final_logit_softcapping", try obj.optionalDouble("final_logit_softcapping")),
+        ] {
+            if let c = cap, !(c > 0 && c.isFinite) {
+                throw ModelError.invalidConfig(file: path, field: field, detail: "must be positive, got \(c)")
+            }
+        }
+        attentionSoftcap = try obj.optionalDouble("attn_logit_softcapping")
+        finalLogitSoftcap = try obj.optionalDouble("final_logit_softcapping")
+        if try obj.optionalBool("use_bidirectional_attention") == true {
+            throw ModelError.invalidConfig(
+                file: path, field: "use_bidirectional_attention", detail: "bidirectional attention is not supported")
+        }
+        if family == .gemma3 {
+            qkNorm = true
+            localRopeTheta =
+                try obj.nested("rope_parameters").nested("sliding_attention").optionalDouble("rope_theta")
+                ?? obj.optionalDouble("rope_local_base_freq") ?? 10000
+        }
+        guard let w = try obj.optionalInt("sliding_window") else { return }
+        guard w > 0 else {
+            throw ModelError.invalidConfig(file: path, field: "sliding_window", detail: "must be positive, got \(w)")
+        }
+        slidingWindow = w
+        if let types = obj.object["layer_types"], !(types is NSNull) {
+            guard let names = types as? [String], names.count == numLayers else {
+                throw ModelError.invalidConfig(
+                    file: path, field: "layer_types",
+                    detail: "expected \(numLayers) strings (one per layer), got \(String(describing: types))")
+            }
+            slidingWindowLayers = try names.map { n in
+                switch n {
+                case "sliding_attention": return true
+                case "full_attention": return false
+                default:
+                    throw ModelError.invalidConfig(
+                        file: path, field: "layer_types", detail: "unsupported layer type '\(n)'")
+                }
+            }
+        } else {
+            // transformers' defaults: Gemma 2 alternates (even layers slide); Gemma 3 has one global
+            // layer in every `sliding_window_pattern` (6).
+            let pattern =
+                family == .gemma2
+                ? 2
+                : try obj.optionalInt("sliding_window_pattern") ?? obj.optionalInt("_sliding_window_pattern") ?? 6
+            guard pattern > 0 else {
+                throw ModelError.invalidConfig(file: path, field: "sliding_window_pattern", detail: "must be positive")
+            }
+            slidingWindowLayers = (0..<numLayers).map { ($0 + 1) % pattern != 0 }
+        }
+    }
+
+    /// Gemma's fields of a Hugging Face `config.json` (added to the Llama ones).
+    func gemmaJSON() -> [String: Any] {
+        var d: [String: Any] = [
+            "architectures": [family == .gemma2 ? "Gemma2ForCausalLM" : "Gemma3ForCausalLM"],
+            "hidden_activation": "gelu_pytorch_tanh",
+            "query_pre_attn_scalar": attentionMultiplier.map { 1 / ($0 * $0) } ?? Double(headDim),
+        ]
+        d["attn_logit_softcapping"] = attentionSoftcap ?? NSNull()
+        d["final_logit_softcapping"] = finalLogitSoftcap ?? NSNull()
+        if let l = localRopeTheta { d["rope_local_base_freq"] = l }
+        if let w = slidingWindow {
+            d["sliding_window"] = w
+            d["layer_types"] = (0..<numLayers).map {
+                slidingWindow(forLayer: $0) != nil ? "sliding_attention" : "full_attention"
+            }
+        }
+        return d
+    }
 
     /// OPT's `config.json`.
     mutating func readOPT(_ obj: JSONConfig, path: String) throws {
@@ -299,7 +426,7 @@ extension ModelConfig {
             "tie_word_embeddings": tieWordEmbeddings,
         ]
         switch family {
-        case .llama, .mistral, .qwen2: break
+        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3: break
         case .opt:
             d["architectures"] = ["OPTForCausalLM"]
             d["hidden_size"] = hiddenSize; d["ffn_dim"] = intermediateSize; d["num_hidden_layers"] = numLayers

@@ -41,15 +41,15 @@ public struct QuantizedCheckpoint {
 
     /// Returns nil when the config has no SqueezeLLM quantization.
     public init?(configPath: String, tensors: SafeTensorsModel, mode: LUTMode) throws {
-        let cfg = try JSONConfig(path: configPath)
+        let cfg = try ModelError.mappingConfigErrors { try JSONConfig(path: configPath) }
         guard let qc = cfg.object("quantization_config") else { return nil }
         let sub = JSONConfig(path: configPath, object: qc, prefix: "quantization_config.")
-        let method = try sub.optionalString("quant_method") ?? "squeezellm"
+        let method = try ModelError.mappingConfigErrors { try sub.optionalString("quant_method") } ?? "squeezellm"
         guard method == "squeezellm" else {
             throw QuantizedCheckpointError.unsupported(
                 file: configPath, detail: "quantization method '\(method)' is not supported (only squeezellm)")
         }
-        let b = try sub.int("wbits")
+        let b = try ModelError.mappingConfigErrors { try sub.int("wbits") }
         guard b == 3 || b == 4 else {
             throw QuantizedCheckpointError.unsupported(
                 file: configPath, detail: "\(b)-bit layers have no kernel (3 and 4 bits are supported)")

@@ -98,7 +98,7 @@ public final class SqueezeLLMCheckpoint: TensorSource {
         let lutBits = lutRef.shape[1] == 8 ? 3 : 4
         let qcPath = dir + "/quant_config.json"
         if FileManager.default.fileExists(atPath: qcPath) {
-            let qc = try JSONConfig(path: qcPath)
+            let qc = try ModelError.mappingConfigErrors { try JSONConfig(path: qcPath) }
             let w: Int
             do { w = try qc.int("wbits") } catch {
                 throw SqueezeLLMImportError.badQuantConfig(file: qcPath, detail: "\(error)")

@@ -34,6 +34,24 @@ public enum GGUFNames {
         ("self_attn.q_proj.bias", "attn_q.bias"),
         ("self_attn.k_proj.bias", "attn_k.bias"),
         ("self_attn.v_proj.bias", "attn_v.bias"),
+        ("self_attn.q_norm.weight", "attn_q_norm.weight"),
+        ("self_attn.k_norm.weight", "attn_k_norm.weight"),
+    ]
+    /// Gemma 2 and 3: norms around attention and the MLP (`ffn_norm` is the one before the MLP).
+    static let gemmaLayerMap: [(hf: String, gguf: String)] = [
+        ("input_layernorm.weight", "attn_norm.weight"),
+        ("self_attn.q_proj.weight", "attn_q.weight"),
+        ("self_attn.k_proj.weight", "attn_k.weight"),
+        ("self_attn.v_proj.weight", "attn_v.weight"),
+        ("self_attn.o_proj.weight", "attn_output.weight"),
+        ("self_attn.q_norm.weight", "attn_q_norm.weight"),
+        ("self_attn.k_norm.weight", "attn_k_norm.weight"),
+        ("post_attention_layernorm.weight", "post_attention_norm.weight"),
+        ("pre_feedforward_layernorm.weight", "ffn_norm.weight"),
+        ("post_feedforward_layernorm.weight", "post_ffw_norm.weight"),
+        ("mlp.gate_proj.weight", "ffn_gate.weight"),
+        ("mlp.up_proj.weight", "ffn_up.weight"),
+        ("mlp.down_proj.weight", "ffn_down.weight"),
     ]
     static let globalMap: [(hf: String, gguf: String)] = [
         ("model.embed_tokens.weight", "token_embd.weight"),
@@ -58,13 +76,16 @@ public enum GGUFNames {
     ]
 
     /// The `general.architecture` values whose tensors have Hugging Face names here.
-    public static let architectures = ["llama", "mistral", "qwen2", "gpt2"]
+    public static let architectures = ["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "gpt2"]
 
     static func tables(
         _ architecture: String
     ) -> (global: [(hf: String, gguf: String)], layer: [(hf: String, gguf: String)], prefix: [String]) {
-        architecture == "gpt2"
-            ? (gpt2GlobalMap, gpt2LayerMap, ["transformer", "h"]) : (globalMap, layerMap, ["model", "layers"])
+        if architecture == "gpt2" { return (gpt2GlobalMap, gpt2LayerMap, ["transformer", "h"]) }
+        if architecture == "gemma2" || architecture == "gemma3" {
+            return (globalMap, gemmaLayerMap, ["model", "layers"])
+        }
+        return (globalMap, layerMap, ["model", "layers"])
     }
 
     /// The GGUF name of a Hugging Face tensor name, or nil when it has none.
@@ -139,6 +160,14 @@ public final class GGUFTensorSource: TensorSource {
                     file: path, tensor: g, detail: "expected a matrix, got shape \(t.shape)")
             }
             return GGUFTensorSource.transposed(t, name: name)
+        }
+        if (architecture == "gemma2" || architecture == "gemma3") && name.hasSuffix("norm.weight") {
+            // llama.cpp's converter stores Gemma's norm weights as 1 + w; the Hugging Face name holds w.
+            let f = t.toF32()
+            let buf = AlignedBuffer<Float>(count: f.elementCount)
+            let src = f.data.assumingMemoryBound(to: Float.self)
+            for i in 0..<buf.count { buf[i] = src[i] - 1 }
+            return .owning(buf, name: name, dtype: .f32, shape: t.shape)
         }
         return Tensor(name: name, dtype: t.dtype, shape: t.shape, data: t.data, owner: t.owner)
     }

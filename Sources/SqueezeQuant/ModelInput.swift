@@ -34,7 +34,7 @@ final class ModelInput {
             directory = nil
         } else {
             let cfgPath = path + "/config.json"
-            let cfg = try JSONConfig(path: cfgPath)
+            let cfg = try ModelError.mappingConfigErrors { try JSONConfig(path: cfgPath) }
             if cfg.object("quantization_config") != nil {
                 throw ModelError.notAModel(
                     path: path,

@@ -46,17 +46,18 @@ struct FamilyGGUFFixture {
     }
 }
 
-/// GGUF files of the qwen2 and gpt2 architectures as llama.cpp's convert_hf_to_gguf.py writes them
+/// GGUF files of the qwen2, qwen3 and gpt2 architectures as llama.cpp's convert_hf_to_gguf.py writes them
 /// (qwen2: separate q/k/v with biases, unpermuted Q/K rows for NEOX RoPE, untied `output.weight`,
 /// vocabulary padded past the tokenizer; gpt2: fused `attn_qkv` transposed to [out, in],
-/// `position_embd`, LayerNorm biases, tied head), against transformers.
+/// `position_embd`, LayerNorm biases, tied head; qwen3: `attn_q_norm`/`attn_k_norm`, head_dim 16
+/// independent of the hidden size, tied head), against transformers.
 ///
 /// Tolerance for logits: 2e-5 of the largest |logit| (about 1e-4 for qwen2, 4e-4 for gpt2): the
 /// weights are identical, both sides compute in float32 and differ only in summation order and
 /// exp/tanh/sin/cos.
 @Suite(.serialized)
 struct FamilyGGUFTests {
-    static let families = ["qwen2", "gpt2"]
+    static let families = ["qwen2", "gpt2", "qwen3", "gemma2", "gemma3"]
     static let relativeTolerance: Float = 2e-5
 
     func prefill(_ m: DecoderModel, _ ids: [Int]) throws -> [Float] {
@@ -105,8 +106,8 @@ struct FamilyGGUFTests {
         let g = try GGUFFile(path: fx.path)
         let c = try ModelConfig(gguf: g)
         let want = fx.config
-        #expect(c.modelType == family)
-        #expect(c.family == ModelFamily(rawValue: family))
+        #expect(c.modelType == (family == "gemma3" ? "gemma3_text" : family))
+        #expect(try c.family == ModelFamily.for(modelType: family))
         #expect(c.vocabSize == want["vocab_size"] as? Int)
         #expect(c.tieWordEmbeddings == want["tie_word_embeddings"] as? Bool)
         #expect(c.bosTokenId == want["bos_token_id"] as? Int)
@@ -129,11 +130,23 @@ struct FamilyGGUFTests {
             #expect(c.maxPositionEmbeddings == want["max_position_embeddings"] as? Int)
             #expect(abs(c.rmsNormEps - (want["rms_norm_eps"] as! Double)) < 1e-12)
             #expect(c.ropeTheta == fx.entry["rope_theta"] as? Double)
-            #expect(c.normKind == .rms && c.activation == .swiglu && c.learnedPositionOffset == nil)
+            let gemma = family.hasPrefix("gemma")
+            #expect(c.normKind == .rms && c.learnedPositionOffset == nil)
+            #expect(c.activation == (gemma ? .gegluTanh : .swiglu))
+            #expect(c.sandwichNorms == gemma && c.normWeightOffset == (gemma ? 1 : 0))
+            if gemma {
+                #expect(c.slidingWindow == want["sliding_window"] as? Int)
+                #expect(c.slidingWindowLayers == (family == "gemma2" ? [true, false] : [true, true]))
+                #expect(c.attentionSoftcap == want["attn_logit_softcapping"] as? Double)
+                #expect(c.finalLogitSoftcap == want["final_logit_softcapping"] as? Double)
+                #expect(c.localRopeTheta == (family == "gemma3" ? 10000 : nil))
+            }
         }
         // llama.cpp runs qwen2 with NEOX (rotate-half) RoPE on rows its converter leaves unpermuted.
         #expect(GGUFTensorSource(g).ropeLayout == .halves)
-        #expect(try ModelLoader.load(path: fx.path).usesRope == (family == "qwen2"))
+        #expect(try ModelLoader.load(path: fx.path).usesRope == (family != "gpt2"))
+        #expect(c.qkNorm == (family == "qwen3" || family == "gemma3"))
+        if let hd = want["head_dim"] as? Int { #expect(c.headDim == hd) }
     }
 
     /// The GGUF's tokenizer (`tokenizer.ggml.*`, pre-tokenizer `qwen2` / `gpt-2`) encodes like the
@@ -169,7 +182,7 @@ struct FamilyGGUFTests {
             #expect(try st.tensor("transformer.wpe.weight").shape == [fx.config["n_positions"] as! Int, h])
         }
         let m = try ModelLoader.load(path: out)
-        #expect(m.config.family == ModelFamily(rawValue: family))
+        #expect(try m.config.family == ModelFamily.for(modelType: family))
         let (worst, bad) = fx.compare(try prefill(m, fx.ids))
         #expect(bad.isEmpty, "\(family): argmax differs at positions \(bad)")
         #expect(worst <= Self.relativeTolerance * fx.scale, "\(family): max |logit difference| \(worst)")

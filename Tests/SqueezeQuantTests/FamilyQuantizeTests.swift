@@ -9,7 +9,8 @@ import Testing
 /// The family fixtures of SqueezeModelsTests (scripts/fixtures/make_family_fixtures.py), read from the source tree.
 enum FamilyFixtures {
     static let names = [
-        "llama", "llamabias", "llama3rope", "llamadyn", "mistral", "qwen2", "qwen2sw", "opt", "opt350m", "gpt2",
+        "llama", "llamabias", "llama3rope", "llamadyn", "mistral", "qwen2", "qwen2sw", "qwen3", "gemma2", "gemma3",
+        "opt", "opt350m", "gpt2",
     ]
     static func dir(_ name: String) -> String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
