@@ -218,28 +218,39 @@ public struct ModelConfig: Sendable, Equatable {
         guard try obj.optionalBool("use_sliding_window") == true, let w = try obj.optionalInt("sliding_window") else {
             return
         }
+        let numLayers = numLayers
+        try readSlidingWindow(obj, path: path, window: w) {
+            let first = try obj.optionalInt("max_window_layers") ?? 28  // Qwen2Config's default
+            return (0..<numLayers).map { $0 >= first }
+        }
+    }
+
+    /// Sets the window `w` and which layers slide: from `layer_types` when present, else from
+    /// `defaultLayers` (the family's rule when the config names no layer types).
+    mutating func readSlidingWindow(
+        _ obj: JSONConfig, path: String, window w: Int, defaultLayers: () throws -> [Bool]
+    ) throws {
         guard w > 0 else {
             throw ModelError.invalidConfig(file: path, field: "sliding_window", detail: "must be positive, got \(w)")
         }
         slidingWindow = w
-        if let types = obj.object["layer_types"], !(types is NSNull) {
-            guard let names = types as? [String], names.count == numLayers else {
+        guard let types = obj.object["layer_types"], !(types is NSNull) else {
+            slidingWindowLayers = try defaultLayers()
+            return
+        }
+        guard let names = types as? [String], names.count == numLayers else {
+            throw ModelError.invalidConfig(
+                file: path, field: "layer_types",
+                detail: "expected \(numLayers) strings (one per layer), got \(String(describing: types))")
+        }
+        slidingWindowLayers = try names.map { n in
+            switch n {
+            case "sliding_attention": return true
+            case "full_attention": return false
+            default:
                 throw ModelError.invalidConfig(
-                    file: path, field: "layer_types",
-                    detail: "expected \(numLayers) strings (one per layer), got \(String(describing: types))")
+                    file: path, field: "layer_types", detail: "unsupported layer type '\(n)'")
             }
-            slidingWindowLayers = try names.map { n in
-                switch n {
-                case "sliding_attention": return true
-                case "full_attention": return false
-                default:
-                    throw ModelError.invalidConfig(
-                        file: path, field: "layer_types", detail: "unsupported layer type '\(n)'")
-                }
-            }
-        } else {
-            let first = try obj.optionalInt("max_window_layers") ?? 28  // Qwen2Config's default
-            slidingWindowLayers = (0..<numLayers).map { $0 >= first }
         }
     }
 

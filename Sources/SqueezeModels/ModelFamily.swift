@@ -306,26 +306,8 @@ extension ModelConfig {
                 ?? obj.optionalDouble("rope_local_base_freq") ?? 10000
         }
         guard let w = try obj.optionalInt("sliding_window") else { return }
-        guard w > 0 else {
-            throw ModelError.invalidConfig(file: path, field: "sliding_window", detail: "must be positive, got \(w)")
-        }
-        slidingWindow = w
-        if let types = obj.object["layer_types"], !(types is NSNull) {
-            guard let names = types as? [String], names.count == numLayers else {
-                throw ModelError.invalidConfig(
-                    file: path, field: "layer_types",
-                    detail: "expected \(numLayers) strings (one per layer), got \(String(describing: types))")
-            }
-            slidingWindowLayers = try names.map { n in
-                switch n {
-                case "sliding_attention": return true
-                case "full_attention": return false
-                default:
-                    throw ModelError.invalidConfig(
-                        file: path, field: "layer_types", detail: "unsupported layer type '\(n)'")
-                }
-            }
-        } else {
+        let family = family, numLayers = numLayers
+        try readSlidingWindow(obj, path: path, window: w) {
             // transformers' defaults: Gemma 2 alternates (even layers slide); Gemma 3 has one global
             // layer in every `sliding_window_pattern` (6).
             let pattern =
@@ -335,7 +317,7 @@ extension ModelConfig {
             guard pattern > 0 else {
                 throw ModelError.invalidConfig(file: path, field: "sliding_window_pattern", detail: "must be positive")
             }
-            slidingWindowLayers = (0..<numLayers).map { ($0 + 1) % pattern != 0 }
+            return (0..<numLayers).map { ($0 + 1) % pattern != 0 }
         }
     }
 
