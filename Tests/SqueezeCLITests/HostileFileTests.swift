@@ -183,7 +183,7 @@ struct HostileFileTests {
             args: ["tokenize", "--model", "$D", "--text", "ab", "--ids"], outcome: .accepted("2")),
         Case(
             name: "eos_token_id 1e300 in config.json", files: tinyModel(config: ["eos_token_id": "1e300"]),
-            args: generate, outcome: .accepted(nil)),
+            args: generate, outcome: .refused("eos_token_id")),
         Case(
             name: "eos_token_id 1e999 in generation_config.json",
             files: ["tokenizer.json": tokenizerJSON(), "generation_config.json": text(#"{"eos_token_id": 1e999}"#)],

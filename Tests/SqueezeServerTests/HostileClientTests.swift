@@ -185,7 +185,8 @@ struct HostileClientTests {
         defer { Task { await s.stop() } }
         for temperature in [0.0, 0.9] {
             let bad = try await s.post(
-                "/v1/completions", ["prompt": [1, 5, 2], "max_tokens": 4, "temperature": temperature, "min_p": 0.1])
+                "/v1/completions", ["prompt": [1, 5, 2], "max_tokens": 4, "temperature": temperature, "min_p": 0.1],
+                closeConnection: true)
             #expect(bad.status == 500)
             #expect(bad.object.error["code"] as? String == "non_finite_output")
             let good = try await s.post(
@@ -193,16 +194,16 @@ struct HostileClientTests {
                 [
                     "prompt": [1, 2, 3], "max_tokens": 4, "temperature": temperature, "min_p": 0.1, "ignore_eos": true,
                     "logprobs": 2,
-                ])
+                ], closeConnection: true)
             #expect(good.status == 200)
             #expect(good.object.usage["completion_tokens"] == 4)
         }
         // Streaming: an error event, then the end of the stream.
-        let st = try await s.stream("/v1/completions", ["prompt": [5], "max_tokens": 4])
+        let st = try await s.stream("/v1/completions", ["prompt": [5], "max_tokens": 4], closeConnection: true)
         #expect(st.status == 200)
         #expect(st.events.contains { jsonObject($0).error["code"] as? String == "non_finite_output" })
         #expect(st.events.last == "[DONE]")
-        #expect(try await s.send("GET", "/health").status == 200)
+        #expect(try await s.send("GET", "/health", closeConnection: true).status == 200)
     }
 
     @Test func specialTokenTextInUserContentStaysText() async throws {

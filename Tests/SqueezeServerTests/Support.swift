@@ -59,10 +59,13 @@ final class TestServer: Sendable {
     /// Sends a request; returns status, headers (lower-cased names) and body text.
     func send(
         _ method: String, _ path: String, json: Any? = nil, raw: String? = nil, key: String? = nil,
-        timeout: Int64 = 120
+        timeout: Int64 = 120, closeConnection: Bool = true
     ) async throws -> (status: Int, headers: [String: String], body: String) {
         var req = HTTPClientRequest(url: base + path)
         req.method = .init(rawValue: method)
+        // A fresh connection per request by default: a pooled connection may be one the server is
+        // closing after an error or a timeout (the hostile-client tests provoke both).
+        if closeConnection { req.headers.add(name: "Connection", value: "close") }
         if let key { req.headers.add(name: "Authorization", value: "Bearer \(key)") }
         if let json {
             req.headers.add(name: "Content-Type", value: "application/json")
@@ -79,18 +82,20 @@ final class TestServer: Sendable {
     }
 
     /// POSTs JSON and parses a JSON object reply.
-    func post(_ path: String, _ json: Any, key: String? = nil) async throws -> (status: Int, object: [String: Any]) {
-        let r = try await send("POST", path, json: json, key: key)
+    func post(
+        _ path: String, _ json: Any, key: String? = nil, closeConnection: Bool = true
+    ) async throws -> (status: Int, object: [String: Any]) {
+        let r = try await send("POST", path, json: json, key: key, closeConnection: closeConnection)
         return (r.status, jsonObject(r.body))
     }
 
     /// POSTs a streaming request and returns the `data:` payloads (the last being "[DONE]").
     func stream(
-        _ path: String, _ json: [String: Any], key: String? = nil
+        _ path: String, _ json: [String: Any], key: String? = nil, closeConnection: Bool = true
     ) async throws -> (status: Int, contentType: String, events: [String]) {
         var body = json
         body["stream"] = true
-        let r = try await send("POST", path, json: body, key: key)
+        let r = try await send("POST", path, json: body, key: key, closeConnection: closeConnection)
         return (r.status, r.headers["content-type"] ?? "", parseSSE(r.body))
     }
 }
