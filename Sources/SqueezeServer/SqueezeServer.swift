@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdCore
 import NIOCore
 import NIOHTTPTypes
+import ServiceLifecycle
 import SqueezeCore
 import SqueezeModels
 import SqueezeTokenizer
@@ -180,6 +181,25 @@ public final class SqueezeServer: Sendable {
         await stop(cancelInFlight: true)
     }
 
+    /// Starts serving in the background and returns once the port is bound; `RunningServer.stop`
+    /// ends it gracefully.
+    public func start() async throws -> RunningServer {
+        let (ports, cont) = AsyncStream<Int>.makeStream()
+        let app = makeApplication { port in cont.yield(port) }
+        let group = ServiceGroup(
+            configuration: .init(services: [app], gracefulShutdownSignals: [], logger: app.logger))
+        let task = Task {
+            defer { cont.finish() }
+            try await group.run()
+        }
+        var it = ports.makeAsyncIterator()
+        guard let port = await it.next() else {
+            try await task.value
+            throw ServerError.invalidConfiguration("the server stopped before binding \(configuration.host)")
+        }
+        return RunningServer(server: self, port: port, group: group, task: task)
+    }
+
     /// Stops the scheduler (cancelling in-flight work if asked) and waits for its thread.
     public func stop(cancelInFlight: Bool) async {
         let s = scheduler
@@ -228,6 +248,39 @@ public final class SqueezeServer: Sendable {
         do { return try decodeRequestBody(T.self, from: Data(buffer: body)) } catch let e as RequestDecodingError {
             throw APIError.invalid(e.message, param: e.param)
         }
+    }
+}
+
+/// A server started by `SqueezeServer.start`.
+public final class RunningServer: Sendable {
+    public let server: SqueezeServer
+    /// The bound TCP port.
+    public let port: Int
+    let group: ServiceGroup
+    let task: Task<Void, Error>
+
+    init(server: SqueezeServer, port: Int, group: ServiceGroup, task: Task<Void, Error>) {
+        self.server = server; self.port = port; self.group = group; self.task = task
+    }
+
+    /// Cancels in-flight generations, then shuts the listener down gracefully: connections already
+    /// accepted are served (or closed when idle) before it returns. Cancelling the serving task
+    /// instead would drop accepted connections not yet handed to a handler, which SwiftNIO traps on
+    /// (apple/swift-nio#2637). After `timeout` seconds the serving task is cancelled regardless;
+    /// returns false then.
+    @discardableResult
+    public func stop(timeout: Double = 30) async -> Bool {
+        await server.stop(cancelInFlight: true)
+        await group.triggerGracefulShutdown()
+        let task = self.task
+        let watchdog = Task { () -> Bool in
+            do { try await Task.sleep(nanoseconds: UInt64(timeout * 1e9)) } catch { return false }
+            task.cancel()
+            return true
+        }
+        _ = try? await task.value
+        watchdog.cancel()
+        return await !watchdog.value
     }
 }
 

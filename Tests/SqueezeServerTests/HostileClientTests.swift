@@ -161,6 +161,23 @@ struct HostileClientTests {
         idle.removeAll()
     }
 
+    @Test func stopIsGracefulWithIdleAndStalledConnectionsOpen() async throws {
+        let s = try await TestServer.start {
+            $0.idleTimeout = 60; $0.readTimeout = 60
+        }
+        // A pooled keep-alive connection, a silent one and one stalled inside its request head.
+        #expect(try await s.send("GET", "/health", closeConnection: false).status == 200)
+        let silent = try RawClient(port: s.port), stalled = try RawClient(port: s.port)
+        _ = stalled.send(Array("GET /health HTTP/1.1\r\nHo".utf8))
+        try await Task.sleep(nanoseconds: 200_000_000)
+        // Graceful: the listener closes and idle connections are closed without the serving task
+        // being cancelled (which could drop accepted connections and trap in SwiftNIO).
+        #expect(await s.running.stop(timeout: 20))
+        #expect(silent.closedByServer(within: 5))
+        #expect((try? RawClient(port: s.port)) == nil, "the port still accepts connections")
+        _ = stalled
+    }
+
     @Test func connectionCapMakesNewConnectionsWaitUntilIdleOnesClose() async throws {
         let s = try await TestServer.start {
             $0.idleTimeout = 1; $0.maxConnections = 4

@@ -25,9 +25,9 @@ final class Loaded: Sendable {
 
 /// A server on a random loopback port, with a real HTTP client.
 final class TestServer: Sendable {
-    let server: SqueezeServer
-    let port: Int
-    let task: Task<Void, Error>
+    let running: RunningServer
+    var server: SqueezeServer { running.server }
+    var port: Int { running.port }
     var base: String { "http://127.0.0.1:\(port)" }
 
     static func start(
@@ -38,23 +38,12 @@ final class TestServer: Sendable {
         configure(&config)
         let server = try SqueezeServer(
             model: model ?? l.model, tokenizer: l.tokenizer, modelID: "test-model", configuration: config)
-        let (ports, cont) = AsyncStream<Int>.makeStream()
-        let app = server.makeApplication { port in cont.yield(port) }
-        let task = Task { try await app.run() }
-        var it = ports.makeAsyncIterator()
-        guard let port = await it.next() else { throw CancellationError() }
-        return TestServer(server: server, port: port, task: task)
+        return TestServer(running: try await server.start())
     }
 
-    init(server: SqueezeServer, port: Int, task: Task<Void, Error>) {
-        self.server = server; self.port = port; self.task = task
-    }
+    init(running: RunningServer) { self.running = running }
 
-    func stop() async {
-        task.cancel()
-        _ = try? await task.value
-        await server.stop(cancelInFlight: true)
-    }
+    func stop() async { await running.stop() }
 
     /// Sends a request; returns status, headers (lower-cased names) and body text.
     func send(
