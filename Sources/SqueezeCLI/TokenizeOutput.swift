@@ -1,28 +1,11 @@
 import Foundation
+import SqueezeFormats
 import SqueezeTokenizer
 
 /// What `squeeze tokenize` prints: ids or pieces, counts, and encoding speed.
 public enum TokenizeOutput {
     /// A printable form of a piece of text: escapes for control characters, quotes around it.
-    public static func quoted(_ s: String) -> String {
-        var out = "'"
-        for u in s.unicodeScalars {
-            switch u {
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case "\r": out += "\\r"
-            case "'": out += "\\'"
-            case "\\": out += "\\\\"
-            default:
-                if u.value < 0x20 || u.value == 0x7F {
-                    out += String(format: "\\x%02x", u.value)
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "'"
-    }
+    public static func quoted(_ s: String) -> String { TextEscaping.pythonRepr(s, quote: "'") }
 
     /// Ids on one line (`idsOnly`), or one line per token with its id, vocabulary string and
     /// decoded text; then the counts.

@@ -78,8 +78,10 @@ public final class SafeTensorsWriter {
         var first = true
         if !metadata.isEmpty {
             s += "\"__metadata__\":{"
-            s += metadata.sorted(by: { $0.key < $1.key }).map { "\(jsonString($0.key)):\(jsonString($0.value))" }
-                .joined(separator: ",")
+            s += metadata.sorted(by: { $0.key < $1.key }).map {
+                "\(TextEscaping.jsonQuoted($0.key)):\(TextEscaping.jsonQuoted($0.value))"
+            }
+            .joined(separator: ",")
             s += "}"
             first = false
         }
@@ -89,7 +91,7 @@ public final class SafeTensorsWriter {
             first = false
             let end = offset + e.byteCount
             s +=
-                "\(jsonString(e.name)):{\"dtype\":\"\(e.dtype.safetensorsName)\",\"shape\":[\(e.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(end)]}"
+                "\(TextEscaping.jsonQuoted(e.name)):{\"dtype\":\"\(e.dtype.safetensorsName)\",\"shape\":[\(e.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(end)]}"
             offset = end
         }
         s += "}"
@@ -173,27 +175,6 @@ public final class SafeTensorsWriter {
         for t in tensors { try w.write(t) }
         try w.finish()
     }
-}
-
-/// A JSON string literal.
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if u.value < 0x20 {
-                out += String(format: "\\u%04x", u.value)
-            } else {
-                out.unicodeScalars.append(u)
-            }
-        }
-    }
-    return out + "\""
 }
 
 /// Writes a sharded safetensors checkpoint into a directory: `model-00001-of-0000N.safetensors`
@@ -285,11 +266,12 @@ public final class ShardedSafeTensorsWriter {
             let total = plan.reduce(0) { $0 + $1.entries.reduce(0) { $0 + $1.byteCount } }
             var s = "{\n  \"metadata\": {\n    \"total_size\": \(total)"
             for (k, v) in metadata.sorted(by: { $0.key < $1.key }) where k != "total_size" {
-                s += ",\n    \(jsonString(k)): \(jsonString(v))"
+                s += ",\n    \(TextEscaping.jsonQuoted(k)): \(TextEscaping.jsonQuoted(v))"
             }
             s += "\n  },\n  \"weight_map\": {\n"
             let pairs = plan.flatMap { p in p.entries.map { ($0.name, p.file) } }.sorted { $0.0 < $1.0 }
-            s += pairs.map { "    \(jsonString($0.0)): \(jsonString($0.1))" }.joined(separator: ",\n")
+            s += pairs.map { "    \(TextEscaping.jsonQuoted($0.0)): \(TextEscaping.jsonQuoted($0.1))" }.joined(
+                separator: ",\n")
             s += "\n  }\n}\n"
             let idx = (directory as NSString).appendingPathComponent(SafeTensorsModel.indexFileName)
             let tmp = AtomicFile.temporaryPath(for: idx)

@@ -1,4 +1,5 @@
 import Foundation
+import SqueezeFormats
 
 /// What one render of a template may use: a template from a model file must not loop, allocate or
 /// recurse without bound. Exceeding one throws `TokenizerError.template` naming the budget.
@@ -626,19 +627,7 @@ extension JinjaTemplate {
         case "string": return .string(v.rendered)
         case "safe": return v
         case "e", "escape":
-            // Jinja's HTML escape (markupsafe): & < > " ' as entities.
-            var out = ""
-            for c in v.rendered {
-                switch c {
-                case "&": out += "&amp;"
-                case "<": out += "&lt;"
-                case ">": out += "&gt;"
-                case "\"": out += "&#34;"
-                case "'": out += "&#39;"
-                default: out.append(c)
-                }
-            }
-            return .string(out)
+            return .string(TextEscaping.htmlEscaped(v.rendered))
         case "int":
             if let n = v.number {
                 guard let i = integer(.double(n.rounded(.towardZero))) else {

@@ -1,4 +1,5 @@
 import Foundation
+import SqueezeFormats
 
 /// A value in the Jinja template interpreter (Python semantics for the subset used by chat templates).
 indirect enum JValue {
@@ -46,20 +47,7 @@ indirect enum JValue {
     /// Python `repr`.
     var repr: String {
         switch self {
-        case let .string(s):
-            let q = s.contains("'") && !s.contains("\"") ? "\"" : "'"
-            var out = q
-            for ch in s.unicodeScalars {
-                switch ch {
-                case "\\": out += "\\\\"
-                case "\n": out += "\\n"
-                case "\t": out += "\\t"
-                case "\r": out += "\\r"
-                default:
-                    if String(ch) == q { out += "\\" + q } else { out.unicodeScalars.append(ch) }
-                }
-            }
-            return out + q
+        case let .string(s): return TextEscaping.pythonRepr(s)
         case let .array(a): return "[" + a.map { $0.repr }.joined(separator: ", ") + "]"
         case let .dict(d):
             return "{" + d.keys.map { JValue.string($0).repr + ": " + d.values[$0]!.repr }.joined(separator: ", ") + "}"
@@ -84,26 +72,7 @@ indirect enum JValue {
         case let .bool(b): return b ? "true" : "false"
         case let .int(i): return String(i)
         case let .double(d): return JValue.pyFloat(d)
-        case let .string(s):
-            var out = "\""
-            for ch in s.unicodeScalars {
-                switch ch {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case "\n": out += "\\n"
-                case "\r": out += "\\r"
-                case "\t": out += "\\t"
-                case "\u{08}": out += "\\b"
-                case "\u{0C}": out += "\\f"
-                default:
-                    if ch.value < 0x20 {
-                        out += String(format: "\\u%04x", ch.value)
-                    } else {
-                        out.unicodeScalars.append(ch)
-                    }
-                }
-            }
-            return out + "\""
+        case let .string(s): return TextEscaping.jsonQuoted(s)
         case let .array(a):
             if a.isEmpty { return "[]" }
             return "[" + a.map { (nl ?? "") + $0.json(indent: indent, level: level + 1) }.joined(separator: sep)
