@@ -7,6 +7,20 @@
 //   ATT_LOAD8_NEON(p, lo, hi) eight adjacent elements as two float32x4_t (ARM64),
 // and this file undefines them at its end.
 #define ATT_FN(name, variant) SQ_CAT(SQ_GLUE(name, ATT_SUF), variant)
+#ifndef ATT_ROW_GROUPS
+// Rows [0, g) of a query group through ROWS(r, NT), NT rows from row r, in groups of MAX (2 or 3)
+// and then the rest: NT is a constant in each call, so each inlines with its own unrolling.
+#define ATT_ROW_GROUPS(g, MAX, ROWS)                      \
+    do {                                                  \
+        int64_t r_ = 0;                                   \
+        for (; r_ + (MAX) <= (g); r_ += (MAX)) ROWS(r_, MAX); \
+        if ((g) - r_ == 2) ROWS(r_, 2);                   \
+        else if ((g) - r_ == 1) ROWS(r_, 1);              \
+    } while (0)
+#define ATT_SCORE_ROWS(variant, r, NT) \
+    ATT_FN(scores, variant)(q + (r) * ldq, ldq, kt, ks, hd, j0, j1, s + (r) * lds, lds, NT)
+#define ATT_PV_ROWS(variant, r, NT) ATT_FN(pv, variant)(p + (r) * ldp, ldp, vt, ldv, hd, n, out + (r) * ldo, ldo, NT)
+#endif
 
 // Scores (scaled by ks[j] when ks is not NULL) and weighted sums over values that are already scaled.
 static void ATT_FN(scores, scalar)(const float *q, int64_t ldq, int64_t g, const ATT_T *kt, const float *ks,
@@ -67,10 +81,9 @@ T_AVX2 static INL void ATT_FN(scores, rows_avx2)(const float *q, int64_t ldq, co
 }
 T_AVX2 static void ATT_FN(scores, avx2)(const float *q, int64_t ldq, int64_t g, const ATT_T *kt, const float *ks,
                           int64_t hd, int64_t j0, int64_t j1, float *s, int64_t lds) {
-    int64_t r = 0;
-    for (; r + 3 <= g; r += 3) ATT_FN(scores, rows_avx2)(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 3);
-    if (g - r == 2) ATT_FN(scores, rows_avx2)(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 2);
-    else if (g - r == 1) ATT_FN(scores, rows_avx2)(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 1);
+#define ROWS(r, NT) ATT_SCORE_ROWS(rows_avx2, r, NT)
+    ATT_ROW_GROUPS(g, 3, ROWS);
+#undef ROWS
 }
 T_AVX2 static INL void ATT_FN(pv, rows_avx2)(const float *p, int64_t ldp, const ATT_T *vt, int64_t ldv, int64_t hd,
                               int64_t n, float *out, int64_t ldo, const int NT) {
@@ -96,10 +109,9 @@ T_AVX2 static INL void ATT_FN(pv, rows_avx2)(const float *p, int64_t ldp, const 
 }
 T_AVX2 static void ATT_FN(pv, avx2)(const float *p, int64_t ldp, int64_t g, const ATT_T *vt, int64_t ldv,
                           int64_t hd, int64_t n, float *out, int64_t ldo) {
-    int64_t r = 0;
-    for (; r + 3 <= g; r += 3) ATT_FN(pv, rows_avx2)(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 3);
-    if (g - r == 2) ATT_FN(pv, rows_avx2)(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 2);
-    else if (g - r == 1) ATT_FN(pv, rows_avx2)(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 1);
+#define ROWS(r, NT) ATT_PV_ROWS(rows_avx2, r, NT)
+    ATT_ROW_GROUPS(g, 3, ROWS);
+#undef ROWS
 }
 #endif
 
@@ -136,9 +148,9 @@ static INL void ATT_FN(scores, rows_neon)(const float *q, int64_t ldq, const ATT
 }
 static void ATT_FN(scores, neon)(const float *q, int64_t ldq, int64_t g, const ATT_T *kt, const float *ks, int64_t hd,
                                  int64_t j0, int64_t j1, float *s, int64_t lds) {
-    int64_t r = 0;
-    for (; r + 2 <= g; r += 2) ATT_FN(scores, rows_neon)(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 2);
-    if (r < g) ATT_FN(scores, rows_neon)(q + r * ldq, ldq, kt, ks, hd, j0, j1, s + r * lds, lds, 1);
+#define ROWS(r, NT) ATT_SCORE_ROWS(rows_neon, r, NT)
+    ATT_ROW_GROUPS(g, 2, ROWS);
+#undef ROWS
 }
 static INL void ATT_FN(pv, rows_neon)(const float *p, int64_t ldp, const ATT_T *vt, int64_t ldv, int64_t hd, int64_t n,
                                       float *out, int64_t ldo, const int NT) {
@@ -164,10 +176,9 @@ static INL void ATT_FN(pv, rows_neon)(const float *p, int64_t ldp, const ATT_T *
 }
 static void ATT_FN(pv, neon)(const float *p, int64_t ldp, int64_t g, const ATT_T *vt, int64_t ldv, int64_t hd,
                              int64_t n, float *out, int64_t ldo) {
-    int64_t r = 0;
-    for (; r + 3 <= g; r += 3) ATT_FN(pv, rows_neon)(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 3);
-    if (g - r == 2) ATT_FN(pv, rows_neon)(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 2);
-    else if (g - r == 1) ATT_FN(pv, rows_neon)(p + r * ldp, ldp, vt, ldv, hd, n, out + r * ldo, ldo, 1);
+#define ROWS(r, NT) ATT_PV_ROWS(rows_neon, r, NT)
+    ATT_ROW_GROUPS(g, 3, ROWS);
+#undef ROWS
 }
 #endif
 

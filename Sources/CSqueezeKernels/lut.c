@@ -748,32 +748,29 @@ static int has_vnni(void) {
 #endif
 
 // ---------------------------------------------------------------- entry points
+/// A float-LUT tile variant: (w, lut, x, ldx, m, y, ldy, kpad, row bytes, r0, r1).
+typedef void (*lut_f32_tile)(const uint8_t *, const float *, const float *, int64_t, int64_t, float *, int64_t,
+                             int64_t, int64_t, int64_t, int64_t);
+
+// The best float-LUT tile for `bits` on this CPU, or NULL for the scalar reference.
+static lut_f32_tile pick_f32_tile(int bits) {
+#ifdef SQ_X86
+    if (sq_isa() >= SQ_ISA_AVX512) return bits == 4 ? gemm_f32_4_avx512 : gemm_f32_3_avx512;
+    if (sq_isa() >= SQ_ISA_AVX2) return bits == 4 ? gemm_f32_4_avx2 : gemm_f32_3_avx2;
+#endif
+#ifdef SQ_ARM
+    if (sq_isa() >= SQ_ISA_NEON) return bits == 4 ? gemm_f32_4_neon : gemm_f32_3_neon;
+#endif
+    (void)bits;
+    return NULL;
+}
+
 void sq_lut_gemm_f32(int bits, const uint8_t *w, const float *lut, const float *x, int64_t ldx, int64_t m,
                      float *y, int64_t ldy, int64_t kpad, int64_t r0, int64_t r1) {
     if (bits != 3 && bits != 4) return;
-#ifdef SQ_X86
-    if (sq_isa() >= SQ_ISA_AVX512) {
-        int64_t rb = sq_lut_row_bytes(bits, kpad);
-        if (bits == 4) gemm_f32_4_avx512(w, lut, x, ldx, m, y, ldy, kpad, rb, r0, r1);
-        else gemm_f32_3_avx512(w, lut, x, ldx, m, y, ldy, kpad, rb, r0, r1);
-        return;
-    }
-    if (sq_isa() >= SQ_ISA_AVX2) {
-        int64_t rb = sq_lut_row_bytes(bits, kpad);
-        if (bits == 4) gemm_f32_4_avx2(w, lut, x, ldx, m, y, ldy, kpad, rb, r0, r1);
-        else gemm_f32_3_avx2(w, lut, x, ldx, m, y, ldy, kpad, rb, r0, r1);
-        return;
-    }
-#endif
-#ifdef SQ_ARM
-    if (sq_isa() >= SQ_ISA_NEON) {
-        int64_t rb = sq_lut_row_bytes(bits, kpad);
-        if (bits == 4) gemm_f32_4_neon(w, lut, x, ldx, m, y, ldy, kpad, rb, r0, r1);
-        else gemm_f32_3_neon(w, lut, x, ldx, m, y, ldy, kpad, rb, r0, r1);
-        return;
-    }
-#endif
-    gemm_f32_scalar(bits, w, lut, x, ldx, m, y, ldy, kpad, r0, r1);
+    lut_f32_tile tile = pick_f32_tile(bits);
+    if (tile) tile(w, lut, x, ldx, m, y, ldy, kpad, sq_lut_row_bytes(bits, kpad), r0, r1);
+    else gemm_f32_scalar(bits, w, lut, x, ldx, m, y, ldy, kpad, r0, r1);
 }
 
 void sq_lut_gemv_f32(int bits, const uint8_t *w, const float *lut, const float *x, float *y, int64_t kpad,

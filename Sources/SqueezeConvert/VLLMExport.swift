@@ -51,17 +51,14 @@ public enum VLLMExporter {
                 path: directory,
                 detail: "no config.json: not a directory written by the quantizer or the SqueezeLLM converter")
         }
-        let cfgObj = try ModelError.mappingConfigErrors { try JSONConfig(path: cfgPath) }
-        guard let qc = cfgObj.object("quantization_config") else {
+        guard let qc = try QuantizationConfig.read(configPath: cfgPath) else {
             throw VLLMExportError.notQuantized(path: cfgPath, detail: "no quantization_config: not a quantized model")
         }
-        let sub = JSONConfig(path: cfgPath, object: qc, prefix: "quantization_config.")
-        let method = try ModelError.mappingConfigErrors { try sub.optionalString("quant_method") } ?? "squeezellm"
-        guard method == "squeezellm" else {
+        guard qc.method == "squeezellm" else {
             throw VLLMExportError.notQuantized(
-                path: cfgPath, detail: "quantization method '\(method)' is not squeezellm")
+                path: cfgPath, detail: "quantization method '\(qc.method)' is not squeezellm")
         }
-        let bits = try ModelError.mappingConfigErrors { try sub.int("wbits") }
+        let bits = qc.bits
         guard bits == 4 else {
             throw VLLMExportError.unsupported(
                 path: cfgPath,
@@ -138,7 +135,7 @@ public enum VLLMExporter {
         }
         try writer.finish()
 
-        var cfg = cfgObj.object
+        var cfg = try ModelError.mappingConfigErrors { try JSONConfig(path: cfgPath) }.object
         cfg["quantization_config"] = ["quant_method": "squeezellm", "wbits": 4] as [String: Any]
         try dir.writeJSON(cfg, to: "config.json")
         try dir.writeJSON(["wbits": 4], to: "quant_config.json")

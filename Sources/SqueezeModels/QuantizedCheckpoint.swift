@@ -41,15 +41,12 @@ public struct QuantizedCheckpoint {
 
     /// Returns nil when the config has no SqueezeLLM quantization.
     public init?(configPath: String, tensors: SafeTensorsModel, mode: LUTMode) throws {
-        let cfg = try ModelError.mappingConfigErrors { try JSONConfig(path: configPath) }
-        guard let qc = cfg.object("quantization_config") else { return nil }
-        let sub = JSONConfig(path: configPath, object: qc, prefix: "quantization_config.")
-        let method = try ModelError.mappingConfigErrors { try sub.optionalString("quant_method") } ?? "squeezellm"
-        guard method == "squeezellm" else {
+        guard let qc = try QuantizationConfig.read(configPath: configPath) else { return nil }
+        guard qc.method == "squeezellm" else {
             throw QuantizedCheckpointError.unsupported(
-                file: configPath, detail: "quantization method '\(method)' is not supported (only squeezellm)")
+                file: configPath, detail: "quantization method '\(qc.method)' is not supported (only squeezellm)")
         }
-        let b = try ModelError.mappingConfigErrors { try sub.int("wbits") }
+        let b = qc.bits
         guard b == 3 || b == 4 else {
             throw QuantizedCheckpointError.unsupported(
                 file: configPath, detail: "\(b)-bit layers have no kernel (3 and 4 bits are supported)")
@@ -171,6 +168,24 @@ public struct QuantizedCheckpoint {
         case .u16: return try convert(UInt16.self)
         case .u8: return try convert(UInt8.self)
         default: throw bad("sparse indices must be integers, got \(t.dtype.rawValue)")
+        }
+    }
+}
+
+/// The `quantization_config` of a Hugging Face config.json as SqueezeLLM checkpoints write it:
+/// `quant_method` (default "squeezellm") and `wbits`.
+public struct QuantizationConfig: Sendable, Equatable {
+    public var method: String
+    public var bits: Int
+
+    /// Reads it from the config at `configPath`; nil when there is none. Errors name the field.
+    public static func read(configPath: String) throws -> QuantizationConfig? {
+        try ModelError.mappingConfigErrors {
+            let cfg = try JSONConfig(path: configPath)
+            guard let qc = cfg.object("quantization_config") else { return nil }
+            let sub = JSONConfig(path: configPath, object: qc, prefix: "quantization_config.")
+            return QuantizationConfig(
+                method: try sub.optionalString("quant_method") ?? "squeezellm", bits: try sub.int("wbits"))
         }
     }
 }

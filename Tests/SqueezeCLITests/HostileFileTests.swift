@@ -1,5 +1,6 @@
 import Foundation
 import SqueezeFormats
+import SqueezeTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -11,12 +12,9 @@ import Glibc
 /// one exits 0; never by a signal, within a few seconds and under 1 GB of resident memory (the
 /// child's own peak, from `wait4`).
 @Suite(
-    .serialized,
-    .enabled(
-        if: SqueezeExecutable.path != nil,
-        "the squeeze binary is not built beside the tests: run `swift build -c release` first"))
+    .serialized, .enabled(if: SqueezeBinary.available, SqueezeBinary.skipNote))
 struct HostileFileTests {
-    static var binary: String? { SqueezeExecutable.path }
+    static var binary: String? { SqueezeBinary.path }
 
     enum Outcome: Sendable {
         /// Exit status nonzero, and stderr holds this text (any text when nil).
@@ -350,17 +348,6 @@ struct HostileFileTests {
                 r.status == 0, "\(c.name): exit status \(r.status.map(String.init) ?? "none"): \(r.stderr.suffix(500))")
             if let w = want { #expect(r.stdout.contains(w), "\(c.name): stdout lacks '\(w)': \(r.stdout.suffix(500))") }
         }
-    }
-}
-
-/// The `squeeze` binary built beside this test bundle, if any.
-enum SqueezeExecutable {
-    static var path: String? {
-        guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        if dir.lastPathComponent.hasSuffix(".xctest") { dir = dir.deletingLastPathComponent() }
-        let p = dir.appendingPathComponent("squeeze").path
-        return FileManager.default.isExecutableFile(atPath: p) ? p : nil
     }
 }
 

@@ -5,20 +5,15 @@ import Testing
 /// by the final rename), and the next run removes the dead run's temporary directory.
 @Suite(
     .serialized, .enabled(if: TestModel.available, TestModel.skipNote),
-    .enabled(
-        if: SqueezeBinary.path != nil,
-        "the squeeze binary is not built beside the tests: run `swift build -c release` first"))
+    .enabled(if: SqueezeBinary.available, SqueezeBinary.skipNote))
 struct QuantizeKillTests {
     @Test func killedRunLeavesNoOutput() throws {
-        let bin = try #require(SqueezeBinary.path), model = try #require(TestModel.path)
+        let model = try #require(TestModel.path)
         let out = NSTemporaryDirectory() + "squeeze-kill-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: out) }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: bin)
-        p.arguments = ["quantize", "--model", model, "--output", out, "--bits", "3", "--threads", "1"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+        let p = try SqueezeBinary.start([
+            "quantize", "--model", model, "--output", out, "--bits", "3", "--threads", "1",
+        ])
         let partial = out + ".partial-\(p.processIdentifier)"
         // Wait until the run has started writing, then kill it.
         let deadline = Date().addingTimeInterval(60)
@@ -34,12 +29,9 @@ struct QuantizeKillTests {
         #expect(wasRunning, "the run finished before it could be killed")
         #expect(!FileManager.default.fileExists(atPath: out))
         // A later run with the same output removes the dead run's leftover, then fails on nothing.
-        let q = Process()
-        q.executableURL = URL(fileURLWithPath: bin)
-        q.arguments = ["quantize", "--model", model, "--output", out, "--bits", "4", "--kmeans", "lloyd"]
-        q.standardOutput = FileHandle.nullDevice
-        q.standardError = FileHandle.nullDevice
-        try q.run()
+        let q = try SqueezeBinary.start([
+            "quantize", "--model", model, "--output", out, "--bits", "4", "--kmeans", "lloyd",
+        ])
         q.waitUntilExit()
         #expect(q.terminationStatus == 0)
         #expect(FileManager.default.fileExists(atPath: out + "/config.json"))
@@ -51,15 +43,12 @@ struct QuantizeKillTests {
     /// `AtomicDirectory` does.
     @Test(arguments: [SIGTERM, SIGINT])
     func interruptedRunRemovesItsTemporary(signal: Int32) throws {
-        let bin = try #require(SqueezeBinary.path), model = try #require(TestModel.path)
+        let model = try #require(TestModel.path)
         let out = NSTemporaryDirectory() + "squeeze-signal-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: out) }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: bin)
-        p.arguments = ["quantize", "--model", model, "--output", out, "--bits", "3", "--threads", "1"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+        let p = try SqueezeBinary.start([
+            "quantize", "--model", model, "--output", out, "--bits", "3", "--threads", "1",
+        ])
         let partial = out + ".partial-\(p.processIdentifier)"
         let deadline = Date().addingTimeInterval(60)
         while !FileManager.default.fileExists(atPath: partial) && Date() < deadline && p.isRunning { usleep(20_000) }
@@ -74,16 +63,4 @@ struct QuantizeKillTests {
         #expect(!FileManager.default.fileExists(atPath: partial))
         #expect(!FileManager.default.fileExists(atPath: out))
     }
-}
-
-enum SqueezeBinary {
-    /// The `squeeze` binary built beside this test bundle, if any.
-    static var path: String? {
-        guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        if dir.lastPathComponent.hasSuffix(".xctest") { dir = dir.deletingLastPathComponent() }
-        let p = dir.appendingPathComponent("squeeze").path
-        return FileManager.default.isExecutableFile(atPath: p) ? p : nil
-    }
-
 }

@@ -48,3 +48,32 @@ public func temporaryDirectory(_ tag: String) -> String {
     try! FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
     return d
 }
+
+/// The `squeeze` binary built beside the test bundle, for tests that run it as a child process.
+public enum SqueezeBinary {
+    /// Its path, if it is built (`swift build -c release` before `swift test -c release`).
+    public static let path: String? = {
+        guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }
+        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
+        if dir.lastPathComponent.hasSuffix(".xctest") { dir = dir.deletingLastPathComponent() }
+        let p = dir.appendingPathComponent("squeeze").path
+        return FileManager.default.isExecutableFile(atPath: p) ? p : nil
+    }()
+    /// Whether it is built.
+    public static let available = path != nil
+    /// Why a test that runs it was skipped.
+    public static let skipNote: Comment =
+        "the squeeze binary is not built beside the tests: run `swift build -c release` first"
+
+    /// Starts `squeeze arguments...` with its output discarded.
+    public static func start(_ arguments: [String]) throws -> Process {
+        guard let path else { throw CocoaError(.fileNoSuchFile) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = arguments
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+}
