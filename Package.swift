@@ -136,7 +136,7 @@ let package = Package(
         .testTarget(
             name: "SqueezeServerTests",
             dependencies: [
-                "SqueezeServer", "SqueezeModels", "SqueezeTokenizer",
+                "SqueezeServer", "SqueezeModels", "SqueezeTokenizer", "SqueezeTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]),
     ],

@@ -43,6 +43,7 @@ public final class Generator {
     /// Generates after `prompt`. `onToken` receives each new token and returns false to stop
     /// (then the reason is `.stop` if `stopped` was set by the caller, else `.cancelled`).
     /// Stops at any of `stopTokens` (the token is reported, not counted as text by callers) or `maxTokens`.
+    /// Logits that are NaN or +infinity (broken weights) throw `SamplingError` rather than pick a token.
     public func generate(
         prompt: [Int], maxTokens: Int, sampling: SamplingParameters, stopTokens: Set<Int>,
         onToken: (Int) -> TokenDecision
@@ -65,7 +66,7 @@ public final class Generator {
         stats.prefillSeconds = Double(t1 - t0) / 1e9
         let V = model.config.vocabSize
         while true {
-            let tok = sampler.sample(logits, vocab: V, history: history)
+            let tok = try sampler.sampleChecked(logits, vocab: V, history: history)
             stats.generatedTokens += 1
             history.append(tok)
             if stopTokens.contains(tok) { _ = onToken(tok); stats.finishReason = .stop; break }

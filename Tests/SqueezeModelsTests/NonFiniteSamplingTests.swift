@@ -2,6 +2,7 @@ import Foundation
 import SqueezeCore
 import SqueezeFormats
 import SqueezeModels
+import SqueezeTestSupport
 import Testing
 
 /// NaN and infinite logits: the sampler never traps, and `checkFinite` names the broken token.
@@ -91,30 +92,21 @@ import Testing
         try m.forward(tokens: [1, 2, 3], cache: c, workspace: w, logits: .last)
         #expect(Sampler.checkFinite(w.logits.pointer, vocab: 16) == nil)
     }
-}
 
-/// Writes a tiny Llama (hidden 8, one layer, untied head) with a NaN embedding row.
-enum NaNModel {
-    static func write(to dir: String, vocab: Int, nanToken: Int) throws {
-        let config: [String: Any] = [
-            "model_type": "llama", "vocab_size": vocab, "hidden_size": 8, "intermediate_size": 16,
-            "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "rms_norm_eps": 1e-5,
-            "tie_word_embeddings": false, "max_position_embeddings": 64,
-        ]
-        try writeJSON(config, to: dir + "/config.json")
-        let shapes: [(String, [Int])] = [
-            ("model.embed_tokens.weight", [vocab, 8]), ("lm_head.weight", [vocab, 8]), ("model.norm.weight", [8]),
-            ("model.layers.0.input_layernorm.weight", [8]), ("model.layers.0.post_attention_layernorm.weight", [8]),
-            ("model.layers.0.self_attn.q_proj.weight", [8, 8]), ("model.layers.0.self_attn.k_proj.weight", [4, 8]),
-            ("model.layers.0.self_attn.v_proj.weight", [4, 8]), ("model.layers.0.self_attn.o_proj.weight", [8, 8]),
-            ("model.layers.0.mlp.gate_proj.weight", [16, 8]), ("model.layers.0.mlp.up_proj.weight", [16, 8]),
-            ("model.layers.0.mlp.down_proj.weight", [8, 16]),
-        ]
-        let ts = shapes.map { n, s -> Tensor in
-            var v = (0..<s.reduce(1, *)).map { Float(($0 * 37) % 11) * 0.05 - 0.2 }
-            if n == "model.embed_tokens.weight" { for j in 0..<8 { v[nanToken * 8 + j] = .nan } }
-            return Tensor.f32(name: n, shape: s, values: v)
+    /// `Generator` (what `squeeze generate` runs) refuses non-finite logits with an error naming
+    /// the token, and generates normally from the same model on a prompt without the NaN row.
+    @Test func generatorThrowsOnNonFiniteLogits() throws {
+        let d = temporaryDirectory("nan-generate")
+        defer { try? FileManager.default.removeItem(atPath: d) }
+        try NaNModel.write(to: d, vocab: 16, nanToken: 5)
+        let g = Generator(model: try ModelLoader.load(path: d), context: 16)
+        for temperature: Float in [0, 0.8] {
+            let p = SamplingParameters(temperature: temperature, minP: 0.1, seed: 3)
+            #expect(throws: SamplingError.self) {
+                _ = try g.generate(prompt: [1, 5], maxTokens: 4, sampling: p, stopTokens: []) { _ in .continue }
+            }
+            let stats = try g.generate(prompt: [1, 2, 3], maxTokens: 4, sampling: p, stopTokens: []) { _ in .continue }
+            #expect(stats.generatedTokens == 4)
         }
-        try SafeTensorsWriter.write(tensors: ts, to: dir + "/model.safetensors")
     }
 }

@@ -77,3 +77,42 @@ public enum SqueezeBinary {
         return p
     }
 }
+
+/// Writes a tiny Llama (hidden 8, one layer, untied head) as a safetensors model
+/// directory, with token `nanToken`'s embedding row NaN: a prompt holding that token makes every
+/// logit NaN; other prompts give finite logits.
+public enum NaNModel {
+    /// Writes the model into the existing directory `dir`.
+    public static func write(to dir: String, vocab: Int, nanToken: Int) throws {
+        let config: [String: Any] = [
+            "model_type": "llama", "vocab_size": vocab, "hidden_size": 8, "intermediate_size": 16,
+            "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "rms_norm_eps": 1e-5,
+            "tie_word_embeddings": false, "max_position_embeddings": 512,
+        ]
+        try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: dir + "/config.json"))
+        let shapes: [(String, [Int])] = [
+            ("model.embed_tokens.weight", [vocab, 8]), ("lm_head.weight", [vocab, 8]), ("model.norm.weight", [8]),
+            ("model.layers.0.input_layernorm.weight", [8]), ("model.layers.0.post_attention_layernorm.weight", [8]),
+            ("model.layers.0.self_attn.q_proj.weight", [8, 8]), ("model.layers.0.self_attn.k_proj.weight", [4, 8]),
+            ("model.layers.0.self_attn.v_proj.weight", [4, 8]), ("model.layers.0.self_attn.o_proj.weight", [8, 8]),
+            ("model.layers.0.mlp.gate_proj.weight", [16, 8]), ("model.layers.0.mlp.up_proj.weight", [16, 8]),
+            ("model.layers.0.mlp.down_proj.weight", [8, 16]),
+        ]
+        // safetensors: little-endian u64 header length, JSON header, then the F32 data.
+        var header: [String: Any] = [:]
+        var data = Data()
+        for (name, shape) in shapes {
+            var v = (0..<shape.reduce(1, *)).map { Float(($0 * 37) % 11) * 0.05 - 0.2 }
+            if name == "model.embed_tokens.weight" { for j in 0..<8 { v[nanToken * 8 + j] = .nan } }
+            header[name] = ["dtype": "F32", "shape": shape, "data_offsets": [data.count, data.count + v.count * 4]]
+            v.withUnsafeBytes { data.append(contentsOf: $0) }
+        }
+        var h = try JSONSerialization.data(withJSONObject: header)
+        while h.count % 8 != 0 { h.append(0x20) }
+        var file = Data()
+        withUnsafeBytes(of: UInt64(h.count).littleEndian) { file.append(contentsOf: $0) }
+        file.append(h)
+        file.append(data)
+        try file.write(to: URL(fileURLWithPath: dir + "/model.safetensors"))
+    }
+}
