@@ -111,4 +111,31 @@ import Testing
             #expect("\(error)".contains(name), "\(what): \(error)")
         }
     }
+
+    /// Row ranges of a fused layer (QKV, gate-up) that fall outside the stored tensor, or a stored
+    /// tensor of another height than the family expects, are typed errors naming the tensor; a
+    /// range inside it is a layer of its own rows (as a fused QKV is split).
+    @Test func fusedRowRangesOutsideTheTensorAreRefused() throws {
+        let d = temporaryDirectory("qc-fused")
+        defer { try? FileManager.default.removeItem(atPath: d) }
+        try Self.write(d)
+        let st = try SafeTensorsModel(path: d)
+        let qc = try QuantizedCheckpoint(bits: 4, source: SafeTensorsSource(st), mode: .float)
+        func slot(_ offset: Int, _ rows: Int, of tensorRows: Int) -> LinearSlot {
+            LinearSlot(kind: .q, prefix: Self.p, rowOffset: offset, rows: rows, columns: 8, tensorRows: tensorRows)
+        }
+        let part = try #require(try qc.factory(slot(4, 4, of: 8)))
+        #expect(part.rows == 4 && part.columns == 8)
+        for bad in [
+            slot(6, 4, of: 8), slot(-1, 4, of: 8), slot(Int.max - 2, 4, of: 8), slot(0, 4, of: Int.max),
+            slot(0, 12, of: 12),
+        ] {
+            do {
+                _ = try qc.factory(bad)
+                Issue.record("rows [\(bad.rowOffset), +\(bad.rows)) of \(bad.tensorRows) were accepted")
+            } catch let QuantizedCheckpointError.badTensor(_, tensor, _) {
+                #expect(tensor == Self.p + ".qweight")
+            }
+        }
+    }
 }
