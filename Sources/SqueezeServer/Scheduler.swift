@@ -104,13 +104,19 @@ final class CancelFlag: @unchecked Sendable {
     var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
     /// Sets the flag; returns true if it was not set before.
     func set() -> Bool { lock.lock(); defer { lock.unlock() }; let was = value; value = true; return !was }
-    /// The scheduler queued an event.
-    func yielded() { lock.lock(); unread += 1; lock.unlock() }
+    /// The scheduler queued an event. The wait is counted from the oldest unread event, so time
+    /// spent in the queue before the first token does not count as the client not reading.
+    func yielded() {
+        lock.lock()
+        if unread == 0 { lastTaken = DispatchTime.now().uptimeNanoseconds }
+        unread += 1
+        lock.unlock()
+    }
     /// The client took an event.
     func taken() {
         lock.lock(); unread = max(0, unread - 1); lastTaken = DispatchTime.now().uptimeNanoseconds; lock.unlock()
     }
-    /// Whether events have waited unread for more than `nanoseconds` (the client stopped reading).
+    /// Whether an event has waited unread for more than `nanoseconds` (the client stopped reading).
     func stalled(now: UInt64, nanoseconds: UInt64) -> Bool {
         lock.lock(); defer { lock.unlock() }
         return unread > 0 && now > lastTaken && now - lastTaken > nanoseconds
