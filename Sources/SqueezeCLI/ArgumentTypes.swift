@@ -13,6 +13,7 @@ extension KMeansEngine: ExpressibleByArgument {}
 extension QuantMethod: ExpressibleByArgument {}
 extension PerplexityProtocol: ExpressibleByArgument {}
 extension SensitivityMode: ExpressibleByArgument {}
+extension SensitivityPass: ExpressibleByArgument {}
 
 /// `--kernels`: how quantized layers compute their products.
 public enum KernelsMode: String, CaseIterable, Sendable, ExpressibleByArgument {

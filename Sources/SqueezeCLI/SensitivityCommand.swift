@@ -63,6 +63,11 @@ public struct SensitivityCommand: ParsableCommand {
             "Windows computed at once, each on one thread (default: one per thread when memory allows, else 1 with every kernel split over the threads)."
     )
     public var lanes: PositiveInt?
+    @Option(
+        help:
+            "automatic, whole-model (every block's accumulators and activations held; fastest) or block-streamed (one block at a time; memory independent of depth)."
+    )
+    public var pass: SensitivityPass = .automatic
     @Option(help: "Compute only shard I of N (0-based) of the windows, for `squeeze sensitivity merge`.")
     public var shard: ShardSpec?
     @Option(help: "Output safetensors file.")
@@ -110,27 +115,29 @@ public struct SensitivityCommand: ParsableCommand {
         Progress.eprint(
             "\(tokens.count) calibration tokens; \(samples) windows of \(seqlen); mode \(m.rawValue); \(WorkerPool.shared.defaultThreads) threads"
         )
-        var meta = Sensitivity.metadata(
+        let meta = Sensitivity.metadata(
             options: options, calibrationPath: calibration, calibrationSHA256: sha,
             tokenCount: tokens.count, modelPath: modelPath)
-        meta["model_fingerprint"] = SensitivityShards.modelFingerprint(path: modelPath, config: net.config)
-        var range = 0..<starts.count
+        var count = starts.count
         if let shard {
-            range = try SensitivityShards.range(index: shard.index, count: shard.count, samples: starts.count)
-            meta["shard"] = "\(shard.index)/\(shard.count)"
+            let range = try SensitivityShards.range(index: shard.index, count: shard.count, samples: starts.count)
+            count = range.count
             Progress.eprint("shard \(shard.index)/\(shard.count): windows \(range.lowerBound)..<\(range.upperBound)")
         }
-        meta["window_range"] = "\(range.lowerBound)-\(range.upperBound)"
-        let windows = starts[range].map { Array(tokens[$0..<($0 + seqlen)]) }
-        let laneCount = min(
-            lanes?.value ?? Sensitivity.automaticLanes(model: net, windows: windows, mode: m), windows.count)
+        let probe = Array(repeating: [Int](repeating: 0, count: seqlen), count: count)
+        let laneCount = min(lanes?.value ?? Sensitivity.automaticLanes(model: net, windows: probe, mode: m), count)
+        let chosen =
+            pass == .automatic
+            ? Sensitivity.automaticPass(model: net, windows: probe, mode: m, lanes: laneCount) : pass
         let estimate = Sensitivity.estimatedBytes(
-            model: net, windows: windows.count, seqlen: seqlen, mode: m, lanes: laneCount)
+            model: net, windows: count, seqlen: seqlen, mode: m, lanes: laneCount)
         Progress.eprint(
-            "\(laneCount) window(s) at once; about \(estimate >> 20) MiB besides the mapped weights")
-        let acc = try Sensitivity.compute(
-            model: net, windows: windows, mode: m, lanes: laneCount,
-            output: SensitivityOutput(path: output, dtype: dt, metadata: meta)
+            "\(laneCount) window(s) at once; \(chosen.rawValue) pass"
+                + (chosen == .blockStreamed ? "; about \(estimate >> 20) MiB besides the mapped weights" : ""))
+        let acc = try Sensitivity.run(
+            model: net, tokens: tokens, options: options, shard: shard.map { ($0.index, $0.count) },
+            lanes: laneCount, pass: chosen, output: SensitivityOutput(path: output, dtype: dt, metadata: meta),
+            modelPath: modelPath
         ) { p in
             let loss = p.loss.map { String(format: ", loss %.4f", $0) } ?? ""
             let what = p.block.map { "\(p.phase) block \($0)" } ?? p.phase

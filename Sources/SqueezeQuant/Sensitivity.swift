@@ -113,6 +113,8 @@ public final class SensitivityAccumulator: GradientSink {
     /// panel of F16/BF16 weight rows; 0 for F32 weights).
     public internal(set) var convertedWeightBytes = 0
     private var workspace: TrainingWorkspace?
+    /// Whether `add(window:)` keeps every block's internals from one forward (no recomputation).
+    var wholeModelWorkspace = false
 
     /// Allocates zeroed accumulators for `model` (rows x columns floats per linear weight for Fisher,
     /// columns for activations), for every block or, with `allocate: false`, none.
@@ -178,7 +180,8 @@ public final class SensitivityAccumulator: GradientSink {
     @discardableResult
     public func add(window: [Int]) throws -> Double? {
         if workspace == nil || workspace!.maxTokens < window.count {
-            workspace = TrainingWorkspace(model: model, maxTokens: window.count)
+            workspace = TrainingWorkspace(
+                model: model, maxTokens: window.count, keepsAllBlocks: wholeModelWorkspace)
         }
         let ws = workspace!
         var loss: Double?
@@ -197,6 +200,7 @@ public final class SensitivityAccumulator: GradientSink {
         }
         windows += 1
         tokens += window.count
+        convertedWeightBytes = max(convertedWeightBytes, ws.convertedWeightBytes)
         return loss
     }
 
@@ -340,6 +344,20 @@ public final class SensitivityWriter {
     public func abort() { writer.abort() }
 }
 
+/// How `Sensitivity.compute` goes through the model.
+public enum SensitivityPass: String, Sendable, CaseIterable {
+    /// Whole-model when it fits in a quarter of the memory, else block-streamed.
+    case automatic
+    /// Window by window, each through the whole model and back with every block's internals kept
+    /// (no recomputation), every block's accumulators held: the fastest, for models whose F32
+    /// accumulators fit in memory.
+    case wholeModel = "whole-model"
+    /// All windows block by block, each block's internals recomputed for its backward, one block's
+    /// accumulators at a time (written and freed as each is done): memory independent of depth
+    /// besides the windows' saved block inputs.
+    case blockStreamed = "block-streamed"
+}
+
 /// Where `Sensitivity.compute` writes each block's values as soon as they are complete.
 public struct SensitivityOutput: Sendable {
     public var path: String
@@ -406,13 +424,102 @@ public enum Sensitivity {
     /// quarter of the machine's, else 1 (every kernel split over the pool's threads instead).
     public static func compute(
         model: DecoderModel, windows: [[Int]], mode: SensitivityMode, lanes: Int? = nil,
-        output: SensitivityOutput? = nil, progress: ((SensitivityProgress) -> Void)? = nil
+        pass: SensitivityPass = .automatic, output: SensitivityOutput? = nil,
+        progress: ((SensitivityProgress) -> Void)? = nil
     ) throws -> SensitivityAccumulator {
         if mode == .fisher { try model.checkTrainable() }
         let n =
             lanes.map { max(1, min($0, windows.count)) } ?? automaticLanes(model: model, windows: windows, mode: mode)
+        let p = pass == .automatic ? automaticPass(model: model, windows: windows, mode: mode, lanes: n) : pass
+        if p == .wholeModel {
+            let acc = try wholeModel(model: model, windows: windows, mode: mode, lanes: n, progress: progress)
+            if let output { try acc.write(to: output.path, dtype: output.dtype, metadata: output.metadata) }
+            return acc
+        }
         return try BlockStreamedRun(model: model, windows: windows, mode: mode, lanes: n, progress: progress)
             .run(output: output)
+    }
+
+    /// The pass `compute` takes by default: whole-model when every block's accumulators and
+    /// internals, per lane, fit in a quarter of the physical memory, else block-streamed.
+    public static func automaticPass(
+        model: DecoderModel, windows: [[Int]], mode: SensitivityMode, lanes: Int
+    )
+        -> SensitivityPass
+    {
+        let c = model.config
+        let seqlen = windows.map(\.count).max() ?? 1
+        let acc = (0..<c.numLayers).reduce(0) {
+            $0 + SensitivityAccumulator.blockBytes(model: model, layer: $1, mode: mode)
+        }
+        let h = c.hiddenSize, qd = c.numHeads * c.headDim, kvd = c.numKVHeads * c.headDim
+        let internals = 4 * seqlen * c.numLayers * (6 * h + 2 * qd + 2 * kvd + 2 * c.intermediateSize)
+        let perLane = acc + TrainingWorkspace.byteCount(config: c, tokens: seqlen) + internals
+        return lanes * perLane < Int(ProcessInfo.processInfo.physicalMemory / 4) ? .wholeModel : .blockStreamed
+    }
+
+    /// The whole-model pass (see `SensitivityPass.wholeModel`): lane i takes windows i, i + lanes, ...
+    /// with its own workspace and accumulators, summed in lane order at the end.
+    static func wholeModel(
+        model: DecoderModel, windows: [[Int]], mode: SensitivityMode, lanes n: Int,
+        progress: ((SensitivityProgress) -> Void)?
+    ) throws -> SensitivityAccumulator {
+        let t0 = Date()
+        func report(_ done: Int, _ tokens: Int, _ loss: Double?) {
+            progress?(
+                SensitivityProgress(
+                    done: done, total: windows.count, tokens: tokens, elapsed: Date().timeIntervalSince(t0),
+                    loss: loss, phase: "window", block: nil))
+        }
+        if n <= 1 {
+            let acc = SensitivityAccumulator(model: model, mode: mode)
+            acc.wholeModelWorkspace = true
+            for (i, w) in windows.enumerated() {
+                let loss = try acc.add(window: w)
+                report(i + 1, acc.tokens, loss)
+            }
+            return acc
+        }
+        let accs = (0..<n).map { _ in
+            let a = SensitivityAccumulator(model: model.sharingWeights(pool: WorkerPool(threads: 1)), mode: mode)
+            a.wholeModelWorkspace = true
+            return a
+        }
+        let lock = NSLock()
+        var losses = [Double?](repeating: nil, count: windows.count)
+        var done = 0, tokens = 0
+        var failure: Error?
+        model.pool.run(tasks: n, threads: n) { lane, _ in
+            let acc = accs[lane]
+            var i = lane
+            while i < windows.count {
+                if lock.withLock({ failure != nil }) { return }
+                do {
+                    let loss = try acc.add(window: windows[i])
+                    lock.withLock {
+                        losses[i] = loss
+                        done += 1
+                        tokens += windows[i].count
+                        report(done, tokens, loss)
+                    }
+                } catch {
+                    lock.withLock { if failure == nil { failure = error } }
+                    return
+                }
+                i += n
+            }
+        }
+        if let failure { throw failure }
+        let out = SensitivityAccumulator(model: model, mode: mode, allocate: false)
+        out.acc = accs[0].acc
+        for a in accs.dropFirst() { out.mergeBlocks(a) }
+        out.windows = windows.count
+        out.tokens = accs.reduce(0) { $0 + $1.tokens }
+        out.forwardSeconds = accs.reduce(0) { $0 + $1.forwardSeconds } / Double(n)
+        out.backwardSeconds = accs.reduce(0) { $0 + $1.backwardSeconds } / Double(n)
+        out.losses = losses.compactMap { $0 }
+        out.convertedWeightBytes = accs.map(\.convertedWeightBytes).max() ?? 0
+        return out
     }
 
     /// Bytes a run holds besides the mapped weights: the windows' block inputs (and gradients), and

@@ -178,3 +178,35 @@ public enum SensitivityShards {
         return a..<b
     }
 }
+
+extension Sensitivity {
+    /// A run of `squeeze sensitivity`, or one shard of it: draws the windows of `options` from
+    /// `tokens`, keeps shard `shard` (index, count) of them when given, computes them block by block
+    /// into `output`, and records in the file's metadata what `SensitivityShards.merge` checks (the
+    /// window range, the shard, and with `modelPath` the model's fingerprint) besides
+    /// `output.metadata`.
+    public static func run(
+        model: DecoderModel, tokens: [Int], options: SensitivityOptions, shard: (index: Int, count: Int)? = nil,
+        lanes: Int? = nil, pass: SensitivityPass = .automatic, output: SensitivityOutput, modelPath: String? = nil,
+        progress: ((SensitivityProgress) -> Void)? = nil
+    ) throws -> SensitivityAccumulator {
+        let starts = try plan(model: model, tokenCount: tokens.count, options: options)
+        let range =
+            try shard.map { try SensitivityShards.range(index: $0.index, count: $0.count, samples: starts.count) }
+            ?? 0..<starts.count
+        var out = output
+        out.metadata["samples"] = String(options.samples)
+        out.metadata["seqlen"] = String(options.seqlen)
+        out.metadata["seed"] = String(options.seed)
+        out.metadata["window_range"] = "\(range.lowerBound)-\(range.upperBound)"
+        if let shard { out.metadata["shard"] = "\(shard.index)/\(shard.count)" }
+        if let modelPath {
+            out.metadata["model_fingerprint"] = SensitivityShards.modelFingerprint(
+                path: modelPath, config: model.config)
+        }
+        let windows = starts[range].map { Array(tokens[$0..<($0 + options.seqlen)]) }
+        return try compute(
+            model: model, windows: windows, mode: options.mode, lanes: lanes, pass: pass, output: out,
+            progress: progress)
+    }
+}

@@ -56,7 +56,8 @@ import Testing
         let w = Self.windows(ids, count: 3, length: ids.count)
         let whole = try Self.wholeModelFisher(model, w)
         for lanes in [1, 2] {
-            let streamed = try Sensitivity.compute(model: model, windows: w, mode: .fisher, lanes: lanes)
+            let streamed = try Sensitivity.compute(
+                model: model, windows: w, mode: .fisher, lanes: lanes, pass: .blockStreamed)
             #expect(streamed.losses.count == 3)
             Self.expectClose(streamed, whole, tol: 1e-6, "\(family) lanes \(lanes)")
         }
@@ -68,8 +69,12 @@ import Testing
         let model = try Sensitivity.loadModel(path: TestModel.path!)
         let w = Self.windows((0..<400).map { ($0 * 37 + 11) % 5000 }, count: 2, length: 48)
         let whole = try Self.wholeModelFisher(model, w)
-        let streamed = try Sensitivity.compute(model: model, windows: w, mode: .fisher, lanes: 1)
+        let streamed = try Sensitivity.compute(model: model, windows: w, mode: .fisher, lanes: 1, pass: .blockStreamed)
         Self.expectClose(streamed, whole, tol: 1e-6, "test model")
+        // The whole-model pass of `compute` (the automatic choice for this model) is the reference's.
+        #expect(Sensitivity.automaticPass(model: model, windows: w, mode: .fisher, lanes: 2) == .wholeModel)
+        let viaCompute = try Sensitivity.compute(model: model, windows: w, mode: .fisher, lanes: 1, pass: .wholeModel)
+        Self.expectClose(viaCompute, whole, tol: 0, "whole-model pass")
     }
 
     /// With an output file, each block is written as soon as it is complete and freed: the file
@@ -81,10 +86,10 @@ import Testing
         let d = temporaryDirectory("stream-file")
         defer { try? FileManager.default.removeItem(atPath: d) }
         for mode in SensitivityMode.allCases {
-            let held = try Sensitivity.compute(model: model, windows: w, mode: mode, lanes: 1)
+            let held = try Sensitivity.compute(model: model, windows: w, mode: mode, lanes: 1, pass: .blockStreamed)
             try held.write(to: d + "/held.safetensors", metadata: ["k": "v"])
             let streamed = try Sensitivity.compute(
-                model: model, windows: w, mode: mode, lanes: 1,
+                model: model, windows: w, mode: mode, lanes: 1, pass: .blockStreamed,
                 output: SensitivityOutput(path: d + "/streamed.safetensors", metadata: ["k": "v"]))
             if mode == .fisher { #expect((0..<2).allSatisfy { !streamed.holdsBlock($0) }) }
             let a = try Data(contentsOf: URL(fileURLWithPath: d + "/held.safetensors"))
@@ -157,11 +162,11 @@ import Testing
         }
         #expect((model.lmHead as? DenseMatrix)?.tensor.dtype == .f16)
         let w = (0..<2).map { i in (0..<12).map { (i * 7 + $0 * 3) % 64 } }
-        let acc = try Sensitivity.compute(model: model, windows: w, mode: .fisher, lanes: 1)
+        let acc = try Sensitivity.compute(model: model, windows: w, mode: .fisher, lanes: 1, pass: .blockStreamed)
         #expect(acc.convertedWeightBytes > 0 && acc.convertedWeightBytes <= 4 * TrainingWorkspace.panelFloats)
         #expect(acc.convertedWeightBytes * 4 < 4 * params)
         let f32 = try ModelLoader.load(path: d, options: LoadOptions(weightDType: .f32))
-        let ref = try Sensitivity.compute(model: f32, windows: w, mode: .fisher, lanes: 1)
+        let ref = try Sensitivity.compute(model: f32, windows: w, mode: .fisher, lanes: 1, pass: .blockStreamed)
         #expect(ref.convertedWeightBytes == 0)
         for (a, b) in zip(acc.losses, ref.losses) { #expect(abs(a - b) <= 1e-5 * abs(b)) }
         Self.expectClose(acc, ref, tol: 1e-4, "f16 vs f32")

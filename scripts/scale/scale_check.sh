@@ -7,6 +7,7 @@
 #   usage: bash scripts/scale/scale_check.sh SHAPE        (tinyllama-1.1b | llama2-7b | llama2-13b)
 #   env:   LAYERS=N     blocks of the shape to keep (default: all; CI uses 2)
 #          SAMPLES=2    sensitivity windows;  SEQLEN=512 their length
+#          KMEANS=optimal  quantize's k-means engine (lloyd is faster)
 #          STEPS="sensitivity quantize4 quantize3 bench serve"  the steps to run
 #          SQUEEZE=path the squeeze binary (default: swift build -c release --product squeeze)
 #          WORK=dir     where outputs go (default: a temporary directory, removed at the end)
@@ -16,6 +17,7 @@ cd "$(dirname "$0")/../.."
 SHAPE=${1:?usage: scale_check.sh SHAPE [tinyllama-1.1b|llama2-7b|llama2-13b]}
 SAMPLES=${SAMPLES:-2}
 SEQLEN=${SEQLEN:-512}
+KMEANS=${KMEANS:-optimal}
 STEPS=${STEPS:-"sensitivity quantize4 quantize3 bench serve"}
 if [ -z "${SQUEEZE:-}" ]; then
     swift build -c release --product squeeze >&2
@@ -60,9 +62,10 @@ for step in $STEPS; do
     quantize4 | quantize3)
         bits=${step#quantize}
         sarg=(); [ -f "$SENS" ] && sarg=(--sensitivity "$SENS")
-        run "$step" "$SQUEEZE" quantize --model "$MODEL" --output "$WORK/q$bits" --bits "$bits" "${sarg[@]}"
+        run "$step" "$SQUEEZE" quantize --model "$MODEL" --output "$WORK/q$bits" --bits "$bits" \
+            --kmeans "$KMEANS" "${sarg[@]}"
         size=$(du -sm "$WORK/q$bits" | cut -f1)
-        row "quantize $bits-bit${sarg:+ (Fisher)}" "${WALL} s" "$RSS MB" "-" "output $size MB" ;;
+        row "quantize $bits-bit $KMEANS${sarg:+ (Fisher)}" "${WALL} s" "$RSS MB" "-" "output $size MB" ;;
     bench)
         Q="$WORK/q4"; [ -d "$Q" ] || Q="$WORK/q3"
         run bench "$SQUEEZE" bench --model "$MODEL" --weights "" --quantized "q=$Q" --head stored --skip-kernels \
