@@ -82,6 +82,9 @@ public final class TrainingWorkspace: @unchecked Sendable {
     let rmsF, meanF: AlignedBuffer<Float>
     /// Which window's block each slot holds (nil: none yet).
     var slotOwner: [(window: ObjectIdentifier, block: Int)?]
+    /// The window of the last pass through the inference workspace (whose RoPE tables the backward
+    /// reuses: with dynamic NTK scaling they depend on the window's length).
+    var lastWindow: ObjectIdentifier?
     /// The forward pass's workspace (its RoPE tables serve the backward too) and KV cache.
     let inference: Workspace
     let cache: KVCache
@@ -146,7 +149,7 @@ public final class TrainingWorkspace: @unchecked Sendable {
 
     /// Whether block `li`'s internals of window `w` are in their slot.
     func holds(_ w: WindowActivations, _ li: Int) -> Bool {
-        guard let o = slotOwner[slot(li)] else { return false }
+        guard let o = slotOwner[slot(li)], lastWindow == ObjectIdentifier(w) else { return false }
         return o.window == ObjectIdentifier(w) && o.block == li
     }
 
@@ -279,6 +282,7 @@ extension DecoderModel {
             record: ForwardRecorder(
                 ws: ws, window: w, observer: observer, blocks: blocks, input: input, output: output))
         for li in blocks { ws.slotOwner[ws.slot(li)] = (ObjectIdentifier(w), li) }
+        ws.lastWindow = ObjectIdentifier(w)
     }
 
     /// Training forward over one window: the inference forward (`run`, so its logits are bit-identical

@@ -35,7 +35,7 @@ public enum SensitivityShards {
             "\(c.numKVHeads)", "\(c.headDim)", "\(c.vocabSize)",
         ]
         var isDir: ObjCBool = false
-        FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
+        _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
         let files =
             isDir.boolValue
             ? ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted().filter {
