@@ -13,6 +13,7 @@ extension KMeansEngine: ExpressibleByArgument {}
 extension QuantMethod: ExpressibleByArgument {}
 extension PerplexityProtocol: ExpressibleByArgument {}
 extension SensitivityMode: ExpressibleByArgument {}
+extension SensitivityPass: ExpressibleByArgument {}
 
 /// `--kernels`: how quantized layers compute their products.
 public enum KernelsMode: String, CaseIterable, Sendable, ExpressibleByArgument {
@@ -196,3 +197,35 @@ public struct CommaSeparated<Element: ExpressibleByArgument>: ExpressibleByArgum
 
 extension CommaSeparated: Equatable where Element: Equatable {}
 extension CommaSeparated: Sendable where Element: Sendable {}
+
+/// `sensitivity --shard I/N`: shard I (0-based) of N.
+public struct ShardSpec: ExpressibleByArgument, Equatable, Sendable, CustomStringConvertible {
+    public let index: Int
+    public let count: Int
+
+    public init?(argument: String) {
+        let p = argument.split(separator: "/")
+        guard p.count == 2, let i = Int(p[0]), let n = Int(p[1]), n >= 1, i >= 0, i < n else { return nil }
+        index = i
+        count = n
+    }
+
+    public var description: String { "\(index)/\(count)" }
+    public static var defaultCompletionKind: CompletionKind { .default }
+}
+
+/// `quantize --layers A-B`: blocks A to B, 0-based and inclusive (a single block: `A`).
+public struct LayerRange: ExpressibleByArgument, Equatable, Sendable, CustomStringConvertible {
+    public let range: ClosedRange<Int>
+
+    public init?(argument: String) {
+        let p = argument.split(separator: "-", omittingEmptySubsequences: false)
+        guard p.count == 1 || p.count == 2, let a = Int(p[0]), let b = Int(p[p.count - 1]), a >= 0, b >= a else {
+            return nil
+        }
+        range = a...b
+    }
+
+    public var description: String { "\(range.lowerBound)-\(range.upperBound)" }
+    public static var defaultCompletionKind: CompletionKind { .default }
+}

@@ -83,6 +83,11 @@ public struct QuantizeCommand: ParsableCommand {
     public var quantizeHead = false
     @Option(help: "Threads (default: all cores).")
     public var threads: PositiveInt?
+    @Option(
+        help:
+            "Quantize only blocks A-B (0-based, inclusive) into a partial directory; `squeeze merge` assembles the partials."
+    )
+    public var layers: LayerRange?
     @Option(help: "Write an HTML report with per-layer charts.")
     public var report: String?
     @Option(help: "Write the report as JSON.")
@@ -113,6 +118,7 @@ public struct QuantizeCommand: ParsableCommand {
         o.sparseDType = sparseDtype.dtype
         o.quantizeHead = quantizeHead
         o.threads = threads?.value
+        o.layers = layers?.range
         if case let .file(f) = sensitivity { o.sensitivity = .file(f) }
         if let s = sparsity {
             o.outliers = s.value > 0 ? OutlierSelector.sparsity(percent: s.value) : nil

@@ -5,10 +5,22 @@ import SqueezeModels
 import SqueezeQuant
 import SqueezeTokenizer
 
-/// `squeeze sensitivity`: per-weight sensitivity of a model on a calibration text.
-public struct SensitivityCommand: ParsableCommand {
+/// `squeeze sensitivity`: `compute` (the default: `squeeze sensitivity --calibration ...`) and `merge`.
+public struct SensitivityGroupCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "sensitivity",
+        abstract:
+            "Per-weight sensitivity (Fisher: summed squared gradients) for `squeeze quantize --sensitivity`; `merge` sums shard files.",
+        subcommands: [SensitivityCommand.self, SensitivityMergeCommand.self],
+        defaultSubcommand: SensitivityCommand.self)
+
+    public init() {}
+}
+
+/// `squeeze sensitivity [compute]`: per-weight sensitivity of a model on a calibration text.
+public struct SensitivityCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "compute",
         abstract:
             "Compute per-weight sensitivity (Fisher: summed squared gradients) for `squeeze quantize --sensitivity`.",
         discussion: """
@@ -18,6 +30,16 @@ public struct SensitivityCommand: ParsableCommand {
             (q, k, v, o, gate, up, down of every block), in F32. --mode activations instead averages x^2 per \
             input column over the windows (forward only). The output has the model's Hugging Face tensor \
             names, shapes and row order (also for GGUF models).
+
+            The pass goes block by block: the windows' block inputs are kept, each block's internals are \
+            recomputed for its backward, weights are read as stored (F16/BF16 mapped from the file, never an \
+            F32 copy of the model), and each block's values are written as soon as they are complete. \
+            Memory: about (layers + 2) x seqlen x hidden x 4 bytes per window, plus per lane one block's \
+            accumulators and activations.
+
+            --shard I/N computes shard I (0-based) of N of the same draw: windows \
+            [I x samples / N, (I + 1) x samples / N). `squeeze sensitivity merge` sums the shard files into \
+            the file one run writes.
             """)
 
     @Option(help: "Model (GGUF file or Hugging Face directory). Default: the cached test model.")
@@ -41,6 +63,13 @@ public struct SensitivityCommand: ParsableCommand {
             "Windows computed at once, each on one thread (default: one per thread when memory allows, else 1 with every kernel split over the threads)."
     )
     public var lanes: PositiveInt?
+    @Option(
+        help:
+            "automatic, whole-model (every block's accumulators and activations held; fastest) or block-streamed (one block at a time; memory independent of depth)."
+    )
+    public var pass: SensitivityPass = .automatic
+    @Option(help: "Compute only shard I of N (0-based) of the windows, for `squeeze sensitivity merge`.")
+    public var shard: ShardSpec?
     @Option(help: "Output safetensors file.")
     public var output: String
 
@@ -86,22 +115,38 @@ public struct SensitivityCommand: ParsableCommand {
         Progress.eprint(
             "\(tokens.count) calibration tokens; \(samples) windows of \(seqlen); mode \(m.rawValue); \(WorkerPool.shared.defaultThreads) threads"
         )
-        let windows = starts.map { Array(tokens[$0..<($0 + seqlen)]) }
-        let laneCount = min(
-            lanes?.value ?? Sensitivity.automaticLanes(model: net, windows: windows, mode: m), windows.count)
-        Progress.eprint("\(laneCount) window(s) at once")
-        let acc = try Sensitivity.compute(model: net, windows: windows, mode: m, lanes: laneCount) { p in
-            let loss = p.loss.map { String(format: ", loss %.4f", $0) } ?? ""
-            Progress.line(
-                String(
-                    format: "sensitivity %d/%d windows, %.0f tok/s, ETA %@%@", p.done, p.total,
-                    p.tokensPerSecond, Progress.eta(done: p.done, total: p.total, elapsed: p.elapsed), loss))
-        }
-        Progress.done()
         let meta = Sensitivity.metadata(
             options: options, calibrationPath: calibration, calibrationSHA256: sha,
             tokenCount: tokens.count, modelPath: modelPath)
-        try acc.write(to: output, dtype: dt, metadata: meta)
+        var count = starts.count
+        if let shard {
+            let range = try SensitivityShards.range(index: shard.index, count: shard.count, samples: starts.count)
+            count = range.count
+            Progress.eprint("shard \(shard.index)/\(shard.count): windows \(range.lowerBound)..<\(range.upperBound)")
+        }
+        let probe = Array(repeating: [Int](repeating: 0, count: seqlen), count: count)
+        let laneCount = min(lanes?.value ?? Sensitivity.automaticLanes(model: net, windows: probe, mode: m), count)
+        let chosen =
+            pass == .automatic
+            ? Sensitivity.automaticPass(model: net, windows: probe, mode: m, lanes: laneCount) : pass
+        let estimate = Sensitivity.estimatedBytes(
+            model: net, windows: count, seqlen: seqlen, mode: m, lanes: laneCount)
+        Progress.eprint(
+            "\(laneCount) window(s) at once; \(chosen.rawValue) pass"
+                + (chosen == .blockStreamed ? "; about \(estimate >> 20) MiB besides the mapped weights" : ""))
+        let acc = try Sensitivity.run(
+            model: net, tokens: tokens, options: options, shard: shard.map { ($0.index, $0.count) },
+            lanes: laneCount, pass: chosen, output: SensitivityOutput(path: output, dtype: dt, metadata: meta),
+            modelPath: modelPath
+        ) { p in
+            let loss = p.loss.map { String(format: ", loss %.4f", $0) } ?? ""
+            let what = p.block.map { "\(p.phase) block \($0)" } ?? p.phase
+            Progress.line(
+                String(
+                    format: "sensitivity %@ (%d/%d), %.0f tok/s, ETA %@%@", what, p.done, p.total,
+                    p.tokensPerSecond, Progress.eta(done: p.done, total: p.total, elapsed: p.elapsed), loss))
+        }
+        Progress.done()
         let fwd = Double(acc.tokens) / max(acc.forwardSeconds, 1e-9)
         if m == .fisher {
             let bwd = Double(acc.tokens) / max(acc.backwardSeconds, 1e-9)
@@ -118,5 +163,34 @@ public struct SensitivityCommand: ParsableCommand {
                     format: "wrote %@: %d windows; forward %.0f tok/s (%.1f s)", output, acc.windows, fwd,
                     acc.forwardSeconds))
         }
+    }
+}
+
+/// `squeeze sensitivity merge`: sums shard files into the file one run writes.
+public struct SensitivityMergeCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "merge",
+        abstract: "Sum the shard files of `squeeze sensitivity --shard I/N` into one sensitivity file.",
+        discussion: """
+            Checks that the shards come from the same model, mode, window draw (--samples, --seqlen, --seed, \
+            calibration text) and dtype, and that their windows are disjoint and cover the draw; then sums \
+            them (activations: averaged, weighted by tokens). The result equals one run's file up to the \
+            order of the F32 additions.
+            """)
+
+    @Argument(help: "Shard files.")
+    public var shards: [String]
+    @Option(help: "Output safetensors file.")
+    public var output: String
+
+    public init() {}
+
+    public func validate() throws {
+        guard !shards.isEmpty else { throw ValidationError("give at least one shard file") }
+    }
+
+    public func run() throws {
+        let r = try SensitivityShards.merge(paths: shards, output: output)
+        print("wrote \(output): \(r.shards) shards, \(r.windows) windows, \(r.tensors) tensors")
     }
 }

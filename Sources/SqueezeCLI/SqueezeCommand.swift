@@ -7,7 +7,8 @@ public struct SqueezeCommand: ParsableCommand {
         abstract: "SqueezeLLM in Swift: dense-and-sparse non-uniform quantization and fast CPU inference.",
         subcommands: [
             DemoCommand.self, GenerateCommand.self, PerplexityCommand.self, CompareCommand.self, QuantizeCommand.self,
-            SensitivityCommand.self, DequantizeCommand.self, TokenizeCommand.self, InspectCommand.self,
+            MergeCommand.self, SensitivityGroupCommand.self, DequantizeCommand.self, TokenizeCommand.self,
+            InspectCommand.self,
             ConvertCommand.self,
             ExportCommand.self, ServeCommand.self, BenchCommand.self, BenchKernelsCommand.self, BenchKMeansCommand.self,
         ])

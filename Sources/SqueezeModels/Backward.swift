@@ -13,21 +13,78 @@ public protocol GradientSink: AnyObject {
         x: UnsafePointer<Float>, ldx: Int, tokens: Int)
 }
 
-/// Activations of one window kept by the training forward (the inference forward run with a
-/// `ForwardRecorder`) for the backward pass, and the scratch the backward pass needs. Memory: per
-/// layer about (5 h + 2 qd + 2 kvd + 2 ffn) floats per token, plus [tokens, vocab] logits and one
-/// inference workspace and F32 KV cache; nothing is allocated per call.
+/// One window's state between blocks of a block-by-block pass: its tokens, the input of every
+/// block (`inputs[l]` is block l's input, `inputs[numLayers]` the last block's output), and the
+/// gradient of the loss at the current block boundary. A window made for a forward-only pass keeps
+/// two inputs in turn (block l's input and output) and no gradient.
+/// Memory: (numLayers + 2) * maxTokens * hidden floats for the backward, 2 * maxTokens * hidden without.
+public final class WindowActivations: @unchecked Sendable {
+    /// The window's tokens (at most `maxTokens`).
+    public var tokens: [Int]
+    public let maxTokens: Int
+    let inputs: [AlignedBuffer<Float>]
+    let grad: AlignedBuffer<Float>
+    let numLayers: Int
+    /// The window's loss, after `DecoderModel.headLossAndBackward`.
+    public internal(set) var loss: Double?
+
+    /// Buffers for a window of up to `maxTokens` tokens of `model`; `backward: false` keeps only two
+    /// block inputs (a forward-only pass, such as activation statistics).
+    public init(model: DecoderModel, tokens: [Int], maxTokens: Int? = nil, backward: Bool = true) {
+        let c = model.config
+        let T = max(1, maxTokens ?? tokens.count, tokens.count)
+        self.tokens = tokens
+        self.maxTokens = T
+        numLayers = c.numLayers
+        inputs = (0..<(backward ? c.numLayers + 1 : 2)).map { _ in AlignedBuffer<Float>(count: T * c.hiddenSize) }
+        grad = AlignedBuffer(count: backward ? T * c.hiddenSize : 1)
+    }
+
+    /// Whether every block input is kept (a backward pass can run).
+    public var keepsBlockInputs: Bool { inputs.count == numLayers + 1 }
+
+    /// Block `li`'s input (li == numLayers: the last block's output).
+    func input(_ li: Int) -> UnsafeMutablePointer<Float> {
+        keepsBlockInputs ? inputs[li].pointer : inputs[li % 2].pointer
+    }
+
+    /// Bytes held.
+    public var byteCount: Int { 4 * (inputs.reduce(0) { $0 + $1.count } + grad.count) }
+
+    /// Bytes a window of `tokens` tokens of a model of `config` holds.
+    public static func byteCount(config c: ModelConfig, tokens: Int, backward: Bool = true) -> Int {
+        4 * ((backward ? c.numLayers + 2 : 2) * tokens * c.hiddenSize)
+    }
+}
+
+/// The scratch of the training forward (the inference forward run with a `ForwardRecorder`) and of
+/// the backward pass, for windows of up to `maxTokens` tokens.
+///
+/// Block internals (norm outputs, Q, K, V, attention output, MLP projections, norm statistics) are
+/// kept for one block at a time by default: the backward pass recomputes a block's internals from
+/// its saved input just before that block's backward (`DecoderModel.backwardBlock`), so memory does
+/// not grow with depth. `keepsAllBlocks` keeps every block's internals from one forward (no
+/// recomputation; memory per layer about (5 h + 2 qd + 2 kvd + 2 ffn) floats per token).
+/// Also held: [tokens, vocab] logits, one inference workspace, an F32 KV cache, and one panel of
+/// converted weight rows for the backward's products with F16/BF16 weights (`panelFloats`).
 public final class TrainingWorkspace: @unchecked Sendable {
     /// The longest window this workspace holds.
     public let maxTokens: Int
-    // Per layer: residual input, its norm output, Q and K after RoPE, V, attention output, residual
-    // after attention, the MLP's input, gate and up projections, and the norms' statistics.
-    let res: [AlignedBuffer<Float>]  // numLayers + 1: res[l] is the input of block l; res[L] the final state
+    /// Whether every block's internals are kept (see the type's documentation).
+    public let keepsAllBlocks: Bool
+    /// The window `lossAndBackward` and `trainingForward` use.
+    let window: WindowActivations
+    // Per slot (every block, or one): the block's activations as the forward computes them.
     let xn1, q, k, v, att, mid, xn2, gate, up: [AlignedBuffer<Float>]
     let rms1, rms2: [AlignedBuffer<Float>]
     /// LayerNorm means (unused for RMSNorm) and, for post-LN blocks, the sum before the MLP norm.
     let mean1, mean2, post: [AlignedBuffer<Float>]
     let rmsF, meanF: AlignedBuffer<Float>
+    /// Which window's block each slot holds (nil: none yet).
+    var slotOwner: [(window: ObjectIdentifier, block: Int)?]
+    /// The window of the last pass through the inference workspace (whose RoPE tables the backward
+    /// reuses: with dynamic NTK scaling they depend on the window's length).
+    var lastWindow: ObjectIdentifier?
     /// The forward pass's workspace (its RoPE tables serve the backward too) and KV cache.
     let inference: Workspace
     let cache: KVCache
@@ -36,49 +93,67 @@ public final class TrainingWorkspace: @unchecked Sendable {
     /// gradient with respect to the first tokens - 1 rows.
     public let logits: AlignedBuffer<Float>
     // Backward scratch.
-    let dx, dxn, dAtt, dq, dk, dv, act, dg, du, tmp: AlignedBuffer<Float>
+    let dxn, dAtt, dq, dk, dv, act, dg, du, tmp: AlignedBuffer<Float>
     let dKh, dVh: AlignedBuffer<Float>  // [numHeads, maxTokens, headDim]
-    var attScratch: [AlignedBuffer<Float>] = []  // per thread: P and dP for one query block
-    /// What the family-specific pieces keep (BackwardParts.swift).
+    var attScratch: [AlignedBuffer<Float>] = []  // per thread: P, dP and the raw scores for one query block
+    /// What the family-specific pieces keep, per slot (BackwardParts.swift).
     let family: FamilyRecordBuffers
+    /// Rows of an F16/BF16 weight converted to F32 for one product of the backward (see `panelFloats`).
+    var panel = AlignedBuffer<Float>(count: 0)
     static let queryBlock = 64
+    /// Floats of the converted weight panel: the backward's dX = dY W with a weight stored as F16 or
+    /// BF16 runs over panels of rows of W converted to F32 (16 MiB at most, at least 16 rows), so
+    /// no F32 copy of a weight, let alone of the model, is ever made.
+    public static let panelFloats = 4 << 20
 
     /// Seconds of the last `lossAndBackward`'s forward part (training forward, logits and loss).
     public internal(set) var lastForwardSeconds = 0.0
-    /// Seconds of the last `lossAndBackward`'s backward part (from the logits' gradient to the embeddings).
+    /// Seconds of the last `lossAndBackward`'s backward part (from the logits' gradient to the
+    /// embeddings, with the blocks' recomputation).
     public internal(set) var lastBackwardSeconds = 0.0
 
     /// Gradient of the loss with respect to the embedding output (the input of block 0), [tokens, hidden],
     /// valid after `lossAndBackward`.
-    public var embeddingGradient: UnsafePointer<Float> { UnsafePointer(dx.pointer) }
+    public var embeddingGradient: UnsafePointer<Float> { UnsafePointer(window.grad.pointer) }
 
-    /// Allocates the buffers for windows of up to `maxTokens` tokens of `model`.
-    public init(model: DecoderModel, maxTokens: Int) {
+    /// Allocates the buffers for windows of up to `maxTokens` tokens of `model`, with one block's
+    /// internals or, with `keepsAllBlocks`, every block's.
+    public init(model: DecoderModel, maxTokens: Int, keepsAllBlocks: Bool = false) {
         let c = model.config
         let T = max(1, maxTokens)
         self.maxTokens = T
+        self.keepsAllBlocks = keepsAllBlocks
         let h = c.hiddenSize, qd = c.numHeads * c.headDim, kvd = c.numKVHeads * c.headDim, ffn = c.intermediateSize
-        func bufs(_ n: Int, _ count: Int = c.numLayers) -> [AlignedBuffer<Float>] {
-            (0..<count).map { _ in AlignedBuffer<Float>(count: n) }
-        }
-        res = bufs(T * h, c.numLayers + 1)
+        let slots = keepsAllBlocks ? c.numLayers : 1
+        func bufs(_ n: Int) -> [AlignedBuffer<Float>] { (0..<slots).map { _ in AlignedBuffer<Float>(count: n) } }
+        window = WindowActivations(model: model, tokens: [], maxTokens: T)
         xn1 = bufs(c.preNorm ? T * h : 1); q = bufs(T * qd); k = bufs(T * kvd); v = bufs(T * kvd); att = bufs(T * qd)
         mid = bufs(T * h); xn2 = bufs(T * h); gate = bufs(c.activation.isGated ? T * ffn : 1); up = bufs(T * ffn)
         rms1 = bufs(T); rms2 = bufs(T)
         let ln = c.normKind == .layerNorm
         mean1 = bufs(ln ? T : 1); mean2 = bufs(ln ? T : 1); post = bufs(c.preNorm ? 1 : T * h)
         rmsF = AlignedBuffer(count: T); meanF = AlignedBuffer(count: T)
+        slotOwner = Array(repeating: nil, count: slots)
         inference = Workspace(model: model, maxTokens: T, logitRows: 1)
         cache = KVCache(config: c, capacity: T, precision: .f32)
         dProj = AlignedBuffer(count: c.embeddingDim == nil ? 1 : T * c.embeddingWidth)
         logits = AlignedBuffer(count: T * c.vocabSize)
-        dx = AlignedBuffer(count: T * h); dxn = AlignedBuffer(count: T * max(h, qd))
+        dxn = AlignedBuffer(count: T * max(h, qd))
         dAtt = AlignedBuffer(count: T * qd); dq = AlignedBuffer(count: T * qd)
         dk = AlignedBuffer(count: T * kvd); dv = AlignedBuffer(count: T * kvd)
         act = AlignedBuffer(count: T * ffn); dg = AlignedBuffer(count: T * ffn); du = AlignedBuffer(count: T * ffn)
         tmp = AlignedBuffer(count: T * max(h, qd, ffn))
         dKh = AlignedBuffer(count: c.numHeads * T * c.headDim); dVh = AlignedBuffer(count: c.numHeads * T * c.headDim)
-        family = FamilyRecordBuffers(config: c, tokens: T)
+        family = FamilyRecordBuffers(config: c, tokens: T, slots: slots)
+    }
+
+    /// The slot of block `li`'s internals.
+    @inline(__always) func slot(_ li: Int) -> Int { keepsAllBlocks ? li : 0 }
+
+    /// Whether block `li`'s internals of window `w` are in their slot.
+    func holds(_ w: WindowActivations, _ li: Int) -> Bool {
+        guard let o = slotOwner[slot(li)], lastWindow == ObjectIdentifier(w) else { return false }
+        return o.window == ObjectIdentifier(w) && o.block == li
     }
 
     func ensureAttentionScratch(threads: Int) {
@@ -87,34 +162,77 @@ public final class TrainingWorkspace: @unchecked Sendable {
         }
     }
 
-    /// Bytes held.
+    /// Bytes of weights converted to F32 this workspace holds: its panel (0 when every weight it
+    /// met was F32).
+    public var convertedWeightBytes: Int { 4 * panel.count }
+
+    /// The panel, holding at least `floats` floats.
+    func ensurePanel(_ floats: Int) -> UnsafeMutablePointer<Float> {
+        if panel.count < floats { panel = AlignedBuffer(count: floats) }
+        return panel.pointer
+    }
+
+    /// Bytes held (its own window included).
     public var byteCount: Int {
-        let lists = [res, xn1, q, k, v, att, mid, xn2, gate, up, rms1, rms2, mean1, mean2, post]
-        let singles = [rmsF, meanF, dProj, logits, dx, dxn, dAtt, dq, dk, dv, act, dg, du, tmp, dKh, dVh] + attScratch
+        let lists = [xn1, q, k, v, att, mid, xn2, gate, up, rms1, rms2, mean1, mean2, post]
+        let singles =
+            [rmsF, meanF, dProj, logits, dxn, dAtt, dq, dk, dv, act, dg, du, tmp, dKh, dVh, panel] + attScratch
         let ws = inference
         let inferenceBuffers =
-            [ws.x, ws.xn, ws.q, ws.k, ws.v, ws.att, ws.gate, ws.up, ws.proj, ws.logits, ws.cosT, ws.sinT]
+            [
+                ws.x, ws.xn, ws.q, ws.k, ws.v, ws.att, ws.gate, ws.up, ws.proj, ws.logits, ws.cosT, ws.sinT, ws.cosL,
+                ws.sinL,
+            ]
             + ws.scores + ws.keyScratch
         return 4
             * (lists.reduce(0) { $0 + $1.reduce(0) { $0 + $1.count } } + singles.reduce(0) { $0 + $1.count }
-                + inferenceBuffers.reduce(0) { $0 + $1.count }) + cache.byteCount + family.byteCount
+                + inferenceBuffers.reduce(0) { $0 + $1.count }) + cache.byteCount + window.byteCount
+            + family.byteCount
+    }
+
+    /// Bytes the family-specific internals of one block (per-head Q/K norm inputs, the inputs of
+    /// Gemma's norms after attention and the MLP) take for `tokens` tokens of a model of `config`;
+    /// about 4 bytes for families without them.
+    public static func familyBlockByteCount(config c: ModelConfig, tokens: Int) -> Int {
+        FamilyRecordBuffers.byteCount(config: c, tokens: tokens, slots: 1)
+    }
+
+    /// Bytes a workspace for `tokens` tokens of a model of `config` holds with one block's internals,
+    /// besides its own window (an estimate within a few percent: attention scratch and score buffers
+    /// depend on the threads).
+    public static func byteCount(config c: ModelConfig, tokens T: Int) -> Int {
+        let h = c.hiddenSize, qd = c.numHeads * c.headDim, kvd = c.numKVHeads * c.headDim, ffn = c.intermediateSize
+        let block = T * (4 * h + 2 * qd + 2 * kvd + 2 * ffn)
+        let scratch = T * (max(h, qd) + 2 * qd + 2 * kvd + 3 * ffn + max(h, qd, ffn)) + 2 * c.numHeads * T * c.headDim
+        let inference = T * (2 * h + 2 * qd + 2 * kvd + 2 * ffn)
+        let cache = 2 * c.numLayers * T * kvd
+        return 4 * (block + scratch + inference + cache + T * c.vocabSize + panelFloats)
+            + FamilyRecordBuffers.byteCount(config: c, tokens: T, slots: 1)
     }
 }
 
-/// What a training forward keeps: the workspace its activations go to and the observer of each
-/// linear layer's input.
+/// What a training forward keeps: the workspace its activations go to, the window whose block
+/// inputs it saves, and the observer of each linear layer's input; and which blocks the pass runs.
 struct ForwardRecorder {
     let ws: TrainingWorkspace
+    let window: WindowActivations
     let observer: LinearInputObserver?
+    /// The blocks run (all for a whole forward; one for a block-by-block pass or a recomputation).
+    let blocks: Range<Int>
+    /// The input of the first block of `blocks` (nil: the embeddings).
+    let input: UnsafePointer<Float>?
+    /// Where the state after the last block of `blocks` goes (nil: nowhere).
+    let output: UnsafeMutablePointer<Float>?
 
     /// Where block `li`'s activations go.
     func layer(_ li: Int) -> LayerRecord {
-        LayerRecord(
-            res: ws.res[li].pointer, xn1: ws.xn1[li].pointer, q: ws.q[li].pointer, k: ws.k[li].pointer,
-            v: ws.v[li].pointer, att: ws.att[li].pointer, mid: ws.mid[li].pointer, xn2: ws.xn2[li].pointer,
-            gate: ws.gate[li].pointer, up: ws.up[li].pointer, post: ws.post[li].pointer,
-            stats1: NormStats(scale: ws.rms1[li].pointer, mean: ws.mean1[li].pointer),
-            stats2: NormStats(scale: ws.rms2[li].pointer, mean: ws.mean2[li].pointer), observer: observer)
+        let s = ws.slot(li)
+        return LayerRecord(
+            res: window.input(li), xn1: ws.xn1[s].pointer, q: ws.q[s].pointer, k: ws.k[s].pointer,
+            v: ws.v[s].pointer, att: ws.att[s].pointer, mid: ws.mid[s].pointer, xn2: ws.xn2[s].pointer,
+            gate: ws.gate[s].pointer, up: ws.up[s].pointer, post: ws.post[s].pointer,
+            stats1: NormStats(scale: ws.rms1[s].pointer, mean: ws.mean1[s].pointer),
+            stats2: NormStats(scale: ws.rms2[s].pointer, mean: ws.mean2[s].pointer), observer: observer)
     }
 }
 
@@ -132,42 +250,19 @@ public typealias LinearInputObserver = (
 ) -> Void
 
 extension DecoderModel {
-    /// The dense F32 weight of `kind` in block `layer`, as the backward pass needs it.
-    /// dX = dY W (or dX += dY W when `add`) for block `li`'s `kind` linear layer over `tokens` rows.
-    func blockInputGradient(
-        _ li: Int, _ kind: LinearKind, dY: UnsafePointer<Float>, lddy: Int, tokens: Int, rows: Int, columns: Int,
-        dX: UnsafeMutablePointer<Float>, lddx: Int, add: Bool = false
-    ) throws {
-        BackwardKernels.inputGradient(
-            dY: dY, lddy: lddy, m: tokens, weight: try denseF32(li, kind), rows: rows, columns: columns,
-            dX: dX, lddx: lddx, mode: add ? .add : .store, pool: pool)
-    }
-
-    func denseF32(_ layer: Int, _ kind: LinearKind) throws -> UnsafePointer<Float> {
-        let name = config.weightName(layer: layer, kind: kind) ?? "\(kind) of block \(layer)"
-        guard let op = layers[layer].op(kind) else {
-            throw ModelError.missingTensor(file: "(loaded model)", tensor: name)
-        }
-        return try Self.denseF32(op, name: name)
-    }
-
-    /// The weight of `op` when it is dense F32; throws naming `name` otherwise.
-    static func denseF32(_ op: LinearOperator, name: String) throws -> UnsafePointer<Float> {
-        guard let d = op as? DenseMatrix, d.tensor.dtype == .f32 else {
-            throw ModelError.unsupportedWeight(
-                file: "(loaded model)", tensor: name,
-                detail:
-                    "the backward pass needs dense F32 weights, this one is '\(op.kind)'; load the model with LoadOptions(weightDType: .f32)"
-            )
-        }
-        return UnsafePointer(d.tensor.data.assumingMemoryBound(to: Float.self))
-    }
-
-    /// Checks that the backward pass can run on this model: every linear weight and the LM head dense F32.
+    /// Checks that the backward pass can run on this model: every linear weight, project_out and the
+    /// LM head dense (F32, F16 or BF16, used as stored).
     public func checkTrainable() throws {
-        for l in 0..<layers.count { for kind in config.linearKinds { _ = try denseF32(l, kind) } }
-        if let po = projectOut { _ = try Self.denseF32(po, name: config.tensorPrefix + "project_out.weight") }
-        _ = try Self.denseF32(lmHead, name: config.lmHeadName)
+        for l in 0..<layers.count {
+            for kind in config.linearKinds {
+                guard let op = layers[l].op(kind) else {
+                    throw ModelError.missingTensor(file: "(loaded model)", tensor: weightName(l, kind))
+                }
+                try Self.checkDense(op, name: weightName(l, kind))
+            }
+        }
+        if let po = projectOut { try Self.checkDense(po, name: config.tensorPrefix + "project_out.weight") }
+        try Self.checkDense(lmHead, name: config.lmHeadName)
     }
 
     func validateWindow(_ tokens: [Int], _ ws: TrainingWorkspace) throws {
@@ -187,161 +282,60 @@ extension DecoderModel {
         }
     }
 
+    /// Runs `blocks` of window `w` through the inference forward with a recorder: from `input` (nil:
+    /// the embeddings) into `output`, the blocks' internals into their slots of `ws`.
+    func runRecorded(
+        _ w: WindowActivations, _ ws: TrainingWorkspace, blocks: Range<Int>, input: UnsafePointer<Float>?,
+        output: UnsafeMutablePointer<Float>?, logits: LogitsMode, observer: LinearInputObserver?
+    ) {
+        ws.cache.reset()
+        let iw = ws.inference
+        iw.segments.removeAll(keepingCapacity: true)
+        iw.segments.append(Segment(cache: ws.cache, start: 0, count: w.tokens.count))
+        run(
+            w.tokens[...], segments: iw.segments, ws: iw, logits: logits, logitsOut: ws.logits.pointer,
+            record: ForwardRecorder(
+                ws: ws, window: w, observer: observer, blocks: blocks, input: input, output: output))
+        for li in blocks { ws.slotOwner[ws.slot(li)] = (ObjectIdentifier(w), li) }
+        ws.lastWindow = ObjectIdentifier(w)
+    }
+
     /// Training forward over one window: the inference forward (`run`, so its logits are bit-identical
-    /// to `forward`'s) with every activation the backward pass needs kept in `ws`; `observer`, when
-    /// given, sees each linear layer's input. With `computeLogits`, the logits of every position land
-    /// in `ws.logits` ([tokens, vocab]).
+    /// to `forward`'s) with every block's input and the internals the backward pass needs kept in `ws`
+    /// (the last block's, or every block's when it `keepsAllBlocks`); `observer`, when given, sees each
+    /// linear layer's input. With `computeLogits`, the logits of every position land in `ws.logits`
+    /// ([tokens, vocab]).
     public func trainingForward(
         tokens: [Int], workspace ws: TrainingWorkspace, computeLogits: Bool = true,
         observer: LinearInputObserver? = nil
     ) throws {
         try validateWindow(tokens, ws)
-        ws.cache.reset()
-        let iw = ws.inference
-        iw.segments.removeAll(keepingCapacity: true)
-        iw.segments.append(Segment(cache: ws.cache, start: 0, count: tokens.count))
-        run(
-            tokens[...], segments: iw.segments, ws: iw, logits: computeLogits ? .all : .none,
-            logitsOut: ws.logits.pointer,
-            record: ForwardRecorder(ws: ws, observer: observer))
+        let w = ws.window
+        w.tokens = tokens
+        runRecorded(
+            w, ws, blocks: 0..<layers.count, input: nil, output: w.input(layers.count),
+            logits: computeLogits ? .all : .none, observer: observer)
     }
 
     /// Mean next-token cross-entropy of the window (positions 0..<T-1 predict tokens 1..<T, as Hugging
     /// Face's `model(x, labels=x).loss`), and its gradient through the whole model: each linear weight's
     /// gradient is handed to `sink` as dY and X (see `GradientSink`), block by block from the last, and
     /// never stored. Embeddings and norm weights get no gradient; the gradient with respect to the
-    /// embedding output is left in `ws.embeddingGradient`. Needs dense F32 weights (`checkTrainable`).
+    /// embedding output is left in `ws.embeddingGradient`. Weights are used as stored (F32, F16 or
+    /// BF16; `checkTrainable`). Unless `ws.keepsAllBlocks`, each block's internals are recomputed
+    /// from its saved input before its backward.
     @discardableResult
     public func lossAndBackward(tokens: [Int], workspace ws: TrainingWorkspace, sink: GradientSink?) throws -> Double {
         try checkTrainable()
         let clock0 = DispatchTime.now().uptimeNanoseconds
         try trainingForward(tokens: tokens, workspace: ws)
-        let c = config
-        let T = tokens.count, P = T - 1
-        let h = c.hiddenSize, hd = c.headDim, nh = c.numHeads, nkv = c.numKVHeads
-        let qd = nh * hd, kvd = nkv * hd, ffn = c.intermediateSize, V = c.vocabSize
-        let lm = try Self.denseF32(lmHead, name: c.lmHeadName)
-
-        // dL/dlogits = (softmax - onehot) / P in place, for the P predicting positions.
-        let logits = ws.logits.pointer
-        var losses = [Double](repeating: 0, count: P)
-        losses.withUnsafeMutableBufferPointer { lb in
-            let lp = lb.baseAddress!
-            pool.parallelFor(P, minBlock: 4) { r, _ in
-                for t in r {
-                    let row = logits + t * V
-                    let target = tokens[t + 1]
-                    let zt = row[target]
-                    let inv = 1 / Float(P)
-                    softcapGradient(row, V) {
-                        let lse = sq_softmax_scaled_f32(row, Int64(V), inv)
-                        lp[t] = Double(lse) - Double(zt)
-                        row[target] -= inv
-                    }
-                }
-            }
-        }
-        let loss = losses.reduce(0, +) / Double(P)
+        let w = ws.window
+        let loss = lossGradient(w, ws)
+        w.loss = loss
         let clock1 = DispatchTime.now().uptimeNanoseconds
-
-        // Through the LM head, project_out and the final norm.
-        let dxn = ws.dxn.pointer, dx = ws.dx.pointer, tmp = ws.tmp.pointer
-        if let po = projectOut {
-            let ew = c.embeddingWidth
-            let w = try Self.denseF32(po, name: c.tensorPrefix + "project_out.weight")
-            BackwardKernels.inputGradient(
-                dY: logits, lddy: V, m: P, weight: lm, rows: V, columns: ew, dX: ws.dProj.pointer, lddx: ew, pool: pool)
-            BackwardKernels.inputGradient(
-                dY: ws.dProj.pointer, lddy: ew, m: P, weight: w, rows: ew, columns: h, dX: dxn, lddx: h, pool: pool)
-        } else {
-            BackwardKernels.inputGradient(
-                dY: logits, lddy: V, m: P, weight: lm, rows: V, columns: h, dX: dxn, lddx: h, pool: pool)
-        }
-        for i in 0..<h { dxn[P * h + i] = 0 }
-        if let finalNorm {
-            dx.update(repeating: 0, count: T * h)
-            finalNorm.backward(
-                ws.res[layers.count].pointer, stats: NormStats(scale: ws.rmsF.pointer, mean: ws.meanF.pointer),
-                dxn, dx, rows: T, width: h, pool: pool)
-        } else {
-            dx.update(from: dxn, count: T * h)
-        }
-        let pre = c.preNorm
-
+        try headBackward(w, ws)
         for li in stride(from: layers.count - 1, through: 0, by: -1) {
-            let layer = layers[li]
-            let stats1 = NormStats(scale: ws.rms1[li].pointer, mean: ws.mean1[li].pointer)
-            let stats2 = NormStats(scale: ws.rms2[li].pointer, mean: ws.mean2[li].pointer)
-            // MLP: out = mid + down(act(...)) (pre-LN) or out = norm2(xn2 + down(act(...))) (post-LN).
-            // dOut: the gradient at the MLP's output (before the residual add).
-            let dOut: UnsafeMutablePointer<Float>
-            if pre {
-                dOut = dx
-            } else {
-                tmp.update(repeating: 0, count: T * h)
-                layer.mlpNorm.backward(ws.post[li].pointer, stats: stats2, dx, tmp, rows: T, width: h, pool: pool)
-                dOut = tmp
-            }
-            let g = ws.gate[li].pointer, u = ws.up[li].pointer, a = ws.act.pointer
-            let dg = ws.dg.pointer, du = ws.du.pointer, xn2 = ws.xn2[li].pointer
-            // The MLP's activation again (the forward keeps only its inputs).
-            switch layer.mlp {
-            case .gated: gatedActivation(g, u, a, T * ffn)
-            case let .plain(_, _, activation): activation.apply(u, a, T * ffn)
-            }
-            let dDown = postNormBackward(layer.postMLPNorm, ws, li, attention: false, dOut, T)
-            sink?.accept(layer: li, kind: .down, dY: dDown, lddy: h, x: a, ldx: ffn, tokens: T)
-            try blockInputGradient(li, .down, dY: dDown, lddy: h, tokens: T, rows: h, columns: ffn, dX: dg, lddx: ffn)
-            switch layer.mlp {
-            case .gated:
-                gatedBackward(g, u, dg, du, T * ffn)
-                sink?.accept(layer: li, kind: .gate, dY: dg, lddy: ffn, x: xn2, ldx: h, tokens: T)
-                sink?.accept(layer: li, kind: .up, dY: du, lddy: ffn, x: xn2, ldx: h, tokens: T)
-                try blockInputGradient(li, .gate, dY: dg, lddy: ffn, tokens: T, rows: ffn, columns: h, dX: dxn, lddx: h)
-                try blockInputGradient(
-                    li, .up, dY: du, lddy: ffn, tokens: T, rows: ffn, columns: h, dX: dxn, lddx: h, add: true)
-            case let .plain(_, _, activation):
-                activation.backward(u, dg, du, T * ffn)
-                sink?.accept(layer: li, kind: .up, dY: du, lddy: ffn, x: xn2, ldx: h, tokens: T)
-                try blockInputGradient(li, .up, dY: du, lddy: ffn, tokens: T, rows: ffn, columns: h, dX: dxn, lddx: h)
-            }
-            if pre {
-                layer.mlpNorm.backward(ws.mid[li].pointer, stats: stats2, dxn, dx, rows: T, width: h, pool: pool)
-            } else {
-                // d(xn2) = residual + MLP path; then through norm1 to d(mid).
-                for i in 0..<(T * h) { dxn[i] += tmp[i] }
-                dx.update(repeating: 0, count: T * h)
-                layer.attentionNorm.backward(ws.mid[li].pointer, stats: stats1, dxn, dx, rows: T, width: h, pool: pool)
-            }
-
-            // Attention: mid = x + o(attention(rope(q), rope(k), v)); dx holds d(mid).
-            let att = ws.att[li].pointer
-            let attnIn = pre ? ws.xn1[li].pointer : ws.res[li].pointer
-            let dO = postNormBackward(layer.postAttentionNorm, ws, li, attention: true, dx, T)
-            sink?.accept(layer: li, kind: .o, dY: dO, lddy: h, x: att, ldx: qd, tokens: T)
-            try blockInputGradient(
-                li, .o, dY: dO, lddy: h, tokens: T, rows: h, columns: qd, dX: ws.dAtt.pointer, lddx: qd)
-            attentionBackward(ws, li, T)
-            let dq = ws.dq.pointer, dk = ws.dk.pointer, dv = ws.dv.pointer
-            sink?.accept(layer: li, kind: .v, dY: dv, lddy: kvd, x: attnIn, ldx: h, tokens: T)
-            if usesRope {
-                let (cosT, sinT) = ropeTables(ws.inference, layer: li)
-                rope(dq, rows: T, heads: nh, cos: cosT, sin: sinT, inverse: true)
-                rope(dk, rows: T, heads: nkv, cos: cosT, sin: sinT, inverse: true)
-            }
-            headNormsBackward(ws, li, T)
-            sink?.accept(layer: li, kind: .q, dY: dq, lddy: qd, x: attnIn, ldx: h, tokens: T)
-            sink?.accept(layer: li, kind: .k, dY: dk, lddy: kvd, x: attnIn, ldx: h, tokens: T)
-            try blockInputGradient(li, .q, dY: dq, lddy: qd, tokens: T, rows: qd, columns: h, dX: dxn, lddx: h)
-            try blockInputGradient(
-                li, .k, dY: dk, lddy: kvd, tokens: T, rows: kvd, columns: h, dX: dxn, lddx: h, add: true)
-            try blockInputGradient(
-                li, .v, dY: dv, lddy: kvd, tokens: T, rows: kvd, columns: h, dX: dxn, lddx: h, add: true)
-            if pre {
-                layer.attentionNorm.backward(ws.res[li].pointer, stats: stats1, dxn, dx, rows: T, width: h, pool: pool)
-            } else {
-                for i in 0..<(T * h) { dx[i] += dxn[i] }
-            }
+            try backwardBlock(li, window: w, workspace: ws, sink: sink)
         }
         ws.lastForwardSeconds = Double(clock1 - clock0) / 1e9
         ws.lastBackwardSeconds = Double(DispatchTime.now().uptimeNanoseconds - clock1) / 1e9
@@ -361,103 +355,88 @@ extension DecoderModel {
         return s / Double(P)
     }
 
-    // MARK: - Pieces
+    // MARK: - Block by block
 
-    /// Scaled, masked (causal, sliding window) and softmaxed scores of queries [t0, t0+m) of `head`
-    /// against keys [0, S) into `p` [m, S].
-    func attentionProbabilities(
-        _ ws: TrainingWorkspace, _ li: Int, head: Int, t0: Int, m: Int, S: Int,
-        _ p: UnsafeMutablePointer<Float>
-    ) {
-        let c = config
-        let hd = c.headDim, qd = c.numHeads * hd, kvd = c.numKVHeads * hd
-        let kvh = head / (c.numHeads / c.numKVHeads)
-        let scale = attentionScale
-        let cap = c.attentionSoftcap.map(Float.init)
-        sq_gemm_f32(
-            ws.q[li].pointer + t0 * qd + head * hd, Int64(qd), ws.k[li].pointer + kvh * hd, Int64(kvd),
-            p, Int64(S), Int64(m), Int64(hd), 0, Int64(S))
-        let window = layers[li].attention.window
-        for i in 0..<m {
-            let row = p + i * S
-            let pos = t0 + i
-            let lo = window.map { max(0, pos - $0 + 1) } ?? 0
-            if let cap {
-                for j in 0..<S { row[j] = (j > pos || j < lo) ? -Float.infinity : cap * tanhf(row[j] * scale / cap) }
-            } else {
-                for j in 0..<S { row[j] = (j > pos || j < lo) ? -Float.infinity : row[j] * scale }
-            }
-            _ = sq_softmax_f32(row, Int64(S))
+    // A pass over many windows goes block by block: `embed` each window, then `forwardBlock` 0,
+    // 1, ... for every window (each block's weights are read once per pass, and its pages can be
+    // dropped after it: `releasePages(block:)`), `headLossAndBackward` for every window, then
+    // `backwardBlock` from the last block down for every window. Only the windows' block inputs
+    // and gradients (`WindowActivations`) live across blocks.
+
+    /// Starts window `w`: checks its tokens and writes its embeddings (block 0's input).
+    public func embed(_ w: WindowActivations, workspace ws: TrainingWorkspace) throws {
+        try validateWindow(w.tokens, ws)
+        guard w.tokens.count <= w.maxTokens else {
+            throw ModelError.invalidArgument(
+                "window of \(w.tokens.count) tokens exceeds its buffers (\(w.maxTokens))")
         }
+        runRecorded(w, ws, blocks: 0..<0, input: nil, output: w.input(0), logits: .none, observer: nil)
     }
 
-    /// From dAtt (gradient of the attention output) to dq, dk (after RoPE) and dv.
-    func attentionBackward(_ ws: TrainingWorkspace, _ li: Int, _ T: Int) {
-        let c = config
-        let hd = c.headDim, nh = c.numHeads, nkv = c.numKVHeads, qd = nh * hd, kvd = nkv * hd, group = nh / nkv
-        let qb = TrainingWorkspace.queryBlock
-        let nBlocks = (T + qb - 1) / qb
-        let scale = attentionScale
-        let cap = c.attentionSoftcap.map(Float.init)
-        ws.ensureAttentionScratch(threads: pool.threadCount)
-        let q = ws.q[li].pointer, k = ws.k[li].pointer, v = ws.v[li].pointer
-        let dAtt = ws.dAtt.pointer, dq = ws.dq.pointer, dKh = ws.dKh.pointer, dVh = ws.dVh.pointer
-        let maxT = ws.maxTokens
-        pool.run(tasks: nh) { head, thread in
-            let kvh = head / group
-            let dKp = dKh + head * maxT * hd, dVp = dVh + head * maxT * hd
-            dKp.update(repeating: 0, count: T * hd)
-            dVp.update(repeating: 0, count: T * hd)
-            let p = ws.attScratch[thread].pointer, dp = p + qb * maxT, z = dp + qb * maxT
-            for blk in 0..<nBlocks {
-                let t0 = blk * qb, t1 = min(T, t0 + qb), m = t1 - t0, S = t1
-                self.attentionProbabilities(ws, li, head: head, t0: t0, m: m, S: S, p)
-                let dO = dAtt + t0 * qd + head * hd
-                // dP = dO V^T
-                sq_gemm_f32(dO, Int64(qd), v + kvh * hd, Int64(kvd), dp, Int64(S), Int64(m), Int64(hd), 0, Int64(S))
-                // dS = P (dP - rowsum(P dP)) * scale, times the soft-cap's derivative 1 - tanh^2.
-                if let cap {
-                    sq_gemm_f32(
-                        q + t0 * qd + head * hd, Int64(qd), k + kvh * hd, Int64(kvd), z, Int64(S), Int64(m), Int64(hd),
-                        0, Int64(S))
-                }
-                for i in 0..<m {
-                    let pr = p + i * S, dr = dp + i * S, zr = z + i * S
-                    let d = sq_dot_f32(pr, dr, Int64(S))
-                    if let cap {
-                        for j in 0..<S {
-                            let th = tanhf(zr[j] * scale / cap)
-                            dr[j] = pr[j] * (dr[j] - d) * scale * (1 - th * th)
-                        }
-                    } else {
-                        for j in 0..<S { dr[j] = pr[j] * (dr[j] - d) * scale }
-                    }
-                }
-                // dQ = dS K ; dK += dS^T Q ; dV += P^T dO
-                BackwardKernels.gemm(
-                    dp, sai: S, sap: 1, k + kvh * hd, ldb: kvd, dq + t0 * qd + head * hd, ldo: qd,
-                    m: m, k: S, n: hd, mode: .store, pool: nil)
-                BackwardKernels.gemm(
-                    dp, sai: 1, sap: S, q + t0 * qd + head * hd, ldb: qd, dKp, ldo: hd,
-                    m: S, k: m, n: hd, mode: .add, pool: nil)
-                BackwardKernels.gemm(
-                    p, sai: 1, sap: S, dO, ldb: qd, dVp, ldo: hd,
-                    m: S, k: m, n: hd, mode: .add, pool: nil)
-            }
+    /// Block `li` of window `w`: from its saved input to the next block's input, its internals
+    /// recorded in `ws`; `observer` sees each linear layer's input.
+    public func forwardBlock(
+        _ li: Int, window w: WindowActivations, workspace ws: TrainingWorkspace, observer: LinearInputObserver? = nil
+    ) {
+        runRecorded(
+            w, ws, blocks: li..<(li + 1), input: w.input(li), output: w.input(li + 1), logits: .none,
+            observer: observer)
+    }
+
+    /// After the last block: window `w`'s logits, loss (returned, and kept in `w.loss`) and the
+    /// gradient at the last block's output (in `w`).
+    @discardableResult
+    public func headLossAndBackward(window w: WindowActivations, workspace ws: TrainingWorkspace) throws -> Double {
+        guard w.keepsBlockInputs else {
+            throw ModelError.invalidArgument("the window was made for a forward-only pass (backward: false)")
         }
-        // Sum the heads of each group into dk, dv.
-        let dk = ws.dk.pointer, dv = ws.dv.pointer
-        pool.parallelFor(T, minBlock: 16) { r, _ in
-            for t in r {
-                for g in 0..<nkv {
-                    let ok = dk + t * kvd + g * hd, ov = dv + t * kvd + g * hd
-                    for d in 0..<hd { ok[d] = 0; ov[d] = 0 }
-                    for hh in (g * group)..<((g + 1) * group) {
-                        let sk = dKh + hh * maxT * hd + t * hd, sv = dVh + hh * maxT * hd + t * hd
-                        for d in 0..<hd { ok[d] += sk[d]; ov[d] += sv[d] }
+        let L = layers.count
+        runRecorded(w, ws, blocks: L..<L, input: w.input(L), output: nil, logits: .all, observer: nil)
+        let loss = lossGradient(w, ws)
+        w.loss = loss
+        try headBackward(w, ws)
+        return loss
+    }
+
+    /// The backward of block `li` of window `w`: the gradient at its output (in `w`) becomes the
+    /// gradient at its input, and each of its linear weights' gradient goes to `sink`. Its internals
+    /// are recomputed from its saved input first unless `ws` holds them.
+    public func backwardBlock(
+        _ li: Int, window w: WindowActivations, workspace ws: TrainingWorkspace, sink: GradientSink?
+    ) throws {
+        guard w.keepsBlockInputs else {
+            throw ModelError.invalidArgument("the window was made for a forward-only pass (backward: false)")
+        }
+        if !ws.holds(w, li) {
+            runRecorded(
+                w, ws, blocks: li..<(li + 1), input: w.input(li), output: nil, logits: .none, observer: nil)
+        }
+        try blockBackward(li, w, ws, sink)
+    }
+
+    /// dL/dlogits = (softmax - onehot) / P in place of the logits, for the P = T - 1 predicting
+    /// positions; returns the mean loss.
+    func lossGradient(_ w: WindowActivations, _ ws: TrainingWorkspace) -> Double {
+        let tokens = w.tokens
+        let T = tokens.count, P = T - 1, V = config.vocabSize
+        let logits = ws.logits.pointer
+        var losses = [Double](repeating: 0, count: P)
+        losses.withUnsafeMutableBufferPointer { lb in
+            let lp = lb.baseAddress!
+            pool.parallelFor(P, minBlock: 4) { r, _ in
+                for t in r {
+                    let row = logits + t * V
+                    let target = tokens[t + 1]
+                    let zt = row[target]
+                    let inv = 1 / Float(P)
+                    softcapGradient(row, V) {
+                        let lse = sq_softmax_scaled_f32(row, Int64(V), inv)
+                        lp[t] = Double(lse) - Double(zt)
+                        row[target] -= inv
                     }
                 }
             }
         }
+        return losses.reduce(0, +) / Double(P)
     }
 }

@@ -4,22 +4,23 @@ import SqueezeCore
 import SqueezeKernels
 
 /// Activations of the family-specific pieces of a block that the backward pass needs, kept by the
-/// training forward (buffers of one element for the pieces a family does not have).
+/// training forward per slot of `TrainingWorkspace` (`slot(li)`: every block's, or one block's at a
+/// time), with buffers of one element for the pieces a family does not have.
 struct FamilyRecordBuffers {
-    /// Queries and keys before their per-head norms (Qwen3, Gemma 3), per layer [tokens, qd] and
+    /// Queries and keys before their per-head norms (Qwen3, Gemma 3), per slot [tokens, qd] and
     /// [tokens, kvd].
     let qRaw, kRaw: [AlignedBuffer<Float>]
-    /// 1/rms of each (token, head) row of those norms, per layer.
+    /// 1/rms of each (token, head) row of those norms, per slot.
     let qScale, kScale: [AlignedBuffer<Float>]
-    /// The attention and MLP outputs before Gemma's norms after them, per layer [tokens, hidden], and
+    /// The attention and MLP outputs before Gemma's norms after them, per slot [tokens, hidden], and
     /// those norms' 1/rms per token.
     let attnOut, mlpOut, attnOutScale, mlpOutScale: [AlignedBuffer<Float>]
     /// The mean slot of `NormStats`, never written by an RMSNorm.
     let noMean: AlignedBuffer<Float>
 
-    init(config c: ModelConfig, tokens T: Int) {
+    init(config c: ModelConfig, tokens T: Int, slots: Int) {
         func bufs(_ n: Int, _ on: Bool) -> [AlignedBuffer<Float>] {
-            (0..<c.numLayers).map { _ in AlignedBuffer<Float>(count: on ? n : 1) }
+            (0..<slots).map { _ in AlignedBuffer<Float>(count: on ? n : 1) }
         }
         let hd = c.headDim
         qRaw = bufs(T * c.numHeads * hd, c.qkNorm)
@@ -33,10 +34,10 @@ struct FamilyRecordBuffers {
         noMean = AlignedBuffer(count: 1)
     }
 
-    func qStats(_ li: Int) -> NormStats { NormStats(scale: qScale[li].pointer, mean: noMean.pointer) }
-    func kStats(_ li: Int) -> NormStats { NormStats(scale: kScale[li].pointer, mean: noMean.pointer) }
-    func postAttnStats(_ li: Int) -> NormStats { NormStats(scale: attnOutScale[li].pointer, mean: noMean.pointer) }
-    func postMLPStats(_ li: Int) -> NormStats { NormStats(scale: mlpOutScale[li].pointer, mean: noMean.pointer) }
+    func qStats(_ s: Int) -> NormStats { NormStats(scale: qScale[s].pointer, mean: noMean.pointer) }
+    func kStats(_ s: Int) -> NormStats { NormStats(scale: kScale[s].pointer, mean: noMean.pointer) }
+    func postAttnStats(_ s: Int) -> NormStats { NormStats(scale: attnOutScale[s].pointer, mean: noMean.pointer) }
+    func postMLPStats(_ s: Int) -> NormStats { NormStats(scale: mlpOutScale[s].pointer, mean: noMean.pointer) }
 
     /// Bytes held.
     var byteCount: Int {
@@ -45,6 +46,14 @@ struct FamilyRecordBuffers {
                 $0 + $1.count
             } + 1)
     }
+
+    /// Bytes the buffers for `slots` slots of windows of `tokens` tokens of a model of `config` hold.
+    static func byteCount(config c: ModelConfig, tokens T: Int, slots: Int) -> Int {
+        let hd = c.headDim
+        let qk = c.qkNorm ? T * (c.numHeads * hd + c.numKVHeads * hd + c.numHeads + c.numKVHeads) : 4
+        let sandwich = c.sandwichNorms ? 2 * T * (c.hiddenSize + 1) : 4
+        return 4 * (slots * (qk + sandwich) + 1)
+    }
 }
 
 extension DecoderModel {
@@ -52,14 +61,14 @@ extension DecoderModel {
     /// training forward keeps their inputs and statistics.
     func headNorms(_ a: Attention, _ li: Int, _ T: Int, _ ws: Workspace, record: ForwardRecorder?) {
         let hd = config.headDim, nh = config.numHeads, nkv = config.numKVHeads
-        let fr = record?.ws.family
+        let fr = record?.ws.family, s = record?.ws.slot(li) ?? 0
         if let qn = a.qNorm {
-            fr?.qRaw[li].pointer.update(from: ws.q.pointer, count: T * nh * hd)
-            qn.apply(ws.q.pointer, ws.q.pointer, rows: T * nh, width: hd, stats: fr?.qStats(li))
+            fr?.qRaw[s].pointer.update(from: ws.q.pointer, count: T * nh * hd)
+            qn.apply(ws.q.pointer, ws.q.pointer, rows: T * nh, width: hd, stats: fr?.qStats(s))
         }
         if let kn = a.kNorm {
-            fr?.kRaw[li].pointer.update(from: ws.k.pointer, count: T * nkv * hd)
-            kn.apply(ws.k.pointer, ws.k.pointer, rows: T * nkv, width: hd, stats: fr?.kStats(li))
+            fr?.kRaw[s].pointer.update(from: ws.k.pointer, count: T * nkv * hd)
+            kn.apply(ws.k.pointer, ws.k.pointer, rows: T * nkv, width: hd, stats: fr?.kStats(s))
         }
     }
 
@@ -68,18 +77,18 @@ extension DecoderModel {
     func headNormsBackward(_ ws: TrainingWorkspace, _ li: Int, _ T: Int) {
         let a = layers[li].attention
         let hd = config.headDim, nh = config.numHeads, nkv = config.numKVHeads
-        let fr = ws.family, tmp = ws.tmp.pointer
+        let fr = ws.family, tmp = ws.tmp.pointer, s = ws.slot(li)
         // Norm.backward accumulates into its output: a zeroed scratch, then copied back.
         if let qn = a.qNorm {
             tmp.update(repeating: 0, count: T * nh * hd)
             qn.backward(
-                fr.qRaw[li].pointer, stats: fr.qStats(li), ws.dq.pointer, tmp, rows: T * nh, width: hd, pool: pool)
+                fr.qRaw[s].pointer, stats: fr.qStats(s), ws.dq.pointer, tmp, rows: T * nh, width: hd, pool: pool)
             ws.dq.pointer.update(from: tmp, count: T * nh * hd)
         }
         if let kn = a.kNorm {
             tmp.update(repeating: 0, count: T * nkv * hd)
             kn.backward(
-                fr.kRaw[li].pointer, stats: fr.kStats(li), ws.dk.pointer, tmp, rows: T * nkv, width: hd, pool: pool)
+                fr.kRaw[s].pointer, stats: fr.kStats(s), ws.dk.pointer, tmp, rows: T * nkv, width: hd, pool: pool)
             ws.dk.pointer.update(from: tmp, count: T * nkv * hd)
         }
     }
@@ -92,11 +101,11 @@ extension DecoderModel {
         _ norm: Norm?, _ ws: TrainingWorkspace, _ li: Int, attention: Bool, _ dy: UnsafeMutablePointer<Float>, _ T: Int
     ) -> UnsafeMutablePointer<Float> {
         guard let norm else { return dy }
-        let h = config.hiddenSize, fr = ws.family, out = ws.tmp.pointer
+        let h = config.hiddenSize, fr = ws.family, out = ws.tmp.pointer, s = ws.slot(li)
         out.update(repeating: 0, count: T * h)
         norm.backward(
-            (attention ? fr.attnOut : fr.mlpOut)[li].pointer,
-            stats: attention ? fr.postAttnStats(li) : fr.postMLPStats(li), dy, out, rows: T, width: h, pool: pool)
+            (attention ? fr.attnOut : fr.mlpOut)[s].pointer,
+            stats: attention ? fr.postAttnStats(s) : fr.postMLPStats(s), dy, out, rows: T, width: h, pool: pool)
         return out
     }
 

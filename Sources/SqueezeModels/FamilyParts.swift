@@ -49,10 +49,10 @@ extension DecoderModel {
         record: ForwardRecorder?
     ) {
         let h = config.hiddenSize
-        let fr = record?.ws.family
+        let fr = record?.ws.family, s = record?.ws.slot(li) ?? 0
         if let fr {
-            (attention ? fr.attnOut : fr.mlpOut)[li].pointer.update(from: y, count: T * h)
+            (attention ? fr.attnOut : fr.mlpOut)[s].pointer.update(from: y, count: T * h)
         }
-        norm.apply(y, y, rows: T, width: h, stats: fr.map { attention ? $0.postAttnStats(li) : $0.postMLPStats(li) })
+        norm.apply(y, y, rows: T, width: h, stats: fr.map { attention ? $0.postAttnStats(s) : $0.postMLPStats(s) })
     }
 }

@@ -331,10 +331,12 @@ extension DecoderModel {
                 }
             }
         }
+        // A block-by-block pass starts from a saved block input instead of the embeddings.
+        if let input = record?.input { x.update(from: input, count: T * h) }
         ws.ensureScores(context: maxContext, threads: pool.threadCount, headDim: c.headDim)
         let rope = usesRope, pre = c.preNorm
 
-        for (li, layer) in layers.enumerated() {
+        for (li, layer) in layers.enumerated() where record?.blocks.contains(li) ?? true {
             let (cosT, sinT) = ropeTables(ws, layer: li)
             let rec = record.map { $0.layer(li) }
             rec?.res.update(from: x, count: T * h)
@@ -422,7 +424,7 @@ extension DecoderModel {
             }
         }
         for seg in segments { seg.cache.length += seg.count }
-        if let record { record.ws.res[layers.count].pointer.update(from: x, count: T * h) }
+        record?.output?.update(from: x, count: T * h)
 
         switch mode {
         case .none: break

@@ -47,6 +47,9 @@ public struct QuantizeOptions: Sendable {
     public var sensitivityLabel: String?
     /// Largest shard of model.safetensors before splitting.
     public var maxShardBytes = 4 << 30
+    /// Quantize only these blocks (0-based, inclusive) into a partial directory that
+    /// `PartialQuantization.merge` assembles with the other ranges' (nil: the whole model).
+    public var layers: ClosedRange<Int>?
     public var threads: Int?
 
     public init() {}
@@ -138,10 +141,21 @@ public enum ModelQuantizer {
         let sens =
             try options.sensitivity == .none ? nil : PipelineSensitivity(source: options.sensitivity, config: config)
 
-        // The tensors to quantize, in file order of the model.
+        // The tensors to quantize, in file order of the model (a partial run: its blocks' only, the
+        // head with the last block, the plain tensors with block 0).
         var linear: [String] = []
-        linear = config.allLinearTensors.map(\.prefix)
-        if options.quantizeHead { linear.append("lm_head") }
+        if let r = options.layers {
+            guard r.lowerBound >= 0, r.upperBound < config.numLayers else {
+                throw QuantizePipelineError.badOption(
+                    "--layers \(r.lowerBound)-\(r.upperBound) is outside the model's blocks 0-\(config.numLayers - 1)")
+            }
+            linear = r.flatMap { config.linearTensors(layer: $0).map(\.prefix) }
+            if options.quantizeHead && r.upperBound == config.numLayers - 1 { linear.append("lm_head") }
+        } else {
+            linear = config.allLinearTensors.map(\.prefix)
+            if options.quantizeHead { linear.append("lm_head") }
+        }
+        let withPlain = options.layers.map { $0.lowerBound == 0 } ?? true
         if let s = sens { try s.check() }
 
         // Pass 1: the sparse split of every tensor (its size must be known to write the header).
@@ -165,12 +179,15 @@ public enum ModelQuantizer {
         let k = 1 << options.bits
         var entries: [SafeTensorsWriter.Entry] = []
         var plainNames: [String] = []
-        let linearSet = Set(linear.map { $0 + ".weight" })
-        for n in input.tensorNames where !linearSet.contains(n) {
-            if n == "lm_head.weight" && options.quantizeHead { continue }
+        var plainEntries: [SafeTensorsWriter.Entry] = []
+        let linearSet = Set((config.allLinearTensors.map(\.prefix) + ["lm_head"]).map { $0 + ".weight" })
+        for n in input.tensorNames where !linearSet.contains(n) || n == "lm_head.weight" && !options.quantizeHead {
             let info = try input.plainInfo(n, fallback: options.fallbackDType)
-            entries.append(.init(name: n, dtype: info.dtype, shape: info.shape))
-            plainNames.append(n)
+            plainEntries.append(.init(name: n, dtype: info.dtype, shape: info.shape))
+        }
+        if withPlain {
+            entries = plainEntries
+            plainNames = plainEntries.map(\.name)
         }
         if options.quantizeHead && config.tieWordEmbeddings && !input.contains("lm_head.weight") {
             // The head is tied: quantizing it unties it from the embeddings (which stay as they are).
@@ -211,8 +228,10 @@ public enum ModelQuantizer {
             "format": "pt", "quant_method": "squeezellm", "wbits": "\(options.bits)",
             "tool": "squeeze \(squeezeVersion)",
         ]
+        // A partial directory holds its tensors in one file; the merge shards them as one run would.
         let writer = try ShardedSafeTensorsWriter(
-            directory: tmp, entries: entries, metadata: meta, maxShardBytes: options.maxShardBytes)
+            directory: tmp, entries: entries, metadata: meta,
+            maxShardBytes: options.layers == nil ? options.maxShardBytes : Int.max)
 
         var reports: [TensorReport] = []
         var quantBytes = 0, quantWeights = 0
@@ -300,6 +319,13 @@ public enum ModelQuantizer {
         cfg["quantization_config"] = qc
         try dir.writeJSON(cfg, to: "config.json")
         try input.writeTokenizerAndGeneration(to: tmp, config: config)
+        if let r = options.layers {
+            try dir.writeJSON(
+                PartialQuantization.description(
+                    layers: r, numLayers: config.numLayers, model: path, config: config, metadata: meta,
+                    maxShardBytes: options.maxShardBytes, plainEntries: plainEntries, entries: entries),
+                to: PartialQuantization.descriptionFile)
+        }
 
         let outBytes = directorySize(tmp)
         try dir.commit()

@@ -43,7 +43,8 @@ func expectRejected<C: ParsableCommand>(
         let names = SqueezeCommand.configuration.subcommands.compactMap { $0.configuration.commandName }
         #expect(
             Set(names) == [
-                "demo", "generate", "perplexity", "compare", "quantize", "sensitivity", "dequantize", "tokenize",
+                "demo", "generate", "perplexity", "compare", "quantize", "merge", "sensitivity", "dequantize",
+                "tokenize",
                 "inspect", "convert", "export", "serve", "bench", "bench-kernels", "bench-kmeans",
             ])
     }
@@ -221,6 +222,57 @@ func expectRejected<C: ParsableCommand>(
 }
 
 @Suite struct SensitivityParsingTests {
+    /// `squeeze sensitivity ARGS` (the default subcommand, compute).
+    func parse(_ type: SensitivityCommand.Type, _ args: [String]) throws -> SensitivityCommand {
+        try #require(try SqueezeCommand.parseAsRoot(["sensitivity"] + args) as? SensitivityCommand)
+    }
+
+    func expectRejected(
+        _ type: SensitivityCommand.Type, _ args: [String], _ parts: String...,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        do {
+            _ = try SqueezeCommand.parseAsRoot(["sensitivity"] + args)
+            Issue.record("\(args) parsed but should be rejected", sourceLocation: sourceLocation)
+        } catch {
+            let message = SqueezeCommand.message(for: error)
+            for p in parts {
+                #expect(message.contains(p), "message '\(message)' lacks '\(p)'", sourceLocation: sourceLocation)
+            }
+        }
+    }
+
+    @Test func shardsAndMerge() throws {
+        let c = try parse(SensitivityCommand.self, ["--calibration", "c", "--output", "o", "--shard", "2/4"])
+        #expect(c.shard == ShardSpec(argument: "2/4") && c.shard?.index == 2 && c.shard?.count == 4)
+        #expect(try parse(SensitivityCommand.self, ["compute", "--calibration", "c", "--output", "o"]).shard == nil)
+        let base = ["--calibration", "c", "--output", "o"]
+        expectRejected(SensitivityCommand.self, base + ["--shard", "4/4"], "--shard")
+        expectRejected(SensitivityCommand.self, base + ["--shard", "1"], "--shard")
+        let m = try #require(
+            try SqueezeCommand.parseAsRoot(["sensitivity", "merge", "a", "b", "--output", "o"])
+                as? SensitivityMergeCommand)
+        #expect(m.shards == ["a", "b"] && m.output == "o")
+        #expect(throws: (any Error).self) { try SqueezeCommand.parseAsRoot(["sensitivity", "merge", "--output", "o"]) }
+    }
+
+    @Test func quantizeLayersAndMerge() throws {
+        let q = try #require(
+            try SqueezeCommand.parseAsRoot(["quantize", "--model", "m", "--output", "o", "--layers", "3-7"])
+                as? QuantizeCommand)
+        #expect(q.options.layers == 3...7)
+        let one = try #require(
+            try SqueezeCommand.parseAsRoot(["quantize", "--model", "m", "--output", "o", "--layers", "5"])
+                as? QuantizeCommand)
+        #expect(one.options.layers == 5...5)
+        for bad in ["7-3", "a-b", "-1", "1-2-3"] {
+            #expect(throws: (any Error).self) {
+                try SqueezeCommand.parseAsRoot(["quantize", "--model", "m", "--output", "o", "--layers", bad])
+            }
+        }
+        let m = try #require(try SqueezeCommand.parseAsRoot(["merge", "p1", "p0", "--output", "o"]) as? MergeCommand)
+        #expect(m.partials == ["p1", "p0"] && m.output == "o")
+    }
     @Test func values() throws {
         let d = try parse(SensitivityCommand.self, ["--calibration", "c", "--output", "o"])
         #expect(d.samples.value == 100 && d.seqlen.value == 512 && d.seed == 0 && d.mode == .fisher && d.dtype == .f32)

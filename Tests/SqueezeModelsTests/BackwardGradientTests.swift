@@ -289,15 +289,42 @@ import Testing
         #expect(e?.description.contains("64") == true)
     }
 
-    @Test func nonF32WeightsAreRefusedByName() throws {
+    /// BF16 weights are used as stored (converted panel by panel inside the backward's products):
+    /// the gradients equal those of the same values held as F32 (the BF16-rounded weights widened),
+    /// within 1e-4 of each tensor's largest entry. A weight the backward cannot read (a Q8 head) is
+    /// refused by name.
+    @Test func bf16WeightsRunAndQuantizedOnesAreRefusedByName() throws {
         let c = Self.tinyConfig(window: nil)
-        let model = try DecoderModel(
-            config: c, source: Self.makeSource(c, layout: .halves, bias: false, seed: 1),
-            options: LoadOptions(weightDType: .bf16))
-        let ws = TrainingWorkspace(model: model, maxTokens: 8)
-        let e = #expect(throws: ModelError.self) {
-            try model.lossAndBackward(tokens: [1, 2, 3], workspace: ws, sink: nil)
+        let src = Self.makeSource(c, layout: .halves, bias: false, seed: 1)
+        // Values representable in BF16, so that both models hold the same weights.
+        let rounded = OwnedSource(layout: .halves)
+        for (name, (b, shape)) in src.buffers {
+            let t = try Tensor.owning(b, name: name, dtype: .f32, shape: shape).converted(to: .bf16)
+            rounded.buffers[name] = (AlignedBuffer(t.toFloatArray()), shape)
         }
-        #expect(e?.description.contains("model.layers.0.self_attn.q_proj.weight") == true)
+        let bf16 = try DecoderModel(config: c, source: rounded, options: LoadOptions(weightDType: .bf16))
+        #expect(bf16.layers.allSatisfy { $0.linears.allSatisfy { $0.1.kind == "bf16" } })
+        let f32 = try DecoderModel(config: c, source: rounded)
+        let tokens = [1, 2, 3, 7, 11, 4]
+        let a = GradientStore(model: bf16), b = GradientStore(model: f32)
+        let la = try bf16.lossAndBackward(
+            tokens: tokens, workspace: TrainingWorkspace(model: bf16, maxTokens: 8), sink: a)
+        let lb = try f32.lossAndBackward(
+            tokens: tokens, workspace: TrainingWorkspace(model: f32, maxTokens: 8), sink: b)
+        #expect(abs(la - lb) <= 1e-5 * lb)
+        #expect(a.grads.count == 14)
+        for (name, g) in b.grads {
+            let top = g.map { abs($0) }.max()!
+            let got = try #require(a.grads[name])
+            #expect(zip(got, g).allSatisfy { abs($0 - $1) <= 1e-4 * top }, "\(name)")
+        }
+        let q8 = try DecoderModel(
+            config: c, source: Self.makeSource(c, layout: .halves, bias: false, seed: 1),
+            options: LoadOptions(head: .q8))
+        let ws = TrainingWorkspace(model: q8, maxTokens: 8)
+        let e = #expect(throws: ModelError.self) {
+            try q8.lossAndBackward(tokens: [1, 2, 3], workspace: ws, sink: nil)
+        }
+        #expect(e?.description.contains("lm_head.weight") == true)
     }
 }

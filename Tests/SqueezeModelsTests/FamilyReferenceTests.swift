@@ -219,10 +219,11 @@ struct FamilyReferenceTests {
     }
 
     /// The squared gradient of every linear weight (in the checkpoint's name and orientation: GPT-2's
-    /// c_attn is q, k and v stacked, Conv1D weights [in, out]) against torch's autograd. Tolerance:
-    /// 1e-3 of each tensor's largest value plus an elementwise 1e-2 relative bound on the total.
-    @Test(arguments: familyNames)
-    func squaredGradientsMatchTransformers(_ family: String) throws {
+    /// c_attn is q, k and v stacked, Conv1D weights [in, out]) against torch's autograd, through each
+    /// way of driving the backward. Tolerance: 1e-3 of each tensor's largest value plus an elementwise
+    /// 1e-2 relative bound on the total.
+    @Test(arguments: familyNames, BackwardPath.allCases)
+    func squaredGradientsMatchTransformers(_ family: String, path: BackwardPath) throws {
         let fx = try FamilyFixture(family)
         let model = try ModelLoader.load(path: fx.dir, options: LoadOptions(weightDType: .f32))
         let c = model.config
@@ -258,16 +259,15 @@ struct FamilyReferenceTests {
             }
         }
         let sink = Collect(model)
-        let ws = TrainingWorkspace(model: model, maxTokens: fx.ids.count)
-        let loss = try model.lossAndBackward(tokens: fx.ids, workspace: ws, sink: sink)
-        #expect(abs(loss - fx.loss) <= 1e-4 * max(1, abs(fx.loss)), "\(family): loss \(loss) vs \(fx.loss)")
+        let loss = try path.lossAndBackward(model, tokens: fx.ids, sink: sink)
+        #expect(abs(loss - fx.loss) <= 1e-4 * max(1, abs(fx.loss)), "\(family) \(path): loss \(loss) vs \(fx.loss)")
         let expected = fx.reference.tensorNames.filter { $0.hasPrefix("sqgrad.") }
         #expect(expected.count == c.allLinearTensors.count)
         #expect(Set(sink.grads.keys) == Set(expected.map { String($0.dropFirst("sqgrad.".count)) }))
         var worstRelative: Float = 0
         defer {
             print(
-                "\(family) gradients: loss \(loss) vs \(fx.loss); max |difference| / tensor's largest value \(worstRelative)"
+                "\(family) \(path) gradients: loss \(loss) vs \(fx.loss); max |difference| / tensor's largest value \(worstRelative)"
             )
         }
         for refName in expected {
@@ -280,7 +280,7 @@ struct FamilyReferenceTests {
             var worst: Float = 0
             for i in 0..<min(got.count, w.count) { worst = max(worst, abs(got[i] - w[i])) }
             #expect(top > 0, "\(name): the reference gradient is zero")
-            #expect(worst <= 1e-3 * top, "\(family) \(name): max |difference| \(worst), largest value \(top)")
+            #expect(worst <= 1e-3 * top, "\(family) \(path) \(name): max |difference| \(worst), largest value \(top)")
             if top > 0 { worstRelative = max(worstRelative, worst / top) }
             let sg = got.reduce(0, +), sw = w.reduce(0, +)
             #expect(abs(sg - sw) <= 1e-2 * sw, "\(family) \(name): sums \(sg) vs \(sw)")

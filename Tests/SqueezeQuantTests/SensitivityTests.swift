@@ -298,15 +298,15 @@ enum TinyModel {
             tensors: [Tensor.f32(name: "x", shape: [1], values: [0])], to: d + "/model.safetensors")
         let e3 = #expect(throws: ModelError.self) { try Sensitivity.loadModel(path: d) }
         #expect(e3?.description.contains("unsupported model architecture 'gpt_neox'") == true)
-        // A quantized or half-precision model cannot be differentiated: named error.
-        let half = try DecoderModel(
-            config: TinyModel.config, source: TinyModel.source(layout: .halves), options: LoadOptions(weightDType: .f16)
+        // A quantized weight (here a Q8 head) cannot be differentiated: named error.
+        let q8 = try DecoderModel(
+            config: TinyModel.config, source: TinyModel.source(layout: .halves), options: LoadOptions(head: .q8)
         )
         let e4 = #expect(throws: ModelError.self) {
             try Sensitivity.compute(
-                model: half, tokens: TinyModel.tokens, options: SensitivityOptions(samples: 1, seqlen: 8))
+                model: q8, tokens: TinyModel.tokens, options: SensitivityOptions(samples: 1, seqlen: 8))
         }
-        #expect(e4?.description.contains("q_proj") == true)
+        #expect(e4?.description.contains("lm_head.weight") == true)
     }
 }
 
