@@ -308,14 +308,15 @@ struct HostileFileTests {
             files: template("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"),
             args: chat,
             outcome: .refused(nil)),
-        // Sampling from a model whose output is NaN (min-p with temperature used to trap)
+        // Sampling from a model whose output is NaN (min-p with temperature used to trap): an error
+        // naming the broken output, not a token drawn from it.
         Case(
             name: "NaN logits with temperature and min-p", files: tinyModel(nanEmbeddingRow: 2),
             args: [
                 "generate", "--model", "$D", "--prompt", "ab", "--max-tokens", "3", "--temperature", "0.8", "--min-p",
                 "0.1",
             ],
-            outcome: .accepted(nil)),
+            outcome: .refused("non-finite logit")),
         // The server's key
         Case(
             name: "serve with an empty --api-key", files: [:], args: ["serve", "--api-key", ""],
