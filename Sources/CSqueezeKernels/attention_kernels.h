@@ -19,6 +19,16 @@
     } while (0)
 #define ATT_SCORE_ROWS(variant, r, NT) \
     ATT_FN(scores, variant)(q + (r) * ldq, ldq, kt, ks, hd, j0, j1, s + (r) * lds, lds, NT)
+// Scores of keys [j0, j1) for NT <= MAXR rows through TILE, which writes whole tiles of KT keys
+// into a buffer; the part of each tile inside [j0, j1) is copied out.
+#define ATT_SCORES_BY_TILES(TILE, MAXR)                                                                 \
+    float buf[MAXR][KT];                                                                                \
+    for (int64_t t = j0 / KT; t * KT < j1; t++) {                                                       \
+        int64_t a = t * KT < j0 ? j0 : t * KT, b = (t + 1) * KT > j1 ? j1 : (t + 1) * KT;              \
+        TILE(q, ldq, kt + t * hd * KT, ks ? ks + t * KT : NULL, hd, buf, NT);                           \
+        for (int r = 0; r < NT; r++)                                                                    \
+            memcpy(s + r * lds + (a - j0), buf[r] + (a - t * KT), (size_t)(b - a) * sizeof(float));     \
+    }
 #define ATT_PV_ROWS(variant, r, NT) ATT_FN(pv, variant)(p + (r) * ldp, ldp, vt, ldv, hd, n, out + (r) * ldo, ldo, NT)
 #endif
 
@@ -71,13 +81,7 @@ T_AVX2 static INL void SQ_GLUE(tile_scores, ATT_SUF)(const float *q, int64_t ldq
 T_AVX2 static INL void ATT_FN(scores, rows_avx2)(const float *q, int64_t ldq, const ATT_T *kt, const float *ks,
                               int64_t hd, int64_t j0, int64_t j1, float *s, int64_t lds,
                               const int NT) {
-    float buf[3][KT];
-    for (int64_t t = j0 / KT; t * KT < j1; t++) {
-        int64_t a = t * KT < j0 ? j0 : t * KT, b = (t + 1) * KT > j1 ? j1 : (t + 1) * KT;
-        SQ_GLUE(tile_scores, ATT_SUF)(q, ldq, kt + t * hd * KT, ks ? ks + t * KT : NULL, hd, buf, NT);
-        for (int r = 0; r < NT; r++)
-            memcpy(s + r * lds + (a - j0), buf[r] + (a - t * KT), (size_t)(b - a) * sizeof(float));
-    }
+    ATT_SCORES_BY_TILES(SQ_GLUE(tile_scores, ATT_SUF), 3);
 }
 T_AVX2 static void ATT_FN(scores, avx2)(const float *q, int64_t ldq, int64_t g, const ATT_T *kt, const float *ks,
                           int64_t hd, int64_t j0, int64_t j1, float *s, int64_t lds) {
@@ -138,13 +142,7 @@ static INL void SQ_GLUE(tile_scores_neon, ATT_SUF)(const float *q, int64_t ldq, 
 }
 static INL void ATT_FN(scores, rows_neon)(const float *q, int64_t ldq, const ATT_T *kt, const float *ks, int64_t hd,
                                           int64_t j0, int64_t j1, float *s, int64_t lds, const int NT) {
-    float buf[2][KT];
-    for (int64_t t = j0 / KT; t * KT < j1; t++) {
-        int64_t a = t * KT < j0 ? j0 : t * KT, b = (t + 1) * KT > j1 ? j1 : (t + 1) * KT;
-        SQ_GLUE(tile_scores_neon, ATT_SUF)(q, ldq, kt + t * hd * KT, ks ? ks + t * KT : NULL, hd, buf, NT);
-        for (int r = 0; r < NT; r++)
-            memcpy(s + r * lds + (a - j0), buf[r] + (a - t * KT), (size_t)(b - a) * sizeof(float));
-    }
+    ATT_SCORES_BY_TILES(SQ_GLUE(tile_scores_neon, ATT_SUF), 2);
 }
 static void ATT_FN(scores, neon)(const float *q, int64_t ldq, int64_t g, const ATT_T *kt, const float *ks, int64_t hd,
                                  int64_t j0, int64_t j1, float *s, int64_t lds) {

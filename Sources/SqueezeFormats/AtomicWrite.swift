@@ -337,7 +337,7 @@ private func exchangePaths(_ a: String, _ b: String) -> Bool {
 private typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32
 
 /// glibc's `renameat2` (2.28+), looked up at run time: the Glibc module does not export it.
-nonisolated(unsafe) private let renameat2Function: RenameAt2? = {
+private let renameat2Function: RenameAt2? = {
     guard let h = dlopen(nil, RTLD_NOW), let f = dlsym(h, "renameat2") else { return nil }
     return unsafeBitCast(f, to: RenameAt2.self)
 }()
