@@ -33,7 +33,10 @@ public enum GGUFConverter {
         var names: [String] = []
         for info in g.tensors {
             guard let hf = GGUFNames.hf(fromGGUF: info.name, architecture: src.architecture) else {
-                if info.name == "rope_freqs.weight" { continue }
+                // RoPE tables the config already holds (Phi-3's LongRoPE factors go to its rope_scaling).
+                if ["rope_freqs.weight", "rope_factors_long.weight", "rope_factors_short.weight"].contains(info.name) {
+                    continue
+                }
                 throw ModelError.unsupportedWeight(
                     file: path, tensor: info.name, detail: "no Hugging Face name for this tensor")
             }

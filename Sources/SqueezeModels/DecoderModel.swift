@@ -253,6 +253,7 @@ public final class DecoderModel: @unchecked Sendable {
         switch c.ropeScaling {
         case .none, .dynamic: break
         case let .linear(f): inv = inv.map { $0 / Float(f) }
+        case let .longrope(short, _, _, _): inv = longRopeFrequencies(c, factors: short)
         case let .llama3(f, lo, hi, orig):
             let lowWave = Double(orig) / lo, highWave = Double(orig) / hi
             inv = inv.map { fr in
@@ -264,6 +265,13 @@ public final class DecoderModel: @unchecked Sendable {
             }
         }
         return inv
+    }
+
+    /// LongRoPE's inverse frequencies for `factors` as transformers computes them in float32:
+    /// 1 / (factor_i * theta^(2i / d)).
+    static func longRopeFrequencies(_ c: ModelConfig, factors: [Double]) -> [Float] {
+        let d = c.headDim
+        return (0..<(d / 2)).map { i in 1 / (Float(factors[i]) * powf(Float(c.ropeTheta), Float(2 * i) / Float(d))) }
     }
 
     /// The RoPE inverse frequencies of a forward pass whose positions reach `length` (its last
@@ -289,8 +297,11 @@ public final class DecoderModel: @unchecked Sendable {
     /// seen a long sequence, a later call of length originalContext < L < that maximum uses the
     /// maximum's frequencies, where Squeeze uses L's. Batched decoding rescales each sequence for its
     /// own length (transformers: the batch's longest).
+    ///
+    /// LongRoPE follows the same per-call rule (transformers' `longrope_frequency_update`, which keeps
+    /// no state): the long factors for a call with L > originalContext, the short ones otherwise.
     public func frequencies(forLength length: Int) -> [Float] {
-        guard case .dynamic = config.ropeScaling, length > config.ropeScaling.dynamicOriginalContext else {
+        guard length > config.ropeScaling.dynamicOriginalContext else {
             return invFreq
         }
         var out = [Float](repeating: 0, count: config.headDim / 2)
@@ -301,6 +312,11 @@ public final class DecoderModel: @unchecked Sendable {
     /// `frequencies(forLength:)` written into `out` (headDim / 2 values), without allocating.
     func frequencies(forLength length: Int, into out: UnsafeMutablePointer<Float>) {
         let half = config.headDim / 2
+        if case let .longrope(_, long, orig, _) = config.ropeScaling, length > orig {
+            let d = config.headDim
+            for i in 0..<half { out[i] = 1 / (Float(long[i]) * powf(Float(config.ropeTheta), Float(2 * i) / Float(d))) }
+            return
+        }
         guard case let .dynamic(factor, orig) = config.ropeScaling, length > orig else {
             invFreq.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: half) }
             return

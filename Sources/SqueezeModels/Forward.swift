@@ -311,6 +311,8 @@ extension DecoderModel {
         } else {
             // RoPE tables: each token's absolute position in its sequence.
             let half = hd / 2
+            // LongRoPE scales cos and sin (transformers' `attention_scaling`); 1 for the other kinds.
+            let mscale = Float(c.ropeScaling.attentionFactor)
             for seg in segments {
                 let p0 = seg.cache.length
                 let freqs = ws.freqs.pointer
@@ -320,8 +322,8 @@ extension DecoderModel {
                     let pos = Float(p0 + i)
                     for j in 0..<half {
                         let a = pos * freqs[j]
-                        ws.cosT[t * half + j] = Float(cos(Double(a)))
-                        ws.sinT[t * half + j] = Float(sin(Double(a)))
+                        ws.cosT[t * half + j] = Float(cos(Double(a))) * mscale
+                        ws.sinT[t * half + j] = Float(sin(Double(a))) * mscale
                     }
                     for (j, f) in invFreqLocal.enumerated() {
                         let a = pos * f

@@ -77,8 +77,19 @@ public final class Generator {
             }
             if stats.finishReason != .length { break }
             if stats.generatedTokens >= limit { stats.finishReason = .length; break }
-            try model.forward(tokens: [tok], cache: cache, workspace: decodeWS, logits: .last)
-            logits = decodeWS.logits.pointer
+            if case let .longrope(_, _, orig, _) = model.config.ropeScaling, cache.length <= orig,
+                history.count > orig
+            {
+                // transformers' Phi-3 `generate` drops its cache at the step that first passes the
+                // original context and runs the whole sequence again, so every key takes the long
+                // factors (`Phi3ForCausalLM.prepare_inputs_for_generation`); do the same.
+                cache.reset()
+                try model.forward(tokens: history, cache: cache, workspace: prefillWS, logits: .last)
+                logits = prefillWS.logits.pointer
+            } else {
+                try model.forward(tokens: [tok], cache: cache, workspace: decodeWS, logits: .last)
+                logits = decodeWS.logits.pointer
+            }
         }
         stats.decodeSeconds = Double(DispatchTime.now().uptimeNanoseconds - t1) / 1e9
         return stats

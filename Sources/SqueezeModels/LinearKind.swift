@@ -20,7 +20,8 @@ public enum LinearKind: Int, CaseIterable, Sendable, CustomStringConvertible {
 
 extension ModelFamily {
     /// The name (without `.weight`) of the tensor holding `kind` after the block prefix; nil when the
-    /// family has no such layer. GPT-2's q, k and v share the fused `attn.c_attn`.
+    /// family has no such layer. GPT-2's q, k and v share the fused `attn.c_attn`; Phi-3 fuses
+    /// `qkv_proj` and `gate_up_proj`.
     public func linearSuffix(_ kind: LinearKind) -> String? {
         switch self {
         case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3:
@@ -31,6 +32,13 @@ extension ModelFamily {
             case .o: return "self_attn.o_proj"
             case .gate: return "mlp.gate_proj"
             case .up: return "mlp.up_proj"
+            case .down: return "mlp.down_proj"
+            }
+        case .phi3:
+            switch kind {
+            case .q, .k, .v: return "self_attn.qkv_proj"
+            case .o: return "self_attn.o_proj"
+            case .gate, .up: return "mlp.gate_up_proj"
             case .down: return "mlp.down_proj"
             }
         case .opt:
@@ -58,7 +66,7 @@ extension ModelFamily {
     public func layerPrefix(_ layer: Int, tensorPrefix: String? = nil) -> String {
         let p = tensorPrefix ?? defaultTensorPrefix
         switch self {
-        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3, .opt: return "\(p)layers.\(layer)."
+        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3, .phi3, .opt: return "\(p)layers.\(layer)."
         case .gpt2: return "\(p)h.\(layer)."
         }
     }

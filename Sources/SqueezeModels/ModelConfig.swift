@@ -13,13 +13,26 @@ public enum RopeScaling: Sendable, Equatable {
     case dynamic(factor: Double, originalContext: Int)
     /// Llama 3.1 wavelength-dependent scaling.
     case llama3(factor: Double, lowFreqFactor: Double, highFreqFactor: Double, originalContext: Int)
+    /// LongRoPE (Phi-3's `longrope`, formerly `su`): frequency i divided by `shortFactors[i]`, or by
+    /// `longFactors[i]` in a forward pass whose positions reach past `originalContext` (chosen per call
+    /// as for `dynamic`, see `DecoderModel.frequencies(forLength:)`); cos and sin times `attentionFactor`.
+    case longrope(shortFactors: [Double], longFactors: [Double], originalContext: Int, attentionFactor: Double)
 }
 
 extension RopeScaling {
-    /// The context past which dynamic NTK scaling rescales (`Int.max` for the other kinds).
+    /// The context past which dynamic NTK scaling rescales or LongRoPE takes its long factors
+    /// (`Int.max` for the other kinds).
     var dynamicOriginalContext: Int {
-        if case let .dynamic(_, o) = self { return o }
-        return Int.max
+        switch self {
+        case let .dynamic(_, o), let .longrope(_, _, o, _): return o
+        default: return Int.max
+        }
+    }
+
+    /// The factor on RoPE's cos and sin (LongRoPE's attention factor; 1 otherwise).
+    public var attentionFactor: Double {
+        if case let .longrope(_, _, _, a) = self { return a }
+        return 1
     }
 }
 
@@ -169,7 +182,8 @@ public struct ModelConfig: Sendable, Equatable {
         tensorPrefix = family.defaultTensorPrefix
         bosTokenId = try obj.optionalInt("bos_token_id")
         eosTokenIds = try obj.intOrIntArray("eos_token_id")
-        if family == .mistral { slidingWindow = try obj.optionalInt("sliding_window") }
+        if family == .mistral || family == .phi3 { slidingWindow = try obj.optionalInt("sliding_window") }
+        if family == .phi3 { try checkFullRotary(obj, path: path) }
         if family == .qwen2 || family == .qwen3 { try readQwen2SlidingWindow(obj, path: path) }
         if family == .qwen3 { qkNorm = true }
         if family.isGemma { try readGemma(obj, path: path) }
@@ -189,7 +203,9 @@ public struct ModelConfig: Sendable, Equatable {
             let sub = JSONConfig(path: path, object: rs, prefix: ropeKey + ".")
             let rt = try sub.optionalString("rope_type")
             let tt = try sub.optionalString("type")
-            let type = rt ?? tt ?? "default"
+            var type = rt ?? tt ?? "default"
+            // transformers' Phi3Config renames the older `su` and `yarn` types to `longrope`.
+            if family == .phi3 && type == "yarn" { type = "longrope" }
             switch type {
             case "default": ropeScaling = .none
             case "linear": ropeScaling = .linear(factor: try sub.double("factor"))
@@ -202,6 +218,8 @@ public struct ModelConfig: Sendable, Equatable {
                     factor: try sub.double("factor"), lowFreqFactor: try sub.double("low_freq_factor"),
                     highFreqFactor: try sub.double("high_freq_factor"),
                     originalContext: try sub.int("original_max_position_embeddings"))
+            case "longrope", "su":
+                ropeScaling = try readLongRope(obj, sub, path: path, key: ropeKey)
             default:
                 throw ModelError.invalidConfig(
                     file: path, field: ropeKey + ".rope_type", detail: "unsupported RoPE scaling '\(type)'")
@@ -209,6 +227,75 @@ public struct ModelConfig: Sendable, Equatable {
         }
         try readGenerationConfig(path)
         try validate(file: path)
+    }
+
+    /// LongRoPE's fields as transformers 5.24 reads them (`_compute_longrope_parameters`): one short and
+    /// one long factor per rotary pair; the original context from the top-level
+    /// `original_max_position_embeddings` (Phi3Config's field, default 4096, which transformers prefers
+    /// to the one in the rope dict), else the rope dict's, else `max_position_embeddings`; the
+    /// attention factor `attention_factor`, else sqrt(1 + ln(s) / ln(original)) for s = `factor` (or
+    /// max_position_embeddings / original) > 1, else 1.
+    func readLongRope(_ obj: JSONConfig, _ sub: JSONConfig, path: String, key: String) throws -> RopeScaling {
+        let orig: Int
+        if let o = try obj.optionalInt("original_max_position_embeddings") {
+            orig = o
+        } else if family == .phi3 {
+            orig = 4096
+        } else {
+            orig = try sub.optionalInt("original_max_position_embeddings") ?? maxPositionEmbeddings
+        }
+        guard orig > 1 else {
+            throw ModelError.invalidConfig(
+                file: path, field: "original_max_position_embeddings", detail: "must be at least 2, got \(orig)")
+        }
+        func factors(_ name: String) throws -> [Double] {
+            let field = key + "." + name
+            guard let raw = sub.object[name] as? [Any] else {
+                throw ModelError.invalidConfig(file: path, field: field, detail: "expected a list of numbers")
+            }
+            let values = try raw.map { v -> Double in
+                guard let n = v as? NSNumber, n.doubleValue.isFinite, n.doubleValue > 0 else {
+                    throw ModelError.invalidConfig(
+                        file: path, field: field, detail: "expected positive finite numbers, got \(v)")
+                }
+                return n.doubleValue
+            }
+            guard values.count == headDim / 2 else {
+                throw ModelError.invalidConfig(
+                    file: path, field: field,
+                    detail:
+                        "expected \(headDim / 2) factors (one per rotary pair of head_dim \(headDim)), got \(values.count)"
+                )
+            }
+            return values
+        }
+        let short = try factors("short_factor"), long = try factors("long_factor")
+        let scale = try sub.optionalDouble("factor") ?? Double(maxPositionEmbeddings) / Double(orig)
+        let attention =
+            try sub.optionalDouble("attention_factor")
+            ?? Self.longRopeAttentionFactor(scale: scale, originalContext: orig)
+        guard attention.isFinite && attention > 0 else {
+            throw ModelError.invalidConfig(
+                file: path, field: key + ".attention_factor", detail: "must be positive, got \(attention)")
+        }
+        return .longrope(shortFactors: short, longFactors: long, originalContext: orig, attentionFactor: attention)
+    }
+
+    /// LongRoPE's default attention factor: sqrt(1 + ln(scale) / ln(original)) for scale > 1, else 1.
+    static func longRopeAttentionFactor(scale: Double, originalContext orig: Int) -> Double {
+        scale <= 1 ? 1 : (1 + log(scale) / log(Double(orig))).squareRoot()
+    }
+
+    /// Refuses partial RoPE (`partial_rotary_factor` < 1, e.g. Phi-4-mini): Squeeze rotates whole heads.
+    func checkFullRotary(_ obj: JSONConfig, path: String) throws {
+        let key = obj.object("rope_scaling") != nil ? "rope_scaling" : "rope_parameters"
+        let rope = JSONConfig(path: path, object: obj.object(key) ?? [:], prefix: key + ".")
+        for (c, field) in [(obj, "partial_rotary_factor"), (rope, key + ".partial_rotary_factor")] {
+            if let f = try c.optionalDouble("partial_rotary_factor"), f != 1 {
+                throw ModelError.invalidConfig(
+                    file: path, field: field, detail: "partial RoPE (\(f) of each head) is not supported")
+            }
+        }
     }
 
     /// Qwen2's sliding window as transformers 5 reads it: only with `use_sliding_window: true`; then
@@ -321,7 +408,7 @@ public struct ModelConfig: Sendable, Equatable {
             try readGGUFGPT2(gguf)
         } else {
             // Squeeze reads separate q/k/v (convert_hf_to_gguf.py's default; --fuse-qkv writes attn_qkv).
-            if gguf.info("blk.0.attn_qkv.weight") != nil {
+            if arch != "phi3", gguf.info("blk.0.attn_qkv.weight") != nil {
                 throw ModelError.unsupportedWeight(
                     file: path, tensor: "blk.0.attn_qkv.weight",
                     detail: "fused QKV in a '\(arch)' GGUF is not supported (convert without --fuse-qkv)")
@@ -343,8 +430,40 @@ public struct ModelConfig: Sendable, Equatable {
         }
         if let sw = gguf.metadata["\(arch).attention.sliding_window"]?.int { slidingWindow = sw }
         if arch == "qwen3" { qkNorm = true }
+        if arch == "phi3" { try readGGUFPhi3(gguf) }
         if family.isGemma { try readGGUFGemma(gguf, arch: arch) }
         try validate(file: path)
+    }
+
+    /// Phi-3 as llama.cpp's converter writes it: fused `attn_qkv` and `ffn_up` ([gate; up]) under
+    /// the Hugging Face fused names; LongRoPE as the `rope_factors_short`/`rope_factors_long` tensors
+    /// with `rope.scaling.original_context_length` and `rope.scaling.attn_factor`; a sliding window
+    /// of 0 meaning none (the converter writes 0 for configs without one).
+    mutating func readGGUFPhi3(_ gguf: GGUFFile) throws {
+        if slidingWindow == 0 { slidingWindow = nil }
+        let long = "rope_factors_long.weight", short = "rope_factors_short.weight"
+        guard gguf.info(long) != nil || gguf.info(short) != nil else { return }
+        func factors(_ name: String) throws -> [Double] {
+            guard gguf.info(name) != nil else { throw ModelError.missingTensor(file: gguf.path, tensor: name) }
+            let v = try gguf.tensor(name).toFloatArray().map(Double.init)
+            guard v.count == headDim / 2, v.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+                throw ModelError.invalidConfig(
+                    file: gguf.path, field: name,
+                    detail: "expected \(headDim / 2) positive factors (one per rotary pair), got \(v.count) values")
+            }
+            return v
+        }
+        guard let orig = gguf.metadata["phi3.rope.scaling.original_context_length"]?.int, orig > 1 else {
+            throw ModelError.missingConfigField(file: gguf.path, field: "phi3.rope.scaling.original_context_length")
+        }
+        let attention = gguf.metadata["phi3.rope.scaling.attn_factor"]?.double ?? 1
+        guard attention.isFinite && attention > 0 else {
+            throw ModelError.invalidConfig(
+                file: gguf.path, field: "phi3.rope.scaling.attn_factor", detail: "must be positive, got \(attention)")
+        }
+        ropeScaling = .longrope(
+            shortFactors: try factors(short), longFactors: try factors(long), originalContext: orig,
+            attentionFactor: attention)
     }
 
     /// GPT-2's block as llama.cpp runs it (`gpt2` architecture): LayerNorm with bias, learned
@@ -467,7 +586,9 @@ public struct ModelConfig: Sendable, Equatable {
                 modelType == "mistral"
                     ? "MistralForCausalLM"
                     : modelType == "qwen2"
-                        ? "Qwen2ForCausalLM" : modelType == "qwen3" ? "Qwen3ForCausalLM" : "LlamaForCausalLM"
+                        ? "Qwen2ForCausalLM"
+                        : modelType == "qwen3"
+                            ? "Qwen3ForCausalLM" : modelType == "phi3" ? "Phi3ForCausalLM" : "LlamaForCausalLM"
             ],
             "model_type": modelType, "vocab_size": vocabSize, "hidden_size": hiddenSize,
             "intermediate_size": intermediateSize, "num_hidden_layers": numLayers,
@@ -501,6 +622,17 @@ public struct ModelConfig: Sendable, Equatable {
                 "rope_type": "llama3", "factor": f, "low_freq_factor": l, "high_freq_factor": h,
                 "original_max_position_embeddings": o,
             ]
+        case let .longrope(short, long, o, a):
+            var r: [String: Any] = [
+                "rope_type": "longrope", "short_factor": short, "long_factor": long,
+                "original_max_position_embeddings": o,
+            ]
+            // Only a non-default factor: JSON's decimal digits may not keep the computed one exactly.
+            let scale = Double(maxPositionEmbeddings) / Double(o)
+            if a != Self.longRopeAttentionFactor(scale: scale, originalContext: o) { r["attention_factor"] = a }
+            d["rope_scaling"] = r
+            // Phi3Config reads the original context from the top level (its default 4096 otherwise).
+            d["original_max_position_embeddings"] = o
         }
         return d
     }

@@ -22,6 +22,9 @@ public enum ModelFamily: String, Sendable, CaseIterable, Equatable {
     /// Gemma 3 (`gemma3_text`, and the text part of `gemma3` checkpoints): Gemma 2's block with
     /// per-head q/k norms, a local RoPE base on sliding-window layers, and no attention soft-capping.
     case gemma3 = "gemma3_text"
+    /// Phi-3 (Phi-3 mini/medium, Phi-3.5 mini): the Llama block with q, k and v fused in `qkv_proj` and
+    /// gate and up fused in `gate_up_proj`, no biases, LongRoPE (`longrope`/`su`) scaling.
+    case phi3
     /// OPT: LayerNorm with bias, ReLU fc1/fc2, learned positions (offset 2), biases everywhere,
     /// pre- or post-LN, optional project_in/project_out (`word_embed_proj_dim`).
     case opt
@@ -44,7 +47,7 @@ public enum ModelFamily: String, Sendable, CaseIterable, Equatable {
 
     /// Whether blocks use the Llama layout (RMSNorm, SwiGLU, RoPE, `model.layers.N.*` names).
     public var isLlamaLike: Bool {
-        [.llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3].contains(self)
+        [.llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3, .phi3].contains(self)
     }
 
     /// Whether blocks are Gemma's (norms around attention and the MLP, (1 + w) RMSNorm weights).
@@ -53,7 +56,7 @@ public enum ModelFamily: String, Sendable, CaseIterable, Equatable {
     /// The prefix of every tensor name in a `save_pretrained` checkpoint of the `*ForCausalLM` class.
     var defaultTensorPrefix: String {
         switch self {
-        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3: return "model."
+        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3, .phi3: return "model."
         case .opt: return "model.decoder."
         case .gpt2: return "transformer."
         }
@@ -152,6 +155,20 @@ extension ModelConfig {
         case .gate, .up: (r, c) = (f, h)
         case .down: (r, c) = (h, f)
         }
+        if family == .phi3 {
+            // qkv_proj holds [q; k; v] rows, gate_up_proj [gate; up] (transformers splits them in that order).
+            switch kind {
+            case .q, .k, .v:
+                let offset = kind == .q ? 0 : (kind == .k ? qd : qd + kvd)
+                return LinearSlot(
+                    kind: kind, prefix: prefix, rowOffset: offset, rows: r, columns: c, tensorRows: qd + 2 * kvd)
+            case .gate, .up:
+                return LinearSlot(
+                    kind: kind, prefix: prefix, rowOffset: kind == .gate ? 0 : f, rows: r, columns: c,
+                    tensorRows: 2 * f)
+            default: return LinearSlot(kind: kind, prefix: prefix, rows: r, columns: c)
+            }
+        }
         guard family == .gpt2 else { return LinearSlot(kind: kind, prefix: prefix, rows: r, columns: c) }
         // Conv1D weights [in, out]; q, k and v are row ranges of the fused c_attn.
         switch kind {
@@ -165,7 +182,8 @@ extension ModelConfig {
         }
     }
 
-    /// The full weight name of `kind` in block `layer` (the stored tensor; GPT-2's q, k and v share `c_attn`).
+    /// The full weight name of `kind` in block `layer` (the stored tensor; GPT-2's q, k and v share
+    /// `c_attn`, Phi-3's `qkv_proj`).
     public func weightName(layer: Int, kind: LinearKind) -> String? {
         family.weightName(layer: layer, kind: kind, tensorPrefix: tensorPrefix)
     }
@@ -195,14 +213,15 @@ extension ModelConfig {
     /// Names of the non-linear tensors of the family.
     public var embeddingName: String {
         switch family {
-        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3, .opt: return tensorPrefix + "embed_tokens.weight"
+        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3, .phi3, .opt:
+            return tensorPrefix + "embed_tokens.weight"
         case .gpt2: return tensorPrefix + "wte.weight"
         }
     }
     /// Learned position table (OPT, GPT-2); nil for RoPE families.
     public var positionEmbeddingName: String? {
         switch family {
-        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3: return nil
+        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3, .phi3: return nil
         case .opt: return tensorPrefix + "embed_positions.weight"
         case .gpt2: return tensorPrefix + "wpe.weight"
         }
@@ -210,7 +229,7 @@ extension ModelConfig {
     /// The norm before attention (pre-LN) or after it (post-LN), without `.weight`.
     public func attentionNormName(layer: Int) -> String {
         switch family {
-        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3: return layerPrefix(layer) + "input_layernorm"
+        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3, .phi3: return layerPrefix(layer) + "input_layernorm"
         case .opt: return layerPrefix(layer) + "self_attn_layer_norm"
         case .gpt2: return layerPrefix(layer) + "ln_1"
         }
@@ -219,7 +238,8 @@ extension ModelConfig {
     public func mlpNormName(layer: Int) -> String {
         if family.isGemma { return layerPrefix(layer) + "pre_feedforward_layernorm" }
         switch family {
-        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3: return layerPrefix(layer) + "post_attention_layernorm"
+        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3, .phi3:
+            return layerPrefix(layer) + "post_attention_layernorm"
         case .opt: return layerPrefix(layer) + "final_layer_norm"
         case .gpt2: return layerPrefix(layer) + "ln_2"
         }
@@ -235,7 +255,7 @@ extension ModelConfig {
     /// The final norm, without `.weight`.
     public var finalNormName: String {
         switch family {
-        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3: return tensorPrefix + "norm"
+        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3, .phi3: return tensorPrefix + "norm"
         case .opt: return tensorPrefix + "final_layer_norm"
         case .gpt2: return tensorPrefix + "ln_f"
         }
@@ -408,7 +428,7 @@ extension ModelConfig {
             "tie_word_embeddings": tieWordEmbeddings,
         ]
         switch family {
-        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3: break
+        case .llama, .mistral, .qwen2, .qwen3, .gemma2, .gemma3, .phi3: break
         case .opt:
             d["architectures"] = ["OPTForCausalLM"]
             d["hidden_size"] = hiddenSize; d["ffn_dim"] = intermediateSize; d["num_hidden_layers"] = numLayers

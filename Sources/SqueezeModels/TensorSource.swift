@@ -53,6 +53,15 @@ public enum GGUFNames {
         ("mlp.up_proj.weight", "ffn_up.weight"),
         ("mlp.down_proj.weight", "ffn_down.weight"),
     ]
+    /// Phi-3: fused `attn_qkv` ([q; k; v]) and `ffn_up` ([gate; up], llama.cpp keeps the fused tensor).
+    static let phi3LayerMap: [(hf: String, gguf: String)] = [
+        ("input_layernorm.weight", "attn_norm.weight"),
+        ("self_attn.qkv_proj.weight", "attn_qkv.weight"),
+        ("self_attn.o_proj.weight", "attn_output.weight"),
+        ("post_attention_layernorm.weight", "ffn_norm.weight"),
+        ("mlp.gate_up_proj.weight", "ffn_up.weight"),
+        ("mlp.down_proj.weight", "ffn_down.weight"),
+    ]
     static let globalMap: [(hf: String, gguf: String)] = [
         ("model.embed_tokens.weight", "token_embd.weight"),
         ("model.norm.weight", "output_norm.weight"),
@@ -76,7 +85,7 @@ public enum GGUFNames {
     ]
 
     /// The `general.architecture` values whose tensors have Hugging Face names here.
-    public static let architectures = ["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "gpt2"]
+    public static let architectures = ["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "gpt2"]
 
     static func tables(
         _ architecture: String
@@ -85,6 +94,7 @@ public enum GGUFNames {
         if architecture == "gemma2" || architecture == "gemma3" {
             return (globalMap, gemmaLayerMap, ["model", "layers"])
         }
+        if architecture == "phi3" { return (globalMap, phi3LayerMap, ["model", "layers"]) }
         return (globalMap, layerMap, ["model", "layers"])
     }
 

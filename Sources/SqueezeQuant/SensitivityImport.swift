@@ -74,6 +74,7 @@ public final class SensitivityFile: @unchecked Sendable {
         let probes = [
             ModelFamily.llama.weightName(layer: 0, kind: .q)!, "model.decoder.layers.0.self_attn.q_proj.weight",
             "decoder.layers.0.self_attn.q_proj.weight", "transformer.h.0.attn.c_attn.weight", "h.0.attn.c_attn.weight",
+            ModelFamily.phi3.weightName(layer: 0, kind: .q)!,
         ]
         let st = tensors
         guard let info = probes.lazy.compactMap({ st.sensitivityInfo($0) }).first else {

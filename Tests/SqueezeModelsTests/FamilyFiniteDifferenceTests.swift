@@ -43,8 +43,10 @@ enum BackwardPath: String, CaseIterable, Sendable {
 /// Finite differences of the loss, computed by the model's own forward, against the backward's
 /// gradients for the families whose blocks have pieces of their own (qwen3: per-head q/k norms;
 /// gemma2: norms after attention and the MLP, GeGLU, a sliding window, attention and final-logit
-/// soft-capping; gemma3: gemma2's block with q/k norms and a local RoPE base), through each way of
-/// driving the backward.
+/// soft-capping; gemma3: gemma2's block with q/k norms and a local RoPE base; phi3: fused qkv_proj and
+/// gate_up_proj, whose gradient covers each whole stored tensor, and a sliding window; phi3long: LongRoPE
+/// past its original context, whose attention factor scales cos and sin), through each way of driving
+/// the backward.
 @Suite(.serialized)
 struct FamilyFiniteDifferenceTests {
     /// Keeps each weight's gradient dY^T X.
@@ -63,14 +65,20 @@ struct FamilyFiniteDifferenceTests {
                     dY: dY, lddy: lddy, x: x, ldx: ldx, tokens: tokens, rows: op.rows, columns: op.columns,
                     out: gb.baseAddress!, mode: .store, pool: nil)
             }
-            grads[model.config.weightName(layer: layer, kind: kind)!] = g
+            // A fused tensor (Phi-3's qkv_proj, gate_up_proj) gets each operator's rows at its offset.
+            let slot = model.config.linearSlot(layer: layer, kind: kind)!
+            let name = slot.prefix + ".weight"
+            var full = grads[name] ?? [Float](repeating: .nan, count: slot.tensorRows * slot.columns)
+            full.replaceSubrange(
+                (slot.rowOffset * slot.columns)..<((slot.rowOffset + slot.rows) * slot.columns), with: g)
+            grads[name] = full
         }
     }
 
     /// For every linear weight W with gradient G: the central difference (L(W + eps S) - L(W - eps S))
     /// / (2 eps) along S = sign(G) against the analytic sum of |G|, within 1% (eps 1e-3; measured
-    /// worst: qwen3 4.6e-3, gemma2 5.2e-4, gemma3 2.9e-4).
-    @Test(arguments: ["qwen3", "gemma2", "gemma3"], BackwardPath.allCases)
+    /// worst: qwen3 4.6e-3, gemma2 5.2e-4, gemma3 2.9e-4, phi3 8.0e-3, phi3long 2.4e-3).
+    @Test(arguments: ["qwen3", "gemma2", "gemma3", "phi3", "phi3long"], BackwardPath.allCases)
     func gradientsMatchFiniteDifferences(_ family: String, path: BackwardPath) throws {
         let fx = try FamilyFixture(family)
         let st = try SafeTensorsModel(path: fx.dir)
@@ -89,11 +97,11 @@ struct FamilyFiniteDifferenceTests {
         let eps: Float = 1e-3
         var worst = 0.0
         for l in 0..<config.numLayers {
-            for kind in config.linearKinds {
-                let name = try #require(config.weightName(layer: l, kind: kind))
+            for t in config.linearTensors(layer: l) {
+                let name = t.weightName
                 let g = try #require(store.grads[name], "\(family) \(path): no gradient for \(name)")
                 let w = try #require(src.buffers[name]).0
-                #expect(w.count == g.count, "\(name)")
+                #expect(w.count == g.count && !g.contains { $0.isNaN }, "\(name)")
                 let base = w.toArray()
                 func shifted(_ s: Float) throws -> Double {
                     for i in 0..<g.count { w[i] = base[i] + s * eps * (g[i] < 0 ? -1 : 1) }

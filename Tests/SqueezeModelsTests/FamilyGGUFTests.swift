@@ -17,7 +17,7 @@ struct FamilyGGUFFixture {
     let path: String
     let entry: [String: Any]
     let ids: [Int]
-    let logits: [Float]
+    var logits: [Float]
     let vocab: Int
 
     init(_ family: String) {
@@ -50,14 +50,15 @@ struct FamilyGGUFFixture {
 /// (qwen2: separate q/k/v with biases, unpermuted Q/K rows for NEOX RoPE, untied `output.weight`,
 /// vocabulary padded past the tokenizer; gpt2: fused `attn_qkv` transposed to [out, in],
 /// `position_embd`, LayerNorm biases, tied head; qwen3: `attn_q_norm`/`attn_k_norm`, head_dim 16
-/// independent of the hidden size, tied head), against transformers.
+/// independent of the hidden size, tied head; phi3: fused `attn_qkv` and `ffn_up` ([gate; up]),
+/// LongRoPE from `rope_factors_long`/`rope_factors_short`, a sliding window), against transformers.
 ///
 /// Tolerance for logits: 2e-5 of the largest |logit| (about 1e-4 for qwen2, 4e-4 for gpt2): the
 /// weights are identical, both sides compute in float32 and differ only in summation order and
 /// exp/tanh/sin/cos.
 @Suite(.serialized)
 struct FamilyGGUFTests {
-    static let families = ["qwen2", "gpt2", "qwen3", "gemma2", "gemma3"]
+    static let families = ["qwen2", "gpt2", "qwen3", "gemma2", "gemma3", "phi3"]
     static let relativeTolerance: Float = 2e-5
 
     func prefill(_ m: DecoderModel, _ ids: [Int]) throws -> [Float] {
@@ -80,10 +81,12 @@ struct FamilyGGUFTests {
     }
 
     /// One token at a time through the KV cache gives the same logits (RoPE or learned positions at
-    /// each step).
+    /// each step); phi3's against transformers' own token-by-token logits (LongRoPE picks its factors
+    /// per forward call, so they differ from the whole window's).
     @Test(arguments: families)
     func decodeLogitsMatchTransformers(_ family: String) throws {
-        let fx = FamilyGGUFFixture(family)
+        var fx = FamilyGGUFFixture(family)
+        if let d = fx.entry["decode_logits"] as? [Double] { fx.logits = d.map(Float.init) }
         let m = try ModelLoader.load(path: fx.path)
         let V = fx.vocab
         let cache = KVCache(config: m.config, capacity: fx.ids.count)
@@ -140,6 +143,24 @@ struct FamilyGGUFTests {
                 #expect(c.attentionSoftcap == want["attn_logit_softcapping"] as? Double)
                 #expect(c.finalLogitSoftcap == want["final_logit_softcapping"] as? Double)
                 #expect(c.localRopeTheta == (family == "gemma3" ? 10000 : nil))
+            }
+            if family == "phi3" {
+                // Fused attn_qkv and ffn_up under Hugging Face's fused names; LongRoPE from the
+                // rope_factors tensors; the window on every layer.
+                let rope = fx.entry["rope"] as! [String: Any]
+                let attention = (1 + log(128.0 / 8) / log(8.0)).squareRoot()
+                guard case let .longrope(short, long, orig, a) = c.ropeScaling else {
+                    Issue.record("phi3: RoPE scaling \(c.ropeScaling)")
+                    return
+                }
+                #expect(short.map(Float.init) == (rope["short_factor"] as! [Double]).map(Float.init))
+                #expect(long.map(Float.init) == (rope["long_factor"] as! [Double]).map(Float.init))
+                #expect(orig == rope["original_max_position_embeddings"] as? Int)
+                #expect(abs(a - attention) < 1e-6)
+                #expect(c.slidingWindow == want["sliding_window"] as? Int && c.slidingWindowLayers == nil)
+                let src = GGUFTensorSource(g)
+                #expect(src.contains("model.layers.1.self_attn.qkv_proj.weight"))
+                #expect(src.contains("model.layers.1.mlp.gate_up_proj.weight"))
             }
         }
         // llama.cpp runs qwen2 with NEOX (rotate-half) RoPE on rows its converter leaves unpermuted.
@@ -202,6 +223,13 @@ struct FamilyGGUFTests {
         #expect(GGUFNames.isTransposed(hf: "transformer.h.0.mlp.c_proj.weight", architecture: "gpt2"))
         #expect(!GGUFNames.isTransposed(hf: "transformer.wpe.weight", architecture: "gpt2"))
         #expect(!GGUFNames.isTransposed(hf: "model.layers.0.mlp.down_proj.weight", architecture: "qwen2"))
+        #expect(
+            GGUFNames.hf(fromGGUF: "blk.2.attn_qkv.weight", architecture: "phi3")
+                == "model.layers.2.self_attn.qkv_proj.weight")
+        #expect(
+            GGUFNames.gguf(fromHF: "model.layers.2.mlp.gate_up_proj.weight", architecture: "phi3")
+                == "blk.2.ffn_up.weight")
+        #expect(GGUFNames.hf(fromGGUF: "rope_factors_long.weight", architecture: "phi3") == nil)
     }
     /// A copy of a fixture with metadata and tensors edited, in a temporary file.
     func edited(
@@ -253,6 +281,31 @@ struct FamilyGGUFTests {
                 detail: "fused QKV in a 'qwen2' GGUF is not supported (convert without --fuse-qkv)")
         ) {
             try ModelLoader.load(path: fused)
+        }
+        // Phi-3: a LongRoPE factor tensor of the wrong length, and no original context length.
+        let shortFactors = try edited(
+            "phi3", metadata: { $0 },
+            tensors: { ts in
+                ts.map { t in
+                    guard t.name == "rope_factors_long.weight" else { return t }
+                    return Tensor(name: t.name, dtype: t.dtype, shape: [4], data: t.data, owner: t.owner)
+                }
+            })
+        defer { try? FileManager.default.removeItem(atPath: shortFactors) }
+        #expect(
+            throws: ModelError.invalidConfig(
+                file: shortFactors, field: "rope_factors_long.weight",
+                detail: "expected 8 positive factors (one per rotary pair), got 4 values")
+        ) {
+            try ModelConfig(gguf: try GGUFFile(path: shortFactors))
+        }
+        let noOriginal = try edited(
+            "phi3", metadata: { $0.filter { $0.0 != "phi3.rope.scaling.original_context_length" } })
+        defer { try? FileManager.default.removeItem(atPath: noOriginal) }
+        #expect(
+            throws: ModelError.missingConfigField(file: noOriginal, field: "phi3.rope.scaling.original_context_length")
+        ) {
+            try ModelConfig(gguf: try GGUFFile(path: noOriginal))
         }
     }
 }

@@ -33,8 +33,8 @@ struct FamilyFixture {
     }
 
     /// transformers' logits fed one token at a time through its KV cache: they differ from the
-    /// whole-window `logits` only for dynamic NTK RoPE (llamadyn), whose frequencies depend on each
-    /// forward call's length.
+    /// whole-window `logits` only for dynamic NTK RoPE (llamadyn) and LongRoPE (phi3long), whose
+    /// frequencies depend on each forward call's length.
     func decodeLogits() throws -> [Float] { try optionalLogits("decode_logits") ?? logits }
 }
 
@@ -45,16 +45,18 @@ struct FamilyFixture {
 /// layer 0 full, layer 1 a window of 4), qwen3 (per-head q/k RMSNorm, head_dim 16 with hidden 32 and 4
 /// heads), gemma2 (sandwich (1 + w) norms, GeGLU, query_pre_attn_scalar, layer 0 sliding with a window
 /// of 4, soft-capping of attention scores at 5 and logits at 10), gemma3 (gemma2's block with q/k norms,
-/// local RoPE base 10000 on the sliding layer, no soft-capping), opt (pre-LN), opt350m (post-LN, word_embed_proj_dim 16 !=
-/// hidden 32) and gpt2 (fused Conv1D c_attn).
+/// local RoPE base 10000 on the sliding layer, no soft-capping), phi3 (fused qkv_proj and gate_up_proj,
+/// sliding window 5), phi3long (LongRoPE, original_max_position_embeddings 8 < 12 tokens), opt (pre-LN),
+/// opt350m (post-LN, word_embed_proj_dim 16 != hidden 32) and gpt2 (fused Conv1D c_attn).
 let familyNames = [
-    "llama", "llamabias", "llama3rope", "llamadyn", "mistral", "qwen2", "qwen2sw", "qwen3", "gemma2", "gemma3", "opt",
-    "opt350m", "gpt2",
+    "llama", "llamabias", "llama3rope", "llamadyn", "mistral", "qwen2", "qwen2sw", "qwen3", "gemma2", "gemma3", "phi3",
+    "phi3long", "opt", "opt350m", "gpt2",
 ]
 
 /// The `model_type` of a fixture.
 func modelType(of fixture: String) -> String {
-    fixture.hasPrefix("llama")
+    if fixture.hasPrefix("phi3") { return "phi3" }
+    return fixture.hasPrefix("llama")
         ? "llama"
         : fixture.hasPrefix("opt")
             ? "opt" : fixture.hasPrefix("qwen2") ? "qwen2" : fixture == "gemma3" ? "gemma3_text" : fixture
@@ -131,7 +133,8 @@ struct FamilyReferenceTests {
             for i in 0..<V { got[t * V + i] = ws.logits[i] }
         }
         let (worst, bad) = got.withUnsafeBufferPointer { compareLogits($0.baseAddress!, fx.logits, rows: T, vocab: V) }
-        #expect(bad.isEmpty, "\(family) \(precision): argmax differs at positions \(bad)")
+        let ties = nearTies(fx.logits, rows: T, vocab: V, within: 2 * Self.tolerance(precision) * fx.scale, precision)
+        #expect(bad.allSatisfy(ties.contains), "\(family) \(precision): argmax differs at positions \(bad)")
         #expect(
             worst <= Self.tolerance(precision) * fx.scale,
             "\(family) \(precision): max |logit difference| \(worst), scale \(fx.scale)")
@@ -213,9 +216,27 @@ struct FamilyReferenceTests {
         let ws = Workspace(model: model, maxTokens: 5, logitRows: T)
         try model.forward(tokens: fx.ids, cache: cache, workspace: ws, logits: .all)
         let (worst, bad) = compareLogits(ws.logits.pointer, fx.logits, rows: T, vocab: V)
-        #expect(bad.isEmpty, "\(family) \(precision): argmax differs at positions \(bad)")
+        let ties = nearTies(fx.logits, rows: T, vocab: V, within: 2 * Self.tolerance(precision) * fx.scale, precision)
+        #expect(bad.allSatisfy(ties.contains), "\(family) \(precision): argmax differs at positions \(bad)")
         #expect(
             worst <= Self.tolerance(precision) * fx.scale, "\(family) \(precision): max |logit difference| \(worst)")
+    }
+
+    /// Positions whose two largest reference logits are within `margin` of each other, for a lossy
+    /// (F16 or Q8) cache: there a difference inside the tolerance may swap the argmax, so only the
+    /// tolerance is checked (phi3long's first positions are ties of 0.014-0.028 against a Q8 bound of
+    /// 0.14). Empty for an F32 cache, whose argmax must match everywhere.
+    func nearTies(
+        _ want: [Float], rows T: Int, vocab V: Int, within margin: Float, _ precision: KVCachePrecision
+    )
+        -> Set<Int>
+    {
+        guard precision != .f32 else { return [] }
+        return Set(
+            (0..<T).filter { t in
+                let row = want[(t * V)..<((t + 1) * V)].sorted(by: >)
+                return row[0] - row[1] <= margin
+            })
     }
 
     /// The squared gradient of every linear weight (in the checkpoint's name and orientation: GPT-2's
@@ -467,6 +488,151 @@ struct FamilyReferenceTests {
         #expect(abs(loss - fx.loss) <= 1e-4 * fx.loss)
         #expect(throws: ModelError.contextOverflow(requested: T, limit: 8)) {
             _ = try plain.trainingLoss(tokens: fx.ids, workspace: TrainingWorkspace(model: plain, maxTokens: T))
+        }
+    }
+
+    /// phi3long's config reads as LongRoPE (short and long factors, original context 8, attention
+    /// factor sqrt(1 + ln(24 / 8) / ln 8) = 1.236); its 12 tokens pass the original context, so the
+    /// whole window takes the long factors and token-by-token decode the short ones for its first 8
+    /// steps; the long factors, the short ones and the attention factor each matter to the logits.
+    @Test func longRopeMatters() throws {
+        let fx = try FamilyFixture("phi3long")
+        let config = try ModelConfig(configFile: fx.dir + "/config.json")
+        #expect(config.family == .phi3 && config.slidingWindow == nil)
+        guard case let .longrope(short, long, orig, attention) = config.ropeScaling else {
+            Issue.record("phi3long: RoPE scaling \(config.ropeScaling)")
+            return
+        }
+        #expect(short == [1, 1.2, 1.5, 2] && long == [1, 3, 9, 27] && orig == 8)
+        #expect(abs(attention - (1 + log(3.0) / log(8.0)).squareRoot()) < 1e-12)
+        #expect(fx.ids.count == 12 && fx.ids.count > orig)
+        let source = SafeTensorsSource(try SafeTensorsModel(path: fx.dir))
+        let model = try DecoderModel(config: config, source: source)
+        // theta^(2i/d) times the factor, inverted: short up to length 8, long past it.
+        let d = Float(config.headDim)
+        for (length, factors) in [(8, short), (9, long), (12, long)] {
+            let want = (0..<(config.headDim / 2)).map { i in 1 / (Float(factors[i]) * powf(10000, Float(2 * i) / d)) }
+            #expect(model.frequencies(forLength: length) == want, "length \(length)")
+        }
+        let T = fx.ids.count, V = config.vocabSize
+        func worst(_ c: ModelConfig) throws -> Float {
+            let m = try DecoderModel(config: c, source: source)
+            let ws = Workspace(model: m, maxTokens: T)
+            try m.forward(tokens: fx.ids, cache: KVCache(config: c, capacity: T), workspace: ws, logits: .all)
+            return compareLogits(ws.logits.pointer, fx.logits, rows: T, vocab: V).0
+        }
+        #expect(try worst(config) <= Self.relativeTolerance * fx.scale)
+        var variants: [(String, ModelConfig)] = []
+        var c = config
+        c.ropeScaling = .longrope(
+            shortFactors: short, longFactors: short, originalContext: orig, attentionFactor: attention)
+        variants.append(("short factors past the original context", c))
+        c.ropeScaling = .longrope(shortFactors: short, longFactors: long, originalContext: orig, attentionFactor: 1)
+        variants.append(("no attention factor", c))
+        c.ropeScaling = .none
+        variants.append(("plain RoPE", c))
+        for (name, v) in variants {
+            let w = try worst(v)
+            #expect(w > 100 * Self.relativeTolerance * fx.scale, "\(name): max diff \(w)")
+        }
+        // transformers' token-by-token logits take the short factors for the first 8 positions.
+        let stepwise = try fx.decodeLogits()
+        var early: Float = 0
+        for i in (1 * V)..<(8 * V) { early = max(early, abs(stepwise[i] - fx.logits[i])) }
+        #expect(early > 100 * Self.relativeTolerance * fx.scale)
+    }
+
+    /// Phi-3's config: fused tensors (qkv_proj holds q, k and v; gate_up_proj gate then up), the
+    /// sliding window on every layer, `rope_scaling` with the older `su` type, bad LongRoPE fields and
+    /// partial RoPE refused naming the field, and `huggingFaceJSON` reading back the same.
+    @Test func phi3ConfigFields() throws {
+        let p = try ModelConfig(configFile: Fixtures.url("families/phi3/config.json").path)
+        #expect(p.family == .phi3 && p.ropeScaling == .none)
+        #expect(p.slidingWindow == 5 && p.slidingWindowLayers == nil)
+        let ts = p.linearTensors(layer: 1)
+        #expect(
+            ts.map(\.weightName) == [
+                "model.layers.1.self_attn.qkv_proj.weight", "model.layers.1.self_attn.o_proj.weight",
+                "model.layers.1.mlp.gate_up_proj.weight", "model.layers.1.mlp.down_proj.weight",
+            ])
+        let qd = p.numHeads * p.headDim, kvd = p.numKVHeads * p.headDim, f = p.intermediateSize
+        #expect(ts[0].rows == qd + 2 * kvd && ts[0].parts.map(\.rowOffset) == [0, qd, qd + kvd])
+        #expect(
+            ts[2].rows == 2 * f && ts[2].parts.map(\.kind) == [.gate, .up] && ts[2].parts.map(\.rowOffset) == [0, f])
+
+        let dir = NSTemporaryDirectory() + "squeeze-phi3-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let base = try JSONConfig(path: Fixtures.url("families/phi3long/config.json").path).object
+        let rope = base["rope_parameters"] as! [String: Any]
+        func read(_ edit: (inout [String: Any]) -> Void) throws -> ModelConfig {
+            var o = base
+            edit(&o)
+            try writeJSON(o, to: dir + "/config.json")
+            return try ModelConfig(configFile: dir + "/config.json")
+        }
+        // A Phi-3-mini-128k style config: `rope_scaling` of type `su`, the original context at the top level.
+        let su = try read {
+            $0["rope_parameters"] = nil
+            $0["rope_theta"] = 10000.0
+            $0["rope_scaling"] = [
+                "type": "su", "short_factor": rope["short_factor"]!, "long_factor": rope["long_factor"]!,
+            ]
+        }
+        let long = try ModelConfig(configFile: Fixtures.url("families/phi3long/config.json").path)
+        #expect(su.ropeScaling == long.ropeScaling)
+        try writeJSON(long.huggingFaceJSON(), to: dir + "/config.json")
+        // Factors and context exactly; the attention factor as JSON's decimal digits keep it.
+        let back = try ModelConfig(configFile: dir + "/config.json").ropeScaling
+        if case let .longrope(s1, l1, o1, a1) = back, case let .longrope(s0, l0, o0, a0) = long.ropeScaling {
+            #expect(s1 == s0 && l1 == l0 && o1 == o0 && abs(a1 - a0) <= 1e-12 * a0)
+        } else {
+            Issue.record("huggingFaceJSON wrote \(back)")
+        }
+        for (field, edit) in [
+            (
+                "rope_parameters.long_factor",
+                { (o: inout [String: Any]) in
+                    var r = rope
+                    r["long_factor"] = [1.0, 2.0]
+                    o["rope_parameters"] = r
+                }
+            ),
+            (
+                "rope_parameters.short_factor",
+                { (o: inout [String: Any]) in
+                    var r = rope
+                    r["short_factor"] = [1.0, 2.0, -1.0, 1.0]
+                    o["rope_parameters"] = r
+                }
+            ),
+            (
+                "rope_parameters.long_factor",
+                { (o: inout [String: Any]) in
+                    var r = rope
+                    r["long_factor"] = nil
+                    o["rope_parameters"] = r
+                }
+            ),
+            (
+                "rope_parameters.partial_rotary_factor",
+                { (o: inout [String: Any]) in
+                    var r = rope
+                    r["partial_rotary_factor"] = 0.75
+                    o["rope_parameters"] = r
+                }
+            ),
+            (
+                "original_max_position_embeddings",
+                { (o: inout [String: Any]) in o["original_max_position_embeddings"] = 1 }
+            ),
+        ] {
+            do {
+                _ = try read(edit)
+                Issue.record("\(field): accepted")
+            } catch let e as ModelError {
+                #expect(e.description.contains(field), "\(field): \(e)")
+            }
         }
     }
 

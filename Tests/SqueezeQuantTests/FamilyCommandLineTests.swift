@@ -115,4 +115,29 @@ struct FamilyCommandLineTests {
             #expect(prompt.count + want.count > model.config.slidingWindow!)
         }
     }
+
+    /// phi3long from a 4-token prompt, shorter than its original context of 8: greedy generation
+    /// crosses that context, where transformers' Phi-3 `generate` runs the whole sequence again with
+    /// the long factors; the generator does the same and gives its tokens (plain token-by-token
+    /// decoding through the cache would differ from the 8th token on).
+    @Test func longRopeGenerationMatchesTransformersAcrossTheOriginalContext() throws {
+        let path = FamilyFixtures.dir("phi3long")
+        let ref = try FamilyFixtures.reference("phi3long")
+        let model = try ModelLoader.load(path: path)
+        let prompt = try ref.tensor("generate_short.prompt").toIntArray()
+        let want = try ref.tensor("generate_short.output").toIntArray()
+        guard case let .longrope(_, _, orig, _) = model.config.ropeScaling else {
+            Issue.record("phi3long: RoPE scaling \(model.config.ropeScaling)")
+            return
+        }
+        #expect(prompt.count <= orig && prompt.count + want.count > orig + 1)
+        var got: [Int] = []
+        _ = try Generator(model: model, context: model.config.maxPositionEmbeddings).generate(
+            prompt: prompt, maxTokens: want.count, sampling: SamplingParameters(temperature: 0), stopTokens: []
+        ) { id in
+            got.append(id)
+            return .continue
+        }
+        #expect(got == want, "generated \(got), transformers \(want)")
+    }
 }

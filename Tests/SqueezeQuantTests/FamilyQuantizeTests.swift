@@ -10,7 +10,7 @@ import Testing
 enum FamilyFixtures {
     static let names = [
         "llama", "llamabias", "llama3rope", "llamadyn", "mistral", "qwen2", "qwen2sw", "qwen3", "gemma2", "gemma3",
-        "opt", "opt350m", "gpt2",
+        "phi3", "phi3long", "opt", "opt350m", "gpt2",
     ]
     static func dir(_ name: String) -> String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
