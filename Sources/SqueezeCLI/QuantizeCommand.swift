@@ -61,9 +61,10 @@ public struct QuantizeCommand: ParsableCommand {
             "Sensitivity: a safetensors file of squared gradients (see `squeeze sensitivity`), a directory of SqueezeLLM layer_N.pt gradient chunks, activations (needs --calibration), or none."
     )
     public var sensitivity: SensitivityArgument = .none
-    @Option(help: "Calibration text for --sensitivity activations.")
+    @Option(
+        help: "Calibration text for --sensitivity activations, --method squeezellm-gptq and --refit-tables.")
     public var calibration: String?
-    @Option(help: "Windows of 512 tokens drawn from the calibration text for --sensitivity activations.")
+    @Option(help: "Windows of 512 tokens drawn from the calibration text (seed 0).")
     public var calibrationSamples = PositiveInt(100)
     @Option(help: "Dense-and-sparse: percent of weights kept exactly (0.45 = 0.05% most sensitive + 0.40% outliers).")
     public var sparsity: Percentage?
@@ -75,8 +76,19 @@ public struct QuantizeCommand: ParsableCommand {
     public var outlierRange: PositiveDouble?
     @Option(help: "k-means engine: optimal (exact) or lloyd (fast).")
     public var kmeans: KMeansEngine = .optimal
-    @Option(help: "Method: squeezellm, rtn (GPTQ's per-row asymmetric grid) or rtn-minmax.")
-    public var method: QuantMethod = .squeezellm
+    @Option(
+        help:
+            "Method: squeezellm, squeezellm-gptq (GPTQ error feedback on the tables, then a table refit; needs --calibration), rtn (GPTQ's per-row asymmetric grid) or rtn-minmax. Default: squeezellm."
+    )
+    public var method: QuantMethod?
+    @Flag(
+        help:
+            "Refit each row's table to the layer-output error on the calibration inputs (needs --calibration; squeezellm-gptq always does)."
+    )
+    public var refitTables = false
+    @Option(
+        help: "Fraction of the mean diagonal of X^T X added to its diagonal for squeezellm-gptq and --refit-tables.")
+    public var dampening: PositiveDouble?
     @Option(help: "Sparse values dtype.")
     public var sparseDtype: SparseValueType = .f16
     @Flag(help: "Quantize the LM head too.")
@@ -101,6 +113,15 @@ public struct QuantizeCommand: ParsableCommand {
         if sensitivity == .activations && calibration == nil {
             throw ValidationError("--sensitivity activations needs --calibration FILE")
         }
+        if resolvedMethod.needsCalibration && calibration == nil {
+            throw ValidationError("--method \(resolvedMethod.rawValue) needs --calibration FILE")
+        }
+        if refitTables && calibration == nil { throw ValidationError("--refit-tables needs --calibration FILE") }
+        if (resolvedMethod.needsCalibration || refitTables) && layers != nil {
+            throw ValidationError(
+                "--layers cannot be combined with calibrated quantization (each block's inputs come from the quantized blocks before it)"
+            )
+        }
         if outlierFraction != nil && outlierRange != nil {
             throw ValidationError("give --outlier-fraction or --outlier-range, not both")
         }
@@ -109,11 +130,17 @@ public struct QuantizeCommand: ParsableCommand {
         }
     }
 
-    /// The library's options for these flags (the sensitivity source as given; `run` makes the activations file).
+    /// The method run: `--method`, else squeezellm.
+    public var resolvedMethod: QuantMethod { method ?? .squeezellm }
+
+    /// The library's options for these flags (the sensitivity source as given; `run` makes the
+    /// activations file and the calibration windows).
     public var options: QuantizeOptions {
         var o = QuantizeOptions()
         o.bits = bits.rawValue
-        o.method = method
+        o.method = resolvedMethod
+        o.refitTables = refitTables
+        if let d = dampening { o.dampening = d.value }
         o.kmeans.engine = kmeans
         o.sparseDType = sparseDtype.dtype
         o.quantizeHead = quantizeHead
@@ -155,6 +182,12 @@ public struct QuantizeCommand: ParsableCommand {
                 throw ValidationError("--sensitivity: no such file '\(f)'")
             }
         }
+        if o.usesCalibration, let cal = calibration {
+            o.calibrationWindows = try CalibrationWindows.make(
+                model: model, calibration: cal, samples: calibrationSamples.value)
+            o.calibrationLabel =
+                "\(calibrationSamples.value) windows of 512 tokens of \(URL(fileURLWithPath: cal).lastPathComponent)"
+        }
         if o.outliers != nil && o.sensitivity == .none && (o.outliers!.sensitiveFraction > 0) {
             Progress.eprint("note: no sensitivity file: the sparse part holds only outliers (no sensitive weights)")
         }
@@ -174,6 +207,20 @@ public struct QuantizeCommand: ParsableCommand {
             try AtomicFile.write(enc.encode(rep), to: j)
         }
         print("wrote \(output)")
+    }
+}
+
+/// The calibration windows of calibrated quantization: `samples` windows of 512 tokens of the
+/// calibration text, drawn as `squeeze sensitivity` draws them (seed 0).
+enum CalibrationWindows {
+    static func make(model: String, calibration: String, samples: Int) throws -> [[Int]] {
+        guard let bytes = FileManager.default.contents(atPath: calibration) else {
+            throw ValidationError("--calibration: cannot read '\(calibration)'")
+        }
+        let tokenizer = try Tokenizer.load(path: model)
+        let tokens = try tokenizer.encode(fileBytes: [UInt8](bytes), file: calibration, addSpecialTokens: false)
+        let starts = try WindowSampler.starts(tokenCount: tokens.count, seqlen: 512, samples: samples, seed: 0)
+        return starts.map { Array(tokens[$0..<($0 + 512)]) }
     }
 }
 

@@ -11,6 +11,12 @@ public enum QuantMethod: String, Sendable, Codable, CaseIterable {
     case rtn
     /// Plain per-row min-max uniform grid.
     case rtnMinmax = "rtn-minmax"
+    /// SqueezeLLM's tables as the grid, columns rounded in order with GPTQ's error feedback through
+    /// the layer's input second moments, then each table refitted to the layer-output error.
+    case squeezellmGPTQ = "squeezellm-gptq"
+
+    /// Whether the method needs calibration inputs (X^T X of every linear layer).
+    public var needsCalibration: Bool { self == .squeezellmGPTQ }
 }
 
 /// Where the per-weight sensitivities come from.
@@ -51,6 +57,21 @@ public struct QuantizeOptions: Sendable {
     /// `PartialQuantization.merge` assembles with the other ranges' (nil: the whole model).
     public var layers: ClosedRange<Int>?
     public var threads: Int?
+    /// Calibration windows (token ids) whose inputs to each linear layer give its X^T X, for
+    /// `squeezellm-gptq` and `refitTables`.
+    public var calibrationWindows: [[Int]]?
+    /// How the calibration is described in config.json.
+    public var calibrationLabel: String?
+    /// Refit each row's table to the layer-output error on the calibration inputs (`OutputRefit`);
+    /// `squeezellm-gptq` always does.
+    public var refitTables = false
+    /// This fraction of the mean diagonal of X^T X is added to its diagonal.
+    public var dampening = 0.01
+    /// Columns per lazy batch update of GPTQ.
+    public var gptqBlockSize = 128
+
+    /// Whether layers are quantized with their calibration inputs.
+    public var usesCalibration: Bool { method.needsCalibration || refitTables }
 
     public init() {}
 }
@@ -132,6 +153,20 @@ public enum ModelQuantizer {
         guard [.f16, .f32].contains(options.sparseDType) else {
             throw QuantizePipelineError.badOption(
                 "the sparse values' dtype must be f16 or f32, got \(options.sparseDType.rawValue)")
+        }
+        if options.usesCalibration {
+            let what = options.method.needsCalibration ? "--method \(options.method.rawValue)" : "--refit-tables"
+            guard let w = options.calibrationWindows, !w.isEmpty else {
+                throw QuantizePipelineError.badOption("\(what) needs calibration text (--calibration FILE)")
+            }
+            guard options.layers == nil else {
+                throw QuantizePipelineError.badOption(
+                    "\(what) quantizes every block in order (each block's inputs come from the quantized blocks before it); it cannot run with --layers"
+                )
+            }
+            guard options.dampening >= 0, options.dampening.isFinite else {
+                throw QuantizePipelineError.badOption("--dampening must be finite and >= 0, got \(options.dampening)")
+            }
         }
         let fm = FileManager.default
         if fm.fileExists(atPath: output) { throw QuantizePipelineError.outputExists(output) }
@@ -240,6 +275,19 @@ public enum ModelQuantizer {
         // Plain tensors first, in the order the writer expects.
         let order = writer.plan.flatMap { $0.entries.map { $0.name } }
         var pendingLinear: [String: (QuantizedMatrix, SparseCSR?)] = [:]
+        // Calibrated methods quantize a whole block at once, in block order, as the writer asks for
+        // its first tensor.
+        let stream =
+            try options.usesCalibration ? LayerInputStream(input: input, windows: options.calibrationWindows!) : nil
+        var blockOf: [String: (Int, LinearKind)] = [:]
+        if stream != nil {
+            for li in 0..<config.numLayers {
+                for t in config.linearTensors(layer: li) {
+                    if let kind = t.parts.first?.kind, t.parts.count == 1 { blockOf[t.prefix] = (li, kind) }
+                }
+            }
+        }
+        var blockResults: [String: (QuantizedMatrix, SparseCSR?, TensorReport)] = [:]
         for name in order {
             if plainNames.contains(name) {
                 let t = try input.plainTensor(name, fallback: options.fallbackDType)
@@ -253,11 +301,30 @@ public enum ModelQuantizer {
             let suffix = String(name[name.index(after: name.lastIndex(of: ".")!)...])
             if suffix == "qweight" {
                 let ts = DispatchTime.now().uptimeNanoseconds
-                let w = try input.weight(layer)
-                let sv = try sens?.values(for: layer, rows: w.rows, cols: w.cols) ?? nil
-                let (q, csr, rep) = try quantizeOne(name: layer, w: w, sens: sv, options: options)
+                let (rows, cols) = try input.shape(layer)
+                let w = (rows: rows, cols: cols)
+                let result: (QuantizedMatrix, SparseCSR?, TensorReport)
+                if let s = stream, let li = blockOf[layer]?.0 {
+                    while blockResults[layer] == nil && s.nextBlock <= li {
+                        for (name, res) in try quantizeBlock(
+                            s.nextBlock, stream: s, input: input, sens: sens, options: options)
+                        {
+                            blockResults[name] = res
+                        }
+                    }
+                    guard let res = blockResults.removeValue(forKey: layer) else {
+                        throw QuantizePipelineError.badOption("internal: \(layer) asked for after its block")
+                    }
+                    result = res
+                } else {
+                    let wm = try input.weight(layer)
+                    let sv = try sens?.values(for: layer, rows: wm.rows, cols: wm.cols) ?? nil
+                    var res = try quantizeOne(name: layer, w: wm, sens: sv, options: options)
+                    res.2.seconds = elapsed(ts)
+                    result = res
+                }
+                let (q, csr, rep) = result
                 var r = rep
-                r.seconds = elapsed(ts)
                 let qw = try SqueezePacking.pack(
                     indices: q.indices, rows: w.rows, cols: w.cols, bits: options.bits, tensorName: layer)
                 try qw.withUnsafeBytes { try writer.write(name: name, bytes: $0) }
@@ -311,6 +378,12 @@ public enum ModelQuantizer {
             "quantize_head": options.quantizeHead, "tool": "squeeze \(squeezeVersion)",
             "source": URL(fileURLWithPath: path).lastPathComponent,
         ]
+        if options.usesCalibration {
+            qc["calibration"] = options.calibrationLabel ?? "\(options.calibrationWindows?.count ?? 0) windows"
+            qc["refit_tables"] = true
+            qc["dampening"] = options.dampening
+            if options.method == .squeezellmGPTQ { qc["gptq_block_size"] = options.gptqBlockSize }
+        }
         if let sel = options.outliers {
             qc["sensitive_fraction"] = sel.sensitiveFraction
             if case let .fraction(f) = sel.threshold { qc["outlier_fraction"] = f }
@@ -338,8 +411,45 @@ public enum ModelQuantizer {
             quantizedWeights: quantWeights, outputBytes: outBytes, wallSeconds: elapsed(t0))
     }
 
+    /// Quantizes every linear layer of block `li` with its inputs' second moments (the blocks
+    /// before it already quantized), puts what each quantized layer computes into the stream's model
+    /// and runs the block again for the next block's inputs. Returns each layer's results by prefix.
+    static func quantizeBlock(
+        _ li: Int, stream s: LayerInputStream, input: ModelInput, sens: PipelineSensitivity?, options: QuantizeOptions
+    ) throws -> [String: (QuantizedMatrix, SparseCSR?, TensorReport)] {
+        let moments = s.secondMoments(block: li)
+        var out: [String: (QuantizedMatrix, SparseCSR?, TensorReport)] = [:]
+        for t in input.config.linearTensors(layer: li) {
+            guard t.parts.count == 1, let kind = t.parts.first?.kind else {
+                throw QuantizePipelineError.badOption(
+                    "calibrated quantization needs whole linear layers; '\(t.prefix).weight' is fused")
+            }
+            guard let m = moments[LayerInputStream.inputOwner(kind)] else {
+                throw QuantizePipelineError.badOption("internal: no inputs were observed for '\(t.prefix).weight'")
+            }
+            let ts = DispatchTime.now().uptimeNanoseconds
+            let w = try input.weight(t.prefix)
+            let sv = try sens?.values(for: t.prefix, rows: w.rows, cols: w.cols) ?? nil
+            var (q, csr, rep) = try quantizeOne(
+                name: t.prefix, w: w, sens: sv, options: options, hessian: m.dampened(options.dampening))
+            rep.seconds = elapsed(ts)
+            // What the stored layer computes: table values plus the sparse part as written.
+            var deq = q.dequantized()
+            if var c = csr {
+                if options.sparseDType == .f16 {
+                    c.values = c.values.map { HalfConversion.toFloat(HalfConversion.toHalf($0)) }
+                }
+                c.add(into: &deq)
+            }
+            s.commit(prefix: t.prefix, kind: kind, values: deq, rows: w.rows, cols: w.cols)
+            out[t.prefix] = (q, csr, rep)
+        }
+        s.advance(block: li)
+        return out
+    }
+
     static func quantizeOne(
-        name: String, w: WeightMatrix, sens: SensitivityValues?, options: QuantizeOptions
+        name: String, w: WeightMatrix, sens: SensitivityValues?, options: QuantizeOptions, hessian: [Double]? = nil
     )
         throws -> (QuantizedMatrix, SparseCSR?, TensorReport)
     {
@@ -353,21 +463,50 @@ public enum ModelQuantizer {
                 }
             }
             var q: QuantizedMatrix
+            // Where kept positions end (GPTQ: their error-fed weights), when not the weights themselves.
+            var kept: [Float]?
             var kmOpts = options.kmeans
             kmOpts.halfPrecisionTable = true
             kmOpts.threads = options.threads
             q = try sens.withInput { si in
                 try mask.withOptionalPointer { mp in
                     switch options.method {
-                    case .squeezellm:
-                        return try NonUniformQuantizer.quantizeMatrix(
+                    case .squeezellm, .squeezellmGPTQ:
+                        var r = try NonUniformQuantizer.quantizeMatrix(
                             weights: wp, sensitivity: si, rows: rows, cols: cols, bits: options.bits,
                             keepMask: mp, options: kmOpts, tensorName: name + ".weight")
+                        guard let h = hessian else { return r }
+                        if options.method == .squeezellmGPTQ {
+                            let u = try GPTQTableQuantizer.inverseCholeskyUpper(
+                                h, n: cols, tensorName: name + ".weight")
+                            let g = try GPTQTableQuantizer.quantize(
+                                weights: wp, rows: rows, cols: cols, bits: options.bits, tables: r.lut, u: u,
+                                keepMask: mp, blockSize: options.gptqBlockSize, threads: options.threads,
+                                tensorName: name + ".weight")
+                            r.indices = g.indices
+                            if mp != nil { kept = g.values }
+                        }
+                        try kept.withOptionalPointer { kp in
+                            try h.withUnsafeBufferPointer { hb in
+                                _ = try OutputRefit.refit(
+                                    &r, weights: wp, hessian: hb.baseAddress!, keepMask: mp, keptValues: kp,
+                                    sensitivity: si, threads: options.threads, tensorName: name + ".weight")
+                            }
+                        }
+                        if let m = mp { r = RTNQuantizer.assignKeptToNearestZero(r, keepMask: m) }
+                        return r
                     case .rtn, .rtnMinmax:
                         var r = try RTNQuantizer.quantizeMatrix(
                             weights: wp, sensitivity: si, rows: rows, cols: cols, bits: options.bits,
                             variant: options.method == .rtn ? .gptq : .minmax, tensorName: name + ".weight")
                         if let m = mp { r = RTNQuantizer.assignKeptToNearestZero(r, keepMask: m) }
+                        if let h = hessian, options.refitTables {
+                            try h.withUnsafeBufferPointer { hb in
+                                _ = try OutputRefit.refit(
+                                    &r, weights: wp, hessian: hb.baseAddress!, keepMask: mp, sensitivity: si,
+                                    threads: options.threads, tensorName: name + ".weight")
+                            }
+                        }
                         return r
                     }
                 }
@@ -376,8 +515,10 @@ public enum ModelQuantizer {
             q.lut = q.lut.map { HalfConversion.toFloat(HalfConversion.toHalf($0)) }
             var csr: SparseCSR?
             if let m = mask {
-                csr = m.withUnsafeBufferPointer {
-                    SparseCSR.build(weights: wp, keepMask: $0.baseAddress!, quantized: q)
+                csr = m.withUnsafeBufferPointer { mb in
+                    kept.withOptionalPointer { kp in
+                        SparseCSR.build(weights: kp ?? wp, keepMask: mb.baseAddress!, quantized: q)
+                    }
                 }
             }
             // Errors against what is stored.
@@ -443,6 +584,15 @@ extension RTNQuantizer {
             for c in 0..<q.cols where keepMask[r * q.cols + c] != 0 { q.indices[r * q.cols + c] = UInt8(z) }
         }
         return q
+    }
+}
+
+extension Optional where Wrapped == [Float] {
+    func withOptionalPointer<R>(_ body: (UnsafePointer<Float>?) throws -> R) rethrows -> R {
+        switch self {
+        case .none: return try body(nil)
+        case let .some(a): return try a.withUnsafeBufferPointer { try body($0.baseAddress) }
+        }
     }
 }
 

@@ -166,10 +166,24 @@ func expectRejected<C: ParsableCommand>(
 @Suite struct QuantizeParsingTests {
     @Test func defaults() throws {
         let c = try parse(QuantizeCommand.self, ["--model", "m", "--output", "o"])
-        #expect(c.bits == .four && c.sensitivity == .none && c.kmeans == .optimal && c.method == .squeezellm)
+        #expect(c.bits == .four && c.sensitivity == .none && c.kmeans == .optimal && c.method == nil)
+        #expect(c.resolvedMethod == .squeezellm && !c.refitTables && c.dampening == nil)
         #expect(c.sparseDtype == .f16 && !c.quantizeHead && c.threads == nil && c.calibrationSamples.value == 100)
         let o = c.options
         #expect(o.bits == 4 && o.outliers == nil && o.sensitivity == .none && o.sparseDType == .f16)
+        #expect(o.method == .squeezellm && !o.usesCalibration && o.dampening == 0.01 && o.gptqBlockSize == 128)
+    }
+
+    /// `--method squeezellm-gptq`, `--refit-tables` and `--dampening` with `--calibration`.
+    @Test func calibratedMethods() throws {
+        let base = ["--model", "m", "--output", "o", "--calibration", "c.txt"]
+        let g = try parse(
+            QuantizeCommand.self,
+            base + ["--method", "squeezellm-gptq", "--dampening", "0.05", "--calibration-samples", "32"])
+        #expect(g.method == .squeezellmGPTQ && g.dampening?.value == 0.05 && g.calibrationSamples.value == 32)
+        #expect(g.options.method == .squeezellmGPTQ && g.options.usesCalibration && g.options.dampening == 0.05)
+        let r = try parse(QuantizeCommand.self, base + ["--refit-tables", "--method", "rtn"])
+        #expect(r.refitTables && r.options.refitTables && r.options.method == .rtn && r.options.usesCalibration)
     }
 
     @Test func values() throws {
@@ -214,6 +228,12 @@ func expectRejected<C: ParsableCommand>(
         expectRejected(QuantizeCommand.self, base + ["--threads", "0"], "--threads")
         // Rules over several options.
         expectRejected(QuantizeCommand.self, base + ["--sensitivity", "activations"], "--calibration")
+        expectRejected(QuantizeCommand.self, base + ["--method", "squeezellm-gptq"], "--calibration")
+        expectRejected(QuantizeCommand.self, base + ["--refit-tables"], "--refit-tables", "--calibration")
+        expectRejected(QuantizeCommand.self, base + ["--dampening", "0"], "--dampening")
+        expectRejected(
+            QuantizeCommand.self,
+            base + ["--method", "squeezellm-gptq", "--calibration", "c", "--layers", "0-3"], "--layers")
         expectRejected(
             QuantizeCommand.self, base + ["--outlier-fraction", "0.4", "--outlier-range", "2"], "--outlier-fraction",
             "--outlier-range")
